@@ -1,0 +1,14 @@
+//! kwatch: every TCP socket with its timer, probe count and owning processes, and which ones are stuck.
+
+pub mod analyze;
+pub mod cli;
+pub mod collect;
+pub mod diag;
+pub mod escape;
+pub mod filter;
+pub mod model;
+pub mod output;
+pub mod proc;
+pub mod run;
+pub mod sysctl;
+pub mod tui;

@@ -1,0 +1,403 @@
+//! Plain data every view consumes: connections, timers, tcp_info, processes, findings, a snapshot.
+//!
+//! Field names follow the kernel's and carry their unit (`expires_ms`, `rtt_us`). Values the kernel did not
+//! send are `None` (JSON `null`), never zero.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::IpAddr;
+
+use serde::{Deserialize, Serialize};
+
+/// Address family of a socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Family {
+    Ipv4,
+    Ipv6,
+}
+
+impl Family {
+    /// The kernel's address family number (AF_INET / AF_INET6).
+    pub fn af(self) -> u8 {
+        match self {
+            Family::Ipv4 => libc::AF_INET as u8,
+            Family::Ipv6 => libc::AF_INET6 as u8,
+        }
+    }
+}
+
+/// TCP state as numbered in the kernel's `include/net/tcp_states.h`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TcpState {
+    Established = 1,
+    SynSent = 2,
+    SynRecv = 3,
+    FinWait1 = 4,
+    FinWait2 = 5,
+    TimeWait = 6,
+    Close = 7,
+    CloseWait = 8,
+    LastAck = 9,
+    Listen = 10,
+    Closing = 11,
+    NewSynRecv = 12,
+}
+
+impl TcpState {
+    /// Every state, in kernel order.
+    pub const ALL: [TcpState; 12] = [
+        TcpState::Established,
+        TcpState::SynSent,
+        TcpState::SynRecv,
+        TcpState::FinWait1,
+        TcpState::FinWait2,
+        TcpState::TimeWait,
+        TcpState::Close,
+        TcpState::CloseWait,
+        TcpState::LastAck,
+        TcpState::Listen,
+        TcpState::Closing,
+        TcpState::NewSynRecv,
+    ];
+
+    pub fn from_kernel(n: u8) -> Option<TcpState> {
+        TcpState::ALL.iter().copied().find(|s| *s as u8 == n)
+    }
+
+    /// The name used on the command line, in filters and in JSON (ss-style, lowercase).
+    pub fn name(self) -> &'static str {
+        match self {
+            TcpState::Established => "established",
+            TcpState::SynSent => "syn-sent",
+            TcpState::SynRecv => "syn-recv",
+            TcpState::FinWait1 => "fin-wait-1",
+            TcpState::FinWait2 => "fin-wait-2",
+            TcpState::TimeWait => "time-wait",
+            TcpState::Close => "close",
+            TcpState::CloseWait => "close-wait",
+            TcpState::LastAck => "last-ack",
+            TcpState::Listen => "listen",
+            TcpState::Closing => "closing",
+            TcpState::NewSynRecv => "new-syn-recv",
+        }
+    }
+
+    /// The short upper-case label `ss` prints (ESTAB, CLOSE-WAIT, ...), used in tables.
+    pub fn label(self) -> &'static str {
+        match self {
+            TcpState::Established => "ESTAB",
+            TcpState::SynSent => "SYN-SENT",
+            TcpState::SynRecv | TcpState::NewSynRecv => "SYN-RECV",
+            TcpState::FinWait1 => "FIN-WAIT-1",
+            TcpState::FinWait2 => "FIN-WAIT-2",
+            TcpState::TimeWait => "TIME-WAIT",
+            TcpState::Close => "UNCONN",
+            TcpState::CloseWait => "CLOSE-WAIT",
+            TcpState::LastAck => "LAST-ACK",
+            TcpState::Listen => "LISTEN",
+            TcpState::Closing => "CLOSING",
+        }
+    }
+
+    /// Parses a state name as `ss` and kwatch accept it: `established`, `estab`, `close-wait`, `close_wait`,
+    /// `CLOSE-WAIT`, `time-wait`, `listen`, `syn-recv`, ...
+    pub fn parse(s: &str) -> Option<TcpState> {
+        let norm = s.trim().to_ascii_lowercase().replace('_', "-");
+        match norm.as_str() {
+            "estab" => return Some(TcpState::Established),
+            "unconn" | "closed" => return Some(TcpState::Close),
+            "syn-rcvd" => return Some(TcpState::SynRecv),
+            _ => {}
+        }
+        TcpState::ALL.iter().copied().find(|st| st.name() == norm)
+    }
+}
+
+impl fmt::Display for TcpState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Which timer the kernel reports as pending (`idiag_timer`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TimerKind {
+    /// 0: no timer pending.
+    None,
+    /// 1: retransmit (also tail loss probe and RACK reorder timer).
+    Retransmit,
+    /// 2: keepalive (the socket's `sk_timer`).
+    Keepalive,
+    /// 3: TIME_WAIT expiry.
+    TimeWait,
+    /// 4: zero-window probe.
+    ZeroWindowProbe,
+}
+
+impl TimerKind {
+    pub fn from_kernel(n: u8) -> Option<TimerKind> {
+        Some(match n {
+            0 => TimerKind::None,
+            1 => TimerKind::Retransmit,
+            2 => TimerKind::Keepalive,
+            3 => TimerKind::TimeWait,
+            4 => TimerKind::ZeroWindowProbe,
+            _ => return None,
+        })
+    }
+
+    /// The word `ss -o` prints: `on`, `keepalive`, `timewait`, `persist`, `off`; kwatch uses clearer ones.
+    pub fn label(self) -> &'static str {
+        match self {
+            TimerKind::None => "none",
+            TimerKind::Retransmit => "retransmit",
+            TimerKind::Keepalive => "keepalive",
+            TimerKind::TimeWait => "time_wait",
+            TimerKind::ZeroWindowProbe => "zero_window_probe",
+        }
+    }
+}
+
+/// The pending timer: kind, milliseconds to expiry, and `idiag_retrans` (retransmits for the retransmit
+/// timer, unanswered probes for keepalive and zero-window probe timers).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Timer {
+    pub kind: TimerKind,
+    pub expires_ms: u64,
+    pub count: u32,
+}
+
+impl Timer {
+    pub const NONE: Timer = Timer { kind: TimerKind::None, expires_ms: 0, count: 0 };
+}
+
+/// The part of the kernel's `struct tcp_info` kwatch uses. Each field is `None` when the kernel's reply was
+/// too short to contain it (older kernels send a shorter struct).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TcpInfo {
+    /// `tcpi_state` as the kernel sees it.
+    pub state: Option<u8>,
+    /// `tcpi_ca_state`: congestion-avoidance state (0 open, 1 disorder, 2 cwr, 3 recovery, 4 loss).
+    pub ca_state: Option<u8>,
+    /// `tcpi_retransmits`: consecutive retransmits of the current segment (icsk_retransmits).
+    pub retransmits: Option<u8>,
+    /// `tcpi_probes`: unanswered zero-window or keepalive probes (icsk_probes_out).
+    pub probes: Option<u8>,
+    /// `tcpi_backoff`: exponential backoff of the retransmit timer.
+    pub backoff: Option<u8>,
+    pub rto_us: Option<u32>,
+    pub ato_us: Option<u32>,
+    pub snd_mss: Option<u32>,
+    pub rcv_mss: Option<u32>,
+    pub unacked: Option<u32>,
+    pub sacked: Option<u32>,
+    pub lost: Option<u32>,
+    pub retrans: Option<u32>,
+    pub last_data_sent_ms: Option<u32>,
+    pub last_ack_sent_ms: Option<u32>,
+    pub last_data_recv_ms: Option<u32>,
+    pub last_ack_recv_ms: Option<u32>,
+    pub pmtu: Option<u32>,
+    pub rtt_us: Option<u32>,
+    pub rttvar_us: Option<u32>,
+    pub snd_cwnd: Option<u32>,
+    pub total_retrans: Option<u32>,
+    pub bytes_acked: Option<u64>,
+    pub bytes_received: Option<u64>,
+    pub notsent_bytes: Option<u32>,
+    pub min_rtt_us: Option<u32>,
+    pub bytes_sent: Option<u64>,
+    pub bytes_retrans: Option<u64>,
+    pub snd_wnd: Option<u32>,
+}
+
+/// One process holding a socket through one of its file descriptors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Owner {
+    pub pid: u32,
+    pub fd: u32,
+}
+
+/// How bad a finding is. Ordered: `Info < Warning < Critical`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Info,
+    Warning,
+    Critical,
+}
+
+impl Severity {
+    pub fn label(self) -> &'static str {
+        match self {
+            Severity::Info => "info",
+            Severity::Warning => "warning",
+            Severity::Critical => "critical",
+        }
+    }
+}
+
+/// Stable codes of what analysis can say about a socket. The JSON and the filter use these names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FindingCode {
+    CloseWait,
+    DeadPeerSuspect,
+    NoKeepaliveIdle,
+    Retransmitting,
+    ZeroWindow,
+}
+
+impl FindingCode {
+    pub const ALL: [FindingCode; 5] = [
+        FindingCode::CloseWait,
+        FindingCode::DeadPeerSuspect,
+        FindingCode::NoKeepaliveIdle,
+        FindingCode::Retransmitting,
+        FindingCode::ZeroWindow,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            FindingCode::CloseWait => "close_wait",
+            FindingCode::DeadPeerSuspect => "dead_peer_suspect",
+            FindingCode::NoKeepaliveIdle => "no_keepalive_idle",
+            FindingCode::Retransmitting => "retransmitting",
+            FindingCode::ZeroWindow => "zero_window",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<FindingCode> {
+        let norm = s.trim().to_ascii_lowercase().replace('-', "_");
+        FindingCode::ALL.iter().copied().find(|c| c.name() == norm)
+    }
+}
+
+impl fmt::Display for FindingCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// One thing analysis says about one socket: a stable code, a severity and one plain sentence.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Finding {
+    pub code: FindingCode,
+    pub severity: Severity,
+    pub message: String,
+}
+
+/// One TCP socket from the sock_diag dump, joined with its owners and findings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Connection {
+    /// The kernel's socket cookie: stable for the socket's lifetime, unique among live sockets.
+    pub cookie: u64,
+    pub family: Family,
+    pub state: TcpState,
+    pub local_addr: IpAddr,
+    pub local_port: u16,
+    pub peer_addr: IpAddr,
+    pub peer_port: u16,
+    /// Bound interface index (`idiag_if`), 0 when not bound.
+    pub interface: u32,
+    /// Socket inode (0 for TIME_WAIT and orphaned sockets, which no process holds).
+    pub inode: u64,
+    pub uid: u32,
+    /// For LISTEN: current accept-queue length; otherwise bytes received but not read by the program.
+    pub recv_q: u32,
+    /// For LISTEN: accept-queue limit (backlog); otherwise bytes sent but not yet acknowledged.
+    pub send_q: u32,
+    pub timer: Timer,
+    /// `INET_DIAG_SHUTDOWN`: bit 0 = receive side shut down, bit 1 = send side.
+    pub shutdown: Option<u8>,
+    /// `INET_DIAG_CONG`: congestion control algorithm name.
+    pub congestion: Option<String>,
+    /// `INET_DIAG_INFO`, absent for TIME_WAIT and SYN_RECV mini-sockets.
+    pub tcp_info: Option<TcpInfo>,
+    /// Every (pid, fd) that holds this socket, sorted.
+    pub owners: Vec<Owner>,
+    /// Filled by analysis; empty for a healthy socket.
+    pub findings: Vec<Finding>,
+}
+
+impl Connection {
+    /// The worst severity among this socket's findings.
+    pub fn worst(&self) -> Option<Severity> {
+        self.findings.iter().map(|f| f.severity).max()
+    }
+
+    pub fn is_stuck(&self) -> bool {
+        !self.findings.is_empty()
+    }
+}
+
+/// What kwatch knows of a process that holds at least one socket.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Process {
+    pub pid: u32,
+    /// `/proc/PID/comm`, raw (escape before display).
+    pub comm: String,
+    /// `/proc/PID/cmdline` split on NUL, raw (escape before display). Empty for kernel threads or zombies.
+    pub cmdline: Vec<String>,
+    pub uid: Option<u32>,
+    /// User name from the passwd database, when the uid has one.
+    pub user: Option<String>,
+}
+
+/// A process whose fd table kwatch could not read (usually: not running as root).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UnreadableProcess {
+    pub pid: u32,
+    pub comm: Option<String>,
+}
+
+/// The network namespace's TCP settings that decide how long dead peers and closing sockets linger.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Settings {
+    pub tcp_keepalive_time_s: Option<u32>,
+    pub tcp_keepalive_intvl_s: Option<u32>,
+    pub tcp_keepalive_probes: Option<u32>,
+    pub tcp_retries2: Option<u32>,
+    pub tcp_fin_timeout_s: Option<u32>,
+}
+
+impl Settings {
+    /// True when keepalive runs on the kernel's 7200/75/9 defaults (2h11m15s to notice a dead peer).
+    pub fn keepalive_is_default(&self) -> bool {
+        self.tcp_keepalive_time_s == Some(7200)
+            && self.tcp_keepalive_intvl_s == Some(75)
+            && self.tcp_keepalive_probes == Some(9)
+    }
+}
+
+/// One look at the system: every TCP socket with owners and findings, plus context. Serializable so that test
+/// fixtures are readable JSON files; the JSON report (`output::json`) is a separate, documented type.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Snapshot {
+    /// Wall-clock time the dump started, milliseconds since the Unix epoch.
+    pub taken_at_unix_ms: u64,
+    /// How long the kernel dump took.
+    pub dump_us: u64,
+    /// How long the /proc scan took.
+    pub proc_scan_us: u64,
+    pub host: String,
+    pub kernel: String,
+    pub settings: Settings,
+    pub connections: Vec<Connection>,
+    /// Processes that hold at least one listed socket, by pid.
+    pub processes: BTreeMap<u32, Process>,
+    /// Processes whose fds could not be read: their sockets show no owner.
+    pub unreadable: Vec<UnreadableProcess>,
+    /// Non-fatal problems worth telling the user (one line each).
+    pub warnings: Vec<String>,
+}
+
+impl Snapshot {
+    /// A display name for a pid: its comm, or `?` when unknown.
+    pub fn comm(&self, pid: u32) -> &str {
+        self.processes.get(&pid).map(|p| p.comm.as_str()).unwrap_or("?")
+    }
+}

@@ -1,0 +1,1 @@
+//! The width-aware text table of `kwatch --once`.

@@ -1,0 +1,1 @@
+//! Runs what the command line asked for.

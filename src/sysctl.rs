@@ -1,0 +1,1 @@
+//! Reads the namespace TCP sysctls from /proc/sys/net/ipv4.
