@@ -1,1 +1,367 @@
 //! The JSON document of `kwatch --once --json`.
+//!
+//! The report types here are the documented, stable schema (docs/json-schema.md), kept apart from the model so
+//! that an internal rename cannot silently change what scripts read. The document is written streaming: sockets
+//! are turned into report rows one at a time while serde_json writes them, so memory stays flat with 200k sockets.
+
+use std::collections::BTreeMap;
+use std::io::{self, BufWriter, Write};
+use std::net::IpAddr;
+
+use serde::Serialize;
+use serde::ser::Serializer;
+
+use crate::analyze::{self, ProcessSummary};
+use crate::model::{
+    Connection, Family, Finding, FindingCode, Owner, Settings, Snapshot, TcpInfo, TcpState, Timer,
+};
+
+/// Bumped when a field is renamed, removed or changes meaning; additions keep it.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// Writes the report as one compact JSON document followed by a newline.
+///
+/// `conns` are the sockets to report (already filtered); totals and processes are computed over them.
+/// `elapsed_us` is the caller's measurement of the whole run. I/O errors (e.g. `BrokenPipe`) are returned as is.
+pub fn write(
+    w: &mut impl Write,
+    snapshot: &Snapshot,
+    conns: &[&Connection],
+    elapsed_us: u64,
+) -> io::Result<()> {
+    let mut buf = BufWriter::new(w);
+    serde_json::to_writer(&mut buf, &Report::new(snapshot, conns, elapsed_us))?;
+    buf.write_all(b"\n")?;
+    buf.flush()
+}
+
+/// Same document as [`write`], indented for people.
+pub fn write_pretty(
+    w: &mut impl Write,
+    snapshot: &Snapshot,
+    conns: &[&Connection],
+    elapsed_us: u64,
+) -> io::Result<()> {
+    let mut buf = BufWriter::new(w);
+    serde_json::to_writer_pretty(&mut buf, &Report::new(snapshot, conns, elapsed_us))?;
+    buf.write_all(b"\n")?;
+    buf.flush()
+}
+
+/// The whole document. Field order is the output order.
+#[derive(Debug, Serialize)]
+pub struct Report<'a> {
+    pub schema_version: u32,
+    pub kwatch_version: &'static str,
+    pub taken_at_unix_ms: u64,
+    pub elapsed_us: u64,
+    pub dump_us: u64,
+    pub proc_scan_us: u64,
+    pub host: &'a str,
+    pub kernel: &'a str,
+    pub settings: &'a Settings,
+    pub totals: Totals,
+    pub unreadable_processes: Vec<UnreadableReport<'a>>,
+    pub warnings: &'a [String],
+    pub sockets: Sockets<'a>,
+    pub processes: Vec<ProcessReport<'a>>,
+}
+
+impl<'a> Report<'a> {
+    pub fn new(snapshot: &'a Snapshot, conns: &'a [&'a Connection], elapsed_us: u64) -> Self {
+        let summaries = analyze::rollup(snapshot, conns.iter().copied());
+        let processes: Vec<ProcessReport<'a>> = summaries
+            .into_iter()
+            .map(|s| ProcessReport::new(snapshot, s))
+            .collect();
+        Report {
+            schema_version: SCHEMA_VERSION,
+            kwatch_version: env!("CARGO_PKG_VERSION"),
+            taken_at_unix_ms: snapshot.taken_at_unix_ms,
+            elapsed_us,
+            dump_us: snapshot.dump_us,
+            proc_scan_us: snapshot.proc_scan_us,
+            host: &snapshot.host,
+            kernel: &snapshot.kernel,
+            settings: &snapshot.settings,
+            totals: Totals::new(snapshot, conns, processes.len() as u64),
+            unreadable_processes: snapshot
+                .unreadable
+                .iter()
+                .map(|u| UnreadableReport {
+                    pid: u.pid,
+                    comm: u.comm.as_deref(),
+                })
+                .collect(),
+            warnings: &snapshot.warnings,
+            sockets: Sockets(conns),
+            processes,
+        }
+    }
+}
+
+/// A TCP state serialized by its documented name ([`TcpState::name`]: `fin-wait-1`), also as a map key.
+///
+/// The model's derived serde form spells `FinWait1` as `fin-wait1`; the report must not depend on that.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct StateName(pub TcpState);
+
+impl Serialize for StateName {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.0.name())
+    }
+}
+
+/// Counts over the reported sockets. `by_state` and `by_finding` list every state and code, zero included.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Totals {
+    pub sockets: u64,
+    pub by_state: BTreeMap<StateName, u64>,
+    /// Sockets with at least one finding.
+    pub stuck: u64,
+    /// Sockets carrying each finding code (a socket with two codes counts under both).
+    pub by_finding: BTreeMap<FindingCode, u64>,
+    /// Distinct processes owning at least one reported socket.
+    pub processes: u64,
+    /// Processes whose fd table could not be read (not affected by filters).
+    pub unreadable_processes: u64,
+}
+
+impl Totals {
+    pub fn new(snapshot: &Snapshot, conns: &[&Connection], processes: u64) -> Self {
+        let mut by_state: BTreeMap<StateName, u64> =
+            TcpState::ALL.iter().map(|s| (StateName(*s), 0)).collect();
+        let mut by_finding: BTreeMap<FindingCode, u64> =
+            FindingCode::ALL.iter().map(|c| (*c, 0)).collect();
+        let mut stuck = 0;
+        for c in conns {
+            *by_state.entry(StateName(c.state)).or_default() += 1;
+            if c.is_stuck() {
+                stuck += 1;
+            }
+            let mut codes: Vec<FindingCode> = c.findings.iter().map(|f| f.code).collect();
+            codes.sort();
+            codes.dedup();
+            for code in codes {
+                *by_finding.entry(code).or_default() += 1;
+            }
+        }
+        Totals {
+            sockets: conns.len() as u64,
+            by_state,
+            stuck,
+            by_finding,
+            processes,
+            unreadable_processes: snapshot.unreadable.len() as u64,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct UnreadableReport<'a> {
+    pub pid: u32,
+    /// `null` when even `/proc/PID/comm` could not be read.
+    pub comm: Option<&'a str>,
+}
+
+/// The socket list, serialized lazily one row at a time.
+#[derive(Debug)]
+pub struct Sockets<'a>(&'a [&'a Connection]);
+
+impl Serialize for Sockets<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(self.0.iter().map(|c| SocketReport::new(c)))
+    }
+}
+
+/// One socket.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SocketReport<'a> {
+    pub cookie: u64,
+    pub family: Family,
+    pub state: StateName,
+    pub local_addr: IpAddr,
+    pub local_port: u16,
+    pub peer_addr: IpAddr,
+    pub peer_port: u16,
+    pub interface: u32,
+    pub inode: u64,
+    pub uid: u32,
+    pub recv_q: u32,
+    pub send_q: u32,
+    pub timer: &'a Timer,
+    pub shutdown: Option<u8>,
+    pub congestion: Option<&'a str>,
+    pub tcp_info: Option<&'a TcpInfo>,
+    pub owners: &'a [Owner],
+    pub findings: &'a [Finding],
+}
+
+impl<'a> SocketReport<'a> {
+    pub fn new(c: &'a Connection) -> Self {
+        SocketReport {
+            cookie: c.cookie,
+            family: c.family,
+            state: StateName(c.state),
+            local_addr: c.local_addr,
+            local_port: c.local_port,
+            peer_addr: c.peer_addr,
+            peer_port: c.peer_port,
+            interface: c.interface,
+            inode: c.inode,
+            uid: c.uid,
+            recv_q: c.recv_q,
+            send_q: c.send_q,
+            timer: &c.timer,
+            shutdown: c.shutdown,
+            congestion: c.congestion.as_deref(),
+            tcp_info: c.tcp_info.as_ref(),
+            owners: &c.owners,
+            findings: &c.findings,
+        }
+    }
+}
+
+/// One process's rollup over the reported sockets, with what /proc said about it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ProcessReport<'a> {
+    pub pid: u32,
+    pub comm: String,
+    pub cmdline: &'a [String],
+    pub uid: Option<u32>,
+    pub user: Option<String>,
+    pub sockets: u32,
+    /// Only states with at least one socket.
+    pub by_state: BTreeMap<StateName, u32>,
+    /// Only codes with at least one socket.
+    pub findings: BTreeMap<FindingCode, u32>,
+    pub established_without_keepalive: u32,
+}
+
+impl<'a> ProcessReport<'a> {
+    fn new(snapshot: &'a Snapshot, s: ProcessSummary) -> Self {
+        let process = snapshot.processes.get(&s.pid);
+        ProcessReport {
+            pid: s.pid,
+            comm: s.comm,
+            cmdline: process.map(|p| p.cmdline.as_slice()).unwrap_or(&[]),
+            uid: process.and_then(|p| p.uid),
+            user: s.user,
+            sockets: s.sockets,
+            by_state: s
+                .by_state
+                .into_iter()
+                .filter(|(_, n)| *n > 0)
+                .map(|(st, n)| (StateName(st), n))
+                .collect(),
+            findings: s.findings.into_iter().filter(|(_, n)| *n > 0).collect(),
+            established_without_keepalive: s.established_without_keepalive,
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::model::{Severity, TimerKind};
+
+    fn conn(cookie: u64, state: TcpState, codes: &[FindingCode]) -> Connection {
+        Connection {
+            cookie,
+            family: Family::Ipv4,
+            state,
+            local_addr: "127.0.0.1".parse().unwrap(),
+            local_port: 1000,
+            peer_addr: "127.0.0.1".parse().unwrap(),
+            peer_port: 2000,
+            interface: 0,
+            inode: cookie,
+            uid: 0,
+            recv_q: 0,
+            send_q: 0,
+            timer: Timer {
+                kind: TimerKind::None,
+                expires_ms: 0,
+                count: 0,
+            },
+            shutdown: None,
+            congestion: None,
+            tcp_info: None,
+            owners: vec![],
+            findings: codes
+                .iter()
+                .map(|c| Finding {
+                    code: *c,
+                    severity: Severity::Warning,
+                    message: String::new(),
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn totals_list_every_state_and_code_and_count_stuck_sockets_once() {
+        let a = conn(
+            1,
+            TcpState::CloseWait,
+            &[FindingCode::CloseWait, FindingCode::ZeroWindow],
+        );
+        let b = conn(2, TcpState::Established, &[]);
+        let c = conn(3, TcpState::CloseWait, &[FindingCode::CloseWait]);
+        let snapshot = Snapshot::default();
+        let t = Totals::new(&snapshot, &[&a, &b, &c], 0);
+        assert_eq!(t.sockets, 3);
+        assert_eq!(t.stuck, 2);
+        assert_eq!(t.by_state.len(), TcpState::ALL.len());
+        assert_eq!(t.by_state[&StateName(TcpState::CloseWait)], 2);
+        assert_eq!(t.by_state[&StateName(TcpState::Established)], 1);
+        assert_eq!(t.by_state[&StateName(TcpState::Listen)], 0);
+        assert_eq!(t.by_finding.len(), FindingCode::ALL.len());
+        assert_eq!(t.by_finding[&FindingCode::CloseWait], 2);
+        assert_eq!(t.by_finding[&FindingCode::ZeroWindow], 1);
+        assert_eq!(t.by_finding[&FindingCode::Retransmitting], 0);
+    }
+
+    #[test]
+    fn totals_keys_are_the_documented_names() {
+        let a = conn(1, TcpState::FinWait1, &[FindingCode::DeadPeerSuspect]);
+        let t = Totals::new(&Snapshot::default(), &[&a], 0);
+        let v = serde_json::to_value(&t).unwrap();
+        assert_eq!(v["by_state"]["fin-wait-1"], 1);
+        assert_eq!(v["by_finding"]["dead_peer_suspect"], 1);
+    }
+
+    #[test]
+    fn enumerations_serialize_as_their_documented_names() {
+        for st in TcpState::ALL {
+            assert_eq!(serde_json::to_value(StateName(st)).unwrap(), st.name());
+        }
+        for code in FindingCode::ALL {
+            assert_eq!(serde_json::to_value(code).unwrap(), code.name());
+        }
+        for kind in [
+            TimerKind::None,
+            TimerKind::Retransmit,
+            TimerKind::Keepalive,
+            TimerKind::TimeWait,
+            TimerKind::ZeroWindowProbe,
+        ] {
+            assert_eq!(serde_json::to_value(kind).unwrap(), kind.label());
+        }
+        for sev in [Severity::Info, Severity::Warning, Severity::Critical] {
+            assert_eq!(serde_json::to_value(sev).unwrap(), sev.label());
+        }
+    }
+
+    #[test]
+    fn socket_row_serializes_addresses_as_strings() {
+        let a = conn(7, TcpState::Established, &[]);
+        let v = serde_json::to_value(SocketReport::new(&a)).unwrap();
+        assert_eq!(v["local_addr"], "127.0.0.1");
+        assert_eq!(v["state"], "established");
+        assert_eq!(v["family"], "ipv4");
+        assert_eq!(v["timer"]["kind"], "none");
+        assert!(v["tcp_info"].is_null());
+    }
+}
