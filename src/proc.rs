@@ -1,19 +1,155 @@
 //! The /proc seam: which processes hold which socket inodes, with their names and users.
+//!
+//! One `readlinkat` per fd is the whole per-fd cost; comm, cmdline and status are read only for processes that
+//! hold a socket. Processes that exit mid-scan vanish silently, processes whose fds cannot be read are listed in
+//! [`ProcMap::unreadable`], and nothing one process does fails the scan. Each process's result ([`PidScan`]) is
+//! independent of the others, so a refreshing caller can keep them per pid and rebuild the map with
+//! [`ProcMap::from_scans`].
+
+mod parse;
+mod passwd;
+mod scan;
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::Path;
+use std::fs::File;
+use std::io::{self, BufReader};
+use std::path::{Path, PathBuf};
+
+pub use passwd::Users;
+pub use scan::{FdScan, PidList, PidScan, ScanError, Scanner, SocketFd};
 
 use crate::model::{Owner, Process, UnreadableProcess};
 
 /// Socket inode → owners, plus what is known of each owning process.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ProcMap {
+    /// Every (pid, fd) holding each socket inode, sorted.
     pub owners: HashMap<u64, Vec<Owner>>,
+    /// Every process that holds at least one socket fd.
     pub processes: BTreeMap<u32, Process>,
+    /// Processes whose fd table could not be read, by pid.
     pub unreadable: Vec<UnreadableProcess>,
+    /// Problems with the scan as a whole (the proc root or the passwd file could not be read), one line each.
+    pub warnings: Vec<String>,
 }
 
-/// Scans `proc_root` (normally `/proc`); `only_pids` limits the scan to those processes.
-pub fn map_inodes(_proc_root: &Path, _only_pids: Option<&[u32]>) -> ProcMap {
-    unimplemented!("proc::map_inodes")
+impl ProcMap {
+    /// Builds the map from per-process results; owners and unreadable processes come out sorted.
+    pub fn from_scans(scans: impl IntoIterator<Item = PidScan>) -> ProcMap {
+        let mut map = ProcMap::default();
+        for scan in scans {
+            match scan {
+                PidScan::Gone | PidScan::NoSockets => {}
+                PidScan::Unreadable(process) => map.unreadable.push(process),
+                PidScan::Sockets { process, sockets } => {
+                    for SocketFd { fd, inode } in sockets {
+                        map.owners.entry(inode).or_default().push(Owner {
+                            pid: process.pid,
+                            fd,
+                        });
+                    }
+                    map.processes.insert(process.pid, process);
+                }
+            }
+        }
+        for owners in map.owners.values_mut() {
+            owners.sort_unstable();
+            owners.dedup();
+        }
+        map.unreadable.sort_by_key(|p| p.pid);
+        map.unreadable.dedup_by_key(|p| p.pid);
+        map
+    }
 }
+
+/// Where to look: the proc root, the passwd file for user names, and optionally which pids.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScanConfig {
+    pub proc_root: PathBuf,
+    pub passwd_path: PathBuf,
+    /// Scan only these pids; a pid that does not exist is simply absent from the map.
+    pub only_pids: Option<Vec<u32>>,
+}
+
+impl ScanConfig {
+    /// Every process under `proc_root`, user names from `/etc/passwd`.
+    pub fn new(proc_root: impl Into<PathBuf>) -> ScanConfig {
+        ScanConfig {
+            proc_root: proc_root.into(),
+            passwd_path: PathBuf::from("/etc/passwd"),
+            only_pids: None,
+        }
+    }
+}
+
+/// Scans `proc_root` (normally `/proc`); `only_pids` limits the scan to those processes. User names come from
+/// `/etc/passwd`.
+pub fn map_inodes(proc_root: &Path, only_pids: Option<&[u32]>) -> ProcMap {
+    map_inodes_with(&ScanConfig {
+        only_pids: only_pids.map(<[u32]>::to_vec),
+        ..ScanConfig::new(proc_root)
+    })
+}
+
+/// Scans as `config` says. Never fails: what could not be read ends up in `unreadable` or `warnings`.
+pub fn map_inodes_with(config: &ScanConfig) -> ProcMap {
+    let mut warnings = Vec::new();
+    let users = read_users(&config.passwd_path).unwrap_or_else(|e| {
+        warnings.push(describe(&e));
+        Users::default()
+    });
+    let scanner = Scanner::new(&config.proc_root, users);
+    let pids = match &config.only_pids {
+        Some(pids) => {
+            let mut pids = pids.clone();
+            pids.sort_unstable();
+            pids.dedup();
+            pids
+        }
+        None => match scanner.pids() {
+            Ok(PidList { pids, skipped }) => {
+                let count = skipped.len();
+                if let Some(first) = skipped.into_iter().next() {
+                    let path = config.proc_root.clone();
+                    warnings.push(describe(&ScanError::Skipped { path, count, first }));
+                }
+                pids
+            }
+            Err(e) => {
+                warnings.push(describe(&e));
+                Vec::new()
+            }
+        },
+    };
+    let mut map = ProcMap::from_scans(pids.into_iter().map(|pid| scanner.scan_pid(pid)));
+    map.warnings = warnings;
+    map
+}
+
+/// Parses the passwd file at `path`; a missing file means no names (minimal containers have none).
+pub fn read_users(path: &Path) -> Result<Users, ScanError> {
+    let wrap = |source| ScanError::Passwd {
+        path: path.to_owned(),
+        source,
+    };
+    match File::open(path) {
+        Ok(file) => Users::parse(BufReader::new(file)).map_err(wrap),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Users::default()),
+        Err(e) => Err(wrap(e)),
+    }
+}
+
+/// One warning line: the error and its causes.
+fn describe(err: &ScanError) -> String {
+    let mut line = err.to_string();
+    let mut source = std::error::Error::source(err);
+    while let Some(cause) = source {
+        line.push_str(": ");
+        line.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    line
+}
+
+#[cfg(test)]
+mod tests;

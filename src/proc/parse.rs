@@ -1,0 +1,104 @@
+//! Pure parsers for the bits of /proc/PID kwatch reads: fd link targets, comm, cmdline, the status Uid line.
+
+/// The inode of an fd link target `socket:[INODE]`; `None` for every other target (`pipe:[5]`, `/dev/null`, ...).
+pub fn socket_inode(target: &[u8]) -> Option<u64> {
+    let digits = target.strip_prefix(b"socket:[")?.strip_suffix(b"]")?;
+    if digits.is_empty() || digits.len() > 20 || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    digits.iter().try_fold(0u64, |n, d| {
+        n.checked_mul(10)?.checked_add(u64::from(d - b'0'))
+    })
+}
+
+/// `/proc/PID/comm` content without its trailing newline, lossily decoded (control bytes are kept raw).
+pub fn comm(content: &[u8]) -> String {
+    let content = content.strip_suffix(b"\n").unwrap_or(content);
+    String::from_utf8_lossy(content).into_owned()
+}
+
+/// `/proc/PID/cmdline` split on NUL, lossily decoded. Trailing NULs (the terminator, and the padding some
+/// programs leave after rewriting their argv) are dropped; empty arguments inside the line are kept.
+pub fn cmdline(content: &[u8]) -> Vec<String> {
+    let end = content.iter().rposition(|b| *b != 0).map_or(0, |i| i + 1);
+    if end == 0 {
+        return Vec::new();
+    }
+    content[..end]
+        .split(|b| *b == 0)
+        .map(|arg| String::from_utf8_lossy(arg).into_owned())
+        .collect()
+}
+
+/// The real uid: the first number of the `Uid:` line of `/proc/PID/status`.
+pub fn status_uid(content: &[u8]) -> Option<u32> {
+    content
+        .split(|b| *b == b'\n')
+        .find_map(|line| line.strip_prefix(b"Uid:"))
+        .and_then(|rest| {
+            rest.split(|b| b.is_ascii_whitespace())
+                .find(|field| !field.is_empty())
+        })
+        .and_then(|field| std::str::from_utf8(field).ok()?.parse().ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn socket_inode_accepts_only_socket_links() {
+        assert_eq!(socket_inode(b"socket:[1234]"), Some(1234));
+        assert_eq!(socket_inode(b"socket:[0]"), Some(0));
+        assert_eq!(
+            socket_inode(b"socket:[18446744073709551615]"),
+            Some(u64::MAX)
+        );
+        assert_eq!(socket_inode(b"socket:[18446744073709551616]"), None);
+        assert_eq!(socket_inode(b"socket:[]"), None);
+        assert_eq!(socket_inode(b"socket:[12a]"), None);
+        assert_eq!(socket_inode(b"socket:[+12]"), None);
+        assert_eq!(socket_inode(b"socket:[12"), None);
+        assert_eq!(socket_inode(b"pipe:[5]"), None);
+        assert_eq!(socket_inode(b"/dev/null"), None);
+        assert_eq!(socket_inode(b"/tmp/socket:[7]"), None);
+        assert_eq!(socket_inode(b"anon_inode:[eventpoll]"), None);
+    }
+
+    #[test]
+    fn comm_drops_only_the_newline_and_keeps_control_bytes() {
+        assert_eq!(comm(b"nginx\n"), "nginx");
+        assert_eq!(comm(b"nginx"), "nginx");
+        assert_eq!(comm(b"a\x1b]0;x\x07\n"), "a\x1b]0;x\x07");
+        assert_eq!(comm(b"bad\xffname\n"), "bad\u{fffd}name");
+        assert_eq!(comm(b"two\n\n"), "two\n");
+    }
+
+    #[test]
+    fn cmdline_splits_on_nul() {
+        assert_eq!(
+            cmdline(b"/usr/bin/python3\0-m\0http.server\0"),
+            ["/usr/bin/python3", "-m", "http.server"]
+        );
+        assert_eq!(cmdline(b"prog\0\0last\0"), ["prog", "", "last"]);
+        assert_eq!(
+            cmdline(b"nginx: worker process\0\0\0\0"),
+            ["nginx: worker process"]
+        );
+        assert_eq!(cmdline(b"no-terminator"), ["no-terminator"]);
+        assert_eq!(cmdline(b"x\xff\0"), ["x\u{fffd}"]);
+        assert!(cmdline(b"").is_empty());
+        assert!(cmdline(b"\0\0").is_empty());
+    }
+
+    #[test]
+    fn status_uid_reads_the_real_uid() {
+        let status = b"Name:\tsshd\nUmask:\t0022\nState:\tS (sleeping)\nUid:\t1000\t0\t0\t0\nGid:\t5\t5\t5\t5\n";
+        assert_eq!(status_uid(status), Some(1000));
+        assert_eq!(status_uid(b"Uid: 7 8 9 10"), Some(7));
+        assert_eq!(status_uid(b"Name:\tx\nGid:\t1\t1\t1\t1\n"), None);
+        assert_eq!(status_uid(b"Uid:\t\n"), None);
+        assert_eq!(status_uid(b"Uid:\tabc\t0\n"), None);
+        assert_eq!(status_uid(b"Name:\tUid: 5\n"), None);
+    }
+}

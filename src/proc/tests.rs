@@ -1,0 +1,430 @@
+//! Fake proc trees in a tempdir drive the scan: sockets, shared inodes, unreadable and vanished processes.
+
+#![allow(clippy::unwrap_used)]
+
+use std::fs;
+use std::os::unix::fs::symlink;
+use std::path::PathBuf;
+
+use super::*;
+
+/// A proc root under construction in a tempdir, with a passwd file beside it.
+struct FakeProc {
+    dir: tempfile::TempDir,
+}
+
+impl FakeProc {
+    fn new() -> FakeProc {
+        let dir = tempfile::tempdir().unwrap();
+        fs::create_dir(dir.path().join("proc")).unwrap();
+        fs::write(
+            dir.path().join("passwd"),
+            "root:x:0:0:root:/root:/bin/bash\nwww-data:x:33:33:www-data:/var/www:/usr/sbin/nologin\n",
+        )
+        .unwrap();
+        FakeProc { dir }
+    }
+
+    fn root(&self) -> PathBuf {
+        self.dir.path().join("proc")
+    }
+
+    fn config(&self, only_pids: Option<Vec<u32>>) -> ScanConfig {
+        ScanConfig {
+            proc_root: self.root(),
+            passwd_path: self.dir.path().join("passwd"),
+            only_pids,
+        }
+    }
+
+    /// A live-looking process: comm, cmdline, status with `Uid:`, and `fd/` holding links to `targets`.
+    /// (procfs itself needs only the numeric directory to list a pid.)
+    fn process(
+        &self,
+        pid: u32,
+        comm: &[u8],
+        cmdline: &[u8],
+        uid: u32,
+        fds: &[(u32, &str)],
+    ) -> PathBuf {
+        let dir = self.root().join(pid.to_string());
+        fs::create_dir(&dir).unwrap();
+        fs::write(dir.join("comm"), [comm, b"\n"].concat()).unwrap();
+        fs::write(dir.join("cmdline"), cmdline).unwrap();
+        let status = format!(
+            "Name:\tx\nUmask:\t0022\nState:\tS (sleeping)\nTgid:\t{pid}\nPid:\t{pid}\nUid:\t{uid}\t{uid}\t{uid}\t{uid}\nGid:\t0\t0\t0\t0\n"
+        );
+        fs::write(dir.join("status"), status).unwrap();
+        fs::create_dir(dir.join("fd")).unwrap();
+        for (fd, target) in fds {
+            symlink(target, dir.join("fd").join(fd.to_string())).unwrap();
+        }
+        dir
+    }
+}
+
+fn owners(map: &ProcMap, inode: u64) -> Vec<(u32, u32)> {
+    map.owners
+        .get(&inode)
+        .map(|o| o.iter().map(|o| (o.pid, o.fd)).collect())
+        .unwrap_or_default()
+}
+
+/// The usual cast: two processes sharing a socket, a process without sockets, noise in the root.
+fn standard_tree() -> FakeProc {
+    let fake = FakeProc::new();
+    fake.process(
+        100,
+        b"nginx",
+        b"nginx: master process\0-g\0daemon off;\0",
+        33,
+        &[
+            (0, "/dev/null"),
+            (3, "socket:[1234]"),
+            (4, "pipe:[5]"),
+            (7, "socket:[999]"),
+            (12, "socket:[1234]"),
+        ],
+    );
+    fake.process(
+        200,
+        b"worker",
+        b"worker\0",
+        1000,
+        &[(1, "/dev/null"), (5, "socket:[1234]")],
+    );
+    fake.process(
+        300,
+        b"sleep",
+        b"sleep\x00100\x00",
+        0,
+        &[(0, "/dev/null"), (1, "pipe:[5]")],
+    );
+    let root = fake.root();
+    fs::create_dir(root.join("net")).unwrap();
+    fs::write(root.join("uptime"), "1.0 1.0\n").unwrap();
+    symlink("100", root.join("self")).unwrap();
+    fake
+}
+
+#[test]
+fn maps_socket_inodes_to_every_owner() {
+    let fake = standard_tree();
+    let map = map_inodes_with(&fake.config(None));
+
+    assert_eq!(
+        owners(&map, 1234),
+        [(100, 3), (100, 12), (200, 5)],
+        "shared inode lists every (pid, fd), sorted"
+    );
+    assert_eq!(owners(&map, 999), [(100, 7)]);
+    assert_eq!(
+        map.owners.len(),
+        2,
+        "pipes and files are not sockets: {:?}",
+        map.owners
+    );
+    assert_eq!(
+        map.processes.keys().copied().collect::<Vec<_>>(),
+        [100, 200],
+        "300 holds no socket"
+    );
+    assert!(map.unreadable.is_empty());
+    assert!(map.warnings.is_empty(), "{:?}", map.warnings);
+
+    let nginx = &map.processes[&100];
+    assert_eq!(
+        nginx,
+        &Process {
+            pid: 100,
+            comm: "nginx".into(),
+            cmdline: vec![
+                "nginx: master process".into(),
+                "-g".into(),
+                "daemon off;".into()
+            ],
+            uid: Some(33),
+            user: Some("www-data".into()),
+        }
+    );
+    let worker = &map.processes[&200];
+    assert_eq!(
+        (worker.uid, worker.user.as_deref()),
+        (Some(1000), None),
+        "uid without a passwd entry"
+    );
+}
+
+#[test]
+fn unreadable_fd_tables_are_listed_with_their_comm() {
+    let fake = standard_tree();
+    // As root, chmod does not stop us: make `fd` something that cannot be opened as a directory.
+    let not_a_dir = fake.process(400, b"secret", b"secret\0", 0, &[]);
+    fs::remove_dir(not_a_dir.join("fd")).unwrap();
+    fs::write(not_a_dir.join("fd"), "").unwrap();
+    let looping = fake.process(410, b"loop", b"loop\0", 0, &[]);
+    fs::remove_dir(looping.join("fd")).unwrap();
+    symlink("fd", looping.join("fd")).unwrap();
+    let nameless = fake.process(420, b"x", b"", 0, &[]);
+    fs::remove_dir(nameless.join("fd")).unwrap();
+    fs::write(nameless.join("fd"), "").unwrap();
+    fs::remove_file(nameless.join("comm")).unwrap();
+    fs::create_dir(nameless.join("comm")).unwrap();
+
+    let map = map_inodes_with(&fake.config(None));
+
+    assert_eq!(
+        map.unreadable,
+        [
+            UnreadableProcess {
+                pid: 400,
+                comm: Some("secret".into())
+            },
+            UnreadableProcess {
+                pid: 410,
+                comm: Some("loop".into())
+            },
+            UnreadableProcess {
+                pid: 420,
+                comm: None
+            },
+        ]
+    );
+    assert_eq!(
+        owners(&map, 1234),
+        [(100, 3), (100, 12), (200, 5)],
+        "others are still mapped"
+    );
+}
+
+#[test]
+fn vanished_processes_are_skipped_silently() {
+    let fake = standard_tree();
+    // Only a pid directory: the process exited between the listing and the fd scan.
+    fs::create_dir(fake.root().join("500")).unwrap();
+    // fd/ is read but comm is gone by the time we describe the process.
+    let late = fake.process(600, b"late", b"late\0", 0, &[(3, "socket:[4242]")]);
+    fs::remove_file(late.join("comm")).unwrap();
+    // A dangling `fd` symlink is ENOENT as well.
+    let dangling = fake.process(700, b"dangling", b"", 0, &[]);
+    fs::remove_dir(dangling.join("fd")).unwrap();
+    symlink("nowhere", dangling.join("fd")).unwrap();
+
+    let map = map_inodes_with(&fake.config(None));
+
+    assert!(map.unreadable.is_empty(), "{:?}", map.unreadable);
+    assert!(!map.owners.contains_key(&4242));
+    assert_eq!(
+        map.processes.keys().copied().collect::<Vec<_>>(),
+        [100, 200]
+    );
+    assert!(map.warnings.is_empty(), "{:?}", map.warnings);
+}
+
+#[test]
+fn raw_names_are_kept_lossily() {
+    let fake = FakeProc::new();
+    fake.process(
+        100,
+        b"\x1b]0;evil\x07\xff",
+        b"a\xfe\0\x1b[2J\0",
+        0,
+        &[(3, "socket:[1]")],
+    );
+
+    let map = map_inodes_with(&fake.config(None));
+
+    let p = &map.processes[&100];
+    assert_eq!(p.comm, "\x1b]0;evil\x07\u{fffd}");
+    assert_eq!(p.cmdline, ["a\u{fffd}", "\x1b[2J"]);
+    assert_eq!(p.user.as_deref(), Some("root"));
+}
+
+#[test]
+fn odd_fd_entries_are_not_sockets() {
+    let fake = FakeProc::new();
+    let dir = fake.process(100, b"odd", b"", 0, &[(3, "socket:[77]")]);
+    fs::write(dir.join("fd/4"), "socket:[78]").unwrap(); // a regular file: readlink says EINVAL
+    symlink(format!("socket:[79]{}", "x".repeat(100)), dir.join("fd/5")).unwrap();
+    symlink("socket:[80]", dir.join("fd/notanumber")).unwrap();
+
+    let map = map_inodes_with(&fake.config(None));
+
+    assert_eq!(map.owners.keys().copied().collect::<Vec<_>>(), [77]);
+    assert!(map.unreadable.is_empty());
+}
+
+#[test]
+fn only_pids_limits_the_scan() {
+    let fake = standard_tree();
+    let secret = fake.process(400, b"secret", b"", 0, &[]);
+    fs::remove_dir(secret.join("fd")).unwrap();
+    fs::write(secret.join("fd"), "").unwrap();
+
+    let map = map_inodes_with(&fake.config(Some(vec![400, 200, 99999, 200])));
+
+    assert_eq!(owners(&map, 1234), [(200, 5)]);
+    assert_eq!(map.owners.len(), 1);
+    assert_eq!(map.processes.keys().copied().collect::<Vec<_>>(), [200]);
+    assert_eq!(
+        map.unreadable,
+        [UnreadableProcess {
+            pid: 400,
+            comm: Some("secret".into())
+        }]
+    );
+    assert!(
+        map.warnings.is_empty(),
+        "a missing pid is simply absent: {:?}",
+        map.warnings
+    );
+}
+
+#[test]
+fn missing_passwd_means_no_names_and_no_warning() {
+    let fake = standard_tree();
+    let config = ScanConfig {
+        passwd_path: fake.dir.path().join("nope"),
+        ..fake.config(None)
+    };
+
+    let map = map_inodes_with(&config);
+
+    assert_eq!(map.processes[&100].user, None);
+    assert_eq!(map.processes[&100].uid, Some(33));
+    assert!(map.warnings.is_empty(), "{:?}", map.warnings);
+}
+
+#[test]
+fn unreadable_passwd_is_a_warning() {
+    let fake = standard_tree();
+    let config = ScanConfig {
+        passwd_path: fake.dir.path().to_owned(),
+        ..fake.config(None)
+    };
+
+    let map = map_inodes_with(&config);
+
+    assert_eq!(map.warnings.len(), 1, "{:?}", map.warnings);
+    assert!(
+        map.warnings[0].starts_with("cannot read user names from '"),
+        "{}",
+        map.warnings[0]
+    );
+    assert_eq!(owners(&map, 1234).len(), 3, "the scan goes on");
+}
+
+#[test]
+fn missing_proc_root_is_a_warning_not_a_panic() {
+    let fake = FakeProc::new();
+    let config = ScanConfig {
+        proc_root: fake.dir.path().join("no-such-proc"),
+        ..fake.config(None)
+    };
+
+    let map = map_inodes_with(&config);
+
+    assert!(map.owners.is_empty() && map.processes.is_empty());
+    assert_eq!(map.warnings.len(), 1, "{:?}", map.warnings);
+    assert!(
+        map.warnings[0].starts_with("cannot list processes in '"),
+        "{}",
+        map.warnings[0]
+    );
+    assert!(
+        map.warnings[0].contains("no-such-proc"),
+        "{}",
+        map.warnings[0]
+    );
+}
+
+#[test]
+fn a_pid_entry_that_is_not_a_directory_is_reported() {
+    let fake = standard_tree();
+    fs::write(fake.root().join("800"), "").unwrap();
+
+    let map = map_inodes_with(&fake.config(None));
+
+    assert_eq!(map.warnings.len(), 1, "{:?}", map.warnings);
+    assert!(
+        map.warnings[0].starts_with("skipped 1 entries of '"),
+        "{}",
+        map.warnings[0]
+    );
+    assert_eq!(map.processes.len(), 2);
+}
+
+#[test]
+fn map_inodes_reads_the_given_root() {
+    let fake = standard_tree();
+    let map = map_inodes(&fake.root(), Some(&[100]));
+    assert_eq!(owners(&map, 1234), [(100, 3), (100, 12)]);
+    assert_eq!(map.processes[&100].comm, "nginx");
+}
+
+#[test]
+fn from_scans_sorts_regardless_of_input_order() {
+    let process = |pid| Process {
+        pid,
+        comm: String::new(),
+        cmdline: vec![],
+        uid: None,
+        user: None,
+    };
+    let scans = vec![
+        PidScan::Sockets {
+            process: process(9),
+            sockets: vec![SocketFd { fd: 2, inode: 1 }],
+        },
+        PidScan::Unreadable(UnreadableProcess { pid: 8, comm: None }),
+        PidScan::Gone,
+        PidScan::Sockets {
+            process: process(3),
+            sockets: vec![SocketFd { fd: 7, inode: 1 }, SocketFd { fd: 4, inode: 1 }],
+        },
+        PidScan::Unreadable(UnreadableProcess { pid: 1, comm: None }),
+        PidScan::NoSockets,
+    ];
+
+    let map = ProcMap::from_scans(scans);
+
+    assert_eq!(owners(&map, 1), [(3, 4), (3, 7), (9, 2)]);
+    assert_eq!(
+        map.unreadable.iter().map(|p| p.pid).collect::<Vec<_>>(),
+        [1, 8]
+    );
+    assert_eq!(map.processes.len(), 2);
+}
+
+#[test]
+fn scanner_parts_can_be_used_one_process_at_a_time() {
+    let fake = standard_tree();
+    let scanner = Scanner::new(fake.root(), Users::default());
+
+    let mut pids = scanner.pids().unwrap().pids;
+    pids.sort_unstable();
+    assert_eq!(pids, [100, 200, 300]);
+    assert_eq!(
+        sorted_fds(&scanner, 100),
+        [
+            SocketFd { fd: 3, inode: 1234 },
+            SocketFd { fd: 7, inode: 999 },
+            SocketFd {
+                fd: 12,
+                inode: 1234
+            }
+        ]
+    );
+    assert_eq!(scanner.scan_fds(300), FdScan::Sockets(vec![]));
+    assert_eq!(scanner.scan_fds(12345), FdScan::Gone);
+    assert_eq!(scanner.scan_pid(300), PidScan::NoSockets);
+    assert_eq!(scanner.describe(100).unwrap().user, None, "no passwd given");
+}
+
+fn sorted_fds(scanner: &Scanner, pid: u32) -> Vec<SocketFd> {
+    let FdScan::Sockets(mut fds) = scanner.scan_fds(pid) else {
+        panic!("pid {pid}: not readable")
+    };
+    fds.sort();
+    fds
+}
