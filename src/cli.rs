@@ -1,1 +1,207 @@
-//! Command-line arguments: clap derive, validation only, no I/O.
+//! Command-line arguments: clap derive, validation only, no I/O; resolved into what `run` needs.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, ValueEnum};
+
+use crate::analyze::Thresholds;
+use crate::duration::parse_duration;
+use crate::filter::{Filter, parse_pid, parse_port, parse_state};
+use crate::model::{Family, TcpState};
+
+/// Shows every TCP socket with its timer, unanswered keepalive probes and owning processes, and flags the stuck
+/// ones: lingering CLOSE_WAIT, dead peers, idle connections without keepalive, retransmission and zero-window stalls.
+#[derive(Debug, Parser)]
+#[command(name = "kwatch", version, about, long_about = None)]
+#[command(
+    after_help = "Without --once, kwatch opens the interactive view (q quits, ? lists the keys).\n\
+Examples:\n  kwatch --once --stuck\n  kwatch --once --json --state close-wait\n  kwatch --port 443 --pid 1234"
+)]
+pub struct Args {
+    /// Print one snapshot as a table and exit, instead of the interactive view.
+    #[arg(long)]
+    pub once: bool,
+
+    /// With --once: print one JSON document (schema: docs/json-schema.md).
+    #[arg(long, requires = "once")]
+    pub json: bool,
+
+    /// Refresh interval of the interactive view (e.g. 500ms, 2s; at least 100ms).
+    #[arg(short = 'i', long, default_value = "1s", value_parser = parse_interval, value_name = "DURATION")]
+    pub interval: Duration,
+
+    /// Only sockets with this local or peer port (repeatable, or comma-separated).
+    #[arg(short = 'p', long, value_parser = parse_port, value_delimiter = ',', value_name = "PORT")]
+    pub port: Vec<u16>,
+
+    /// Only sockets with this local (source) port.
+    #[arg(long, value_parser = parse_port, value_delimiter = ',', value_name = "PORT")]
+    pub sport: Vec<u16>,
+
+    /// Only sockets with this peer (destination) port.
+    #[arg(long, value_parser = parse_port, value_delimiter = ',', value_name = "PORT")]
+    pub dport: Vec<u16>,
+
+    /// Only sockets held by this process (repeatable, or comma-separated).
+    #[arg(long, value_parser = parse_pid, value_delimiter = ',', value_name = "PID")]
+    pub pid: Vec<u32>,
+
+    /// Only sockets in this state: established, syn-sent, syn-recv, fin-wait-1, fin-wait-2, time-wait, close,
+    /// close-wait, last-ack, listen, closing (repeatable, or comma-separated).
+    #[arg(short = 's', long, value_parser = parse_state, value_delimiter = ',', value_name = "STATE")]
+    pub state: Vec<TcpState>,
+
+    /// Only sockets with at least one finding.
+    #[arg(long)]
+    pub stuck: bool,
+
+    /// Only IPv4 sockets.
+    #[arg(short = '4', long = "ipv4", conflicts_with = "ipv6")]
+    pub ipv4: bool,
+
+    /// Only IPv6 sockets.
+    #[arg(short = '6', long = "ipv6")]
+    pub ipv6: bool,
+
+    /// Flag CLOSE_WAIT sockets whose peer closed at least this long ago.
+    #[arg(long, default_value = "30s", value_parser = parse_threshold, value_name = "DURATION")]
+    pub close_wait_after: Duration,
+
+    /// Flag ESTABLISHED sockets without keepalive that have been idle at least this long.
+    #[arg(long, default_value = "5m", value_parser = parse_threshold, value_name = "DURATION")]
+    pub idle_after: Duration,
+
+    /// Flag sockets on the retransmit timer with at least this many retransmits or backoffs.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..), value_name = "N")]
+    pub retransmit_min: u32,
+
+    /// Do not look up owning processes in /proc (faster; the process column stays empty).
+    #[arg(long)]
+    pub no_processes: bool,
+
+    /// When to colour the table.
+    #[arg(long, value_enum, default_value_t = ColorChoice::Auto, value_name = "WHEN")]
+    pub color: ColorChoice,
+
+    /// Where procfs is mounted.
+    #[arg(long, default_value = "/proc", hide = true)]
+    pub proc_root: PathBuf,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ColorChoice {
+    /// Colour when stdout is a terminal and NO_COLOR is not set.
+    Auto,
+    Always,
+    Never,
+}
+
+impl Args {
+    /// The connection filter the flags describe, shared with the interactive view.
+    pub fn filter(&self) -> Filter {
+        Filter {
+            ports: self.port.clone(),
+            sports: self.sport.clone(),
+            dports: self.dport.clone(),
+            pids: self.pid.clone(),
+            states: self.state.clone(),
+            stuck: self.stuck,
+            family: match (self.ipv4, self.ipv6) {
+                (true, _) => Some(Family::Ipv4),
+                (_, true) => Some(Family::Ipv6),
+                _ => None,
+            },
+            ..Filter::default()
+        }
+    }
+
+    pub fn thresholds(&self) -> Thresholds {
+        Thresholds {
+            close_wait_after_ms: self.close_wait_after.as_millis() as u64,
+            idle_after_ms: self.idle_after.as_millis() as u64,
+            retransmit_min: self.retransmit_min,
+        }
+    }
+}
+
+/// The shortest refresh interval: faster than this, the collector would dominate a busy host.
+pub const MIN_INTERVAL: Duration = Duration::from_millis(100);
+
+fn parse_interval(s: &str) -> Result<Duration, String> {
+    let d = Duration::from_millis(parse_duration(s)?);
+    if d < MIN_INTERVAL {
+        return Err(format!("invalid interval '{s}': must be at least 100ms"));
+    }
+    Ok(d)
+}
+
+fn parse_threshold(s: &str) -> Result<Duration, String> {
+    parse_duration(s).map(Duration::from_millis)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    fn parse(args: &[&str]) -> Result<Args, clap::Error> {
+        Args::try_parse_from(std::iter::once("kwatch").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn clap_definition_is_consistent() {
+        Args::command().debug_assert();
+    }
+
+    #[test]
+    fn defaults() {
+        let a = parse(&[]).unwrap();
+        assert!(!a.once && !a.json);
+        assert_eq!(a.interval, Duration::from_secs(1));
+        assert_eq!(a.filter(), Filter::default());
+        assert_eq!(a.thresholds().close_wait_after_ms, 30_000);
+    }
+
+    #[test]
+    fn filters_resolve() {
+        let a = parse(&[
+            "--once",
+            "-p",
+            "443,80",
+            "--state",
+            "close-wait",
+            "-s",
+            "established",
+            "--pid",
+            "12",
+            "--stuck",
+            "-6",
+        ])
+        .unwrap();
+        let f = a.filter();
+        assert_eq!(f.ports, vec![443, 80]);
+        assert_eq!(f.states, vec![TcpState::CloseWait, TcpState::Established]);
+        assert_eq!(f.pids, vec![12]);
+        assert!(f.stuck);
+        assert_eq!(f.family, Some(Family::Ipv6));
+    }
+
+    #[test]
+    fn bad_values_are_rejected_with_the_reason() {
+        for (args, needle) in [
+            (&["--port", "70000"][..], "invalid port '70000'"),
+            (&["--port", "abc"][..], "invalid port 'abc'"),
+            (&["--pid", "0"][..], "invalid pid '0'"),
+            (&["--pid=-1"][..], "invalid pid '-1'"),
+            (&["--state", "bogus"][..], "unknown state 'bogus'"),
+            (&["--interval", "50ms"][..], "at least 100ms"),
+            (&["--json"][..], "--once"),
+            (&["-4", "-6"][..], "cannot be used with"),
+        ] {
+            let err = parse(args).unwrap_err().to_string();
+            assert!(err.contains(needle), "{args:?}: {err}");
+        }
+    }
+}

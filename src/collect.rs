@@ -1,10 +1,15 @@
 //! Dump + /proc map + join + analysis: one `Snapshot`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use crate::analyze::Thresholds;
-use crate::diag::DumpRequest;
-use crate::model::Snapshot;
+use anyhow::Context;
+
+use crate::analyze::{self, Thresholds};
+use crate::diag::{self, DumpRequest};
+use crate::model::{Connection, Snapshot};
+use crate::proc::{self, ProcMap};
+use crate::sysctl;
 
 /// Everything a snapshot needs to be taken.
 #[derive(Debug, Clone)]
@@ -19,6 +24,86 @@ pub struct Options {
 }
 
 /// Takes one snapshot: kernel dump, process map, join, analysis.
-pub fn collect(_opts: &Options) -> anyhow::Result<Snapshot> {
-    unimplemented!("collect::collect")
+pub fn collect(opts: &Options) -> anyhow::Result<Snapshot> {
+    let taken_at_unix_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0);
+    let started = Instant::now();
+    let connections = diag::dump(&opts.request).context("cannot list TCP sockets")?;
+    let dump_us = started.elapsed().as_micros() as u64;
+
+    let started = Instant::now();
+    let map = if opts.map_processes {
+        proc::map_inodes(&opts.proc_root, opts.only_pids.as_deref())
+    } else {
+        ProcMap::default()
+    };
+    let proc_scan_us = started.elapsed().as_micros() as u64;
+
+    let mut snapshot = Snapshot {
+        taken_at_unix_ms,
+        dump_us,
+        proc_scan_us,
+        host: read_line(&opts.proc_root.join("sys/kernel/hostname")),
+        kernel: read_line(&opts.proc_root.join("sys/kernel/osrelease")),
+        settings: sysctl::read_settings(&opts.proc_root),
+        ..Snapshot::default()
+    };
+    for pid in opts.only_pids.iter().flatten() {
+        if !opts.proc_root.join(pid.to_string()).exists() {
+            snapshot
+                .warnings
+                .push(format!("no process with pid '{pid}'"));
+        }
+    }
+    join(&mut snapshot, connections, map);
+    analyze::analyze(&mut snapshot, &opts.thresholds);
+    Ok(snapshot)
+}
+
+/// Attaches owners to connections and keeps the processes that hold at least one of them. Sorted by address
+/// so that output is stable from one run to the next.
+pub fn join(snapshot: &mut Snapshot, mut connections: Vec<Connection>, mut map: ProcMap) {
+    for conn in &mut connections {
+        if conn.inode != 0 {
+            if let Some(owners) = map.owners.remove(&conn.inode) {
+                conn.owners = owners;
+            }
+        }
+    }
+    connections.sort_unstable_by(|a, b| {
+        (
+            a.family,
+            a.local_addr,
+            a.local_port,
+            a.peer_addr,
+            a.peer_port,
+            a.cookie,
+        )
+            .cmp(&(
+                b.family,
+                b.local_addr,
+                b.local_port,
+                b.peer_addr,
+                b.peer_port,
+                b.cookie,
+            ))
+    });
+    let mut processes = std::mem::take(&mut map.processes);
+    let mut held = std::collections::BTreeMap::new();
+    for owner in connections.iter().flat_map(|c| &c.owners) {
+        if let Some(p) = processes.remove(&owner.pid) {
+            held.insert(owner.pid, p);
+        }
+    }
+    snapshot.connections = connections;
+    snapshot.processes = held;
+    snapshot.unreadable = map.unreadable;
+}
+
+fn read_line(path: &Path) -> String {
+    std::fs::read_to_string(path)
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "?".to_string())
 }
