@@ -4,6 +4,7 @@ pub mod analyze;
 pub mod cli;
 pub mod collect;
 pub mod diag;
+pub mod duration;
 pub mod escape;
 pub mod filter;
 pub mod model;
