@@ -1,20 +1,564 @@
-//! Pure filters on connections (port, pid, state, family, stuck), shared by the CLI and the TUI.
+//! Pure filters on connections (port, pid, state, family, stuck, finding code, process name), shared by the CLI
+//! and the TUI.
+//!
+//! Empty lists put no constraint. Values within one list are alternatives (OR); the fields combine with AND.
+//! The text form, typed at the TUI's `/` prompt, is whitespace-separated terms:
+//!
+//! | term | meaning |
+//! |---|---|
+//! | `port:443` | local or peer port |
+//! | `sport:443`, `dport:5432` | local port, peer port |
+//! | `pid:1234` | any owning process |
+//! | `state:close-wait` | TCP state (`ss` names: `estab`, `close_wait`, ... also accepted) |
+//! | `code:close_wait` | has this finding |
+//! | `comm:nginx` or bare `nginx` | an owner's process name contains this (case-insensitive) |
+//! | `stuck` | has any finding |
+//! | `4`, `ipv4`, `6`, `ipv6` | address family |
+//!
+//! A term may list several values separated by commas: `port:80,443`.
 
-use crate::model::{Connection, Family, TcpState};
+use std::fmt;
 
+use thiserror::Error;
+
+use crate::model::{Connection, Family, FindingCode, Snapshot, TcpState};
+
+/// A filter on connections. `Default` matches everything.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Filter {
+    /// Local or peer port.
     pub ports: Vec<u16>,
+    /// Local port.
     pub sports: Vec<u16>,
+    /// Peer port.
     pub dports: Vec<u16>,
+    /// Any owner's pid.
     pub pids: Vec<u32>,
     pub states: Vec<TcpState>,
+    /// Only sockets with at least one finding.
     pub stuck: bool,
     pub family: Option<Family>,
+    /// Sockets carrying at least one of these findings.
+    pub codes: Vec<FindingCode>,
+    /// Case-insensitive substrings of an owner's `comm`. Needs process names: only
+    /// [`Filter::matches_in`] checks it; [`Filter::matches`] ignores it.
+    pub comm: Vec<String>,
+}
+
+/// Why a filter value or filter text was refused. The messages are shown to users as they are.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum FilterError {
+    #[error("invalid port '{0}': must be 1-65535")]
+    InvalidPort(String),
+    #[error("invalid pid '{0}': must be a positive integer")]
+    InvalidPid(String),
+    #[error("unknown state '{0}': expected one of {list}", list = state_names())]
+    UnknownState(String),
+    #[error("unknown finding code '{0}': expected one of {list}", list = code_names())]
+    UnknownCode(String),
+    #[error("unknown family '{0}': expected 4, 6, ipv4 or ipv6")]
+    UnknownFamily(String),
+    #[error("empty process name in '{0}'")]
+    EmptyComm(String),
+    #[error(
+        "unknown filter term '{0}': expected port:, sport:, dport:, pid:, state:, code:, comm:, stuck, 4 or 6"
+    )]
+    UnknownTerm(String),
+    #[error("ambiguous term '{0}': write port:{0} or pid:{0}")]
+    BareNumber(String),
+    #[error("'{0}' is a state: write state:{0}")]
+    BareState(String),
+    #[error("'{0}' is a finding code: write code:{0}")]
+    BareCode(String),
+    #[error("conflicting terms '{0}' and '{1}': a socket has one address family")]
+    ConflictingFamily(String, String),
+}
+
+fn state_names() -> String {
+    TcpState::ALL
+        .iter()
+        .map(|s| s.name())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn code_names() -> String {
+    FindingCode::ALL
+        .iter()
+        .map(|c| c.name())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Parses a port, 1-65535: `invalid port '70000': must be 1-65535`. Usable as a clap `value_parser`.
+pub fn parse_port(s: &str) -> Result<u16, FilterError> {
+    match s.trim().parse::<u16>() {
+        Ok(port) if port > 0 => Ok(port),
+        _ => Err(FilterError::InvalidPort(s.to_string())),
+    }
+}
+
+/// Parses a pid, a positive integer: `invalid pid '0': must be a positive integer`. Usable as a clap
+/// `value_parser`.
+pub fn parse_pid(s: &str) -> Result<u32, FilterError> {
+    match s.trim().parse::<u32>() {
+        Ok(pid) if pid > 0 => Ok(pid),
+        _ => Err(FilterError::InvalidPid(s.to_string())),
+    }
+}
+
+/// Parses a TCP state name as [`TcpState::parse`] does. Usable as a clap `value_parser`.
+pub fn parse_state(s: &str) -> Result<TcpState, FilterError> {
+    TcpState::parse(s).ok_or_else(|| FilterError::UnknownState(s.to_string()))
+}
+
+/// Parses a finding code (`close_wait`, `close-wait`, ...). Usable as a clap `value_parser`.
+pub fn parse_code(s: &str) -> Result<FindingCode, FilterError> {
+    FindingCode::parse(s).ok_or_else(|| FilterError::UnknownCode(s.to_string()))
+}
+
+/// Parses an address family: `4`, `ipv4`, `inet`, `6`, `ipv6`, `inet6`. Usable as a clap `value_parser`.
+pub fn parse_family(s: &str) -> Result<Family, FilterError> {
+    match s.trim().to_ascii_lowercase().as_str() {
+        "4" | "ipv4" | "inet" => Ok(Family::Ipv4),
+        "6" | "ipv6" | "inet6" => Ok(Family::Ipv6),
+        _ => Err(FilterError::UnknownFamily(s.to_string())),
+    }
+}
+
+fn family_text(f: Family) -> &'static str {
+    match f {
+        Family::Ipv4 => "4",
+        Family::Ipv6 => "6",
+    }
+}
+
+/// The family words that are filter terms; `inet` and `inet6` stay process names in text filters.
+fn bare_family(lower: &str) -> Option<Family> {
+    match lower {
+        "4" | "ipv4" => Some(Family::Ipv4),
+        "6" | "ipv6" => Some(Family::Ipv6),
+        _ => None,
+    }
+}
+
+fn any_or<T>(wanted: &[T], pred: impl FnMut(&T) -> bool) -> bool {
+    wanted.is_empty() || wanted.iter().any(pred)
 }
 
 impl Filter {
-    pub fn matches(&self, _c: &Connection) -> bool {
-        unimplemented!("filter::matches")
+    /// True when no field constrains anything.
+    pub fn is_empty(&self) -> bool {
+        *self == Filter::default()
+    }
+
+    /// Whether the connection passes every constraint except `comm` (which needs process names: use
+    /// [`Filter::matches_in`] when the filter may carry one). `stuck` and `codes` read `findings`, so analyze first.
+    pub fn matches(&self, c: &Connection) -> bool {
+        any_or(&self.ports, |p| *p == c.local_port || *p == c.peer_port)
+            && any_or(&self.sports, |p| *p == c.local_port)
+            && any_or(&self.dports, |p| *p == c.peer_port)
+            && any_or(&self.pids, |pid| c.owners.iter().any(|o| o.pid == *pid))
+            && any_or(&self.states, |s| *s == c.state)
+            && any_or(&self.codes, |code| {
+                c.findings.iter().any(|f| f.code == *code)
+            })
+            && (!self.stuck || c.is_stuck())
+            && self.family.is_none_or(|f| f == c.family)
+    }
+
+    /// [`Filter::matches`] plus `comm`: some owner's process name (from the snapshot) contains one of the
+    /// `comm` substrings, ignoring case. A socket with no known owner never matches a `comm` constraint.
+    pub fn matches_in(&self, c: &Connection, snapshot: &Snapshot) -> bool {
+        self.matches(c)
+            && (self.comm.is_empty()
+                || c.owners.iter().any(|o| {
+                    snapshot.processes.get(&o.pid).is_some_and(|p| {
+                        let name = p.comm.to_lowercase();
+                        self.comm
+                            .iter()
+                            .any(|want| name.contains(&want.to_lowercase()))
+                    })
+                }))
+    }
+
+    /// Parses the text form (see the module docs). Empty or blank text is the empty filter.
+    pub fn parse(text: &str) -> Result<Filter, FilterError> {
+        let mut f = Filter::default();
+        let mut family_term: Option<&str> = None;
+        for term in text.split_whitespace() {
+            if let Some((key, value)) = term.split_once(':') {
+                let values = value.split(',');
+                match key.to_ascii_lowercase().as_str() {
+                    "port" => f
+                        .ports
+                        .extend(values.map(parse_port).collect::<Result<Vec<_>, _>>()?),
+                    "sport" => f
+                        .sports
+                        .extend(values.map(parse_port).collect::<Result<Vec<_>, _>>()?),
+                    "dport" => f
+                        .dports
+                        .extend(values.map(parse_port).collect::<Result<Vec<_>, _>>()?),
+                    "pid" => f
+                        .pids
+                        .extend(values.map(parse_pid).collect::<Result<Vec<_>, _>>()?),
+                    "state" => f
+                        .states
+                        .extend(values.map(parse_state).collect::<Result<Vec<_>, _>>()?),
+                    "code" => f
+                        .codes
+                        .extend(values.map(parse_code).collect::<Result<Vec<_>, _>>()?),
+                    "comm" => {
+                        for v in values {
+                            if v.is_empty() {
+                                return Err(FilterError::EmptyComm(term.to_string()));
+                            }
+                            f.comm.push(v.to_string());
+                        }
+                    }
+                    _ => return Err(FilterError::UnknownTerm(term.to_string())),
+                }
+                continue;
+            }
+            let lower = term.to_ascii_lowercase();
+            if lower == "stuck" {
+                f.stuck = true;
+            } else if let Some(family) = bare_family(&lower) {
+                if let Some(prev) = family_term.filter(|_| f.family != Some(family)) {
+                    return Err(FilterError::ConflictingFamily(
+                        prev.to_string(),
+                        term.to_string(),
+                    ));
+                }
+                family_term = Some(term);
+                f.family = Some(family);
+            } else if term.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(FilterError::BareNumber(term.to_string()));
+            } else if TcpState::parse(term).is_some() {
+                return Err(FilterError::BareState(term.to_string()));
+            } else if FindingCode::parse(term).is_some() {
+                return Err(FilterError::BareCode(term.to_string()));
+            } else {
+                f.comm.push(term.to_string());
+            }
+        }
+        Ok(f)
+    }
+
+    /// The text form, one term per value, explicit keys: `Filter::parse(&f.to_text()) == Ok(f)` for any filter
+    /// whose `comm` values are non-empty and hold no whitespace or comma (the parser produces no others). The empty
+    /// filter is the empty string.
+    pub fn to_text(&self) -> String {
+        let mut terms: Vec<String> = Vec::new();
+        terms.extend(self.ports.iter().map(|p| format!("port:{p}")));
+        terms.extend(self.sports.iter().map(|p| format!("sport:{p}")));
+        terms.extend(self.dports.iter().map(|p| format!("dport:{p}")));
+        terms.extend(self.pids.iter().map(|p| format!("pid:{p}")));
+        terms.extend(self.states.iter().map(|s| format!("state:{}", s.name())));
+        terms.extend(self.codes.iter().map(|c| format!("code:{}", c.name())));
+        terms.extend(self.comm.iter().map(|c| format!("comm:{c}")));
+        if self.stuck {
+            terms.push("stuck".to_string());
+        }
+        if let Some(family) = self.family {
+            terms.push(family_text(family).to_string());
+        }
+        terms.join(" ")
+    }
+}
+
+impl fmt::Display for Filter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.to_text())
+    }
+}
+
+impl std::str::FromStr for Filter {
+    type Err = FilterError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Filter::parse(s)
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+    use super::*;
+    use crate::model::{Finding, Owner, Process, Severity, Timer};
+
+    fn conn(local_port: u16, peer_port: u16, pids: &[u32], state: TcpState) -> Connection {
+        Connection {
+            cookie: 1,
+            family: Family::Ipv4,
+            state,
+            local_addr: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            local_port,
+            peer_addr: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            peer_port,
+            interface: 0,
+            inode: 1,
+            uid: 0,
+            recv_q: 0,
+            send_q: 0,
+            timer: Timer::NONE,
+            shutdown: None,
+            congestion: None,
+            tcp_info: None,
+            owners: pids.iter().map(|&pid| Owner { pid, fd: 3 }).collect(),
+            findings: vec![],
+        }
+    }
+
+    fn with_finding(mut c: Connection, code: FindingCode) -> Connection {
+        c.findings.push(Finding {
+            code,
+            severity: Severity::Warning,
+            message: String::new(),
+        });
+        c
+    }
+
+    fn f(text: &str) -> Filter {
+        Filter::parse(text).unwrap()
+    }
+
+    #[test]
+    fn empty_filter_matches_everything() {
+        let filter = Filter::default();
+        assert!(filter.is_empty());
+        assert!(filter.matches(&conn(1, 2, &[], TcpState::TimeWait)));
+        assert!(filter.matches(&conn(443, 50000, &[7], TcpState::Established)));
+    }
+
+    #[test]
+    fn ports_match_either_end_sports_local_dports_peer() {
+        let c = conn(443, 50000, &[], TcpState::Established);
+        assert!(f("port:443").matches(&c));
+        assert!(f("port:50000").matches(&c));
+        assert!(!f("port:80").matches(&c));
+        assert!(f("sport:443").matches(&c));
+        assert!(!f("sport:50000").matches(&c));
+        assert!(f("dport:50000").matches(&c));
+        assert!(!f("dport:443").matches(&c));
+    }
+
+    #[test]
+    fn pids_match_any_owner() {
+        let shared = conn(443, 0, &[10, 20], TcpState::Listen);
+        assert!(f("pid:20").matches(&shared));
+        assert!(!f("pid:30").matches(&shared));
+        assert!(!f("pid:10").matches(&conn(443, 0, &[], TcpState::Listen)));
+    }
+
+    #[test]
+    fn states_family_stuck_and_codes() {
+        let cw = conn(1, 2, &[], TcpState::CloseWait);
+        assert!(f("state:close-wait").matches(&cw));
+        assert!(!f("state:listen").matches(&cw));
+
+        let mut v6 = conn(1, 2, &[], TcpState::Established);
+        v6.family = Family::Ipv6;
+        v6.local_addr = IpAddr::V6(Ipv6Addr::LOCALHOST);
+        assert!(f("6").matches(&v6) && f("ipv6").matches(&v6));
+        assert!(!f("4").matches(&v6));
+        assert!(f("4").matches(&cw));
+
+        assert!(!f("stuck").matches(&cw));
+        let stuck = with_finding(cw, FindingCode::CloseWait);
+        assert!(f("stuck").matches(&stuck));
+        assert!(f("code:close_wait").matches(&stuck));
+        assert!(!f("code:zero_window").matches(&stuck));
+    }
+
+    #[test]
+    fn or_within_a_list_and_across_lists() {
+        let c = conn(443, 50000, &[10], TcpState::Established);
+        assert!(f("port:80,443").matches(&c));
+        assert!(f("port:80 port:443").matches(&c));
+        assert!(f("state:listen,established").matches(&c));
+        assert!(f("port:443 pid:10 state:estab 4").matches(&c));
+        assert!(!f("port:443 pid:11").matches(&c));
+        assert!(!f("port:443 state:listen").matches(&c));
+        assert!(!f("port:443 6").matches(&c));
+        assert!(!f("port:443 stuck").matches(&c));
+    }
+
+    #[test]
+    fn comm_needs_the_snapshot() {
+        let c = conn(443, 50000, &[10, 20], TcpState::Established);
+        let orphan = conn(443, 50000, &[], TcpState::Established);
+        let process = |pid: u32, comm: &str| {
+            (
+                pid,
+                Process {
+                    pid,
+                    comm: comm.into(),
+                    cmdline: vec![],
+                    uid: None,
+                    user: None,
+                },
+            )
+        };
+        let snap = Snapshot {
+            processes: [process(10, "nginx"), process(20, "Java")]
+                .into_iter()
+                .collect(),
+            ..Snapshot::default()
+        };
+        assert!(f("java").matches_in(&c, &snap));
+        assert!(f("comm:ngi").matches_in(&c, &snap));
+        assert!(f("comm:postgres,jav").matches_in(&c, &snap));
+        assert!(!f("postgres").matches_in(&c, &snap));
+        assert!(!f("nginx").matches_in(&orphan, &snap));
+        assert!(!f("nginx port:80").matches_in(&c, &snap));
+        // matches() alone ignores comm.
+        assert!(f("postgres").matches(&c));
+        // Empty comm list: matches_in agrees with matches.
+        assert!(f("port:443").matches_in(&orphan, &snap));
+    }
+
+    #[test]
+    fn validators_exact_messages() {
+        assert_eq!(parse_port("443"), Ok(443));
+        assert_eq!(parse_port("65535"), Ok(65535));
+        for bad in ["70000", "abc", "0", "-1", "", "65536"] {
+            assert_eq!(
+                parse_port(bad).unwrap_err().to_string(),
+                format!("invalid port '{bad}': must be 1-65535")
+            );
+        }
+        assert_eq!(parse_pid("1234"), Ok(1234));
+        for bad in ["0", "-1", "x", "", "4294967296"] {
+            assert_eq!(
+                parse_pid(bad).unwrap_err().to_string(),
+                format!("invalid pid '{bad}': must be a positive integer")
+            );
+        }
+        assert_eq!(parse_state("CLOSE_WAIT"), Ok(TcpState::CloseWait));
+        assert_eq!(
+            parse_state("bogus").unwrap_err().to_string(),
+            "unknown state 'bogus': expected one of established, syn-sent, syn-recv, fin-wait-1, fin-wait-2, \
+             time-wait, close, close-wait, last-ack, listen, closing, new-syn-recv"
+        );
+        assert_eq!(parse_code("close-wait"), Ok(FindingCode::CloseWait));
+        assert_eq!(
+            parse_code("nope").unwrap_err().to_string(),
+            "unknown finding code 'nope': expected one of close_wait, dead_peer_suspect, no_keepalive_idle, \
+             retransmitting, zero_window"
+        );
+        assert_eq!(parse_family("inet6"), Ok(Family::Ipv6));
+        assert_eq!(
+            parse_family("7").unwrap_err().to_string(),
+            "unknown family '7': expected 4, 6, ipv4 or ipv6"
+        );
+    }
+
+    #[test]
+    fn validators_work_as_clap_value_parsers() {
+        let cmd = clap::Command::new("t")
+            .arg(clap::Arg::new("port").long("port").value_parser(parse_port))
+            .arg(clap::Arg::new("pid").long("pid").value_parser(parse_pid));
+        let m = cmd
+            .clone()
+            .try_get_matches_from(["t", "--port", "443", "--pid", "7"])
+            .unwrap();
+        assert_eq!(m.get_one::<u16>("port"), Some(&443));
+        assert_eq!(m.get_one::<u32>("pid"), Some(&7));
+        let err = cmd
+            .try_get_matches_from(["t", "--port", "70000"])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("invalid port '70000': must be 1-65535"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn parses_every_term() {
+        let want = Filter {
+            ports: vec![443, 80],
+            sports: vec![22],
+            dports: vec![5432],
+            pids: vec![1234],
+            states: vec![TcpState::CloseWait, TcpState::Established],
+            stuck: true,
+            family: Some(Family::Ipv6),
+            codes: vec![FindingCode::DeadPeerSuspect],
+            comm: vec!["nginx".into(), "java".into()],
+        };
+        let text = "port:443,80 sport:22 DPORT:5432 pid:1234 state:close-wait state:estab \
+                    code:dead-peer-suspect nginx comm:java stuck ipv6";
+        assert_eq!(Filter::parse(text), Ok(want));
+        assert_eq!(Filter::parse("   "), Ok(Filter::default()));
+        assert_eq!(f("4 ipv4").family, Some(Family::Ipv4));
+        assert_eq!(f("inet").comm, vec!["inet".to_string()]);
+    }
+
+    #[test]
+    fn parse_errors_name_the_culprit() {
+        let err = |text: &str| Filter::parse(text).unwrap_err().to_string();
+        assert_eq!(err("port:70000"), "invalid port '70000': must be 1-65535");
+        assert_eq!(err("port:80,"), "invalid port '': must be 1-65535");
+        assert_eq!(err("sport:abc"), "invalid port 'abc': must be 1-65535");
+        assert_eq!(err("pid:0"), "invalid pid '0': must be a positive integer");
+        assert!(
+            err("state:bogus")
+                .starts_with("unknown state 'bogus': expected one of established, syn-sent")
+        );
+        assert!(
+            err("code:bogus")
+                .starts_with("unknown finding code 'bogus': expected one of close_wait")
+        );
+        assert_eq!(
+            err("port:443 foo:bar"),
+            "unknown filter term 'foo:bar': expected port:, sport:, dport:, pid:, state:, code:, comm:, stuck, 4 or 6"
+        );
+        assert_eq!(
+            err("443"),
+            "ambiguous term '443': write port:443 or pid:443"
+        );
+        assert_eq!(
+            err("close-wait"),
+            "'close-wait' is a state: write state:close-wait"
+        );
+        assert_eq!(err("listen"), "'listen' is a state: write state:listen");
+        assert_eq!(
+            err("zero_window"),
+            "'zero_window' is a finding code: write code:zero_window"
+        );
+        assert_eq!(err("comm:"), "empty process name in 'comm:'");
+        assert_eq!(
+            err("4 6"),
+            "conflicting terms '4' and '6': a socket has one address family"
+        );
+    }
+
+    #[test]
+    fn text_round_trips() {
+        let cases = [
+            "",
+            "port:443",
+            "port:80 port:443 sport:22 dport:5432 pid:1 pid:99 state:close-wait state:time-wait \
+             code:close_wait code:zero_window comm:nginx comm:stuck stuck 6",
+            "4",
+        ];
+        for text in cases {
+            let parsed = f(text);
+            assert_eq!(parsed.to_text(), text);
+            assert_eq!(Filter::parse(&parsed.to_text()), Ok(parsed.clone()));
+            assert_eq!(parsed.to_string(), text);
+            assert_eq!(text.parse::<Filter>(), Ok(parsed));
+        }
+        // Non-canonical input comes back in canonical form and parses to the same filter.
+        let messy = f("ipv4 nginx STATE:ESTAB port:80,443");
+        assert_eq!(
+            messy.to_text(),
+            "port:80 port:443 state:established comm:nginx 4"
+        );
+        assert_eq!(f(&messy.to_text()), messy);
     }
 }
