@@ -236,6 +236,10 @@ pub struct ProcessReport<'a> {
     /// Only codes with at least one socket.
     pub findings: BTreeMap<FindingCode, u32>,
     pub established_without_keepalive: u32,
+    /// Findings on its sockets by severity (a socket with two findings counts twice).
+    pub critical: u32,
+    pub warning: u32,
+    pub info: u32,
 }
 
 impl<'a> ProcessReport<'a> {
@@ -256,6 +260,9 @@ impl<'a> ProcessReport<'a> {
                 .collect(),
             findings: s.findings.into_iter().filter(|(_, n)| *n > 0).collect(),
             established_without_keepalive: s.established_without_keepalive,
+            critical: s.critical,
+            warning: s.warning,
+            info: s.info,
         }
     }
 }

@@ -1,0 +1,460 @@
+//! The `--json` document: read back into typed structs that reject unknown fields, so an accidental rename or
+//! addition in `output::json` fails here (and must be reflected in docs/json-schema.md).
+#![allow(clippy::unwrap_used)]
+
+use std::collections::BTreeMap;
+use std::io::{self, Write};
+
+use kwatch::analyze::{self, Thresholds};
+use kwatch::model::{Connection, Snapshot};
+use kwatch::output::json;
+use serde::Deserialize;
+
+fn load(name: &str) -> Snapshot {
+    let path = format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read '{path}': {e}"));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("parse '{path}': {e}"))
+}
+
+fn analyzed(name: &str) -> Snapshot {
+    let mut snapshot = load(name);
+    analyze::analyze(&mut snapshot, &Thresholds::default());
+    snapshot
+}
+
+fn write_doc(snapshot: &Snapshot, conns: &[&Connection]) -> String {
+    let mut out = Vec::new();
+    json::write(&mut out, snapshot, conns, 4321).unwrap();
+    String::from_utf8(out).unwrap()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Doc {
+    schema_version: u32,
+    kwatch_version: String,
+    taken_at_unix_ms: u64,
+    elapsed_us: u64,
+    dump_us: u64,
+    proc_scan_us: u64,
+    host: String,
+    kernel: String,
+    settings: DocSettings,
+    totals: DocTotals,
+    unreadable_processes: Vec<DocUnreadable>,
+    warnings: Vec<String>,
+    sockets: Vec<DocSocket>,
+    processes: Vec<DocProcess>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DocSettings {
+    tcp_keepalive_time_s: Option<u32>,
+    tcp_keepalive_intvl_s: Option<u32>,
+    tcp_keepalive_probes: Option<u32>,
+    tcp_retries2: Option<u32>,
+    tcp_fin_timeout_s: Option<u32>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DocTotals {
+    sockets: u64,
+    by_state: BTreeMap<String, u64>,
+    stuck: u64,
+    by_finding: BTreeMap<String, u64>,
+    processes: u64,
+    unreadable_processes: u64,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DocUnreadable {
+    pid: u32,
+    comm: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DocSocket {
+    cookie: u64,
+    family: String,
+    state: String,
+    local_addr: String,
+    local_port: u16,
+    peer_addr: String,
+    peer_port: u16,
+    interface: u32,
+    inode: u64,
+    uid: u32,
+    recv_q: u32,
+    send_q: u32,
+    timer: DocTimer,
+    shutdown: Option<u8>,
+    congestion: Option<String>,
+    tcp_info: Option<DocTcpInfo>,
+    owners: Vec<DocOwner>,
+    findings: Vec<DocFinding>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DocTimer {
+    kind: String,
+    expires_ms: u64,
+    count: u32,
+}
+
+/// Every field is present in the document (null when the kernel did not send it): no `#[serde(default)]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+struct DocTcpInfo {
+    state: Option<u8>,
+    ca_state: Option<u8>,
+    retransmits: Option<u8>,
+    probes: Option<u8>,
+    backoff: Option<u8>,
+    rto_us: Option<u32>,
+    ato_us: Option<u32>,
+    snd_mss: Option<u32>,
+    rcv_mss: Option<u32>,
+    unacked: Option<u32>,
+    sacked: Option<u32>,
+    lost: Option<u32>,
+    retrans: Option<u32>,
+    last_data_sent_ms: Option<u32>,
+    last_ack_sent_ms: Option<u32>,
+    last_data_recv_ms: Option<u32>,
+    last_ack_recv_ms: Option<u32>,
+    pmtu: Option<u32>,
+    rtt_us: Option<u32>,
+    rttvar_us: Option<u32>,
+    snd_cwnd: Option<u32>,
+    total_retrans: Option<u32>,
+    bytes_acked: Option<u64>,
+    bytes_received: Option<u64>,
+    notsent_bytes: Option<u32>,
+    min_rtt_us: Option<u32>,
+    bytes_sent: Option<u64>,
+    bytes_retrans: Option<u64>,
+    snd_wnd: Option<u32>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DocOwner {
+    pid: u32,
+    fd: u32,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DocFinding {
+    code: String,
+    severity: String,
+    message: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DocProcess {
+    pid: u32,
+    comm: String,
+    cmdline: Vec<String>,
+    uid: Option<u32>,
+    user: Option<String>,
+    sockets: u32,
+    by_state: BTreeMap<String, u32>,
+    findings: BTreeMap<String, u32>,
+    established_without_keepalive: u32,
+    critical: u32,
+    warning: u32,
+    info: u32,
+}
+
+const STATES: [&str; 12] = [
+    "established",
+    "syn-sent",
+    "syn-recv",
+    "fin-wait-1",
+    "fin-wait-2",
+    "time-wait",
+    "close",
+    "close-wait",
+    "last-ack",
+    "listen",
+    "closing",
+    "new-syn-recv",
+];
+const TIMER_KINDS: [&str; 5] = [
+    "none",
+    "retransmit",
+    "keepalive",
+    "time_wait",
+    "zero_window_probe",
+];
+const CODES: [&str; 5] = [
+    "close_wait",
+    "dead_peer_suspect",
+    "no_keepalive_idle",
+    "retransmitting",
+    "zero_window",
+];
+const SEVERITIES: [&str; 3] = ["info", "warning", "critical"];
+
+#[test]
+fn busy_fixture_reads_back_into_the_documented_shape() {
+    let snapshot = analyzed("busy.json");
+    let conns: Vec<&Connection> = snapshot.connections.iter().collect();
+    let text = write_doc(&snapshot, &conns);
+    assert!(text.ends_with("}\n"), "one document, one trailing newline");
+    assert_eq!(text.lines().count(), 1, "compact output is one line");
+    let doc: Doc = serde_json::from_str(&text).unwrap();
+
+    assert_eq!(doc.schema_version, 1);
+    assert_eq!(doc.kwatch_version, env!("CARGO_PKG_VERSION"));
+    assert_eq!(doc.taken_at_unix_ms, snapshot.taken_at_unix_ms);
+    assert_eq!(doc.elapsed_us, 4321);
+    assert_eq!(
+        (doc.dump_us, doc.proc_scan_us),
+        (snapshot.dump_us, snapshot.proc_scan_us)
+    );
+    assert_eq!((doc.host.as_str(), doc.kernel.as_str()), ("web-1", "6.1.0"));
+    assert_eq!(doc.settings.tcp_keepalive_time_s, Some(7200));
+    assert_eq!(doc.settings.tcp_keepalive_intvl_s, Some(75));
+    assert_eq!(doc.settings.tcp_keepalive_probes, Some(9));
+    assert_eq!(doc.settings.tcp_retries2, Some(15));
+    assert_eq!(doc.settings.tcp_fin_timeout_s, Some(60));
+    assert!(doc.warnings.is_empty());
+
+    // Sockets: one row per connection, in order, with the model's values.
+    assert_eq!(doc.sockets.len(), snapshot.connections.len());
+    for (row, conn) in doc.sockets.iter().zip(&snapshot.connections) {
+        assert_eq!(row.cookie, conn.cookie);
+        assert_eq!(row.state, conn.state.name());
+        assert_eq!(
+            row.family,
+            if conn.local_addr.is_ipv4() {
+                "ipv4"
+            } else {
+                "ipv6"
+            }
+        );
+        assert_eq!(row.local_addr, conn.local_addr.to_string());
+        assert_eq!(row.peer_addr, conn.peer_addr.to_string());
+        assert_eq!(
+            (row.local_port, row.peer_port),
+            (conn.local_port, conn.peer_port)
+        );
+        assert_eq!(
+            (row.interface, row.inode, row.uid),
+            (conn.interface, conn.inode, conn.uid)
+        );
+        assert_eq!((row.recv_q, row.send_q), (conn.recv_q, conn.send_q));
+        assert_eq!(row.timer.kind, conn.timer.kind.label());
+        assert_eq!(
+            (row.timer.expires_ms, row.timer.count),
+            (conn.timer.expires_ms, conn.timer.count)
+        );
+        assert_eq!(row.shutdown, conn.shutdown);
+        assert_eq!(row.congestion, conn.congestion);
+        assert_eq!(row.tcp_info.is_some(), conn.tcp_info.is_some());
+        let owners: Vec<(u32, u32)> = row.owners.iter().map(|o| (o.pid, o.fd)).collect();
+        let want: Vec<(u32, u32)> = conn.owners.iter().map(|o| (o.pid, o.fd)).collect();
+        assert_eq!(owners, want);
+        assert_eq!(row.findings.len(), conn.findings.len());
+        for (f, g) in row.findings.iter().zip(&conn.findings) {
+            assert_eq!(
+                (f.code.as_str(), f.severity.as_str()),
+                (g.code.name(), g.severity.label())
+            );
+            assert_eq!(f.message, g.message);
+        }
+        assert!(STATES.contains(&row.state.as_str()));
+        assert!(TIMER_KINDS.contains(&row.timer.kind.as_str()));
+    }
+    let rtt = doc.sockets.iter().find(|s| s.cookie == 1003).unwrap();
+    assert_eq!(rtt.tcp_info.as_ref().unwrap().rtt_us, Some(1850));
+    assert_eq!(
+        rtt.tcp_info.as_ref().unwrap().pmtu,
+        None,
+        "absent tcp_info fields are null"
+    );
+    let v6 = doc.sockets.iter().find(|s| s.cookie == 1012).unwrap();
+    assert_eq!(
+        (v6.family.as_str(), v6.local_addr.as_str()),
+        ("ipv6", "2001:db8::5")
+    );
+
+    // Totals: over the reported sockets, every state and code present.
+    let stuck = snapshot.connections.iter().filter(|c| c.is_stuck()).count() as u64;
+    assert!(stuck > 0, "the busy fixture has stuck sockets");
+    assert_eq!(doc.totals.sockets, 14);
+    assert_eq!(doc.totals.stuck, stuck);
+    assert_eq!(
+        doc.totals
+            .by_state
+            .keys()
+            .map(String::as_str)
+            .collect::<Vec<_>>()
+            .len(),
+        12
+    );
+    assert!(STATES.iter().all(|s| doc.totals.by_state.contains_key(*s)));
+    assert_eq!(doc.totals.by_state["established"], 8);
+    assert_eq!(doc.totals.by_state["close-wait"], 2);
+    assert_eq!(doc.totals.by_state["listen"], 2);
+    assert_eq!(doc.totals.by_state["fin-wait-1"], 0);
+    assert_eq!(doc.totals.by_state.values().sum::<u64>(), 14);
+    assert!(CODES.iter().all(|c| doc.totals.by_finding.contains_key(*c)));
+    assert_eq!(doc.totals.by_finding.len(), CODES.len());
+    for code in CODES {
+        let want = snapshot
+            .connections
+            .iter()
+            .filter(|c| c.findings.iter().any(|f| f.code.name() == code))
+            .count() as u64;
+        assert_eq!(doc.totals.by_finding[code], want, "code {code}");
+    }
+    assert_eq!(doc.totals.unreadable_processes, 1);
+    assert_eq!(doc.unreadable_processes.len(), 1);
+    assert_eq!(doc.unreadable_processes[0].pid, 4242);
+    assert_eq!(
+        doc.unreadable_processes[0].comm.as_deref(),
+        Some("node_exporter")
+    );
+
+    // Processes: the rollup, with /proc data.
+    assert_eq!(doc.totals.processes, doc.processes.len() as u64);
+    assert_eq!(doc.processes.len(), 5);
+    let java = doc.processes.iter().find(|p| p.pid == 2231).unwrap();
+    assert_eq!(java.comm, "java");
+    assert_eq!(
+        java.cmdline,
+        ["/usr/bin/java", "-Xmx2g", "-jar", "/opt/app/app.jar"]
+    );
+    assert_eq!((java.uid, java.user.as_deref()), (Some(1000), Some("app")));
+    assert_eq!(java.sockets, 6);
+    assert_eq!(java.by_state.values().sum::<u32>(), java.sockets);
+    assert!(
+        java.by_state.values().all(|n| *n > 0),
+        "process maps list only non-zero states"
+    );
+    assert!(java.by_state.keys().all(|k| STATES.contains(&k.as_str())));
+    assert!(java.findings.keys().all(|k| CODES.contains(&k.as_str())));
+    assert_eq!(java.established_without_keepalive, 1);
+    let nginx_worker = doc.processes.iter().find(|p| p.pid == 812).unwrap();
+    assert_eq!(nginx_worker.uid, Some(33));
+    for p in &doc.processes {
+        assert_eq!(
+            p.critical + p.warning + p.info,
+            p.findings.values().sum::<u32>(),
+            "pid {}",
+            p.pid
+        );
+    }
+    for s in doc.sockets.iter().flat_map(|s| &s.findings) {
+        assert!(SEVERITIES.contains(&s.severity.as_str()));
+    }
+}
+
+#[test]
+fn totals_and_processes_follow_the_filtered_sockets() {
+    let snapshot = analyzed("busy.json");
+    let conns: Vec<&Connection> = snapshot
+        .connections
+        .iter()
+        .filter(|c| c.owners.iter().any(|o| o.pid == 3107))
+        .collect();
+    assert_eq!(conns.len(), 1);
+    let doc: Doc = serde_json::from_str(&write_doc(&snapshot, &conns)).unwrap();
+    assert_eq!(doc.totals.sockets, 1);
+    assert_eq!(doc.totals.by_state["close-wait"], 1);
+    assert_eq!(doc.totals.by_state["established"], 0);
+    assert_eq!(doc.sockets.len(), 1);
+    assert_eq!(doc.processes.len(), 1);
+    assert_eq!(doc.totals.processes, 1);
+    assert_eq!(doc.processes[0].pid, 3107);
+    // Unreadable processes are about the whole scan, not the filter.
+    assert_eq!(doc.totals.unreadable_processes, 1);
+}
+
+#[test]
+fn hostile_comm_stays_valid_json_and_raw() {
+    let snapshot = analyzed("busy.json");
+    let conns: Vec<&Connection> = snapshot.connections.iter().collect();
+    let text = write_doc(&snapshot, &conns);
+    assert!(
+        !text.contains('\u{1b}'),
+        "control characters are \\u-escaped by JSON"
+    );
+    assert!(!text.contains('\u{7}'));
+    assert!(text.contains(r"evil\u001b]0;pwned\u0007"));
+    let doc: Doc = serde_json::from_str(&text).unwrap();
+    let evil = doc.processes.iter().find(|p| p.pid == 3107).unwrap();
+    assert_eq!(
+        evil.comm, "evil\u{1b}]0;pwned\u{7}",
+        "JSON carries the raw name"
+    );
+    assert_eq!(evil.cmdline[2], "line one\nline two");
+}
+
+#[test]
+fn pretty_and_compact_are_the_same_document() {
+    let snapshot = analyzed("busy.json");
+    let conns: Vec<&Connection> = snapshot.connections.iter().collect();
+    let mut pretty = Vec::new();
+    json::write_pretty(&mut pretty, &snapshot, &conns, 4321).unwrap();
+    let a: serde_json::Value = serde_json::from_slice(&pretty).unwrap();
+    let b: serde_json::Value = serde_json::from_str(&write_doc(&snapshot, &conns)).unwrap();
+    assert_eq!(a, b);
+}
+
+#[test]
+fn empty_fixture_document() {
+    let snapshot = analyzed("empty.json");
+    let mut out = Vec::new();
+    json::write_pretty(&mut out, &snapshot, &[], 250).unwrap();
+    let text = String::from_utf8(out).unwrap();
+    let doc: Doc = serde_json::from_str(&text).unwrap();
+    assert_eq!((doc.totals.sockets, doc.totals.stuck), (0, 0));
+    assert!(doc.sockets.is_empty() && doc.processes.is_empty());
+    // The version changes with releases; the shape must not.
+    let text = text.replace(
+        &format!("\"kwatch_version\": \"{}\"", env!("CARGO_PKG_VERSION")),
+        "\"kwatch_version\": \"[version]\"",
+    );
+    insta::assert_snapshot!(text);
+}
+
+/// A writer that fails after `budget` bytes, like stdout piped into `head`.
+struct ClosedPipe {
+    budget: usize,
+}
+
+impl Write for ClosedPipe {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if self.budget == 0 {
+            return Err(io::Error::new(io::ErrorKind::BrokenPipe, "closed"));
+        }
+        let n = buf.len().min(self.budget);
+        self.budget -= n;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn broken_pipe_is_returned_with_its_kind() {
+    let snapshot = analyzed("busy.json");
+    let conns: Vec<&Connection> = snapshot.connections.iter().collect();
+    for budget in [0, 100, 9000] {
+        let err = json::write(&mut ClosedPipe { budget }, &snapshot, &conns, 0).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::BrokenPipe, "budget {budget}");
+    }
+}
