@@ -34,7 +34,9 @@ pub enum TcpState {
     Established = 1,
     SynSent = 2,
     SynRecv = 3,
+    #[serde(rename = "fin-wait-1")]
     FinWait1 = 4,
+    #[serde(rename = "fin-wait-2")]
     FinWait2 = 5,
     TimeWait = 6,
     Close = 7,
@@ -171,7 +173,11 @@ pub struct Timer {
 }
 
 impl Timer {
-    pub const NONE: Timer = Timer { kind: TimerKind::None, expires_ms: 0, count: 0 };
+    pub const NONE: Timer = Timer {
+        kind: TimerKind::None,
+        expires_ms: 0,
+        count: 0,
+    };
 }
 
 /// The part of the kernel's `struct tcp_info` kwatch uses. Each field is `None` when the kernel's reply was
@@ -398,6 +404,43 @@ pub struct Snapshot {
 impl Snapshot {
     /// A display name for a pid: its comm, or `?` when unknown.
     pub fn comm(&self, pid: u32) -> &str {
-        self.processes.get(&pid).map(|p| p.comm.as_str()).unwrap_or("?")
+        self.processes
+            .get(&pid)
+            .map(|p| p.comm.as_str())
+            .unwrap_or("?")
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_state_names_equal_the_cli_names() {
+        for state in TcpState::ALL {
+            let json = serde_json::to_string(&state).unwrap();
+            assert_eq!(json, format!("\"{}\"", state.name()));
+            assert_eq!(TcpState::parse(state.name()), Some(state));
+        }
+    }
+
+    #[test]
+    fn finding_and_timer_names_round_trip() {
+        for code in FindingCode::ALL {
+            assert_eq!(
+                serde_json::to_string(&code).unwrap(),
+                format!("\"{}\"", code.name())
+            );
+            assert_eq!(FindingCode::parse(code.name()), Some(code));
+        }
+        for n in 0..5 {
+            let kind = TimerKind::from_kernel(n).unwrap();
+            assert_eq!(
+                serde_json::to_string(&kind).unwrap(),
+                format!("\"{}\"", kind.label())
+            );
+        }
+        assert_eq!(TimerKind::from_kernel(5), None);
     }
 }
