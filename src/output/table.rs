@@ -1,1 +1,624 @@
 //! The width-aware text table of `kwatch --once`.
+//!
+//! Columns follow `ss -tano` plus owner and findings: State, Local, Peer, Timer, Cnt (the timer's count:
+//! retransmits for `retransmit`, unanswered probes for `keepalive` and `zwp`), Recv-Q, Send-Q, Process, Findings.
+//! When the width is limited, wide columns shrink (addresses are elided in the middle so the port stays) and
+//! low-priority columns are dropped (Send-Q first) until every line fits. Rendering is pure: no clock, no
+//! terminal queries; the caller passes the width and whether to colour.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
+use std::io::{self, Write};
+use std::net::IpAddr;
+
+use unicode_width::{UnicodeWidthChar, UnicodeWidthStr};
+
+use crate::duration::format_duration_ms;
+use crate::escape::escape;
+use crate::model::{Connection, FindingCode, Settings, Severity, Snapshot, TcpState, TimerKind};
+
+/// How to lay out the table.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TableOptions {
+    /// Terminal columns; `None` means no limit (output to a pipe or file).
+    pub width: Option<usize>,
+    /// Emit ANSI colours (severity colours on stuck rows, bold header).
+    pub color: bool,
+}
+
+/// The table and its footer as one string.
+pub fn render(snapshot: &Snapshot, conns: &[&Connection], opts: &TableOptions) -> String {
+    let mut out = Vec::new();
+    // Writing to a Vec cannot fail.
+    let _ = write(&mut out, snapshot, conns, opts);
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Writes the table and its footer. Two passes over `conns` (measure, then print), so memory does not grow
+/// with the number of sockets.
+pub fn write(
+    w: &mut impl Write,
+    snapshot: &Snapshot,
+    conns: &[&Connection],
+    opts: &TableOptions,
+) -> io::Result<()> {
+    let mut w = io::BufWriter::new(w);
+    let unreadable = !snapshot.unreadable.is_empty();
+    let mut natural = Col::ALL.map(|c| c.header().width());
+    let mut any_zwp = false;
+    for conn in conns {
+        for (i, cell) in cells(snapshot, conn, unreadable).iter().enumerate() {
+            natural[i] = natural[i].max(cell.width());
+        }
+        any_zwp |= conn.timer.kind == TimerKind::ZeroWindowProbe;
+    }
+    let columns = layout(&natural, opts.width);
+
+    let header = Col::ALL.map(|c| c.header().to_string());
+    let line = format_row(&columns, &header, opts.width);
+    writeln!(w, "{}", paint(&line, opts.color.then_some(BOLD)))?;
+    for conn in conns {
+        let line = format_row(&columns, &cells(snapshot, conn, unreadable), opts.width);
+        let colour = if opts.color {
+            conn.worst().map(severity_colour)
+        } else {
+            None
+        };
+        writeln!(w, "{}", paint(&line, colour))?;
+    }
+
+    for (text, colour) in footer(snapshot, conns, any_zwp) {
+        for line in wrap(&text, opts.width) {
+            writeln!(
+                w,
+                "{}",
+                paint(&line, if opts.color { colour } else { None })
+            )?;
+        }
+    }
+    w.flush()
+}
+
+const SEP: &str = "  ";
+const BOLD: &str = "\x1b[1m";
+const RED: &str = "\x1b[31m";
+const YELLOW: &str = "\x1b[33m";
+const CYAN: &str = "\x1b[36m";
+const RESET: &str = "\x1b[0m";
+
+fn severity_colour(s: Severity) -> &'static str {
+    match s {
+        Severity::Critical => RED,
+        Severity::Warning => YELLOW,
+        Severity::Info => CYAN,
+    }
+}
+
+fn paint(line: &str, colour: Option<&str>) -> String {
+    match colour {
+        Some(c) if !line.is_empty() => format!("{c}{line}{RESET}"),
+        _ => line.to_string(),
+    }
+}
+
+/// The marker that shows a finding's severity without colour.
+pub fn severity_marker(s: Severity) -> &'static str {
+    match s {
+        Severity::Critical => "!!",
+        Severity::Warning => "!",
+        Severity::Info => "~",
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Col {
+    State,
+    Local,
+    Peer,
+    Timer,
+    Cnt,
+    RecvQ,
+    SendQ,
+    Process,
+    Findings,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Elide {
+    Middle,
+    End,
+}
+
+impl Col {
+    /// Display order.
+    const ALL: [Col; 9] = [
+        Col::State,
+        Col::Local,
+        Col::Peer,
+        Col::Timer,
+        Col::Cnt,
+        Col::RecvQ,
+        Col::SendQ,
+        Col::Process,
+        Col::Findings,
+    ];
+
+    fn header(self) -> &'static str {
+        match self {
+            Col::State => "State",
+            Col::Local => "Local",
+            Col::Peer => "Peer",
+            Col::Timer => "Timer",
+            Col::Cnt => "Cnt",
+            Col::RecvQ => "Recv-Q",
+            Col::SendQ => "Send-Q",
+            Col::Process => "Process",
+            Col::Findings => "Findings",
+        }
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+
+    fn right_aligned(self) -> bool {
+        matches!(self, Col::Cnt | Col::RecvQ | Col::SendQ)
+    }
+
+    fn elide(self) -> Elide {
+        match self {
+            Col::Local | Col::Peer => Elide::Middle,
+            _ => Elide::End,
+        }
+    }
+}
+
+/// One layout move, tried in order until the row fits.
+#[derive(Debug, Clone, Copy)]
+enum Step {
+    /// Narrow a column down to at most this width (never below).
+    Shrink(Col, usize),
+    Drop(Col),
+}
+
+/// What gives way first when the terminal is narrow: long names and finding lists shrink to a comfortable width,
+/// then the queue and count columns go, then addresses shrink, then the timer goes, then everything shrinks to
+/// a bare minimum, and at last whole columns go, State staying longest.
+const STEPS: &[Step] = &[
+    Step::Shrink(Col::Process, 20),
+    Step::Shrink(Col::Findings, 24),
+    Step::Shrink(Col::Local, 21),
+    Step::Shrink(Col::Peer, 21),
+    Step::Drop(Col::SendQ),
+    Step::Drop(Col::RecvQ),
+    Step::Drop(Col::Cnt),
+    Step::Shrink(Col::Local, 15),
+    Step::Shrink(Col::Peer, 15),
+    Step::Shrink(Col::Process, 12),
+    Step::Shrink(Col::Findings, 14),
+    Step::Drop(Col::Timer),
+    Step::Shrink(Col::Local, 11),
+    Step::Shrink(Col::Peer, 11),
+    Step::Shrink(Col::Process, 7),
+    Step::Shrink(Col::Findings, 8),
+    Step::Drop(Col::Peer),
+    Step::Drop(Col::Process),
+    Step::Drop(Col::Local),
+    Step::Drop(Col::Findings),
+];
+
+/// Which columns to show and how wide, given each column's natural width (widest cell or header).
+fn layout(natural: &[usize; 9], width: Option<usize>) -> Vec<(Col, usize)> {
+    let mut cols: Vec<(Col, usize)> = Col::ALL.iter().map(|c| (*c, natural[c.index()])).collect();
+    let Some(limit) = width else {
+        return cols;
+    };
+    let total = |cols: &[(Col, usize)]| -> usize {
+        cols.iter().map(|(_, w)| w).sum::<usize>() + SEP.len() * cols.len().saturating_sub(1)
+    };
+    for step in STEPS {
+        let current = total(&cols);
+        if current <= limit {
+            break;
+        }
+        match *step {
+            Step::Shrink(col, floor) => {
+                if let Some((_, w)) = cols.iter_mut().find(|(c, _)| *c == col) {
+                    let cut = (current - limit).min(w.saturating_sub(floor));
+                    *w -= cut;
+                }
+            }
+            Step::Drop(col) => cols.retain(|(c, _)| *c != col),
+        }
+    }
+    // A drop may free more room than was needed: give it back to the columns that shrank: findings,
+    // then addresses (an elided address is worse than a cut process name), then the process.
+    for col in [Col::Findings, Col::Peer, Col::Local, Col::Process] {
+        let slack = limit.saturating_sub(total(&cols));
+        if let Some((_, w)) = cols.iter_mut().find(|(c, _)| *c == col) {
+            *w += slack.min(natural[col.index()].saturating_sub(*w));
+        }
+    }
+    cols
+}
+
+fn format_row(columns: &[(Col, usize)], cells: &[String; 9], width: Option<usize>) -> String {
+    let mut line = String::new();
+    for (i, (col, w)) in columns.iter().enumerate() {
+        if i > 0 {
+            line.push_str(SEP);
+        }
+        let cell = &cells[col.index()];
+        let fitted = match col.elide() {
+            Elide::Middle => elide_middle(cell, *w),
+            Elide::End => elide_end(cell, *w),
+        };
+        let pad = " ".repeat(w.saturating_sub(fitted.width()));
+        if col.right_aligned() {
+            line.push_str(&pad);
+            line.push_str(&fitted);
+        } else {
+            line.push_str(&fitted);
+            line.push_str(&pad);
+        }
+    }
+    let line = line.trim_end();
+    match width {
+        // Only reached when even the State column alone is wider than the terminal.
+        Some(w) if line.width() > w => elide_end(line, w),
+        _ => line.to_string(),
+    }
+}
+
+/// The cells of one row, in `Col::ALL` order, untrusted text already escaped.
+fn cells(snapshot: &Snapshot, c: &Connection, unreadable: bool) -> [String; 9] {
+    [
+        c.state.label().to_string(),
+        endpoint(c.local_addr, c.local_port),
+        endpoint(c.peer_addr, c.peer_port),
+        timer(c),
+        if c.timer.kind == TimerKind::None {
+            "-".to_string()
+        } else {
+            c.timer.count.to_string()
+        },
+        c.recv_q.to_string(),
+        c.send_q.to_string(),
+        process(snapshot, c, unreadable),
+        findings(c),
+    ]
+}
+
+/// `10.0.0.5:443`, `[::1]:22`; port 0 (a listener's peer) as `*`, like `ss`.
+fn endpoint(addr: IpAddr, port: u16) -> String {
+    let port = if port == 0 {
+        "*".to_string()
+    } else {
+        port.to_string()
+    };
+    match addr {
+        IpAddr::V4(a) => format!("{a}:{port}"),
+        IpAddr::V6(a) => format!("[{a}]:{port}"),
+    }
+}
+
+/// `keepalive 1m58s`, `retransmit 200ms`, `time_wait 59s`, `zwp 3s`, `-`.
+fn timer(c: &Connection) -> String {
+    let kind = match c.timer.kind {
+        TimerKind::None => return "-".to_string(),
+        TimerKind::ZeroWindowProbe => "zwp",
+        other => other.label(),
+    };
+    format!("{kind} {}", format_duration_ms(c.timer.expires_ms))
+}
+
+/// `1234/nginx`, `+N` more processes, `-` for none, `?` for none when some processes could not be read.
+fn process(snapshot: &Snapshot, c: &Connection, unreadable: bool) -> String {
+    let pids: BTreeSet<u32> = c.owners.iter().map(|o| o.pid).collect();
+    let mut pids = pids.into_iter();
+    let Some(first) = pids.next() else {
+        return if unreadable && c.inode != 0 {
+            "?".to_string()
+        } else {
+            "-".to_string()
+        };
+    };
+    let mut out = format!("{first}/{}", escape(snapshot.comm(first)));
+    let more = pids.count();
+    if more > 0 {
+        let _ = write!(out, " +{more}");
+    }
+    out
+}
+
+/// Finding codes, worst first, each with its severity marker: `!!close_wait,!retransmitting`.
+fn findings(c: &Connection) -> String {
+    let mut list: Vec<(Severity, FindingCode)> =
+        c.findings.iter().map(|f| (f.severity, f.code)).collect();
+    list.sort_by_key(|(severity, _)| std::cmp::Reverse(*severity));
+    list.dedup();
+    list.iter()
+        .map(|(s, code)| format!("{}{code}", severity_marker(*s)))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// Footer lines with an optional colour.
+fn footer(
+    snapshot: &Snapshot,
+    conns: &[&Connection],
+    any_zwp: bool,
+) -> Vec<(String, Option<&'static str>)> {
+    let mut lines = Vec::new();
+    let mut by_state: BTreeMap<TcpState, u64> = BTreeMap::new();
+    let mut by_code: BTreeMap<FindingCode, u64> = BTreeMap::new();
+    let mut stuck = 0u64;
+    let mut worst: Option<Severity> = None;
+    for c in conns {
+        *by_state.entry(c.state).or_default() += 1;
+        if c.is_stuck() {
+            stuck += 1;
+            worst = worst.max(c.worst());
+        }
+        let codes: BTreeSet<FindingCode> = c.findings.iter().map(|f| f.code).collect();
+        for code in codes {
+            *by_code.entry(code).or_default() += 1;
+        }
+    }
+
+    let mut sockets = format!(
+        "{} {}",
+        conns.len(),
+        plural(conns.len() as u64, "socket", "sockets")
+    );
+    if !by_state.is_empty() {
+        let parts: Vec<String> = by_state
+            .iter()
+            .map(|(s, n)| format!("{n} {}", s.name()))
+            .collect();
+        let _ = write!(sockets, ": {}", parts.join(", "));
+    }
+    lines.push((sockets, None));
+
+    if stuck == 0 {
+        lines.push(("no stuck sockets".to_string(), None));
+    } else {
+        let parts: Vec<String> = by_code
+            .iter()
+            .map(|(code, n)| format!("{n} {code}"))
+            .collect();
+        lines.push((
+            format!("{stuck} stuck: {}", parts.join(", ")),
+            worst.map(severity_colour),
+        ));
+    }
+
+    let unreadable = snapshot.unreadable.len() as u64;
+    if unreadable > 0 {
+        let text = if unreadable == 1 {
+            "1 process could not be read; run as root (sudo) to see its sockets' owners".to_string()
+        } else {
+            format!(
+                "{unreadable} processes could not be read; run as root (sudo) to see their sockets' owners"
+            )
+        };
+        lines.push((text, Some(YELLOW)));
+    }
+
+    for warning in &snapshot.warnings {
+        lines.push((format!("warning: {}", escape(warning)), Some(YELLOW)));
+    }
+
+    lines.push((settings_line(&snapshot.settings), None));
+    let s = &snapshot.settings;
+    if let (Some(time), Some(intvl), Some(probes)) = (
+        s.tcp_keepalive_time_s,
+        s.tcp_keepalive_intvl_s,
+        s.tcp_keepalive_probes,
+    ) {
+        let notice_ms = (u64::from(time) + u64::from(intvl) * u64::from(probes)) * 1000;
+        let took = format_duration_ms(notice_ms);
+        if s.keepalive_is_default() {
+            let text = format!(
+                "! keepalive on kernel defaults (7200/75/9): dead peers take {took} to notice"
+            );
+            lines.push((text, Some(YELLOW)));
+        } else {
+            lines.push((format!("keepalive: dead peers take {took} to notice"), None));
+        }
+    }
+
+    if any_zwp {
+        lines.push((
+            "zwp: zero-window probe (the peer's receive window is full)".to_string(),
+            None,
+        ));
+    }
+    lines
+}
+
+fn settings_line(s: &Settings) -> String {
+    let opt = |v: Option<u32>| v.map_or_else(|| "?".to_string(), |v| v.to_string());
+    format!(
+        "settings: tcp_keepalive {}s idle, {}s interval, {} probes; tcp_retries2 {}; tcp_fin_timeout {}s",
+        opt(s.tcp_keepalive_time_s),
+        opt(s.tcp_keepalive_intvl_s),
+        opt(s.tcp_keepalive_probes),
+        opt(s.tcp_retries2),
+        opt(s.tcp_fin_timeout_s),
+    )
+}
+
+fn plural<'a>(n: u64, one: &'a str, many: &'a str) -> &'a str {
+    if n == 1 { one } else { many }
+}
+
+/// Cuts `s` to at most `w` columns, marking the cut with `…`.
+fn elide_end(s: &str, w: usize) -> String {
+    if s.width() <= w {
+        return s.to_string();
+    }
+    if w == 0 {
+        return String::new();
+    }
+    let mut out = String::new();
+    let mut used = 0;
+    for ch in s.chars() {
+        let cw = ch.width().unwrap_or(0);
+        if used + cw > w - 1 {
+            break;
+        }
+        used += cw;
+        out.push(ch);
+    }
+    out.push('…');
+    out
+}
+
+/// Cuts the middle out of `s` so it fits `w` columns, keeping more of the end (the port).
+fn elide_middle(s: &str, w: usize) -> String {
+    if s.width() <= w {
+        return s.to_string();
+    }
+    if w < 3 {
+        return elide_end(s, w);
+    }
+    let head_w = (w - 1) / 2;
+    let tail_w = w - 1 - head_w;
+    let mut head = String::new();
+    let mut used = 0;
+    for ch in s.chars() {
+        let cw = ch.width().unwrap_or(0);
+        if used + cw > head_w {
+            break;
+        }
+        used += cw;
+        head.push(ch);
+    }
+    let mut tail: Vec<char> = Vec::new();
+    let mut used = 0;
+    for ch in s.chars().rev() {
+        let cw = ch.width().unwrap_or(0);
+        if used + cw > tail_w {
+            break;
+        }
+        used += cw;
+        tail.push(ch);
+    }
+    head.push('…');
+    head.extend(tail.iter().rev());
+    head
+}
+
+/// Greedy word wrap for footer lines; continuation lines are indented by two spaces. `None` means no limit.
+fn wrap(text: &str, width: Option<usize>) -> Vec<String> {
+    let Some(w) = width else {
+        return vec![text.to_string()];
+    };
+    if text.width() <= w {
+        return vec![text.to_string()];
+    }
+    let indent = if w > 8 { "  " } else { "" };
+    let mut lines = Vec::new();
+    let mut line = String::new();
+    for word in text.split(' ') {
+        let prefix = if lines.is_empty() { "" } else { indent };
+        let candidate_w = if line.is_empty() {
+            prefix.width() + word.width()
+        } else {
+            line.width() + 1 + word.width()
+        };
+        if candidate_w <= w {
+            if line.is_empty() {
+                line.push_str(prefix);
+            } else {
+                line.push(' ');
+            }
+            line.push_str(word);
+            continue;
+        }
+        if !line.is_empty() {
+            lines.push(std::mem::take(&mut line));
+        }
+        let prefix = if lines.is_empty() { "" } else { indent };
+        let word = elide_end(word, w - prefix.width());
+        line = format!("{prefix}{word}");
+    }
+    if !line.is_empty() {
+        lines.push(line);
+    }
+    lines
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn elides_in_the_middle_keeping_the_port() {
+        assert_eq!(elide_middle("203.0.113.7:51234", 15), "203.0.1…7:51234");
+        assert_eq!(elide_middle("10.0.0.5:443", 15), "10.0.0.5:443");
+        assert_eq!(elide_middle("[2001:db8::77]:60222", 11).width(), 11);
+    }
+
+    #[test]
+    fn elides_at_the_end_by_display_width() {
+        assert_eq!(elide_end("!!close_wait", 8), "!!close…");
+        assert_eq!(elide_end("名前名前", 5), "名前…");
+        assert_eq!(elide_end("abc", 0), "");
+    }
+
+    #[test]
+    fn endpoints_bracket_ipv6_and_star_port_zero() {
+        assert_eq!(
+            endpoint("::1".parse().unwrap_or(IpAddr::V4([0; 4].into())), 22),
+            "[::1]:22"
+        );
+        assert_eq!(endpoint(IpAddr::V4([0, 0, 0, 0].into()), 0), "0.0.0.0:*");
+    }
+
+    #[test]
+    fn layout_without_limit_keeps_natural_widths() {
+        let natural = [10, 16, 20, 15, 3, 6, 6, 23, 35];
+        let cols = layout(&natural, None);
+        assert_eq!(cols.len(), 9);
+        assert!(cols.iter().zip(natural).all(|((_, w), n)| *w == n));
+    }
+
+    #[test]
+    fn layout_drops_send_q_before_findings_and_process() {
+        let natural = [10, 16, 20, 15, 3, 6, 6, 20, 24];
+        let full: usize = natural.iter().sum::<usize>() + 2 * 8;
+        let cols = layout(&natural, Some(full - 1));
+        let names: Vec<Col> = cols.iter().map(|(c, _)| *c).collect();
+        assert!(!names.contains(&Col::SendQ));
+        assert!(names.contains(&Col::Findings) && names.contains(&Col::Process));
+    }
+
+    #[test]
+    fn layout_always_fits() {
+        let natural = [10, 40, 40, 17, 3, 6, 6, 40, 60];
+        for limit in 0..250 {
+            let cols = layout(&natural, Some(limit));
+            let total: usize =
+                cols.iter().map(|(_, w)| w).sum::<usize>() + 2 * cols.len().saturating_sub(1);
+            // State alone (10) may exceed a tiny terminal; rows are clipped then.
+            assert!(total <= limit.max(10), "limit {limit}: {cols:?}");
+        }
+    }
+
+    #[test]
+    fn wrap_respects_width_and_indents() {
+        let text = "3 processes could not be read; run as root (sudo) to see their sockets' owners";
+        let lines = wrap(text, Some(40));
+        assert!(lines.len() > 1);
+        assert!(lines.iter().all(|l| l.width() <= 40), "{lines:?}");
+        assert!(lines[1].starts_with("  "));
+        assert_eq!(wrap(text, None), vec![text.to_string()]);
+        assert!(
+            wrap("averyveryverylongword", Some(5))
+                .iter()
+                .all(|l| l.width() <= 5)
+        );
+    }
+}
