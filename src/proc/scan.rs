@@ -47,7 +47,9 @@ pub struct SocketFd {
 pub enum FdScan {
     /// The process exited (or its directory lacks the files a live process has).
     Gone,
-    /// The fd table exists but could not be read (EACCES when not root, or a process kwatch may not trace).
+    /// The fd table could not be read: opening `fd/` failed (EACCES when not root), or listing worked but a
+    /// readlink failed (EACCES on every fd of a process kwatch may not trace, e.g. PID 1 in some containers).
+    /// Sockets found before the failure are dropped, so an unreadable process never shows partial owners.
     Unreadable,
     /// Every socket fd, in directory order; empty when the process holds none.
     Sockets(Vec<SocketFd>),
