@@ -17,10 +17,22 @@ use predicates::prelude::*;
 #[test]
 fn bad_arguments_exit_2_with_one_clear_line() {
     for (args, message) in [
-        (&["--once", "--port", "70000"][..], "invalid port '70000': must be 1-65535"),
-        (&["--once", "--port", "abc"][..], "invalid port 'abc': must be 1-65535"),
-        (&["--once", "--pid", "0"][..], "invalid pid '0': must be a positive integer"),
-        (&["--once", "--pid=-1"][..], "invalid pid '-1': must be a positive integer"),
+        (
+            &["--once", "--port", "70000"][..],
+            "invalid port '70000': must be 1-65535",
+        ),
+        (
+            &["--once", "--port", "abc"][..],
+            "invalid port 'abc': must be 1-65535",
+        ),
+        (
+            &["--once", "--pid", "0"][..],
+            "invalid pid '0': must be a positive integer",
+        ),
+        (
+            &["--once", "--pid=-1"][..],
+            "invalid pid '-1': must be a positive integer",
+        ),
         (&["--once", "--state", "bogus"][..], "unknown state 'bogus'"),
         (&["--interval", "10ms"][..], "must be at least 100ms"),
         (&["--json"][..], "--once"),
@@ -38,27 +50,53 @@ fn bad_arguments_exit_2_with_one_clear_line() {
 #[test]
 fn a_pid_that_does_not_exist_gives_an_empty_result_and_a_warning() {
     // Pids are at most 2^22 on Linux, so this one cannot exist.
-    let out = Cmd::new(KWATCH).args(["--once", "--json", "--pid", "99999999"]).output().unwrap();
+    let out = Cmd::new(KWATCH)
+        .args(["--once", "--json", "--pid", "99999999"])
+        .output()
+        .unwrap();
     assert!(out.status.success());
     let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(sockets(&doc).is_empty());
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("no process with pid '99999999'"), "{stderr}");
+    assert!(
+        stderr.contains("no process with pid '99999999'"),
+        "{stderr}"
+    );
 }
 
 #[test]
 fn a_closed_pipe_ends_quietly() {
     // Enough sockets that the output is larger than the pipe buffer and the reader is gone long before the end.
-    let listeners: Vec<TcpListener> = (0..300).map(|_| TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap()).collect();
+    let listeners: Vec<TcpListener> = (0..300)
+        .map(|_| TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap())
+        .collect();
     for args in [&["--once", "--json"][..], &["--once"][..]] {
-        let mut child = Command::new(KWATCH).args(args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+        let mut child = Command::new(KWATCH)
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
         let mut head = [0u8; 10];
-        child.stdout.as_mut().unwrap().read_exact(&mut head).unwrap();
+        child
+            .stdout
+            .as_mut()
+            .unwrap()
+            .read_exact(&mut head)
+            .unwrap();
         drop(child.stdout.take());
         let mut stderr = String::new();
-        child.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
+        child
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut stderr)
+            .unwrap();
         let status = child.wait().unwrap();
-        assert!(status.success(), "{args:?}: broken pipe exits 0, got {status}; stderr: {stderr}");
+        assert!(
+            status.success(),
+            "{args:?}: broken pipe exits 0, got {status}; stderr: {stderr}"
+        );
         assert_eq!(stderr, "", "{args:?}: nothing on stderr");
     }
     drop(listeners);
@@ -78,7 +116,13 @@ fn a_process_named_with_an_escape_sequence_does_not_reach_the_terminal_raw() {
     cmd.arg("30").stdin(Stdio::null());
     // SAFETY: dup2 is async-signal-safe; it makes the listener fd 3 in the child, without close-on-exec.
     unsafe {
-        cmd.pre_exec(move || if libc::dup2(fd, 3) < 0 { Err(std::io::Error::last_os_error()) } else { Ok(()) });
+        cmd.pre_exec(move || {
+            if libc::dup2(fd, 3) < 0 {
+                Err(std::io::Error::last_os_error())
+            } else {
+                Ok(())
+            }
+        });
     }
     let child = cmd.spawn().unwrap();
     struct Kill(std::process::Child);
@@ -98,20 +142,43 @@ fn a_process_named_with_an_escape_sequence_does_not_reach_the_terminal_raw() {
     })
     .expect("the child is listed as an owner of the listener");
     assert!(table.contains("pwned"), "{table}");
-    assert!(!table.contains("\x1b]0;"), "raw OSC sequence reached the output: {table:?}");
-    assert!(!table.contains('\x07'), "raw BEL reached the output: {table:?}");
-    assert!(table.contains("\\x1b]0;pwned") || table.contains("\\e]0;pwned"), "escaped form shown: {table}");
+    assert!(
+        !table.contains("\x1b]0;"),
+        "raw OSC sequence reached the output: {table:?}"
+    );
+    assert!(
+        !table.contains('\x07'),
+        "raw BEL reached the output: {table:?}"
+    );
+    assert!(
+        table.contains("\\x1b]0;pwned") || table.contains("\\e]0;pwned"),
+        "escaped form shown: {table}"
+    );
 
     let doc = kwatch_json(None, &["--port", &lport]);
     let procs = doc["processes"].as_array().unwrap();
-    let p = procs.iter().find(|p| p["pid"].to_string() == child_pid).expect("child in processes");
-    assert_eq!(p["comm"], "\x1b]0;pwned\x07", "JSON keeps the raw name, escaped by JSON itself");
+    let p = procs
+        .iter()
+        .find(|p| p["pid"].to_string() == child_pid)
+        .expect("child in processes");
+    assert_eq!(
+        p["comm"], "\x1b]0;pwned\x07",
+        "JSON keeps the raw name, escaped by JSON itself"
+    );
 }
 
 #[test]
 fn help_and_version_work() {
-    Cmd::new(KWATCH).arg("--help").assert().success().stdout(predicate::str::contains("--once"));
-    Cmd::new(KWATCH).arg("--version").assert().success().stdout(predicate::str::contains("kwatch"));
+    Cmd::new(KWATCH)
+        .arg("--help")
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("--once"));
+    Cmd::new(KWATCH)
+        .arg("--version")
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("kwatch"));
 }
 
 #[test]

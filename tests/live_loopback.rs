@@ -16,11 +16,21 @@ fn port(s: &TcpStream) -> u16 {
 }
 
 fn owner_pids(s: &Value) -> Vec<u64> {
-    s["owners"].as_array().unwrap().iter().map(|o| o["pid"].as_u64().unwrap()).collect()
+    s["owners"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["pid"].as_u64().unwrap())
+        .collect()
 }
 
 fn codes(s: &Value) -> Vec<String> {
-    s["findings"].as_array().unwrap().iter().map(|f| f["code"].as_str().unwrap().to_string()).collect()
+    s["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["code"].as_str().unwrap().to_string())
+        .collect()
 }
 
 #[test]
@@ -34,7 +44,8 @@ fn ipv4_and_ipv6_loopback_sockets_appear_with_state_ports_and_our_pid() {
         let lport = listener.local_addr().unwrap().port();
         let doc = kwatch_json(None, &["--port", &lport.to_string()]);
 
-        let listen = find_socket(&doc, lport, 0).unwrap_or_else(|| panic!("{family} listener missing: {doc}"));
+        let listen = find_socket(&doc, lport, 0)
+            .unwrap_or_else(|| panic!("{family} listener missing: {doc}"));
         assert_eq!(listen["state"], "listen");
         assert_eq!(listen["family"], family);
         assert!(owner_pids(listen).contains(&me), "{listen}");
@@ -44,13 +55,20 @@ fn ipv4_and_ipv6_loopback_sockets_appear_with_state_ports_and_our_pid() {
         assert_eq!(c["family"], family);
         assert_eq!(c["peer_addr"], addr.ip().to_string());
         assert!(owner_pids(c).contains(&me));
-        assert!(c["tcp_info"]["rtt_us"].as_u64().is_some(), "tcp_info present for established: {c}");
+        assert!(
+            c["tcp_info"]["rtt_us"].as_u64().is_some(),
+            "tcp_info present for established: {c}"
+        );
         assert!(c["cookie"].as_u64().unwrap() != 0);
 
         let s = find_socket(&doc, lport, port(&client)).expect("server side listed");
         assert_eq!(s["state"], "established");
         assert!(owner_pids(s).contains(&me));
-        assert_eq!(sockets(&doc).len(), 3, "the port filter keeps exactly our three sockets: {doc}");
+        assert_eq!(
+            sockets(&doc).len(),
+            3,
+            "the port filter keeps exactly our three sockets: {doc}"
+        );
         drop(server);
     }
 }
@@ -64,15 +82,24 @@ fn keepalive_socket_shows_its_timer_and_plain_socket_shows_none() {
     let lport = listener.local_addr().unwrap().port().to_string();
 
     let doc = kwatch_json(None, &["--dport", &lport]);
-    let ka = find_socket(&doc, port(&with_ka), listener.local_addr().unwrap().port()).expect("keepalive socket");
+    let ka = find_socket(&doc, port(&with_ka), listener.local_addr().unwrap().port())
+        .expect("keepalive socket");
     assert_eq!(ka["timer"]["kind"], "keepalive", "{ka}");
     let expires = ka["timer"]["expires_ms"].as_u64().unwrap();
-    assert!((50_000..=60_000).contains(&expires), "TCP_KEEPIDLE=60 arms the timer at 60 s, got {expires} ms");
+    assert!(
+        (50_000..=60_000).contains(&expires),
+        "TCP_KEEPIDLE=60 arms the timer at 60 s, got {expires} ms"
+    );
     assert_eq!(ka["timer"]["count"], 0);
 
-    let plain = find_socket(&doc, port(&without), listener.local_addr().unwrap().port()).expect("plain socket");
+    let plain = find_socket(&doc, port(&without), listener.local_addr().unwrap().port())
+        .expect("plain socket");
     assert_eq!(plain["timer"]["kind"], "none", "{plain}");
-    assert_eq!(sockets(&doc).len(), 2, "--dport keeps only the two client sides");
+    assert_eq!(
+        sockets(&doc).len(),
+        2,
+        "--dport keeps only the two client sides"
+    );
 }
 
 #[test]
@@ -86,7 +113,17 @@ fn close_wait_is_flagged_with_the_owning_pid_and_unread_bytes_make_it_critical()
     let peer_port = server.peer_addr().unwrap().port();
 
     let found = poll(Duration::from_secs(10), || {
-        let doc = kwatch_json(None, &["--state", "close-wait", "--close-wait-after", "0s", "--sport", &lport.to_string()]);
+        let doc = kwatch_json(
+            None,
+            &[
+                "--state",
+                "close-wait",
+                "--close-wait-after",
+                "0s",
+                "--sport",
+                &lport.to_string(),
+            ],
+        );
         find_socket(&doc, lport, peer_port).cloned()
     })
     .expect("CLOSE_WAIT socket listed");
@@ -97,9 +134,15 @@ fn close_wait_is_flagged_with_the_owning_pid_and_unread_bytes_make_it_critical()
     assert_eq!(found["findings"][0]["severity"], "critical", "{found}");
 
     // With the default threshold (30 s) a fresh CLOSE_WAIT is not yet accused.
-    let doc = kwatch_json(None, &["--state", "close-wait", "--sport", &lport.to_string()]);
+    let doc = kwatch_json(
+        None,
+        &["--state", "close-wait", "--sport", &lport.to_string()],
+    );
     let fresh = find_socket(&doc, lport, peer_port).expect("still listed");
-    assert!(codes(fresh).is_empty(), "a CLOSE_WAIT a moment old is not stuck yet: {fresh}");
+    assert!(
+        codes(fresh).is_empty(),
+        "a CLOSE_WAIT a moment old is not stuck yet: {fresh}"
+    );
     drop(server);
 }
 
@@ -111,7 +154,10 @@ fn state_filter_goes_to_the_kernel_and_stuck_filter_keeps_only_findings() {
     assert_eq!(sockets(&doc).len(), 1);
     assert_eq!(sockets(&doc)[0]["state"], "listen");
     let doc = kwatch_json(None, &["--port", &lport, "--stuck"]);
-    assert!(sockets(&doc).is_empty(), "healthy fresh sockets are not stuck: {doc}");
+    assert!(
+        sockets(&doc).is_empty(),
+        "healthy fresh sockets are not stuck: {doc}"
+    );
     drop((client, server));
 }
 
@@ -126,22 +172,59 @@ fn as_an_unprivileged_user_sockets_are_listed_and_unreadable_processes_reported(
     let (listener, _client, _server) = connected_pair((Ipv4Addr::LOCALHOST, 0).into());
     let lport = listener.local_addr().unwrap().port().to_string();
     let out = std::process::Command::new("setpriv")
-        .args(["--reuid=65534", "--regid=65534", "--clear-groups", KWATCH, "--once", "--json", "--port", &lport])
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            KWATCH,
+            "--once",
+            "--json",
+            "--port",
+            &lport,
+        ])
         .output()
         .expect("setpriv (util-linux) runs kwatch as nobody");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(sockets(&doc).len(), 3, "sock_diag lists root's sockets to nobody too");
+    assert_eq!(
+        sockets(&doc).len(),
+        3,
+        "sock_diag lists root's sockets to nobody too"
+    );
     for s in sockets(&doc) {
-        assert!(s["owners"].as_array().unwrap().is_empty(), "nobody cannot see root's fds: {s}");
+        assert!(
+            s["owners"].as_array().unwrap().is_empty(),
+            "nobody cannot see root's fds: {s}"
+        );
     }
-    assert!(doc["totals"]["unreadable_processes"].as_u64().unwrap() >= 1, "{}", doc["totals"]);
+    assert!(
+        doc["totals"]["unreadable_processes"].as_u64().unwrap() >= 1,
+        "{}",
+        doc["totals"]
+    );
     let unreadable = doc["unreadable_processes"].as_array().unwrap();
-    assert!(unreadable.iter().any(|p| p["pid"] == std::process::id() as u64), "our pid is unreadable to nobody");
+    assert!(
+        unreadable
+            .iter()
+            .any(|p| p["pid"] == std::process::id() as u64),
+        "our pid is unreadable to nobody"
+    );
 
     // The table says so in its footer, with the hint.
     let out = std::process::Command::new("setpriv")
-        .args(["--reuid=65534", "--regid=65534", "--clear-groups", KWATCH, "--once", "--port", &lport])
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            KWATCH,
+            "--once",
+            "--port",
+            &lport,
+        ])
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);

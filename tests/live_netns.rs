@@ -33,27 +33,51 @@ fn a_vanished_peer_shows_rising_unanswered_probes_that_agree_with_ss() {
         let before = ss(Some(&pair.a));
         let doc = kwatch_json(Some(&pair.a), &["--dport", "9000"]);
         let after = ss(Some(&pair.a));
-        let s = find_socket(&doc, cport, 9000).expect("client socket listed").clone();
+        let s = find_socket(&doc, cport, 9000)
+            .expect("client socket listed")
+            .clone();
         assert_eq!(s["state"], "established");
         assert_eq!(s["timer"]["kind"], "keepalive", "{s}");
         let ours = s["timer"]["count"].as_u64().unwrap() as u32;
         let ss_count = |v: &[SsSocket]| {
-            v.iter().find(|x| x.local == format!("{ADDR_A}:{cport}")).and_then(|x| x.timer.clone()).unwrap().1
+            v.iter()
+                .find(|x| x.local == format!("{ADDR_A}:{cport}"))
+                .and_then(|x| x.timer.clone())
+                .unwrap()
+                .1
         };
         let (lo, hi) = (ss_count(&before), ss_count(&after));
         assert!(
             lo.saturating_sub(1) <= ours && ours <= hi + 1,
             "kwatch counted {ours} probes, ss {lo} just before and {hi} just after"
         );
-        assert!(s["owners"].as_array().unwrap().iter().any(|o| o["pid"] == me), "{s}");
+        assert!(
+            s["owners"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|o| o["pid"] == me),
+            "{s}"
+        );
         seen.push(ours);
         (ours >= 4).then_some(s)
     })
     .unwrap_or_else(|| panic!("probe count never reached 4; seen {seen:?}"));
 
-    assert!(seen.windows(2).all(|w| w[0] <= w[1]), "probe counts never go down while the peer is gone: {seen:?}");
-    assert!(seen.iter().collect::<std::collections::BTreeSet<_>>().len() >= 2, "count rose over snapshots: {seen:?}");
-    let codes: Vec<&str> = reached["findings"].as_array().unwrap().iter().map(|f| f["code"].as_str().unwrap()).collect();
+    assert!(
+        seen.windows(2).all(|w| w[0] <= w[1]),
+        "probe counts never go down while the peer is gone: {seen:?}"
+    );
+    assert!(
+        seen.iter().collect::<std::collections::BTreeSet<_>>().len() >= 2,
+        "count rose over snapshots: {seen:?}"
+    );
+    let codes: Vec<&str> = reached["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["code"].as_str().unwrap())
+        .collect();
     assert!(codes.contains(&"dead_peer_suspect"), "{reached}");
     drop((client, server, listener));
 }
@@ -67,10 +91,18 @@ fn a_namespace_lists_the_same_sockets_and_states_as_ss() {
     // In a: a listener with two accepted connections, one of which the peer closed (CLOSE_WAIT); an outgoing
     // connection we closed first (FIN-WAIT-2 or TIME-WAIT); IPv6 on loopback; a keepalive socket.
     let (l_a, l6) = in_netns(&pair.a, || {
-        (TcpListener::bind((ADDR_A, 7000)).unwrap(), TcpListener::bind(SocketAddr::from(([0u16, 0, 0, 0, 0, 0, 0, 1], 7001))).unwrap())
+        (
+            TcpListener::bind((ADDR_A, 7000)).unwrap(),
+            TcpListener::bind(SocketAddr::from(([0u16, 0, 0, 0, 0, 0, 0, 1], 7001))).unwrap(),
+        )
     });
     let l_b = in_netns(&pair.b, || TcpListener::bind((ADDR_B, 8000)).unwrap());
-    let (c1, c2) = in_netns(&pair.b, || (TcpStream::connect((ADDR_A, 7000)).unwrap(), TcpStream::connect((ADDR_A, 7000)).unwrap()));
+    let (c1, c2) = in_netns(&pair.b, || {
+        (
+            TcpStream::connect((ADDR_A, 7000)).unwrap(),
+            TcpStream::connect((ADDR_A, 7000)).unwrap(),
+        )
+    });
     let (a1, _) = l_a.accept().unwrap();
     let (a2, _) = l_a.accept().unwrap();
     (&c2).write_all(b"x").unwrap();
@@ -100,19 +132,40 @@ fn a_namespace_lists_the_same_sockets_and_states_as_ss() {
         let mut theirs = before;
         ours.sort();
         theirs.sort();
-        let strip = |v: &[SsSocket]| v.iter().map(|s| (s.state.clone(), s.local.clone(), s.peer.clone())).collect::<Vec<_>>();
-        assert_eq!(strip(&ours), strip(&theirs), "kwatch and ss list the same sockets in namespace a");
+        let strip = |v: &[SsSocket]| {
+            v.iter()
+                .map(|s| (s.state.clone(), s.local.clone(), s.peer.clone()))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            strip(&ours),
+            strip(&theirs),
+            "kwatch and ss list the same sockets in namespace a"
+        );
         Some(ours)
     })
     .expect("two ss runs around kwatch agreed within 10 s");
 
     let states: Vec<&str> = matched.iter().map(|s| s.state.as_str()).collect();
     for want in ["listen", "established", "close-wait", "time-wait"] {
-        assert!(states.contains(&want), "namespace a has a {want} socket: {matched:?}");
+        assert!(
+            states.contains(&want),
+            "namespace a has a {want} socket: {matched:?}"
+        );
     }
-    assert!(matched.iter().any(|s| s.local.starts_with("[::1]")), "IPv6 loopback listed: {matched:?}");
-    let ka = matched.iter().find(|s| s.local.starts_with(&format!("{ADDR_A}:")) && s.peer == format!("{ADDR_B}:8000") && s.state == "established");
-    assert_eq!(ka.and_then(|s| s.timer.clone()).map(|t| t.0), Some("keepalive".to_string()));
+    assert!(
+        matched.iter().any(|s| s.local.starts_with("[::1]")),
+        "IPv6 loopback listed: {matched:?}"
+    );
+    let ka = matched.iter().find(|s| {
+        s.local.starts_with(&format!("{ADDR_A}:"))
+            && s.peer == format!("{ADDR_B}:8000")
+            && s.state == "established"
+    });
+    assert_eq!(
+        ka.and_then(|s| s.timer.clone()).map(|t| t.0),
+        Some("keepalive".to_string())
+    );
     drop((a1, a2, c1, v6c, v6s, b_side, l_a, l_b));
 }
 
@@ -133,5 +186,8 @@ fn namespace_sysctls_are_reported() {
     assert!(s["tcp_retries2"].as_u64().is_some());
     assert!(s["tcp_fin_timeout_s"].as_u64().is_some());
     let doc_b = kwatch_json(Some(&pair.b), &[]);
-    assert_ne!(doc_b["settings"]["tcp_keepalive_time_s"], 600, "namespace b keeps its own settings");
+    assert_ne!(
+        doc_b["settings"]["tcp_keepalive_time_s"], 600,
+        "namespace b keeps its own settings"
+    );
 }

@@ -31,7 +31,10 @@ pub fn can_use_netns(test: &str) -> bool {
     } else {
         match Command::new("ip").args(["netns", "list"]).output() {
             Ok(o) if o.status.success() => None,
-            Ok(o) => Some(format!("'ip netns list' failed: {}", String::from_utf8_lossy(&o.stderr).trim())),
+            Ok(o) => Some(format!(
+                "'ip netns list' failed: {}",
+                String::from_utf8_lossy(&o.stderr).trim()
+            )),
             Err(e) => Some(format!("cannot run 'ip' (install iproute2): {e}")),
         }
     };
@@ -47,7 +50,11 @@ pub fn can_use_netns(test: &str) -> bool {
 
 /// Runs a command and panics with its output when it fails.
 pub fn sh(cmd: &str, args: &[&str]) -> Output {
-    let out = Command::new(cmd).args(args).stdin(Stdio::null()).output().unwrap_or_else(|e| panic!("{cmd}: {e}"));
+    let out = Command::new(cmd)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("{cmd}: {e}"));
     assert!(
         out.status.success(),
         "{cmd} {args:?} failed: {}{}",
@@ -82,9 +89,31 @@ impl NetnsPair {
         // The guard exists before the first namespace does, so a failure half-way still cleans up.
         sh("ip", &["netns", "add", &pair.a]);
         sh("ip", &["netns", "add", &pair.b]);
-        sh("ip", &["link", "add", &pair.veth_a, "netns", &pair.a, "type", "veth", "peer", "name", &pair.veth_b, "netns", &pair.b]);
-        for (ns, dev, addr) in [(&pair.a, &pair.veth_a, ADDR_A), (&pair.b, &pair.veth_b, ADDR_B)] {
-            sh("ip", &["-n", ns, "addr", "add", &format!("{addr}/24"), "dev", dev]);
+        sh(
+            "ip",
+            &[
+                "link",
+                "add",
+                &pair.veth_a,
+                "netns",
+                &pair.a,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                &pair.veth_b,
+                "netns",
+                &pair.b,
+            ],
+        );
+        for (ns, dev, addr) in [
+            (&pair.a, &pair.veth_a, ADDR_A),
+            (&pair.b, &pair.veth_b, ADDR_B),
+        ] {
+            sh(
+                "ip",
+                &["-n", ns, "addr", "add", &format!("{addr}/24"), "dev", dev],
+            );
             sh("ip", &["-n", ns, "link", "set", dev, "up"]);
             sh("ip", &["-n", ns, "link", "set", "lo", "up"]);
         }
@@ -98,14 +127,27 @@ impl NetnsPair {
 
     /// Sets a sysctl inside a namespace, e.g. ("net.ipv4.tcp_keepalive_time", "600").
     pub fn sysctl(&self, ns: &str, key: &str, value: &str) {
-        sh("ip", &["netns", "exec", ns, "sysctl", "-qw", &format!("{key}={value}")]);
+        sh(
+            "ip",
+            &[
+                "netns",
+                "exec",
+                ns,
+                "sysctl",
+                "-qw",
+                &format!("{key}={value}"),
+            ],
+        );
     }
 }
 
 impl Drop for NetnsPair {
     fn drop(&mut self) {
         for ns in [&self.a, &self.b] {
-            let _ = Command::new("ip").args(["netns", "del", ns]).stderr(Stdio::null()).status();
+            let _ = Command::new("ip")
+                .args(["netns", "del", ns])
+                .stderr(Stdio::null())
+                .status();
         }
     }
 }
@@ -130,7 +172,9 @@ pub fn set_keepalive(stream: &TcpStream, idle: u64, intvl: u64, cnt: u32) {
         .with_time(Duration::from_secs(idle))
         .with_interval(Duration::from_secs(intvl))
         .with_retries(cnt);
-    socket2::SockRef::from(stream).set_tcp_keepalive(&ka).expect("set keepalive");
+    socket2::SockRef::from(stream)
+        .set_tcp_keepalive(&ka)
+        .expect("set keepalive");
 }
 
 /// A connected pair on a fresh listener at `addr` (port 0 picks one): (client, server side).
@@ -151,7 +195,11 @@ pub fn kwatch(netns: Option<&str>, args: &[&str]) -> Output {
         }
         None => Command::new(KWATCH),
     };
-    cmd.args(args).stdin(Stdio::null()).env("NO_COLOR", "1").output().expect("run kwatch")
+    cmd.args(args)
+        .stdin(Stdio::null())
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("run kwatch")
 }
 
 /// `kwatch --once --json ARGS` parsed; panics with stderr when it fails.
@@ -159,7 +207,11 @@ pub fn kwatch_json(netns: Option<&str>, args: &[&str]) -> Value {
     let mut all = vec!["--once", "--json"];
     all.extend_from_slice(args);
     let out = kwatch(netns, &all);
-    assert!(out.status.success(), "kwatch failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "kwatch failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     serde_json::from_slice(&out.stdout).expect("kwatch --json prints valid JSON")
 }
 
@@ -170,7 +222,9 @@ pub fn sockets(doc: &Value) -> &Vec<Value> {
 
 /// A socket with this local and peer port, if listed.
 pub fn find_socket(doc: &Value, local_port: u16, peer_port: u16) -> Option<&Value> {
-    sockets(doc).iter().find(|s| s["local_port"] == local_port && s["peer_port"] == peer_port)
+    sockets(doc)
+        .iter()
+        .find(|s| s["local_port"] == local_port && s["peer_port"] == peer_port)
 }
 
 /// One line of `ss -tanoH`: state (kwatch's name), local, peer, and the timer's count when ss printed a timer.
@@ -188,7 +242,10 @@ pub fn ss(netns: Option<&str>) -> Vec<SsSocket> {
         Some(ns) => sh("ip", &["netns", "exec", ns, "ss", "-tanoH"]),
         None => sh("ss", &["-tanoH"]),
     };
-    String::from_utf8_lossy(&out.stdout).lines().filter_map(parse_ss_line).collect()
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(parse_ss_line)
+        .collect()
 }
 
 fn parse_ss_line(line: &str) -> Option<SsSocket> {
@@ -213,11 +270,18 @@ fn parse_ss_line(line: &str) -> Option<SsSocket> {
     let local = normalize_ss_addr(fields.next()?);
     let peer = normalize_ss_addr(fields.next()?);
     // timer:(keepalive,1.2sec,3)
-    let timer = fields.find_map(|f| f.strip_prefix("timer:(")).and_then(|t| {
-        let parts: Vec<&str> = t.trim_end_matches(')').split(',').collect();
-        Some((parts.first()?.to_string(), parts.last()?.parse().ok()?))
-    });
-    Some(SsSocket { state, local, peer, timer })
+    let timer = fields
+        .find_map(|f| f.strip_prefix("timer:("))
+        .and_then(|t| {
+            let parts: Vec<&str> = t.trim_end_matches(')').split(',').collect();
+            Some((parts.first()?.to_string(), parts.last()?.parse().ok()?))
+        });
+    Some(SsSocket {
+        state,
+        local,
+        peer,
+        timer,
+    })
 }
 
 /// ss prints the IPv6 unspecified address as `*`, port 0 as `*`, and may append `%iface`; kwatch prints `[::]`,
@@ -234,7 +298,11 @@ fn normalize_ss_addr(s: &str) -> String {
 pub fn as_ss(s: &Value) -> SsSocket {
     let addr = |a: &Value, p: &Value| {
         let a = a.as_str().unwrap();
-        if a.contains(':') { format!("[{a}]:{p}") } else { format!("{a}:{p}") }
+        if a.contains(':') {
+            format!("[{a}]:{p}")
+        } else {
+            format!("{a}:{p}")
+        }
     };
     let timer = &s["timer"];
     let kind = timer["kind"].as_str().unwrap();
@@ -242,7 +310,8 @@ pub fn as_ss(s: &Value) -> SsSocket {
         state: s["state"].as_str().unwrap().to_string(),
         local: addr(&s["local_addr"], &s["local_port"]),
         peer: addr(&s["peer_addr"], &s["peer_port"]),
-        timer: (kind != "none").then(|| (kind.to_string(), timer["count"].as_u64().unwrap() as u32)),
+        timer: (kind != "none")
+            .then(|| (kind.to_string(), timer["count"].as_u64().unwrap() as u32)),
     }
 }
 
