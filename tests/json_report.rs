@@ -458,3 +458,43 @@ fn broken_pipe_is_returned_with_its_kind() {
         assert_eq!(err.kind(), io::ErrorKind::BrokenPipe, "budget {budget}");
     }
 }
+
+/// The example in docs/json-schema.md is a real document (it reads into the strict test types), and every field
+/// the document has is described in a table there.
+#[test]
+fn schema_doc_example_and_tables_match_the_report() {
+    let path = format!("{}/docs/json-schema.md", env!("CARGO_MANIFEST_DIR"));
+    let md = std::fs::read_to_string(&path).unwrap();
+    let start = md.find("```json\n").unwrap() + "```json\n".len();
+    let end = start + md[start..].find("```").unwrap();
+    let example: Doc = serde_json::from_str(&md[start..end]).unwrap();
+    assert_eq!(example.schema_version, json::SCHEMA_VERSION);
+
+    let snapshot = analyzed("busy.json");
+    let conns: Vec<&Connection> = snapshot.connections.iter().collect();
+    let value: serde_json::Value = serde_json::from_str(&write_doc(&snapshot, &conns)).unwrap();
+    let mut names = Vec::new();
+    collect_field_names(&value, &mut names);
+    for name in names {
+        assert!(
+            md.contains(&format!("| `{name}` |")),
+            "field '{name}' is not described in {path}"
+        );
+    }
+}
+
+/// Object keys of the document, except those of maps keyed by state or finding code.
+fn collect_field_names(v: &serde_json::Value, out: &mut Vec<String>) {
+    match v {
+        serde_json::Value::Object(map) => {
+            for (k, v) in map {
+                out.push(k.clone());
+                if !matches!(k.as_str(), "by_state" | "by_finding" | "findings") || v.is_array() {
+                    collect_field_names(v, out);
+                }
+            }
+        }
+        serde_json::Value::Array(items) => items.iter().for_each(|i| collect_field_names(i, out)),
+        _ => {}
+    }
+}

@@ -102,7 +102,8 @@ impl<'a> Report<'a> {
 
 /// A TCP state serialized by its documented name ([`TcpState::name`]: `fin-wait-1`), also as a map key.
 ///
-/// The model's derived serde form spells `FinWait1` as `fin-wait1`; the report must not depend on that.
+/// The report pins its spelling here rather than relying on the model's serde attributes (which once wrote
+/// `fin-wait1`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct StateName(pub TcpState);
 
