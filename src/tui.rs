@@ -1,1 +1,200 @@
-//! The interactive terminal UI.
+//! The interactive terminal UI: live connections and processes, detail pane, filter prompt; terminal always restored.
+//!
+//! Threads: input, collector and signals feed one channel of [`event::Event`]s; the calling thread owns the
+//! [`App`], turns events into [`Action`]s (keys through the pure [`keys::map_key`]) and draws with [`render`].
+
+pub mod app;
+pub mod event;
+pub mod explain;
+pub mod format;
+pub mod history;
+pub mod keys;
+pub mod render;
+
+use std::io::{IsTerminal, Write};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, bail};
+use crossterm::event::{DisableMouseCapture, EnableMouseCapture, MouseEventKind};
+
+pub use app::{Action, App, Mode, View, update};
+pub use keys::map_key;
+
+use crate::collect;
+use crate::filter::Filter;
+use event::Event;
+
+/// What `run` needs: built by `run.rs` from the command line.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Time between snapshots (the CLI rejects less than 100ms).
+    pub interval: Duration,
+    pub collect: collect::Options,
+    /// The starting filter (from the CLI's filter flags); `/` edits it.
+    pub filter: Filter,
+    /// Use colours. [`Config::new`] sets it from `NO_COLOR`.
+    pub color: bool,
+}
+
+impl Config {
+    /// A config that uses colours unless `NO_COLOR` is set to a non-empty value.
+    pub fn new(interval: Duration, collect: collect::Options, filter: Filter) -> Config {
+        Config {
+            interval,
+            collect,
+            filter,
+            color: color_from_env(),
+        }
+    }
+}
+
+/// False when `NO_COLOR` is set and non-empty (<https://no-color.org>).
+pub fn color_from_env() -> bool {
+    std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}
+
+/// The error when stdout is not a terminal.
+pub const NO_TTY: &str = "kwatch needs a terminal for the interactive view; use --once for a snapshot (or --once --json)";
+
+/// How often the header's "refreshed ... ago" is redrawn when nothing else happens.
+const TICK: Duration = Duration::from_millis(500);
+
+/// Runs the interactive UI until `q`, Ctrl-C or a signal. The terminal is restored on every way out: return,
+/// error, panic (ratatui's chained hook plus ours for the mouse) and SIGTERM/SIGHUP/SIGINT, after which the
+/// process ends by that signal as it would have without kwatch's handler.
+pub fn run(config: Config) -> anyhow::Result<()> {
+    if !std::io::stdout().is_terminal() {
+        bail!(NO_TTY);
+    }
+    let (tx, rx) = mpsc::channel::<Event>();
+    let signals = event::spawn_signals(tx.clone()).context("cannot watch for signals")?;
+
+    let outcome = {
+        let _guard = TerminalGuard::enter()?;
+        let mut terminal = ratatui::try_init().context("cannot set up the terminal")?;
+        crossterm::execute!(std::io::stdout(), EnableMouseCapture)
+            .context("cannot enable the mouse")?;
+        event_loop(&mut terminal, config, tx, rx)
+        // The guard restores the terminal here, before any error is printed or a signal ends the process.
+    };
+    signals.close();
+    match outcome? {
+        Exit::Quit => Ok(()),
+        Exit::Signal(sig) => {
+            let _ = std::io::stdout().flush();
+            signal_hook::low_level::emulate_default_handler(sig)
+                .with_context(|| format!("cannot end on signal '{sig}'"))?;
+            Ok(())
+        }
+    }
+}
+
+/// How the event loop ended.
+enum Exit {
+    Quit,
+    Signal(i32),
+}
+
+/// Restores the terminal when dropped (normal return, `?`, unwinding), and chains a panic hook that turns the
+/// mouse off before ratatui's own hook leaves raw mode and the alternate screen.
+struct TerminalGuard;
+
+impl TerminalGuard {
+    fn enter() -> anyhow::Result<TerminalGuard> {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            let _ = crossterm::execute!(std::io::stdout(), DisableMouseCapture);
+            previous(info);
+        }));
+        Ok(TerminalGuard)
+    }
+}
+
+impl Drop for TerminalGuard {
+    fn drop(&mut self) {
+        let _ = crossterm::execute!(std::io::stdout(), DisableMouseCapture);
+        ratatui::restore();
+    }
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+fn event_loop(
+    terminal: &mut ratatui::DefaultTerminal,
+    config: Config,
+    tx: mpsc::Sender<Event>,
+    rx: mpsc::Receiver<Event>,
+) -> anyhow::Result<Exit> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let _input =
+        event::spawn_input(tx.clone(), stop.clone()).context("cannot start the input thread")?;
+    // Dropping `_wake` (when this function returns) tells the collector to stop after its current dump.
+    let (_wake, wake_rx) = mpsc::channel::<()>();
+    let _collector = event::spawn_collector(config.collect, config.interval, tx, wake_rx)
+        .context("cannot start the collector thread")?;
+    let result = (|| {
+        let mut app = App::new(config.filter, config.color);
+        let size = terminal.size()?;
+        update(
+            &mut app,
+            Action::Resize {
+                width: size.width,
+                height: size.height,
+            },
+        );
+        update(&mut app, Action::Tick { now_ms: now_ms() });
+        loop {
+            terminal.draw(|frame| frame.render_widget(&app, frame.area()))?;
+            let first = match rx.recv_timeout(TICK) {
+                Ok(ev) => Some(ev),
+                Err(RecvTimeoutError::Timeout) => None,
+                Err(RecvTimeoutError::Disconnected) => bail!("every event source stopped"),
+            };
+            // Handle everything already queued before drawing again, so a burst of keys draws once.
+            let mut events: Vec<Event> = first.into_iter().collect();
+            events.extend(rx.try_iter());
+            update(&mut app, Action::Tick { now_ms: now_ms() });
+            for ev in events {
+                if let Some(exit) = handle(&mut app, ev)? {
+                    return Ok(exit);
+                }
+            }
+            if app.quit {
+                return Ok(Exit::Quit);
+            }
+        }
+    })();
+    stop.store(true, Ordering::Relaxed);
+    result
+}
+
+/// Applies one event to the app; `Some` when the UI must end.
+fn handle(app: &mut App, ev: Event) -> anyhow::Result<Option<Exit>> {
+    let action = match ev {
+        Event::Key(key) => map_key(app.mode(), key),
+        Event::Mouse(m) => match m.kind {
+            MouseEventKind::ScrollUp => Some(Action::ScrollUp),
+            MouseEventKind::ScrollDown => Some(Action::ScrollDown),
+            _ => None,
+        },
+        Event::Resize(width, height) => Some(Action::Resize { width, height }),
+        Event::Snapshot(snapshot) => Some(Action::Snapshot {
+            snapshot,
+            now_ms: now_ms(),
+        }),
+        Event::CollectorError(e) => Some(Action::CollectorError(e)),
+        Event::Fatal(e) => bail!(e),
+        Event::Signal(sig) => return Ok(Some(Exit::Signal(sig))),
+    };
+    if let Some(action) = action {
+        update(app, action);
+    }
+    Ok(app.quit.then_some(Exit::Quit))
+}

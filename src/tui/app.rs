@@ -1,0 +1,651 @@
+//! UI state and the pure `update(&mut App, Action)` that every key, snapshot and tick goes through.
+
+use std::cmp::{Ordering, Reverse};
+
+use crate::analyze::{ProcessSummary, rollup};
+use crate::filter::Filter;
+use crate::model::{Connection, Snapshot};
+use crate::tui::history::{History, idle_ms};
+
+/// Which table is showing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum View {
+    Connections,
+    Processes,
+}
+
+/// What keys mean right now (the key map's input).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// A table (connections or processes) has the keys.
+    Browse,
+    /// The detail pane of one connection is open.
+    Detail,
+    /// The `/` filter prompt is taking text.
+    Filter,
+    /// The help overlay is open.
+    Help,
+}
+
+/// Sort columns of the connections view, in the order `s` cycles through them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnSort {
+    /// Worst finding first, then longest idle.
+    Severity,
+    State,
+    Process,
+    Local,
+    Peer,
+    Timer,
+    Probes,
+    RecvQ,
+    SendQ,
+    Idle,
+}
+
+impl ConnSort {
+    pub const ALL: [ConnSort; 10] = [
+        ConnSort::Severity,
+        ConnSort::State,
+        ConnSort::Process,
+        ConnSort::Local,
+        ConnSort::Peer,
+        ConnSort::Timer,
+        ConnSort::Probes,
+        ConnSort::RecvQ,
+        ConnSort::SendQ,
+        ConnSort::Idle,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            ConnSort::Severity => "severity",
+            ConnSort::State => "state",
+            ConnSort::Process => "process",
+            ConnSort::Local => "local",
+            ConnSort::Peer => "peer",
+            ConnSort::Timer => "timer",
+            ConnSort::Probes => "probes",
+            ConnSort::RecvQ => "recv-q",
+            ConnSort::SendQ => "send-q",
+            ConnSort::Idle => "idle",
+        }
+    }
+}
+
+/// Sort columns of the processes view, in the order `s` cycles through them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProcSort {
+    /// The rollup's order: most critical findings, then warnings, then CLOSE_WAIT, then sockets.
+    Worst,
+    Sockets,
+    Established,
+    CloseWait,
+    NoKeepalive,
+    Pid,
+    Comm,
+}
+
+impl ProcSort {
+    pub const ALL: [ProcSort; 7] = [
+        ProcSort::Worst,
+        ProcSort::Sockets,
+        ProcSort::Established,
+        ProcSort::CloseWait,
+        ProcSort::NoKeepalive,
+        ProcSort::Pid,
+        ProcSort::Comm,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            ProcSort::Worst => "worst",
+            ProcSort::Sockets => "sockets",
+            ProcSort::Established => "estab",
+            ProcSort::CloseWait => "close-wait",
+            ProcSort::NoKeepalive => "no-keepalive",
+            ProcSort::Pid => "pid",
+            ProcSort::Comm => "comm",
+        }
+    }
+}
+
+fn next_in<T: Copy + PartialEq>(all: &[T], cur: T) -> T {
+    let i = all.iter().position(|x| *x == cur).unwrap_or(0);
+    all[(i + 1) % all.len()]
+}
+
+/// Everything that changes the app: keys (through the key map), snapshots, collector errors, ticks, resizes.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    Up,
+    Down,
+    PageUp,
+    PageDown,
+    Home,
+    End,
+    /// Mouse wheel: a few rows at a time.
+    ScrollUp,
+    ScrollDown,
+    SortNext,
+    SortReverse,
+    SwitchView,
+    /// Connections: open the detail pane. Processes: show that process's connections.
+    Enter,
+    /// Close the detail pane, leave a process's connections, or clear the filter.
+    Back,
+    TogglePause,
+    ToggleHelp,
+    Quit,
+    FilterOpen,
+    FilterChar(char),
+    FilterBackspace,
+    FilterClearLine,
+    FilterApply,
+    FilterCancel,
+    /// A new snapshot arrived at wall-clock time `now_ms` (Unix ms).
+    Snapshot {
+        snapshot: Box<Snapshot>,
+        now_ms: u64,
+    },
+    CollectorError(String),
+    /// Time passed: the header's "refreshed ... ago" moves.
+    Tick {
+        now_ms: u64,
+    },
+    Resize {
+        width: u16,
+        height: u16,
+    },
+}
+
+/// The `/` prompt while it is open.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Prompt {
+    pub text: String,
+    /// Why the last Enter was refused.
+    pub error: Option<String>,
+}
+
+/// The connection the detail pane shows: a copy, so a socket that closes stays readable (marked gone).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Detail {
+    pub conn: Connection,
+    pub gone: bool,
+}
+
+/// Rows scrolled per mouse wheel notch.
+const WHEEL_ROWS: usize = 3;
+/// Terminal lines around a table besides the header: title line, column line, footer.
+const TABLE_CHROME: u16 = 3;
+
+/// The whole UI state. Built from snapshots; rendered by `render`; changed only by `update`.
+#[derive(Debug, Clone)]
+pub struct App {
+    pub snapshot: Option<Snapshot>,
+    /// The newest snapshot that arrived while paused.
+    pub held: Option<Box<Snapshot>>,
+    /// Wall clock (Unix ms) as of the last tick or snapshot: what "ago" is measured against.
+    pub now_ms: u64,
+    pub view: View,
+    pub paused: bool,
+    pub help: bool,
+    pub quit: bool,
+    pub color: bool,
+    pub filter: Filter,
+    /// The active filter as text (what the prompt starts from).
+    pub filter_text: String,
+    pub prompt: Option<Prompt>,
+    /// Set by Enter on a process: the connections view shows only this pid's sockets.
+    pub drill_pid: Option<u32>,
+    pub conn_sort: ConnSort,
+    pub conn_reverse: bool,
+    pub proc_sort: ProcSort,
+    pub proc_reverse: bool,
+    /// Visible connections: indices into `snapshot.connections`, filtered and sorted.
+    pub rows: Vec<usize>,
+    pub procs: Vec<ProcessSummary>,
+    pub conn_sel: usize,
+    /// The selected socket's cookie: the selection follows it across refreshes.
+    pub conn_cookie: Option<u64>,
+    pub conn_offset: usize,
+    pub proc_sel: usize,
+    pub proc_pid: Option<u32>,
+    pub proc_offset: usize,
+    pub detail: Option<Detail>,
+    pub history: History,
+    pub collector_error: Option<String>,
+    pub width: u16,
+    pub height: u16,
+}
+
+impl App {
+    pub fn new(filter: Filter, color: bool) -> App {
+        let filter_text = filter.to_text();
+        App {
+            snapshot: None,
+            held: None,
+            now_ms: 0,
+            view: View::Connections,
+            paused: false,
+            help: false,
+            quit: false,
+            color,
+            filter,
+            filter_text,
+            prompt: None,
+            drill_pid: None,
+            conn_sort: ConnSort::Severity,
+            conn_reverse: false,
+            proc_sort: ProcSort::Worst,
+            proc_reverse: false,
+            rows: Vec::new(),
+            procs: Vec::new(),
+            conn_sel: 0,
+            conn_cookie: None,
+            conn_offset: 0,
+            proc_sel: 0,
+            proc_pid: None,
+            proc_offset: 0,
+            detail: None,
+            history: History::default(),
+            collector_error: None,
+            width: 80,
+            height: 24,
+        }
+    }
+
+    /// What keys mean now: help over the prompt over the detail pane over the tables.
+    pub fn mode(&self) -> Mode {
+        if self.help {
+            Mode::Help
+        } else if self.prompt.is_some() {
+            Mode::Filter
+        } else if self.detail.is_some() {
+            Mode::Detail
+        } else {
+            Mode::Browse
+        }
+    }
+
+    /// Lines the header takes: host, keepalive, states, stuck, then one each for unreadable processes, the first
+    /// collector warning and a collector error when there are any.
+    pub fn header_lines(&self) -> u16 {
+        let extra = u16::from(self.collector_error.is_some());
+        match self.snapshot.as_ref() {
+            None => 2 + extra,
+            Some(s) => {
+                4 + extra + u16::from(!s.unreadable.is_empty()) + u16::from(!s.warnings.is_empty())
+            }
+        }
+    }
+
+    /// Table rows that fit on screen.
+    pub fn page(&self) -> usize {
+        let chrome = self.header_lines() + TABLE_CHROME;
+        usize::from(self.height.saturating_sub(chrome)).max(1)
+    }
+
+    /// The connection under the cursor in the connections view.
+    pub fn selected_conn(&self) -> Option<&Connection> {
+        let snap = self.snapshot.as_ref()?;
+        self.rows
+            .get(self.conn_sel)
+            .and_then(|i| snap.connections.get(*i))
+    }
+
+    pub fn selected_proc(&self) -> Option<&ProcessSummary> {
+        self.procs.get(self.proc_sel)
+    }
+
+    /// Number of rows of the table in view.
+    pub fn len(&self) -> usize {
+        match self.view {
+            View::Connections => self.rows.len(),
+            View::Processes => self.procs.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn visible(&self, snap: &Snapshot, conn: &Connection) -> bool {
+        self.filter.matches_in(conn, snap)
+            && self
+                .drill_pid
+                .is_none_or(|pid| conn.owners.iter().any(|o| o.pid == pid))
+    }
+
+    /// Recomputes rows and process summaries from the snapshot, filter and sort; keeps the selection on the same
+    /// socket (cookie) and process (pid) when they are still there, else on the same line.
+    fn refresh(&mut self) {
+        let Some(snap) = self.snapshot.as_ref() else {
+            self.rows.clear();
+            self.procs.clear();
+            return;
+        };
+        let mut rows: Vec<usize> = (0..snap.connections.len())
+            .filter(|i| self.visible(snap, &snap.connections[*i]))
+            .collect();
+        let (sort, reverse) = (self.conn_sort, self.conn_reverse);
+        rows.sort_by(|a, b| {
+            let (a, b) = (&snap.connections[*a], &snap.connections[*b]);
+            let ord = compare_conns(sort, snap, a, b);
+            let ord = if reverse { ord.reverse() } else { ord };
+            ord.then(a.cookie.cmp(&b.cookie))
+        });
+        let filtered = snap
+            .connections
+            .iter()
+            .filter(|c| self.filter.matches_in(c, snap));
+        let mut procs = rollup(snap, filtered);
+        sort_procs(&mut procs, self.proc_sort, self.proc_reverse);
+        self.rows = rows;
+        self.procs = procs;
+
+        let by_cookie = self.conn_cookie.and_then(|cookie| {
+            self.rows
+                .iter()
+                .position(|i| snap.connections[*i].cookie == cookie)
+        });
+        self.conn_sel = by_cookie.unwrap_or(self.conn_sel.min(self.rows.len().saturating_sub(1)));
+        self.conn_cookie = self
+            .rows
+            .get(self.conn_sel)
+            .map(|i| snap.connections[*i].cookie);
+        let by_pid = self
+            .proc_pid
+            .and_then(|pid| self.procs.iter().position(|p| p.pid == pid));
+        self.proc_sel = by_pid.unwrap_or(self.proc_sel.min(self.procs.len().saturating_sub(1)));
+        self.proc_pid = self.procs.get(self.proc_sel).map(|p| p.pid);
+
+        if let Some(detail) = self.detail.as_mut() {
+            match snap
+                .connections
+                .iter()
+                .find(|c| c.cookie == detail.conn.cookie)
+            {
+                Some(conn) => {
+                    detail.conn = conn.clone();
+                    detail.gone = false;
+                }
+                None => detail.gone = true,
+            }
+        }
+        self.scroll_into_view();
+    }
+
+    fn apply_snapshot(&mut self, snapshot: Snapshot) {
+        self.history
+            .observe(&snapshot, snapshot.taken_at_unix_ms, self.conn_cookie);
+        self.snapshot = Some(snapshot);
+        self.collector_error = None;
+        self.refresh();
+    }
+
+    /// Moves the cursor of the table in view to `to` (clamped) and remembers what it is on.
+    fn select(&mut self, to: usize) {
+        let last = self.len().saturating_sub(1);
+        let to = to.min(last);
+        match self.view {
+            View::Connections => {
+                self.conn_sel = to;
+                self.conn_cookie = self.selected_conn().map(|c| c.cookie);
+                if self.detail.is_some() {
+                    self.detail = self.selected_conn().map(|c| Detail {
+                        conn: c.clone(),
+                        gone: false,
+                    });
+                }
+            }
+            View::Processes => {
+                self.proc_sel = to;
+                self.proc_pid = self.selected_proc().map(|p| p.pid);
+            }
+        }
+        self.scroll_into_view();
+    }
+
+    fn cursor(&self) -> usize {
+        match self.view {
+            View::Connections => self.conn_sel,
+            View::Processes => self.proc_sel,
+        }
+    }
+
+    /// Keeps the cursor on screen: scrolls only when it would leave the page.
+    fn scroll_into_view(&mut self) {
+        let page = self.page();
+        for (sel, offset) in [
+            (self.conn_sel, &mut self.conn_offset),
+            (self.proc_sel, &mut self.proc_offset),
+        ] {
+            *offset = clamp_offset(*offset, sel, page);
+        }
+    }
+}
+
+/// The first visible row so that `sel` is on a page of `page` rows starting near `offset`.
+pub fn clamp_offset(offset: usize, sel: usize, page: usize) -> usize {
+    let page = page.max(1);
+    if sel < offset {
+        sel
+    } else if sel >= offset + page {
+        sel + 1 - page
+    } else {
+        offset
+    }
+}
+
+/// Natural order of each column: worst, biggest, longest first for numbers; alphabetical for names.
+fn compare_conns(sort: ConnSort, snap: &Snapshot, a: &Connection, b: &Connection) -> Ordering {
+    let process = |c: &Connection| {
+        c.owners
+            .first()
+            .map(|o| (snap.comm(o.pid).to_string(), o.pid))
+    };
+    match sort {
+        ConnSort::Severity => (Reverse(a.worst()), Reverse(idle_ms(a)), a.state).cmp(&(
+            Reverse(b.worst()),
+            Reverse(idle_ms(b)),
+            b.state,
+        )),
+        ConnSort::State => (a.state, Reverse(a.worst())).cmp(&(b.state, Reverse(b.worst()))),
+        ConnSort::Process => process(a)
+            .is_none()
+            .cmp(&process(b).is_none())
+            .then(process(a).cmp(&process(b))),
+        ConnSort::Local => (a.local_addr, a.local_port).cmp(&(b.local_addr, b.local_port)),
+        ConnSort::Peer => (a.peer_addr, a.peer_port).cmp(&(b.peer_addr, b.peer_port)),
+        ConnSort::Timer => (
+            a.timer.kind == crate::model::TimerKind::None,
+            a.timer.expires_ms,
+        )
+            .cmp(&(
+                b.timer.kind == crate::model::TimerKind::None,
+                b.timer.expires_ms,
+            )),
+        ConnSort::Probes => b.timer.count.cmp(&a.timer.count),
+        ConnSort::RecvQ => b.recv_q.cmp(&a.recv_q),
+        ConnSort::SendQ => b.send_q.cmp(&a.send_q),
+        ConnSort::Idle => idle_ms(b).cmp(&idle_ms(a)),
+    }
+}
+
+fn sort_procs(procs: &mut [ProcessSummary], sort: ProcSort, reverse: bool) {
+    // The rollup's order is the worst-first order; keep it as the tie-break for every other column.
+    let rank: std::collections::HashMap<u32, usize> =
+        procs.iter().enumerate().map(|(i, p)| (p.pid, i)).collect();
+    let established = |p: &ProcessSummary| {
+        p.by_state
+            .get(&crate::model::TcpState::Established)
+            .copied()
+            .unwrap_or(0)
+    };
+    procs.sort_by(|a, b| {
+        let ord = match sort {
+            ProcSort::Worst => Ordering::Equal,
+            ProcSort::Sockets => b.sockets.cmp(&a.sockets),
+            ProcSort::Established => established(b).cmp(&established(a)),
+            ProcSort::CloseWait => b.close_wait().cmp(&a.close_wait()),
+            ProcSort::NoKeepalive => no_keepalive_share(b)
+                .partial_cmp(&no_keepalive_share(a))
+                .unwrap_or(Ordering::Equal),
+            ProcSort::Pid => a.pid.cmp(&b.pid),
+            ProcSort::Comm => a.comm.cmp(&b.comm),
+        };
+        let ord = ord.then(rank[&a.pid].cmp(&rank[&b.pid]));
+        if reverse { ord.reverse() } else { ord }
+    });
+}
+
+/// Share (0..=1) of a process's ESTABLISHED sockets that run without keepalive; `None` with none established.
+pub fn no_keepalive_share(p: &ProcessSummary) -> Option<f64> {
+    let est = p
+        .by_state
+        .get(&crate::model::TcpState::Established)
+        .copied()
+        .unwrap_or(0);
+    (est > 0).then(|| f64::from(p.established_without_keepalive) / f64::from(est))
+}
+
+/// Applies one action. Pure: no clock, no I/O; time arrives inside `Tick` and `Snapshot`.
+pub fn update(app: &mut App, action: Action) {
+    match action {
+        Action::Up => app.select(app.cursor().saturating_sub(1)),
+        Action::Down => app.select(app.cursor() + 1),
+        Action::PageUp => app.select(app.cursor().saturating_sub(app.page())),
+        Action::PageDown => app.select(app.cursor() + app.page()),
+        Action::Home => app.select(0),
+        Action::End => app.select(usize::MAX),
+        Action::ScrollUp => app.select(app.cursor().saturating_sub(WHEEL_ROWS)),
+        Action::ScrollDown => app.select(app.cursor() + WHEEL_ROWS),
+        Action::SortNext => {
+            match app.view {
+                View::Connections => {
+                    app.conn_sort = next_in(&ConnSort::ALL, app.conn_sort);
+                    app.conn_reverse = false;
+                }
+                View::Processes => {
+                    app.proc_sort = next_in(&ProcSort::ALL, app.proc_sort);
+                    app.proc_reverse = false;
+                }
+            }
+            app.refresh();
+        }
+        Action::SortReverse => {
+            match app.view {
+                View::Connections => app.conn_reverse = !app.conn_reverse,
+                View::Processes => app.proc_reverse = !app.proc_reverse,
+            }
+            app.refresh();
+        }
+        Action::SwitchView => {
+            app.detail = None;
+            app.view = match app.view {
+                View::Connections => View::Processes,
+                View::Processes => View::Connections,
+            };
+            if app.view == View::Processes && app.drill_pid.take().is_some() {
+                app.refresh();
+            }
+        }
+        Action::Enter => match app.view {
+            View::Connections => {
+                app.detail = match app.detail {
+                    Some(_) => None,
+                    None => app.selected_conn().map(|c| Detail {
+                        conn: c.clone(),
+                        gone: false,
+                    }),
+                };
+            }
+            View::Processes => {
+                if let Some(pid) = app.selected_proc().map(|p| p.pid) {
+                    app.drill_pid = Some(pid);
+                    app.view = View::Connections;
+                    app.conn_sel = 0;
+                    app.conn_cookie = None;
+                    app.refresh();
+                }
+            }
+        },
+        Action::Back => {
+            if app.detail.is_some() {
+                app.detail = None;
+            } else if app.view == View::Connections && app.drill_pid.is_some() {
+                app.drill_pid = None;
+                app.view = View::Processes;
+                app.refresh();
+            } else if !app.filter_text.is_empty() || app.filter != Filter::default() {
+                app.filter = Filter::default();
+                app.filter_text.clear();
+                app.refresh();
+            }
+        }
+        Action::TogglePause => {
+            app.paused = !app.paused;
+            if !app.paused
+                && let Some(held) = app.held.take()
+            {
+                app.apply_snapshot(*held);
+            }
+        }
+        Action::ToggleHelp => app.help = !app.help,
+        Action::Quit => app.quit = true,
+        Action::FilterOpen => {
+            app.prompt = Some(Prompt {
+                text: app.filter_text.clone(),
+                error: None,
+            });
+        }
+        Action::FilterChar(c) => {
+            if let Some(p) = app.prompt.as_mut() {
+                p.text.push(c);
+                p.error = None;
+            }
+        }
+        Action::FilterBackspace => {
+            if let Some(p) = app.prompt.as_mut() {
+                p.text.pop();
+                p.error = None;
+            }
+        }
+        Action::FilterClearLine => {
+            if let Some(p) = app.prompt.as_mut() {
+                p.text.clear();
+                p.error = None;
+            }
+        }
+        Action::FilterApply => {
+            if let Some(p) = app.prompt.as_mut() {
+                match Filter::parse(&p.text) {
+                    Ok(filter) => {
+                        app.filter = filter;
+                        app.filter_text = p.text.trim().to_string();
+                        app.prompt = None;
+                        app.refresh();
+                    }
+                    Err(e) => p.error = Some(e.to_string()),
+                }
+            }
+        }
+        Action::FilterCancel => app.prompt = None,
+        Action::Snapshot { snapshot, now_ms } => {
+            app.now_ms = now_ms;
+            if app.paused {
+                app.held = Some(snapshot);
+            } else {
+                app.apply_snapshot(*snapshot);
+            }
+        }
+        Action::CollectorError(e) => app.collector_error = Some(e),
+        Action::Tick { now_ms } => app.now_ms = now_ms,
+        Action::Resize { width, height } => {
+            app.width = width;
+            app.height = height;
+            app.scroll_into_view();
+        }
+    }
+}

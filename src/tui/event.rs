@@ -1,0 +1,117 @@
+//! The one event channel: an input thread (keys, mouse, resize), a collector thread (snapshots) and a signal thread
+//! feed it; the UI thread only receives.
+
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crossterm::event::{self as ct, KeyEvent, MouseEvent};
+
+use crate::collect::{self, Options};
+use crate::model::Snapshot;
+
+/// Everything the UI thread reacts to.
+#[derive(Debug)]
+pub enum Event {
+    Key(KeyEvent),
+    Mouse(MouseEvent),
+    Resize(u16, u16),
+    Snapshot(Box<Snapshot>),
+    CollectorError(String),
+    /// The input thread could not read the terminal, or the collector panicked: the UI must end.
+    Fatal(String),
+    /// SIGTERM, SIGHUP or SIGINT arrived.
+    Signal(i32),
+}
+
+/// How often the input thread checks whether it should stop.
+const INPUT_POLL: Duration = Duration::from_millis(100);
+
+/// Reads terminal events until `stop` is set or the receiver is gone. Only key presses are forwarded.
+pub fn spawn_input(
+    tx: Sender<Event>,
+    stop: Arc<AtomicBool>,
+) -> std::io::Result<thread::JoinHandle<()>> {
+    thread::Builder::new()
+        .name("kwatch-input".into())
+        .spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                let event = match ct::poll(INPUT_POLL) {
+                    Ok(false) => continue,
+                    Ok(true) => ct::read(),
+                    Err(e) => Err(e),
+                };
+                let event = match event {
+                    Ok(ct::Event::Key(k)) if k.kind == ct::KeyEventKind::Press => Event::Key(k),
+                    Ok(ct::Event::Mouse(m)) => Event::Mouse(m),
+                    Ok(ct::Event::Resize(w, h)) => Event::Resize(w, h),
+                    Ok(_) => continue,
+                    Err(e) => Event::Fatal(format!("cannot read the terminal: {e}")),
+                };
+                let fatal = matches!(event, Event::Fatal(_));
+                if tx.send(event).is_err() || fatal {
+                    return;
+                }
+            }
+        })
+}
+
+/// Takes a snapshot every `interval` until the UI hangs up `wake` (dropping its sender). Sending `()` on `wake`
+/// takes the next snapshot at once. A dump that takes longer than the interval is followed by the next at once:
+/// the UI never waits on it, it just shows how old its data is.
+pub fn spawn_collector(
+    opts: Options,
+    interval: Duration,
+    tx: Sender<Event>,
+    wake: Receiver<()>,
+) -> std::io::Result<thread::JoinHandle<()>> {
+    thread::Builder::new()
+        .name("kwatch-collector".into())
+        .spawn(move || {
+            loop {
+                let started = Instant::now();
+                let event =
+                    match std::panic::catch_unwind(AssertUnwindSafe(|| collect::collect(&opts))) {
+                        Ok(Ok(snapshot)) => Event::Snapshot(Box::new(snapshot)),
+                        Ok(Err(e)) => Event::CollectorError(format!("{e:#}")),
+                        Err(panic) => {
+                            let msg = panic
+                                .downcast_ref::<&str>()
+                                .map(|s| s.to_string())
+                                .or_else(|| panic.downcast_ref::<String>().cloned())
+                                .unwrap_or_else(|| "unknown panic".to_string());
+                            let _ = tx.send(Event::Fatal(format!("the collector panicked: {msg}")));
+                            return;
+                        }
+                    };
+                if tx.send(event).is_err() {
+                    return;
+                }
+                let rest = interval.saturating_sub(started.elapsed());
+                match wake.recv_timeout(rest) {
+                    Ok(()) | Err(RecvTimeoutError::Timeout) => {}
+                    Err(RecvTimeoutError::Disconnected) => return,
+                }
+            }
+        })
+}
+
+/// Forwards SIGTERM, SIGHUP and SIGINT to the UI so that it restores the terminal before the process ends.
+pub fn spawn_signals(tx: Sender<Event>) -> std::io::Result<signal_hook::iterator::Handle> {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGHUP, SIGINT])?;
+    let handle = signals.handle();
+    thread::Builder::new()
+        .name("kwatch-signals".into())
+        .spawn(move || {
+            for sig in signals.forever() {
+                if tx.send(Event::Signal(sig)).is_err() {
+                    return;
+                }
+            }
+        })?;
+    Ok(handle)
+}

@@ -1,0 +1,183 @@
+//! Plain-language readings of a socket's timer and state, from the namespace's TCP settings.
+
+use crate::duration::format_duration_ms;
+use crate::model::{Connection, Settings, TcpState, TimerKind};
+
+/// One or two sentences saying what the kernel will do with this socket and when. Socket options can override
+/// the namespace settings (TCP_KEEPIDLE/KEEPINTVL/KEEPCNT, TCP_USER_TIMEOUT), so times are "about".
+pub fn reading(conn: &Connection, settings: &Settings) -> String {
+    let timer = conn.timer;
+    let e = format_duration_ms(timer.expires_ms);
+    match timer.kind {
+        TimerKind::Keepalive => keepalive(timer.count, timer.expires_ms, settings),
+        TimerKind::Retransmit if conn.state == TcpState::SynSent => format!(
+            "connecting: {} SYN retransmit{} so far, next in {e}; no answer from the peer yet",
+            timer.count,
+            plural(timer.count)
+        ),
+        TimerKind::Retransmit if timer.count == 0 => {
+            format!("data in flight: retransmit timer (or loss probe) fires in {e} unless acked")
+        }
+        TimerKind::Retransmit => {
+            let limit = settings
+                .tcp_retries2
+                .map(|r| format!("; the kernel gives up after tcp_retries2={r} retransmits"))
+                .unwrap_or_default();
+            format!(
+                "{} retransmit{} of unacknowledged data, next in {e}: the peer or the path is not \
+                 answering{limit}",
+                timer.count,
+                plural(timer.count)
+            )
+        }
+        TimerKind::ZeroWindowProbe => format!(
+            "the peer's receive window is zero (it is not reading): {} window probe{} sent, next in {e}",
+            timer.count,
+            plural(timer.count)
+        ),
+        TimerKind::TimeWait => {
+            format!("closed; the kernel frees this TIME-WAIT entry in {e} (normal, nothing to do)")
+        }
+        TimerKind::None => untimed(conn, settings),
+    }
+}
+
+fn keepalive(count: u32, expires_ms: u64, settings: &Settings) -> String {
+    let (Some(intvl), Some(probes)) = (
+        settings.tcp_keepalive_intvl_s,
+        settings.tcp_keepalive_probes,
+    ) else {
+        return format!(
+            "keepalive on: {count} probe{} unanswered, next timer in {}",
+            plural(count),
+            format_duration_ms(expires_ms)
+        );
+    };
+    let reset_ms = expires_ms + u64::from(probes.saturating_sub(count)) * u64::from(intvl) * 1_000;
+    let reset = format_duration_ms(reset_ms);
+    if count == 0 {
+        format!(
+            "keepalive on: first probe in {}; if the peer vanished, the kernel resets this connection in \
+             about {reset} ({intvl}s x {probes} probes)",
+            format_duration_ms(expires_ms)
+        )
+    } else {
+        format!(
+            "{count} keepalive probe{} unanswered; with {intvl}s x {probes} the kernel resets this connection \
+             in about {reset}",
+            plural(count)
+        )
+    }
+}
+
+fn untimed(conn: &Connection, settings: &Settings) -> String {
+    match conn.state {
+        TcpState::Established if conn.send_q > 0 => {
+            "data queued but no timer: unusual; the kernel should be retransmitting".to_string()
+        }
+        TcpState::Established => {
+            "no keepalive: if this peer vanished, the connection would stay ESTABLISHED forever"
+                .to_string()
+        }
+        TcpState::CloseWait => {
+            "the peer closed its side; the owning process has not called close(). The \
+             kernel never times this out: it stays until the process closes it"
+                .to_string()
+        }
+        TcpState::FinWait2 => match settings.tcp_fin_timeout_s {
+            Some(s) => format!(
+                "we closed; waiting for the peer's FIN. Orphaned, it is dropped after tcp_fin_timeout={s}s"
+            ),
+            None => "we closed; waiting for the peer's FIN".to_string(),
+        },
+        TcpState::Listen => format!("listening: accept queue {} of {}", conn.recv_q, conn.send_q),
+        TcpState::LastAck => "we closed after the peer did; waiting for its final ACK".to_string(),
+        _ => "no timer pending".to_string(),
+    }
+}
+
+fn plural(n: u32) -> &'static str {
+    if n == 1 { "" } else { "s" }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::model::{Family, Timer};
+
+    fn defaults() -> Settings {
+        Settings {
+            tcp_keepalive_time_s: Some(7200),
+            tcp_keepalive_intvl_s: Some(75),
+            tcp_keepalive_probes: Some(9),
+            tcp_retries2: Some(15),
+            tcp_fin_timeout_s: Some(60),
+        }
+    }
+
+    fn conn(state: TcpState, kind: TimerKind, expires_ms: u64, count: u32) -> Connection {
+        Connection {
+            cookie: 1,
+            family: Family::Ipv4,
+            state,
+            local_addr: "10.0.0.5".parse().unwrap(),
+            local_port: 40112,
+            peer_addr: "10.0.0.9".parse().unwrap(),
+            peer_port: 5432,
+            interface: 0,
+            inode: 1,
+            uid: 0,
+            recv_q: 0,
+            send_q: 0,
+            timer: Timer {
+                kind,
+                expires_ms,
+                count,
+            },
+            shutdown: None,
+            congestion: None,
+            tcp_info: None,
+            owners: vec![],
+            findings: vec![],
+        }
+    }
+
+    #[test]
+    fn keepalive_with_unanswered_probes_counts_down_to_reset() {
+        let c = conn(TcpState::Established, TimerKind::Keepalive, 0, 3);
+        assert_eq!(
+            reading(&c, &defaults()),
+            "3 keepalive probes unanswered; with 75s x 9 the kernel resets this connection in about 7m30s"
+        );
+    }
+
+    #[test]
+    fn no_timer_on_established_means_forever() {
+        let c = conn(TcpState::Established, TimerKind::None, 0, 0);
+        assert_eq!(
+            reading(&c, &defaults()),
+            "no keepalive: if this peer vanished, the connection would stay ESTABLISHED forever"
+        );
+    }
+
+    #[test]
+    fn keepalive_without_settings_still_reads() {
+        let c = conn(TcpState::Established, TimerKind::Keepalive, 41_000, 1);
+        assert_eq!(
+            reading(&c, &Settings::default()),
+            "keepalive on: 1 probe unanswered, next timer in 41s"
+        );
+    }
+
+    #[test]
+    fn retransmits_name_the_limit() {
+        let c = conn(TcpState::Established, TimerKind::Retransmit, 25_600, 6);
+        let text = reading(&c, &defaults());
+        assert!(
+            text.starts_with("6 retransmits of unacknowledged data, next in 25s"),
+            "{text}"
+        );
+        assert!(text.ends_with("tcp_retries2=15 retransmits"), "{text}");
+    }
+}

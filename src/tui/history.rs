@@ -1,0 +1,202 @@
+//! What the session has seen of each socket (by cookie): first sight, time in the current state, recent samples.
+
+use std::collections::{HashMap, VecDeque};
+
+use crate::model::{Connection, Snapshot, TcpState};
+
+/// Samples kept per socket for the detail pane's sparklines.
+pub const SAMPLES: usize = 60;
+/// Above this many sockets in one snapshot, only stuck sockets and the selected one keep samples.
+pub const SAMPLE_ALL_LIMIT: usize = 10_000;
+/// A socket not seen for this long is forgotten.
+pub const FORGET_AFTER_MS: u64 = 60_000;
+
+/// One observation of one socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Sample {
+    /// Unanswered probes or retransmits (the timer's count).
+    pub probes: u32,
+    /// Milliseconds since the last data or ack was received, when the kernel said.
+    pub idle_ms: Option<u64>,
+}
+
+/// The session's memory of one socket.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Seen {
+    /// Wall clock (Unix ms) of the first snapshot that contained this socket.
+    pub first_seen_ms: u64,
+    pub state: TcpState,
+    /// Wall clock (Unix ms) of the first snapshot that showed the socket in `state`.
+    pub state_since_ms: u64,
+    /// True when the socket was already in `state` the first time kwatch saw it (so the time is a lower bound).
+    pub state_since_start: bool,
+    /// Wall clock (Unix ms) of the last snapshot that contained this socket.
+    pub last_seen_ms: u64,
+    pub samples: VecDeque<Sample>,
+}
+
+/// Session history for every socket seen recently, keyed by cookie. Memory is bounded: entries of sockets gone
+/// for [`FORGET_AFTER_MS`] are dropped and each keeps at most [`SAMPLES`] samples.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct History {
+    seen: HashMap<u64, Seen>,
+}
+
+impl History {
+    pub fn get(&self, cookie: u64) -> Option<&Seen> {
+        self.seen.get(&cookie)
+    }
+
+    pub fn len(&self) -> usize {
+        self.seen.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.seen.is_empty()
+    }
+
+    /// Records one snapshot taken at `now_ms`. `selected` always keeps samples, even on very large hosts.
+    pub fn observe(&mut self, snapshot: &Snapshot, now_ms: u64, selected: Option<u64>) {
+        let sample_all = snapshot.connections.len() <= SAMPLE_ALL_LIMIT;
+        for conn in &snapshot.connections {
+            let sampled = sample_all || conn.is_stuck() || selected == Some(conn.cookie);
+            self.observe_one(conn, now_ms, sampled);
+        }
+        self.seen
+            .retain(|_, seen| now_ms.saturating_sub(seen.last_seen_ms) < FORGET_AFTER_MS);
+    }
+
+    fn observe_one(&mut self, conn: &Connection, now_ms: u64, sampled: bool) {
+        let seen = self.seen.entry(conn.cookie).or_insert_with(|| Seen {
+            first_seen_ms: now_ms,
+            state: conn.state,
+            state_since_ms: now_ms,
+            state_since_start: true,
+            last_seen_ms: now_ms,
+            samples: VecDeque::new(),
+        });
+        if seen.state != conn.state {
+            seen.state = conn.state;
+            seen.state_since_ms = now_ms;
+            seen.state_since_start = false;
+        }
+        seen.last_seen_ms = now_ms;
+        if sampled {
+            if seen.samples.len() == SAMPLES {
+                seen.samples.pop_front();
+            }
+            seen.samples.push_back(Sample {
+                probes: conn.timer.count,
+                idle_ms: idle_ms(conn),
+            });
+        }
+    }
+}
+
+/// Milliseconds since anything (data or ack) was last received on this socket, when tcp_info says. `None` for
+/// listeners, where it means nothing.
+pub fn idle_ms(conn: &Connection) -> Option<u64> {
+    if conn.state == TcpState::Listen {
+        return None;
+    }
+    let info = conn.tcp_info.as_ref()?;
+    [info.last_data_recv_ms, info.last_ack_recv_ms]
+        .into_iter()
+        .flatten()
+        .min()
+        .map(u64::from)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::model::{Family, Timer, TimerKind};
+
+    fn conn(cookie: u64, state: TcpState, count: u32) -> Connection {
+        Connection {
+            cookie,
+            family: Family::Ipv4,
+            state,
+            local_addr: "127.0.0.1".parse().unwrap(),
+            local_port: 1,
+            peer_addr: "127.0.0.1".parse().unwrap(),
+            peer_port: 2,
+            interface: 0,
+            inode: 0,
+            uid: 0,
+            recv_q: 0,
+            send_q: 0,
+            timer: Timer {
+                kind: TimerKind::Keepalive,
+                expires_ms: 0,
+                count,
+            },
+            shutdown: None,
+            congestion: None,
+            tcp_info: None,
+            owners: vec![],
+            findings: vec![],
+        }
+    }
+
+    fn snap(conns: Vec<Connection>) -> Snapshot {
+        Snapshot {
+            connections: conns,
+            ..Snapshot::default()
+        }
+    }
+
+    #[test]
+    fn tracks_first_seen_state_changes_and_samples() {
+        let mut h = History::default();
+        h.observe(&snap(vec![conn(1, TcpState::Established, 0)]), 1_000, None);
+        h.observe(&snap(vec![conn(1, TcpState::Established, 2)]), 2_000, None);
+        h.observe(&snap(vec![conn(1, TcpState::CloseWait, 3)]), 3_000, None);
+        let seen = h.get(1).unwrap();
+        assert_eq!(seen.first_seen_ms, 1_000);
+        assert_eq!(seen.state, TcpState::CloseWait);
+        assert_eq!(seen.state_since_ms, 3_000);
+        assert!(!seen.state_since_start);
+        let probes: Vec<u32> = seen.samples.iter().map(|s| s.probes).collect();
+        assert_eq!(probes, [0, 2, 3]);
+    }
+
+    #[test]
+    fn samples_are_bounded_and_gone_sockets_are_forgotten() {
+        let mut h = History::default();
+        for i in 0..(SAMPLES as u64 + 10) {
+            h.observe(
+                &snap(vec![conn(1, TcpState::Established, i as u32)]),
+                i * 1_000,
+                None,
+            );
+        }
+        assert_eq!(h.get(1).unwrap().samples.len(), SAMPLES);
+        assert_eq!(
+            h.get(1).unwrap().samples.back().unwrap().probes,
+            SAMPLES as u32 + 9
+        );
+        let later = (SAMPLES as u64 + 10) * 1_000;
+        h.observe(&snap(vec![conn(2, TcpState::Established, 0)]), later, None);
+        assert!(h.get(1).is_some(), "gone briefly: still remembered");
+        h.observe(
+            &snap(vec![conn(2, TcpState::Established, 0)]),
+            later + FORGET_AFTER_MS,
+            None,
+        );
+        assert!(h.get(1).is_none(), "gone for a while: forgotten");
+        assert_eq!(h.len(), 1);
+    }
+
+    #[test]
+    fn large_snapshots_sample_only_stuck_and_selected() {
+        let mut h = History::default();
+        let conns: Vec<Connection> = (0..(SAMPLE_ALL_LIMIT as u64 + 1))
+            .map(|c| conn(c, TcpState::Established, 0))
+            .collect();
+        h.observe(&snap(conns), 1_000, Some(7));
+        assert!(h.get(3).unwrap().samples.is_empty());
+        assert_eq!(h.get(7).unwrap().samples.len(), 1);
+    }
+}

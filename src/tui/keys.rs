@@ -1,0 +1,193 @@
+//! The key map: a pure function from (mode, key) to an action, and the help text that lists it.
+
+use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
+
+use crate::tui::app::{Action, Mode};
+
+/// Maps one key to an action in `mode`. Only presses count (not repeats' releases on terminals that report them).
+pub fn map_key(mode: Mode, key: KeyEvent) -> Option<Action> {
+    if key.kind != KeyEventKind::Press {
+        return None;
+    }
+    let ctrl = key.modifiers.contains(KeyModifiers::CONTROL);
+    if ctrl && matches!(key.code, KeyCode::Char('c' | 'C')) {
+        return Some(Action::Quit);
+    }
+    match mode {
+        Mode::Help => match key.code {
+            KeyCode::Esc | KeyCode::Enter | KeyCode::Char('?' | 'q' | 'h') | KeyCode::F(1) => {
+                Some(Action::ToggleHelp)
+            }
+            _ => None,
+        },
+        Mode::Filter => match key.code {
+            KeyCode::Esc => Some(Action::FilterCancel),
+            KeyCode::Enter => Some(Action::FilterApply),
+            KeyCode::Backspace => Some(Action::FilterBackspace),
+            KeyCode::Char('u') if ctrl => Some(Action::FilterClearLine),
+            KeyCode::Char(c) if !ctrl => Some(Action::FilterChar(c)),
+            _ => None,
+        },
+        Mode::Browse | Mode::Detail => browse(key.code, ctrl),
+    }
+}
+
+fn browse(code: KeyCode, ctrl: bool) -> Option<Action> {
+    if ctrl {
+        return match code {
+            KeyCode::Char('b') => Some(Action::PageUp),
+            KeyCode::Char('f') => Some(Action::PageDown),
+            _ => None,
+        };
+    }
+    Some(match code {
+        KeyCode::Up | KeyCode::Char('k') => Action::Up,
+        KeyCode::Down | KeyCode::Char('j') => Action::Down,
+        KeyCode::PageUp => Action::PageUp,
+        KeyCode::PageDown => Action::PageDown,
+        KeyCode::Home | KeyCode::Char('g') => Action::Home,
+        KeyCode::End | KeyCode::Char('G') => Action::End,
+        KeyCode::Char('/') => Action::FilterOpen,
+        KeyCode::Char('s') => Action::SortNext,
+        KeyCode::Char('S') => Action::SortReverse,
+        KeyCode::Tab | KeyCode::BackTab => Action::SwitchView,
+        KeyCode::Enter => Action::Enter,
+        KeyCode::Esc => Action::Back,
+        KeyCode::Char(' ') => Action::TogglePause,
+        KeyCode::Char('?' | 'h') | KeyCode::F(1) => Action::ToggleHelp,
+        KeyCode::Char('q') => Action::Quit,
+        _ => return None,
+    })
+}
+
+/// Every key, as the help overlay lists it: (keys, what they do).
+pub const HELP: &[(&str, &str)] = &[
+    ("Up/k  Down/j", "move the cursor"),
+    ("PgUp  PgDn", "move a page (also Ctrl-B / Ctrl-F)"),
+    ("Home/g  End/G", "first / last row"),
+    ("mouse wheel", "scroll"),
+    ("Tab", "switch connections / processes view"),
+    (
+        "Enter",
+        "connection: open details; process: its connections",
+    ),
+    ("Esc", "close details, leave a process, clear the filter"),
+    ("/", "filter, e.g. port:443 state:close-wait pid:1234 stuck"),
+    (
+        "",
+        "terms: port: sport: dport: pid: state: code: comm: (or a bare name), stuck, 4, 6",
+    ),
+    ("", "port:80,443 = either; terms combine with AND"),
+    (
+        "  in the prompt",
+        "Enter apply (empty clears), Esc cancel, Ctrl-U clear line",
+    ),
+    ("s  S", "next sort column / reverse the sort"),
+    ("space", "pause / resume refresh"),
+    ("? h F1", "this help"),
+    ("q  Ctrl-C", "quit"),
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crossterm::event::KeyEventState;
+
+    fn press(code: KeyCode) -> KeyEvent {
+        KeyEvent::new(code, KeyModifiers::NONE)
+    }
+
+    fn ctrl(c: char) -> KeyEvent {
+        KeyEvent::new(KeyCode::Char(c), KeyModifiers::CONTROL)
+    }
+
+    #[test]
+    fn key_map_table() {
+        use KeyCode::*;
+        let shift_g = KeyEvent::new(Char('G'), KeyModifiers::SHIFT);
+        let cases: Vec<(Mode, KeyEvent, Option<Action>)> = vec![
+            (Mode::Browse, press(Up), Some(Action::Up)),
+            (Mode::Browse, press(Char('k')), Some(Action::Up)),
+            (Mode::Browse, press(Down), Some(Action::Down)),
+            (Mode::Browse, press(Char('j')), Some(Action::Down)),
+            (Mode::Browse, press(PageUp), Some(Action::PageUp)),
+            (Mode::Browse, press(PageDown), Some(Action::PageDown)),
+            (Mode::Browse, ctrl('b'), Some(Action::PageUp)),
+            (Mode::Browse, ctrl('f'), Some(Action::PageDown)),
+            (Mode::Browse, press(Home), Some(Action::Home)),
+            (Mode::Browse, press(Char('g')), Some(Action::Home)),
+            (Mode::Browse, press(End), Some(Action::End)),
+            (Mode::Browse, shift_g, Some(Action::End)),
+            (Mode::Browse, press(Char('/')), Some(Action::FilterOpen)),
+            (Mode::Browse, press(Char('s')), Some(Action::SortNext)),
+            (Mode::Browse, press(Char('S')), Some(Action::SortReverse)),
+            (Mode::Browse, press(Tab), Some(Action::SwitchView)),
+            (Mode::Browse, press(BackTab), Some(Action::SwitchView)),
+            (Mode::Browse, press(Enter), Some(Action::Enter)),
+            (Mode::Browse, press(Esc), Some(Action::Back)),
+            (Mode::Browse, press(Char(' ')), Some(Action::TogglePause)),
+            (Mode::Browse, press(Char('?')), Some(Action::ToggleHelp)),
+            (Mode::Browse, press(F(1)), Some(Action::ToggleHelp)),
+            (Mode::Browse, press(Char('q')), Some(Action::Quit)),
+            (Mode::Browse, ctrl('c'), Some(Action::Quit)),
+            (Mode::Browse, press(Char('x')), None),
+            (Mode::Browse, ctrl('x'), None),
+            (Mode::Detail, press(Esc), Some(Action::Back)),
+            (Mode::Detail, press(Enter), Some(Action::Enter)),
+            (Mode::Detail, press(Down), Some(Action::Down)),
+            (Mode::Detail, press(Char('q')), Some(Action::Quit)),
+            // The prompt takes text: letters that are keys elsewhere are typed.
+            (
+                Mode::Filter,
+                press(Char('q')),
+                Some(Action::FilterChar('q')),
+            ),
+            (
+                Mode::Filter,
+                press(Char('j')),
+                Some(Action::FilterChar('j')),
+            ),
+            (
+                Mode::Filter,
+                press(Char(' ')),
+                Some(Action::FilterChar(' ')),
+            ),
+            (
+                Mode::Filter,
+                press(Char(':')),
+                Some(Action::FilterChar(':')),
+            ),
+            (
+                Mode::Filter,
+                press(Backspace),
+                Some(Action::FilterBackspace),
+            ),
+            (Mode::Filter, ctrl('u'), Some(Action::FilterClearLine)),
+            (Mode::Filter, press(Enter), Some(Action::FilterApply)),
+            (Mode::Filter, press(Esc), Some(Action::FilterCancel)),
+            (Mode::Filter, ctrl('c'), Some(Action::Quit)),
+            (Mode::Filter, press(Up), None),
+            (Mode::Help, press(Esc), Some(Action::ToggleHelp)),
+            (Mode::Help, press(Char('?')), Some(Action::ToggleHelp)),
+            (Mode::Help, press(Char('q')), Some(Action::ToggleHelp)),
+            (Mode::Help, press(Down), None),
+            (Mode::Help, ctrl('c'), Some(Action::Quit)),
+        ];
+        for (mode, key, want) in cases {
+            assert_eq!(map_key(mode, key), want, "{mode:?} {key:?}");
+        }
+    }
+
+    #[test]
+    fn only_presses_count() {
+        for kind in [KeyEventKind::Release, KeyEventKind::Repeat] {
+            let key = KeyEvent::new_with_kind_and_state(
+                KeyCode::Char('q'),
+                KeyModifiers::NONE,
+                kind,
+                KeyEventState::NONE,
+            );
+            assert_eq!(map_key(Mode::Browse, key), None, "{kind:?}");
+        }
+    }
+}

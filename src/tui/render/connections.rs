@@ -1,0 +1,236 @@
+//! The connections table: one row per socket, stuck rows marked, columns dropped by priority when narrow.
+
+use ratatui::buffer::Buffer;
+use ratatui::layout::{Constraint, Rect};
+use ratatui::text::{Line, Span, Text};
+use ratatui::widgets::{Block, Borders, Cell, Row, Table, Widget};
+
+use super::{Col, Theme, conn_header, empty_message, fit, truncate};
+use crate::escape::escape;
+use crate::model::{Connection, Snapshot};
+use crate::tui::app::{App, ConnSort, clamp_offset};
+use crate::tui::format;
+
+/// Columns in display order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum C {
+    Mark,
+    State,
+    Local,
+    LPort,
+    Peer,
+    Timer,
+    Probes,
+    RecvQ,
+    SendQ,
+    Idle,
+    Process,
+    Findings,
+}
+
+/// (column, header, priority: lower matters more, right-aligned, cap on content width, sort column)
+type Spec = (C, &'static str, u8, bool, u16, Option<ConnSort>);
+
+const COLUMNS: [Spec; 12] = [
+    (C::Mark, "", 0, false, 2, Some(ConnSort::Severity)),
+    (C::State, "STATE", 1, false, 10, Some(ConnSort::State)),
+    (C::Local, "LOCAL", 11, false, 46, Some(ConnSort::Local)),
+    (C::LPort, "LPORT", 5, true, 6, Some(ConnSort::Local)),
+    (C::Peer, "PEER", 2, false, 46, Some(ConnSort::Peer)),
+    (C::Timer, "TIMER", 4, false, 16, Some(ConnSort::Timer)),
+    (C::Probes, "PROBES", 7, true, 6, Some(ConnSort::Probes)),
+    (C::RecvQ, "RECV-Q", 8, true, 6, Some(ConnSort::RecvQ)),
+    (C::SendQ, "SEND-Q", 9, true, 6, Some(ConnSort::SendQ)),
+    (C::Idle, "IDLE", 6, true, 8, Some(ConnSort::Idle)),
+    (
+        C::Process,
+        "PID/PROCESS",
+        3,
+        false,
+        24,
+        Some(ConnSort::Process),
+    ),
+    (C::Findings, "FINDINGS", 10, false, 12, None),
+];
+
+/// Width from which findings show their sentence, not just their code.
+const WIDE: u16 = 160;
+
+fn cell(c: C, conn: &Connection, snap: &Snapshot, wide: bool) -> String {
+    match c {
+        C::Mark => format::marker(conn.worst()).to_string(),
+        C::State => conn.state.label().to_string(),
+        C::Local => format::endpoint(conn.local_addr, conn.local_port),
+        C::LPort => conn.local_port.to_string(),
+        C::Peer => format::peer(conn),
+        C::Timer => format::timer(conn),
+        C::Probes => format::probes(conn),
+        C::RecvQ => format::bytes_short(u64::from(conn.recv_q)),
+        C::SendQ => format::bytes_short(u64::from(conn.send_q)),
+        C::Idle => format::idle(conn),
+        C::Process => format::owner(conn, snap),
+        C::Findings if wide => format::finding_long(conn),
+        C::Findings => format::finding_codes(conn),
+    }
+}
+
+pub fn render(app: &App, theme: Theme, area: Rect, buf: &mut Buffer) {
+    let total = app.snapshot.as_ref().map_or(0, |s| s.connections.len());
+    let mut title = vec![Span::styled(" Connections ", theme.title())];
+    title.push(Span::raw(format!("{} of {total} ", app.rows.len())));
+    if let Some(pid) = app.drill_pid {
+        let comm = app.snapshot.as_ref().map_or("?", |s| s.comm(pid));
+        title.push(Span::styled(
+            format!(" process {pid}/{} ", escape(comm)),
+            theme.flag(),
+        ));
+    }
+    if !app.filter_text.is_empty() {
+        title.push(Span::styled(
+            format!(" filter: {} ", app.filter_text),
+            theme.flag(),
+        ));
+    }
+    let block = Block::new().borders(Borders::TOP).title(Line::from(title));
+    let inner = block.inner(area);
+    block.render(area, buf);
+
+    let Some(snap) = app.snapshot.as_ref() else {
+        empty_message("taking the first snapshot…", "", theme, inner, buf);
+        return;
+    };
+    if app.rows.is_empty() {
+        if snap.connections.is_empty() {
+            empty_message("no TCP sockets in this namespace", "", theme, inner, buf);
+        } else {
+            let what = match (app.filter_text.is_empty(), app.drill_pid) {
+                (false, _) => format!("no connections match '{}'", app.filter_text),
+                (true, Some(pid)) => format!("process {pid} holds no TCP sockets now"),
+                (true, None) => "no connections".to_string(),
+            };
+            empty_message(&what, "/ edit the filter · Esc clear it", theme, inner, buf);
+        }
+        return;
+    }
+
+    let page = usize::from(inner.height.saturating_sub(1)).max(1);
+    let offset = clamp_offset(app.conn_offset, app.conn_sel, page);
+    let visible: Vec<&Connection> = app
+        .rows
+        .iter()
+        .skip(offset)
+        .take(page)
+        .filter_map(|i| snap.connections.get(*i))
+        .collect();
+    let wide = inner.width >= WIDE;
+    let cells: Vec<Vec<String>> = visible
+        .iter()
+        .map(|conn| {
+            COLUMNS
+                .iter()
+                .map(|col| cell(col.0, conn, snap, wide))
+                .collect()
+        })
+        .collect();
+
+    let mut cols: Vec<Col> = COLUMNS
+        .iter()
+        .enumerate()
+        .map(|(i, (c, name, priority, right, cap, sort))| {
+            let header = if *c == C::Mark {
+                String::new()
+            } else {
+                conn_header(app, name, *sort)
+            };
+            let content = cells
+                .iter()
+                .map(|r| r[i].chars().count())
+                .max()
+                .unwrap_or(0) as u16;
+            let min = if *c == C::Findings {
+                10
+            } else {
+                header.chars().count() as u16
+            };
+            Col {
+                header,
+                width: content.min(*cap).max(min),
+                priority: *priority,
+                right: *right,
+                flex: *c == C::Findings,
+            }
+        })
+        .collect();
+    // The full local address replaces the port column when the screen has room for it.
+    let local = COLUMNS.iter().position(|c| c.0 == C::Local).unwrap_or(0);
+    let lport = COLUMNS.iter().position(|c| c.0 == C::LPort).unwrap_or(0);
+    let mut kept = fit(&cols, inner.width);
+    if kept.contains(&local) {
+        kept.retain(|i| *i != lport);
+    } else {
+        let spare = inner.width.saturating_sub(used(&cols, &kept));
+        if kept.contains(&lport) && spare >= cols[local].width.saturating_sub(cols[lport].width) {
+            kept.retain(|i| *i != lport);
+            kept.push(local);
+            kept.sort_unstable();
+        }
+    }
+    cols[lport].header = conn_header(app, "LPORT", Some(ConnSort::Local));
+
+    let header = Row::new(kept.iter().map(|i| header_cell(&cols[*i]))).style(theme.column_header());
+    let rows = visible
+        .iter()
+        .zip(&cells)
+        .enumerate()
+        .map(|(n, (conn, texts))| {
+            let selected = offset + n == app.conn_sel;
+            let style = if selected {
+                theme.selected()
+            } else {
+                theme.severity(conn.worst())
+            };
+            Row::new(kept.iter().map(|i| body_cell(&cols[*i], &texts[*i]))).style(style)
+        });
+    let widths: Vec<Constraint> = kept
+        .iter()
+        .map(|i| {
+            if cols[*i].flex {
+                Constraint::Fill(1)
+            } else {
+                Constraint::Length(cols[*i].width)
+            }
+        })
+        .collect();
+    Table::new(rows, widths)
+        .header(header)
+        .column_spacing(1)
+        .render(inner, buf);
+}
+
+fn used(cols: &[Col], kept: &[usize]) -> u16 {
+    let widths: u16 = kept.iter().map(|i| cols[*i].width).sum();
+    widths + kept.len().saturating_sub(1) as u16
+}
+
+pub(super) fn header_cell(col: &Col) -> Cell<'static> {
+    let text = Line::from(col.header.clone());
+    Cell::from(if col.right {
+        text.right_aligned()
+    } else {
+        text
+    })
+}
+
+pub(super) fn body_cell(col: &Col, text: &str) -> Cell<'static> {
+    let text = if col.flex {
+        text.to_string()
+    } else {
+        truncate(text, usize::from(col.width))
+    };
+    let line = Line::from(text);
+    Cell::from(Text::from(if col.right {
+        line.right_aligned()
+    } else {
+        line
+    }))
+}

@@ -1,0 +1,252 @@
+//! The header: host and kernel, keepalive settings, socket counts by state, stuck counts, what could not be read.
+
+use std::collections::BTreeMap;
+
+use ratatui::buffer::Buffer;
+use ratatui::layout::{Alignment, Rect};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Paragraph, Widget};
+
+use super::Theme;
+use crate::duration::format_duration_ms;
+use crate::escape::escape;
+use crate::model::{FindingCode, Settings, Severity, Snapshot, TcpState};
+use crate::tui::app::App;
+use crate::tui::format::marker;
+
+pub fn render(app: &App, theme: Theme, area: Rect, buf: &mut Buffer) {
+    let mut lines: Vec<Line> = Vec::new();
+    let mut first = vec![Span::styled("kwatch", theme.title())];
+    match app.snapshot.as_ref() {
+        None => {
+            first.push(Span::raw("  taking the first snapshot…"));
+            lines.push(Line::from(first));
+            lines.push(Line::default());
+        }
+        Some(snap) => {
+            first.push(Span::raw(format!("  {}", escape(&snap.host))));
+            first.push(Span::styled(
+                format!("  linux {}", escape(&snap.kernel)),
+                theme.dim(),
+            ));
+            lines.push(Line::from(first));
+            lines.push(keepalive(&snap.settings, theme));
+            lines.push(states(snap, theme));
+            lines.push(stuck(snap, theme));
+            if !snap.unreadable.is_empty() {
+                lines.push(unreadable(snap, theme));
+            }
+            if let Some(w) = snap.warnings.first() {
+                let more = snap.warnings.len() - 1;
+                let more = if more > 0 {
+                    format!(" (+{more} more)")
+                } else {
+                    String::new()
+                };
+                lines.push(Line::from(vec![
+                    Span::styled("warning: ", theme.flag()),
+                    Span::raw(format!("{}{more}", escape(w))),
+                ]));
+            }
+        }
+    }
+    if let Some(err) = app.collector_error.as_ref() {
+        let last = if app.snapshot.is_some() {
+            " (showing the last good snapshot)"
+        } else {
+            ""
+        };
+        lines.push(Line::from(vec![
+            Span::styled("collector error: ", theme.error()),
+            Span::raw(format!("{}{last}", escape(err))),
+        ]));
+    }
+    let left: usize = lines
+        .first()
+        .map(|l| l.spans.iter().map(|s| s.content.chars().count()).sum())
+        .unwrap_or(0);
+    Paragraph::new(lines).render(area, buf);
+
+    // Right side of the first line: freshness, dump cost, pause.
+    let mut right: Vec<Span> = Vec::new();
+    if app.paused {
+        right.push(Span::styled(" PAUSED ", theme.key()));
+        right.push(Span::raw(" "));
+    }
+    if let Some(snap) = app.snapshot.as_ref() {
+        let age = app.now_ms.saturating_sub(snap.taken_at_unix_ms);
+        right.push(Span::raw(format!(
+            "refreshed {} ago",
+            format_duration_ms(age)
+        )));
+        right.push(Span::styled(
+            format!(
+                " · dump {} + /proc {}",
+                micros(snap.dump_us),
+                micros(snap.proc_scan_us)
+            ),
+            theme.dim(),
+        ));
+    }
+    let width: usize = right.iter().map(|s| s.content.chars().count()).sum();
+    if area.height > 0 && left + width + 2 <= usize::from(area.width) {
+        let line_area = Rect { height: 1, ..area };
+        Paragraph::new(Line::from(right))
+            .alignment(Alignment::Right)
+            .render(line_area, buf);
+    }
+}
+
+/// `850us`, `1.8ms`, `42ms`, `1.2s`.
+pub fn micros(us: u64) -> String {
+    match us {
+        us if us < 1_000 => format!("{us}us"),
+        us if us < 10_000 => format!("{}.{}ms", us / 1_000, (us % 1_000) / 100),
+        us if us < 1_000_000 => format!("{}ms", us / 1_000),
+        us => format!("{}.{}s", us / 1_000_000, (us % 1_000_000) / 100_000),
+    }
+}
+
+fn keepalive(s: &Settings, theme: Theme) -> Line<'static> {
+    let label = Span::styled("keepalive ", theme.label());
+    let (Some(time), Some(intvl), Some(probes)) = (
+        s.tcp_keepalive_time_s,
+        s.tcp_keepalive_intvl_s,
+        s.tcp_keepalive_probes,
+    ) else {
+        return Line::from(vec![
+            label,
+            Span::styled("settings unreadable", theme.dim()),
+        ]);
+    };
+    let notice =
+        format_duration_ms((u64::from(time) + u64::from(intvl) * u64::from(probes)) * 1_000);
+    let mut spans = vec![label, Span::raw(format!("{time}s/{intvl}s/{probes}  "))];
+    if s.keepalive_is_default() {
+        spans.push(Span::styled(
+            format!("! kernel defaults: a dead peer takes {notice} to notice"),
+            theme.flag(),
+        ));
+    } else {
+        spans.push(Span::raw(format!("a dead peer is noticed within {notice}")));
+    }
+    let mut rest = Vec::new();
+    if let Some(r) = s.tcp_retries2 {
+        rest.push(format!("retries2 {r}"));
+    }
+    if let Some(f) = s.tcp_fin_timeout_s {
+        rest.push(format!("fin_timeout {f}s"));
+    }
+    if !rest.is_empty() {
+        spans.push(Span::styled(
+            format!("   {}", rest.join(" · ")),
+            theme.dim(),
+        ));
+    }
+    Line::from(spans)
+}
+
+fn states(snap: &Snapshot, theme: Theme) -> Line<'static> {
+    let mut counts: BTreeMap<&'static str, (u32, TcpState)> = BTreeMap::new();
+    for c in &snap.connections {
+        counts.entry(c.state.label()).or_insert((0, c.state)).0 += 1;
+    }
+    let mut counts: Vec<(&str, u32, TcpState)> =
+        counts.into_iter().map(|(l, (n, s))| (l, n, s)).collect();
+    counts.sort_by_key(|(_, n, s)| (std::cmp::Reverse(*n), *s));
+    let mut spans = vec![
+        Span::styled("sockets ", theme.label()),
+        Span::styled(format!("{}", snap.connections.len()), theme.title()),
+        Span::raw("  "),
+    ];
+    for (label, n, state) in counts {
+        let style = if state == TcpState::CloseWait {
+            theme.flag()
+        } else {
+            Default::default()
+        };
+        spans.push(Span::styled(format!(" {label} {n}"), style));
+        spans.push(Span::raw(" "));
+    }
+    Line::from(spans)
+}
+
+fn stuck(snap: &Snapshot, theme: Theme) -> Line<'static> {
+    let mut by_sev: BTreeMap<Severity, u32> = BTreeMap::new();
+    let mut by_code: BTreeMap<FindingCode, u32> = BTreeMap::new();
+    let mut stuck = 0;
+    for c in &snap.connections {
+        if let Some(w) = c.worst() {
+            stuck += 1;
+            *by_sev.entry(w).or_default() += 1;
+        }
+        for f in &c.findings {
+            *by_code.entry(f.code).or_default() += 1;
+        }
+    }
+    let mut spans = vec![Span::styled("stuck ", theme.label())];
+    if stuck == 0 {
+        spans.push(Span::styled("0  nothing stuck", theme.good()));
+        return Line::from(spans);
+    }
+    spans.push(Span::styled(format!("{stuck}"), theme.title()));
+    spans.push(Span::raw("  "));
+    for sev in [Severity::Critical, Severity::Warning, Severity::Info] {
+        if let Some(n) = by_sev.get(&sev) {
+            spans.push(Span::styled(
+                format!(" {}{n} {} ", marker(Some(sev)).trim_end(), sev.label()),
+                theme.severity(Some(sev)),
+            ));
+        }
+    }
+    let mut codes: Vec<(FindingCode, u32)> = by_code.into_iter().collect();
+    codes.sort_by_key(|(code, n)| (std::cmp::Reverse(*n), *code));
+    let codes: Vec<String> = codes
+        .iter()
+        .map(|(code, n)| format!("{code} {n}"))
+        .collect();
+    spans.push(Span::styled(
+        format!("  {}", codes.join(" · ")),
+        theme.dim(),
+    ));
+    Line::from(spans)
+}
+
+fn unreadable(snap: &Snapshot, theme: Theme) -> Line<'static> {
+    let n = snap.unreadable.len();
+    let names: Vec<String> = snap
+        .unreadable
+        .iter()
+        .take(3)
+        .map(|u| match &u.comm {
+            Some(c) => format!("{}/{}", u.pid, escape(c)),
+            None => u.pid.to_string(),
+        })
+        .collect();
+    let more = if n > 3 {
+        format!(" +{}", n - 3)
+    } else {
+        String::new()
+    };
+    let noun = if n == 1 { "process" } else { "processes" };
+    Line::from(vec![
+        Span::styled(format!("! {n} {noun} unreadable "), theme.flag()),
+        Span::raw(format!(
+            "({}{more}): their sockets show no owner; run kwatch as root to see them",
+            names.join(", ")
+        )),
+    ])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn micros_stay_short() {
+        assert_eq!(micros(850), "850us");
+        assert_eq!(micros(1_840), "1.8ms");
+        assert_eq!(micros(42_000), "42ms");
+        assert_eq!(micros(1_250_000), "1.2s");
+    }
+}

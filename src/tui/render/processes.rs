@@ -1,0 +1,203 @@
+//! The processes table: one row per process holding sockets, worst first.
+
+use ratatui::buffer::Buffer;
+use ratatui::layout::{Constraint, Rect};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Borders, Row, Table, Widget};
+
+use super::connections::{body_cell, header_cell};
+use super::{Col, Theme, empty_message, fit, proc_header};
+use crate::analyze::ProcessSummary;
+use crate::escape::{escape, escape_cmdline};
+use crate::model::{Snapshot, TcpState};
+use crate::tui::app::{App, ProcSort, clamp_offset, no_keepalive_share};
+use crate::tui::format;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum C {
+    Mark,
+    Pid,
+    User,
+    Comm,
+    Sockets,
+    Estab,
+    CloseWait,
+    NoKeepalive,
+    Findings,
+    Cmd,
+}
+
+/// (column, header, priority: lower matters more, right-aligned, cap on content width, sort column)
+type Spec = (C, &'static str, u8, bool, u16, Option<ProcSort>);
+
+const COLUMNS: [Spec; 10] = [
+    (C::Mark, "", 0, false, 2, Some(ProcSort::Worst)),
+    (C::Pid, "PID", 1, true, 7, Some(ProcSort::Pid)),
+    (C::User, "USER", 7, false, 10, None),
+    (C::Comm, "COMM", 2, false, 16, Some(ProcSort::Comm)),
+    (C::Sockets, "SOCKS", 4, true, 6, Some(ProcSort::Sockets)),
+    (C::Estab, "ESTAB", 5, true, 6, Some(ProcSort::Established)),
+    (
+        C::CloseWait,
+        "CLOSE-WAIT",
+        3,
+        true,
+        10,
+        Some(ProcSort::CloseWait),
+    ),
+    (
+        C::NoKeepalive,
+        "NO-KA",
+        6,
+        true,
+        6,
+        Some(ProcSort::NoKeepalive),
+    ),
+    (C::Findings, "FINDINGS", 8, false, 60, Some(ProcSort::Worst)),
+    (C::Cmd, "COMMAND", 9, false, 20, None),
+];
+
+fn cell(c: C, p: &ProcessSummary, snap: &Snapshot) -> String {
+    match c {
+        C::Mark => format::marker(p.worst()).to_string(),
+        C::Pid => p.pid.to_string(),
+        C::User => p
+            .user
+            .as_deref()
+            .map(|u| escape(u).into_owned())
+            .unwrap_or_else(|| {
+                snap.processes
+                    .get(&p.pid)
+                    .and_then(|pr| pr.uid)
+                    .map(|u| u.to_string())
+                    .unwrap_or_default()
+            }),
+        C::Comm => escape(&p.comm).into_owned(),
+        C::Sockets => p.sockets.to_string(),
+        C::Estab => p
+            .by_state
+            .get(&TcpState::Established)
+            .copied()
+            .unwrap_or(0)
+            .to_string(),
+        C::CloseWait => p.close_wait().to_string(),
+        C::NoKeepalive => format::percent(no_keepalive_share(p)),
+        C::Findings => p
+            .findings
+            .iter()
+            .map(|(code, n)| format!("{code} {n}"))
+            .collect::<Vec<_>>()
+            .join(", "),
+        C::Cmd => snap
+            .processes
+            .get(&p.pid)
+            .map(|pr| escape_cmdline(&pr.cmdline))
+            .unwrap_or_default(),
+    }
+}
+
+pub fn render(app: &App, theme: Theme, area: Rect, buf: &mut Buffer) {
+    let unowned = app.snapshot.as_ref().map_or(0, |s| {
+        s.connections
+            .iter()
+            .filter(|c| c.owners.is_empty() && app.filter.matches_in(c, s))
+            .count()
+    });
+    let mut title = vec![
+        Span::styled(" Processes ", theme.title()),
+        Span::raw(format!("{} ", app.procs.len())),
+    ];
+    if unowned > 0 {
+        title.push(Span::styled(
+            format!(" +{unowned} sockets with no known owner "),
+            theme.dim(),
+        ));
+    }
+    if !app.filter_text.is_empty() {
+        title.push(Span::styled(
+            format!(" filter: {} ", app.filter_text),
+            theme.flag(),
+        ));
+    }
+    let block = Block::new().borders(Borders::TOP).title(Line::from(title));
+    let inner = block.inner(area);
+    block.render(area, buf);
+
+    let Some(snap) = app.snapshot.as_ref() else {
+        empty_message("taking the first snapshot…", "", theme, inner, buf);
+        return;
+    };
+    if app.procs.is_empty() {
+        let hint = if app.filter_text.is_empty() {
+            ""
+        } else {
+            "/ edit the filter · Esc clear it"
+        };
+        let what = if app.filter_text.is_empty() {
+            "no process holds a TCP socket kwatch can see".to_string()
+        } else {
+            format!("no process has connections matching '{}'", app.filter_text)
+        };
+        empty_message(&what, hint, theme, inner, buf);
+        return;
+    }
+
+    let page = usize::from(inner.height.saturating_sub(1)).max(1);
+    let offset = clamp_offset(app.proc_offset, app.proc_sel, page);
+    let visible: Vec<&ProcessSummary> = app.procs.iter().skip(offset).take(page).collect();
+    let cells: Vec<Vec<String>> = visible
+        .iter()
+        .map(|p| COLUMNS.iter().map(|col| cell(col.0, p, snap)).collect())
+        .collect();
+    let cols: Vec<Col> = COLUMNS
+        .iter()
+        .enumerate()
+        .map(|(i, (c, name, priority, right, cap, sort))| {
+            let header = if *c == C::Mark {
+                String::new()
+            } else {
+                proc_header(app, name, *sort)
+            };
+            let content = cells
+                .iter()
+                .map(|r| r[i].chars().count())
+                .max()
+                .unwrap_or(0) as u16;
+            Col {
+                width: content.min(*cap).max(header.chars().count() as u16),
+                header,
+                priority: *priority,
+                right: *right,
+                flex: *c == C::Cmd,
+            }
+        })
+        .collect();
+    let kept = fit(&cols, inner.width);
+    let header = Row::new(kept.iter().map(|i| header_cell(&cols[*i]))).style(theme.column_header());
+    let rows = visible
+        .iter()
+        .zip(&cells)
+        .enumerate()
+        .map(|(n, (p, texts))| {
+            let style = if offset + n == app.proc_sel {
+                theme.selected()
+            } else {
+                theme.severity(p.worst())
+            };
+            Row::new(kept.iter().map(|i| body_cell(&cols[*i], &texts[*i]))).style(style)
+        });
+    let widths: Vec<Constraint> = kept
+        .iter()
+        .map(|i| {
+            if cols[*i].flex {
+                Constraint::Fill(1)
+            } else {
+                Constraint::Length(cols[*i].width)
+            }
+        })
+        .collect();
+    Table::new(rows, widths)
+        .header(header)
+        .column_spacing(1)
+        .render(inner, buf);
+}
