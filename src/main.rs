@@ -1,3 +1,5 @@
-fn main() {
-    println!("Hello, world!");
+//! The `kwatch` binary: parse the command line, run, map errors to an exit code.
+
+fn main() -> std::process::ExitCode {
+    kwatch::run::main()
 }
