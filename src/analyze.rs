@@ -97,21 +97,26 @@ fn close_wait(conn: &Connection, t: &Thresholds) -> Option<Finding> {
         "peer closed at least {} ago and the program has not closed its end",
         format_duration_ms(age)
     );
-    Some(if conn.recv_q > 0 {
-        finding(
+    // The peer's FIN takes one sequence number: recv_q counts it until the program reads end-of-stream.
+    Some(match conn.recv_q {
+        0 => finding(
+            FindingCode::CloseWait,
+            Severity::Warning,
+            format!("{closed}; it read to the end: a missing close()?"),
+        ),
+        1 => finding(
+            FindingCode::CloseWait,
+            Severity::Critical,
+            format!("{closed}; it has not read since: it stopped reading"),
+        ),
+        n => finding(
             FindingCode::CloseWait,
             Severity::Critical,
             format!(
                 "{closed}; {} unread: it stopped reading",
-                format_bytes(u64::from(conn.recv_q))
+                format_bytes(u64::from(n - 1))
             ),
-        )
-    } else {
-        finding(
-            FindingCode::CloseWait,
-            Severity::Warning,
-            format!("{closed}; nothing unread: a missing close()?"),
-        )
+        ),
     })
 }
 
@@ -423,9 +428,17 @@ mod tests {
         assert_eq!(f[0].severity, Severity::Warning);
         assert_eq!(
             f[0].message,
-            "peer closed at least 4m12s ago and the program has not closed its end; nothing unread: a missing close()?"
+            "peer closed at least 4m12s ago and the program has not closed its end; it read to the end: a missing close()?"
         );
-        c.recv_q = 2150;
+        // recv_q counts the FIN until the program reads end-of-stream: 1 means only the FIN is unread.
+        c.recv_q = 1;
+        let f = find_stuck(&c, &T);
+        assert_eq!(f[0].severity, Severity::Critical);
+        assert_eq!(
+            f[0].message,
+            "peer closed at least 4m12s ago and the program has not closed its end; it has not read since: it stopped reading"
+        );
+        c.recv_q = 2049;
         let f = find_stuck(&c, &T);
         assert_eq!(f[0].severity, Severity::Critical);
         assert_eq!(

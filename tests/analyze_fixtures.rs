@@ -85,11 +85,11 @@ fn busy_fixture_messages() {
     );
     assert_eq!(
         message(1006),
-        "peer closed at least 10m ago and the program has not closed its end; nothing unread: a missing close()?"
+        "peer closed at least 10m ago and the program has not closed its end; it read to the end: a missing close()?"
     );
     assert_eq!(
         message(1007),
-        "peer closed at least 10m12s ago and the program has not closed its end; 2.0 KiB unread: it stopped reading"
+        "peer closed at least 10m12s ago and the program has not closed its end; 1.9 KiB unread: it stopped reading"
     );
     assert_eq!(
         message(1008),

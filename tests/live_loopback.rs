@@ -128,7 +128,10 @@ fn close_wait_is_flagged_with_the_owning_pid_and_unread_bytes_make_it_critical()
     })
     .expect("CLOSE_WAIT socket listed");
     assert_eq!(found["state"], "close-wait");
-    assert_eq!(found["recv_q"], 4);
+    assert_eq!(
+        found["recv_q"], 5,
+        "4 unread bytes and the FIN, as ss counts them"
+    );
     assert_eq!(owner_pids(&found), vec![std::process::id() as u64]);
     assert_eq!(codes(&found), vec!["close_wait"]);
     assert_eq!(found["findings"][0]["severity"], "critical", "{found}");
