@@ -12,6 +12,7 @@ use crate::diag::DumpRequest;
 use crate::filter::Filter;
 use crate::model::{Connection, Family, TcpState};
 use crate::output::{json, table};
+use crate::tui;
 
 /// Entry point of the binary: errors print one line (`kwatch: ...`) and exit 2; a closed pipe exits 0 quietly.
 pub fn main() -> ExitCode {
@@ -32,7 +33,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if args.once {
         once(&args, &filter, &options)
     } else {
-        tui_run(&args, filter, options)
+        let mut config = tui::Config::new(args.interval, options, filter);
+        config.color &= args.color != ColorChoice::Never;
+        tui::run(config)
     }
 }
 
@@ -131,9 +134,4 @@ mod tests {
         );
         assert_eq!(state_mask(&[TcpState::SynRecv]), 1 << 3 | 1 << 12);
     }
-}
-
-fn tui_run(args: &Args, filter: Filter, options: Options) -> anyhow::Result<()> {
-    let _ = (args.interval, &filter, &options);
-    anyhow::bail!("the interactive view is not built yet; use --once")
 }

@@ -166,7 +166,7 @@ fn a_process_named_with_an_escape_sequence_does_not_reach_the_terminal_raw() {
     let procs = doc["processes"].as_array().unwrap();
     let p = procs
         .iter()
-        .find(|p| p["pid"].to_string() == child_pid)
+        .find(|p| p["pid"].as_u64() == Some(u64::from(child.0.id())))
         .expect("child in processes");
     assert_eq!(
         p["comm"], "\x1b]0;pwned\x07",
