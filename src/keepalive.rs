@@ -233,8 +233,7 @@ fn retransmit(conn: &Connection, ka: &KeepaliveSettings, net: &Settings) -> Pred
     };
     // Walk the expiries; retransmits done before expiry n is n - 1, and the kernel needs at least one.
     let mut at = timer.expires_ms;
-    let mut n = backoff + 1;
-    for _ in 0..256 {
+    for n in (backoff + 1..).take(256) {
         if n > 1 && since_start + at >= limit {
             break;
         }
@@ -244,7 +243,6 @@ fn retransmit(conn: &Connection, ka: &KeepaliveSettings, net: &Settings) -> Pred
             step = step.min(limit.saturating_sub(since_start + at).max(1));
         }
         at += step;
-        n += 1;
     }
     Prediction {
         next_probe_ms: None,
