@@ -12,5 +12,6 @@ pub mod model;
 pub mod output;
 pub mod proc;
 pub mod run;
+pub mod sockopt;
 pub mod sysctl;
 pub mod tui;

@@ -1,0 +1,239 @@
+//! Reads keepalive socket options of sockets held by other processes: pidfd_getfd, getsockopt, close.
+//!
+//! Nothing is changed: the duplicate fd refers to the same open socket, getsockopt only reads, and the duplicate
+//! is closed at once. pidfd_getfd (Linux 5.6+) needs ptrace-attach permission over the owner (root, or the same
+//! user under a permissive Yama scope). Where it fails, the caller falls back to the namespace sysctls and marks
+//! the values as assumed.
+
+use std::collections::HashMap;
+use std::io;
+use std::os::fd::{AsFd, OwnedFd};
+use std::time::Duration;
+
+use rustix::net::sockopt;
+use rustix::process::{Pid, PidfdFlags, PidfdGetfdFlags, pidfd_getfd, pidfd_open};
+
+use crate::keepalive::{KeepaliveSettings, Source};
+use crate::model::Owner;
+
+/// Why a socket's options could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum SockoptError {
+    #[error("cannot open pid '{pid}': {source}")]
+    Open { pid: u32, source: io::Error },
+    #[error("cannot duplicate fd '{fd}' of pid '{pid}': {source}")]
+    GetFd {
+        pid: u32,
+        fd: u32,
+        source: io::Error,
+    },
+    #[error("fd '{fd}' of pid '{pid}' no longer holds socket inode '{inode}'")]
+    Stale { pid: u32, fd: u32, inode: u64 },
+    #[error("cannot read '{option}' of fd '{fd}' of pid '{pid}': {source}")]
+    Get {
+        pid: u32,
+        fd: u32,
+        option: &'static str,
+        source: io::Error,
+    },
+}
+
+impl SockoptError {
+    /// True when the failure is a lack of permission (not root, Yama ptrace scope, other user), as opposed to a
+    /// process or fd that went away.
+    pub fn is_permission(&self) -> bool {
+        let source = match self {
+            SockoptError::Open { source, .. }
+            | SockoptError::GetFd { source, .. }
+            | SockoptError::Get { source, .. } => source,
+            SockoptError::Stale { .. } => return false,
+        };
+        matches!(
+            source.raw_os_error(),
+            Some(libc::EPERM) | Some(libc::EACCES)
+        )
+    }
+}
+
+/// Reads socket options for one snapshot: opens one pidfd per process on first use and closes them on drop.
+#[derive(Debug, Default)]
+pub struct Reader {
+    pidfds: HashMap<u32, Result<OwnedFd, io::ErrorKind>>,
+}
+
+impl Reader {
+    pub fn new() -> Self {
+        Reader::default()
+    }
+
+    /// Reads the keepalive options of the socket with inode `inode` held by `owner`.
+    pub fn read(&mut self, owner: Owner, inode: u64) -> Result<KeepaliveSettings, SockoptError> {
+        let pid = owner.pid;
+        let pidfd = match self.pidfds.entry(pid).or_insert_with(|| open_pidfd(pid)) {
+            Ok(fd) => fd,
+            Err(kind) => {
+                return Err(SockoptError::Open {
+                    pid,
+                    source: io::Error::from(*kind),
+                });
+            }
+        };
+        read_foreign(pidfd.as_fd(), owner, inode)
+    }
+}
+
+fn open_pidfd(pid: u32) -> Result<OwnedFd, io::ErrorKind> {
+    let pid = i32::try_from(pid)
+        .ok()
+        .and_then(Pid::from_raw)
+        .ok_or(io::ErrorKind::InvalidInput)?;
+    pidfd_open(pid, PidfdFlags::empty()).map_err(|e| io::Error::from(e).kind())
+}
+
+/// Duplicates `owner.fd` out of the process behind `pidfd`, checks it is still socket `inode` (the fd number may
+/// have been reused since /proc was read), reads the options and closes the duplicate.
+pub fn read_foreign(
+    pidfd: impl AsFd,
+    owner: Owner,
+    inode: u64,
+) -> Result<KeepaliveSettings, SockoptError> {
+    let (pid, fd) = (owner.pid, owner.fd);
+    let raw = i32::try_from(fd).map_err(|_| SockoptError::GetFd {
+        pid,
+        fd,
+        source: io::Error::from(io::ErrorKind::InvalidInput),
+    })?;
+    let dup =
+        pidfd_getfd(pidfd, raw, PidfdGetfdFlags::empty()).map_err(|e| SockoptError::GetFd {
+            pid,
+            fd,
+            source: e.into(),
+        })?;
+    let same = rustix::fs::fstat(&dup).is_ok_and(|st| st.st_ino == inode);
+    if !same {
+        return Err(SockoptError::Stale { pid, fd, inode });
+    }
+    let read = read_options(&dup);
+    drop(dup);
+    read.map_err(|(option, e)| SockoptError::Get {
+        pid,
+        fd,
+        option,
+        source: e.into(),
+    })
+}
+
+/// getsockopt of SO_KEEPALIVE, TCP_KEEPIDLE, TCP_KEEPINTVL, TCP_KEEPCNT and TCP_USER_TIMEOUT on a socket of this
+/// process. The kernel answers the effective values: a socket that did not set TCP_KEEPIDLE reports the sysctl.
+pub fn read_options(fd: impl AsFd) -> Result<KeepaliveSettings, (&'static str, rustix::io::Errno)> {
+    let fd = fd.as_fd();
+    let secs = |d: Duration| u32::try_from(d.as_secs()).unwrap_or(u32::MAX);
+    Ok(KeepaliveSettings {
+        enabled: Some(sockopt::socket_keepalive(fd).map_err(|e| ("SO_KEEPALIVE", e))?),
+        idle_s: Some(secs(
+            sockopt::tcp_keepidle(fd).map_err(|e| ("TCP_KEEPIDLE", e))?,
+        )),
+        intvl_s: Some(secs(
+            sockopt::tcp_keepintvl(fd).map_err(|e| ("TCP_KEEPINTVL", e))?,
+        )),
+        cnt: Some(sockopt::tcp_keepcnt(fd).map_err(|e| ("TCP_KEEPCNT", e))?),
+        user_timeout_ms: Some(sockopt::tcp_user_timeout(fd).map_err(|e| ("TCP_USER_TIMEOUT", e))?),
+        source: Source::Socket,
+    })
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use std::net::{TcpListener, TcpStream};
+    use std::os::fd::AsRawFd;
+
+    use super::*;
+
+    fn pair() -> (TcpListener, TcpStream, TcpStream) {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let c = TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        let (s, _) = l.accept().unwrap();
+        (l, c, s)
+    }
+
+    fn inode(s: &TcpStream) -> u64 {
+        rustix::fs::fstat(s).unwrap().st_ino
+    }
+
+    #[test]
+    fn reads_set_options_through_a_pidfd_of_this_process() {
+        let (_l, c, _s) = pair();
+        let sock = socket2::SockRef::from(&c);
+        let ka = socket2::TcpKeepalive::new()
+            .with_time(Duration::from_secs(30))
+            .with_interval(Duration::from_secs(5))
+            .with_retries(4);
+        sock.set_tcp_keepalive(&ka).unwrap();
+        sock.set_tcp_user_timeout(Some(Duration::from_millis(45_000)))
+            .unwrap();
+        let owner = Owner {
+            pid: std::process::id(),
+            fd: c.as_raw_fd() as u32,
+        };
+        let got = Reader::new().read(owner, inode(&c)).unwrap();
+        assert_eq!(
+            got,
+            KeepaliveSettings {
+                enabled: Some(true),
+                idle_s: Some(30),
+                intvl_s: Some(5),
+                cnt: Some(4),
+                user_timeout_ms: Some(45_000),
+                source: Source::Socket,
+            }
+        );
+    }
+
+    #[test]
+    fn an_untouched_socket_reports_keepalive_off_and_the_sysctl_values() {
+        let (_l, c, _s) = pair();
+        let got = read_options(&c).unwrap();
+        assert_eq!(got.enabled, Some(false));
+        assert_eq!(got.user_timeout_ms, Some(0));
+        let net = crate::sysctl::read_settings(std::path::Path::new("/proc"));
+        assert_eq!(got.idle_s, net.tcp_keepalive_time_s);
+        assert_eq!(got.intvl_s, net.tcp_keepalive_intvl_s);
+        assert_eq!(got.cnt, net.tcp_keepalive_probes);
+    }
+
+    #[test]
+    fn a_reused_fd_number_is_detected_not_misread() {
+        let (_l, c, _s) = pair();
+        let owner = Owner {
+            pid: std::process::id(),
+            fd: c.as_raw_fd() as u32,
+        };
+        let err = Reader::new().read(owner, inode(&c) + 1).unwrap_err();
+        assert!(matches!(err, SockoptError::Stale { .. }), "{err}");
+        assert!(!err.is_permission());
+        assert!(
+            err.to_string().contains("no longer holds socket inode"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn missing_processes_and_fds_are_errors_without_permission_blame() {
+        let mut reader = Reader::new();
+        let gone = Owner {
+            pid: u32::MAX - 1,
+            fd: 3,
+        };
+        let err = reader.read(gone, 1).unwrap_err();
+        assert!(matches!(err, SockoptError::Open { .. }), "{err}");
+        assert!(!err.is_permission());
+        let closed = Owner {
+            pid: std::process::id(),
+            fd: 1_000_000,
+        };
+        let err = reader.read(closed, 1).unwrap_err();
+        assert!(matches!(err, SockoptError::GetFd { .. }), "{err}");
+        assert!(!err.is_permission());
+    }
+}
