@@ -308,6 +308,8 @@ mod tests {
             congestion: None,
             tcp_info: None,
             owners: pids.iter().map(|&pid| Owner { pid, fd: 3 }).collect(),
+            keepalive: None,
+            prediction: None,
             findings: vec![],
         }
     }

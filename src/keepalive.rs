@@ -321,6 +321,8 @@ mod tests {
             congestion: None,
             tcp_info: Some(TcpInfo::default()),
             owners: vec![],
+            keepalive: None,
+            prediction: None,
             findings: vec![],
         }
     }

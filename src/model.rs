@@ -9,6 +9,8 @@ use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
 
+use crate::keepalive::{KeepaliveSettings, Prediction};
+
 /// Address family of a socket.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -327,6 +329,13 @@ pub struct Connection {
     pub owners: Vec<Owner>,
     /// Filled by analysis; empty for a healthy socket.
     pub findings: Vec<Finding>,
+    /// Keepalive options of ESTABLISHED and CLOSE_WAIT sockets: read from the socket, or assumed from the
+    /// namespace sysctls (`source` says which). `None` for other states or when not collected.
+    #[serde(default)]
+    pub keepalive: Option<KeepaliveSettings>,
+    /// Next keepalive probe and time of death if the peer stays silent (ESTABLISHED and CLOSE_WAIT only).
+    #[serde(default)]
+    pub prediction: Option<Prediction>,
 }
 
 impl Connection {

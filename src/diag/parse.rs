@@ -198,6 +198,8 @@ pub fn parse_inet(p: &[u8], base: usize) -> Result<Option<Connection>, DiagError
         congestion: None,
         tcp_info: None,
         owners: Vec::new(),
+        keepalive: None,
+        prediction: None,
         findings: Vec::new(),
     };
 

@@ -297,6 +297,8 @@ mod tests {
             congestion: None,
             tcp_info: None,
             owners: vec![],
+            keepalive: None,
+            prediction: None,
             findings: codes
                 .iter()
                 .map(|c| Finding {

@@ -136,6 +136,8 @@ mod tests {
             congestion: None,
             tcp_info: None,
             owners: vec![],
+            keepalive: None,
+            prediction: None,
             findings: vec![],
         }
     }
