@@ -80,6 +80,11 @@ pub struct Args {
     #[arg(long)]
     pub no_processes: bool,
 
+    /// Do not read keepalive options (SO_KEEPALIVE, TCP_KEEPIDLE/INTVL/CNT, TCP_USER_TIMEOUT) from the owners'
+    /// sockets; assume the namespace sysctls instead.
+    #[arg(long)]
+    pub no_sockopt: bool,
+
     /// When to colour the table.
     #[arg(long, value_enum, default_value_t = ColorChoice::Auto, value_name = "WHEN")]
     pub color: ColorChoice,

@@ -9,6 +9,7 @@ use crate::analyze::{self, Thresholds};
 use crate::diag::{self, DumpRequest};
 use crate::model::{Connection, Snapshot};
 use crate::proc::{self, ProcMap};
+use crate::sockopt;
 use crate::sysctl;
 
 /// Everything a snapshot needs to be taken.
@@ -21,6 +22,8 @@ pub struct Options {
     /// Limit the /proc scan to these pids (from `--pid`).
     pub only_pids: Option<Vec<u32>>,
     pub thresholds: Thresholds,
+    /// Read keepalive options from each socket through its owner (`false`: assume the namespace sysctls).
+    pub read_sockopts: bool,
 }
 
 /// Takes one snapshot: kernel dump, process map, join, analysis.
@@ -58,6 +61,7 @@ pub fn collect(opts: &Options) -> anyhow::Result<Snapshot> {
         }
     }
     join(&mut snapshot, connections, map);
+    sockopt::fill(&mut snapshot, opts.read_sockopts);
     analyze::analyze(&mut snapshot, &opts.thresholds);
     Ok(snapshot)
 }

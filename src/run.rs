@@ -53,6 +53,7 @@ pub fn collect_options(args: &Args, filter: &Filter) -> Options {
         map_processes: !args.no_processes,
         only_pids: (!filter.pids.is_empty()).then(|| filter.pids.clone()),
         thresholds: args.thresholds(),
+        read_sockopts: !args.no_sockopt,
     }
 }
 

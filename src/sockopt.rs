@@ -13,8 +13,8 @@ use std::time::Duration;
 use rustix::net::sockopt;
 use rustix::process::{Pid, PidfdFlags, PidfdGetfdFlags, pidfd_getfd, pidfd_open};
 
-use crate::keepalive::{KeepaliveSettings, Source};
-use crate::model::Owner;
+use crate::keepalive::{self, KeepaliveSettings, Source};
+use crate::model::{Connection, Owner, Snapshot, TcpState};
 
 /// Why a socket's options could not be read.
 #[derive(Debug, thiserror::Error)]
@@ -140,6 +140,47 @@ pub fn read_options(fd: impl AsFd) -> Result<KeepaliveSettings, (&'static str, r
         user_timeout_ms: Some(sockopt::tcp_user_timeout(fd).map_err(|e| ("TCP_USER_TIMEOUT", e))?),
         source: Source::Socket,
     })
+}
+
+/// Whether a socket's keepalive matters: the states [`keepalive::predict`] covers.
+pub fn wanted(conn: &Connection) -> bool {
+    matches!(conn.state, TcpState::Established | TcpState::CloseWait)
+}
+
+/// Fills `keepalive` and `prediction` of every ESTABLISHED and CLOSE_WAIT socket: options read from the socket
+/// through one of its owners when `read_sockets` and permitted, otherwise assumed from the namespace sysctls.
+/// Adds one warning when permission was missing for some sockets.
+pub fn fill(snapshot: &mut Snapshot, read_sockets: bool) {
+    let mut reader = Reader::new();
+    let mut denied = 0u64;
+    let net = snapshot.settings;
+    for conn in snapshot.connections.iter_mut().filter(|c| wanted(c)) {
+        let mut read = None;
+        if read_sockets {
+            let mut was_denied = false;
+            for owner in &conn.owners {
+                match reader.read(*owner, conn.inode) {
+                    Ok(s) => {
+                        read = Some(s);
+                        break;
+                    }
+                    Err(e) => was_denied |= e.is_permission(),
+                }
+            }
+            if read.is_none() && was_denied {
+                denied += 1;
+            }
+        }
+        let settings = read.unwrap_or_else(|| KeepaliveSettings::assumed(conn, &net));
+        conn.prediction = keepalive::predict(conn, &settings, &net);
+        conn.keepalive = Some(settings);
+    }
+    if denied > 0 {
+        snapshot.warnings.push(format!(
+            "keepalive settings of '{denied}' sockets are assumed from the namespace sysctls: reading another \
+             process's socket options needs root or CAP_SYS_PTRACE"
+        ));
+    }
 }
 
 #[cfg(test)]
