@@ -649,3 +649,380 @@ pub fn update(app: &mut App, action: Action) {
         }
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::analyze::{Thresholds, analyze};
+
+    const T0: u64 = 1_700_000_000_000;
+
+    fn busy() -> Snapshot {
+        let mut s: Snapshot =
+            serde_json::from_str(include_str!("../../tests/fixtures/busy.json")).unwrap();
+        analyze(&mut s, &Thresholds::default());
+        s
+    }
+
+    fn app() -> App {
+        let mut app = App::new(Filter::default(), false);
+        update(
+            &mut app,
+            Action::Resize {
+                width: 120,
+                height: 30,
+            },
+        );
+        update(
+            &mut app,
+            Action::Snapshot {
+                snapshot: Box::new(busy()),
+                now_ms: T0 + 500,
+            },
+        );
+        app
+    }
+
+    fn cookies(app: &App) -> Vec<u64> {
+        let snap = app.snapshot.as_ref().unwrap();
+        app.rows
+            .iter()
+            .map(|i| snap.connections[*i].cookie)
+            .collect()
+    }
+
+    fn selected(app: &App) -> u64 {
+        app.selected_conn().unwrap().cookie
+    }
+
+    #[test]
+    fn default_sort_puts_the_worst_first() {
+        let app = app();
+        let snap = app.snapshot.as_ref().unwrap();
+        let worst: Vec<_> = app
+            .rows
+            .iter()
+            .map(|i| snap.connections[*i].worst())
+            .collect();
+        let mut sorted = worst.clone();
+        sorted.sort_by(|a, b| b.cmp(a));
+        assert_eq!(worst, sorted);
+        // Among the critical ones the longest idle comes first: 1004 (idle 2h03m) before 1007 (10m12s).
+        assert_eq!(cookies(&app)[..2], [1004, 1007]);
+    }
+
+    #[test]
+    fn navigation_moves_and_clamps() {
+        let mut app = app();
+        assert_eq!(app.conn_sel, 0);
+        update(&mut app, Action::Up);
+        assert_eq!(app.conn_sel, 0, "stays on the first row");
+        update(&mut app, Action::Down);
+        update(&mut app, Action::Down);
+        assert_eq!(app.conn_sel, 2);
+        update(&mut app, Action::End);
+        assert_eq!(app.conn_sel, 13);
+        update(&mut app, Action::Down);
+        assert_eq!(app.conn_sel, 13, "stays on the last row");
+        update(&mut app, Action::Home);
+        assert_eq!(app.conn_sel, 0);
+        update(&mut app, Action::PageDown);
+        assert_eq!(app.conn_sel, app.page().min(13));
+        update(&mut app, Action::ScrollUp);
+        assert_eq!(app.conn_sel, app.page().min(13) - 3);
+        assert_eq!(app.conn_cookie, Some(selected(&app)));
+    }
+
+    #[test]
+    fn small_screens_scroll_to_keep_the_cursor_visible() {
+        let mut app = app();
+        update(
+            &mut app,
+            Action::Resize {
+                width: 80,
+                height: 13,
+            },
+        );
+        let page = app.page();
+        assert!(
+            page < 14,
+            "the test needs a page shorter than the table: {page}"
+        );
+        update(&mut app, Action::End);
+        assert_eq!(app.conn_offset, 14 - page);
+        update(&mut app, Action::Home);
+        assert_eq!(app.conn_offset, 0);
+    }
+
+    #[test]
+    fn sort_cycles_through_every_column_and_reverses() {
+        let mut app = app();
+        for want in ConnSort::ALL.iter().skip(1) {
+            update(&mut app, Action::SortNext);
+            assert_eq!(app.conn_sort, *want);
+        }
+        update(&mut app, Action::SortNext);
+        assert_eq!(app.conn_sort, ConnSort::Severity, "wraps around");
+
+        // Recv-q: biggest first; reversed: smallest first.
+        while app.conn_sort != ConnSort::RecvQ {
+            update(&mut app, Action::SortNext);
+        }
+        assert_eq!(cookies(&app)[0], 1007, "the socket with 2048 unread bytes");
+        update(&mut app, Action::SortReverse);
+        assert!(app.conn_reverse);
+        assert_ne!(cookies(&app)[0], 1007);
+        assert_eq!(*cookies(&app).last().unwrap(), 1007);
+        update(&mut app, Action::SortNext);
+        assert!(
+            !app.conn_reverse,
+            "a new column starts in its natural order"
+        );
+    }
+
+    #[test]
+    fn the_cursor_stays_on_its_socket_when_the_sort_changes() {
+        let mut app = app();
+        update(&mut app, Action::Down);
+        let cookie = selected(&app);
+        update(&mut app, Action::SortNext);
+        update(&mut app, Action::SortNext);
+        assert_eq!(selected(&app), cookie);
+    }
+
+    #[test]
+    fn filter_applies_and_a_bad_one_shows_its_error() {
+        let mut app = app();
+        update(&mut app, Action::FilterOpen);
+        assert_eq!(app.mode(), Mode::Filter);
+        for c in "port:443".chars() {
+            update(&mut app, Action::FilterChar(c));
+        }
+        update(&mut app, Action::FilterApply);
+        assert_eq!(app.mode(), Mode::Browse);
+        assert_eq!(app.filter_text, "port:443");
+        let mut got = cookies(&app);
+        got.sort_unstable();
+        assert_eq!(got, [1001, 1003, 1009, 1010, 1011, 1013]);
+
+        update(&mut app, Action::FilterOpen);
+        assert_eq!(
+            app.prompt.as_ref().unwrap().text,
+            "port:443",
+            "the prompt starts from the active filter"
+        );
+        update(&mut app, Action::FilterClearLine);
+        for c in "port:99999".chars() {
+            update(&mut app, Action::FilterChar(c));
+        }
+        update(&mut app, Action::FilterApply);
+        assert_eq!(
+            app.mode(),
+            Mode::Filter,
+            "a bad filter keeps the prompt open"
+        );
+        let err = app.prompt.as_ref().unwrap().error.clone().unwrap();
+        assert!(err.contains("'99999'"), "{err}");
+        assert_eq!(app.filter_text, "port:443", "the old filter still applies");
+        update(&mut app, Action::FilterBackspace);
+        assert_eq!(
+            app.prompt.as_ref().unwrap().error,
+            None,
+            "editing clears the error"
+        );
+        update(&mut app, Action::FilterCancel);
+        assert_eq!(app.mode(), Mode::Browse);
+        assert_eq!(cookies(&app).len(), 6);
+
+        update(&mut app, Action::Back);
+        assert_eq!(app.filter_text, "");
+        assert_eq!(cookies(&app).len(), 14, "Esc clears the filter");
+    }
+
+    #[test]
+    fn empty_filter_text_clears_the_filter() {
+        let mut app = App::new(Filter::parse("stuck").unwrap(), false);
+        update(
+            &mut app,
+            Action::Snapshot {
+                snapshot: Box::new(busy()),
+                now_ms: T0,
+            },
+        );
+        assert_eq!(app.filter_text, "stuck");
+        assert_eq!(app.rows.len(), 6);
+        update(&mut app, Action::FilterOpen);
+        update(&mut app, Action::FilterClearLine);
+        update(&mut app, Action::FilterApply);
+        assert_eq!(app.rows.len(), 14);
+    }
+
+    #[test]
+    fn selection_follows_the_cookie_across_snapshots() {
+        let mut app = app();
+        update(&mut app, Action::Down);
+        update(&mut app, Action::Down);
+        let cookie = selected(&app);
+        // The next snapshot lists the sockets in another order and lost one that sorted above ours.
+        let mut next = busy();
+        next.taken_at_unix_ms += 1_000;
+        next.connections.reverse();
+        let above = cookies(&app)[0];
+        next.connections.retain(|c| c.cookie != above);
+        update(
+            &mut app,
+            Action::Snapshot {
+                snapshot: Box::new(next),
+                now_ms: T0 + 1_500,
+            },
+        );
+        assert_eq!(selected(&app), cookie);
+        assert_eq!(app.conn_sel, 1);
+
+        // When the selected socket itself goes, the cursor stays on the same line.
+        let mut next = busy();
+        next.connections
+            .retain(|c| c.cookie != cookie && c.cookie != above);
+        update(
+            &mut app,
+            Action::Snapshot {
+                snapshot: Box::new(next),
+                now_ms: T0 + 2_500,
+            },
+        );
+        assert_eq!(app.conn_sel, 1);
+        assert_ne!(selected(&app), cookie);
+        assert_eq!(app.conn_cookie, Some(selected(&app)));
+    }
+
+    #[test]
+    fn pause_holds_snapshots_until_resumed() {
+        let mut app = app();
+        update(&mut app, Action::TogglePause);
+        assert!(app.paused);
+        let mut next = busy();
+        next.taken_at_unix_ms += 1_000;
+        next.connections.truncate(3);
+        update(
+            &mut app,
+            Action::Snapshot {
+                snapshot: Box::new(next),
+                now_ms: T0 + 1_500,
+            },
+        );
+        assert_eq!(app.rows.len(), 14, "paused: the table does not change");
+        assert_eq!(app.snapshot.as_ref().unwrap().taken_at_unix_ms, T0);
+        assert!(app.held.is_some());
+        update(&mut app, Action::TogglePause);
+        assert!(!app.paused);
+        assert_eq!(app.rows.len(), 3, "resumed: the newest held snapshot shows");
+        assert!(app.held.is_none());
+    }
+
+    #[test]
+    fn tab_switches_views_and_enter_on_a_process_opens_its_connections() {
+        let mut app = app();
+        update(&mut app, Action::SwitchView);
+        assert_eq!(app.view, View::Processes);
+        // Worst first: java (2231) holds the critical dead peer and retransmitting sockets.
+        let pids: Vec<u32> = app.procs.iter().map(|p| p.pid).collect();
+        assert_eq!(pids[0], 2231, "{pids:?}");
+        update(&mut app, Action::Down);
+        let pid = app.selected_proc().unwrap().pid;
+        update(&mut app, Action::Enter);
+        assert_eq!(app.view, View::Connections);
+        assert_eq!(app.drill_pid, Some(pid));
+        let snap = app.snapshot.as_ref().unwrap();
+        assert!(!app.rows.is_empty());
+        assert!(
+            app.rows
+                .iter()
+                .all(|i| snap.connections[*i].owners.iter().any(|o| o.pid == pid))
+        );
+        update(&mut app, Action::Back);
+        assert_eq!(app.view, View::Processes, "Esc goes back to the processes");
+        assert_eq!(app.drill_pid, None);
+        assert_eq!(app.selected_proc().unwrap().pid, pid, "on the same process");
+        update(&mut app, Action::SwitchView);
+        assert_eq!(app.view, View::Connections);
+        assert_eq!(app.rows.len(), 14);
+    }
+
+    #[test]
+    fn detail_opens_on_the_selected_socket_and_survives_its_close() {
+        let mut app = app();
+        update(&mut app, Action::Enter);
+        assert_eq!(app.mode(), Mode::Detail);
+        assert_eq!(app.detail.as_ref().unwrap().conn.cookie, 1004);
+        update(&mut app, Action::Down);
+        assert_eq!(
+            app.detail.as_ref().unwrap().conn.cookie,
+            selected(&app),
+            "Down moves the detail too"
+        );
+        let cookie = selected(&app);
+        let mut next = busy();
+        next.connections.retain(|c| c.cookie != cookie);
+        update(
+            &mut app,
+            Action::Snapshot {
+                snapshot: Box::new(next),
+                now_ms: T0 + 1_000,
+            },
+        );
+        let detail = app.detail.as_ref().unwrap();
+        assert_eq!(
+            detail.conn.cookie, cookie,
+            "still showing the socket the user opened"
+        );
+        assert!(detail.gone);
+        update(&mut app, Action::Back);
+        assert_eq!(app.mode(), Mode::Browse);
+    }
+
+    #[test]
+    fn help_toggles_and_quit_quits() {
+        let mut app = app();
+        update(&mut app, Action::ToggleHelp);
+        assert_eq!(app.mode(), Mode::Help);
+        update(&mut app, Action::ToggleHelp);
+        assert_eq!(app.mode(), Mode::Browse);
+        assert!(!app.quit);
+        update(&mut app, Action::Quit);
+        assert!(app.quit);
+    }
+
+    #[test]
+    fn collector_errors_show_until_the_next_good_snapshot() {
+        let mut app = app();
+        update(&mut app, Action::CollectorError("dump failed".into()));
+        assert_eq!(app.collector_error.as_deref(), Some("dump failed"));
+        assert_eq!(app.rows.len(), 14, "the last good data stays");
+        update(
+            &mut app,
+            Action::Snapshot {
+                snapshot: Box::new(busy()),
+                now_ms: T0 + 1_000,
+            },
+        );
+        assert_eq!(app.collector_error, None);
+    }
+
+    #[test]
+    fn processes_sort_cycles() {
+        let mut app = app();
+        update(&mut app, Action::SwitchView);
+        while app.proc_sort != ProcSort::Pid {
+            update(&mut app, Action::SortNext);
+        }
+        let pids: Vec<u32> = app.procs.iter().map(|p| p.pid).collect();
+        let mut sorted = pids.clone();
+        sorted.sort_unstable();
+        assert_eq!(pids, sorted);
+        update(&mut app, Action::SortReverse);
+        let pids: Vec<u32> = app.procs.iter().map(|p| p.pid).collect();
+        sorted.reverse();
+        assert_eq!(pids, sorted);
+    }
+}

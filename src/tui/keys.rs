@@ -63,27 +63,21 @@ fn browse(code: KeyCode, ctrl: bool) -> Option<Action> {
 /// Every key, as the help overlay lists it: (keys, what they do).
 pub const HELP: &[(&str, &str)] = &[
     ("Up/k  Down/j", "move the cursor"),
-    ("PgUp  PgDn", "move a page (also Ctrl-B / Ctrl-F)"),
+    ("PgUp  PgDn", "a page up / down (also Ctrl-B / Ctrl-F)"),
     ("Home/g  End/G", "first / last row"),
     ("mouse wheel", "scroll"),
-    ("Tab", "switch connections / processes view"),
-    (
-        "Enter",
-        "connection: open details; process: its connections",
-    ),
+    ("Tab", "switch connections / processes"),
+    ("Enter", "connection: details; process: its connections"),
     ("Esc", "close details, leave a process, clear the filter"),
-    ("/", "filter, e.g. port:443 state:close-wait pid:1234 stuck"),
-    (
-        "",
-        "terms: port: sport: dport: pid: state: code: comm: (or a bare name), stuck, 4, 6",
-    ),
-    ("", "port:80,443 = either; terms combine with AND"),
+    ("/", "filter: port:443 state:close-wait pid:1234 stuck"),
+    ("", "also sport: dport: code: comm: (or a bare name), 4, 6"),
+    ("", "port:80,443 means either; terms combine with AND"),
     (
         "  in the prompt",
-        "Enter apply (empty clears), Esc cancel, Ctrl-U clear line",
+        "Enter apply (empty clears) · Esc cancel · Ctrl-U clear",
     ),
     ("s  S", "next sort column / reverse the sort"),
-    ("space", "pause / resume refresh"),
+    ("space", "pause / resume refreshing"),
     ("? h F1", "this help"),
     ("q  Ctrl-C", "quit"),
 ];

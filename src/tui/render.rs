@@ -11,7 +11,7 @@ use ratatui::buffer::Buffer;
 use ratatui::layout::{Alignment, Constraint, Layout, Rect};
 use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Paragraph, Widget};
+use ratatui::widgets::{Paragraph, Widget, Wrap};
 
 use crate::model::Severity;
 use crate::tui::app::{App, ConnSort, Mode, ProcSort, View};
@@ -132,6 +132,40 @@ pub fn fit(cols: &[Col], avail: u16) -> Vec<usize> {
     kept
 }
 
+/// Gives the kept flex column every cell the others leave, so its text can be cut with `…` at the right place.
+pub fn flex_to_rest(cols: &mut [Col], kept: &[usize], avail: u16) {
+    let fixed: u16 = kept
+        .iter()
+        .filter(|i| !cols[**i].flex)
+        .map(|i| cols[*i].width)
+        .sum();
+    let gaps = kept.len().saturating_sub(1) as u16;
+    if let Some(flex) = kept.iter().find(|i| cols[**i].flex) {
+        cols[*flex].width = avail.saturating_sub(fixed + gaps).max(cols[*flex].width);
+    }
+}
+
+/// Cuts a line to `width` cells, ending it with `…` when something had to go.
+pub fn ellipsize(line: Line<'static>, width: usize) -> Line<'static> {
+    if line.width() <= width {
+        return line;
+    }
+    let mut used = 0;
+    let mut spans = Vec::new();
+    for span in line.spans {
+        let len = span.content.chars().count();
+        if used + len < width {
+            used += len;
+            spans.push(span);
+            continue;
+        }
+        let keep = width.saturating_sub(used);
+        spans.push(Span::styled(truncate(&span.content, keep), span.style));
+        break;
+    }
+    Line::from(spans)
+}
+
 /// Cuts `s` to `width` display cells, ending with `…` when it had to cut.
 pub fn truncate(s: &str, width: usize) -> String {
     if s.chars().count() <= width {
@@ -159,12 +193,23 @@ impl Widget for &App {
 /// Draws the whole screen.
 pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
     let theme = Theme { color: app.color };
-    let header_h = app.header_lines().min(area.height);
-    let footer_h = if app.prompt.as_ref().is_some_and(|p| p.error.is_some()) {
-        2
-    } else {
+    // A detail pane on a short screen needs the room more than the header's summary does.
+    let compact = app.detail.is_some() && app.view == View::Connections && area.height < 40;
+    let header_h = if compact {
         1
+    } else {
+        app.header_lines().min(area.height)
     };
+    // A filter error wraps over up to three lines above the prompt.
+    let error_h = app
+        .prompt
+        .as_ref()
+        .and_then(|p| p.error.as_ref())
+        .map_or(0, |e| {
+            let len = e.chars().count() + "error: ".len();
+            len.div_ceil(usize::from(area.width.max(1))).min(3) as u16
+        });
+    let footer_h = 1 + error_h;
     let [head, body, foot] = Layout::vertical([
         Constraint::Length(header_h),
         Constraint::Min(0),
@@ -215,20 +260,22 @@ fn empty_message(text: &str, hint: &str, theme: Theme, area: Rect, buf: &mut Buf
 
 fn footer(app: &App, theme: Theme, area: Rect, buf: &mut Buffer) {
     if let Some(prompt) = app.prompt.as_ref() {
-        let mut rows = Vec::new();
+        let mut area = area;
         if let Some(err) = prompt.error.as_ref() {
-            rows.push(Line::from(vec![
-                Span::styled("error: ", theme.error()),
-                Span::styled(err.clone(), theme.error()),
-            ]));
+            let [error, rest] =
+                Layout::vertical([Constraint::Min(0), Constraint::Length(1)]).areas(area);
+            Paragraph::new(Line::styled(format!("error: {err}"), theme.error()))
+                .wrap(Wrap { trim: false })
+                .render(error, buf);
+            area = rest;
         }
-        rows.push(Line::from(vec![
+        let rows = Line::from(vec![
             Span::styled(" Filter ", theme.key()),
             Span::raw(" "),
             Span::raw(prompt.text.clone()),
             Span::styled("█", theme.dim()),
             Span::styled("   Enter apply · Esc cancel · empty clears", theme.dim()),
-        ]));
+        ]);
         Paragraph::new(rows).render(area, buf);
         return;
     }

@@ -28,33 +28,42 @@ enum C {
     Findings,
 }
 
-/// (column, header, priority: lower matters more, right-aligned, cap on content width, sort column)
-type Spec = (C, &'static str, u8, bool, u16, Option<ConnSort>);
+/// (column, header, priority: lower matters more, right-aligned, cap on content width narrow and wide, sort column)
+type Spec = (C, &'static str, u8, bool, (u16, u16), Option<ConnSort>);
 
 const COLUMNS: [Spec; 12] = [
-    (C::Mark, "", 0, false, 2, Some(ConnSort::Severity)),
-    (C::State, "STATE", 1, false, 10, Some(ConnSort::State)),
-    (C::Local, "LOCAL", 11, false, 46, Some(ConnSort::Local)),
-    (C::LPort, "LPORT", 5, true, 6, Some(ConnSort::Local)),
-    (C::Peer, "PEER", 2, false, 46, Some(ConnSort::Peer)),
-    (C::Timer, "TIMER", 4, false, 16, Some(ConnSort::Timer)),
-    (C::Probes, "PROBES", 7, true, 6, Some(ConnSort::Probes)),
-    (C::RecvQ, "RECV-Q", 8, true, 6, Some(ConnSort::RecvQ)),
-    (C::SendQ, "SEND-Q", 9, true, 6, Some(ConnSort::SendQ)),
-    (C::Idle, "IDLE", 6, true, 8, Some(ConnSort::Idle)),
+    (C::Mark, "", 0, false, (2, 2), Some(ConnSort::Severity)),
+    (C::State, "STATE", 1, false, (10, 10), Some(ConnSort::State)),
+    (
+        C::Local,
+        "LOCAL",
+        11,
+        false,
+        (22, 46),
+        Some(ConnSort::Local),
+    ),
+    (C::LPort, "LPORT", 7, true, (6, 6), Some(ConnSort::Local)),
+    (C::Peer, "PEER", 2, false, (22, 46), Some(ConnSort::Peer)),
+    (C::Timer, "TIMER", 3, false, (16, 16), Some(ConnSort::Timer)),
+    (C::Probes, "PROBES", 8, true, (6, 6), Some(ConnSort::Probes)),
+    (C::RecvQ, "RECV-Q", 9, true, (6, 6), Some(ConnSort::RecvQ)),
+    (C::SendQ, "SEND-Q", 10, true, (6, 6), Some(ConnSort::SendQ)),
+    (C::Idle, "IDLE", 6, true, (8, 8), Some(ConnSort::Idle)),
     (
         C::Process,
         "PID/PROCESS",
-        3,
+        4,
         false,
-        24,
+        (14, 24),
         Some(ConnSort::Process),
     ),
-    (C::Findings, "FINDINGS", 10, false, 12, None),
+    (C::Findings, "FINDINGS", 5, false, (10, 10), None),
 ];
 
 /// Width from which findings show their sentence, not just their code.
 const WIDE: u16 = 160;
+/// Below this width, columns use their narrow caps.
+const NARROW: u16 = 120;
 
 fn cell(c: C, conn: &Connection, snap: &Snapshot, wide: bool) -> String {
     match c {
@@ -136,7 +145,8 @@ pub fn render(app: &App, theme: Theme, area: Rect, buf: &mut Buffer) {
     let mut cols: Vec<Col> = COLUMNS
         .iter()
         .enumerate()
-        .map(|(i, (c, name, priority, right, cap, sort))| {
+        .map(|(i, (c, name, priority, right, (narrow, wide), sort))| {
+            let cap = if inner.width < NARROW { *narrow } else { *wide };
             let header = if *c == C::Mark {
                 String::new()
             } else {
@@ -154,7 +164,7 @@ pub fn render(app: &App, theme: Theme, area: Rect, buf: &mut Buffer) {
             };
             Col {
                 header,
-                width: content.min(*cap).max(min),
+                width: content.min(cap).max(min),
                 priority: *priority,
                 right: *right,
                 flex: *c == C::Findings,
@@ -175,7 +185,7 @@ pub fn render(app: &App, theme: Theme, area: Rect, buf: &mut Buffer) {
             kept.sort_unstable();
         }
     }
-    cols[lport].header = conn_header(app, "LPORT", Some(ConnSort::Local));
+    super::flex_to_rest(&mut cols, &kept, inner.width);
 
     let header = Row::new(kept.iter().map(|i| header_cell(&cols[*i]))).style(theme.column_header());
     let rows = visible
@@ -222,11 +232,7 @@ pub(super) fn header_cell(col: &Col) -> Cell<'static> {
 }
 
 pub(super) fn body_cell(col: &Col, text: &str) -> Cell<'static> {
-    let text = if col.flex {
-        text.to_string()
-    } else {
-        truncate(text, usize::from(col.width))
-    };
+    let text = truncate(text, usize::from(col.width));
     let line = Line::from(text);
     Cell::from(Text::from(if col.right {
         line.right_aligned()

@@ -3,7 +3,7 @@
 use ratatui::buffer::Buffer;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Block, Borders, Paragraph, Sparkline, Widget, Wrap};
+use ratatui::widgets::{Block, Borders, Paragraph, Sparkline, Widget};
 
 use super::Theme;
 use crate::analyze::format_bytes;
@@ -60,24 +60,70 @@ pub fn render(app: &App, detail: &Detail, theme: Theme, area: Rect, buf: &mut Bu
 
     let empty = Snapshot::default();
     let snap = app.snapshot.as_ref().unwrap_or(&empty);
-    let lines = lines(app, conn, snap, seen, theme);
-    Paragraph::new(lines)
-        .wrap(Wrap { trim: false })
-        .render(text_area, buf);
+    let width = usize::from(text_area.width);
+    let lines: Vec<Line> = lines(app, conn, snap, seen, theme)
+        .into_iter()
+        .flat_map(|row| wrap(row, width))
+        .collect();
+    Paragraph::new(lines).render(text_area, buf);
 
     if let Some(seen) = seen.filter(|_| spark_h > 0) {
         sparklines(seen, theme, spark_area, buf);
     }
 }
 
-fn row(label: &str, theme: Theme, spans: Vec<Span<'static>>) -> Line<'static> {
-    let mut all = vec![Span::styled(format!(" {label:<LABEL$}"), theme.label())];
+/// One logical row: a label column, then text that wraps under itself (not under the label).
+type Row = Vec<Span<'static>>;
+
+fn row(label: &str, theme: Theme, spans: Vec<Span<'static>>) -> Row {
+    let mut all = vec![Span::styled(format!(" {label:<LABEL$} "), theme.label())];
     all.extend(spans);
-    Line::from(all)
+    all
 }
 
-fn text(label: &str, theme: Theme, s: String) -> Line<'static> {
+fn text(label: &str, theme: Theme, s: String) -> Row {
     row(label, theme, vec![Span::raw(s)])
+}
+
+/// Word-wraps a row to `width` cells; continuation lines are indented past the label.
+fn wrap(row: Row, width: usize) -> Vec<Line<'static>> {
+    let indent = LABEL + 2;
+    let avail = width.saturating_sub(indent).max(1);
+    let mut spans = row.into_iter();
+    let Some(label) = spans.next() else {
+        return Vec::new();
+    };
+    let mut lines: Vec<Vec<Span<'static>>> = vec![vec![label]];
+    let mut used = indent;
+    for span in spans {
+        for word in span.content.split_inclusive(' ') {
+            let mut word = word.to_string();
+            loop {
+                let visible = word.trim_end().chars().count();
+                if used + visible <= width {
+                    used += word.chars().count();
+                    lines
+                        .last_mut()
+                        .map(|l| l.push(Span::styled(word, span.style)));
+                    break;
+                }
+                if used == indent {
+                    // A word longer than a whole line: cut it.
+                    let head: String = word.chars().take(avail).collect();
+                    word = word.chars().skip(avail).collect();
+                    lines
+                        .last_mut()
+                        .map(|l| l.push(Span::styled(head, span.style)));
+                }
+                lines.push(vec![Span::raw(" ".repeat(indent))]);
+                used = indent;
+                if word.is_empty() {
+                    break;
+                }
+            }
+        }
+    }
+    lines.into_iter().map(Line::from).collect()
 }
 
 fn lines(
@@ -86,7 +132,7 @@ fn lines(
     snap: &Snapshot,
     seen: Option<&Seen>,
     theme: Theme,
-) -> Vec<Line<'static>> {
+) -> Vec<Row> {
     let mut out = Vec::new();
     if conn.findings.is_empty() {
         out.push(row(
@@ -135,19 +181,15 @@ fn lines(
     if let Some(seen) = seen {
         let in_state = format_duration_ms(app.now_ms.saturating_sub(seen.state_since_ms));
         let first = format_duration_ms(app.now_ms.saturating_sub(seen.first_seen_ms));
-        let state = if seen.state_since_start {
+        let session = if seen.state_since_start {
+            format!("first seen {first} ago, already {}", conn.state.label())
+        } else {
             format!(
-                "{} for at least {in_state} (as long as kwatch has seen it)",
+                "{} for {in_state} · first seen {first} ago",
                 conn.state.label()
             )
-        } else {
-            format!("{} for {in_state}", conn.state.label())
         };
-        out.push(text(
-            "session",
-            theme,
-            format!("{state} · first seen {first} ago"),
-        ));
+        out.push(text("session", theme, session));
     }
     let shutdown = match conn.shutdown {
         None => "?",
@@ -156,14 +198,21 @@ fn lines(
         Some(2) => "write side",
         Some(_) => "both sides",
     };
-    out.push(text(
-        "queues",
-        theme,
-        format!(
-            "recv-q {} · send-q {} · shutdown {shutdown}",
-            conn.recv_q, conn.send_q
-        ),
-    ));
+    let family = match conn.family {
+        crate::model::Family::Ipv4 => "ipv4",
+        crate::model::Family::Ipv6 => "ipv6",
+    };
+    let mut socket = format!(
+        "recv-q {} · send-q {} · shutdown {shutdown} · {family} · cookie {} · inode {} · uid {}",
+        conn.recv_q, conn.send_q, conn.cookie, conn.inode, conn.uid
+    );
+    if conn.interface != 0 {
+        socket.push_str(&format!(" · if {}", conn.interface));
+    }
+    if let Some(cc) = conn.congestion.as_ref() {
+        socket.push_str(&format!(" · {}", escape(cc)));
+    }
+    out.push(text("socket", theme, socket));
     if let Some(info) = conn.tcp_info.as_ref() {
         out.extend(tcp_info(info, theme));
     } else {
@@ -173,25 +222,10 @@ fn lines(
             "not sent by the kernel for this socket".to_string(),
         ));
     }
-    let family = match conn.family {
-        crate::model::Family::Ipv4 => "ipv4",
-        crate::model::Family::Ipv6 => "ipv6",
-    };
-    let mut socket = format!(
-        "{family} · cookie {} · inode {} · uid {}",
-        conn.cookie, conn.inode, conn.uid
-    );
-    if conn.interface != 0 {
-        socket.push_str(&format!(" · if {}", conn.interface));
-    }
-    if let Some(cc) = conn.congestion.as_ref() {
-        socket.push_str(&format!(" · {}", escape(cc)));
-    }
-    out.push(text("socket", theme, socket));
     out
 }
 
-fn owners(conn: &Connection, snap: &Snapshot, theme: Theme) -> Vec<Line<'static>> {
+fn owners(conn: &Connection, snap: &Snapshot, theme: Theme) -> Vec<Row> {
     if conn.owners.is_empty() {
         let why = if conn.inode == 0 {
             "none (TIME-WAIT and orphaned sockets belong to no process)"
@@ -249,7 +283,7 @@ fn b(v: Option<u64>) -> String {
     v.map(format_bytes).unwrap_or_else(|| "-".to_string())
 }
 
-fn tcp_info(i: &TcpInfo, theme: Theme) -> Vec<Line<'static>> {
+fn tcp_info(i: &TcpInfo, theme: Theme) -> Vec<Row> {
     let ca = match i.ca_state {
         Some(0) => "open",
         Some(1) => "disorder",

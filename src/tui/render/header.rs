@@ -30,7 +30,7 @@ pub fn render(app: &App, theme: Theme, area: Rect, buf: &mut Buffer) {
                 theme.dim(),
             ));
             lines.push(Line::from(first));
-            lines.push(keepalive(&snap.settings, theme));
+            lines.push(keepalive(&snap.settings, theme, usize::from(area.width)));
             lines.push(states(snap, theme));
             lines.push(stuck(snap, theme));
             if !snap.unreadable.is_empty() {
@@ -65,6 +65,11 @@ pub fn render(app: &App, theme: Theme, area: Rect, buf: &mut Buffer) {
         .first()
         .map(|l| l.spans.iter().map(|s| s.content.chars().count()).sum())
         .unwrap_or(0);
+    let width = usize::from(area.width);
+    let lines: Vec<Line> = lines
+        .into_iter()
+        .map(|l| super::ellipsize(l, width))
+        .collect();
     Paragraph::new(lines).render(area, buf);
 
     // Right side of the first line: freshness, dump cost, pause.
@@ -107,7 +112,7 @@ pub fn micros(us: u64) -> String {
     }
 }
 
-fn keepalive(s: &Settings, theme: Theme) -> Line<'static> {
+fn keepalive(s: &Settings, theme: Theme, width: usize) -> Line<'static> {
     let label = Span::styled("keepalive ", theme.label());
     let (Some(time), Some(intvl), Some(probes)) = (
         s.tcp_keepalive_time_s,
@@ -137,11 +142,10 @@ fn keepalive(s: &Settings, theme: Theme) -> Line<'static> {
     if let Some(f) = s.tcp_fin_timeout_s {
         rest.push(format!("fin_timeout {f}s"));
     }
-    if !rest.is_empty() {
-        spans.push(Span::styled(
-            format!("   {}", rest.join(" · ")),
-            theme.dim(),
-        ));
+    let rest = format!("   {}", rest.join(" · "));
+    let used: usize = spans.iter().map(|s| s.content.chars().count()).sum();
+    if used + rest.chars().count() <= width {
+        spans.push(Span::styled(rest, theme.dim()));
     }
     Line::from(spans)
 }
@@ -194,7 +198,7 @@ fn stuck(snap: &Snapshot, theme: Theme) -> Line<'static> {
     for sev in [Severity::Critical, Severity::Warning, Severity::Info] {
         if let Some(n) = by_sev.get(&sev) {
             spans.push(Span::styled(
-                format!(" {}{n} {} ", marker(Some(sev)).trim_end(), sev.label()),
+                format!(" {} {n} {} ", marker(Some(sev)).trim_end(), sev.label()),
                 theme.severity(Some(sev)),
             ));
         }
@@ -229,10 +233,11 @@ fn unreadable(snap: &Snapshot, theme: Theme) -> Line<'static> {
         String::new()
     };
     let noun = if n == 1 { "process" } else { "processes" };
+    let whose = if n == 1 { "its" } else { "their" };
     Line::from(vec![
         Span::styled(format!("! {n} {noun} unreadable "), theme.flag()),
         Span::raw(format!(
-            "({}{more}): their sockets show no owner; run kwatch as root to see them",
+            "({}{more}) - run as root to see {whose} sockets",
             names.join(", ")
         )),
     ])

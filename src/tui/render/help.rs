@@ -21,7 +21,6 @@ pub fn render(theme: Theme, area: Rect, buf: &mut Buffer) {
             ])
         })
         .collect();
-    lines.push(Line::default());
     let mut marks = vec![Span::styled(
         format!(" {:<KEYS$}", "markers"),
         theme.label(),
@@ -39,13 +38,16 @@ pub fn render(theme: Theme, area: Rect, buf: &mut Buffer) {
     lines.push(Line::from(marks));
     lines.push(Line::from(vec![
         Span::styled(format!(" {:<KEYS$}", "timers"), theme.label()),
-        Span::raw("keepalive, retrans(mit), persist (zero-window probe), timewait; PROBES counts"),
+        Span::raw("keepalive · retrans · persist (zero window) · timewait"),
     ]));
     lines.push(Line::from(vec![
-        Span::raw(format!(" {:<KEYS$}", "")),
-        Span::raw("unanswered probes or retransmits; IDLE = since data or ack was last received"),
+        Span::styled(format!(" {:<KEYS$}", "columns"), theme.label()),
+        Span::raw("PROBES unanswered probes or retransmits; IDLE since rx"),
     ]));
-    let width = area.width.saturating_sub(4).min(100);
+    if usize::from(area.height) > lines.len() + 3 {
+        lines.insert(HELP.len(), Line::default());
+    }
+    let width = area.width.saturating_sub(4).min(78);
     let height = (lines.len() as u16 + 2).min(area.height);
     let rect = Rect {
         x: area.x + (area.width - width) / 2,

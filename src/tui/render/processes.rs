@@ -27,35 +27,59 @@ enum C {
     Cmd,
 }
 
-/// (column, header, priority: lower matters more, right-aligned, cap on content width, sort column)
-type Spec = (C, &'static str, u8, bool, u16, Option<ProcSort>);
+/// (column, header, priority: lower matters more, right-aligned, cap on content width narrow and wide, sort column)
+type Spec = (C, &'static str, u8, bool, (u16, u16), Option<ProcSort>);
 
 const COLUMNS: [Spec; 10] = [
-    (C::Mark, "", 0, false, 2, Some(ProcSort::Worst)),
-    (C::Pid, "PID", 1, true, 7, Some(ProcSort::Pid)),
-    (C::User, "USER", 7, false, 10, None),
-    (C::Comm, "COMM", 2, false, 16, Some(ProcSort::Comm)),
-    (C::Sockets, "SOCKS", 4, true, 6, Some(ProcSort::Sockets)),
-    (C::Estab, "ESTAB", 5, true, 6, Some(ProcSort::Established)),
+    (C::Mark, "", 0, false, (2, 2), Some(ProcSort::Worst)),
+    (C::Pid, "PID", 1, true, (7, 7), Some(ProcSort::Pid)),
+    (C::User, "USER", 8, false, (8, 12), None),
+    (C::Comm, "COMM", 2, false, (15, 16), Some(ProcSort::Comm)),
+    (
+        C::Sockets,
+        "SOCKS",
+        5,
+        true,
+        (6, 6),
+        Some(ProcSort::Sockets),
+    ),
+    (
+        C::Estab,
+        "ESTAB",
+        6,
+        true,
+        (6, 6),
+        Some(ProcSort::Established),
+    ),
     (
         C::CloseWait,
         "CLOSE-WAIT",
-        3,
+        4,
         true,
-        10,
+        (10, 10),
         Some(ProcSort::CloseWait),
     ),
     (
         C::NoKeepalive,
         "NO-KA",
-        6,
+        7,
         true,
-        6,
+        (6, 6),
         Some(ProcSort::NoKeepalive),
     ),
-    (C::Findings, "FINDINGS", 8, false, 60, Some(ProcSort::Worst)),
-    (C::Cmd, "COMMAND", 9, false, 20, None),
+    (
+        C::Findings,
+        "FINDINGS",
+        3,
+        false,
+        (24, 60),
+        Some(ProcSort::Worst),
+    ),
+    (C::Cmd, "COMMAND", 9, false, (20, 20), None),
 ];
+
+/// Below this width, columns use their narrow caps.
+const NARROW: u16 = 120;
 
 fn cell(c: C, p: &ProcessSummary, snap: &Snapshot) -> String {
     match c {
@@ -149,10 +173,11 @@ pub fn render(app: &App, theme: Theme, area: Rect, buf: &mut Buffer) {
         .iter()
         .map(|p| COLUMNS.iter().map(|col| cell(col.0, p, snap)).collect())
         .collect();
-    let cols: Vec<Col> = COLUMNS
+    let mut cols: Vec<Col> = COLUMNS
         .iter()
         .enumerate()
-        .map(|(i, (c, name, priority, right, cap, sort))| {
+        .map(|(i, (c, name, priority, right, (narrow, wide), sort))| {
+            let cap = if inner.width < NARROW { *narrow } else { *wide };
             let header = if *c == C::Mark {
                 String::new()
             } else {
@@ -164,7 +189,7 @@ pub fn render(app: &App, theme: Theme, area: Rect, buf: &mut Buffer) {
                 .max()
                 .unwrap_or(0) as u16;
             Col {
-                width: content.min(*cap).max(header.chars().count() as u16),
+                width: content.min(cap).max(header.chars().count() as u16),
                 header,
                 priority: *priority,
                 right: *right,
@@ -173,6 +198,7 @@ pub fn render(app: &App, theme: Theme, area: Rect, buf: &mut Buffer) {
         })
         .collect();
     let kept = fit(&cols, inner.width);
+    super::flex_to_rest(&mut cols, &kept, inner.width);
     let header = Row::new(kept.iter().map(|i| header_cell(&cols[*i]))).style(theme.column_header());
     let rows = visible
         .iter()

@@ -1,0 +1,248 @@
+//! The TUI drawn from fixture snapshots with a frozen clock into ratatui's TestBackend, at 80x24 and 160x50,
+//! compared with insta snapshots (the .snap files are the screenshots: review them by eye).
+
+use insta::assert_snapshot;
+use kwatch::analyze::{Thresholds, analyze};
+use kwatch::filter::Filter;
+use kwatch::model::{Snapshot, TimerKind};
+use kwatch::tui::{Action, App, update};
+use ratatui::Terminal;
+use ratatui::backend::TestBackend;
+
+/// The fixtures' `taken_at_unix_ms`.
+const T0: u64 = 1_700_000_000_000;
+
+fn load(name: &str) -> Snapshot {
+    let path = format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read '{path}': {e}"));
+    let mut snap: Snapshot =
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("parse '{path}': {e}"));
+    analyze(&mut snap, &Thresholds::default());
+    snap
+}
+
+/// An app that has seen `fixture` once, 1.2s after it was taken.
+fn app_with(fixture: &str, (width, height): (u16, u16)) -> App {
+    let mut app = App::new(Filter::default(), false);
+    update(&mut app, Action::Resize { width, height });
+    update(
+        &mut app,
+        Action::Snapshot {
+            snapshot: Box::new(load(fixture)),
+            now_ms: T0 + 1_200,
+        },
+    );
+    app
+}
+
+fn draw(app: &App, (width, height): (u16, u16)) -> Terminal<TestBackend> {
+    let mut terminal = Terminal::new(TestBackend::new(width, height)).expect("test backend");
+    terminal
+        .draw(|frame| frame.render_widget(app, frame.area()))
+        .expect("draw");
+    terminal
+}
+
+fn press(app: &mut App, actions: impl IntoIterator<Item = Action>) {
+    for a in actions {
+        update(app, a);
+    }
+}
+
+fn type_filter(app: &mut App, text: &str) {
+    update(app, Action::FilterOpen);
+    update(app, Action::FilterClearLine);
+    for c in text.chars() {
+        update(app, Action::FilterChar(c));
+    }
+    update(app, Action::FilterApply);
+}
+
+const SIZES: [(u16, u16); 2] = [(80, 24), (160, 50)];
+
+fn name(what: &str, (w, h): (u16, u16)) -> String {
+    format!("{what}_{w}x{h}")
+}
+
+#[test]
+fn connections_view_marks_stuck_rows() {
+    for size in SIZES {
+        let app = app_with("busy.json", size);
+        let terminal = draw(&app, size);
+        let screen = format!("{}", terminal.backend());
+        // Under NO_COLOR (this app has no colours) stuck rows still carry a text marker.
+        assert!(screen.contains("!! ESTAB"), "{screen}");
+        assert!(screen.contains("!! CLOSE-WAIT"), "{screen}");
+        assert!(screen.contains("!  CLOSE-WAIT"), "{screen}");
+        // The hostile process name reaches the screen escaped.
+        assert!(!screen.contains('\u{1b}'), "{screen}");
+        assert_snapshot!(name("connections", size), terminal.backend());
+    }
+}
+
+#[test]
+fn processes_view() {
+    for size in SIZES {
+        let mut app = app_with("busy.json", size);
+        press(&mut app, [Action::SwitchView]);
+        let terminal = draw(&app, size);
+        assert_snapshot!(name("processes", size), terminal.backend());
+    }
+}
+
+#[test]
+fn processes_view_enter_shows_that_process() {
+    let size = (80, 24);
+    let mut app = app_with("busy.json", size);
+    press(&mut app, [Action::SwitchView, Action::Enter]);
+    let terminal = draw(&app, size);
+    assert_snapshot!(name("process_connections", size), terminal.backend());
+}
+
+/// The dead-peer socket (cookie 1004) seen over several refreshes: probes climbing, idle growing.
+fn app_with_history(size: (u16, u16)) -> App {
+    let mut app = App::new(Filter::default(), false);
+    update(
+        &mut app,
+        Action::Resize {
+            width: size.0,
+            height: size.1,
+        },
+    );
+    for step in 0..12u64 {
+        let mut snap = load("busy.json");
+        snap.taken_at_unix_ms = T0 + step * 75_000;
+        for c in snap.connections.iter_mut().filter(|c| c.cookie == 1004) {
+            assert_eq!(c.timer.kind, TimerKind::Keepalive);
+            c.timer.count = (step / 4) as u32 + 1;
+            if let Some(info) = c.tcp_info.as_mut() {
+                let idle = info.last_data_recv_ms.unwrap_or(0) - 900_000 + (step as u32) * 75_000;
+                info.last_data_recv_ms = Some(idle);
+                info.last_ack_recv_ms = Some(idle);
+            }
+        }
+        update(
+            &mut app,
+            Action::Snapshot {
+                snapshot: Box::new(snap),
+                now_ms: T0 + step * 75_000 + 1_200,
+            },
+        );
+    }
+    app
+}
+
+#[test]
+fn detail_pane_reads_the_timer_and_shows_history() {
+    for size in SIZES {
+        let mut app = app_with_history(size);
+        press(&mut app, [Action::Home, Action::Enter]);
+        let detail = app.detail.as_ref().expect("detail open");
+        assert_eq!(detail.conn.cookie, 1004);
+        let terminal = draw(&app, size);
+        let screen = format!("{}", terminal.backend());
+        assert!(
+            screen.contains("keepalive probes unanswered; with 75s x 9"),
+            "{screen}"
+        );
+        assert_snapshot!(name("detail", size), terminal.backend());
+    }
+}
+
+#[test]
+fn detail_pane_without_keepalive() {
+    let size = (80, 24);
+    let mut app = app_with("busy.json", size);
+    let row = app
+        .rows
+        .iter()
+        .position(|i| app.snapshot.as_ref().map(|s| s.connections[*i].cookie) == Some(1005));
+    press(&mut app, [Action::Home]);
+    for _ in 0..row.expect("cookie 1005 listed") {
+        update(&mut app, Action::Down);
+    }
+    update(&mut app, Action::Enter);
+    let terminal = draw(&app, size);
+    let screen = format!("{}", terminal.backend());
+    assert!(
+        screen.contains("no keepalive: if this peer vanished"),
+        "{screen}"
+    );
+    assert_snapshot!(name("detail_no_keepalive", size), terminal.backend());
+}
+
+#[test]
+fn help_overlay_lists_every_key() {
+    for size in SIZES {
+        let mut app = app_with("busy.json", size);
+        press(&mut app, [Action::ToggleHelp]);
+        let terminal = draw(&app, size);
+        let screen = format!("{}", terminal.backend());
+        for (keys, _) in kwatch::tui::keys::HELP {
+            assert!(
+                screen.contains(keys.trim()),
+                "help misses '{keys}' at {size:?}:\n{screen}"
+            );
+        }
+        assert_snapshot!(name("help", size), terminal.backend());
+    }
+}
+
+#[test]
+fn filter_error_is_shown_in_the_prompt() {
+    for size in SIZES {
+        let mut app = app_with("busy.json", size);
+        type_filter(&mut app, "port:443 state:closewait");
+        assert!(app.prompt.as_ref().and_then(|p| p.error.as_ref()).is_some());
+        let terminal = draw(&app, size);
+        assert_snapshot!(name("filter_error", size), terminal.backend());
+    }
+}
+
+#[test]
+fn filter_narrows_the_rows() {
+    let size = (80, 24);
+    let mut app = app_with("busy.json", size);
+    type_filter(&mut app, "state:close-wait");
+    let terminal = draw(&app, size);
+    assert_snapshot!(name("filtered", size), terminal.backend());
+}
+
+#[test]
+fn empty_result() {
+    for size in SIZES {
+        let mut app = app_with("busy.json", size);
+        type_filter(&mut app, "port:1");
+        assert!(app.rows.is_empty());
+        let terminal = draw(&app, size);
+        assert_snapshot!(name("empty_result", size), terminal.backend());
+    }
+    let size = (80, 24);
+    let app = app_with("empty.json", size);
+    let terminal = draw(&app, size);
+    assert_snapshot!(name("no_sockets", size), terminal.backend());
+}
+
+#[test]
+fn paused_before_the_first_snapshot_and_collector_error() {
+    let size = (80, 24);
+    let mut app = App::new(Filter::default(), false);
+    press(
+        &mut app,
+        [
+            Action::Resize {
+                width: 80,
+                height: 24,
+            },
+            Action::TogglePause,
+        ],
+    );
+    press(
+        &mut app,
+        [Action::CollectorError(
+            "sock_diag dump failed: permission denied".into(),
+        )],
+    );
+    let terminal = draw(&app, size);
+    assert_snapshot!(name("starting", size), terminal.backend());
+}
