@@ -1,15 +1,22 @@
-//! Plain-language readings of a socket's timer and state, from the namespace's TCP settings.
+//! Plain-language readings of a socket's timer and state, from its keepalive settings (read from the socket, or
+//! the namespace's) and the kernel-rule prediction in `keepalive`.
 
 use crate::duration::format_duration_ms;
+use crate::keepalive::{DeathBy, KeepaliveSettings, Prediction, Source, predict};
 use crate::model::{Connection, Settings, TcpState, TimerKind};
 
-/// One or two sentences saying what the kernel will do with this socket and when. Socket options can override
-/// the namespace settings (TCP_KEEPIDLE/KEEPINTVL/KEEPCNT, TCP_USER_TIMEOUT), so times are "about".
+/// One or two sentences saying what the kernel will do with this socket and when. Uses the socket's own
+/// keepalive settings and prediction when the collector filled them, else assumes the namespace settings.
 pub fn reading(conn: &Connection, settings: &Settings) -> String {
+    let ka = conn
+        .keepalive
+        .unwrap_or_else(|| KeepaliveSettings::assumed(conn, settings));
+    let pred = conn.prediction.or_else(|| predict(conn, &ka, settings));
     let timer = conn.timer;
     let e = format_duration_ms(timer.expires_ms);
+    let dies = |p: Option<Prediction>| p.and_then(|p| p.dies_in_ms).map(format_duration_ms);
     match timer.kind {
-        TimerKind::Keepalive => keepalive(timer.count, timer.expires_ms, settings),
+        TimerKind::Keepalive => keepalive(timer.count, timer.expires_ms, &ka, pred),
         TimerKind::Retransmit if conn.state == TcpState::SynSent => format!(
             "connecting: {} SYN retransmit{} so far, next in {e}; no answer from the peer yet",
             timer.count,
@@ -19,10 +26,16 @@ pub fn reading(conn: &Connection, settings: &Settings) -> String {
             format!("data in flight: retransmit timer (or loss probe) fires in {e} unless acked")
         }
         TimerKind::Retransmit => {
-            let limit = settings
-                .tcp_retries2
-                .map(|r| format!("; the kernel gives up after tcp_retries2={r} retransmits"))
-                .unwrap_or_default();
+            let limit = match (dies(pred), settings.tcp_retries2) {
+                (Some(d), Some(r)) => {
+                    format!("; the kernel gives up in about {d} (tcp_retries2={r})")
+                }
+                (Some(d), None) => format!("; the kernel gives up in about {d}"),
+                (None, Some(r)) => {
+                    format!("; the kernel gives up after tcp_retries2={r} retransmits")
+                }
+                (None, None) => String::new(),
+            };
             format!(
                 "{} retransmit{} of unacknowledged data, next in {e}: the peer or the path is not \
                  answering{limit}",
@@ -30,11 +43,17 @@ pub fn reading(conn: &Connection, settings: &Settings) -> String {
                 plural(timer.count)
             )
         }
-        TimerKind::ZeroWindowProbe => format!(
-            "the peer's receive window is zero (it is not reading): {} window probe{} sent, next in {e}",
-            timer.count,
-            plural(timer.count)
-        ),
+        TimerKind::ZeroWindowProbe => {
+            let limit = dies(pred)
+                .map(|d| format!("; if it never reads, the kernel gives up in about {d}"))
+                .unwrap_or_default();
+            format!(
+                "the peer's receive window is zero (it is not reading): {} window probe{} sent, next in \
+                 {e}{limit}",
+                timer.count,
+                plural(timer.count)
+            )
+        }
         TimerKind::TimeWait => {
             format!("closed; the kernel frees this TIME-WAIT entry in {e} (normal, nothing to do)")
         }
@@ -42,29 +61,50 @@ pub fn reading(conn: &Connection, settings: &Settings) -> String {
     }
 }
 
-fn keepalive(count: u32, expires_ms: u64, settings: &Settings) -> String {
-    let (Some(intvl), Some(probes)) = (
-        settings.tcp_keepalive_intvl_s,
-        settings.tcp_keepalive_probes,
-    ) else {
+/// Where the numbers come from, when the socket set its own.
+fn whose(ka: &KeepaliveSettings) -> &'static str {
+    match ka.source {
+        Source::Socket => " (set on the socket)",
+        Source::Sysctl => "",
+    }
+}
+
+fn keepalive(
+    count: u32,
+    expires_ms: u64,
+    ka: &KeepaliveSettings,
+    pred: Option<Prediction>,
+) -> String {
+    let (Some(intvl), Some(cnt)) = (ka.intvl_s, ka.cnt) else {
         return format!(
             "keepalive on: {count} probe{} unanswered, next timer in {}",
             plural(count),
             format_duration_ms(expires_ms)
         );
     };
-    let reset_ms = expires_ms + u64::from(probes.saturating_sub(count)) * u64::from(intvl) * 1_000;
-    let reset = format_duration_ms(reset_ms);
+    let dies_ms = pred.and_then(|p| p.dies_in_ms).unwrap_or_else(|| {
+        expires_ms + u64::from(cnt.saturating_sub(count)) * u64::from(intvl) * 1_000
+    });
+    let reset = format_duration_ms(dies_ms);
+    let how = match pred.and_then(|p| p.dies_by) {
+        Some(DeathBy::UserTimeout) => format!(
+            "TCP_USER_TIMEOUT {}",
+            format_duration_ms(u64::from(ka.user_timeout_ms.unwrap_or(0)))
+        ),
+        _ => format!("{intvl}s x {cnt}"),
+    };
+    let src = whose(ka);
     if count == 0 {
+        let first = pred.and_then(|p| p.next_probe_ms).unwrap_or(expires_ms);
         format!(
             "keepalive on: first probe in {}; if the peer vanished, the kernel resets this connection in \
-             about {reset} ({intvl}s x {probes} probes)",
-            format_duration_ms(expires_ms)
+             about {reset} ({how}{src})",
+            format_duration_ms(first)
         )
     } else {
         format!(
-            "{count} keepalive probe{} unanswered; with {intvl}s x {probes} the kernel resets this connection \
-             in about {reset}",
+            "{count} keepalive probe{} unanswered; with {how}{src} the kernel resets this connection in about \
+             {reset}",
             plural(count)
         )
     }
@@ -180,6 +220,25 @@ mod tests {
             text.starts_with("6 retransmits of unacknowledged data, next in 25s"),
             "{text}"
         );
-        assert!(text.ends_with("tcp_retries2=15 retransmits"), "{text}");
+        assert!(text.contains("the kernel gives up in about "), "{text}");
+        assert!(text.ends_with("(tcp_retries2=15)"), "{text}");
+    }
+
+    #[test]
+    fn settings_read_from_the_socket_win_over_the_namespace() {
+        let mut c = conn(TcpState::Established, TimerKind::Keepalive, 5_000, 2);
+        c.keepalive = Some(KeepaliveSettings {
+            enabled: Some(true),
+            idle_s: Some(60),
+            intvl_s: Some(10),
+            cnt: Some(5),
+            user_timeout_ms: Some(0),
+            source: Source::Socket,
+        });
+        assert_eq!(
+            reading(&c, &defaults()),
+            "2 keepalive probes unanswered; with 10s x 5 (set on the socket) the kernel resets this connection \
+             in about 35s"
+        );
     }
 }
