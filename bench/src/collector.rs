@@ -1,0 +1,116 @@
+//! The interactive view's collector in steady state: the same `Options` and the same pacing as the TUI's
+//! collector thread (`tui::event::spawn_collector`), in this process, with CPU time from getrusage(RUSAGE_SELF).
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use clap::Parser;
+use kwatch::cli::Args;
+use kwatch::collect;
+
+use crate::measure::self_cpu;
+use crate::report::{fmt_duration, median};
+
+/// What a minute of refreshes cost.
+#[derive(Debug, Clone)]
+pub struct Steady {
+    pub interval: Duration,
+    /// The first refresh (cold caches): the TUI's first frame waits for it.
+    pub first_wall: Duration,
+    pub first_cpu: Duration,
+    pub refreshes: usize,
+    pub cpu_per_refresh: Duration,
+    pub wall_per_refresh: Duration,
+    pub dump_per_refresh: Duration,
+    pub proc_scan_per_refresh: Duration,
+    /// CPU time over elapsed time of the steady phase: the share of one core the collector uses.
+    pub core_share: f64,
+    pub sockets: usize,
+}
+
+/// Refreshes for `duration` the way the TUI's collector does with default flags.
+pub fn measure(duration: Duration, stop: &AtomicBool) -> anyhow::Result<Steady> {
+    let args = Args::try_parse_from(["kwatch"]).context("default kwatch flags do not parse")?;
+    let options = kwatch::run::collect_options(&args, &args.filter());
+    let interval = args.interval;
+
+    let (cpu0, t0) = (self_cpu(), Instant::now());
+    let first = collect::collect(&options)?;
+    let (first_cpu, first_wall) = (self_cpu() - cpu0, t0.elapsed());
+    drop(first);
+    pause(interval.saturating_sub(first_wall), stop)?;
+
+    let (mut cpus, mut walls, mut dumps, mut scans) = (vec![], vec![], vec![], vec![]);
+    let mut sockets = 0;
+    let (phase_cpu, phase_start) = (self_cpu(), Instant::now());
+    // Bounded: at most one refresh per interval plus those that overrun it, and never past `duration`.
+    let max_refreshes = (duration.as_millis() / interval.as_millis().max(1)) as usize + 1;
+    while phase_start.elapsed() < duration && cpus.len() < max_refreshes {
+        let (cpu, started) = (self_cpu(), Instant::now());
+        let snapshot = collect::collect(&options)?;
+        let wall = started.elapsed();
+        cpus.push(self_cpu() - cpu);
+        walls.push(wall);
+        dumps.push(Duration::from_micros(snapshot.dump_us));
+        scans.push(Duration::from_micros(snapshot.proc_scan_us));
+        sockets = snapshot.connections.len();
+        drop(snapshot);
+        pause(interval.saturating_sub(wall), stop)?;
+    }
+    let phase_cpu = self_cpu() - phase_cpu;
+    let phase_wall = phase_start.elapsed();
+    let refreshes = cpus.len();
+    Ok(Steady {
+        interval,
+        first_wall,
+        first_cpu,
+        refreshes,
+        cpu_per_refresh: median(cpus),
+        wall_per_refresh: median(walls),
+        dump_per_refresh: median(dumps),
+        proc_scan_per_refresh: median(scans),
+        core_share: phase_cpu.as_secs_f64() / phase_wall.as_secs_f64().max(1e-9),
+        sockets,
+    })
+}
+
+/// Sleeps in short steps so that Ctrl-C is answered quickly.
+fn pause(d: Duration, stop: &AtomicBool) -> anyhow::Result<()> {
+    let until = Instant::now() + d;
+    loop {
+        if stop.load(Ordering::Relaxed) {
+            bail!("interrupted");
+        }
+        let left = until.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Ok(());
+        }
+        std::thread::sleep(left.min(Duration::from_millis(100)));
+    }
+}
+
+/// The markdown lines for the report.
+pub fn table(s: &Steady) -> String {
+    format!(
+        "| TUI collector (interval {}) | value |\n|---|---:|\n\
+         | sockets per refresh | {} |\n\
+         | first refresh, wall (first frame waits for it) | {} |\n\
+         | first refresh, CPU | {} |\n\
+         | steady refreshes measured | {} |\n\
+         | CPU per refresh (median) | {} |\n\
+         | wall per refresh (median) | {} |\n\
+         | of which kernel dump / /proc scan (median) | {} / {} |\n\
+         | share of one core, steady state | {:.1} % |\n",
+        fmt_duration(s.interval),
+        s.sockets,
+        fmt_duration(s.first_wall),
+        fmt_duration(s.first_cpu),
+        s.refreshes,
+        fmt_duration(s.cpu_per_refresh),
+        fmt_duration(s.wall_per_refresh),
+        fmt_duration(s.dump_per_refresh),
+        fmt_duration(s.proc_scan_per_refresh),
+        s.core_share * 100.0,
+    )
+}

@@ -1,0 +1,598 @@
+//! kwatch-bench: N loopback connections in a fresh network namespace, then kwatch timed against ss and lsof.
+//!
+//! Usage: `kwatch-bench N [--rounds R] [--tui-secs S] [--budget S] [--timeout S] [--kwatch PATH]`
+//! (normally through `bench/run.sh`, which builds both). Needs root. The table goes to stdout, progress to stderr.
+
+mod check;
+mod collector;
+mod farm;
+mod farms;
+mod measure;
+mod netns;
+mod plan;
+mod report;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+
+use crate::farms::Farms;
+use crate::netns::Netns;
+use crate::report::Row;
+
+const USAGE: &str = "usage: kwatch-bench N [--rounds R] [--tui-secs S] [--budget S] [--timeout S] \
+[--per-process P] [--kwatch PATH]
+  N              loopback connections to open (2N sockets)
+  --rounds R     timed rounds per command after one warm-up round (default 5)
+  --budget S     stop repeating a command once its measured runs add up to S seconds (default 60):
+                 slow commands (ss -tanop at N=100,000) get fewer rounds, at least one
+  --tui-secs S   how long to measure the TUI collector in steady state (default 60; 0 skips it)
+  --timeout S    kill any one command after S seconds (default 600)
+  --per-process P  connections per farm process (default 16000; the fd limit is per process)
+  --kwatch PATH  the kwatch binary (default: target/release/kwatch next to bench/)";
+
+#[derive(Debug)]
+struct Config {
+    n: usize,
+    rounds: usize,
+    budget: Duration,
+    tui: Duration,
+    timeout: Duration,
+    per_process: usize,
+    kwatch: PathBuf,
+}
+
+fn parse_args(args: &[String]) -> anyhow::Result<Config> {
+    let mut cfg = Config {
+        n: 0,
+        rounds: 5,
+        budget: Duration::from_secs(60),
+        tui: Duration::from_secs(60),
+        timeout: Duration::from_secs(600),
+        per_process: 16_000,
+        kwatch: default_kwatch(),
+    };
+    let mut n = None;
+    let mut it = args.iter();
+    while let Some(arg) = it.next() {
+        let mut value = |name: &str| {
+            it.next()
+                .cloned()
+                .with_context(|| format!("'{name}' needs a value\n{USAGE}"))
+        };
+        let num = |s: String| -> anyhow::Result<u64> {
+            s.replace(['_', ','], "")
+                .parse()
+                .with_context(|| format!("invalid number '{s}'\n{USAGE}"))
+        };
+        match arg.as_str() {
+            "--rounds" => cfg.rounds = num(value(arg)?)? as usize,
+            "--budget" => cfg.budget = Duration::from_secs(num(value(arg)?)?),
+            "--tui-secs" => cfg.tui = Duration::from_secs(num(value(arg)?)?),
+            "--timeout" => cfg.timeout = Duration::from_secs(num(value(arg)?)?.max(1)),
+            "--per-process" => cfg.per_process = num(value(arg)?)? as usize,
+            "--kwatch" => cfg.kwatch = PathBuf::from(value(arg)?),
+            "--n" => n = Some(num(value(arg)?)? as usize),
+            "-h" | "--help" => bail!("{USAGE}"),
+            s if !s.starts_with('-') && n.is_none() => n = Some(num(s.to_string())? as usize),
+            s => bail!("unknown argument '{s}'\n{USAGE}"),
+        }
+    }
+    cfg.n = n.with_context(|| format!("missing N\n{USAGE}"))?;
+    if cfg.n == 0 {
+        bail!("invalid N '0': must be at least 1");
+    }
+    Ok(cfg)
+}
+
+/// `target/release/kwatch` of the crate this benchmark lives in.
+fn default_kwatch() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/release/kwatch")
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("farm") {
+        return match farm::Role::parse(&args[1..]).and_then(|role| farm::run(&role)) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("kwatch-bench farm: {e:#}");
+                ExitCode::from(2)
+            }
+        };
+    }
+    match parse_args(&args).and_then(|cfg| bench(&cfg)) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(1),
+        Err(e) => {
+            eprintln!("kwatch-bench: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// The labels of the commands compared, and how to run them.
+fn commands(kwatch: &Path) -> Vec<(String, Vec<String>)> {
+    let k = kwatch.to_string_lossy().to_string();
+    let mut out = vec![
+        (
+            "kwatch --once --json".to_string(),
+            vec![k.clone(), "--once".into(), "--json".into()],
+        ),
+        ("kwatch --once".to_string(), vec![k, "--once".into()]),
+        (report::SS_P.to_string(), vec!["ss".into(), "-tanop".into()]),
+        (report::SS.to_string(), vec!["ss".into(), "-tano".into()]),
+    ];
+    if which("lsof") {
+        out.push((
+            "lsof -nP -iTCP".to_string(),
+            vec!["lsof".into(), "-nP".into(), "-iTCP".into()],
+        ));
+    } else {
+        progress("lsof is not installed: its row is left out (apt-get install lsof)");
+    }
+    out
+}
+
+/// Runs the whole benchmark; `Ok(false)` when the correctness check failed.
+fn bench(cfg: &Config) -> anyhow::Result<bool> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        bail!("needs root: it creates a network namespace");
+    }
+    if !cfg.kwatch.is_file() {
+        bail!(
+            "no kwatch binary at '{}': run 'cargo build --release' first, or pass --kwatch",
+            cfg.kwatch.display()
+        );
+    }
+    let kwatch = cfg.kwatch.canonicalize()?;
+    for name in netns::remove_stale()? {
+        progress(&format!(
+            "removed namespace '{name}' left by an earlier run"
+        ));
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+        signal_hook::flag::register(sig, Arc::clone(&stop))?;
+    }
+    let machine = machine();
+    let scratch = Scratch::new()?;
+
+    // Declared first, dropped last: the namespace outlives the farms in it.
+    let ns = Netns::create_and_enter()?;
+    progress(&format!("namespace '{}'", ns.name));
+    for (name, value) in [
+        ("net.ipv4.ip_local_port_range", "1024 65535"),
+        ("net.core.somaxconn", "65535"),
+        ("net.ipv4.tcp_max_syn_backlog", "65535"),
+    ] {
+        netns::set_sysctl(name, value)?;
+    }
+
+    let per_process = cfg
+        .per_process
+        .min(farm::hard_fd_limit().saturating_sub(200) as usize)
+        .max(1);
+    let pairs = plan::plan(cfg.n, per_process);
+    let expected = plan::expected_sockets(&pairs);
+    let mut farms = Farms::new();
+    let setup = Instant::now();
+    let ready_timeout = Duration::from_secs(60 + cfg.n as u64 / 1000);
+    for p in &pairs {
+        farms.start(p.server.clone())?;
+    }
+    farms.wait_for(0..pairs.len(), "listening", ready_timeout, &stop)?;
+    for p in &pairs {
+        farms.start(p.client.clone())?;
+    }
+    farms.wait_for(0..2 * pairs.len(), "ready", ready_timeout, &stop)?;
+    let count = wait_for_sockets(expected, Duration::from_secs(60), &stop)?;
+    progress(&format!(
+        "{} connections by {} server and {} client processes: {count} sockets, in {:.1} s",
+        cfg.n,
+        pairs.len(),
+        pairs.len(),
+        setup.elapsed().as_secs_f64()
+    ));
+
+    let verdict = check_correctness(&kwatch, &farms, &pairs, &scratch, cfg, &stop)?;
+    progress(&verdict.summary);
+
+    let rows = time_commands(&commands(&kwatch), cfg, &scratch, &stop)?;
+    let steady = if cfg.tui.is_zero() {
+        None
+    } else {
+        progress(&format!(
+            "TUI collector: {} s of refreshes",
+            cfg.tui.as_secs()
+        ));
+        Some(collector::measure(cfg.tui, &stop)?)
+    };
+    drop(farms);
+    drop(ns);
+
+    println!(
+        "## kwatch benchmark: N = {} connections ({count} sockets)\n",
+        group(cfg.n)
+    );
+    println!("{machine}\n");
+    println!("{}", report::table(&rows));
+    let targets = report::targets(cfg.n, &rows, "kwatch --once --json", "lsof -nP -iTCP");
+    let mut targets_md = report::targets_table(&targets);
+    if let Some(s) = &steady {
+        println!("{}", collector::table(s));
+        targets_md.push_str(&format!(
+            "| TUI collector ≤ 25 % of one core at 1 s refresh (target at N=100,000) | {:.1} % | {} |\n",
+            s.core_share * 100.0,
+            if s.core_share <= 0.25 { "yes" } else { "**no**" }
+        ));
+        targets_md.push_str(&format!(
+            "| first refresh ≤ 1.5 s | {} | {} |\n",
+            report::fmt_duration(s.first_wall),
+            if s.first_wall <= Duration::from_millis(1500) {
+                "yes"
+            } else {
+                "**no**"
+            }
+        ));
+    }
+    println!("Targets of issue 5 that apply at this N:\n\n{targets_md}");
+    println!("Correctness: {}", verdict.summary);
+    let failed: Vec<&str> = rows
+        .iter()
+        .filter(|r| r.samples.iter().any(|s| s.status != 0))
+        .map(|r| r.label.as_str())
+        .collect();
+    if !failed.is_empty() {
+        println!("Exited non-zero at least once: {}", failed.join(", "));
+    }
+    Ok(verdict.ok)
+}
+
+/// Polls `ss -tanH` until it lists `expected` sockets.
+fn wait_for_sockets(
+    expected: usize,
+    timeout: Duration,
+    stop: &AtomicBool,
+) -> anyhow::Result<usize> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let count = ss_tan()?.lines().filter(|l| !l.trim().is_empty()).count();
+        if count == expected {
+            return Ok(count);
+        }
+        if stop.load(Ordering::Relaxed) {
+            bail!("interrupted");
+        }
+        if Instant::now() >= deadline {
+            bail!("'ss -tanH' lists {count} sockets, expected {expected}");
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn ss_tan() -> anyhow::Result<String> {
+    let out = Command::new("ss")
+        .arg("-tanH")
+        .stdin(Stdio::null())
+        .output()
+        .context("cannot run 'ss' (install iproute2)")?;
+    if !out.status.success() {
+        bail!(
+            "'ss -tanH' failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+struct Verdict {
+    ok: bool,
+    summary: String,
+}
+
+/// kwatch's JSON against `ss -tanH` (same sockets, same states), and every socket owned by the right farm.
+fn check_correctness(
+    kwatch: &Path,
+    farms: &Farms,
+    pairs: &[plan::Pair],
+    scratch: &Scratch,
+    cfg: &Config,
+    stop: &AtomicBool,
+) -> anyhow::Result<Verdict> {
+    let json = scratch.path("kwatch.json");
+    let argv: Vec<String> = vec![
+        kwatch.to_string_lossy().into(),
+        "--once".into(),
+        "--json".into(),
+    ];
+    let sample = measured(&argv, &json, cfg, scratch, stop)?;
+    if sample.status != 0 {
+        let err = std::fs::read_to_string(scratch.path("stderr")).unwrap_or_default();
+        return Ok(Verdict {
+            ok: false,
+            summary: format!(
+                "FAILED: kwatch exited with {}: {}",
+                sample.status,
+                err.trim()
+            ),
+        });
+    }
+    let ss = check::parse_ss(&ss_tan()?)?;
+    let file = std::fs::File::open(&json).context("cannot read kwatch's output")?;
+    let parsed = check::parse_kwatch(file);
+    let _ = std::fs::remove_file(&json);
+    let k = match parsed {
+        Ok(k) => k,
+        Err(e) => {
+            return Ok(Verdict {
+                ok: false,
+                summary: format!("FAILED: {e:#}"),
+            });
+        }
+    };
+    let mut problems = Vec::new();
+    if let Some(d) = check::diff(&ss, &k.keys, 5) {
+        problems.push(d);
+    }
+    for (i, (pid, role)) in farms.pids().into_iter().enumerate() {
+        let pair = &pairs[i % pairs.len()];
+        let want = match role {
+            farm::Role::Server { .. } => pair.count + 1,
+            farm::Role::Client { .. } => pair.count,
+        };
+        let got = k.sockets_by_pid.get(&pid).copied().unwrap_or(0);
+        if got != want {
+            problems.push(format!(
+                "farm pid {pid} owns {got} sockets in kwatch's JSON, expected {want}"
+            ));
+        }
+    }
+    if k.without_owner != 0 {
+        problems.push(format!("{} sockets without an owner", k.without_owner));
+    }
+    let states: Vec<String> = check::by_state(&ss)
+        .into_iter()
+        .map(|(s, n)| format!("{s} {n}"))
+        .collect();
+    Ok(if problems.is_empty() {
+        Verdict {
+            ok: true,
+            summary: format!(
+                "kwatch lists the same {} sockets and states as `ss -tanH` ({}), each owned by the right farm process.",
+                ss.len(),
+                states.join(", ")
+            ),
+        }
+    } else {
+        Verdict {
+            ok: false,
+            summary: format!("FAILED: {}", problems.join("; ")),
+        }
+    })
+}
+
+/// One warm-up round, then `rounds` rounds of every command in turn, each command's output to /dev/null.
+fn time_commands(
+    cmds: &[(String, Vec<String>)],
+    cfg: &Config,
+    scratch: &Scratch,
+    stop: &AtomicBool,
+) -> anyhow::Result<Vec<Row>> {
+    let mut rows: Vec<Row> = cmds
+        .iter()
+        .map(|(label, _)| Row {
+            label: label.clone(),
+            samples: Vec::new(),
+        })
+        .collect();
+    let devnull = Path::new("/dev/null");
+    let err_path = scratch.path("stderr");
+    for round in 0..=cfg.rounds {
+        for ((label, argv), row) in cmds.iter().zip(rows.iter_mut()) {
+            let spent: Duration = row.samples.iter().map(|s| s.wall).sum();
+            let last = row.samples.last().map_or(Duration::ZERO, |s| s.wall);
+            if round > 0 && !row.samples.is_empty() && spent + last > cfg.budget {
+                continue;
+            }
+            let s = measured(argv, devnull, cfg, scratch, stop)
+                .with_context(|| format!("running '{label}'"))?;
+            if s.status != 0 {
+                let err = std::fs::read_to_string(&err_path).unwrap_or_default();
+                progress(&format!(
+                    "'{label}' exited with {}: {}",
+                    s.status,
+                    err.trim()
+                ));
+            }
+            // The warm-up run counts only when it is slow enough that warming up no longer matters.
+            let counted = round > 0 || s.wall >= Duration::from_secs(2);
+            progress(&format!(
+                "round {round}{} {label}: {} wall, {} CPU, {} peak RSS",
+                if counted { "" } else { " (warm-up)" },
+                report::fmt_duration(s.wall),
+                report::fmt_duration(s.cpu),
+                report::fmt_mib(s.max_rss_kib)
+            ));
+            if counted {
+                row.samples.push(s);
+            }
+        }
+    }
+    Ok(rows)
+}
+
+/// Runs `argv` through `kwatch-bench-spawn` (see there why) and returns what it measured; stdout goes to
+/// `stdout_to`, stderr to the scratch file `stderr`.
+fn measured(
+    argv: &[String],
+    stdout_to: &Path,
+    cfg: &Config,
+    scratch: &Scratch,
+    stop: &AtomicBool,
+) -> anyhow::Result<measure::Sample> {
+    let spawner = std::env::current_exe()?.with_file_name("kwatch-bench-spawn");
+    let mut full: Vec<String> = vec![
+        spawner.to_string_lossy().into(),
+        cfg.timeout.as_millis().to_string(),
+        stdout_to.to_string_lossy().into(),
+        scratch.path("stderr").to_string_lossy().into(),
+        "--".into(),
+    ];
+    full.extend(argv.iter().cloned());
+    let (out, err) = (scratch.path("spawn.out"), scratch.path("spawn.err"));
+    let spawn = measure::run(
+        &full,
+        &out,
+        &err,
+        cfg.timeout + Duration::from_secs(30),
+        stop,
+    )?;
+    if spawn.status != 0 {
+        bail!(
+            "{}",
+            std::fs::read_to_string(&err).unwrap_or_default().trim()
+        );
+    }
+    measure::Sample::parse(&std::fs::read_to_string(&out)?)
+}
+
+/// A private directory for captured output, removed on drop.
+struct Scratch {
+    dir: PathBuf,
+}
+
+impl Scratch {
+    fn new() -> anyhow::Result<Scratch> {
+        let dir = std::env::temp_dir().join(format!("kwatch-bench-{}", std::process::id()));
+        std::fs::create_dir_all(&dir)
+            .with_context(|| format!("cannot create '{}'", dir.display()))?;
+        Ok(Scratch { dir })
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// One line on the machine the numbers come from.
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, v)| v.trim().to_string())
+        })
+        .unwrap_or_else(|| "?".into());
+    let mem_gib = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("MemTotal:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse::<f64>().ok())
+        })
+        .map_or("?".into(), |kib| format!("{:.0}", kib / 1024.0 / 1024.0));
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "?".into());
+    let nproc = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let ss = first_line("ss", &["-V"]);
+    let lsof = first_line("lsof", &["-v"])
+        .lines()
+        .find(|l| l.contains("revision"))
+        .map(|l| l.trim().to_string())
+        .unwrap_or_default();
+    format!(
+        "Machine: {nproc} CPUs (nproc), {cpu}, {mem_gib} GiB RAM, kernel {kernel}; {ss}; lsof {lsof}; date {}.",
+        first_line("date", &["-u", "+%Y-%m-%d"])
+    )
+}
+
+fn first_line(cmd: &str, args: &[&str]) -> String {
+    Command::new(cmd)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .map(|o| {
+            let text = [o.stdout, o.stderr].concat();
+            if cmd == "lsof" {
+                String::from_utf8_lossy(&text).into_owned()
+            } else {
+                String::from_utf8_lossy(&text)
+                    .lines()
+                    .next()
+                    .unwrap_or("")
+                    .trim()
+                    .to_string()
+            }
+        })
+        .unwrap_or_default()
+}
+
+fn which(cmd: &str) -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(cmd).is_file()))
+}
+
+/// 100000 → `100,000`.
+fn group(n: usize) -> String {
+    let s = n.to_string();
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+fn progress(msg: &str) {
+    eprintln!("kwatch-bench: {msg}");
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn args(s: &str) -> Vec<String> {
+        s.split_whitespace().map(String::from).collect()
+    }
+
+    #[test]
+    fn arguments_parse_with_defaults() {
+        let c = parse_args(&args("10_000")).unwrap();
+        assert_eq!((c.n, c.rounds, c.tui.as_secs()), (10_000, 5, 60));
+        let c = parse_args(&args("--n 1000 --rounds 2 --tui-secs 0 --budget 30")).unwrap();
+        assert_eq!(
+            (c.n, c.rounds, c.tui.as_secs(), c.budget.as_secs()),
+            (1000, 2, 0, 30)
+        );
+        assert!(parse_args(&args("")).is_err());
+        assert!(parse_args(&args("0")).is_err());
+        assert!(parse_args(&args("10 --bogus")).is_err());
+        assert!(parse_args(&args("10 --rounds")).is_err());
+    }
+
+    #[test]
+    fn thousands_are_grouped() {
+        assert_eq!(group(100_000), "100,000");
+        assert_eq!(group(1000), "1,000");
+        assert_eq!(group(999), "999");
+    }
+}
