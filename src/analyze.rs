@@ -240,6 +240,10 @@ pub fn format_bytes(bytes: u64) -> String {
     format!("{}.{} {}", tenths / 10, tenths % 10, UNITS[unit])
 }
 
+/// A process is flagged `keepalive_off` / `keepalive_default` when at least this percentage of its ESTABLISHED
+/// sockets has keepalive off / relies on the default idle.
+pub const KEEPALIVE_SHARE_PERCENT: u64 = 50;
+
 /// One process's sockets and findings, for the rollup (JSON `processes`, the TUI processes view).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ProcessSummary {
@@ -252,8 +256,17 @@ pub struct ProcessSummary {
     pub by_state: BTreeMap<TcpState, u32>,
     /// How many of its sockets carry each finding code.
     pub findings: BTreeMap<FindingCode, u32>,
-    /// ESTABLISHED sockets with no timer pending (SO_KEEPALIVE off), of `by_state[established]`.
+    /// ESTABLISHED sockets with SO_KEEPALIVE off (read from the socket, or inferred: no timer pending), of
+    /// `by_state[established]`.
     pub established_without_keepalive: u32,
+    /// ESTABLISHED sockets with keepalive on and the default 7200 s idle: a vanished peer goes unnoticed for
+    /// over two hours.
+    #[serde(default)]
+    pub keepalive_default: u32,
+    /// Findings about the process as a whole (`keepalive_off`, `keepalive_default`), not counted in
+    /// `findings` or the severities below.
+    #[serde(default)]
+    pub process_findings: Vec<Finding>,
     /// Findings on its sockets by severity.
     pub critical: u32,
     pub warning: u32,
@@ -270,6 +283,8 @@ impl ProcessSummary {
             by_state: BTreeMap::new(),
             findings: BTreeMap::new(),
             established_without_keepalive: 0,
+            keepalive_default: 0,
+            process_findings: Vec::new(),
             critical: 0,
             warning: 0,
             info: 0,
@@ -279,8 +294,16 @@ impl ProcessSummary {
     fn add(&mut self, conn: &Connection) {
         self.sockets += 1;
         *self.by_state.entry(conn.state).or_default() += 1;
-        if conn.state == TcpState::Established && conn.timer.kind == TimerKind::None {
-            self.established_without_keepalive += 1;
+        if conn.state == TcpState::Established {
+            let enabled = conn
+                .keepalive
+                .and_then(|k| k.enabled)
+                .unwrap_or(conn.timer.kind != TimerKind::None);
+            if !enabled {
+                self.established_without_keepalive += 1;
+            } else if conn.keepalive.is_some_and(|k| k.default_idle()) {
+                self.keepalive_default += 1;
+            }
         }
         for f in &conn.findings {
             *self.findings.entry(f.code).or_default() += 1;
@@ -290,6 +313,49 @@ impl ProcessSummary {
                 Severity::Info => self.info += 1,
             }
         }
+    }
+
+    /// Adds `keepalive_off` / `keepalive_default` when at least [`KEEPALIVE_SHARE_PERCENT`] of its ESTABLISHED
+    /// sockets qualify.
+    fn judge_keepalive(&mut self) {
+        let est = self.established();
+        let high = |n: u32| n > 0 && u64::from(n) * 100 >= u64::from(est) * KEEPALIVE_SHARE_PERCENT;
+        let off = self.established_without_keepalive;
+        if high(off) {
+            self.process_findings.push(finding(
+                FindingCode::KeepaliveOff,
+                Severity::Info,
+                format!(
+                    "{off} of {est} ESTABLISHED sockets have SO_KEEPALIVE off: a peer that vanishes without a \
+                     word leaves them open forever"
+                ),
+            ));
+        }
+        let default = self.keepalive_default;
+        if high(default) {
+            self.process_findings.push(finding(
+                FindingCode::KeepaliveDefault,
+                Severity::Info,
+                format!(
+                    "{default} of {est} ESTABLISHED sockets rely on the default 7200s keepalive idle: a vanished \
+                     peer goes unnoticed for over 2 hours (2h11m15s with the default 75s x 9 probes)"
+                ),
+            ));
+        }
+    }
+
+    /// Sockets of this process in ESTABLISHED.
+    pub fn established(&self) -> u32 {
+        self.by_state
+            .get(&TcpState::Established)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// Share of its ESTABLISHED sockets, in percent (rounded down), or `None` without ESTABLISHED sockets.
+    pub fn established_percent(&self, n: u32) -> Option<u32> {
+        let est = self.established();
+        (est > 0).then(|| (u64::from(n) * 100 / u64::from(est)) as u32)
     }
 
     /// Sockets of this process in CLOSE_WAIT.
@@ -337,6 +403,9 @@ pub fn rollup<'a>(
         }
     }
     let mut out: Vec<ProcessSummary> = by_pid.into_values().collect();
+    for p in &mut out {
+        p.judge_keepalive();
+    }
     out.sort_by_key(|p| {
         (
             Reverse(p.critical),

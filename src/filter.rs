@@ -449,7 +449,7 @@ mod tests {
         assert_eq!(
             parse_code("nope").unwrap_err().to_string(),
             "unknown finding code 'nope': expected one of close_wait, dead_peer_suspect, no_keepalive_idle, \
-             retransmitting, zero_window"
+             retransmitting, zero_window, keepalive_off, keepalive_default"
         );
         assert_eq!(parse_family("inet6"), Ok(Family::Ipv6));
         assert_eq!(

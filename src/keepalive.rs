@@ -38,7 +38,8 @@ pub enum Source {
 }
 
 /// A socket's keepalive settings. With `source: Sysctl` they are assumed, not read: `enabled` is then inferred
-/// from the timer (keepalive timer pending: on; ESTABLISHED without any timer: off; otherwise unknown) and
+/// from the timer (keepalive timer pending: on; ESTABLISHED or CLOSE_WAIT without any timer: off; otherwise
+/// unknown) and
 /// `user_timeout_ms` is unknown.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KeepaliveSettings {
@@ -78,7 +79,11 @@ impl KeepaliveSettings {
 pub fn inferred_enabled(conn: &Connection) -> Option<bool> {
     match conn.timer.kind {
         TimerKind::Keepalive => Some(true),
-        TimerKind::None if conn.state == TcpState::Established => Some(false),
+        // The keepalive timer runs in both states whenever SO_KEEPALIVE is on, and the dump shows it when no
+        // retransmit or window probe timer takes precedence.
+        TimerKind::None if matches!(conn.state, TcpState::Established | TcpState::CloseWait) => {
+            Some(false)
+        }
         _ => None,
     }
 }

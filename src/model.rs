@@ -257,15 +257,21 @@ pub enum FindingCode {
     NoKeepaliveIdle,
     Retransmitting,
     ZeroWindow,
+    /// Process-level: a high share of its ESTABLISHED sockets has SO_KEEPALIVE off.
+    KeepaliveOff,
+    /// Process-level: a high share of its ESTABLISHED sockets relies on the default 7200 s keepalive idle.
+    KeepaliveDefault,
 }
 
 impl FindingCode {
-    pub const ALL: [FindingCode; 5] = [
+    pub const ALL: [FindingCode; 7] = [
         FindingCode::CloseWait,
         FindingCode::DeadPeerSuspect,
         FindingCode::NoKeepaliveIdle,
         FindingCode::Retransmitting,
         FindingCode::ZeroWindow,
+        FindingCode::KeepaliveOff,
+        FindingCode::KeepaliveDefault,
     ];
 
     pub fn name(self) -> &'static str {
@@ -275,6 +281,8 @@ impl FindingCode {
             FindingCode::NoKeepaliveIdle => "no_keepalive_idle",
             FindingCode::Retransmitting => "retransmitting",
             FindingCode::ZeroWindow => "zero_window",
+            FindingCode::KeepaliveOff => "keepalive_off",
+            FindingCode::KeepaliveDefault => "keepalive_default",
         }
     }
 

@@ -96,6 +96,23 @@ struct DocSocket {
     tcp_info: Option<DocTcpInfo>,
     owners: Vec<DocOwner>,
     findings: Vec<DocFinding>,
+    keepalive: Option<DocKeepalive>,
+    next_probe_ms: Option<u64>,
+    dies_in_ms: Option<u64>,
+    dies_in_estimate: bool,
+    dies_by: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+struct DocKeepalive {
+    enabled: Option<bool>,
+    idle_s: Option<u32>,
+    intvl_s: Option<u32>,
+    cnt: Option<u32>,
+    user_timeout_ms: Option<u32>,
+    source: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -169,6 +186,10 @@ struct DocProcess {
     by_state: BTreeMap<String, u32>,
     findings: BTreeMap<String, u32>,
     established_without_keepalive: u32,
+    keepalive_off_percent: Option<u32>,
+    keepalive_default: u32,
+    keepalive_default_percent: Option<u32>,
+    process_findings: Vec<DocFinding>,
     critical: u32,
     warning: u32,
     info: u32,
@@ -195,13 +216,17 @@ const TIMER_KINDS: [&str; 5] = [
     "time_wait",
     "zero_window_probe",
 ];
-const CODES: [&str; 5] = [
+const CODES: [&str; 7] = [
     "close_wait",
     "dead_peer_suspect",
     "no_keepalive_idle",
     "retransmitting",
     "zero_window",
+    "keepalive_off",
+    "keepalive_default",
 ];
+/// Codes about a whole process: `totals.by_finding` counts processes for these.
+const PROCESS_CODES: [&str; 2] = ["keepalive_off", "keepalive_default"];
 const SEVERITIES: [&str; 3] = ["info", "warning", "critical"];
 
 #[test]
@@ -274,6 +299,13 @@ fn busy_fixture_reads_back_into_the_documented_shape() {
         }
         assert!(STATES.contains(&row.state.as_str()));
         assert!(TIMER_KINDS.contains(&row.timer.kind.as_str()));
+        assert_eq!(row.keepalive.is_some(), conn.keepalive.is_some());
+        let p = conn.prediction.unwrap_or_default();
+        assert_eq!(
+            (row.next_probe_ms, row.dies_in_ms, row.dies_in_estimate),
+            (p.next_probe_ms, p.dies_in_ms, p.dies_in_estimate)
+        );
+        assert_eq!(row.dies_by.is_some(), p.dies_by.is_some());
     }
     let rtt = doc.sockets.iter().find(|s| s.cookie == 1003).unwrap();
     assert_eq!(rtt.tcp_info.as_ref().unwrap().rtt_us, Some(1850));
@@ -311,11 +343,18 @@ fn busy_fixture_reads_back_into_the_documented_shape() {
     assert!(CODES.iter().all(|c| doc.totals.by_finding.contains_key(*c)));
     assert_eq!(doc.totals.by_finding.len(), CODES.len());
     for code in CODES {
-        let want = snapshot
-            .connections
-            .iter()
-            .filter(|c| c.findings.iter().any(|f| f.code.name() == code))
-            .count() as u64;
+        let want = if PROCESS_CODES.contains(&code) {
+            doc.processes
+                .iter()
+                .filter(|p| p.process_findings.iter().any(|f| f.code == code))
+                .count() as u64
+        } else {
+            snapshot
+                .connections
+                .iter()
+                .filter(|c| c.findings.iter().any(|f| f.code.name() == code))
+                .count() as u64
+        };
         assert_eq!(doc.totals.by_finding[code], want, "code {code}");
     }
     assert_eq!(doc.totals.unreadable_processes, 1);
@@ -345,6 +384,13 @@ fn busy_fixture_reads_back_into_the_documented_shape() {
     assert!(java.by_state.keys().all(|k| STATES.contains(&k.as_str())));
     assert!(java.findings.keys().all(|k| CODES.contains(&k.as_str())));
     assert_eq!(java.established_without_keepalive, 1);
+    let est = java.by_state["established"];
+    assert_eq!(java.keepalive_off_percent, Some(100 / est));
+    assert_eq!(
+        (java.keepalive_default, java.keepalive_default_percent),
+        (0, Some(0)),
+        "without keepalive settings nothing counts as relying on the default"
+    );
     let nginx_worker = doc.processes.iter().find(|p| p.pid == 812).unwrap();
     assert_eq!(nginx_worker.uid, Some(33));
     for p in &doc.processes {

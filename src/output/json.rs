@@ -12,6 +12,7 @@ use serde::Serialize;
 use serde::ser::Serializer;
 
 use crate::analyze::{self, ProcessSummary};
+use crate::keepalive::{DeathBy, KeepaliveSettings};
 use crate::model::{
     Connection, Family, Finding, FindingCode, Owner, Settings, Snapshot, TcpInfo, TcpState, Timer,
 };
@@ -70,6 +71,10 @@ pub struct Report<'a> {
 impl<'a> Report<'a> {
     pub fn new(snapshot: &'a Snapshot, conns: &'a [&'a Connection], elapsed_us: u64) -> Self {
         let summaries = analyze::rollup(snapshot, conns.iter().copied());
+        let mut totals = Totals::new(snapshot, conns, summaries.len() as u64);
+        for f in summaries.iter().flat_map(|s| &s.process_findings) {
+            *totals.by_finding.entry(f.code).or_default() += 1;
+        }
         let processes: Vec<ProcessReport<'a>> = summaries
             .into_iter()
             .map(|s| ProcessReport::new(snapshot, s))
@@ -84,7 +89,7 @@ impl<'a> Report<'a> {
             host: &snapshot.host,
             kernel: &snapshot.kernel,
             settings: &snapshot.settings,
-            totals: Totals::new(snapshot, conns, processes.len() as u64),
+            totals,
             unreadable_processes: snapshot
                 .unreadable
                 .iter()
@@ -120,7 +125,8 @@ pub struct Totals {
     pub by_state: BTreeMap<StateName, u64>,
     /// Sockets with at least one finding.
     pub stuck: u64,
-    /// Sockets carrying each finding code (a socket with two codes counts under both).
+    /// Sockets carrying each finding code (a socket with two codes counts under both); for the process-level
+    /// codes (`keepalive_off`, `keepalive_default`), processes carrying it.
     pub by_finding: BTreeMap<FindingCode, u64>,
     /// Distinct processes owning at least one reported socket.
     pub processes: u64,
@@ -196,6 +202,15 @@ pub struct SocketReport<'a> {
     pub tcp_info: Option<&'a TcpInfo>,
     pub owners: &'a [Owner],
     pub findings: &'a [Finding],
+    /// ESTABLISHED and CLOSE_WAIT only: keepalive options, read from the socket or assumed from sysctls.
+    pub keepalive: Option<&'a KeepaliveSettings>,
+    /// When the next keepalive probe really goes out (null: none will, or not predicted).
+    pub next_probe_ms: Option<u64>,
+    /// When the kernel resets the connection if the peer stays silent (null: never, or not predicted).
+    pub dies_in_ms: Option<u64>,
+    /// `dies_in_ms` is an estimate (retransmission backoff model, or missing inputs).
+    pub dies_in_estimate: bool,
+    pub dies_by: Option<DeathBy>,
 }
 
 impl<'a> SocketReport<'a> {
@@ -219,6 +234,11 @@ impl<'a> SocketReport<'a> {
             tcp_info: c.tcp_info.as_ref(),
             owners: &c.owners,
             findings: &c.findings,
+            keepalive: c.keepalive.as_ref(),
+            next_probe_ms: c.prediction.and_then(|p| p.next_probe_ms),
+            dies_in_ms: c.prediction.and_then(|p| p.dies_in_ms),
+            dies_in_estimate: c.prediction.is_some_and(|p| p.dies_in_estimate),
+            dies_by: c.prediction.and_then(|p| p.dies_by),
         }
     }
 }
@@ -237,6 +257,13 @@ pub struct ProcessReport<'a> {
     /// Only codes with at least one socket.
     pub findings: BTreeMap<FindingCode, u32>,
     pub established_without_keepalive: u32,
+    /// `established_without_keepalive` as a share of its ESTABLISHED sockets, percent; null without any.
+    pub keepalive_off_percent: Option<u32>,
+    /// ESTABLISHED sockets with keepalive on and the default 7200 s idle.
+    pub keepalive_default: u32,
+    pub keepalive_default_percent: Option<u32>,
+    /// Findings about the whole process (`keepalive_off`, `keepalive_default`).
+    pub process_findings: Vec<Finding>,
     /// Findings on its sockets by severity (a socket with two findings counts twice).
     pub critical: u32,
     pub warning: u32,
@@ -246,6 +273,8 @@ pub struct ProcessReport<'a> {
 impl<'a> ProcessReport<'a> {
     fn new(snapshot: &'a Snapshot, s: ProcessSummary) -> Self {
         let process = snapshot.processes.get(&s.pid);
+        let keepalive_off_percent = s.established_percent(s.established_without_keepalive);
+        let keepalive_default_percent = s.established_percent(s.keepalive_default);
         ProcessReport {
             pid: s.pid,
             comm: s.comm,
@@ -261,6 +290,10 @@ impl<'a> ProcessReport<'a> {
                 .collect(),
             findings: s.findings.into_iter().filter(|(_, n)| *n > 0).collect(),
             established_without_keepalive: s.established_without_keepalive,
+            keepalive_off_percent,
+            keepalive_default: s.keepalive_default,
+            keepalive_default_percent,
+            process_findings: s.process_findings,
             critical: s.critical,
             warning: s.warning,
             info: s.info,
