@@ -117,3 +117,44 @@ fn the_schema_example_subset_can_be_regenerated() {
     let d = doc(&s, |c| [40112, 40140].contains(&c.local_port));
     assert_eq!(d["sockets"].as_array().unwrap().len(), 2);
 }
+
+#[test]
+fn the_table_shows_when_each_socket_dies_when_width_allows() {
+    use kwatch::output::table::{self, TableOptions};
+    let s = busy_filled();
+    let conns: Vec<&Connection> = s.connections.iter().collect();
+    let wide = table::render(&s, &conns, &TableOptions::default());
+    let header = wide.lines().next().unwrap();
+    assert!(header.contains("Dies"), "{header}");
+    let row = wide.lines().find(|l| l.contains(":40112")).unwrap();
+    assert!(
+        row.contains("8m11s"),
+        "3 of 9 probes out, 41s + 6 x 75s: {row}"
+    );
+    let never = s
+        .connections
+        .iter()
+        .filter(|c| c.prediction.is_some_and(|p| p.dies_in_ms.is_none()))
+        .count();
+    assert!(never > 0);
+    assert_eq!(
+        wide.lines().filter(|l| l.contains(" never ")).count(),
+        never,
+        "{wide}"
+    );
+    for width in [60, 80, 120] {
+        let text = table::render(
+            &s,
+            &conns,
+            &TableOptions {
+                width: Some(width),
+                color: false,
+            },
+        );
+        assert!(
+            text.lines()
+                .all(|l| unicode_width::UnicodeWidthStr::width(l) <= width),
+            "{text}"
+        );
+    }
+}

@@ -1,7 +1,9 @@
 //! The width-aware text table of `kwatch --once`.
 //!
 //! Columns follow `ss -tano` plus owner and findings: State, Local, Peer, Timer, Cnt (the timer's count:
-//! retransmits for `retransmit`, unanswered probes for `keepalive` and `zwp`), Recv-Q, Send-Q, Process, Findings.
+//! retransmits for `retransmit`, unanswered probes for `keepalive` and `zwp`), Dies (when the kernel resets the
+//! connection if the peer stays silent: `never`, `8s`, `~15m24s` for an estimate; shown when predicted), Recv-Q,
+//! Send-Q, Process, Findings.
 //! When the width is limited, wide columns shrink (addresses are elided in the middle so the port stays) and
 //! low-priority columns are dropped (Send-Q first) until every line fits. Rendering is pure: no clock, no
 //! terminal queries; the caller passes the width and whether to colour.
@@ -51,6 +53,10 @@ pub fn write(
             natural[i] = natural[i].max(cell.width());
         }
         any_zwp |= conn.timer.kind == TimerKind::ZeroWindowProbe;
+    }
+    if !conns.iter().any(|c| c.prediction.is_some()) {
+        // Nothing predicted (fixtures, other states only): no column of dashes.
+        natural[Col::Dies.index()] = 0;
     }
     let columns = layout(&natural, opts.width);
 
@@ -117,6 +123,7 @@ enum Col {
     Peer,
     Timer,
     Cnt,
+    Dies,
     RecvQ,
     SendQ,
     Process,
@@ -131,12 +138,13 @@ enum Elide {
 
 impl Col {
     /// Display order.
-    const ALL: [Col; 9] = [
+    const ALL: [Col; 10] = [
         Col::State,
         Col::Local,
         Col::Peer,
         Col::Timer,
         Col::Cnt,
+        Col::Dies,
         Col::RecvQ,
         Col::SendQ,
         Col::Process,
@@ -150,6 +158,7 @@ impl Col {
             Col::Peer => "Peer",
             Col::Timer => "Timer",
             Col::Cnt => "Cnt",
+            Col::Dies => "Dies",
             Col::RecvQ => "Recv-Q",
             Col::SendQ => "Send-Q",
             Col::Process => "Process",
@@ -162,7 +171,7 @@ impl Col {
     }
 
     fn right_aligned(self) -> bool {
-        matches!(self, Col::Cnt | Col::RecvQ | Col::SendQ)
+        matches!(self, Col::Cnt | Col::Dies | Col::RecvQ | Col::SendQ)
     }
 
     fn elide(self) -> Elide {
@@ -190,6 +199,7 @@ const STEPS: &[Step] = &[
     Step::Shrink(Col::Local, 21),
     Step::Shrink(Col::Peer, 21),
     Step::Drop(Col::SendQ),
+    Step::Drop(Col::Dies),
     Step::Drop(Col::RecvQ),
     Step::Drop(Col::Cnt),
     Step::Shrink(Col::Local, 15),
@@ -208,8 +218,13 @@ const STEPS: &[Step] = &[
 ];
 
 /// Which columns to show and how wide, given each column's natural width (widest cell or header).
-fn layout(natural: &[usize; 9], width: Option<usize>) -> Vec<(Col, usize)> {
-    let mut cols: Vec<(Col, usize)> = Col::ALL.iter().map(|c| (*c, natural[c.index()])).collect();
+/// A column of natural width 0 is not shown.
+fn layout(natural: &[usize; 10], width: Option<usize>) -> Vec<(Col, usize)> {
+    let mut cols: Vec<(Col, usize)> = Col::ALL
+        .iter()
+        .map(|c| (*c, natural[c.index()]))
+        .filter(|(_, w)| *w > 0)
+        .collect();
     let Some(limit) = width else {
         return cols;
     };
@@ -242,7 +257,7 @@ fn layout(natural: &[usize; 9], width: Option<usize>) -> Vec<(Col, usize)> {
     cols
 }
 
-fn format_row(columns: &[(Col, usize)], cells: &[String; 9], width: Option<usize>) -> String {
+fn format_row(columns: &[(Col, usize)], cells: &[String; 10], width: Option<usize>) -> String {
     let mut line = String::new();
     for (i, (col, w)) in columns.iter().enumerate() {
         if i > 0 {
@@ -271,7 +286,7 @@ fn format_row(columns: &[(Col, usize)], cells: &[String; 9], width: Option<usize
 }
 
 /// The cells of one row, in `Col::ALL` order, untrusted text already escaped.
-fn cells(snapshot: &Snapshot, c: &Connection, unreadable: bool) -> [String; 9] {
+fn cells(snapshot: &Snapshot, c: &Connection, unreadable: bool) -> [String; 10] {
     [
         c.state.label().to_string(),
         endpoint(c.local_addr, c.local_port),
@@ -282,6 +297,7 @@ fn cells(snapshot: &Snapshot, c: &Connection, unreadable: bool) -> [String; 9] {
         } else {
             c.timer.count.to_string()
         },
+        dies(c),
         c.recv_q.to_string(),
         c.send_q.to_string(),
         process(snapshot, c, unreadable),
@@ -310,6 +326,18 @@ fn timer(c: &Connection) -> String {
         other => other.label(),
     };
     format!("{kind} {}", format_duration_ms(c.timer.expires_ms))
+}
+
+/// `8s`, `~15m24s` (estimate), `never`, or `-` when not predicted (not ESTABLISHED or CLOSE-WAIT).
+fn dies(c: &Connection) -> String {
+    match c.prediction {
+        None => "-".to_string(),
+        Some(p) => match p.dies_in_ms {
+            None => "never".to_string(),
+            Some(ms) if p.dies_in_estimate => format!("~{}", format_duration_ms(ms)),
+            Some(ms) => format_duration_ms(ms),
+        },
+    }
 }
 
 /// `1234/nginx`, `+N` more processes, `-` for none, `?` for none when some processes could not be read.
@@ -579,16 +607,16 @@ mod tests {
 
     #[test]
     fn layout_without_limit_keeps_natural_widths() {
-        let natural = [10, 16, 20, 15, 3, 6, 6, 23, 35];
+        let natural = [10, 16, 20, 15, 3, 5, 6, 6, 23, 35];
         let cols = layout(&natural, None);
-        assert_eq!(cols.len(), 9);
+        assert_eq!(cols.len(), 10);
         assert!(cols.iter().zip(natural).all(|((_, w), n)| *w == n));
     }
 
     #[test]
     fn layout_drops_send_q_before_findings_and_process() {
-        let natural = [10, 16, 20, 15, 3, 6, 6, 20, 24];
-        let full: usize = natural.iter().sum::<usize>() + 2 * 8;
+        let natural = [10, 16, 20, 15, 3, 5, 6, 6, 20, 24];
+        let full: usize = natural.iter().sum::<usize>() + 2 * 9;
         let cols = layout(&natural, Some(full - 1));
         let names: Vec<Col> = cols.iter().map(|(c, _)| *c).collect();
         assert!(!names.contains(&Col::SendQ));
@@ -597,7 +625,7 @@ mod tests {
 
     #[test]
     fn layout_always_fits() {
-        let natural = [10, 40, 40, 17, 3, 6, 6, 40, 60];
+        let natural = [10, 40, 40, 17, 3, 7, 6, 6, 40, 60];
         for limit in 0..250 {
             let cols = layout(&natural, Some(limit));
             let total: usize =
@@ -605,6 +633,36 @@ mod tests {
             // State alone (10) may exceed a tiny terminal; rows are clipped then.
             assert!(total <= limit.max(10), "limit {limit}: {cols:?}");
         }
+    }
+
+    #[test]
+    fn a_column_without_content_is_not_laid_out() {
+        let natural = [10, 16, 20, 15, 3, 0, 6, 6, 23, 35];
+        let cols = layout(&natural, None);
+        assert!(cols.iter().all(|(c, _)| *c != Col::Dies));
+        assert_eq!(cols.len(), 9);
+    }
+
+    #[test]
+    fn dies_cells_say_never_estimate_or_time() {
+        use crate::keepalive::Prediction;
+        let text = include_str!("../../tests/fixtures/busy.json");
+        let snap: Snapshot = serde_json::from_str(text).expect("fixture parses");
+        let mut c = snap.connections[0].clone();
+        assert_eq!(dies(&c), "-");
+        c.prediction = Some(Prediction::default());
+        assert_eq!(dies(&c), "never");
+        c.prediction = Some(Prediction {
+            dies_in_ms: Some(8_000),
+            ..Prediction::default()
+        });
+        assert_eq!(dies(&c), "8s");
+        c.prediction = Some(Prediction {
+            dies_in_ms: Some(924_600),
+            dies_in_estimate: true,
+            ..Prediction::default()
+        });
+        assert_eq!(dies(&c), "~15m24s");
     }
 
     #[test]
