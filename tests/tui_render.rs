@@ -4,6 +4,7 @@
 use insta::assert_snapshot;
 use kwatch::analyze::{Thresholds, analyze};
 use kwatch::filter::Filter;
+use kwatch::keepalive::KeepaliveSettings;
 use kwatch::model::{Snapshot, TimerKind};
 use kwatch::tui::{Action, App, update};
 use ratatui::Terminal;
@@ -112,8 +113,10 @@ fn app_with_history(size: (u16, u16)) -> App {
     for step in 0..12u64 {
         let mut snap = load("busy.json");
         snap.taken_at_unix_ms = T0 + step * 75_000;
+        let settings = snap.settings;
         for c in snap.connections.iter_mut().filter(|c| c.cookie == 1004) {
             assert_eq!(c.timer.kind, TimerKind::Keepalive);
+            c.keepalive = Some(KeepaliveSettings::assumed(c, &settings));
             c.timer.count = (step / 4) as u32 + 1;
             if let Some(info) = c.tcp_info.as_mut() {
                 let idle = info.last_data_recv_ms.unwrap_or(0) - 900_000 + (step as u32) * 75_000;

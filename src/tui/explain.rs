@@ -64,7 +64,7 @@ pub fn reading(conn: &Connection, settings: &Settings) -> String {
 /// Where the numbers come from, when the socket set its own.
 fn whose(ka: &KeepaliveSettings) -> &'static str {
     match ka.source {
-        Source::Socket => " (set on the socket)",
+        Source::Socket => ", set on the socket",
         Source::Sysctl => "",
     }
 }
@@ -103,9 +103,14 @@ fn keepalive(
         )
     } else {
         format!(
-            "{count} keepalive probe{} unanswered; with {how}{src} the kernel resets this connection in about \
-             {reset}",
-            plural(count)
+            "{count} keepalive probe{} unanswered; with {how} the kernel resets this connection in about \
+             {reset}{}",
+            plural(count),
+            if src.is_empty() {
+                ""
+            } else {
+                " (set on the socket)"
+            }
         )
     }
 }
@@ -237,8 +242,8 @@ mod tests {
         });
         assert_eq!(
             reading(&c, &defaults()),
-            "2 keepalive probes unanswered; with 10s x 5 (set on the socket) the kernel resets this connection \
-             in about 35s"
+            "2 keepalive probes unanswered; with 10s x 5 the kernel resets this connection in about 35s (set on \
+             the socket)"
         );
     }
 }

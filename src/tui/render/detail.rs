@@ -9,6 +9,7 @@ use super::Theme;
 use crate::analyze::format_bytes;
 use crate::duration::format_duration_ms;
 use crate::escape::{escape, escape_cmdline};
+use crate::keepalive::{KeepaliveSettings, Source};
 use crate::model::{Connection, Snapshot, TcpInfo};
 use crate::tui::app::{App, Detail};
 use crate::tui::explain::reading;
@@ -102,18 +103,18 @@ fn wrap(row: Row, width: usize) -> Vec<Line<'static>> {
                 let visible = word.trim_end().chars().count();
                 if used + visible <= width {
                     used += word.chars().count();
-                    lines
-                        .last_mut()
-                        .map(|l| l.push(Span::styled(word, span.style)));
+                    if let Some(line) = lines.last_mut() {
+                        line.push(Span::styled(word, span.style));
+                    }
                     break;
                 }
                 if used == indent {
                     // A word longer than a whole line: cut it.
                     let head: String = word.chars().take(avail).collect();
                     word = word.chars().skip(avail).collect();
-                    lines
-                        .last_mut()
-                        .map(|l| l.push(Span::styled(head, span.style)));
+                    if let Some(line) = lines.last_mut() {
+                        line.push(Span::styled(head, span.style));
+                    }
                 }
                 lines.push(vec![Span::raw(" ".repeat(indent))]);
                 used = indent;
@@ -177,6 +178,9 @@ fn lines(
         theme,
         vec![Span::styled(reading(conn, &snap.settings), theme.flag())],
     ));
+    if let Some(ka) = conn.keepalive.as_ref() {
+        out.push(text("keepalive", theme, keepalive(ka)));
+    }
     out.extend(owners(conn, snap, theme));
     if let Some(seen) = seen {
         let in_state = format_duration_ms(app.now_ms.saturating_sub(seen.state_since_ms));
@@ -263,6 +267,31 @@ fn owners(conn: &Connection, snap: &Snapshot, theme: Theme) -> Vec<Row> {
         ));
     }
     out
+}
+
+/// `on · idle 30s · probes every 5s x 3 · user timeout off (read from the socket)`.
+fn keepalive(ka: &KeepaliveSettings) -> String {
+    let secs = |v: Option<u32>| v.map_or_else(|| "?".to_string(), |s| format!("{s}s"));
+    let on = match ka.enabled {
+        Some(true) => "on",
+        Some(false) => "off",
+        None => "?",
+    };
+    let user_timeout = match ka.user_timeout_ms {
+        Some(0) => "off".to_string(),
+        Some(ms) => format_duration_ms(u64::from(ms)),
+        None => "?".to_string(),
+    };
+    let source = match ka.source {
+        Source::Socket => "read from the socket",
+        Source::Sysctl => "assumed from the namespace",
+    };
+    format!(
+        "{on} · idle {} · probes every {} x {} · user timeout {user_timeout} ({source})",
+        secs(ka.idle_s),
+        secs(ka.intvl_s),
+        ka.cnt.map_or_else(|| "?".to_string(), |c| c.to_string())
+    )
 }
 
 fn ms(v: Option<u32>) -> String {
@@ -380,16 +409,20 @@ fn sparklines(seen: &Seen, theme: Theme, area: Rect, buf: &mut Buffer) {
             ..area
         };
         let [l, s, r] = Layout::horizontal([
-            Constraint::Length(LABEL as u16 + 1),
+            Constraint::Length(LABEL as u16 + 2),
             Constraint::Length(n as u16),
             Constraint::Min(0),
         ])
         .areas(line);
-        Paragraph::new(Line::styled(format!(" {label:<LABEL$}"), theme.label())).render(l, buf);
+        Paragraph::new(Line::styled(format!(" {label:<LABEL$} "), theme.label())).render(l, buf);
         let max = data.iter().copied().max().unwrap_or(0).max(1);
         Sparkline::default()
             .data(&data)
             .max(max)
+            .bar_set(ratatui::symbols::bar::Set {
+                empty: "·",
+                ..ratatui::symbols::bar::NINE_LEVELS
+            })
             .style(theme.flag())
             .render(s, buf);
         Paragraph::new(Line::styled(

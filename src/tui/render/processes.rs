@@ -83,7 +83,7 @@ const NARROW: u16 = 120;
 
 fn cell(c: C, p: &ProcessSummary, snap: &Snapshot) -> String {
     match c {
-        C::Mark => format::marker(p.worst()).to_string(),
+        C::Mark => format::marker(worst(p)).to_string(),
         C::Pid => p.pid.to_string(),
         C::User => p
             .user
@@ -106,18 +106,27 @@ fn cell(c: C, p: &ProcessSummary, snap: &Snapshot) -> String {
             .to_string(),
         C::CloseWait => p.close_wait().to_string(),
         C::NoKeepalive => format::percent(no_keepalive_share(p)),
-        C::Findings => p
-            .findings
-            .iter()
-            .map(|(code, n)| format!("{code} {n}"))
-            .collect::<Vec<_>>()
-            .join(", "),
+        C::Findings => {
+            let mut parts: Vec<String> = p
+                .findings
+                .iter()
+                .map(|(code, n)| format!("{code} {n}"))
+                .collect();
+            parts.extend(p.process_findings.iter().map(|f| f.code.to_string()));
+            parts.join(", ")
+        }
         C::Cmd => snap
             .processes
             .get(&p.pid)
             .map(|pr| escape_cmdline(&pr.cmdline))
             .unwrap_or_default(),
     }
+}
+
+/// The worst severity among its sockets' findings and its own (process-level) findings.
+fn worst(p: &ProcessSummary) -> Option<crate::model::Severity> {
+    p.worst()
+        .max(p.process_findings.iter().map(|f| f.severity).max())
 }
 
 pub fn render(app: &App, theme: Theme, area: Rect, buf: &mut Buffer) {
@@ -208,7 +217,7 @@ pub fn render(app: &App, theme: Theme, area: Rect, buf: &mut Buffer) {
             let style = if offset + n == app.proc_sel {
                 theme.selected()
             } else {
-                theme.severity(p.worst())
+                theme.severity(worst(p))
             };
             Row::new(kept.iter().map(|i| body_cell(&cols[*i], &texts[*i]))).style(style)
         });
