@@ -33,7 +33,9 @@ const USAGE: &str = "usage: kwatch-bench N [--rounds R] [--tui-secs S] [--budget
   --tui-secs S   how long to measure the TUI collector in steady state (default 60; 0 skips it)
   --timeout S    kill any one command after S seconds (default 600)
   --per-process P  connections per farm process (default 16000; the fd limit is per process)
-  --kwatch PATH  the kwatch binary (default: target/release/kwatch next to bench/)";
+  --kwatch PATH  the kwatch binary (default: target/release/kwatch next to bench/)
+  --hold S       set up and check, then keep the connections open for S seconds (or until Ctrl-C) without
+                 timing anything, e.g. to profile: ip netns exec kwatch-bench-PID perf record ...";
 
 #[derive(Debug)]
 struct Config {
@@ -44,6 +46,7 @@ struct Config {
     timeout: Duration,
     per_process: usize,
     kwatch: PathBuf,
+    hold: Duration,
 }
 
 fn parse_args(args: &[String]) -> anyhow::Result<Config> {
@@ -55,6 +58,7 @@ fn parse_args(args: &[String]) -> anyhow::Result<Config> {
         timeout: Duration::from_secs(600),
         per_process: 16_000,
         kwatch: default_kwatch(),
+        hold: Duration::ZERO,
     };
     let mut n = None;
     let mut it = args.iter();
@@ -76,6 +80,7 @@ fn parse_args(args: &[String]) -> anyhow::Result<Config> {
             "--timeout" => cfg.timeout = Duration::from_secs(num(value(arg)?)?.max(1)),
             "--per-process" => cfg.per_process = num(value(arg)?)? as usize,
             "--kwatch" => cfg.kwatch = PathBuf::from(value(arg)?),
+            "--hold" => cfg.hold = Duration::from_secs(num(value(arg)?)?),
             "--n" => n = Some(num(value(arg)?)? as usize),
             "-h" | "--help" => bail!("{USAGE}"),
             s if !s.starts_with('-') && n.is_none() => n = Some(num(s.to_string())? as usize),
@@ -202,6 +207,19 @@ fn bench(cfg: &Config) -> anyhow::Result<bool> {
 
     let verdict = check_correctness(&kwatch, &farms, &pairs, &scratch, cfg, &stop)?;
     progress(&verdict.summary);
+
+    if !cfg.hold.is_zero() {
+        progress(&format!(
+            "holding for {} s (Ctrl-C ends it): ip netns exec {} COMMAND",
+            cfg.hold.as_secs(),
+            ns.name
+        ));
+        let until = Instant::now() + cfg.hold;
+        while Instant::now() < until && !stop.load(Ordering::Relaxed) {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        return Ok(verdict.ok);
+    }
 
     let rows = time_commands(&commands(&kwatch), cfg, &scratch, &stop)?;
     let steady = if cfg.tui.is_zero() {
