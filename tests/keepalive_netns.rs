@@ -1,0 +1,204 @@
+//! Keepalive predictions checked against the kernel, as root in network namespaces this test creates (veth pair,
+//! 192.0.2.0/24): the predicted time of death against the socket's observed disappearance, and the predicted next
+//! probe after data arrived mid-idle against the observed probe.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::io::Write;
+use std::net::{TcpListener, TcpStream};
+use std::time::{Duration, Instant};
+
+use common::*;
+use kwatch::diag::{DumpRequest, Dumper};
+use kwatch::model::{Connection, TimerKind};
+use serde_json::Value;
+
+/// Our client socket (local port `cport`, peer port `port`) as the kernel lists it now, if listed.
+fn client_in(dumper: &mut Dumper, cport: u16, port: u16) -> Option<Connection> {
+    dumper
+        .dump(&DumpRequest::all())
+        .unwrap()
+        .into_iter()
+        .find(|c| c.local_port == cport && c.peer_port == port)
+}
+
+/// Milliseconds from `origin` to `t`, signed.
+fn ms_since(origin: Instant, t: Instant) -> i64 {
+    if t >= origin {
+        (t - origin).as_millis() as i64
+    } else {
+        -((origin - t).as_millis() as i64)
+    }
+}
+
+/// A client in namespace a connected to a listener on `port` in namespace b, with keepalive 3/2/3, and a
+/// sock_diag dumper that lists namespace a.
+fn setup(pair: &NetnsPair, port: u16) -> (TcpListener, TcpStream, TcpStream, Dumper) {
+    let listener = in_netns(&pair.b, move || TcpListener::bind((ADDR_B, port)).unwrap());
+    let (client, dumper) = in_netns(&pair.a, move || {
+        let c = TcpStream::connect((ADDR_B, port)).unwrap();
+        set_keepalive(&c, 3, 2, 3);
+        (c, Dumper::open().unwrap())
+    });
+    let (server, _) = listener.accept().unwrap();
+    (listener, client, server, dumper)
+}
+
+/// `kwatch --once --json` in namespace a, with the instants just before and after it ran.
+fn snapshot(pair: &NetnsPair, cport: u16, port: u16) -> (Instant, Value, Instant) {
+    let before = Instant::now();
+    let doc = kwatch_json(Some(&pair.a), &["--dport", &port.to_string()]);
+    let after = Instant::now();
+    let s = find_socket(&doc, cport, port)
+        .unwrap_or_else(|| panic!("client socket listed: {doc}"))
+        .clone();
+    (before, s, after)
+}
+
+#[test]
+fn predicted_time_of_death_agrees_with_the_kernel_within_a_second() {
+    if !can_use_netns("predicted_time_of_death_agrees_with_the_kernel_within_a_second") {
+        return;
+    }
+    let pair = NetnsPair::new();
+    let (_listener, client, _server, mut dumper) = setup(&pair, 9100);
+    let cport = client.local_addr().unwrap().port();
+    pair.cut_b();
+
+    let (before, s, after) = snapshot(&pair, cport, 9100);
+    let ka = &s["keepalive"];
+    assert_eq!(ka["source"], "socket", "read from our fd: {s}");
+    assert_eq!(
+        (&ka["idle_s"], &ka["intvl_s"], &ka["cnt"]),
+        (&Value::from(3), &Value::from(2), &Value::from(3))
+    );
+    assert_eq!(s["dies_by"], "keepalive");
+    assert_eq!(s["dies_in_estimate"], false);
+    let dies_in = s["dies_in_ms"].as_u64().unwrap();
+    let next = s["next_probe_ms"].as_u64().unwrap();
+    // Idle 3 s from the handshake, then 3 probes 2 s apart: about 9 s after the connection was made.
+    assert!((7_000..=9_000).contains(&dies_in), "{s}");
+
+    let mut first_probe = None;
+    let deadline = before + Duration::from_millis(dies_in) + Duration::from_secs(5);
+    let gone = loop {
+        let now = Instant::now();
+        match client_in(&mut dumper, cport, 9100) {
+            None => break Some(now),
+            Some(c) => {
+                if first_probe.is_none()
+                    && c.timer.kind == TimerKind::Keepalive
+                    && c.timer.count >= 1
+                {
+                    first_probe = Some(now);
+                }
+            }
+        }
+        if now > deadline {
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let gone =
+        gone.unwrap_or_else(|| panic!("socket still listed 5 s after the predicted death: {s}"));
+    let first_probe = first_probe.expect("a probe was seen before the reset");
+
+    // The snapshot happened between `before` and `after`; the prediction is relative to it.
+    let early = ms_since(after + Duration::from_millis(dies_in), gone);
+    let late = ms_since(before + Duration::from_millis(dies_in), gone);
+    eprintln!(
+        "death: predicted {dies_in} ms after the snapshot (taken within {} ms); observed {late} ms after the \
+         earliest predicted instant",
+        (after - before).as_millis()
+    );
+    assert!(
+        early >= -1_000 && late <= 1_000,
+        "socket vanished {late} ms after the predicted death (window {} ms)",
+        (after - before).as_millis()
+    );
+    let probe_late = ms_since(before + Duration::from_millis(next), first_probe);
+    eprintln!(
+        "first probe: predicted in {next} ms; observed {probe_late} ms after the earliest predicted instant"
+    );
+    assert!(
+        probe_late >= -100 && probe_late <= 1_000,
+        "first probe {probe_late} ms after the prediction"
+    );
+    drop(client); // the fd outlived its socket: a ghost until now
+}
+
+#[test]
+fn data_received_mid_idle_moves_the_next_probe_as_the_kernel_does() {
+    if !can_use_netns("data_received_mid_idle_moves_the_next_probe_as_the_kernel_does") {
+        return;
+    }
+    let pair = NetnsPair::new();
+    let (_listener, client, mut server, mut dumper) = setup(&pair, 9101);
+    let cport = client.local_addr().unwrap().port();
+    // Half-way through the idle time, the peer sends data: the kernel does not re-arm the keepalive timer.
+    poll(Duration::from_secs(5), || {
+        let c = client_in(&mut dumper, cport, 9101)?;
+        (c.tcp_info?.last_ack_recv_ms? >= 1_500).then_some(())
+    })
+    .expect("1.5 s of idle");
+    server.write_all(b"ping").unwrap();
+    poll(Duration::from_secs(2), || {
+        (client_in(&mut dumper, cport, 9101)?.recv_q >= 4).then_some(())
+    })
+    .expect("data arrived");
+    pair.cut_b(); // from now on the probe goes unanswered, so the moment it is sent shows as count 1
+
+    let (before, s, after) = snapshot(&pair, cport, 9101);
+    assert_eq!(s["timer"]["kind"], "keepalive", "{s}");
+    assert_eq!(s["timer"]["count"], 0);
+    let naive = s["timer"]["expires_ms"].as_u64().unwrap();
+    let next = s["next_probe_ms"].as_u64().unwrap();
+    assert!(
+        next >= naive + 1_000,
+        "data 1.5 s into a 3 s idle: the probe waits a full idle after it, not the armed timer ({s})"
+    );
+
+    let mut rearmed = None;
+    let deadline = after + Duration::from_millis(next) + Duration::from_secs(3);
+    let probed = loop {
+        let now = Instant::now();
+        let c = client_in(&mut dumper, cport, 9101).expect("still listed");
+        if c.timer.kind == TimerKind::Keepalive && c.timer.count >= 1 {
+            break Some(now);
+        }
+        // Once the armed expiry has fired without a probe (the dump shows 0 while it is overdue), the kernel
+        // has re-armed the timer for the rest of the idle time.
+        if rearmed.is_none()
+            && now > after + Duration::from_millis(naive)
+            && c.timer.kind == TimerKind::Keepalive
+            && c.timer.expires_ms > 0
+        {
+            rearmed = Some(c.timer.expires_ms);
+        }
+        if now > deadline {
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let probed = probed.expect("the probe was sent");
+    let naive_late = ms_since(before + Duration::from_millis(naive), probed);
+    let late = ms_since(before + Duration::from_millis(next), probed);
+    let early = ms_since(after + Duration::from_millis(next), probed);
+    eprintln!(
+        "mid-idle data: timer said {naive} ms, kwatch predicted {next} ms; the probe went out {late} ms after \
+         the earliest predicted instant and {naive_late} ms after the timer's; re-armed with {rearmed:?} ms left"
+    );
+    assert!(
+        early >= -300 && late <= 300,
+        "probe {late} ms after the predicted instant (window {} ms)",
+        (after - before).as_millis()
+    );
+    assert!(naive_late >= 1_000, "the armed expiry did not probe");
+    let rearmed = rearmed.expect("seen after the armed expiry");
+    assert!(
+        rearmed > 0 && rearmed < 3_000,
+        "re-armed for the remainder: {rearmed}"
+    );
+    drop((client, server));
+}
