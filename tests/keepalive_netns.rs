@@ -122,7 +122,7 @@ fn predicted_time_of_death_agrees_with_the_kernel_within_a_second() {
         "first probe: predicted in {next} ms; observed {probe_late} ms after the earliest predicted instant"
     );
     assert!(
-        probe_late >= -100 && probe_late <= 1_000,
+        (-100..=1_000).contains(&probe_late),
         "first probe {probe_late} ms after the prediction"
     );
     drop(client); // the fd outlived its socket: a ghost until now
