@@ -4,7 +4,9 @@ use std::cmp::{Ordering, Reverse};
 
 use crate::analyze::{ProcessSummary, rollup};
 use crate::filter::Filter;
-use crate::model::{Connection, Snapshot};
+use std::net::IpAddr;
+
+use crate::model::{Connection, Severity, Snapshot, TcpState, TimerKind};
 use crate::tui::history::{History, idle_ms};
 
 /// Which table is showing.
@@ -325,16 +327,26 @@ impl App {
             self.procs.clear();
             return;
         };
-        let mut rows: Vec<usize> = (0..snap.connections.len())
+        let rows: Vec<usize> = (0..snap.connections.len())
             .filter(|i| self.visible(snap, &snap.connections[*i]))
             .collect();
         let (sort, reverse) = (self.conn_sort, self.conn_reverse);
-        rows.sort_by(|a, b| {
-            let (a, b) = (&snap.connections[*a], &snap.connections[*b]);
-            let ord = compare_conns(sort, snap, a, b);
-            let ord = if reverse { ord.reverse() } else { ord };
-            ord.then(a.cookie.cmp(&b.cookie))
+        let mut keyed: Vec<(Key, u64, usize)> = rows
+            .iter()
+            .map(|i| {
+                let c = &snap.connections[*i];
+                (sort_key(sort, snap, c), c.cookie, *i)
+            })
+            .collect();
+        keyed.sort_unstable_by(|a, b| {
+            let ord = if reverse {
+                b.0.cmp(&a.0)
+            } else {
+                a.0.cmp(&b.0)
+            };
+            ord.then(a.1.cmp(&b.1))
         });
+        let rows: Vec<usize> = keyed.into_iter().map(|(_, _, i)| i).collect();
         let filtered = snap
             .connections
             .iter()
@@ -438,38 +450,37 @@ pub fn clamp_offset(offset: usize, sel: usize, page: usize) -> usize {
     }
 }
 
-/// Natural order of each column: worst, biggest, longest first for numbers; alphabetical for names.
-fn compare_conns(sort: ConnSort, snap: &Snapshot, a: &Connection, b: &Connection) -> Ordering {
-    let process = |c: &Connection| {
-        c.owners
-            .first()
-            .map(|o| (snap.comm(o.pid).to_string(), o.pid))
-    };
+/// A connection's sort key: computed once per row, so sorting 100k sockets compares plain values. Within one
+/// sort every key is the same variant. Natural order: worst, biggest, longest first for numbers; alphabetical for
+/// names.
+#[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Key<'a> {
+    Severity(Reverse<Option<Severity>>, Reverse<Option<u64>>, TcpState),
+    State(TcpState, Reverse<Option<Severity>>),
+    /// Sockets without a known owner last.
+    Process(bool, Option<(&'a str, u32)>),
+    Addr(IpAddr, u16),
+    /// No timer last, then soonest first.
+    Timer(bool, u64),
+    Biggest(Reverse<u64>),
+    Idle(Reverse<Option<u64>>),
+}
+
+fn sort_key<'a>(sort: ConnSort, snap: &'a Snapshot, c: &Connection) -> Key<'a> {
     match sort {
-        ConnSort::Severity => (Reverse(a.worst()), Reverse(idle_ms(a)), a.state).cmp(&(
-            Reverse(b.worst()),
-            Reverse(idle_ms(b)),
-            b.state,
-        )),
-        ConnSort::State => (a.state, Reverse(a.worst())).cmp(&(b.state, Reverse(b.worst()))),
-        ConnSort::Process => process(a)
-            .is_none()
-            .cmp(&process(b).is_none())
-            .then(process(a).cmp(&process(b))),
-        ConnSort::Local => (a.local_addr, a.local_port).cmp(&(b.local_addr, b.local_port)),
-        ConnSort::Peer => (a.peer_addr, a.peer_port).cmp(&(b.peer_addr, b.peer_port)),
-        ConnSort::Timer => (
-            a.timer.kind == crate::model::TimerKind::None,
-            a.timer.expires_ms,
-        )
-            .cmp(&(
-                b.timer.kind == crate::model::TimerKind::None,
-                b.timer.expires_ms,
-            )),
-        ConnSort::Probes => b.timer.count.cmp(&a.timer.count),
-        ConnSort::RecvQ => b.recv_q.cmp(&a.recv_q),
-        ConnSort::SendQ => b.send_q.cmp(&a.send_q),
-        ConnSort::Idle => idle_ms(b).cmp(&idle_ms(a)),
+        ConnSort::Severity => Key::Severity(Reverse(c.worst()), Reverse(idle_ms(c)), c.state),
+        ConnSort::State => Key::State(c.state, Reverse(c.worst())),
+        ConnSort::Process => {
+            let owner = c.owners.first().map(|o| (snap.comm(o.pid), o.pid));
+            Key::Process(owner.is_none(), owner)
+        }
+        ConnSort::Local => Key::Addr(c.local_addr, c.local_port),
+        ConnSort::Peer => Key::Addr(c.peer_addr, c.peer_port),
+        ConnSort::Timer => Key::Timer(c.timer.kind == TimerKind::None, c.timer.expires_ms),
+        ConnSort::Probes => Key::Biggest(Reverse(u64::from(c.timer.count))),
+        ConnSort::RecvQ => Key::Biggest(Reverse(u64::from(c.recv_q))),
+        ConnSort::SendQ => Key::Biggest(Reverse(u64::from(c.send_q))),
+        ConnSort::Idle => Key::Idle(Reverse(idle_ms(c))),
     }
 }
 
