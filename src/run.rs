@@ -29,10 +29,11 @@ pub fn main() -> ExitCode {
 
 pub fn run(args: Args) -> anyhow::Result<()> {
     let filter = args.filter();
-    let options = collect_options(&args, &filter);
     if args.once {
-        once(&args, &filter, &options)
+        once(&args, &filter, &collect_options(&args, &filter))
     } else {
+        // The live view collects everything: its filter starts from the flags but `/` may widen it later.
+        let options = collect_options(&args, &Filter::default());
         let mut config = tui::Config::new(args.interval, options, filter);
         config.color &= args.color != ColorChoice::Never;
         tui::run(config)
