@@ -19,7 +19,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::{Connection, Settings, TcpState, TimerKind};
+use crate::model::{Connection, Settings, TcpInfo, TcpState, TimerKind};
 
 /// The kernel's TCP_RTO_MIN and TCP_RTO_MAX (ms): the retransmission model's base and ceiling.
 const RTO_MIN_MS: u64 = 200;
@@ -287,13 +287,72 @@ fn zero_window(conn: &Connection, net: &Settings) -> Prediction {
     }
 }
 
+/// What ended a connection, as far as the kernel's last word on it tells.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeathCause {
+    /// Keepalive probes went unanswered up to `cnt` (or past TCP_USER_TIMEOUT).
+    KeepaliveExhausted,
+    /// Retransmissions were never acknowledged (tcp_retries2 or TCP_USER_TIMEOUT).
+    RetransmitTimeout,
+    /// Reset: an RST from the peer (also the answer of a rebooted peer to a keepalive probe) or a local abort.
+    Reset,
+    /// Normal close: FINs exchanged.
+    Closed,
+    /// Nothing tells: no probes or retransmits outstanding and no earlier state seen.
+    Unknown,
+}
+
+/// Retransmits at death from which a connection is taken to have timed out rather than been reset mid-way.
+const RETRANSMIT_DEATH_MIN: u8 = 3;
+
+/// Infers the cause of death from the final tcp_info (`probes` and `retransmits` survive `tcp_done()`), the
+/// socket's keepalive settings, the last state kwatch saw, and whether a TIME-WAIT entry took its place.
+pub fn infer_cause(
+    final_info: Option<&TcpInfo>,
+    settings: Option<&KeepaliveSettings>,
+    last_state: Option<TcpState>,
+    time_wait_twin: bool,
+) -> DeathCause {
+    let probes = final_info.and_then(|i| i.probes).unwrap_or(0);
+    let retransmits = final_info.and_then(|i| i.retransmits).unwrap_or(0);
+    if probes > 0 {
+        let user_timeout = settings.and_then(|s| s.user_timeout_ms).unwrap_or(0) > 0;
+        let cnt = settings.and_then(|s| s.cnt);
+        // With fewer probes out than allowed, something else ended it: an RST answering a probe.
+        return if user_timeout || cnt.is_none_or(|c| u32::from(probes) >= c) {
+            DeathCause::KeepaliveExhausted
+        } else {
+            DeathCause::Reset
+        };
+    }
+    if retransmits >= RETRANSMIT_DEATH_MIN {
+        return DeathCause::RetransmitTimeout;
+    }
+    if time_wait_twin {
+        return DeathCause::Closed;
+    }
+    match last_state {
+        Some(
+            TcpState::FinWait1
+            | TcpState::FinWait2
+            | TcpState::TimeWait
+            | TcpState::Closing
+            | TcpState::LastAck
+            | TcpState::CloseWait,
+        ) => DeathCause::Closed,
+        Some(TcpState::Established | TcpState::SynSent | TcpState::SynRecv) => DeathCause::Reset,
+        _ => DeathCause::Unknown,
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
     use std::net::{IpAddr, Ipv4Addr};
 
     use super::*;
-    use crate::model::{Family, TcpInfo, Timer};
+    use crate::model::{Family, Timer};
 
     const NET: Settings = Settings {
         tcp_keepalive_time_s: Some(7200),
@@ -545,5 +604,41 @@ mod tests {
         assert!(s.default_idle());
         assert_eq!(serde_json::to_value(s.source).unwrap(), "sysctl");
         assert_eq!(serde_json::to_value(Source::Socket).unwrap(), "socket");
+    }
+
+    #[test]
+    fn causes_of_death_follow_the_final_counters_and_the_last_state() {
+        let info = |probes: u8, retransmits: u8| TcpInfo {
+            probes: Some(probes),
+            retransmits: Some(retransmits),
+            ..TcpInfo::default()
+        };
+        let ka3 = ka(3, 2, 3, 0);
+        let ut = ka(3, 2, 9, 5_000);
+        use DeathCause::*;
+        use TcpState::*;
+        #[rustfmt::skip]
+        let cases = [
+            ("all probes unanswered", Some(info(3, 0)), Some(ka3), Some(Established), false, KeepaliveExhausted),
+            ("probes, count unknown", Some(info(2, 0)), None, None, false, KeepaliveExhausted),
+            ("user timeout ends probing early", Some(info(1, 0)), Some(ut), None, false, KeepaliveExhausted),
+            ("an RST answered a probe", Some(info(1, 0)), Some(ka3), Some(Established), false, Reset),
+            ("retransmissions timed out", Some(info(0, 15)), Some(ka3), Some(Established), false, RetransmitTimeout),
+            ("a TIME-WAIT entry took its place", Some(info(0, 0)), Some(ka3), Some(Established), true, Closed),
+            ("last seen closing", Some(info(0, 0)), None, Some(LastAck), false, Closed),
+            ("vanished from ESTABLISHED", Some(info(0, 1)), None, Some(Established), false, Reset),
+            ("nothing known", None, None, None, false, Unknown),
+        ];
+        for (name, i, s, last, twin, want) in cases {
+            assert_eq!(
+                infer_cause(i.as_ref(), s.as_ref(), last, twin),
+                want,
+                "{name}"
+            );
+        }
+        assert_eq!(
+            serde_json::to_value(KeepaliveExhausted).unwrap(),
+            "keepalive_exhausted"
+        );
     }
 }

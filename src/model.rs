@@ -9,7 +9,7 @@ use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::keepalive::{KeepaliveSettings, Prediction};
+use crate::keepalive::{DeathCause, KeepaliveSettings, Prediction};
 
 /// Address family of a socket.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -377,6 +377,21 @@ pub struct UnreadableProcess {
     pub comm: Option<String>,
 }
 
+/// A TCP socket a process still holds through an fd although the kernel has ended the connection (keepalive
+/// timeout, reset, `ss -K`): absent from every dump while the fd leaks.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeldDeadSocket {
+    pub pid: u32,
+    pub fd: u32,
+    pub inode: u64,
+    /// `getsockname` of the dead socket (the peer is gone with the connection).
+    pub local_addr: Option<IpAddr>,
+    pub local_port: Option<u16>,
+    /// `TCP_INFO` read from the socket: the counters at the time of death (`probes`, `retransmits`).
+    pub tcp_info: Option<TcpInfo>,
+    pub cause: DeathCause,
+}
+
 /// The network namespace's TCP settings that decide how long dead peers and closing sockets linger.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Settings {
@@ -416,6 +431,10 @@ pub struct Snapshot {
     pub unreadable: Vec<UnreadableProcess>,
     /// Non-fatal problems worth telling the user (one line each).
     pub warnings: Vec<String>,
+    /// TCP socket fds still held after the kernel ended the connection; empty when not looked for (filtered
+    /// dump, `--no-sockopt`, or no permission to duplicate the fds).
+    #[serde(default)]
+    pub held_dead: Vec<HeldDeadSocket>,
 }
 
 impl Snapshot {

@@ -68,6 +68,19 @@ impl Reader {
 
     /// Reads the keepalive options of the socket with inode `inode` held by `owner`.
     pub fn read(&mut self, owner: Owner, inode: u64) -> Result<KeepaliveSettings, SockoptError> {
+        let dup = self.dup(owner, inode)?;
+        let read = read_options(&dup);
+        drop(dup);
+        read.map_err(|(option, e)| SockoptError::Get {
+            pid: owner.pid,
+            fd: owner.fd,
+            option,
+            source: e.into(),
+        })
+    }
+
+    /// A duplicate of `owner.fd`, checked to still be socket `inode`. Close it as soon as possible.
+    pub fn dup(&mut self, owner: Owner, inode: u64) -> Result<OwnedFd, SockoptError> {
         let pid = owner.pid;
         let pidfd = match self.pidfds.entry(pid).or_insert_with(|| open_pidfd(pid)) {
             Ok(fd) => fd,
@@ -78,7 +91,7 @@ impl Reader {
                 });
             }
         };
-        read_foreign(pidfd.as_fd(), owner, inode)
+        dup_foreign(pidfd.as_fd(), owner, inode)
     }
 }
 
@@ -90,13 +103,9 @@ fn open_pidfd(pid: u32) -> Result<OwnedFd, io::ErrorKind> {
     pidfd_open(pid, PidfdFlags::empty()).map_err(|e| io::Error::from(e).kind())
 }
 
-/// Duplicates `owner.fd` out of the process behind `pidfd`, checks it is still socket `inode` (the fd number may
-/// have been reused since /proc was read), reads the options and closes the duplicate.
-pub fn read_foreign(
-    pidfd: impl AsFd,
-    owner: Owner,
-    inode: u64,
-) -> Result<KeepaliveSettings, SockoptError> {
+/// Duplicates `owner.fd` out of the process behind `pidfd` and checks it is still socket `inode` (the fd number
+/// may have been reused since /proc was read).
+pub fn dup_foreign(pidfd: impl AsFd, owner: Owner, inode: u64) -> Result<OwnedFd, SockoptError> {
     let (pid, fd) = (owner.pid, owner.fd);
     let raw = i32::try_from(fd).map_err(|_| SockoptError::GetFd {
         pid,
@@ -113,14 +122,7 @@ pub fn read_foreign(
     if !same {
         return Err(SockoptError::Stale { pid, fd, inode });
     }
-    let read = read_options(&dup);
-    drop(dup);
-    read.map_err(|(option, e)| SockoptError::Get {
-        pid,
-        fd,
-        option,
-        source: e.into(),
-    })
+    Ok(dup)
 }
 
 /// getsockopt of SO_KEEPALIVE, TCP_KEEPIDLE, TCP_KEEPINTVL, TCP_KEEPCNT and TCP_USER_TIMEOUT on a socket of this
