@@ -267,6 +267,9 @@ pub struct ProcessSummary {
     /// `findings` or the severities below.
     #[serde(default)]
     pub process_findings: Vec<Finding>,
+    /// Dead TCP sockets it still holds fds of (distinct sockets; see `Snapshot::held_dead`).
+    #[serde(default)]
+    pub held_dead_sockets: u32,
     /// Findings on its sockets by severity.
     pub critical: u32,
     pub warning: u32,
@@ -285,6 +288,7 @@ impl ProcessSummary {
             established_without_keepalive: 0,
             keepalive_default: 0,
             process_findings: Vec::new(),
+            held_dead_sockets: 0,
             critical: 0,
             warning: 0,
             info: 0,
@@ -384,7 +388,8 @@ impl ProcessSummary {
 /// CLOSE_WAIT sockets, then sockets; ties by pid. Reads `findings`, so run [`analyze`] first.
 ///
 /// Sockets without an owner (TIME_WAIT, orphans, sockets of unreadable processes) belong to no process and are
-/// not in the rollup; count them from the connections.
+/// not in the rollup; count them from the connections. Every process holding a dead socket
+/// (`snapshot.held_dead`) is in it, whatever `conns` are.
 pub fn rollup<'a>(
     snapshot: &Snapshot,
     conns: impl IntoIterator<Item = &'a Connection>,
@@ -401,6 +406,20 @@ pub fn rollup<'a>(
                 .or_insert_with(|| ProcessSummary::new(pid, snapshot))
                 .add(conn);
         }
+    }
+    // Held dead sockets are in no dump, so no filter on sockets applies to them.
+    let mut held: Vec<(u32, u64)> = snapshot
+        .held_dead
+        .iter()
+        .map(|g| (g.pid, g.inode))
+        .collect();
+    held.sort_unstable();
+    held.dedup();
+    for (pid, _) in held {
+        by_pid
+            .entry(pid)
+            .or_insert_with(|| ProcessSummary::new(pid, snapshot))
+            .held_dead_sockets += 1;
     }
     let mut out: Vec<ProcessSummary> = by_pid.into_values().collect();
     for p in &mut out {

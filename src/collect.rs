@@ -1,5 +1,6 @@
 //! Dump + /proc map + join + analysis: one `Snapshot`.
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
@@ -7,7 +8,8 @@ use anyhow::Context;
 
 use crate::analyze::{self, Thresholds};
 use crate::diag::{self, DumpRequest};
-use crate::model::{Connection, Snapshot};
+use crate::ghost;
+use crate::model::{Connection, Family, Snapshot};
 use crate::proc::{self, ProcMap};
 use crate::sockopt;
 use crate::sysctl;
@@ -22,7 +24,8 @@ pub struct Options {
     /// Limit the /proc scan to these pids (from `--pid`).
     pub only_pids: Option<Vec<u32>>,
     pub thresholds: Thresholds,
-    /// Read keepalive options from each socket through its owner (`false`: assume the namespace sysctls).
+    /// Read keepalive options from each socket through its owner (`false`: assume the namespace sysctls), and
+    /// look for held dead sockets (needs a complete dump: all states, both families).
     pub read_sockopts: bool,
 }
 
@@ -60,8 +63,26 @@ pub fn collect(opts: &Options) -> anyhow::Result<Snapshot> {
                 .push(format!("no process with pid '{pid}'"));
         }
     }
+    let mut reader = sockopt::Reader::new();
+    let complete = opts.request.states == u32::MAX
+        && [Family::Ipv4, Family::Ipv6]
+            .iter()
+            .all(|f| opts.request.families.contains(f));
+    let mut ghost_processes = Vec::new();
+    if opts.read_sockopts && opts.map_processes && complete {
+        let dumped: HashSet<u64> = connections.iter().map(|c| c.inode).collect();
+        snapshot.held_dead = ghost::find(&opts.proc_root, &dumped, &map.owners, &mut reader);
+        ghost_processes = snapshot
+            .held_dead
+            .iter()
+            .filter_map(|g| map.processes.get(&g.pid).cloned())
+            .collect();
+    }
     join(&mut snapshot, connections, map);
-    sockopt::fill(&mut snapshot, opts.read_sockopts);
+    for p in ghost_processes {
+        snapshot.processes.entry(p.pid).or_insert(p);
+    }
+    sockopt::fill(&mut snapshot, opts.read_sockopts.then_some(&mut reader));
     analyze::analyze(&mut snapshot, &opts.thresholds);
     Ok(snapshot)
 }

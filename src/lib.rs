@@ -7,6 +7,7 @@ pub mod diag;
 pub mod duration;
 pub mod escape;
 pub mod filter;
+pub mod ghost;
 pub mod keepalive;
 pub mod model;
 pub mod output;

@@ -150,15 +150,14 @@ pub fn wanted(conn: &Connection) -> bool {
 }
 
 /// Fills `keepalive` and `prediction` of every ESTABLISHED and CLOSE_WAIT socket: options read from the socket
-/// through one of its owners when `read_sockets` and permitted, otherwise assumed from the namespace sysctls.
-/// Adds one warning when permission was missing for some sockets.
-pub fn fill(snapshot: &mut Snapshot, read_sockets: bool) {
-    let mut reader = Reader::new();
+/// through one of its owners with `reader` when given and permitted, otherwise assumed from the namespace
+/// sysctls. Adds one warning when permission was missing for some sockets.
+pub fn fill(snapshot: &mut Snapshot, mut reader: Option<&mut Reader>) {
     let mut denied = 0u64;
     let net = snapshot.settings;
     for conn in snapshot.connections.iter_mut().filter(|c| wanted(c)) {
         let mut read = None;
-        if read_sockets {
+        if let Some(reader) = reader.as_deref_mut() {
             let mut was_denied = false;
             for owner in &conn.owners {
                 match reader.read(*owner, conn.inode) {

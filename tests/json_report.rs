@@ -45,6 +45,20 @@ struct Doc {
     warnings: Vec<String>,
     sockets: Vec<DocSocket>,
     processes: Vec<DocProcess>,
+    held_dead_sockets: Vec<DocHeldDead>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+struct DocHeldDead {
+    pid: u32,
+    fd: u32,
+    inode: u64,
+    local_addr: Option<String>,
+    local_port: Option<u16>,
+    tcp_info: Option<DocTcpInfo>,
+    cause: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -190,6 +204,7 @@ struct DocProcess {
     keepalive_default: u32,
     keepalive_default_percent: Option<u32>,
     process_findings: Vec<DocFinding>,
+    held_dead_sockets: u32,
     critical: u32,
     warning: u32,
     info: u32,
@@ -253,6 +268,8 @@ fn busy_fixture_reads_back_into_the_documented_shape() {
     assert_eq!(doc.settings.tcp_retries2, Some(15));
     assert_eq!(doc.settings.tcp_fin_timeout_s, Some(60));
     assert!(doc.warnings.is_empty());
+    assert!(doc.held_dead_sockets.is_empty());
+    assert!(doc.processes.iter().all(|p| p.held_dead_sockets == 0));
 
     // Sockets: one row per connection, in order, with the model's values.
     assert_eq!(doc.sockets.len(), snapshot.connections.len());

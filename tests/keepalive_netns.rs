@@ -7,7 +7,8 @@ mod common;
 
 use std::io::Write;
 use std::net::{TcpListener, TcpStream};
-use std::time::{Duration, Instant};
+use std::os::fd::AsRawFd;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use common::*;
 use kwatch::diag::{DumpRequest, Dumper};
@@ -34,26 +35,45 @@ fn ms_since(origin: Instant, t: Instant) -> i64 {
 
 /// A client in namespace a connected to a listener on `port` in namespace b, with keepalive 3/2/3, and a
 /// sock_diag dumper that lists namespace a.
-fn setup(pair: &NetnsPair, port: u16) -> (TcpListener, TcpStream, TcpStream, Dumper) {
+fn setup(pair: &NetnsPair, port: u16) -> (Held, TcpStream, TcpStream, Dumper) {
     let listener = in_netns(&pair.b, move || TcpListener::bind((ADDR_B, port)).unwrap());
-    let (client, dumper) = in_netns(&pair.a, move || {
+    let (client, dumper, own) = in_netns(&pair.a, move || {
         let c = TcpStream::connect((ADDR_B, port)).unwrap();
         set_keepalive(&c, 3, 2, 3);
-        (c, Dumper::open().unwrap())
+        // The program also serves in namespace a, as a program living there would: kwatch looks for held
+        // dead sockets in processes that run in, or hold live sockets in, its namespace.
+        let own = TcpListener::bind((ADDR_A, port)).unwrap();
+        (c, Dumper::open().unwrap(), own)
     });
     let (server, _) = listener.accept().unwrap();
-    (listener, client, server, dumper)
+    (Held(listener, own), client, server, dumper)
 }
 
-/// `kwatch --once --json` in namespace a, with the instants just before and after it ran.
+/// Listeners kept open for the duration of a test.
+struct Held(
+    #[allow(dead_code)] TcpListener,
+    #[allow(dead_code)] TcpListener,
+);
+
+/// `kwatch --once --json` in namespace a, with the instants its kernel dump started and ended (from the
+/// report's wall-clock `taken_at_unix_ms` and `dump_us`, so the process start-up time does not count).
 fn snapshot(pair: &NetnsPair, cport: u16, port: u16) -> (Instant, Value, Instant) {
-    let before = Instant::now();
     let doc = kwatch_json(Some(&pair.a), &["--dport", &port.to_string()]);
-    let after = Instant::now();
+    let now = Instant::now();
+    let now_unix_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let age = now_unix_ms - doc["taken_at_unix_ms"].as_u64().unwrap();
+    // The wall clock has millisecond resolution here: widen by one on each side.
+    let started = now - Duration::from_millis(age + 1);
+    let ended = started
+        + Duration::from_micros(doc["dump_us"].as_u64().unwrap())
+        + Duration::from_millis(2);
     let s = find_socket(&doc, cport, port)
         .unwrap_or_else(|| panic!("client socket listed: {doc}"))
         .clone();
-    (before, s, after)
+    (started, s, ended)
 }
 
 #[test]
@@ -125,7 +145,34 @@ fn predicted_time_of_death_agrees_with_the_kernel_within_a_second() {
         (-100..=1_000).contains(&probe_late),
         "first probe {probe_late} ms after the prediction"
     );
-    drop(client); // the fd outlived its socket: a ghost until now
+
+    // The kernel has ended the connection but this process still holds the fd: one held dead socket.
+    let doc = kwatch_json(Some(&pair.a), &["--dport", "9100"]);
+    let me = std::process::id();
+    let fd = client.as_raw_fd();
+    let held: Vec<&Value> = doc["held_dead_sockets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|g| g["pid"] == me && g["fd"] == fd)
+        .collect();
+    assert_eq!(held.len(), 1, "{}", doc["held_dead_sockets"]);
+    let g = held[0];
+    assert_eq!(g["cause"], "keepalive_exhausted", "{g}");
+    assert_eq!(g["tcp_info"]["probes"], 3, "{g}");
+    assert_eq!(g["local_port"], cport);
+    assert_eq!(g["local_addr"], ADDR_A.to_string());
+    let process = doc["processes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["pid"] == me)
+        .expect("the holder is listed");
+    assert!(
+        process["held_dead_sockets"].as_u64().unwrap() >= 1,
+        "{process}"
+    );
+    drop(client);
 }
 
 #[test]

@@ -14,7 +14,8 @@ use serde::ser::Serializer;
 use crate::analyze::{self, ProcessSummary};
 use crate::keepalive::{DeathBy, KeepaliveSettings};
 use crate::model::{
-    Connection, Family, Finding, FindingCode, Owner, Settings, Snapshot, TcpInfo, TcpState, Timer,
+    Connection, Family, Finding, FindingCode, HeldDeadSocket, Owner, Settings, Snapshot, TcpInfo,
+    TcpState, Timer,
 };
 
 /// Bumped when a field is renamed, removed or changes meaning; additions keep it.
@@ -66,6 +67,8 @@ pub struct Report<'a> {
     pub warnings: &'a [String],
     pub sockets: Sockets<'a>,
     pub processes: Vec<ProcessReport<'a>>,
+    /// TCP socket fds still held after the kernel ended the connection (not affected by filters).
+    pub held_dead_sockets: &'a [HeldDeadSocket],
 }
 
 impl<'a> Report<'a> {
@@ -101,6 +104,7 @@ impl<'a> Report<'a> {
             warnings: &snapshot.warnings,
             sockets: Sockets(conns),
             processes,
+            held_dead_sockets: &snapshot.held_dead,
         }
     }
 }
@@ -264,6 +268,8 @@ pub struct ProcessReport<'a> {
     pub keepalive_default_percent: Option<u32>,
     /// Findings about the whole process (`keepalive_off`, `keepalive_default`).
     pub process_findings: Vec<Finding>,
+    /// Dead TCP sockets it still holds fds of.
+    pub held_dead_sockets: u32,
     /// Findings on its sockets by severity (a socket with two findings counts twice).
     pub critical: u32,
     pub warning: u32,
@@ -294,6 +300,7 @@ impl<'a> ProcessReport<'a> {
             keepalive_default: s.keepalive_default,
             keepalive_default_percent,
             process_findings: s.process_findings,
+            held_dead_sockets: s.held_dead_sockets,
             critical: s.critical,
             warning: s.warning,
             info: s.info,
