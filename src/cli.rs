@@ -27,6 +27,15 @@ pub struct Args {
     #[arg(long, requires = "once")]
     pub json: bool,
 
+    /// Stream events instead of one snapshot: state changes of the listed sockets and how connections die
+    /// (kernel destroy notifications, with the cause), one line each, until interrupted.
+    #[arg(long, conflicts_with = "once")]
+    pub watch: bool,
+
+    /// With --watch: one JSON object per line (schema: docs/json-schema.md).
+    #[arg(long, requires = "watch")]
+    pub ndjson: bool,
+
     /// Refresh interval of the interactive view (e.g. 500ms, 2s; at least 100ms).
     #[arg(short = 'i', long, default_value = "1s", value_parser = parse_interval, value_name = "DURATION")]
     pub interval: Duration,

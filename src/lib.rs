@@ -6,6 +6,7 @@ pub mod collect;
 pub mod diag;
 pub mod duration;
 pub mod escape;
+pub mod events;
 pub mod filter;
 pub mod ghost;
 pub mod keepalive;

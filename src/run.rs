@@ -9,6 +9,7 @@ use clap::Parser;
 use crate::cli::{Args, ColorChoice};
 use crate::collect::{self, Options};
 use crate::diag::DumpRequest;
+use crate::events;
 use crate::filter::Filter;
 use crate::model::{Connection, Family, TcpState};
 use crate::output::{json, table};
@@ -31,6 +32,14 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let filter = args.filter();
     if args.once {
         once(&args, &filter, &collect_options(&args, &filter))
+    } else if args.watch {
+        events::watch(
+            &collect_options(&args, &filter),
+            &filter,
+            args.interval,
+            args.ndjson,
+            &mut io::stdout().lock(),
+        )
     } else {
         // The live view collects everything: its filter starts from the flags but `/` may widen it later.
         let options = collect_options(&args, &Filter::default());
