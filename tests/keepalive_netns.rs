@@ -5,9 +5,11 @@
 
 mod common;
 
-use std::io::Write;
+use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use common::*;
@@ -248,4 +250,119 @@ fn data_received_mid_idle_moves_the_next_probe_as_the_kernel_does() {
         "re-armed for the remainder: {rearmed}"
     );
     drop((client, server));
+}
+
+/// A `kwatch --watch --ndjson` child in a namespace whose lines arrive, parsed, on a channel; killed on drop.
+struct Watcher {
+    child: Child,
+    lines: mpsc::Receiver<Value>,
+}
+
+impl Watcher {
+    fn start(ns: &str, args: &[&str]) -> Watcher {
+        // `ip netns exec` execs kwatch in place, so the child's pid is kwatch's.
+        let mut child = Command::new("ip")
+            .args(["netns", "exec", ns, KWATCH, "--watch", "--ndjson"])
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start kwatch --watch");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                let v: Value = serde_json::from_str(&line)
+                    .unwrap_or_else(|e| panic!("not one JSON object per line: {e}: {line}"));
+                if tx.send(v).is_err() {
+                    break;
+                }
+            }
+        });
+        Watcher { child, lines }
+    }
+
+    /// The next event for which `want` holds, skipping others, within `timeout`.
+    fn next(&self, timeout: Duration, want: impl Fn(&Value) -> bool) -> Option<(Instant, Value)> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.checked_duration_since(Instant::now())?;
+            let v = self.lines.recv_timeout(left).ok()?;
+            assert!(v["event"].is_string() && v["time_unix_ms"].is_u64(), "{v}");
+            if want(&v) {
+                return Some((Instant::now(), v));
+            }
+        }
+    }
+}
+
+impl Drop for Watcher {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn watch_streams_the_keepalive_death_and_the_destroy_event_with_cause_probes_and_pid() {
+    if !can_use_netns(
+        "watch_streams_the_keepalive_death_and_the_destroy_event_with_cause_probes_and_pid",
+    ) {
+        return;
+    }
+    let pair = NetnsPair::new();
+    let (_held, client, _server, _dumper) = setup(&pair, 9102);
+    let cport = client.local_addr().unwrap().port();
+    let watcher = Watcher::start(&pair.a, &["--interval", "200ms", "--dport", "9102"]);
+    let (_, start) = watcher
+        .next(Duration::from_secs(20), |v| v["event"] == "start")
+        .expect("a start event");
+    assert_eq!(start["sockets"], 1, "{start}");
+    assert_eq!(start["destroy_events"], true);
+    let ours = move |v: &Value| v["local_port"] == cport && v["peer_port"] == 9102;
+    pair.cut_b();
+
+    // About 9 s later the kernel gives up; this process still holds the fd, so the socket only leaves the dump.
+    let (_, state) = watcher
+        .next(Duration::from_secs(15), |v| {
+            v["event"] == "state" && ours(v)
+        })
+        .expect("a state event when the kernel reset the connection");
+    assert_eq!(
+        (&state["from"], &state["to"]),
+        (&Value::from("established"), &Value::from("close")),
+        "{state}"
+    );
+    let me = std::process::id();
+    assert!(
+        state["owners"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|o| o["pid"] == me),
+        "{state}"
+    );
+
+    // close(): now the kernel frees it and announces the destruction.
+    drop(client);
+    let (_, death) = watcher
+        .next(Duration::from_secs(5), |v| {
+            v["event"] == "destroy" && ours(v)
+        })
+        .expect("a destroy event after close()");
+    assert_eq!(death["cause"], "keepalive_exhausted", "{death}");
+    assert_eq!(death["probes"], 3);
+    assert_eq!(death["last_state"], "established");
+    assert_eq!(death["local_addr"], ADDR_A.to_string());
+    assert_eq!(death["peer_addr"], ADDR_B.to_string());
+    assert!(
+        death["owners"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|o| o["pid"] == me),
+        "{death}"
+    );
+    assert!(death["comm"].is_string());
 }
