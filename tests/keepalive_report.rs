@@ -158,3 +158,52 @@ fn the_table_shows_when_each_socket_dies_when_width_allows() {
         );
     }
 }
+
+#[test]
+fn held_dead_sockets_reach_the_table_footer_the_json_and_the_process_rollup() {
+    use kwatch::keepalive::DeathCause;
+    use kwatch::model::{HeldDeadSocket, TcpInfo};
+    use kwatch::output::table::{self, TableOptions};
+    let mut s = busy_filled();
+    let g = HeldDeadSocket {
+        pid: 3107,
+        fd: 9,
+        inode: 99_001,
+        local_addr: Some("10.0.0.5".parse().unwrap()),
+        local_port: Some(40150),
+        tcp_info: Some(TcpInfo {
+            state: Some(7),
+            probes: Some(9),
+            ..TcpInfo::default()
+        }),
+        cause: DeathCause::KeepaliveExhausted,
+    };
+    s.held_dead = vec![g.clone(), HeldDeadSocket { fd: 10, ..g }];
+    // Filtered to a socket of another process: the holder is still listed, with its dead sockets (one socket
+    // held through two fds counts once).
+    let d = doc(&s, |c| c.owners.iter().any(|o| o.pid == 2231));
+    assert_eq!(d["held_dead_sockets"].as_array().unwrap().len(), 2);
+    assert_eq!(d["held_dead_sockets"][0]["cause"], "keepalive_exhausted");
+    assert_eq!(d["held_dead_sockets"][0]["tcp_info"]["probes"], 9);
+    let holder = d["processes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["pid"] == 3107)
+        .expect("holder listed");
+    assert_eq!(holder["held_dead_sockets"], 1);
+    assert_eq!(holder["sockets"], 0);
+
+    let conns: Vec<&Connection> = s.connections.iter().collect();
+    let text = table::render(&s, &conns, &TableOptions::default());
+    let line = text
+        .lines()
+        .find(|l| l.contains("dead sockets still held"))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(
+        line.starts_with(
+            "2 dead sockets still held: 3107/evil\\x1b]0;pwned\\x07 fd 9 (keepalive_exhausted)"
+        ),
+        "escaped name, fd and cause: {line}"
+    );
+}

@@ -371,6 +371,36 @@ fn findings(c: &Connection) -> String {
         .join(",")
 }
 
+/// `2 dead sockets still held: 1234/app fd 7 (keepalive_exhausted), 99/db fd 12 (reset)`: TCP connections the
+/// kernel ended whose fds a program has not closed (in no dump, so in no row).
+fn held_dead_line(snapshot: &Snapshot) -> Option<String> {
+    let held = &snapshot.held_dead;
+    if held.is_empty() {
+        return None;
+    }
+    let list: Vec<String> = held
+        .iter()
+        .map(|g| {
+            let cause = serde_json::to_value(g.cause)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default();
+            format!(
+                "{}/{} fd {} ({cause})",
+                g.pid,
+                escape(snapshot.comm(g.pid)),
+                g.fd
+            )
+        })
+        .collect();
+    Some(format!(
+        "{} dead {} still held: {}",
+        held.len(),
+        plural(held.len() as u64, "socket", "sockets"),
+        list.join(", ")
+    ))
+}
+
 /// Footer lines with an optional colour.
 fn footer(
     snapshot: &Snapshot,
@@ -431,6 +461,10 @@ fn footer(
             )
         };
         lines.push((text, Some(YELLOW)));
+    }
+
+    if let Some(line) = held_dead_line(snapshot) {
+        lines.push((line, Some(RED)));
     }
 
     for warning in &snapshot.warnings {
