@@ -42,8 +42,8 @@ pub enum Event {
         /// Whether destroy notifications are received (false: the subscription failed; see the warning).
         destroy_events: bool,
     },
-    /// A watched socket changed state; `to` is `close` when it left the dump without being destroyed (the kernel
-    /// ended it while a program holds its fd).
+    /// A watched socket changed state; `to` is `close` when a socket a program held left the dump without being
+    /// destroyed (the kernel ended it while the program still holds its fd).
     State {
         time_unix_ms: u64,
         #[serde(flatten)]
@@ -170,6 +170,8 @@ impl Tracker {
                 let to = match current.get(cookie) {
                     Some(c) if c.state == seen.conn.state => continue,
                     Some(c) => c.state,
+                    // No fd holds a TIME-WAIT entry or an orphan: leaving the dump is their normal end.
+                    None if seen.conn.inode == 0 => continue,
                     None => TcpState::Close,
                 };
                 events.push(Event::State {
@@ -644,5 +646,16 @@ mod tests {
         assert_eq!(d["last_state"], "fin-wait-1");
         assert_eq!(d["cause"], "retransmit_timeout");
         assert!(d["probes"].is_null());
+    }
+
+    #[test]
+    fn time_wait_entries_and_orphans_end_quietly() {
+        let f = Filter::default();
+        let mut t = Tracker::new();
+        let mut tw = conn(3, TcpState::TimeWait);
+        tw.inode = 0;
+        tw.owners.clear();
+        t.step(&snap(vec![tw]), &f, &[], 0);
+        assert!(t.step(&snap(vec![]), &f, &[], 1).is_empty());
     }
 }
