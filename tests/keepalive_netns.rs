@@ -38,10 +38,25 @@ fn ms_since(origin: Instant, t: Instant) -> i64 {
 /// A client in namespace a connected to a listener on `port` in namespace b, with keepalive 3/2/3, and a
 /// sock_diag dumper that lists namespace a.
 fn setup(pair: &NetnsPair, port: u16) -> (Held, TcpStream, TcpStream, Dumper) {
+    setup_with(pair, port, 3, None)
+}
+
+/// Like [`setup`] with another probe count and optionally TCP_USER_TIMEOUT.
+fn setup_with(
+    pair: &NetnsPair,
+    port: u16,
+    cnt: u32,
+    user_timeout: Option<Duration>,
+) -> (Held, TcpStream, TcpStream, Dumper) {
     let listener = in_netns(&pair.b, move || TcpListener::bind((ADDR_B, port)).unwrap());
     let (client, dumper, own) = in_netns(&pair.a, move || {
         let c = TcpStream::connect((ADDR_B, port)).unwrap();
-        set_keepalive(&c, 3, 2, 3);
+        set_keepalive(&c, 3, 2, cnt);
+        if let Some(t) = user_timeout {
+            socket2::SockRef::from(&c)
+                .set_tcp_user_timeout(Some(t))
+                .unwrap();
+        }
         // The program also serves in namespace a, as a program living there would: kwatch looks for held
         // dead sockets in processes that run in, or hold live sockets in, its namespace.
         let own = TcpListener::bind((ADDR_A, port)).unwrap();
@@ -367,4 +382,36 @@ fn watch_streams_the_keepalive_death_and_the_destroy_event_with_cause_probes_and
         "{death}"
     );
     assert!(death["comm"].is_string());
+}
+
+#[test]
+fn a_user_timeout_ends_probing_before_the_count_as_predicted() {
+    if !can_use_netns("a_user_timeout_ends_probing_before_the_count_as_predicted") {
+        return;
+    }
+    let pair = NetnsPair::new();
+    // 9 probes would take 3 + 9 x 2 = 21 s; the 6 s user timeout ends it at the first expiry past 6 s with a probe
+    // out: probes at 3 and 5 s, reset at 7 s.
+    let (_held, client, _server, mut dumper) =
+        setup_with(&pair, 9103, 9, Some(Duration::from_millis(6_000)));
+    let cport = client.local_addr().unwrap().port();
+    pair.cut_b();
+    let (started, s, ended) = snapshot(&pair, cport, 9103);
+    assert_eq!(s["keepalive"]["user_timeout_ms"], 6_000, "{s}");
+    assert_eq!(s["dies_by"], "user_timeout");
+    let dies_in = s["dies_in_ms"].as_u64().unwrap();
+    assert!((5_000..=7_000).contains(&dies_in), "{s}");
+    let gone = poll(Duration::from_secs(15), || {
+        client_in(&mut dumper, cport, 9103)
+            .is_none()
+            .then(Instant::now)
+    })
+    .expect("reset by the user timeout");
+    let late = ms_since(started + Duration::from_millis(dies_in), gone);
+    let early = ms_since(ended + Duration::from_millis(dies_in), gone);
+    eprintln!(
+        "user timeout: predicted death in {dies_in} ms; observed {late} ms after the prediction"
+    );
+    assert!(early >= -1_000 && late <= 1_000, "{late} ms");
+    drop(client);
 }
