@@ -415,3 +415,79 @@ fn a_user_timeout_ends_probing_before_the_count_as_predicted() {
     assert!(early >= -1_000 && late <= 1_000, "{late} ms");
     drop(client);
 }
+
+/// Makes b vanish the way a crashed host behind a switch does: a's frames still leave (a permanent neighbour
+/// entry, the link stays up) but b no longer has the address and drops them. Taking the link down instead makes
+/// a's own transmissions fail locally, which the kernel retries without backing off.
+fn silence_b(pair: &NetnsPair) {
+    let out = sh("ip", &["-n", &pair.b, "-j", "link", "show", &pair.veth_b]);
+    let links: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let mac = links[0]["address"].as_str().unwrap().to_string();
+    sh(
+        "ip",
+        &[
+            "-n",
+            &pair.a,
+            "neigh",
+            "replace",
+            &ADDR_B.to_string(),
+            "lladdr",
+            &mac,
+            "dev",
+            &pair.veth_a,
+            "nud",
+            "permanent",
+        ],
+    );
+    sh(
+        "ip",
+        &[
+            "-n",
+            &pair.b,
+            "addr",
+            "del",
+            &format!("{ADDR_B}/24"),
+            "dev",
+            &pair.veth_b,
+        ],
+    );
+}
+
+#[test]
+fn a_retransmitting_socket_dies_about_when_estimated() {
+    if !can_use_netns("a_retransmitting_socket_dies_about_when_estimated") {
+        return;
+    }
+    let pair = NetnsPair::new();
+    // tcp_retries2=5 gives up 12.6 s after the first unacknowledged send ((2^6 - 1) x 200 ms).
+    pair.sysctl(&pair.a, "net.ipv4.tcp_retries2", "5");
+    let (_held, mut client, _server, mut dumper) = setup(&pair, 9104);
+    let cport = client.local_addr().unwrap().port();
+    silence_b(&pair);
+    client.write_all(b"into the void").unwrap();
+    poll(Duration::from_secs(5), || {
+        let c = client_in(&mut dumper, cport, 9104)?;
+        (c.timer.kind == TimerKind::Retransmit && c.timer.count >= 2).then_some(())
+    })
+    .expect("retransmitting");
+    let (started, s, ended) = snapshot(&pair, cport, 9104);
+    assert_eq!(s["timer"]["kind"], "retransmit", "{s}");
+    assert_eq!(s["dies_by"], "retransmit");
+    assert_eq!(s["dies_in_estimate"], true);
+    assert!(
+        s["next_probe_ms"].is_null(),
+        "no keepalive while data is in flight"
+    );
+    let dies_in = s["dies_in_ms"].as_u64().unwrap();
+    let gone = poll(Duration::from_secs(20), || {
+        client_in(&mut dumper, cport, 9104)
+            .is_none()
+            .then(Instant::now)
+    })
+    .expect("given up by the retransmit timer");
+    let late = ms_since(started + Duration::from_millis(dies_in), gone);
+    let early = ms_since(ended + Duration::from_millis(dies_in), gone);
+    eprintln!("retransmit: estimated death in {dies_in} ms; observed {late} ms after the estimate");
+    assert!(early >= -1_000 && late <= 1_000, "{late} ms");
+    drop(client);
+}
