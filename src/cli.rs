@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Parser, ValueEnum};
+use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::analyze::Thresholds;
 use crate::duration::parse_duration;
@@ -19,6 +19,9 @@ use crate::model::{Family, TcpState};
 Examples:\n  kwatch --once --stuck\n  kwatch --once --json --state close-wait\n  kwatch --port 443 --pid 1234"
 )]
 pub struct Args {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
     /// Print one snapshot as a table and exit, instead of the interactive view.
     #[arg(long)]
     pub once: bool,
@@ -101,6 +104,17 @@ pub struct Args {
     /// Where procfs is mounted.
     #[arg(long, default_value = "/proc", hide = true)]
     pub proc_root: PathBuf,
+}
+
+/// What kwatch can do besides showing sockets.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve Prometheus metrics of every snapshot over HTTP (`/metrics`).
+    Serve(crate::serve::ServeArgs),
+    /// Destroy matching sockets with SOCK_DESTROY, as `ss -K` does, after showing them and asking.
+    Kill(crate::act::KillArgs),
+    /// Turn keepalive on, live, for matching sockets of running programs.
+    Keepalive(crate::act::KeepaliveArgs),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -1,5 +1,6 @@
 //! kwatch: every TCP socket with its timer, probe count and owning processes, and which ones are stuck.
 
+pub mod act;
 pub mod analyze;
 pub mod cli;
 pub mod collect;
@@ -15,5 +16,6 @@ pub mod output;
 pub mod proc;
 pub mod run;
 pub mod sockopt;
+pub mod serve;
 pub mod sysctl;
 pub mod tui;

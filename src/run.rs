@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use clap::Parser;
 
-use crate::cli::{Args, ColorChoice};
+use crate::cli::{Args, ColorChoice, Command};
 use crate::collect::{self, Options};
 use crate::diag::DumpRequest;
 use crate::events;
@@ -30,6 +30,12 @@ pub fn main() -> ExitCode {
 
 pub fn run(args: Args) -> anyhow::Result<()> {
     let filter = args.filter();
+    match &args.command {
+        Some(Command::Serve(serve)) => return crate::serve::run(serve, &args),
+        Some(Command::Kill(kill)) => return crate::act::kill(kill, &args),
+        Some(Command::Keepalive(ka)) => return crate::act::keepalive(ka, &args),
+        None => {}
+    }
     if args.once {
         once(&args, &filter, &collect_options(&args, &filter))
     } else if args.watch {
