@@ -7,10 +7,10 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use anyhow::Context;
 
 use crate::analyze::{self, Thresholds};
-use crate::diag::{self, DumpRequest};
+use crate::diag::{DiagError, DumpRequest, Dumper};
 use crate::ghost;
 use crate::model::{Connection, Family, Snapshot};
-use crate::proc::{self, ProcMap};
+use crate::proc::{ProcCache, ProcMap, ScanConfig};
 use crate::sockopt;
 use crate::sysctl;
 
@@ -31,22 +31,102 @@ pub struct Options {
 
 /// Takes one snapshot: kernel dump, process map, join, analysis.
 pub fn collect(opts: &Options) -> anyhow::Result<Snapshot> {
-    let taken_at_unix_ms = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0);
-    let started = Instant::now();
-    let connections = diag::dump(&opts.request).context("cannot list TCP sockets")?;
-    let dump_us = started.elapsed().as_micros() as u64;
+    Collector::new(opts.clone()).collect()
+}
 
-    let started = Instant::now();
-    let map = if opts.map_processes {
-        proc::map_inodes(&opts.proc_root, opts.only_pids.as_deref())
-    } else {
-        ProcMap::default()
+/// Takes snapshot after snapshot (the live view, one per refresh), keeping what can be reused: the netlink
+/// socket and its buffer, and the map of which process holds which socket, in which only processes whose fd
+/// table changed are read again (see [`ProcCache`]).
+pub struct Collector {
+    opts: Options,
+    /// Opened at the first dump; dropped after a failed one so that the next dump starts afresh.
+    dumper: Option<Dumper>,
+    /// `None` when processes are not mapped.
+    procs: Option<ProcCache>,
+}
+
+impl Collector {
+    pub fn new(opts: Options) -> Collector {
+        let procs = opts.map_processes.then(|| {
+            ProcCache::new(&ScanConfig {
+                only_pids: opts.only_pids.clone(),
+                ..ScanConfig::new(&opts.proc_root)
+            })
+        });
+        Collector {
+            opts,
+            dumper: None,
+            procs,
+        }
+    }
+
+    pub fn options(&self) -> &Options {
+        &self.opts
+    }
+
+    /// Takes one snapshot: kernel dump and /proc update at the same time, then join and analysis.
+    pub fn collect(&mut self) -> anyhow::Result<Snapshot> {
+        let taken_at_unix_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0);
+        let Collector {
+            opts,
+            dumper,
+            procs,
+        } = self;
+        // The dump and the /proc update are independent: run them at the same time (the update itself uses
+        // every core). Only sockets the update could not account for need a second look afterwards.
+        let (dumped, mut proc_scan_us) = std::thread::scope(|s| {
+            let dump = s.spawn(|| timed(|| dump(dumper, &opts.request)));
+            let (_, update_us) = timed(|| procs.as_mut().map(ProcCache::update));
+            let dumped = dump
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+            (dumped, update_us)
+        });
+        let (connections, dump_us) = dumped;
+        let connections = connections.context("cannot list TCP sockets")?;
+        let empty = ProcMap::default();
+        let map = match procs {
+            Some(procs) => {
+                let (_, resolve_us) = timed(|| procs.resolve(connections.iter().map(|c| c.inode)));
+                proc_scan_us += resolve_us;
+                procs.map()
+            }
+            None => &empty,
+        };
+        Ok(finish(
+            opts,
+            connections,
+            map,
+            taken_at_unix_ms,
+            dump_us,
+            proc_scan_us,
+        ))
+    }
+}
+
+/// Dumps with the collector's netlink socket, opening it first if needed and dropping it after an error.
+fn dump(dumper: &mut Option<Dumper>, request: &DumpRequest) -> Result<Vec<Connection>, DiagError> {
+    let mut open = match dumper.take() {
+        Some(open) => open,
+        None => Dumper::open()?,
     };
-    let proc_scan_us = started.elapsed().as_micros() as u64;
+    let connections = open.dump(request)?;
+    *dumper = Some(open);
+    Ok(connections)
+}
 
+/// Everything after the dump and the map: snapshot header, held dead sockets, join, socket options, analysis.
+fn finish(
+    opts: &Options,
+    connections: Vec<Connection>,
+    map: &ProcMap,
+    taken_at_unix_ms: u64,
+    dump_us: u64,
+    proc_scan_us: u64,
+) -> Snapshot {
     let mut snapshot = Snapshot {
         taken_at_unix_ms,
         dump_us,
@@ -56,6 +136,7 @@ pub fn collect(opts: &Options) -> anyhow::Result<Snapshot> {
         settings: sysctl::read_settings(&opts.proc_root),
         ..Snapshot::default()
     };
+    snapshot.warnings.extend(map.warnings.iter().cloned());
     for pid in opts.only_pids.iter().flatten() {
         if !opts.proc_root.join(pid.to_string()).exists() {
             snapshot
@@ -84,16 +165,16 @@ pub fn collect(opts: &Options) -> anyhow::Result<Snapshot> {
     }
     sockopt::fill(&mut snapshot, opts.read_sockopts.then_some(&mut reader));
     analyze::analyze(&mut snapshot, &opts.thresholds);
-    Ok(snapshot)
+    snapshot
 }
 
 /// Attaches owners to connections and keeps the processes that hold at least one of them. Sorted by address
 /// so that output is stable from one run to the next.
-pub fn join(snapshot: &mut Snapshot, mut connections: Vec<Connection>, mut map: ProcMap) {
+pub fn join(snapshot: &mut Snapshot, mut connections: Vec<Connection>, map: &ProcMap) {
     for conn in &mut connections {
         if conn.inode != 0 {
-            if let Some(owners) = map.owners.remove(&conn.inode) {
-                conn.owners = owners;
+            if let Some(owners) = map.owners.get(&conn.inode) {
+                conn.owners.clone_from(owners);
             }
         }
     }
@@ -115,16 +196,22 @@ pub fn join(snapshot: &mut Snapshot, mut connections: Vec<Connection>, mut map: 
                 b.cookie,
             ))
     });
-    let mut processes = std::mem::take(&mut map.processes);
     let mut held = std::collections::BTreeMap::new();
     for owner in connections.iter().flat_map(|c| &c.owners) {
-        if let Some(p) = processes.remove(&owner.pid) {
-            held.insert(owner.pid, p);
+        if let Some(p) = map.processes.get(&owner.pid) {
+            held.entry(owner.pid).or_insert_with(|| p.clone());
         }
     }
     snapshot.connections = connections;
     snapshot.processes = held;
-    snapshot.unreadable = map.unreadable;
+    snapshot.unreadable = map.unreadable.clone();
+}
+
+/// Runs `f` and measures its wall time in microseconds.
+fn timed<T>(f: impl FnOnce() -> T) -> (T, u64) {
+    let started = Instant::now();
+    let value = f();
+    (value, started.elapsed().as_micros() as u64)
 }
 
 fn read_line(path: &Path) -> String {

@@ -6,6 +6,8 @@
 //! independent of the others, so a refreshing caller can keep them per pid and rebuild the map with
 //! [`ProcMap::from_scans`].
 
+mod cache;
+mod parallel;
 mod parse;
 mod passwd;
 mod scan;
@@ -15,6 +17,7 @@ use std::fs::File;
 use std::io::{self, BufReader};
 use std::path::{Path, PathBuf};
 
+pub use cache::{FULL_SCAN_EVERY, ProcCache, RefreshStats};
 pub use passwd::Users;
 pub use scan::{FdScan, PidList, PidScan, ScanError, Scanner, SocketFd};
 
@@ -36,19 +39,25 @@ pub struct ProcMap {
 impl ProcMap {
     /// Builds the map from per-process results; owners and unreadable processes come out sorted.
     pub fn from_scans(scans: impl IntoIterator<Item = PidScan>) -> ProcMap {
+        let scans: Vec<PidScan> = scans.into_iter().collect();
+        ProcMap::from_scan_refs(&scans)
+    }
+
+    /// [`from_scans`](Self::from_scans) for results kept elsewhere (a [`ProcCache`]).
+    pub fn from_scan_refs<'a>(scans: impl IntoIterator<Item = &'a PidScan>) -> ProcMap {
         let mut map = ProcMap::default();
         for scan in scans {
             match scan {
                 PidScan::Gone | PidScan::NoSockets => {}
-                PidScan::Unreadable(process) => map.unreadable.push(process),
+                PidScan::Unreadable(process) => map.unreadable.push(process.clone()),
                 PidScan::Sockets { process, sockets } => {
-                    for SocketFd { fd, inode } in sockets {
+                    for &SocketFd { fd, inode } in sockets {
                         map.owners.entry(inode).or_default().push(Owner {
                             pid: process.pid,
                             fd,
                         });
                     }
-                    map.processes.insert(process.pid, process);
+                    map.processes.insert(process.pid, process.clone());
                 }
             }
         }
@@ -91,39 +100,12 @@ pub fn map_inodes(proc_root: &Path, only_pids: Option<&[u32]>) -> ProcMap {
     })
 }
 
-/// Scans as `config` says. Never fails: what could not be read ends up in `unreadable` or `warnings`.
+/// Scans as `config` says, processes in parallel on every core. Never fails: what could not be read ends up in
+/// `unreadable` or `warnings`.
 pub fn map_inodes_with(config: &ScanConfig) -> ProcMap {
-    let mut warnings = Vec::new();
-    let users = read_users(&config.passwd_path).unwrap_or_else(|e| {
-        warnings.push(describe(&e));
-        Users::default()
-    });
-    let scanner = Scanner::new(&config.proc_root, users);
-    let pids = match &config.only_pids {
-        Some(pids) => {
-            let mut pids = pids.clone();
-            pids.sort_unstable();
-            pids.dedup();
-            pids
-        }
-        None => match scanner.pids() {
-            Ok(PidList { pids, skipped }) => {
-                let count = skipped.len();
-                if let Some(first) = skipped.into_iter().next() {
-                    let path = config.proc_root.clone();
-                    warnings.push(describe(&ScanError::Skipped { path, count, first }));
-                }
-                pids
-            }
-            Err(e) => {
-                warnings.push(describe(&e));
-                Vec::new()
-            }
-        },
-    };
-    let mut map = ProcMap::from_scans(pids.into_iter().map(|pid| scanner.scan_pid(pid)));
-    map.warnings = warnings;
-    map
+    let mut cache = ProcCache::new(config);
+    cache.update();
+    cache.into_map()
 }
 
 /// Parses the passwd file at `path`; a missing file means no names (minimal containers have none).

@@ -1,5 +1,6 @@
-//! The interactive view's collector in steady state: the same `Options` and the same pacing as the TUI's
-//! collector thread (`tui::event::spawn_collector`), in this process, with CPU time from getrusage(RUSAGE_SELF).
+//! The interactive view's collector in steady state: the same `Options`, the same reused `Collector` and the same
+//! pacing as the TUI's collector thread (`tui::event::spawn_collector`), in this process, with CPU time from
+//! getrusage(RUSAGE_SELF).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -7,7 +8,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use clap::Parser;
 use kwatch::cli::Args;
-use kwatch::collect;
+use kwatch::collect::Collector;
 
 use crate::measure::self_cpu;
 use crate::report::{fmt_duration, median};
@@ -34,9 +35,10 @@ pub fn measure(duration: Duration, stop: &AtomicBool) -> anyhow::Result<Steady> 
     let args = Args::try_parse_from(["kwatch"]).context("default kwatch flags do not parse")?;
     let options = kwatch::run::collect_options(&args, &args.filter());
     let interval = args.interval;
+    let mut collector = Collector::new(options);
 
     let (cpu0, t0) = (self_cpu(), Instant::now());
-    let first = collect::collect(&options)?;
+    let first = collector.collect()?;
     let (first_cpu, first_wall) = (self_cpu() - cpu0, t0.elapsed());
     drop(first);
     pause(interval.saturating_sub(first_wall), stop)?;
@@ -48,7 +50,7 @@ pub fn measure(duration: Duration, stop: &AtomicBool) -> anyhow::Result<Steady> 
     let max_refreshes = (duration.as_millis() / interval.as_millis().max(1)) as usize + 1;
     while phase_start.elapsed() < duration && cpus.len() < max_refreshes {
         let (cpu, started) = (self_cpu(), Instant::now());
-        let snapshot = collect::collect(&options)?;
+        let snapshot = collector.collect()?;
         let wall = started.elapsed();
         cpus.push(self_cpu() - cpu);
         walls.push(wall);

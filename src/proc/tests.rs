@@ -428,3 +428,162 @@ fn sorted_fds(scanner: &Scanner, pid: u32) -> Vec<SocketFd> {
     fds.sort();
     fds
 }
+
+/// Sets the mtime of `pid`'s `fd/` to `secs`: a stamp the test controls, whatever the filesystem's clock does.
+fn set_fd_mtime(fake: &FakeProc, pid: u32, secs: i64) {
+    use rustix::fs::{AtFlags, CWD, Timespec, Timestamps, utimensat};
+    let at = Timespec {
+        tv_sec: secs,
+        tv_nsec: 0,
+    };
+    let times = Timestamps {
+        last_access: at,
+        last_modification: at,
+    };
+    let path = fake.root().join(format!("{pid}/fd"));
+    utimensat(CWD, &path, &times, AtFlags::empty()).unwrap();
+}
+
+/// The standard tree with every `fd/` stamped at time 1.
+fn stamped_tree() -> FakeProc {
+    let fake = standard_tree();
+    for pid in [100, 200, 300] {
+        set_fd_mtime(&fake, pid, 1);
+    }
+    fake
+}
+
+#[test]
+fn cache_reads_each_process_once_while_nothing_changes() {
+    let fake = stamped_tree();
+    let mut cache = ProcCache::new(&fake.config(None));
+
+    let first = cache.refresh(&[1234, 999]).clone();
+    assert_eq!(first, map_inodes_with(&fake.config(None)));
+    assert_eq!(cache.stats().scanned, 3);
+    assert_eq!(cache.stats().pids, 3);
+
+    let second = cache.refresh(&[1234, 999]).clone();
+    assert_eq!(second, first);
+    assert_eq!(
+        cache.stats(),
+        RefreshStats {
+            pids: 3,
+            scanned: 0,
+            full: false
+        }
+    );
+}
+
+#[test]
+fn cache_rereads_a_process_whose_fd_table_changed_and_forgets_exited_ones() {
+    let fake = stamped_tree();
+    let mut cache = ProcCache::new(&fake.config(None));
+    cache.refresh(&[1234, 999]);
+
+    symlink("socket:[777]", fake.root().join("300/fd/9")).unwrap();
+    set_fd_mtime(&fake, 300, 2);
+    fs::remove_dir_all(fake.root().join("200")).unwrap();
+    fake.process(400, b"new", b"new\0", 0, &[(3, "socket:[888]")]);
+
+    let map = cache.refresh(&[1234, 999, 777, 888]).clone();
+    assert_eq!(owners(&map, 777), [(300, 9)]);
+    assert_eq!(owners(&map, 888), [(400, 3)]);
+    assert_eq!(owners(&map, 1234), [(100, 3), (100, 12)], "200 exited");
+    assert_eq!(
+        map.processes.keys().copied().collect::<Vec<_>>(),
+        [100, 300, 400]
+    );
+    assert_eq!(
+        cache.stats(),
+        RefreshStats {
+            pids: 3,
+            scanned: 2,
+            full: false
+        },
+        "only 300 (changed) and 400 (new) are read"
+    );
+    assert_eq!(map, map_inodes_with(&fake.config(None)));
+}
+
+#[test]
+fn cache_finds_a_socket_its_stamps_missed_by_reading_everything() {
+    let fake = stamped_tree();
+    let mut cache = ProcCache::new(&fake.config(None));
+    cache.refresh(&[1234, 999]);
+
+    // fd 7 of 100 now holds another socket: same count, same mtime, so the stamp cannot tell.
+    fs::remove_file(fake.root().join("100/fd/7")).unwrap();
+    symlink("socket:[555]", fake.root().join("100/fd/7")).unwrap();
+    set_fd_mtime(&fake, 100, 1);
+
+    cache.update();
+    assert_eq!(cache.stats().scanned, 0, "the stamp did not move");
+    cache.resolve([1234, 555]);
+    assert_eq!(owners(cache.map(), 555), [(100, 7)]);
+    assert!(owners(cache.map(), 999).is_empty());
+    assert_eq!(
+        cache.stats(),
+        RefreshStats {
+            pids: 3,
+            scanned: 3,
+            full: true
+        }
+    );
+}
+
+#[test]
+fn cache_does_not_read_everything_again_for_sockets_nobody_holds() {
+    let fake = stamped_tree();
+    let mut cache = ProcCache::new(&fake.config(None));
+    // 4242: a kernel socket, in the dump but in no fd table. 0: a socket without a file.
+    cache.refresh(&[1234, 4242, 0]);
+    assert!(!cache.map().owners.contains_key(&4242));
+
+    cache.refresh(&[1234, 4242, 0]);
+    assert_eq!(
+        cache.stats(),
+        RefreshStats {
+            pids: 3,
+            scanned: 0,
+            full: false
+        }
+    );
+
+    // A new unknown socket is looked for once more.
+    cache.refresh(&[1234, 4242, 4343]);
+    assert!(cache.stats().full);
+    assert_eq!(cache.stats().scanned, 3);
+}
+
+#[test]
+fn cache_reads_everything_every_full_scan_interval() {
+    let fake = stamped_tree();
+    let mut cache = ProcCache::new(&fake.config(None));
+    let mut scanned = Vec::new();
+    for _ in 0..FULL_SCAN_EVERY {
+        cache.refresh(&[1234]);
+        scanned.push(cache.stats().scanned);
+    }
+    assert_eq!(scanned[0], 3);
+    assert!(scanned[1..scanned.len() - 1].iter().all(|n| *n == 0));
+    assert_eq!(scanned.last(), Some(&3));
+    assert!(cache.stats().full);
+}
+
+#[test]
+fn cache_with_only_pids_reads_only_those() {
+    let fake = stamped_tree();
+    let mut cache = ProcCache::new(&fake.config(Some(vec![200, 200, 12345])));
+    let map = cache.refresh(&[1234, 999]).clone();
+    assert_eq!(owners(&map, 1234), [(200, 5)]);
+    assert_eq!(map.processes.keys().copied().collect::<Vec<_>>(), [200]);
+    assert_eq!(cache.stats().pids, 2);
+
+    cache.refresh(&[1234, 999]);
+    assert_eq!(
+        cache.stats().scanned,
+        1,
+        "only the missing pid is tried again"
+    );
+}

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use crossterm::event::{self as ct, KeyEvent, MouseEvent};
 
-use crate::collect::{self, Options};
+use crate::collect::{Collector, Options};
 use crate::model::Snapshot;
 
 /// Everything the UI thread reacts to.
@@ -61,7 +61,8 @@ pub fn spawn_input(
 
 /// Takes a snapshot every `interval` until the UI hangs up `wake` (dropping its sender). Sending `()` on `wake`
 /// takes the next snapshot at once. A dump that takes longer than the interval is followed by the next at once:
-/// the UI never waits on it, it just shows how old its data is.
+/// the UI never waits on it, it just shows how old its data is. One [`Collector`] serves every refresh, so only
+/// what changed in /proc is read again.
 pub fn spawn_collector(
     opts: Options,
     interval: Duration,
@@ -71,22 +72,23 @@ pub fn spawn_collector(
     thread::Builder::new()
         .name("kwatch-collector".into())
         .spawn(move || {
+            let mut collector = Collector::new(opts);
             loop {
                 let started = Instant::now();
-                let event =
-                    match std::panic::catch_unwind(AssertUnwindSafe(|| collect::collect(&opts))) {
-                        Ok(Ok(snapshot)) => Event::Snapshot(Box::new(snapshot)),
-                        Ok(Err(e)) => Event::CollectorError(format!("{e:#}")),
-                        Err(panic) => {
-                            let msg = panic
-                                .downcast_ref::<&str>()
-                                .map(|s| s.to_string())
-                                .or_else(|| panic.downcast_ref::<String>().cloned())
-                                .unwrap_or_else(|| "unknown panic".to_string());
-                            let _ = tx.send(Event::Fatal(format!("the collector panicked: {msg}")));
-                            return;
-                        }
-                    };
+                let event = match std::panic::catch_unwind(AssertUnwindSafe(|| collector.collect()))
+                {
+                    Ok(Ok(snapshot)) => Event::Snapshot(Box::new(snapshot)),
+                    Ok(Err(e)) => Event::CollectorError(format!("{e:#}")),
+                    Err(panic) => {
+                        let msg = panic
+                            .downcast_ref::<&str>()
+                            .map(|s| s.to_string())
+                            .or_else(|| panic.downcast_ref::<String>().cloned())
+                            .unwrap_or_else(|| "unknown panic".to_string());
+                        let _ = tx.send(Event::Fatal(format!("the collector panicked: {msg}")));
+                        return;
+                    }
+                };
                 if tx.send(event).is_err() {
                     return;
                 }

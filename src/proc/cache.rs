@@ -1,0 +1,266 @@
+//! The /proc map kept between refreshes: each process's scan is reused until its fd table changes.
+//!
+//! Reading every fd link is the whole cost of the map (about 3 µs per fd), and on a busy host almost every fd
+//! table is the same from one refresh to the next. So each refresh lists the pids, `stat`s each `PID/fd`
+//! (since Linux 6.2 its size is the number of open fds; in a fake tree its mtime moves) and reads again only the
+//! processes whose stamp moved, plus new ones. A socket the dump lists but no process is known to hold (an fd
+//! replaced by another with the same count) makes the processes be read again: first those whose stamp moved
+//! since, then every one not read this refresh. Sockets that still have no owner after that (kernel sockets,
+//! sockets held only in flight) are remembered so that they do not force a full scan every time. Every
+//! [`FULL_SCAN_EVERY`] refreshes everything is read again anyway, which bounds how long a change the stamp cannot
+//! see (a new comm, an fd duplicated over another) stays unseen.
+
+use std::collections::{HashMap, HashSet};
+
+use super::parallel;
+use super::scan::{PidList, PidScan, ScanError, Scanner};
+use super::{ProcMap, ScanConfig, Users, describe, read_users};
+
+/// Every this many refreshes every process is read again, changed or not.
+pub const FULL_SCAN_EVERY: u64 = 60;
+
+/// What one process's `fd/` directory looked like when it was last read: a change means the fds changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct FdStamp {
+    /// The directory's own inode: a new process under a reused pid gets a new one.
+    ino: u64,
+    /// The number of open fds (Linux 6.2+; 0 before).
+    size: i64,
+    mtime: (i64, i64),
+}
+
+#[derive(Debug)]
+struct Entry {
+    /// `None` when `fd/` could not be stat'ed: such a process is read every time.
+    stamp: Option<FdStamp>,
+    scan: PidScan,
+    /// The refresh in which this process was last read.
+    read_in: u64,
+}
+
+/// How much the last refresh had to read.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RefreshStats {
+    /// Processes listed.
+    pub pids: usize,
+    /// Processes whose fd table was read (new, changed, or forced).
+    pub scanned: usize,
+    /// Whether sockets nobody was known to hold made every process be read.
+    pub full: bool,
+}
+
+/// Socket inode → processes, kept up to date across refreshes at the cost of reading only what changed.
+#[derive(Debug)]
+pub struct ProcCache {
+    scanner: Scanner,
+    only_pids: Option<Vec<u32>>,
+    /// Warnings that hold for the cache's whole life (the passwd file).
+    base_warnings: Vec<String>,
+    /// False when the kernel reports no fd count in `PID/fd`'s size (before 6.2): every process is read always.
+    stamps_work: bool,
+    entries: HashMap<u32, Entry>,
+    /// Dumped inodes that no process held after every process was read.
+    unowned: HashSet<u64>,
+    map: ProcMap,
+    /// `map` no longer matches `entries`.
+    stale: bool,
+    refreshes: u64,
+    stats: RefreshStats,
+}
+
+impl ProcCache {
+    /// An empty cache: the first refresh reads every process. User names are read from the passwd file now.
+    pub fn new(config: &ScanConfig) -> ProcCache {
+        let mut base_warnings = Vec::new();
+        let users = read_users(&config.passwd_path).unwrap_or_else(|e| {
+            base_warnings.push(describe(&e));
+            Users::default()
+        });
+        let stamps_work = counts_fds(&config.proc_root);
+        ProcCache {
+            scanner: Scanner::new(&config.proc_root, users),
+            only_pids: config.only_pids.clone().map(|mut pids| {
+                pids.sort_unstable();
+                pids.dedup();
+                pids
+            }),
+            base_warnings,
+            stamps_work,
+            entries: HashMap::new(),
+            unowned: HashSet::new(),
+            map: ProcMap::default(),
+            stale: true,
+            refreshes: 0,
+            stats: RefreshStats::default(),
+        }
+    }
+
+    /// Brings the map up to date and makes sure it accounts for every socket in `wanted` (the dumped inodes):
+    /// [`update`](Self::update) then [`resolve`](Self::resolve).
+    pub fn refresh(&mut self, wanted: &[u64]) -> &ProcMap {
+        self.update();
+        self.resolve(wanted.iter().copied());
+        self.map()
+    }
+
+    /// Starts a refresh: lists the pids, forgets processes that exited, reads new processes and those whose fd
+    /// table changed (every one every [`FULL_SCAN_EVERY`] refreshes). Needs no dump, so it can run during one.
+    pub fn update(&mut self) {
+        self.refreshes += 1;
+        let force = self.refreshes % FULL_SCAN_EVERY == 0;
+        self.stats = RefreshStats {
+            full: force,
+            ..RefreshStats::default()
+        };
+        self.rescan(force);
+    }
+
+    /// Finishes a refresh: when `wanted` holds a socket inode that no known process holds, reads the processes
+    /// whose stamp moved since [`update`](Self::update), and if that is not enough every process not read in
+    /// this refresh. Inode 0 (a socket no file refers to) is never looked for.
+    pub fn resolve(&mut self, wanted: impl IntoIterator<Item = u64> + Clone) {
+        if self.unknown(wanted.clone()) == 0 {
+            return;
+        }
+        self.rescan(false);
+        if self.unknown(wanted.clone()) == 0 {
+            return;
+        }
+        if !self.stats.full {
+            self.stats.full = true;
+            self.rescan(true);
+            self.map();
+        }
+        // Whatever is still unknown has no owner in this proc root: do not look for it again.
+        self.unowned = wanted
+            .into_iter()
+            .filter(|i| *i != 0 && !self.map.owners.contains_key(i))
+            .collect();
+    }
+
+    /// The map as of the last refresh.
+    pub fn map(&mut self) -> &ProcMap {
+        if self.stale {
+            let mut map = ProcMap::from_scan_refs(self.entries.values().map(|e| &e.scan));
+            map.warnings = std::mem::take(&mut self.map.warnings);
+            self.map = map;
+            self.stale = false;
+        }
+        &self.map
+    }
+
+    /// The map, without the cache.
+    pub fn into_map(mut self) -> ProcMap {
+        self.map();
+        self.map
+    }
+
+    /// What the last refresh read.
+    pub fn stats(&self) -> RefreshStats {
+        self.stats
+    }
+
+    /// How many inodes of `wanted` are neither owned nor known to be unowned; prunes `unowned` to `wanted`.
+    fn unknown(&mut self, wanted: impl IntoIterator<Item = u64>) -> usize {
+        self.map();
+        let mut unowned = HashSet::new();
+        let mut unknown = 0;
+        for inode in wanted {
+            if inode == 0 || self.map.owners.contains_key(&inode) {
+                continue;
+            }
+            if self.unowned.contains(&inode) {
+                unowned.insert(inode);
+            } else {
+                unknown += 1;
+            }
+        }
+        self.unowned = unowned;
+        unknown
+    }
+
+    /// Lists the pids and reads every process that is new, changed, unstampable, or (with `force`) not yet read
+    /// in this refresh.
+    fn rescan(&mut self, force: bool) {
+        let (pids, mut warnings) = self.list();
+        let before = self.entries.len();
+        let alive: HashSet<u32> = pids.iter().copied().collect();
+        self.entries.retain(|pid, _| alive.contains(pid));
+        if self.entries.len() != before {
+            self.stale = true;
+        }
+        let refresh = self.refreshes;
+        let (entries, scanner, stamps_work) = (&self.entries, &self.scanner, self.stamps_work);
+        // Our own fd count moves with the directories this scan holds open, so its stamp means nothing: kwatch
+        // is read every time (it holds few fds).
+        let own_pid = std::process::id();
+        let read = parallel::map(&pids, |&pid| {
+            let stamp = stamp(scanner, pid);
+            let fresh = match entries.get(&pid) {
+                Some(e) if force => e.read_in == refresh,
+                Some(e) => stamps_work && pid != own_pid && stamp.is_some() && e.stamp == stamp,
+                None => false,
+            };
+            (!fresh).then(|| (pid, stamp, scanner.scan_pid(pid)))
+        });
+        for (pid, stamp, scan) in read.into_iter().flatten() {
+            self.stats.scanned += 1;
+            self.stale = true;
+            if scan == PidScan::Gone {
+                self.entries.remove(&pid);
+            } else {
+                let read_in = refresh;
+                self.entries.insert(
+                    pid,
+                    Entry {
+                        stamp,
+                        scan,
+                        read_in,
+                    },
+                );
+            }
+        }
+        self.stats.pids = pids.len();
+        self.map.warnings = self.base_warnings.clone();
+        self.map.warnings.append(&mut warnings);
+    }
+
+    /// The pids to look at, and warnings about the listing.
+    fn list(&self) -> (Vec<u32>, Vec<String>) {
+        if let Some(pids) = &self.only_pids {
+            return (pids.clone(), Vec::new());
+        }
+        match self.scanner.pids() {
+            Ok(PidList { pids, skipped }) => {
+                let count = skipped.len();
+                let warnings = skipped.into_iter().next().map(|first| {
+                    let path = self.scanner.proc_root().to_owned();
+                    describe(&ScanError::Skipped { path, count, first })
+                });
+                (pids, warnings.into_iter().collect())
+            }
+            Err(e) => (Vec::new(), vec![describe(&e)]),
+        }
+    }
+}
+
+/// The stamp of `PID/fd`, or `None` when it cannot be stat'ed (gone, or not allowed).
+fn stamp(scanner: &Scanner, pid: u32) -> Option<FdStamp> {
+    let path = scanner.proc_root().join(pid.to_string()).join("fd");
+    let st = rustix::fs::stat(&path).ok()?;
+    Some(FdStamp {
+        ino: st.st_ino,
+        size: st.st_size,
+        mtime: (st.st_mtime, st.st_mtime_nsec as i64),
+    })
+}
+
+/// Whether `PID/fd` stamps change when fds do. A real proc root reports the fd count as the size since Linux
+/// 6.2 (`self/fd` is never empty: kwatch has stdin open, at least this stat's own fd); before, it reports 0 and
+/// stamps never move. A fake tree without `self` is a plain directory whose mtime moves.
+fn counts_fds(proc_root: &std::path::Path) -> bool {
+    match rustix::fs::stat(proc_root.join("self/fd")) {
+        Ok(st) => st.st_size > 0,
+        Err(_) => true,
+    }
+}
