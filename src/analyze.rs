@@ -476,6 +476,7 @@ mod tests {
             owners: vec![],
             keepalive: None,
             prediction: None,
+            netns: None,
             findings: vec![],
         }
     }

@@ -472,6 +472,7 @@ mod tests {
                 source: Source::Socket,
             }),
             prediction: None,
+            netns: None,
         }
     }
 

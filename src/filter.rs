@@ -310,6 +310,7 @@ mod tests {
             owners: pids.iter().map(|&pid| Owner { pid, fd: 3 }).collect(),
             keepalive: None,
             prediction: None,
+            netns: None,
             findings: vec![],
         }
     }

@@ -12,6 +12,7 @@ pub mod filter;
 pub mod ghost;
 pub mod keepalive;
 pub mod model;
+pub mod netns;
 pub mod output;
 pub mod proc;
 pub mod run;

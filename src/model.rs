@@ -344,6 +344,9 @@ pub struct Connection {
     /// Next keepalive probe and time of death if the peer stays silent (ESTABLISHED and CLOSE_WAIT only).
     #[serde(default)]
     pub prediction: Option<Prediction>,
+    /// The network namespace the socket lives in. `None` when not known (older snapshots).
+    #[serde(default)]
+    pub netns: Option<NetnsRef>,
 }
 
 impl Connection {
@@ -354,6 +357,96 @@ impl Connection {
 
     pub fn is_stuck(&self) -> bool {
         !self.findings.is_empty()
+    }
+}
+
+/// A network namespace as a socket carries it: the nsfs inode (what `lsns -t net` and `ls -iL /proc/PID/ns/net`
+/// show) and its name under /run/netns, if it has one (what `ip netns` shows).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct NetnsRef {
+    pub inode: u64,
+    #[serde(default)]
+    pub name: Option<String>,
+}
+
+impl NetnsRef {
+    /// The name, or `ns:INODE` for an unnamed namespace.
+    pub fn label(&self) -> String {
+        match &self.name {
+            Some(name) => name.clone(),
+            None => format!("ns:{}", self.inode),
+        }
+    }
+}
+
+/// One network namespace of a snapshot: which, how it was found, its TCP settings, and whether its sockets are
+/// listed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NamespaceInfo {
+    pub netns: NetnsRef,
+    /// kwatch's own namespace.
+    pub current: bool,
+    /// A process running in it, when it was found through /proc rather than by name.
+    pub pid: Option<u32>,
+    /// Its own sysctls, read from inside it.
+    pub settings: Settings,
+    /// Why its sockets are missing (usually: no privilege to enter it); `None` when they were listed.
+    pub error: Option<String>,
+}
+
+/// What runs a process, told from its cgroup (see `netns::cgroup`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum UnitKind {
+    Docker,
+    Containerd,
+    #[serde(rename = "cri-o")]
+    Crio,
+    Podman,
+    /// A Kubernetes pod's container whose runtime the cgroup path does not name.
+    Container,
+    /// A systemd service.
+    Systemd,
+}
+
+impl UnitKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            UnitKind::Docker => "docker",
+            UnitKind::Containerd => "containerd",
+            UnitKind::Crio => "cri-o",
+            UnitKind::Podman => "podman",
+            UnitKind::Container => "container",
+            UnitKind::Systemd => "systemd",
+        }
+    }
+}
+
+/// The container, Kubernetes pod or systemd service a process belongs to.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Unit {
+    pub kind: UnitKind,
+    /// Container id (hex, as the runtime prints it in full), or the systemd unit name (`nginx.service`). Empty
+    /// for a pod's own cgroup.
+    pub id: String,
+    /// Kubernetes pod uid, when the process runs in a pod.
+    pub pod: Option<String>,
+}
+
+impl Unit {
+    /// A short label: `docker:3f4e1b2c9d8a`, `pod:8a1b2c3d/containerd:3f4e1b2c9d8a`, `nginx.service`.
+    pub fn label(&self) -> String {
+        let short = |s: &str, n: usize| s.get(..n).unwrap_or(s).to_string();
+        let own = match self.kind {
+            UnitKind::Systemd => self.id.clone(),
+            _ if self.id.is_empty() => String::new(),
+            kind => format!("{}:{}", kind.name(), short(&self.id, 12)),
+        };
+        match &self.pod {
+            Some(pod) if own.is_empty() => format!("pod:{}", short(pod, 8)),
+            Some(pod) => format!("pod:{}/{own}", short(pod, 8)),
+            None => own,
+        }
     }
 }
 
@@ -435,6 +528,13 @@ pub struct Snapshot {
     /// dump, `--no-sockopt`, or no permission to duplicate the fds).
     #[serde(default)]
     pub held_dead: Vec<HeldDeadSocket>,
+    /// The network namespaces inspected, kwatch's own first; one entry without `--netns`/`--all-netns`.
+    /// `settings` above is the first one's.
+    #[serde(default)]
+    pub namespaces: Vec<NamespaceInfo>,
+    /// What runs each listed process (container, pod, systemd service), by pid, where its cgroup tells.
+    #[serde(default)]
+    pub units: BTreeMap<u32, Unit>,
 }
 
 impl Snapshot {
@@ -444,6 +544,24 @@ impl Snapshot {
             .get(&pid)
             .map(|p| p.comm.as_str())
             .unwrap_or("?")
+    }
+
+    /// The TCP settings of the namespace a socket lives in (the snapshot's `settings` when not known).
+    pub fn settings_of(&self, conn: &Connection) -> &Settings {
+        conn.netns
+            .as_ref()
+            .and_then(|ns| self.namespace(ns.inode))
+            .map_or(&self.settings, |info| &info.settings)
+    }
+
+    /// The namespace with this inode, if inspected.
+    pub fn namespace(&self, inode: u64) -> Option<&NamespaceInfo> {
+        self.namespaces.iter().find(|n| n.netns.inode == inode)
+    }
+
+    /// What runs a socket's first owner that has a known unit.
+    pub fn unit_of(&self, conn: &Connection) -> Option<&Unit> {
+        conn.owners.iter().find_map(|o| self.units.get(&o.pid))
     }
 }
 

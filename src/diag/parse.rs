@@ -200,6 +200,7 @@ pub fn parse_inet(p: &[u8], base: usize) -> Result<Option<Connection>, DiagError
         owners: Vec::new(),
         keepalive: None,
         prediction: None,
+        netns: None,
         findings: Vec::new(),
     };
 

@@ -339,6 +339,7 @@ mod tests {
             owners: vec![],
             keepalive: None,
             prediction: None,
+            netns: None,
             findings: codes
                 .iter()
                 .map(|c| Finding {

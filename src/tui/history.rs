@@ -138,6 +138,7 @@ mod tests {
             owners: vec![],
             keepalive: None,
             prediction: None,
+            netns: None,
             findings: vec![],
         }
     }

@@ -1,0 +1,159 @@
+//! Network namespaces: which exist ([`discover`]), listing a namespace's sockets and sysctls from a thread that
+//! entered it ([`enter`]), and which container or service a process belongs to ([`cgroup`]).
+//!
+//! `/proc` is shared by every network namespace of a pid namespace, so one /proc scan maps the sockets of all of
+//! them to processes: socket inodes are unique across namespaces. Only the sock_diag dump and the sysctls are
+//! per namespace, and both must be read from inside it.
+
+pub mod cgroup;
+pub mod discover;
+pub mod enter;
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io;
+use std::path::Path;
+
+use crate::diag::{DiagError, DumpRequest, Dumper};
+use crate::model::{Connection, NetnsRef, Settings, Unit};
+use crate::sysctl;
+
+pub use discover::{Discovery, Found};
+
+/// Where named namespaces live (`ip netns add NAME`).
+pub const RUN_NETNS: &str = "/run/netns";
+
+/// How many namespaces are listed at the same time.
+pub const PARALLEL: usize = 4;
+
+/// Which network namespaces a snapshot covers.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Scope {
+    /// kwatch's own (the default).
+    #[default]
+    Current,
+    /// One namespace: a name under /run/netns or a path such as `/proc/PID/ns/net` (`--netns`).
+    One(String),
+    /// Every distinct namespace found through /proc and /run/netns (`--all-netns`).
+    All,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum NetnsError {
+    #[error("cannot open network namespace '{path}': {source}")]
+    Open { path: String, source: io::Error },
+    #[error("cannot enter network namespace '{label}': {}", enter_reason(.source))]
+    Enter { label: String, source: io::Error },
+    #[error("cannot list TCP sockets in network namespace '{label}': {source}")]
+    Dump { label: String, source: DiagError },
+}
+
+impl NetnsError {
+    /// True when the cause is missing privilege (entering another namespace needs CAP_SYS_ADMIN).
+    pub fn is_permission(&self) -> bool {
+        let errno = match self {
+            NetnsError::Open { source, .. } | NetnsError::Enter { source, .. } => {
+                source.raw_os_error()
+            }
+            NetnsError::Dump { source, .. } => source.errno(),
+        };
+        matches!(errno, Some(libc::EPERM | libc::EACCES))
+    }
+}
+
+fn enter_reason(e: &io::Error) -> String {
+    match e.raw_os_error() {
+        Some(libc::EPERM) => {
+            "operation not permitted: entering a network namespace needs root (CAP_SYS_ADMIN)"
+                .into()
+        }
+        Some(libc::EINVAL) => "not a network namespace".into(),
+        _ => e.to_string(),
+    }
+}
+
+/// One namespace's sockets (each stamped with the namespace) and sysctls, read from inside it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Listing {
+    pub connections: Vec<Connection>,
+    pub settings: Settings,
+}
+
+/// The reference every socket of `found` carries.
+pub fn reference(found: &Found) -> NetnsRef {
+    NetnsRef {
+        inode: found.inode,
+        name: found.name.clone(),
+    }
+}
+
+/// Stamps connections with the namespace they were dumped in.
+pub fn stamp(connections: &mut [Connection], netns: &NetnsRef) {
+    for c in connections {
+        c.netns = Some(netns.clone());
+    }
+}
+
+/// Lists the sockets and sysctls of each namespace from a thread inside it (a fresh sock_diag socket is opened
+/// there; `proc_root/sys/net` is read there), at most [`PARALLEL`] at a time. Result `i` is `namespaces[i]`'s.
+pub fn list_each(
+    namespaces: &[Found],
+    request: &DumpRequest,
+    proc_root: &Path,
+) -> Vec<Result<Listing, NetnsError>> {
+    let label = |f: &Found| reference(f).label();
+    let opened: Vec<Result<File, NetnsError>> = namespaces
+        .iter()
+        .map(|found| {
+            enter::open(&found.path).map_err(|source| NetnsError::Open {
+                path: found.path.display().to_string(),
+                source,
+            })
+        })
+        .collect();
+    let files: Vec<&File> = opened.iter().filter_map(|r| r.as_ref().ok()).collect();
+    let mut listed = enter::run_in_each(&files, PARALLEL, |_| {
+        let settings = sysctl::read_settings(proc_root);
+        Dumper::open()
+            .and_then(|mut d| d.dump(request))
+            .map(|connections| Listing {
+                connections,
+                settings,
+            })
+    })
+    .into_iter();
+    namespaces
+        .iter()
+        .zip(opened)
+        .map(|(found, file)| {
+            file?;
+            let outcome = listed
+                .next()
+                .unwrap_or_else(|| Err(io::Error::other("not listed")));
+            match outcome {
+                Err(source) => Err(NetnsError::Enter {
+                    label: label(found),
+                    source,
+                }),
+                Ok(Err(source)) => Err(NetnsError::Dump {
+                    label: label(found),
+                    source,
+                }),
+                Ok(Ok(mut listing)) => {
+                    stamp(&mut listing.connections, &reference(found));
+                    Ok(listing)
+                }
+            }
+        })
+        .collect()
+}
+
+/// What runs each of `pids`, read from `proc_root/PID/cgroup`; pids without a recognizable unit are left out.
+pub fn units(proc_root: &Path, pids: impl IntoIterator<Item = u32>) -> BTreeMap<u32, Unit> {
+    pids.into_iter()
+        .filter_map(|pid| {
+            let content = std::fs::read_to_string(proc_root.join(format!("{pid}/cgroup"))).ok()?;
+            Some((pid, cgroup::parse(&content)?))
+        })
+        .collect()
+}
