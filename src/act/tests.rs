@@ -1,0 +1,184 @@
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use super::*;
+use crate::keepalive::{KeepaliveSettings, Source};
+use crate::model::{Family, Owner, Process, Timer};
+
+fn conn(state: TcpState, port: u16, owners: &[(u32, u32)]) -> Connection {
+    Connection {
+        cookie: u64::from(port),
+        family: Family::Ipv4,
+        state,
+        local_addr: IpAddr::V4(Ipv4Addr::LOCALHOST),
+        local_port: port,
+        peer_addr: IpAddr::V4(Ipv4Addr::new(192, 0, 2, 9)),
+        peer_port: 443,
+        interface: 0,
+        inode: u64::from(port),
+        uid: 0,
+        recv_q: 0,
+        send_q: 0,
+        timer: Timer::NONE,
+        shutdown: None,
+        congestion: None,
+        tcp_info: None,
+        owners: owners.iter().map(|&(pid, fd)| Owner { pid, fd }).collect(),
+        findings: vec![],
+        keepalive: None,
+        prediction: None,
+        netns: None,
+    }
+}
+
+fn snapshot(conns: Vec<Connection>) -> Snapshot {
+    let mut s = Snapshot {
+        connections: conns,
+        ..Snapshot::default()
+    };
+    s.processes.insert(
+        7,
+        Process {
+            pid: 7,
+            comm: "evil\x1b]0;x".to_string(),
+            cmdline: vec![],
+            uid: None,
+            user: None,
+        },
+    );
+    s
+}
+
+#[test]
+fn both_filters_must_match() {
+    let s = snapshot(vec![
+        conn(TcpState::Established, 1000, &[(7, 3)]),
+        conn(TcpState::CloseWait, 1001, &[(7, 4)]),
+        conn(TcpState::CloseWait, 1002, &[(8, 4)]),
+    ]);
+    let words = Filter::parse("state:close-wait").unwrap();
+    let flags = Filter {
+        pids: vec![7],
+        ..Filter::default()
+    };
+    let got: Vec<u16> = select(&s, &[&words, &flags])
+        .iter()
+        .map(|c| c.local_port)
+        .collect();
+    assert_eq!(got, vec![1001]);
+}
+
+#[test]
+fn kill_skips_time_wait_and_says_so() {
+    let s = snapshot(vec![
+        conn(TcpState::Established, 1, &[(7, 3)]),
+        conn(TcpState::TimeWait, 2, &[]),
+        conn(TcpState::TimeWait, 3, &[]),
+        conn(TcpState::Listen, 4, &[(7, 5)]),
+        conn(TcpState::FinWait2, 5, &[]),
+    ]);
+    let all = select(&s, &[&Filter::default()]);
+    let plan = plan_kill(&all);
+    let ports: Vec<u16> = plan.targets.iter().map(|c| c.local_port).collect();
+    assert_eq!(ports, vec![1, 4, 5]);
+    assert_eq!(
+        plan.skipped_lines(),
+        vec![format!("skipped 2 sockets (2 time-wait): {SKIP_TIME_WAIT}")]
+    );
+}
+
+#[test]
+fn keepalive_takes_open_connections_with_owners_only() {
+    let s = snapshot(vec![
+        conn(TcpState::Established, 1, &[(7, 3)]),
+        conn(TcpState::CloseWait, 2, &[(7, 4)]),
+        conn(TcpState::Established, 3, &[]),
+        conn(TcpState::Listen, 4, &[(7, 5)]),
+        conn(TcpState::TimeWait, 5, &[]),
+    ]);
+    let all = select(&s, &[&Filter::default()]);
+    let plan = plan_keepalive(&all);
+    let ports: Vec<u16> = plan.targets.iter().map(|c| c.local_port).collect();
+    assert_eq!(ports, vec![1, 2]);
+    assert_eq!(
+        plan.skipped_lines(),
+        vec![
+            format!("skipped 2 sockets (1 time-wait, 1 listen): {SKIP_STATE}"),
+            format!("skipped 1 socket (1 established): {SKIP_NO_OWNER}"),
+        ]
+    );
+}
+
+#[test]
+fn report_lines_name_the_socket_and_escape_owner_names() {
+    let s = snapshot(vec![conn(TcpState::CloseWait, 5000, &[(7, 3), (9, 4)])]);
+    assert_eq!(
+        socket_line(&s.connections[0], &s),
+        "CLOSE-WAIT 127.0.0.1:5000 -> 192.0.2.9:443 evil\\x1b]0;x[7]/fd 3 ?[9]/fd 4"
+    );
+    let mut v6 = conn(TcpState::Established, 1, &[]);
+    v6.local_addr = IpAddr::V6(Ipv6Addr::LOCALHOST);
+    v6.peer_addr = IpAddr::V6(Ipv6Addr::LOCALHOST);
+    assert_eq!(socket_line(&v6, &s), "ESTAB [::1]:1 -> [::1]:443");
+}
+
+#[test]
+fn answers() {
+    for yes in ["y", "Y", "yes", " YES\n"] {
+        assert!(is_yes(yes), "{yes:?}");
+    }
+    for no in ["", "\n", "n", "no", "yess", "ja"] {
+        assert!(!is_yes(no), "{no:?}");
+    }
+}
+
+#[test]
+fn filters_are_parsed_and_an_empty_one_refused() {
+    let words = |w: &[&str]| w.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    let f = parse_filter(
+        &words(&["port:443", "state:close-wait"]),
+        &Filter::default(),
+    )
+    .unwrap();
+    assert_eq!(f.ports, vec![443]);
+    assert_eq!(f.states, vec![TcpState::CloseWait]);
+    let err = parse_filter(&words(&["port:0"]), &Filter::default()).unwrap_err();
+    assert_eq!(
+        format!("{err:#}"),
+        "invalid filter 'port:0': invalid port '0': must be 1-65535"
+    );
+    let err = parse_filter(&words(&[""]), &Filter::default()).unwrap_err();
+    assert!(
+        err.to_string().contains("refusing to act on every socket"),
+        "{err}"
+    );
+    // A flag such as --pid is a filter too.
+    let flags = Filter {
+        pids: vec![1],
+        ..Filter::default()
+    };
+    assert!(parse_filter(&words(&[" "]), &flags).is_ok());
+}
+
+#[test]
+fn readback_says_what_the_socket_has() {
+    let v = KeepaliveValues::DEFAULT;
+    let mut read = KeepaliveSettings {
+        enabled: Some(true),
+        idle_s: Some(60),
+        intvl_s: Some(10),
+        cnt: Some(5),
+        user_timeout_ms: Some(0),
+        source: Source::Socket,
+    };
+    assert_eq!(
+        readback_text(v, &read),
+        "keepalive on, idle 60s intvl 10s cnt 5"
+    );
+    read.cnt = Some(9);
+    read.user_timeout_ms = Some(3000);
+    assert_eq!(
+        readback_text(v, &read),
+        "keepalive on, idle 60s intvl 10s cnt 9 (differs from what was set); TCP_USER_TIMEOUT 3000 ms also \
+         applies: the connection may be reset sooner"
+    );
+}
