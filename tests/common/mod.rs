@@ -48,6 +48,31 @@ pub fn can_use_netns(test: &str) -> bool {
     }
 }
 
+/// Debian's `prometheus` package (the live exporter test runs a real server).
+pub const PROMETHEUS: &str = "/usr/bin/prometheus";
+pub const PROMTOOL: &str = "/usr/bin/promtool";
+
+/// Whether Prometheus and promtool are installed. Prints why not and returns false, except in CI where it
+/// panics: CI installs the package and must run the test.
+pub fn can_use_prometheus(test: &str) -> bool {
+    let missing: Vec<&str> = [PROMETHEUS, PROMTOOL]
+        .into_iter()
+        .filter(|p| !std::path::Path::new(p).exists())
+        .collect();
+    if missing.is_empty() {
+        return true;
+    }
+    let reason = format!(
+        "{} not found (apt-get install prometheus)",
+        missing.join(" and ")
+    );
+    if must_run_privileged() {
+        panic!("{test}: must run in CI but cannot: {reason}");
+    }
+    eprintln!("skipping {test}: {reason}");
+    false
+}
+
 /// Runs a command and panics with its output when it fails.
 pub fn sh(cmd: &str, args: &[&str]) -> Output {
     let out = Command::new(cmd)

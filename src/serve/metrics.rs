@@ -1,0 +1,393 @@
+//! Pure: a snapshot as Prometheus metrics in the text exposition format (0.0.4), no clock, no I/O.
+//!
+//! Every series kwatch exports is listed here with its HELP text. Per-process series are keyed by `comm` (and
+//! `pid` with `--pid-label`): processes sharing a comm are one series, and a socket they share counts once.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use prometheus::{Encoder, Gauge, IntCounter, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder};
+
+use crate::analyze;
+use crate::escape::escape;
+use crate::keepalive::DeathCause;
+use crate::model::{Connection, FindingCode, Snapshot, TcpState, TimerKind};
+
+/// The `Content-Type` of what [`render`] returns.
+pub const CONTENT_TYPE: &str = prometheus::TEXT_FORMAT;
+
+/// What to label per-process series with.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MetricsOptions {
+    /// Add a `pid` label: one series per process instead of per comm (more series: a fleet of short-lived
+    /// processes makes one new series each).
+    pub pid_label: bool,
+}
+
+/// kwatch's own numbers, kept by the server across scrapes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SelfStats {
+    /// How long the collection of the snapshot being served took.
+    pub scrape_duration: Duration,
+    /// Scrapes that got no snapshot (collection failed or timed out) since the server started.
+    pub scrape_errors: u64,
+}
+
+/// Which series one process's sockets go to.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct ProcessKey {
+    /// Escaped comm: control characters made visible (a process picks its own name).
+    comm: String,
+    pid: Option<u32>,
+}
+
+impl ProcessKey {
+    fn labels(&self) -> Vec<String> {
+        let mut v = vec![self.comm.clone()];
+        if let Some(pid) = self.pid {
+            v.push(pid.to_string());
+        }
+        v
+    }
+}
+
+/// Per-process counts (distinct sockets).
+#[derive(Debug, Default)]
+struct ProcessCounts {
+    sockets: i64,
+    close_wait: i64,
+    dead_peer_suspects: i64,
+    established: i64,
+    established_keepalive_off: i64,
+    unanswered_keepalive_probes: i64,
+    held_dead_sockets: i64,
+}
+
+impl ProcessCounts {
+    fn add(&mut self, conn: &Connection) {
+        self.sockets += 1;
+        match conn.state {
+            TcpState::CloseWait => self.close_wait += 1,
+            TcpState::Established => {
+                self.established += 1;
+                // As the rollup decides it: the option read from the socket, else what the timer shows.
+                let enabled = conn
+                    .keepalive
+                    .and_then(|k| k.enabled)
+                    .unwrap_or(conn.timer.kind != TimerKind::None);
+                if !enabled {
+                    self.established_keepalive_off += 1;
+                }
+            }
+            _ => {}
+        }
+        if conn
+            .findings
+            .iter()
+            .any(|f| f.code == FindingCode::DeadPeerSuspect)
+        {
+            self.dead_peer_suspects += 1;
+        }
+        if conn.timer.kind == TimerKind::Keepalive {
+            self.unanswered_keepalive_probes += i64::from(conn.timer.count);
+        }
+    }
+}
+
+/// Renders every kwatch metric of `snapshot` (findings already filled by analysis).
+pub fn render(
+    snapshot: &Snapshot,
+    opts: &MetricsOptions,
+    stats: &SelfStats,
+) -> Result<String, prometheus::Error> {
+    let r = Registry::new();
+    sockets_by_state(&r, snapshot)?;
+    findings(&r, snapshot)?;
+    processes(&r, snapshot, opts)?;
+    held_dead(&r, snapshot)?;
+    settings(&r, snapshot)?;
+    own(&r, snapshot, stats)?;
+    let mut out = Vec::new();
+    TextEncoder::new().encode(&r.gather(), &mut out)?;
+    String::from_utf8(out).map_err(|e| prometheus::Error::Msg(e.to_string()))
+}
+
+fn int_gauge(
+    r: &Registry,
+    name: &str,
+    help: &str,
+    labels: &[&str],
+) -> Result<IntGaugeVec, prometheus::Error> {
+    let g = IntGaugeVec::new(Opts::new(name, help), labels)?;
+    r.register(Box::new(g.clone()))?;
+    Ok(g)
+}
+
+/// Registers a gauge without labels, set to `v`.
+fn single_int(r: &Registry, name: &str, help: &str, v: i64) -> Result<(), prometheus::Error> {
+    let g = IntGauge::new(name, help)?;
+    r.register(Box::new(g.clone()))?;
+    g.set(v);
+    Ok(())
+}
+
+fn count(n: usize) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+fn sockets_by_state(r: &Registry, snapshot: &Snapshot) -> Result<(), prometheus::Error> {
+    let g = int_gauge(
+        r,
+        "kwatch_sockets",
+        "TCP sockets by state (every state is listed, 0 when none).",
+        &["state"],
+    )?;
+    let mut by_state: BTreeMap<TcpState, usize> = TcpState::ALL.iter().map(|s| (*s, 0)).collect();
+    for c in &snapshot.connections {
+        *by_state.entry(c.state).or_default() += 1;
+    }
+    for (state, n) in by_state {
+        g.with_label_values(&[state.name()]).set(count(n));
+    }
+    Ok(())
+}
+
+fn findings(r: &Registry, snapshot: &Snapshot) -> Result<(), prometheus::Error> {
+    let g = int_gauge(
+        r,
+        "kwatch_findings",
+        "Sockets with each finding; for the process-level codes keepalive_off and keepalive_default, \
+         processes (every code is listed, 0 when none).",
+        &["code"],
+    )?;
+    let mut by_code: BTreeMap<FindingCode, usize> =
+        FindingCode::ALL.iter().map(|c| (*c, 0)).collect();
+    for f in snapshot.connections.iter().flat_map(|c| &c.findings) {
+        *by_code.entry(f.code).or_default() += 1;
+    }
+    for p in analyze::rollup(snapshot, &snapshot.connections) {
+        for f in &p.process_findings {
+            *by_code.entry(f.code).or_default() += 1;
+        }
+    }
+    for (code, n) in by_code {
+        g.with_label_values(&[code.name()]).set(count(n));
+    }
+    let g = int_gauge(
+        r,
+        "kwatch_findings_by_severity",
+        "Findings on sockets by severity (every severity is listed, 0 when none).",
+        &["severity"],
+    )?;
+    let mut by_sev: BTreeMap<&str, usize> = ["info", "warning", "critical"]
+        .into_iter()
+        .map(|s| (s, 0))
+        .collect();
+    for f in snapshot.connections.iter().flat_map(|c| &c.findings) {
+        *by_sev.entry(f.severity.label()).or_default() += 1;
+    }
+    for (sev, n) in by_sev {
+        g.with_label_values(&[sev]).set(count(n));
+    }
+    Ok(())
+}
+
+fn process_key(snapshot: &Snapshot, pid: u32, opts: &MetricsOptions) -> ProcessKey {
+    ProcessKey {
+        comm: escape(snapshot.comm(pid)).into_owned(),
+        pid: opts.pid_label.then_some(pid),
+    }
+}
+
+fn processes(
+    r: &Registry,
+    snapshot: &Snapshot,
+    opts: &MetricsOptions,
+) -> Result<(), prometheus::Error> {
+    let mut groups: BTreeMap<ProcessKey, ProcessCounts> = BTreeMap::new();
+    for conn in &snapshot.connections {
+        // A socket held by several processes of one series (nginx workers sharing a listener) counts once.
+        let keys: BTreeSet<ProcessKey> = conn
+            .owners
+            .iter()
+            .map(|o| process_key(snapshot, o.pid, opts))
+            .collect();
+        for key in keys {
+            groups.entry(key).or_default().add(conn);
+        }
+    }
+    let held: BTreeSet<(ProcessKey, u64)> = snapshot
+        .held_dead
+        .iter()
+        .map(|g| (process_key(snapshot, g.pid, opts), g.inode))
+        .collect();
+    for (key, _) in held {
+        groups.entry(key).or_default().held_dead_sockets += 1;
+    }
+    let labels: &[&str] = if opts.pid_label {
+        &["comm", "pid"]
+    } else {
+        &["comm"]
+    };
+    type Field = fn(&ProcessCounts) -> i64;
+    let series: [(&str, &str, Field); 7] = [
+        (
+            "kwatch_process_sockets",
+            "TCP sockets the process holds (a socket held through several fds or processes counts once).",
+            |c| c.sockets,
+        ),
+        (
+            "kwatch_process_close_wait_sockets",
+            "Sockets of the process in CLOSE_WAIT: the peer closed, the program has not.",
+            |c| c.close_wait,
+        ),
+        (
+            "kwatch_process_dead_peer_suspects",
+            "Sockets of the process whose keepalive probes go unanswered (finding dead_peer_suspect).",
+            |c| c.dead_peer_suspects,
+        ),
+        (
+            "kwatch_process_established_sockets",
+            "Sockets of the process in ESTABLISHED.",
+            |c| c.established,
+        ),
+        (
+            "kwatch_process_established_keepalive_off",
+            "ESTABLISHED sockets of the process with SO_KEEPALIVE off: a vanished peer is never noticed.",
+            |c| c.established_keepalive_off,
+        ),
+        (
+            "kwatch_process_unanswered_keepalive_probes",
+            "Unanswered keepalive probes summed over the process's sockets.",
+            |c| c.unanswered_keepalive_probes,
+        ),
+        (
+            "kwatch_process_held_dead_sockets",
+            "TCP sockets the kernel has ended that the process still holds an fd of.",
+            |c| c.held_dead_sockets,
+        ),
+    ];
+    for (name, help, field) in series {
+        let g = int_gauge(r, name, help, labels)?;
+        for (key, counts) in &groups {
+            let values = key.labels();
+            let values: Vec<&str> = values.iter().map(String::as_str).collect();
+            g.with_label_values(&values).set(field(counts));
+        }
+    }
+    Ok(())
+}
+
+fn held_dead(r: &Registry, snapshot: &Snapshot) -> Result<(), prometheus::Error> {
+    let g = int_gauge(
+        r,
+        "kwatch_held_dead_sockets",
+        "Dead TCP sockets programs still hold fds of, by what ended the connection.",
+        &["cause"],
+    )?;
+    let causes = [
+        DeathCause::KeepaliveExhausted,
+        DeathCause::RetransmitTimeout,
+        DeathCause::Reset,
+        DeathCause::Closed,
+        DeathCause::Unknown,
+    ];
+    let distinct: BTreeSet<(u64, String)> = snapshot
+        .held_dead
+        .iter()
+        .map(|h| (h.inode, cause_name(h.cause).to_string()))
+        .collect();
+    for cause in causes {
+        let name = cause_name(cause);
+        let n = distinct.iter().filter(|(_, c)| c == name).count();
+        g.with_label_values(&[name]).set(count(n));
+    }
+    Ok(())
+}
+
+fn cause_name(cause: DeathCause) -> &'static str {
+    match cause {
+        DeathCause::KeepaliveExhausted => "keepalive_exhausted",
+        DeathCause::RetransmitTimeout => "retransmit_timeout",
+        DeathCause::Reset => "reset",
+        DeathCause::Closed => "closed",
+        DeathCause::Unknown => "unknown",
+    }
+}
+
+fn settings(r: &Registry, snapshot: &Snapshot) -> Result<(), prometheus::Error> {
+    let s = &snapshot.settings;
+    let all = [
+        (
+            "kwatch_net_tcp_keepalive_time_seconds",
+            "net.ipv4.tcp_keepalive_time: idle time before the first keepalive probe (default for sockets \
+             that do not set TCP_KEEPIDLE).",
+            s.tcp_keepalive_time_s,
+        ),
+        (
+            "kwatch_net_tcp_keepalive_intvl_seconds",
+            "net.ipv4.tcp_keepalive_intvl: time between keepalive probes.",
+            s.tcp_keepalive_intvl_s,
+        ),
+        (
+            "kwatch_net_tcp_keepalive_probes",
+            "net.ipv4.tcp_keepalive_probes: unanswered probes before the connection is reset.",
+            s.tcp_keepalive_probes,
+        ),
+        (
+            "kwatch_net_tcp_retries2",
+            "net.ipv4.tcp_retries2: retransmissions before an unacknowledged connection is given up.",
+            s.tcp_retries2,
+        ),
+        (
+            "kwatch_net_tcp_fin_timeout_seconds",
+            "net.ipv4.tcp_fin_timeout: how long an orphaned socket stays in FIN_WAIT_2.",
+            s.tcp_fin_timeout_s,
+        ),
+    ];
+    for (name, help, value) in all {
+        // A sysctl kwatch could not read is left out rather than exported as 0.
+        if let Some(v) = value {
+            single_int(r, name, help, i64::from(v))?;
+        }
+    }
+    Ok(())
+}
+
+fn own(r: &Registry, snapshot: &Snapshot, stats: &SelfStats) -> Result<(), prometheus::Error> {
+    single_int(
+        r,
+        "kwatch_processes_unreadable",
+        "Processes whose fds kwatch could not read (their sockets show no owner; run as root).",
+        count(snapshot.unreadable.len()),
+    )?;
+    let secs = [
+        (
+            "kwatch_scrape_duration_seconds",
+            "How long taking the snapshot behind this scrape took.",
+            stats.scrape_duration.as_secs_f64(),
+        ),
+        (
+            "kwatch_dump_duration_seconds",
+            "How long the kernel's socket dump took, of this scrape's snapshot.",
+            snapshot.dump_us as f64 / 1e6,
+        ),
+        (
+            "kwatch_proc_scan_duration_seconds",
+            "How long the /proc scan took, of this scrape's snapshot.",
+            snapshot.proc_scan_us as f64 / 1e6,
+        ),
+    ];
+    for (name, help, v) in secs {
+        let g = Gauge::new(name, help)?;
+        r.register(Box::new(g.clone()))?;
+        g.set(v);
+    }
+    let errors = IntCounter::new(
+        "kwatch_scrape_errors_total",
+        "Scrapes answered without metrics (collection failed or timed out) since kwatch serve started.",
+    )?;
+    r.register(Box::new(errors.clone()))?;
+    errors.inc_by(stats.scrape_errors);
+    Ok(())
+}

@@ -1,0 +1,353 @@
+//! `kwatch serve`: the metric rendering of the busy fixture (snapshot), the HTTP server's routes, bind errors
+//! and clean stop, and a real Prometheus server scraping it and finding the CLOSE_WAIT socket this test holds.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Ipv4Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use common::*;
+use kwatch::analyze::{self, Thresholds};
+use kwatch::model::Snapshot;
+use kwatch::serve::metrics::{MetricsOptions, SelfStats, render};
+use serde_json::Value;
+
+fn busy() -> Snapshot {
+    let mut snap: Snapshot =
+        serde_json::from_str(include_str!("fixtures/busy.json")).expect("busy fixture parses");
+    analyze::analyze(&mut snap, &Thresholds::default());
+    snap
+}
+
+const STATS: SelfStats = SelfStats {
+    scrape_duration: Duration::from_micros(12_500),
+    scrape_errors: 2,
+};
+
+#[test]
+fn busy_fixture_renders_every_metric() {
+    let text = render(&busy(), &MetricsOptions::default(), &STATS).unwrap();
+    insta::assert_snapshot!("busy_metrics", text);
+}
+
+/// The value of the one sample `series` (name with labels, as printed), if present.
+fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .map(|v| v.parse().unwrap())
+}
+
+#[test]
+fn busy_fixture_counts_per_process_and_escapes_hostile_names() {
+    let text = render(&busy(), &MetricsOptions::default(), &STATS).unwrap();
+    // java holds 1006 (CLOSE_WAIT, flagged), 1004 (3 probes), 1005 (keepalive off) and more.
+    let java = |name: &str| sample(&text, &format!("{name}{{comm=\"java\"}}"));
+    assert_eq!(java("kwatch_process_close_wait_sockets"), Some(1.0));
+    assert_eq!(java("kwatch_process_dead_peer_suspects"), Some(1.0));
+    assert_eq!(
+        java("kwatch_process_unanswered_keepalive_probes"),
+        Some(3.0)
+    );
+    // The nginx listener is held by master and worker: counted once for the comm `nginx`.
+    assert_eq!(
+        sample(&text, "kwatch_sockets{state=\"close-wait\"}"),
+        Some(2.0)
+    );
+    assert_eq!(
+        sample(&text, "kwatch_findings{code=\"dead_peer_suspect\"}"),
+        Some(1.0)
+    );
+    // ESC and BEL become visible text; the backslashes that makes are escaped for the exposition format.
+    assert!(
+        text.contains(r#"kwatch_process_close_wait_sockets{comm="evil\\x1b]0;pwned\\x07"} 1"#),
+        "{text}"
+    );
+    assert!(!text.contains('\x1b'));
+    assert_eq!(sample(&text, "kwatch_scrape_errors_total"), Some(2.0));
+    assert_eq!(
+        sample(&text, "kwatch_scrape_duration_seconds"),
+        Some(0.0125)
+    );
+
+    let with_pid = render(&busy(), &MetricsOptions { pid_label: true }, &STATS).unwrap();
+    assert_eq!(
+        sample(
+            &with_pid,
+            "kwatch_process_sockets{comm=\"nginx\",pid=\"811\"}"
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        sample(
+            &with_pid,
+            "kwatch_process_sockets{comm=\"nginx\",pid=\"812\"}"
+        ),
+        Some(3.0)
+    );
+}
+
+// ---- the server ----
+
+/// A child process killed and reaped on drop, whatever the test's outcome.
+struct ChildGuard {
+    name: &'static str,
+    child: Child,
+}
+
+impl ChildGuard {
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Waits for the child to exit on its own, until the deadline.
+    fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        poll(timeout, || self.child.try_wait().unwrap())
+    }
+}
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+            eprintln!("killed {} (pid {})", self.name, self.child.id());
+        }
+    }
+}
+
+/// Starts `kwatch serve --listen 127.0.0.1:0 ARGS` and reads the address it bound from stderr.
+fn start_kwatch(args: &[&str]) -> (ChildGuard, SocketAddr, mpsc::Receiver<String>) {
+    let child = Command::new(KWATCH)
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start kwatch serve");
+    let mut guard = ChildGuard {
+        name: "kwatch serve",
+        child,
+    };
+    let stderr = guard.child.stderr.take().unwrap();
+    let (tx, lines) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            eprintln!("[kwatch] {line}");
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let line = lines
+        .recv_timeout(Duration::from_secs(20))
+        .expect("kwatch serve prints where it listens");
+    let addr = line
+        .strip_prefix("kwatch: serving metrics on http://")
+        .and_then(|s| s.strip_suffix("/metrics"))
+        .unwrap_or_else(|| panic!("unexpected first line: {line}"))
+        .parse()
+        .unwrap();
+    (guard, addr, lines)
+}
+
+/// A plain HTTP/1.0 request: (status, content type, body).
+fn http(addr: SocketAddr, method: &str, path: &str) -> (u16, String, String) {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    write!(s, "{method} {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").unwrap();
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).unwrap();
+    let (head, body) = raw.split_once("\r\n\r\n").expect("header end");
+    let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
+    let content_type = head
+        .lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case("content-type")
+                .then(|| v.trim().to_string())
+        })
+        .unwrap_or_default();
+    (status, content_type, body.to_string())
+}
+
+#[test]
+fn serves_metrics_index_and_404_and_stops_on_sigterm() {
+    let (mut kwatch, addr, _lines) = start_kwatch(&[]);
+    let (status, ctype, body) = http(addr, "GET", "/metrics");
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(ctype, "text/plain; version=0.0.4");
+    assert!(body.contains("# TYPE kwatch_sockets gauge"), "{body}");
+    assert!(body.contains("kwatch_sockets{state=\"listen\"}"), "{body}");
+    let (status, _, body) = http(addr, "GET", "/");
+    assert_eq!(status, 200);
+    assert!(body.contains("href=\"/metrics\""), "{body}");
+    assert_eq!(http(addr, "GET", "/nope").0, 404);
+    assert_eq!(http(addr, "POST", "/metrics").0, 405);
+
+    // SAFETY: kill() on the pid of our own child, which the guard has not reaped yet.
+    assert_eq!(unsafe { libc::kill(kwatch.pid() as i32, libc::SIGTERM) }, 0);
+    let status = kwatch
+        .wait_exit(Duration::from_secs(10))
+        .expect("kwatch serve stops on SIGTERM");
+    assert!(status.success(), "{status:?}");
+}
+
+#[test]
+fn an_address_in_use_is_one_clear_line_and_exit_2() {
+    let taken = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let out = kwatch(None, &["serve", "--listen", &addr]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.starts_with(&format!("kwatch: cannot listen on '{addr}': ")),
+        "{stderr}"
+    );
+}
+
+/// The CLOSE_WAIT socket this test holds: the peer closed, we did not. Keep all three alive.
+fn close_wait_socket() -> (TcpListener, TcpStream, u16) {
+    let (listener, client, server) = connected_pair((Ipv4Addr::LOCALHOST, 0).into());
+    let port = client.local_addr().unwrap().port();
+    server.shutdown(Shutdown::Both).unwrap();
+    drop(server);
+    (listener, client, port)
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Percent-encodes a query parameter value.
+fn encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// Runs `promtool check metrics` on `text`; (success, its output).
+fn promtool_check(text: &str) -> (bool, String) {
+    let mut child = Command::new(PROMTOOL)
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run promtool");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), said)
+}
+
+fn start_prometheus(dir: &Path, target: SocketAddr) -> (ChildGuard, SocketAddr) {
+    let config = dir.join("prometheus.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n  evaluation_interval: 1s\n\
+             scrape_configs:\n  - job_name: kwatch\n    static_configs:\n      - targets: ['{target}']\n"
+        ),
+    )
+    .unwrap();
+    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, free_port()));
+    let log = std::fs::File::create(dir.join("prometheus.log")).unwrap();
+    let child = Command::new(PROMETHEUS)
+        .arg(format!("--config.file={}", config.display()))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            dir.join("data").display()
+        ))
+        .arg(format!("--web.listen-address={addr}"))
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .expect("start prometheus");
+    (
+        ChildGuard {
+            name: "prometheus",
+            child,
+        },
+        addr,
+    )
+}
+
+/// Runs an instant query; the result vector, or None while Prometheus is not answering yet.
+fn query(prometheus: SocketAddr, promql: &str) -> Option<Vec<Value>> {
+    TcpStream::connect_timeout(&prometheus, Duration::from_secs(1)).ok()?;
+    let (status, _, body) = http(
+        prometheus,
+        "GET",
+        &format!("/api/v1/query?query={}", encode(promql)),
+    );
+    if status != 200 {
+        return None;
+    }
+    let doc: Value = serde_json::from_str(&body).ok()?;
+    doc["data"]["result"].as_array().cloned()
+}
+
+#[test]
+fn real_prometheus_scrapes_the_close_wait_count_of_our_process() {
+    if !can_use_prometheus("real_prometheus_scrapes_the_close_wait_count_of_our_process") {
+        return;
+    }
+    let me = std::process::id();
+    let (_listener, _client, port) = close_wait_socket();
+    let (_kwatch, kwatch_addr, _lines) = start_kwatch(&["--pid-label"]);
+
+    // promtool accepts what Prometheus is about to scrape, and it already shows our socket.
+    let (status, _, body) = http(kwatch_addr, "GET", "/metrics");
+    assert_eq!(status, 200, "{body}");
+    let (ok, said) = promtool_check(&body);
+    assert!(ok, "promtool check metrics failed: {said}\n{body}");
+    let ours = "kwatch_process_close_wait_sockets{comm=";
+    assert!(
+        body.lines()
+            .any(|l| l.starts_with(ours) && l.contains(&format!("pid=\"{me}\"}} 1"))),
+        "our CLOSE_WAIT socket (local port {port}) in the metrics: {body}"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let (_prometheus, prom_addr) = start_prometheus(dir.path(), kwatch_addr);
+    let promql = format!("kwatch_process_close_wait_sockets{{job=\"kwatch\",pid=\"{me}\"}}");
+    let found = poll(Duration::from_secs(60), || {
+        let result = query(prom_addr, &promql)?;
+        let value = result.first()?["value"][1].as_str()?.to_string();
+        Some((result, value))
+    });
+    let log = std::fs::read_to_string(dir.path().join("prometheus.log")).unwrap_or_default();
+    let (result, value) =
+        found.unwrap_or_else(|| panic!("Prometheus never had '{promql}'; its log:\n{log}"));
+    assert_eq!(value, "1", "{result:?}");
+    assert_eq!(result.len(), 1, "{result:?}");
+    // The scrape itself was healthy.
+    let up = query(prom_addr, "up{job=\"kwatch\"}").unwrap();
+    assert_eq!(up[0]["value"][1], "1", "{up:?}");
+}
