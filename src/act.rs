@@ -14,6 +14,7 @@ pub mod keepalive;
 
 use std::collections::BTreeMap;
 use std::io::{self, BufRead, IsTerminal, Write};
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 
@@ -21,7 +22,7 @@ use crate::cli::{Args, ColorChoice};
 use crate::collect;
 use crate::escape::escape;
 use crate::filter::Filter;
-use crate::model::{Connection, Snapshot, TcpState};
+use crate::model::{Connection, NamespaceInfo, Snapshot, TcpState};
 use crate::output::table;
 use crate::sockopt::Reader;
 use destroy::{DestroyError, Destroyer};
@@ -322,7 +323,7 @@ pub fn kill(kill: &KillArgs, args: &Args) -> anyhow::Result<()> {
         writeln!(out, "nothing was killed")?;
         return Ok(());
     }
-    let results = kill_all(&plan.targets);
+    let results = kill_all(&plan.targets, &snapshot.namespaces, &args.proc_root);
     let mut failed = 0;
     let mut gone = 0;
     for (conn, result) in plan.targets.iter().zip(&results) {
@@ -367,27 +368,113 @@ pub fn kill(kill: &KillArgs, args: &Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Destroys each socket in turn. Per socket: `Some(result)`, or `None` when not tried because an earlier error
-/// showed every attempt would fail (no permission, unsupported kernel).
-pub fn kill_all(targets: &[&Connection]) -> Vec<Option<Result<(), DestroyError>>> {
-    let mut results: Vec<Option<Result<(), DestroyError>>> = Vec::with_capacity(targets.len());
-    let mut destroyer = match Destroyer::open() {
-        Ok(d) => d,
-        Err(e) => {
-            results.push(Some(Err(e)));
-            results.resize_with(targets.len(), || None);
-            return results;
-        }
+/// Where a socket's SOCK_DESTROY must be sent from: `None` for kwatch's own namespace (or an unknown one),
+/// else the path of its network namespace to enter (`/run/netns/NAME`, or `PROC/PID/ns/net` of a process in it).
+/// A netlink socket only reaches the sockets of the namespace it was opened in.
+pub fn destroy_place(
+    conn: &Connection,
+    namespaces: &[NamespaceInfo],
+    own_inode: Option<u64>,
+    proc_root: &Path,
+) -> Result<Option<PathBuf>, String> {
+    let Some(ns) = &conn.netns else {
+        return Ok(None);
     };
-    for conn in targets {
-        let result = destroyer.destroy(conn);
-        let fatal = result.as_ref().is_err_and(DestroyError::is_fatal);
-        results.push(Some(result));
+    let info = namespaces.iter().find(|i| i.netns.inode == ns.inode);
+    if info.is_some_and(|i| i.current) || own_inode == Some(ns.inode) {
+        return Ok(None);
+    }
+    if let Some(name) = ns
+        .name
+        .as_ref()
+        .or(info.and_then(|i| i.netns.name.as_ref()))
+    {
+        return Ok(Some(Path::new(crate::netns::RUN_NETNS).join(name)));
+    }
+    match info.and_then(|i| i.pid) {
+        Some(pid) => Ok(Some(proc_root.join(format!("{pid}/ns/net")))),
+        None => Err(format!(
+            "cannot reach network namespace '{}': it has no name and no known process",
+            ns.label()
+        )),
+    }
+}
+
+/// Destroys each socket in turn, each from inside its network namespace. Per socket: `Some(result)`, or `None`
+/// when not tried because an earlier error showed every attempt would fail (no permission, unsupported kernel).
+pub fn kill_all(
+    targets: &[&Connection],
+    namespaces: &[NamespaceInfo],
+    proc_root: &Path,
+) -> Vec<Option<Result<(), DestroyError>>> {
+    let own_inode = rustix::fs::stat(proc_root.join("thread-self/ns/net"))
+        .ok()
+        .map(|st| st.st_ino);
+    let places: Vec<Result<Option<PathBuf>, String>> = targets
+        .iter()
+        .map(|c| destroy_place(c, namespaces, own_inode, proc_root))
+        .collect();
+    let mut results: Vec<Option<Result<(), DestroyError>>> = Vec::new();
+    results.resize_with(targets.len(), || None);
+    let mut done = vec![false; targets.len()];
+    for i in 0..targets.len() {
+        if done[i] {
+            continue;
+        }
+        // Every socket of the same place, in order, through one netlink socket opened there.
+        let group: Vec<usize> = (i..targets.len())
+            .filter(|&j| !done[j] && places[j] == places[i])
+            .collect();
+        for &j in &group {
+            done[j] = true;
+        }
+        let conns: Vec<&Connection> = group.iter().map(|&j| targets[j]).collect();
+        let outcome = match &places[i] {
+            Err(why) => group
+                .iter()
+                .map(|_| Some(Err(DestroyError::Netns(why.clone()))))
+                .collect(),
+            Ok(None) => destroy_group(&conns),
+            Ok(Some(path)) => crate::netns::enter::open(path)
+                .and_then(|file| crate::netns::enter::run_in(&file, || destroy_group(&conns)))
+                .unwrap_or_else(|e| {
+                    let why = format!("cannot enter network namespace '{}': {e}", path.display());
+                    group
+                        .iter()
+                        .map(|_| Some(Err(DestroyError::Netns(why.clone()))))
+                        .collect()
+                }),
+        };
+        let fatal = outcome
+            .iter()
+            .any(|r| matches!(r, Some(Err(e)) if e.is_fatal()));
+        for (&j, r) in group.iter().zip(outcome) {
+            results[j] = r;
+        }
         if fatal {
             break;
         }
     }
-    results.resize_with(targets.len(), || None);
+    results
+}
+
+/// Destroys `conns` through one netlink socket opened on this thread, stopping at the first fatal error.
+fn destroy_group(conns: &[&Connection]) -> Vec<Option<Result<(), DestroyError>>> {
+    let mut results: Vec<Option<Result<(), DestroyError>>> = Vec::with_capacity(conns.len());
+    match Destroyer::open() {
+        Err(e) => results.push(Some(Err(e))),
+        Ok(mut destroyer) => {
+            for conn in conns {
+                let result = destroyer.destroy(conn);
+                let fatal = result.as_ref().is_err_and(DestroyError::is_fatal);
+                results.push(Some(result));
+                if fatal {
+                    break;
+                }
+            }
+        }
+    }
+    results.resize_with(conns.len(), || None);
     results
 }
 

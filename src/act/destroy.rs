@@ -48,6 +48,9 @@ pub enum DestroyError {
     Gone,
     #[error("the kernel refused: {0}")]
     Kernel(io::Error),
+    /// The socket's network namespace could not be entered (needs root) or found.
+    #[error("{0}")]
+    Netns(String),
 }
 
 impl DestroyError {

@@ -182,3 +182,50 @@ fn readback_says_what_the_socket_has() {
          applies: the connection may be reset sooner"
     );
 }
+
+#[test]
+fn sockets_of_other_namespaces_are_destroyed_from_inside_them() {
+    use crate::model::{NamespaceInfo, NetnsRef, Settings};
+    use std::path::{Path, PathBuf};
+    let ns = |inode, name: Option<&str>| NetnsRef {
+        inode,
+        name: name.map(String::from),
+    };
+    let info = |inode, name, current, pid| NamespaceInfo {
+        netns: ns(inode, name),
+        current,
+        pid,
+        settings: Settings::default(),
+        error: None,
+    };
+    let namespaces = vec![
+        info(1, None, true, None),
+        info(2, Some("web"), false, None),
+        info(3, None, false, Some(42)),
+        info(4, None, false, None),
+    ];
+    let proc_root = Path::new("/proc");
+    let place = |inode: Option<u64>, own| {
+        let mut c = conn(TcpState::Established, 1, &[]);
+        c.netns = inode.map(|i| ns(i, if i == 2 { Some("web") } else { None }));
+        destroy_place(&c, &namespaces, own, proc_root)
+    };
+    assert_eq!(place(None, None), Ok(None));
+    assert_eq!(place(Some(1), None), Ok(None));
+    assert_eq!(place(Some(9), Some(9)), Ok(None));
+    assert_eq!(
+        place(Some(2), None),
+        Ok(Some(PathBuf::from("/run/netns/web")))
+    );
+    assert_eq!(
+        place(Some(3), None),
+        Ok(Some(PathBuf::from("/proc/42/ns/net")))
+    );
+    assert_eq!(
+        place(Some(4), None),
+        Err(
+            "cannot reach network namespace 'ns:4': it has no name and no known process"
+                .to_string()
+        )
+    );
+}
