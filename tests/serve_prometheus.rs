@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use common::*;
 use kwatch::analyze::{self, Thresholds};
-use kwatch::model::Snapshot;
+use kwatch::model::{NamespaceInfo, NetnsRef, Settings, Snapshot, Unit, UnitKind};
 use kwatch::serve::metrics::{MetricsOptions, SelfStats, render};
 use serde_json::Value;
 
@@ -88,6 +88,100 @@ fn busy_fixture_counts_per_process_and_escapes_hostile_names() {
             "kwatch_process_sockets{comm=\"nginx\",pid=\"812\"}"
         ),
         Some(3.0)
+    );
+}
+
+/// The busy fixture as `--all-netns` sees it: java (pid 2231) runs in namespace `web` inside a docker container
+/// with its own keepalive settings; a third namespace could not be entered.
+fn busy_in_namespaces() -> Snapshot {
+    let mut snap = busy();
+    let host = NetnsRef {
+        inode: 4026531840,
+        name: None,
+    };
+    let web = NetnsRef {
+        inode: 4026532500,
+        name: Some("web".into()),
+    };
+    let ns =
+        |netns: &NetnsRef, current: bool, settings: Settings, error: Option<&str>| NamespaceInfo {
+            netns: netns.clone(),
+            current,
+            pid: None,
+            settings,
+            error: error.map(Into::into),
+        };
+    let web_settings = Settings {
+        tcp_keepalive_time_s: Some(600),
+        tcp_keepalive_intvl_s: Some(10),
+        tcp_keepalive_probes: Some(5),
+        ..snap.settings
+    };
+    let locked = NetnsRef {
+        inode: 4026532600,
+        name: None,
+    };
+    snap.namespaces = vec![
+        ns(&host, true, snap.settings, None),
+        ns(&web, false, web_settings, None),
+        ns(
+            &locked,
+            false,
+            Settings::default(),
+            Some("permission denied"),
+        ),
+    ];
+    for c in &mut snap.connections {
+        let java = c.owners.iter().any(|o| o.pid == 2231);
+        c.netns = Some(if java { web.clone() } else { host.clone() });
+    }
+    snap.units.insert(
+        2231,
+        Unit {
+            kind: UnitKind::Docker,
+            id: "3f4e1b2c9d8a7f6e5d4c3b2a1f0e9d8c7b6a5f4e3d2c1b0a9f8e7d6c5b4a3f2e".into(),
+            pod: None,
+        },
+    );
+    snap.units.insert(
+        640,
+        Unit {
+            kind: UnitKind::Systemd,
+            id: "ssh.service".into(),
+            pod: None,
+        },
+    );
+    snap
+}
+
+#[test]
+fn namespaces_and_units_become_labels() {
+    let text = render(&busy_in_namespaces(), &MetricsOptions::default(), &STATS).unwrap();
+    let has = |line: &str| assert!(text.lines().any(|l| l == line), "missing '{line}':\n{text}");
+    has(r#"kwatch_sockets{netns="web",state="close-wait"} 1"#);
+    has(r#"kwatch_sockets{netns="ns:4026531840",state="close-wait"} 1"#);
+    // Every state of every namespace kwatch entered, none of the one it could not.
+    has(r#"kwatch_sockets{netns="web",state="listen"} 0"#);
+    assert!(!text.contains("ns:4026532600"), "{text}");
+    has("kwatch_namespaces_unreadable 1");
+    has(r#"kwatch_net_tcp_keepalive_time_seconds{netns="web"} 600"#);
+    has(r#"kwatch_net_tcp_keepalive_time_seconds{netns="ns:4026531840"} 7200"#);
+    has(
+        r#"kwatch_process_close_wait_sockets{comm="java",netns="web",unit="docker:3f4e1b2c9d8a"} 1"#,
+    );
+    has(r#"kwatch_process_sockets{comm="sshd",netns="ns:4026531840",unit="ssh.service"} 2"#);
+    // A process without a known unit has the label empty (the same as absent to Prometheus).
+    has(r#"kwatch_process_sockets{comm="nginx",netns="ns:4026531840",unit=""} 3"#);
+    let with_pid = render(
+        &busy_in_namespaces(),
+        &MetricsOptions { pid_label: true },
+        &STATS,
+    )
+    .unwrap();
+    assert!(
+        with_pid.lines().any(|l| l
+            == r#"kwatch_process_established_keepalive_off{comm="java",netns="web",pid="2231",unit="docker:3f4e1b2c9d8a"} 1"#),
+        "{with_pid}"
     );
 }
 

@@ -2,6 +2,9 @@
 //!
 //! Every series kwatch exports is listed here with its HELP text. Per-process series are keyed by `comm` (and
 //! `pid` with `--pid-label`): processes sharing a comm are one series, and a socket they share counts once.
+//! When a snapshot covers other network namespaces than kwatch's own (`--netns`, `--all-netns`), socket and
+//! settings series carry a `netns` label (the name under /run/netns, or `ns:INODE`); when it knows which
+//! container, pod or systemd service runs a process, per-process series carry a `unit` label.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -11,7 +14,7 @@ use prometheus::{Encoder, Gauge, IntCounter, IntGauge, IntGaugeVec, Opts, Regist
 use crate::analyze;
 use crate::escape::escape;
 use crate::keepalive::DeathCause;
-use crate::model::{Connection, FindingCode, Snapshot, TcpState, TimerKind};
+use crate::model::{Connection, FindingCode, Settings, Snapshot, TcpState, TimerKind};
 
 /// The `Content-Type` of what [`render`] returns.
 pub const CONTENT_TYPE: &str = prometheus::TEXT_FORMAT;
@@ -33,20 +36,73 @@ pub struct SelfStats {
     pub scrape_errors: u64,
 }
 
-/// Which series one process's sockets go to.
+/// Which optional labels this snapshot's series carry.
+#[derive(Debug, Clone, Copy)]
+struct Labeling {
+    pid: bool,
+    netns: bool,
+    unit: bool,
+}
+
+impl Labeling {
+    fn of(snapshot: &Snapshot, opts: &MetricsOptions) -> Labeling {
+        Labeling {
+            pid: opts.pid_label,
+            netns: snapshot.namespaces.len() > 1 || snapshot.namespaces.iter().any(|n| !n.current),
+            unit: !snapshot.units.is_empty(),
+        }
+    }
+
+    /// Label names of per-process series.
+    fn process_labels(self) -> Vec<&'static str> {
+        let mut v = vec!["comm"];
+        v.extend(self.netns.then_some("netns"));
+        v.extend(self.unit.then_some("unit"));
+        v.extend(self.pid.then_some("pid"));
+        v
+    }
+}
+
+/// The `netns` label of a socket: empty when the socket's namespace is not known.
+fn netns_label(conn: &Connection) -> String {
+    conn.netns
+        .as_ref()
+        .map(|n| escape(&n.label()).into_owned())
+        .unwrap_or_default()
+}
+
+/// Which series one process's sockets go to; the fields not labelled are left empty.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 struct ProcessKey {
     /// Escaped comm: control characters made visible (a process picks its own name).
     comm: String,
+    netns: String,
+    unit: String,
     pid: Option<u32>,
 }
 
 impl ProcessKey {
-    fn labels(&self) -> Vec<String> {
-        let mut v = vec![self.comm.clone()];
-        if let Some(pid) = self.pid {
-            v.push(pid.to_string());
+    fn new(snapshot: &Snapshot, pid: u32, netns: &str, labeling: Labeling) -> ProcessKey {
+        ProcessKey {
+            comm: escape(snapshot.comm(pid)).into_owned(),
+            netns: if labeling.netns {
+                netns.to_string()
+            } else {
+                String::new()
+            },
+            unit: match snapshot.units.get(&pid) {
+                Some(u) if labeling.unit => escape(&u.label()).into_owned(),
+                _ => String::new(),
+            },
+            pid: labeling.pid.then_some(pid),
         }
+    }
+
+    fn values(&self, labeling: Labeling) -> Vec<String> {
+        let mut v = vec![self.comm.clone()];
+        v.extend(labeling.netns.then(|| self.netns.clone()));
+        v.extend(labeling.unit.then(|| self.unit.clone()));
+        v.extend(self.pid.map(|p| p.to_string()));
         v
     }
 }
@@ -101,11 +157,12 @@ pub fn render(
     stats: &SelfStats,
 ) -> Result<String, prometheus::Error> {
     let r = Registry::new();
-    sockets_by_state(&r, snapshot)?;
+    let labeling = Labeling::of(snapshot, opts);
+    sockets_by_state(&r, snapshot, labeling)?;
     findings(&r, snapshot)?;
-    processes(&r, snapshot, opts)?;
+    processes(&r, snapshot, labeling)?;
     held_dead(&r, snapshot)?;
-    settings(&r, snapshot)?;
+    settings(&r, snapshot, labeling)?;
     own(&r, snapshot, stats)?;
     let mut out = Vec::new();
     TextEncoder::new().encode(&r.gather(), &mut out)?;
@@ -135,19 +192,56 @@ fn count(n: usize) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
 
-fn sockets_by_state(r: &Registry, snapshot: &Snapshot) -> Result<(), prometheus::Error> {
+fn sockets_by_state(
+    r: &Registry,
+    snapshot: &Snapshot,
+    labeling: Labeling,
+) -> Result<(), prometheus::Error> {
+    let labels: &[&str] = if labeling.netns {
+        &["netns", "state"]
+    } else {
+        &["state"]
+    };
     let g = int_gauge(
         r,
         "kwatch_sockets",
         "TCP sockets by state (every state is listed, 0 when none).",
-        &["state"],
+        labels,
     )?;
-    let mut by_state: BTreeMap<TcpState, usize> = TcpState::ALL.iter().map(|s| (*s, 0)).collect();
-    for c in &snapshot.connections {
-        *by_state.entry(c.state).or_default() += 1;
+    let netns_of = |c: &Connection| {
+        if labeling.netns {
+            netns_label(c)
+        } else {
+            String::new()
+        }
+    };
+    // Every state of every listed namespace, so that a series drops to 0 rather than vanishing.
+    let mut namespaces: BTreeSet<String> = BTreeSet::new();
+    if labeling.netns {
+        namespaces.extend(
+            snapshot
+                .namespaces
+                .iter()
+                .filter(|n| n.error.is_none())
+                .map(|n| escape(&n.netns.label()).into_owned()),
+        );
+    } else {
+        namespaces.insert(String::new());
     }
-    for (state, n) in by_state {
-        g.with_label_values(&[state.name()]).set(count(n));
+    let mut counts: BTreeMap<(String, TcpState), usize> = namespaces
+        .iter()
+        .flat_map(|ns| TcpState::ALL.iter().map(move |s| ((ns.clone(), *s), 0)))
+        .collect();
+    for c in &snapshot.connections {
+        *counts.entry((netns_of(c), c.state)).or_default() += 1;
+    }
+    for ((ns, state), n) in counts {
+        let values: Vec<&str> = if labeling.netns {
+            vec![&ns, state.name()]
+        } else {
+            vec![state.name()]
+        };
+        g.with_label_values(&values).set(count(n));
     }
     Ok(())
 }
@@ -192,25 +286,24 @@ fn findings(r: &Registry, snapshot: &Snapshot) -> Result<(), prometheus::Error> 
     Ok(())
 }
 
-fn process_key(snapshot: &Snapshot, pid: u32, opts: &MetricsOptions) -> ProcessKey {
-    ProcessKey {
-        comm: escape(snapshot.comm(pid)).into_owned(),
-        pid: opts.pid_label.then_some(pid),
-    }
-}
-
 fn processes(
     r: &Registry,
     snapshot: &Snapshot,
-    opts: &MetricsOptions,
+    labeling: Labeling,
 ) -> Result<(), prometheus::Error> {
     let mut groups: BTreeMap<ProcessKey, ProcessCounts> = BTreeMap::new();
+    // The namespace of each process's first socket: where its held dead sockets are counted.
+    let mut netns_of_pid: BTreeMap<u32, String> = BTreeMap::new();
     for conn in &snapshot.connections {
+        let netns = netns_label(conn);
         // A socket held by several processes of one series (nginx workers sharing a listener) counts once.
         let keys: BTreeSet<ProcessKey> = conn
             .owners
             .iter()
-            .map(|o| process_key(snapshot, o.pid, opts))
+            .map(|o| {
+                netns_of_pid.entry(o.pid).or_insert_with(|| netns.clone());
+                ProcessKey::new(snapshot, o.pid, &netns, labeling)
+            })
             .collect();
         for key in keys {
             groups.entry(key).or_default().add(conn);
@@ -219,16 +312,15 @@ fn processes(
     let held: BTreeSet<(ProcessKey, u64)> = snapshot
         .held_dead
         .iter()
-        .map(|g| (process_key(snapshot, g.pid, opts), g.inode))
+        .map(|g| {
+            let netns = netns_of_pid.get(&g.pid).map_or("", String::as_str);
+            (ProcessKey::new(snapshot, g.pid, netns, labeling), g.inode)
+        })
         .collect();
     for (key, _) in held {
         groups.entry(key).or_default().held_dead_sockets += 1;
     }
-    let labels: &[&str] = if opts.pid_label {
-        &["comm", "pid"]
-    } else {
-        &["comm"]
-    };
+    let labels = labeling.process_labels();
     type Field = fn(&ProcessCounts) -> i64;
     let series: [(&str, &str, Field); 7] = [
         (
@@ -268,9 +360,9 @@ fn processes(
         ),
     ];
     for (name, help, field) in series {
-        let g = int_gauge(r, name, help, labels)?;
+        let g = int_gauge(r, name, help, &labels)?;
         for (key, counts) in &groups {
-            let values = key.labels();
+            let values = key.values(labeling);
             let values: Vec<&str> = values.iter().map(String::as_str).collect();
             g.with_label_values(&values).set(field(counts));
         }
@@ -315,43 +407,78 @@ fn cause_name(cause: DeathCause) -> &'static str {
     }
 }
 
-fn settings(r: &Registry, snapshot: &Snapshot) -> Result<(), prometheus::Error> {
-    let s = &snapshot.settings;
-    let all = [
+fn settings(
+    r: &Registry,
+    snapshot: &Snapshot,
+    labeling: Labeling,
+) -> Result<(), prometheus::Error> {
+    // One value per namespace when several are listed (a namespace kwatch could not enter is left out).
+    let per_ns: Vec<(Vec<String>, &Settings)> = if labeling.netns {
+        snapshot
+            .namespaces
+            .iter()
+            .filter(|n| n.error.is_none())
+            .map(|n| (vec![escape(&n.netns.label()).into_owned()], &n.settings))
+            .collect()
+    } else {
+        vec![(vec![], &snapshot.settings)]
+    };
+    let labels: &[&str] = if labeling.netns { &["netns"] } else { &[] };
+    type Field = fn(&Settings) -> Option<u32>;
+    let all: [(&str, &str, Field); 5] = [
         (
             "kwatch_net_tcp_keepalive_time_seconds",
             "net.ipv4.tcp_keepalive_time: idle time before the first keepalive probe (default for sockets \
              that do not set TCP_KEEPIDLE).",
-            s.tcp_keepalive_time_s,
+            |s| s.tcp_keepalive_time_s,
         ),
         (
             "kwatch_net_tcp_keepalive_intvl_seconds",
             "net.ipv4.tcp_keepalive_intvl: time between keepalive probes.",
-            s.tcp_keepalive_intvl_s,
+            |s| s.tcp_keepalive_intvl_s,
         ),
         (
             "kwatch_net_tcp_keepalive_probes",
             "net.ipv4.tcp_keepalive_probes: unanswered probes before the connection is reset.",
-            s.tcp_keepalive_probes,
+            |s| s.tcp_keepalive_probes,
         ),
         (
             "kwatch_net_tcp_retries2",
             "net.ipv4.tcp_retries2: retransmissions before an unacknowledged connection is given up.",
-            s.tcp_retries2,
+            |s| s.tcp_retries2,
         ),
         (
             "kwatch_net_tcp_fin_timeout_seconds",
             "net.ipv4.tcp_fin_timeout: how long an orphaned socket stays in FIN_WAIT_2.",
-            s.tcp_fin_timeout_s,
+            |s| s.tcp_fin_timeout_s,
         ),
     ];
-    for (name, help, value) in all {
+    for (name, help, field) in all {
         // A sysctl kwatch could not read is left out rather than exported as 0.
-        if let Some(v) = value {
-            single_int(r, name, help, i64::from(v))?;
+        let values: Vec<(&Vec<String>, u32)> = per_ns
+            .iter()
+            .filter_map(|(labels, s)| Some((labels, field(s)?)))
+            .collect();
+        if values.is_empty() {
+            continue;
+        }
+        let g = int_gauge(r, name, help, labels)?;
+        for (label_values, v) in values {
+            let label_values: Vec<&str> = label_values.iter().map(String::as_str).collect();
+            g.with_label_values(&label_values).set(i64::from(v));
         }
     }
-    Ok(())
+    let unreadable = snapshot
+        .namespaces
+        .iter()
+        .filter(|n| n.error.is_some())
+        .count();
+    single_int(
+        r,
+        "kwatch_namespaces_unreadable",
+        "Network namespaces kwatch could not enter (their sockets are missing; run as root).",
+        count(unreadable),
+    )
 }
 
 fn own(r: &Registry, snapshot: &Snapshot, stats: &SelfStats) -> Result<(), prometheus::Error> {
