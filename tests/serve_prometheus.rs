@@ -445,3 +445,29 @@ fn real_prometheus_scrapes_the_close_wait_count_of_our_process() {
     let up = query(prom_addr, "up{job=\"kwatch\"}").unwrap();
     assert_eq!(up[0]["value"][1], "1", "{up:?}");
 }
+
+#[test]
+fn the_documented_scrape_config_and_alert_rules_are_valid_and_the_alerts_fire_as_described() {
+    if !can_use_prometheus("the_documented_scrape_config_and_alert_rules_are_valid") {
+        return;
+    }
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/prometheus");
+    for args in [
+        &["check", "config", "prometheus.yml"][..],
+        &["check", "rules", "kwatch-alerts.yml"],
+        // Unit tests of the rules: CLOSE_WAIT growing for 10 minutes, dead peers, keepalive-off share.
+        &["test", "rules", "kwatch-alerts.test.yml"],
+    ] {
+        let out = Command::new(PROMTOOL)
+            .args(args)
+            .current_dir(&dir)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "promtool {args:?}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
