@@ -9,6 +9,7 @@ pub mod explain;
 pub mod format;
 pub mod history;
 pub mod keys;
+pub mod log;
 pub mod render;
 
 use std::io::{IsTerminal, Write};
@@ -190,6 +191,7 @@ fn handle(app: &mut App, ev: Event) -> anyhow::Result<Option<Exit>> {
             now_ms: now_ms(),
         }),
         Event::CollectorError(e) => Some(Action::CollectorError(e)),
+        Event::Log(events) => Some(Action::Log(events)),
         Event::Fatal(e) => bail!(e),
         Event::Signal(sig) => return Ok(Some(Exit::Signal(sig))),
     };

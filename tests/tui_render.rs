@@ -249,3 +249,224 @@ fn paused_before_the_first_snapshot_and_collector_error() {
     let terminal = draw(&app, size);
     assert_snapshot!(name("starting", size), terminal.backend());
 }
+
+/// A watch event about a socket `local` → `peer` held by `owner` (pid, fd, comm).
+fn socket(cookie: u64, local: &str, peer: &str) -> kwatch::events::SocketId {
+    let local: std::net::SocketAddr = local.parse().expect("local");
+    let peer: std::net::SocketAddr = peer.parse().expect("peer");
+    kwatch::events::SocketId {
+        cookie,
+        family: if local.is_ipv4() {
+            kwatch::model::Family::Ipv4
+        } else {
+            kwatch::model::Family::Ipv6
+        },
+        local_addr: local.ip(),
+        local_port: local.port(),
+        peer_addr: peer.ip(),
+        peer_port: peer.port(),
+    }
+}
+
+/// What the log view and the held dead sockets are drawn from: java (2231) kept the fd of a connection its peer
+/// let die by keepalive; the hostile process (3107) keeps one that was reset; a few deaths and state changes.
+fn app_with_deaths(size: (u16, u16)) -> App {
+    use kwatch::events::Event;
+    use kwatch::keepalive::DeathCause;
+    use kwatch::model::{HeldDeadSocket, Owner, TcpInfo, TcpState};
+    use kwatch::output::json::StateName;
+    let mut app = App::new(Filter::default(), false);
+    update(
+        &mut app,
+        Action::Resize {
+            width: size.0,
+            height: size.1,
+        },
+    );
+    let mut snap = load("busy.json");
+    snap.taken_at_unix_ms = T0 + 100_000;
+    snap.held_dead = vec![
+        HeldDeadSocket {
+            pid: 2231,
+            fd: 17,
+            inode: 90_017,
+            local_addr: Some("10.0.0.5".parse().expect("addr")),
+            local_port: Some(40180),
+            tcp_info: Some(TcpInfo {
+                state: Some(7),
+                probes: Some(9),
+                retransmits: Some(0),
+                ..TcpInfo::default()
+            }),
+            cause: DeathCause::KeepaliveExhausted,
+        },
+        HeldDeadSocket {
+            pid: 3107,
+            fd: 9,
+            inode: 90_009,
+            local_addr: None,
+            local_port: None,
+            tcp_info: None,
+            cause: DeathCause::Reset,
+        },
+    ];
+    update(
+        &mut app,
+        Action::Snapshot {
+            snapshot: Box::new(snap),
+            now_ms: T0 + 101_200,
+        },
+    );
+    let java = |fd| vec![Owner { pid: 2231, fd }];
+    let destroy =
+        |t, s, owners, comm: Option<&str>, last, probes, retransmits, cause| Event::Destroy {
+            time_unix_ms: T0 + t,
+            socket: s,
+            owners,
+            comm: comm.map(str::to_string),
+            last_state: StateName(last),
+            probes: Some(probes),
+            retransmits: Some(retransmits),
+            cause,
+        };
+    let events = vec![
+        Event::Start {
+            time_unix_ms: T0,
+            sockets: 14,
+            destroy_events: true,
+        },
+        Event::State {
+            time_unix_ms: T0 + 61_000,
+            socket: socket(2001, "10.0.0.5:40180", "10.0.0.13:5432"),
+            owners: java(17),
+            comm: Some("java".into()),
+            from: StateName(TcpState::Established),
+            to: StateName(TcpState::Close),
+        },
+        Event::State {
+            time_unix_ms: T0 + 62_000,
+            socket: socket(1003, "10.0.0.5:443", "203.0.113.7:51234"),
+            owners: vec![Owner { pid: 812, fd: 11 }],
+            comm: Some("nginx".into()),
+            from: StateName(TcpState::Established),
+            to: StateName(TcpState::CloseWait),
+        },
+        destroy(
+            75_000,
+            socket(2002, "10.0.0.5:40190", "10.0.0.14:5432"),
+            java(18),
+            Some("java"),
+            TcpState::Established,
+            9,
+            0,
+            DeathCause::KeepaliveExhausted,
+        ),
+        destroy(
+            80_000,
+            socket(2003, "10.0.0.5:443", "203.0.113.9:50600"),
+            vec![Owner { pid: 812, fd: 12 }],
+            Some("nginx"),
+            TcpState::FinWait2,
+            0,
+            0,
+            DeathCause::Closed,
+        ),
+        destroy(
+            90_000,
+            socket(2004, "10.0.0.5:40200", "198.51.100.20:80"),
+            vec![Owner { pid: 3107, fd: 9 }],
+            Some("evil\u{1b}]0;pwned\u{7}"),
+            TcpState::Established,
+            0,
+            1,
+            DeathCause::Reset,
+        ),
+        destroy(
+            95_000,
+            socket(2005, "[2001:db8::5]:40210", "[2001:db8::99]:443"),
+            vec![],
+            None,
+            TcpState::Established,
+            0,
+            15,
+            DeathCause::RetransmitTimeout,
+        ),
+        Event::Warning {
+            time_unix_ms: T0 + 96_000,
+            message: "destroy notifications may have been lost: no buffer space available".into(),
+        },
+    ];
+    update(&mut app, Action::Log(events));
+    app
+}
+
+#[test]
+fn log_view_lists_deaths_newest_first_under_the_held_dead_sockets() {
+    for size in SIZES {
+        let mut app = app_with_deaths(size);
+        press(&mut app, [Action::ToggleLog]);
+        let terminal = draw(&app, size);
+        let screen = format!("{}", terminal.backend());
+        assert!(screen.contains(" Event log 8 "), "{screen}");
+        assert!(screen.contains("keepalive_exhausted"), "{screen}");
+        assert!(!screen.contains('\u{1b}'), "{screen}");
+        // The held socket's peer comes from the log's record of it leaving the dump.
+        assert!(
+            screen
+                .lines()
+                .any(|l| l.contains("2231/java") && l.contains("10.0.0.13:5432")),
+            "{screen}"
+        );
+        assert_snapshot!(name("log", size), terminal.backend());
+    }
+}
+
+#[test]
+fn held_dead_sockets_show_in_the_header_and_per_process() {
+    for size in SIZES {
+        let mut app = app_with_deaths(size);
+        press(&mut app, [Action::SwitchView]);
+        let terminal = draw(&app, size);
+        let screen = format!("{}", terminal.backend());
+        assert!(screen.contains("! 2 dead sockets still held"), "{screen}");
+        assert!(screen.contains("DEAD"), "{screen}");
+        assert_snapshot!(name("processes_held_dead", size), terminal.backend());
+    }
+}
+
+#[test]
+fn log_view_without_destroy_notifications() {
+    let size = (80, 24);
+    let mut app = app_with("busy.json", size);
+    press(
+        &mut app,
+        [
+            Action::Log(vec![
+                kwatch::events::Event::Warning {
+                    time_unix_ms: T0,
+                    message: "no destroy notifications: cannot open a sock_diag socket: permission denied"
+                        .into(),
+                },
+                kwatch::events::Event::Start {
+                    time_unix_ms: T0,
+                    sockets: 14,
+                    destroy_events: false,
+                },
+            ]),
+            Action::ToggleLog,
+        ],
+    );
+    let terminal = draw(&app, size);
+    let screen = format!("{}", terminal.backend());
+    assert!(screen.contains("deaths are not logged"), "{screen}");
+    assert_snapshot!(name("log_no_destroy_events", size), terminal.backend());
+}
+
+#[test]
+fn log_view_before_anything_happened() {
+    let size = (80, 24);
+    let mut app = app_with("busy.json", size);
+    press(&mut app, [Action::ToggleLog]);
+    let terminal = draw(&app, size);
+    assert_snapshot!(name("log_empty", size), terminal.backend());
+}

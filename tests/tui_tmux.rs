@@ -1,6 +1,7 @@
 //! End to end: the real `kwatch` binary in a tmux pane, against loopback sockets this test opened (one left in
 //! CLOSE_WAIT). The pane shows the stuck row with its marker, a typed filter narrows the rows, Tab shows the
-//! processes, and both `q` and SIGTERM leave the terminal restored (no alternate screen, no raw mode, no mouse).
+//! processes, `L` the event log where closing a pair the view had seen shows up as its death, and both `q` and
+//! SIGTERM leave the terminal restored (no alternate screen, no raw mode, no mouse).
 //!
 //! Skipped with a printed reason when tmux is missing, unless the environment variable CI is set (then it fails).
 
@@ -134,7 +135,7 @@ struct Sockets {
     other_port: u16,
     _listener: TcpListener,
     _close_wait: TcpStream,
-    _other: (TcpListener, TcpStream, TcpStream),
+    other: (TcpListener, TcpStream, TcpStream),
 }
 
 fn open_sockets() -> Sockets {
@@ -158,7 +159,7 @@ fn open_sockets() -> Sockets {
         other_port,
         _listener: listener,
         _close_wait: accepted,
-        _other: (other, a, b),
+        other: (other, a, b),
     }
 }
 
@@ -269,6 +270,20 @@ fn live_view_in_tmux() {
     tmux.wait_for("the processes view with this test's pid", |s| {
         s.contains(" Processes ") && s.lines().any(|l| l.split_whitespace().any(|w| w == me))
     });
+
+    // The event log: the feed started, then closing both ends of the other pair (seen before, hidden by the
+    // filter, which does not apply to the log) logs their deaths.
+    tmux.type_text("L");
+    tmux.wait_for("the event log with its start line", |s| {
+        s.contains(" Event log ") && s.contains("watching ")
+    });
+    drop(sockets.other);
+    let peer = format!("127.0.0.1:{other} ");
+    tmux.wait_for("a death of the closed pair in the log", |s| {
+        s.lines().any(|l| l.contains("died:") && l.contains(&peer))
+    });
+    tmux.type_text("L");
+    tmux.wait_for("back in the processes view", |s| s.contains(" Processes "));
 
     tmux.type_text("q");
     assert_terminal_restored(&tmux, "q");

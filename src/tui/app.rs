@@ -6,14 +6,18 @@ use crate::analyze::{ProcessSummary, rollup};
 use crate::filter::Filter;
 use std::net::IpAddr;
 
+use crate::events::Event as WatchEvent;
 use crate::model::{Connection, Severity, Snapshot, TcpState, TimerKind};
 use crate::tui::history::{History, idle_ms};
+use crate::tui::log::Log;
 
 /// Which table is showing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum View {
     Connections,
     Processes,
+    /// The event log (`L`): deaths and state changes of watched sockets, and held dead sockets.
+    Log,
 }
 
 /// What keys mean right now (the key map's input).
@@ -138,6 +142,8 @@ pub enum Action {
     Back,
     TogglePause,
     ToggleHelp,
+    /// Open the event log, or go back to the table it was opened from.
+    ToggleLog,
     Quit,
     FilterOpen,
     FilterChar(char),
@@ -151,6 +157,8 @@ pub enum Action {
         now_ms: u64,
     },
     CollectorError(String),
+    /// Watch events from the collector, oldest first.
+    Log(Vec<WatchEvent>),
     /// Time passed: the header's "refreshed ... ago" moves.
     Tick {
         now_ms: u64,
@@ -176,6 +184,8 @@ pub struct Detail {
     pub gone: bool,
 }
 
+/// Held dead sockets listed at most above the log (the header counts them all).
+pub const HELD_ROWS: usize = 5;
 /// Rows scrolled per mouse wheel notch.
 const WHEEL_ROWS: usize = 3;
 /// Terminal lines around a table besides the header: title line, column line, footer.
@@ -217,6 +227,18 @@ pub struct App {
     pub detail: Option<Detail>,
     pub history: History,
     pub collector_error: Option<String>,
+    /// Deaths and state changes of watched sockets, newest first.
+    pub log: Log,
+    /// Events that arrived while paused.
+    pub held_log: Vec<WatchEvent>,
+    pub log_sel: usize,
+    pub log_offset: usize,
+    /// The table `L` (or Esc, Tab) goes back to.
+    pub log_return: View,
+    /// Whether destroy notifications arrive (`None` until the collector says).
+    pub destroy_events: Option<bool>,
+    /// The newest warning of the log's feed (why destroy notifications are missing or were lost).
+    pub log_warning: Option<String>,
     pub width: u16,
     pub height: u16,
 }
@@ -252,6 +274,13 @@ impl App {
             detail: None,
             history: History::default(),
             collector_error: None,
+            log: Log::default(),
+            held_log: Vec::new(),
+            log_sel: 0,
+            log_offset: 0,
+            log_return: View::Connections,
+            destroy_events: None,
+            log_warning: None,
             width: 80,
             height: 24,
         }
@@ -270,16 +299,38 @@ impl App {
         }
     }
 
-    /// Lines the header takes: host, keepalive, states, stuck, then one each for unreadable processes, the first
-    /// collector warning and a collector error when there are any.
+    /// Lines the header takes: host, keepalive, states, stuck, then one each for held dead sockets, unreadable
+    /// processes, the first collector warning, missing destroy notifications and a collector error when there
+    /// are any.
     pub fn header_lines(&self) -> u16 {
-        let extra = u16::from(self.collector_error.is_some());
+        let extra = u16::from(self.collector_error.is_some())
+            + u16::from(self.destroy_events == Some(false));
         match self.snapshot.as_ref() {
             None => 2 + extra,
             Some(s) => {
-                4 + extra + u16::from(!s.unreadable.is_empty()) + u16::from(!s.warnings.is_empty())
+                4 + extra
+                    + u16::from(!s.held_dead.is_empty())
+                    + u16::from(!s.unreadable.is_empty())
+                    + u16::from(!s.warnings.is_empty())
             }
         }
+    }
+
+    /// Rows the log view gives the held dead sockets above the events: a title, a column line and up to
+    /// [`HELD_ROWS`] sockets; none when there are none.
+    pub fn held_lines(&self) -> u16 {
+        let n = self.snapshot.as_ref().map_or(0, |s| s.held_dead.len());
+        if n == 0 {
+            0
+        } else {
+            2 + n.min(HELD_ROWS) as u16
+        }
+    }
+
+    /// Log lines that fit on screen below the held dead sockets.
+    pub fn log_page(&self) -> usize {
+        let chrome = self.header_lines() + TABLE_CHROME + self.held_lines();
+        usize::from(self.height.saturating_sub(chrome)).max(1)
     }
 
     /// Table rows that fit on screen.
@@ -305,6 +356,7 @@ impl App {
         match self.view {
             View::Connections => self.rows.len(),
             View::Processes => self.procs.len(),
+            View::Log => self.log.len(),
         }
     }
 
@@ -415,6 +467,7 @@ impl App {
                 self.proc_sel = to;
                 self.proc_pid = self.selected_proc().map(|p| p.pid);
             }
+            View::Log => self.log_sel = to,
         }
         self.scroll_into_view();
     }
@@ -423,7 +476,29 @@ impl App {
         match self.view {
             View::Connections => self.conn_sel,
             View::Processes => self.proc_sel,
+            View::Log => self.log_sel,
         }
+    }
+
+    /// Adds watch events; a cursor below the top stays on its event, one on the top follows the newest.
+    fn apply_log(&mut self, events: Vec<WatchEvent>) {
+        for e in &events {
+            match e {
+                WatchEvent::Start { destroy_events, .. } => {
+                    self.destroy_events = Some(*destroy_events)
+                }
+                WatchEvent::Warning { message, .. } => self.log_warning = Some(message.clone()),
+                _ => {}
+            }
+        }
+        let before = self.log.added();
+        self.log.extend(events);
+        let added = (self.log.added() - before) as usize;
+        if self.log_sel > 0 {
+            self.log_sel = (self.log_sel + added).min(self.log.len().saturating_sub(1));
+            self.log_offset += added;
+        }
+        self.scroll_into_view();
     }
 
     /// Keeps the cursor on screen: scrolls only when it would leave the page.
@@ -435,6 +510,7 @@ impl App {
         ] {
             *offset = clamp_offset(*offset, sel, page);
         }
+        self.log_offset = clamp_offset(self.log_offset, self.log_sel, self.log_page());
     }
 }
 
@@ -532,6 +608,7 @@ pub fn update(app: &mut App, action: Action) {
         Action::End => app.select(usize::MAX),
         Action::ScrollUp => app.select(app.cursor().saturating_sub(WHEEL_ROWS)),
         Action::ScrollDown => app.select(app.cursor() + WHEEL_ROWS),
+        Action::SortNext | Action::SortReverse if app.view == View::Log => {}
         Action::SortNext => {
             match app.view {
                 View::Connections => {
@@ -542,6 +619,7 @@ pub fn update(app: &mut App, action: Action) {
                     app.proc_sort = next_in(&ProcSort::ALL, app.proc_sort);
                     app.proc_reverse = false;
                 }
+                View::Log => {}
             }
             app.refresh();
         }
@@ -549,6 +627,7 @@ pub fn update(app: &mut App, action: Action) {
             match app.view {
                 View::Connections => app.conn_reverse = !app.conn_reverse,
                 View::Processes => app.proc_reverse = !app.proc_reverse,
+                View::Log => {}
             }
             app.refresh();
         }
@@ -557,6 +636,7 @@ pub fn update(app: &mut App, action: Action) {
             app.view = match app.view {
                 View::Connections => View::Processes,
                 View::Processes => View::Connections,
+                View::Log => app.log_return,
             };
             if app.view == View::Processes && app.drill_pid.take().is_some() {
                 app.refresh();
@@ -581,9 +661,12 @@ pub fn update(app: &mut App, action: Action) {
                     app.refresh();
                 }
             }
+            View::Log => {}
         },
         Action::Back => {
-            if app.detail.is_some() {
+            if app.view == View::Log {
+                app.view = app.log_return;
+            } else if app.detail.is_some() {
                 app.detail = None;
             } else if app.view == View::Connections && app.drill_pid.is_some() {
                 app.drill_pid = None;
@@ -601,6 +684,19 @@ pub fn update(app: &mut App, action: Action) {
                 && let Some(held) = app.held.take()
             {
                 app.apply_snapshot(*held);
+            }
+            if !app.paused && !app.held_log.is_empty() {
+                let held = std::mem::take(&mut app.held_log);
+                app.apply_log(held);
+            }
+        }
+        Action::ToggleLog => {
+            if app.view == View::Log {
+                app.view = app.log_return;
+            } else {
+                app.detail = None;
+                app.log_return = app.view;
+                app.view = View::Log;
             }
         }
         Action::ToggleHelp => app.help = !app.help,
@@ -652,6 +748,15 @@ pub fn update(app: &mut App, action: Action) {
             }
         }
         Action::CollectorError(e) => app.collector_error = Some(e),
+        Action::Log(events) => {
+            if app.paused {
+                app.held_log.extend(events);
+                let over = app.held_log.len().saturating_sub(crate::tui::log::LOG_MAX);
+                app.held_log.drain(..over);
+            } else {
+                app.apply_log(events);
+            }
+        }
         Action::Tick { now_ms } => app.now_ms = now_ms,
         Action::Resize { width, height } => {
             app.width = width;
@@ -666,6 +771,7 @@ pub fn update(app: &mut App, action: Action) {
 mod tests {
     use super::*;
     use crate::analyze::{Thresholds, analyze};
+    use crate::tui::log::LOG_MAX;
 
     const T0: u64 = 1_700_000_000_000;
 
@@ -1018,6 +1124,155 @@ mod tests {
             },
         );
         assert_eq!(app.collector_error, None);
+    }
+
+    fn watch_event(n: u64) -> WatchEvent {
+        use crate::events::SocketId;
+        use crate::keepalive::DeathCause;
+        use crate::model::{Family, Owner};
+        use crate::output::json::StateName;
+        WatchEvent::Destroy {
+            time_unix_ms: T0 + n,
+            socket: SocketId {
+                cookie: n,
+                family: Family::Ipv4,
+                local_addr: "192.0.2.1".parse().unwrap(),
+                local_port: 40000,
+                peer_addr: "192.0.2.2".parse().unwrap(),
+                peer_port: 9100,
+            },
+            owners: vec![Owner { pid: 7, fd: 3 }],
+            comm: Some("app".into()),
+            last_state: StateName(TcpState::Established),
+            probes: Some(3),
+            retransmits: Some(0),
+            cause: DeathCause::KeepaliveExhausted,
+        }
+    }
+
+    /// The cookies of the logged destroy events, newest first.
+    fn logged(app: &App) -> Vec<u64> {
+        app.log
+            .iter()
+            .filter_map(|e| match e {
+                WatchEvent::Destroy { socket, .. } => Some(socket.cookie),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn l_toggles_the_log_and_esc_or_tab_go_back_to_the_table() {
+        let mut app = app();
+        update(&mut app, Action::SwitchView);
+        update(&mut app, Action::ToggleLog);
+        assert_eq!((app.view, app.mode()), (View::Log, Mode::Browse));
+        update(&mut app, Action::SortNext);
+        assert_eq!(app.proc_sort, ProcSort::Worst, "no sort in the log");
+        update(&mut app, Action::ToggleLog);
+        assert_eq!(app.view, View::Processes, "back where it was opened");
+        update(&mut app, Action::ToggleLog);
+        update(&mut app, Action::Back);
+        assert_eq!(app.view, View::Processes);
+        update(&mut app, Action::SwitchView);
+        update(&mut app, Action::Enter);
+        assert_eq!(app.mode(), Mode::Detail);
+        update(&mut app, Action::ToggleLog);
+        assert_eq!((app.view, app.mode()), (View::Log, Mode::Browse));
+        update(&mut app, Action::SwitchView);
+        assert_eq!(app.view, View::Connections);
+        assert_eq!(app.filter_text, "", "Esc in the log is not a filter clear");
+    }
+
+    #[test]
+    fn log_events_arrive_newest_first_bounded_and_the_cursor_keeps_its_event() {
+        let mut app = app();
+        update(&mut app, Action::ToggleLog);
+        assert!(app.is_empty());
+        update(&mut app, Action::Log(vec![watch_event(1), watch_event(2)]));
+        assert_eq!(logged(&app), [2, 1]);
+        // On the top row the cursor follows the newest event.
+        update(&mut app, Action::Log(vec![watch_event(3)]));
+        assert_eq!((app.log_sel, logged(&app)[app.log_sel]), (0, 3));
+        update(&mut app, Action::Down);
+        assert_eq!(logged(&app)[app.log_sel], 2);
+        update(&mut app, Action::Log(vec![watch_event(4), watch_event(5)]));
+        assert_eq!(logged(&app)[app.log_sel], 2, "below the top it stays put");
+        update(
+            &mut app,
+            Action::Log((10..10 + LOG_MAX as u64).map(watch_event).collect()),
+        );
+        assert_eq!(app.log.len(), LOG_MAX);
+        assert_eq!(logged(&app)[0], 9 + LOG_MAX as u64);
+        assert!(app.log_sel < LOG_MAX);
+        update(&mut app, Action::End);
+        assert_eq!(app.log_sel, LOG_MAX - 1);
+        assert!(
+            app.log_offset + app.log_page() >= LOG_MAX,
+            "scrolled to the end"
+        );
+    }
+
+    #[test]
+    fn paused_log_holds_events_and_a_missing_subscription_shows_in_the_header() {
+        let mut app = app();
+        let lines = app.header_lines();
+        update(&mut app, Action::TogglePause);
+        update(
+            &mut app,
+            Action::Log(vec![
+                WatchEvent::Warning {
+                    time_unix_ms: T0,
+                    message: "no destroy notifications: permission denied".into(),
+                },
+                WatchEvent::Start {
+                    time_unix_ms: T0,
+                    sockets: 14,
+                    destroy_events: false,
+                },
+                watch_event(1),
+            ]),
+        );
+        assert!(app.log.is_empty(), "paused");
+        update(&mut app, Action::TogglePause);
+        assert_eq!(app.log.len(), 3);
+        assert_eq!(app.destroy_events, Some(false));
+        assert!(
+            app.log_warning
+                .as_deref()
+                .unwrap()
+                .contains("permission denied")
+        );
+        assert_eq!(app.header_lines(), lines + 1);
+    }
+
+    #[test]
+    fn held_dead_sockets_add_a_header_line_and_count_per_process() {
+        use crate::keepalive::DeathCause;
+        use crate::model::HeldDeadSocket;
+        let mut app = app();
+        let lines = app.header_lines();
+        let mut snap = busy();
+        snap.held_dead = vec![HeldDeadSocket {
+            pid: 640,
+            fd: 9,
+            inode: 77,
+            local_addr: None,
+            local_port: None,
+            tcp_info: None,
+            cause: DeathCause::Reset,
+        }];
+        update(
+            &mut app,
+            Action::Snapshot {
+                snapshot: Box::new(snap),
+                now_ms: T0 + 1_000,
+            },
+        );
+        assert_eq!(app.header_lines(), lines + 1);
+        let sshd = app.procs.iter().find(|p| p.pid == 640).unwrap();
+        assert_eq!(sshd.held_dead_sockets, 1);
+        assert_eq!(app.held_lines(), 3);
     }
 
     #[test]

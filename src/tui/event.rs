@@ -12,6 +12,7 @@ use crossterm::event::{self as ct, KeyEvent, MouseEvent};
 
 use crate::collect::{Collector, Options};
 use crate::model::Snapshot;
+use crate::tui::log::Feed;
 
 /// Everything the UI thread reacts to.
 #[derive(Debug)]
@@ -20,6 +21,8 @@ pub enum Event {
     Mouse(MouseEvent),
     Resize(u16, u16),
     Snapshot(Box<Snapshot>),
+    /// Watch events (deaths, state changes) of the snapshot that follows, oldest first.
+    Log(Vec<crate::events::Event>),
     CollectorError(String),
     /// The input thread could not read the terminal, or the collector panicked: the UI must end.
     Fatal(String),
@@ -62,7 +65,8 @@ pub fn spawn_input(
 /// Takes a snapshot every `interval` until the UI hangs up `wake` (dropping its sender). Sending `()` on `wake`
 /// takes the next snapshot at once. A dump that takes longer than the interval is followed by the next at once:
 /// the UI never waits on it, it just shows how old its data is. One [`Collector`] serves every refresh, so only
-/// what changed in /proc is read again.
+/// what changed in /proc is read again. A [`Feed`] turns destroy notifications and each snapshot into watch events,
+/// sent just before that snapshot.
 pub fn spawn_collector(
     opts: Options,
     interval: Duration,
@@ -73,8 +77,11 @@ pub fn spawn_collector(
         .name("kwatch-collector".into())
         .spawn(move || {
             let mut collector = Collector::new(opts);
+            let mut feed = Feed::open();
             loop {
                 let started = Instant::now();
+                // Notifications first, then the dump: a socket destroyed in between is still in `feed`'s memory.
+                feed.drain();
                 let event = match std::panic::catch_unwind(AssertUnwindSafe(|| collector.collect()))
                 {
                     Ok(Ok(snapshot)) => Event::Snapshot(Box::new(snapshot)),
@@ -89,6 +96,12 @@ pub fn spawn_collector(
                         return;
                     }
                 };
+                if let Event::Snapshot(snapshot) = &event {
+                    let events = feed.step(snapshot, snapshot.taken_at_unix_ms);
+                    if !events.is_empty() && tx.send(Event::Log(events)).is_err() {
+                        return;
+                    }
+                }
                 if tx.send(event).is_err() {
                     return;
                 }

@@ -5,6 +5,7 @@ mod connections;
 mod detail;
 mod header;
 mod help;
+mod log;
 mod processes;
 
 use ratatui::buffer::Buffer;
@@ -231,6 +232,7 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
         }
         (View::Connections, None) => connections::render(app, theme, body, buf),
         (View::Processes, _) => processes::render(app, theme, body, buf),
+        (View::Log, _) => log::render(app, theme, body, buf),
     }
     footer(app, theme, foot, buf);
     if app.help {
@@ -280,6 +282,13 @@ fn footer(app: &App, theme: Theme, area: Rect, buf: &mut Buffer) {
         return;
     }
     let hints: &[(&str, &str)] = match (app.mode(), app.view) {
+        (_, View::Log) => &[
+            ("?", "Help"),
+            ("↑↓", "Scroll"),
+            ("L/Esc", "Back"),
+            ("Space", "Pause"),
+            ("q", "Quit"),
+        ],
         (Mode::Detail, _) => &[
             ("Esc", "Back"),
             ("↑↓", "Prev/next"),
@@ -332,6 +341,7 @@ fn footer(app: &App, theme: Theme, area: Rect, buf: &mut Buffer) {
             app.proc_sort.label(),
             sort_arrow(app.proc_reverse)
         ),
+        View::Log => String::new(),
     };
     let used: u16 = hints
         .iter()

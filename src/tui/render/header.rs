@@ -33,6 +33,9 @@ pub fn render(app: &App, theme: Theme, area: Rect, buf: &mut Buffer) {
             lines.push(keepalive(&snap.settings, theme, usize::from(area.width)));
             lines.push(states(snap, theme));
             lines.push(stuck(snap, theme));
+            if !snap.held_dead.is_empty() {
+                lines.push(held_dead(snap, theme));
+            }
             if !snap.unreadable.is_empty() {
                 lines.push(unreadable(snap, theme));
             }
@@ -49,6 +52,16 @@ pub fn render(app: &App, theme: Theme, area: Rect, buf: &mut Buffer) {
                 ]));
             }
         }
+    }
+    if app.destroy_events == Some(false) {
+        let why = app.log_warning.as_deref().map_or_else(
+            || "no destroy notifications".to_string(),
+            |w| escape(w.strip_prefix("no destroy notifications: ").unwrap_or(w)).into_owned(),
+        );
+        lines.push(Line::from(vec![
+            Span::styled("! deaths are not logged: ", theme.flag()),
+            Span::raw(why),
+        ]));
     }
     if let Some(err) = app.collector_error.as_ref() {
         let last = if app.snapshot.is_some() {
@@ -214,6 +227,39 @@ fn stuck(snap: &Snapshot, theme: Theme) -> Line<'static> {
         theme.dim(),
     ));
     Line::from(spans)
+}
+
+/// `! 2 dead sockets still held (L) 2231/java fd 17 (keepalive_exhausted), ...`.
+fn held_dead(snap: &Snapshot, theme: Theme) -> Line<'static> {
+    let n = snap.held_dead.len();
+    let noun = if n == 1 { "socket" } else { "sockets" };
+    let list: Vec<String> = snap
+        .held_dead
+        .iter()
+        .take(3)
+        .map(|g| {
+            let cause = serde_json::to_value(g.cause)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default();
+            format!(
+                "{}/{} fd {} ({cause})",
+                g.pid,
+                escape(snap.comm(g.pid)),
+                g.fd
+            )
+        })
+        .collect();
+    let more = if n > 3 {
+        format!(" +{}", n - 3)
+    } else {
+        String::new()
+    };
+    Line::from(vec![
+        Span::styled(format!("! {n} dead {noun} still held"), theme.flag()),
+        Span::styled(" (L) ", theme.dim()),
+        Span::raw(format!("{}{more}", list.join(", "))),
+    ])
 }
 
 fn unreadable(snap: &Snapshot, theme: Theme) -> Line<'static> {

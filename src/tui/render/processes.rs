@@ -22,6 +22,8 @@ enum C {
     Sockets,
     Estab,
     CloseWait,
+    /// Dead sockets it still holds fds of; only shown when some process holds one.
+    Dead,
     NoKeepalive,
     Findings,
     Cmd,
@@ -30,7 +32,7 @@ enum C {
 /// (column, header, priority: lower matters more, right-aligned, cap on content width narrow and wide, sort column)
 type Spec = (C, &'static str, u8, bool, (u16, u16), Option<ProcSort>);
 
-const COLUMNS: [Spec; 10] = [
+const COLUMNS: [Spec; 11] = [
     (C::Mark, "", 0, false, (2, 2), Some(ProcSort::Worst)),
     (C::Pid, "PID", 1, true, (7, 7), Some(ProcSort::Pid)),
     (C::User, "USER", 8, false, (8, 12), None),
@@ -59,6 +61,7 @@ const COLUMNS: [Spec; 10] = [
         (10, 10),
         Some(ProcSort::CloseWait),
     ),
+    (C::Dead, "DEAD", 3, true, (4, 4), None),
     (
         C::NoKeepalive,
         "NO-KA",
@@ -105,6 +108,8 @@ fn cell(c: C, p: &ProcessSummary, snap: &Snapshot) -> String {
             .unwrap_or(0)
             .to_string(),
         C::CloseWait => p.close_wait().to_string(),
+        C::Dead if p.held_dead_sockets > 0 => p.held_dead_sockets.to_string(),
+        C::Dead => String::new(),
         C::NoKeepalive => format::percent(no_keepalive_share(p)),
         C::Findings => {
             let mut parts: Vec<String> = p
@@ -123,10 +128,13 @@ fn cell(c: C, p: &ProcessSummary, snap: &Snapshot) -> String {
     }
 }
 
-/// The worst severity among its sockets' findings and its own (process-level) findings.
+/// The worst severity among its sockets' findings and its own (process-level) findings; holding a dead socket
+/// is a warning.
 fn worst(p: &ProcessSummary) -> Option<crate::model::Severity> {
+    let held = (p.held_dead_sockets > 0).then_some(crate::model::Severity::Warning);
     p.worst()
         .max(p.process_findings.iter().map(|f| f.severity).max())
+        .max(held)
 }
 
 pub fn render(app: &App, theme: Theme, area: Rect, buf: &mut Buffer) {
@@ -178,11 +186,16 @@ pub fn render(app: &App, theme: Theme, area: Rect, buf: &mut Buffer) {
     let page = usize::from(inner.height.saturating_sub(1)).max(1);
     let offset = clamp_offset(app.proc_offset, app.proc_sel, page);
     let visible: Vec<&ProcessSummary> = app.procs.iter().skip(offset).take(page).collect();
+    let any_dead = app.procs.iter().any(|p| p.held_dead_sockets > 0);
+    let specs: Vec<&Spec> = COLUMNS
+        .iter()
+        .filter(|s| s.0 != C::Dead || any_dead)
+        .collect();
     let cells: Vec<Vec<String>> = visible
         .iter()
-        .map(|p| COLUMNS.iter().map(|col| cell(col.0, p, snap)).collect())
+        .map(|p| specs.iter().map(|col| cell(col.0, p, snap)).collect())
         .collect();
-    let mut cols: Vec<Col> = COLUMNS
+    let mut cols: Vec<Col> = specs
         .iter()
         .enumerate()
         .map(|(i, (c, name, priority, right, (narrow, wide), sort))| {

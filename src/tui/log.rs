@@ -1,0 +1,155 @@
+//! The live view's event log: deaths and state changes of sockets the collector had seen, newest first and
+//! bounded ([`Log`], pure), and the [`Feed`] that produces them on the collector thread from kernel destroy
+//! notifications and each snapshot (the I/O side, as `kwatch --watch` does it).
+
+use std::collections::VecDeque;
+
+use crate::events::{Event, Subscriber, Tracker};
+use crate::filter::Filter;
+use crate::model::{Connection, Snapshot};
+
+/// Events the log keeps; older ones fall off the end.
+pub const LOG_MAX: usize = 500;
+
+/// Watch events, newest first, at most [`LOG_MAX`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Log {
+    events: VecDeque<Event>,
+    /// Events ever added (also those that fell off), so a cursor can tell how far the list moved.
+    added: u64,
+}
+
+impl Log {
+    /// Adds events given oldest first (as the tracker emits them): the last one ends up on top.
+    pub fn extend(&mut self, events: impl IntoIterator<Item = Event>) {
+        for e in events {
+            self.events.push_front(e);
+            self.added += 1;
+        }
+        self.events.truncate(LOG_MAX);
+    }
+
+    /// Newest first.
+    pub fn iter(&self) -> impl Iterator<Item = &Event> {
+        self.events.iter()
+    }
+
+    pub fn get(&self, i: usize) -> Option<&Event> {
+        self.events.get(i)
+    }
+
+    pub fn len(&self) -> usize {
+        self.events.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.events.is_empty()
+    }
+
+    /// Events ever added.
+    pub fn added(&self) -> u64 {
+        self.added
+    }
+}
+
+/// Runs next to the collector: subscribes to TCP destroy notifications (unprivileged) and joins them with each
+/// snapshot through a [`Tracker`] that watches every collected socket (the view's filter applies to the tables,
+/// not to the log). Call [`Feed::drain`] right before a dump and [`Feed::step`] with its snapshot.
+pub struct Feed {
+    subscriber: Result<Subscriber, String>,
+    tracker: Tracker,
+    filter: Filter,
+    destroyed: Vec<Connection>,
+    /// Why the last drain stopped early (notifications were lost), reported at the next step.
+    lost: Option<String>,
+    started: bool,
+}
+
+impl Feed {
+    /// Subscribes; a failed subscription is reported by the first [`Feed::step`] (a warning, then a start event
+    /// with `destroy_events: false`), and state changes are still tracked.
+    pub fn open() -> Feed {
+        Feed {
+            subscriber: Subscriber::open().map_err(|e| e.to_string()),
+            tracker: Tracker::new(),
+            filter: Filter::default(),
+            destroyed: Vec::new(),
+            lost: None,
+            started: false,
+        }
+    }
+
+    /// Reads every destroy notification received so far, without waiting.
+    pub fn drain(&mut self) {
+        if let Ok(sub) = self.subscriber.as_mut()
+            && let Err(e) = sub.drain(&mut self.destroyed)
+        {
+            self.lost = Some(e.to_string());
+        }
+    }
+
+    /// The events of one snapshot taken after [`Feed::drain`], oldest first; `now_unix_ms` stamps them.
+    pub fn step(&mut self, snapshot: &Snapshot, now_unix_ms: u64) -> Vec<Event> {
+        let mut out = Vec::new();
+        let events = self
+            .tracker
+            .step(snapshot, &self.filter, &self.destroyed, now_unix_ms);
+        self.destroyed.clear();
+        if !self.started {
+            self.started = true;
+            if let Err(e) = &self.subscriber {
+                out.push(Event::Warning {
+                    time_unix_ms: now_unix_ms,
+                    message: format!("no destroy notifications: {e}"),
+                });
+            }
+            out.push(Event::Start {
+                time_unix_ms: now_unix_ms,
+                sockets: self.tracker.watched() as u64,
+                destroy_events: self.subscriber.is_ok(),
+            });
+        }
+        if let Some(message) = self.lost.take() {
+            out.push(Event::Warning {
+                time_unix_ms: now_unix_ms,
+                message: format!("destroy notifications may have been lost: {message}"),
+            });
+        }
+        out.extend(events);
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn warning(n: u64) -> Event {
+        Event::Warning {
+            time_unix_ms: n,
+            message: n.to_string(),
+        }
+    }
+
+    fn times(log: &Log) -> Vec<u64> {
+        log.iter()
+            .map(|e| match e {
+                Event::Warning { time_unix_ms, .. } => *time_unix_ms,
+                _ => u64::MAX,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn newest_first_and_bounded() {
+        let mut log = Log::default();
+        log.extend([warning(1), warning(2)]);
+        log.extend([warning(3)]);
+        assert_eq!(times(&log), [3, 2, 1]);
+        log.extend((4..=LOG_MAX as u64 + 10).map(warning));
+        assert_eq!(log.len(), LOG_MAX);
+        assert_eq!(log.added(), LOG_MAX as u64 + 10);
+        assert_eq!(times(&log)[0], LOG_MAX as u64 + 10);
+        assert_eq!(*times(&log).last().unwrap_or(&0), 11, "the oldest fell off");
+    }
+}
