@@ -19,9 +19,11 @@ use tiny_http::{Header, Method, Request, Response, Server};
 use crate::cli::Args;
 use crate::collect::Collector;
 use crate::duration::parse_duration;
-use crate::model::Snapshot;
+use crate::events::{Event, Subscriber, Tracker};
+use crate::filter::Filter;
+use crate::model::{Connection, Snapshot};
 use coalesce::Coalescer;
-use metrics::{MetricsOptions, SelfStats};
+use metrics::{DeathCounts, MetricsOptions, SelfStats};
 
 #[derive(Debug, clap::Args)]
 pub struct ServeArgs {
@@ -43,8 +45,68 @@ pub struct ServeArgs {
 /// Threads answering requests: enough that `/` and concurrent scrapes do not queue behind one slow scrape.
 const WORKERS: usize = 4;
 
-/// A snapshot and how long it took, or why there is none.
-type Collected = Arc<Result<(Snapshot, Duration), String>>;
+/// One collection: the snapshot, how long it took, and the deaths counted so far.
+struct Collection {
+    snapshot: Snapshot,
+    took: Duration,
+    deaths: Option<DeathCounts>,
+}
+
+/// A collection, or why there is none.
+type Collected = Arc<Result<Collection, String>>;
+
+/// Counts deaths of sockets seen in earlier snapshots, from the kernel's destroy notifications (kwatch's own
+/// namespace only). Notifications queue in the kernel between scrapes and are read at each collection.
+struct DeathWatch {
+    subscriber: Option<Subscriber>,
+    tracker: Tracker,
+    destroyed: Vec<Connection>,
+    counts: DeathCounts,
+}
+
+impl DeathWatch {
+    fn open() -> DeathWatch {
+        let subscriber = match Subscriber::open() {
+            Ok(s) => Some(s),
+            Err(e) => {
+                eprintln!("kwatch: warning: no connection deaths: {e}");
+                None
+            }
+        };
+        DeathWatch {
+            subscriber,
+            tracker: Tracker::new(),
+            destroyed: Vec::new(),
+            counts: DeathCounts::default(),
+        }
+    }
+
+    /// Reads the notifications queued since the last collection (before the dump, as `--watch` does).
+    fn drain(&mut self) {
+        self.destroyed.clear();
+        if let Some(sub) = &mut self.subscriber {
+            if sub.drain(&mut self.destroyed).is_err() {
+                self.counts.lost += 1;
+            }
+        }
+    }
+
+    /// Counts the deaths among the drained notifications of sockets seen before; remembers `snapshot`'s.
+    fn step(&mut self, snapshot: &Snapshot, filter: &Filter) -> Option<DeathCounts> {
+        self.subscriber.as_ref()?;
+        for event in self.tracker.step(snapshot, filter, &self.destroyed, 0) {
+            if let Event::Destroy { cause, comm, .. } = event {
+                let comm = comm.unwrap_or_else(|| "?".to_string());
+                *self
+                    .counts
+                    .by_cause
+                    .entry((metrics::cause_name(cause), comm))
+                    .or_default() += 1;
+            }
+        }
+        Some(self.counts.clone())
+    }
+}
 
 /// What every request handler shares.
 struct Handler {
@@ -69,12 +131,15 @@ pub fn run(serve: &ServeArgs, args: &Args) -> anyhow::Result<()> {
             .map_err(|e| anyhow::anyhow!("cannot serve on '{addr}': {e}"))?,
     );
 
-    let collector = Mutex::new(Collector::new(options));
+    let state = Mutex::new((Collector::new(options), DeathWatch::open()));
     let coalescer = Coalescer::new(move || -> Collected {
         let started = Instant::now();
-        let mut collector = collector.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut state = state.lock().unwrap_or_else(PoisonError::into_inner);
+        let (collector, deaths) = &mut *state;
+        deaths.drain();
         let result = collector.collect().map_err(|e| format!("{e:#}"));
         Arc::new(result.map(|mut snapshot| {
+            let deaths = deaths.step(&snapshot, &filter);
             if !filter.is_empty() {
                 let keep: Vec<bool> = snapshot
                     .connections
@@ -86,7 +151,11 @@ pub fn run(serve: &ServeArgs, args: &Args) -> anyhow::Result<()> {
                     .connections
                     .retain(|_| keep.next().unwrap_or(false));
             }
-            (snapshot, started.elapsed())
+            Collection {
+                snapshot,
+                took: started.elapsed(),
+                deaths,
+            }
         }))
     });
     let ctx = Arc::new(Handler {
@@ -185,12 +254,13 @@ const PLAIN: &str = "text/plain; charset=utf-8";
 fn scrape(ctx: &Handler) -> Response<std::io::Cursor<Vec<u8>>> {
     let collected = ctx.coalescer.get(ctx.timeout).map_err(|e| e.to_string());
     let failure = match collected.as_deref() {
-        Ok(Ok((snapshot, took))) => {
+        Ok(Ok(c)) => {
             let stats = SelfStats {
-                scrape_duration: *took,
+                scrape_duration: c.took,
                 scrape_errors: ctx.errors.load(Ordering::SeqCst),
+                deaths: c.deaths.clone(),
             };
-            match metrics::render(snapshot, &ctx.options, &stats) {
+            match metrics::render(&c.snapshot, &ctx.options, &stats) {
                 Ok(body) => return text(200, metrics::CONTENT_TYPE, body),
                 Err(e) => format!("cannot render metrics: {e}"),
             }

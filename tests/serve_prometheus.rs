@@ -14,7 +14,7 @@ use std::time::Duration;
 use common::*;
 use kwatch::analyze::{self, Thresholds};
 use kwatch::model::{NamespaceInfo, NetnsRef, Settings, Snapshot, Unit, UnitKind};
-use kwatch::serve::metrics::{MetricsOptions, SelfStats, render};
+use kwatch::serve::metrics::{DeathCounts, MetricsOptions, SelfStats, render};
 use serde_json::Value;
 
 fn busy() -> Snapshot {
@@ -27,6 +27,7 @@ fn busy() -> Snapshot {
 const STATS: SelfStats = SelfStats {
     scrape_duration: Duration::from_micros(12_500),
     scrape_errors: 2,
+    deaths: None,
 };
 
 #[test]
@@ -185,6 +186,33 @@ fn namespaces_and_units_become_labels() {
     );
 }
 
+#[test]
+fn deaths_are_counters_by_cause_and_comm_only_when_watched() {
+    let text = render(&busy(), &MetricsOptions::default(), &STATS).unwrap();
+    assert!(!text.contains("kwatch_connection_deaths_total"), "{text}");
+    let stats = SelfStats {
+        deaths: Some(DeathCounts {
+            by_cause: [
+                (("keepalive_exhausted", "java".to_string()), 3),
+                (("reset", "evil\x1b".to_string()), 1),
+            ]
+            .into_iter()
+            .collect(),
+            lost: 1,
+        }),
+        ..STATS
+    };
+    let text = render(&busy(), &MetricsOptions::default(), &stats).unwrap();
+    for line in [
+        "# TYPE kwatch_connection_deaths_total counter",
+        r#"kwatch_connection_deaths_total{cause="keepalive_exhausted",comm="java"} 3"#,
+        r#"kwatch_connection_deaths_total{cause="reset",comm="evil\\x1b"} 1"#,
+        "kwatch_connection_death_notifications_lost_total 1",
+    ] {
+        assert!(text.lines().any(|l| l == line), "missing '{line}':\n{text}");
+    }
+}
+
 // ---- the server ----
 
 /// A child process killed and reaped on drop, whatever the test's outcome.
@@ -224,6 +252,11 @@ fn start_kwatch(args: &[&str]) -> (ChildGuard, SocketAddr, mpsc::Receiver<String
         .stderr(Stdio::piped())
         .spawn()
         .expect("start kwatch serve");
+    started(child)
+}
+
+/// Guards a started `kwatch serve` and reads the address it bound from its stderr.
+fn started(child: Child) -> (ChildGuard, SocketAddr, mpsc::Receiver<String>) {
     let mut guard = ChildGuard {
         name: "kwatch serve",
         child,
@@ -303,6 +336,63 @@ fn an_address_in_use_is_one_clear_line_and_exit_2() {
     assert!(
         stderr.starts_with(&format!("kwatch: cannot listen on '{addr}': ")),
         "{stderr}"
+    );
+}
+
+/// This process's comm, as kwatch labels it.
+fn my_comm() -> String {
+    std::fs::read_to_string("/proc/self/comm")
+        .unwrap()
+        .trim_end()
+        .to_string()
+}
+
+#[test]
+fn deaths_of_sockets_seen_by_a_scrape_are_counted_by_cause() {
+    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+    let lport = listener.local_addr().unwrap().port();
+    // Only our sockets: the port filter applies to deaths as well.
+    let (_kwatch, addr, _lines) = {
+        let port = lport.to_string();
+        let child = Command::new(KWATCH)
+            .args(["--port", &port, "serve", "--listen", "127.0.0.1:0"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start kwatch serve");
+        started(child)
+    };
+    let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+    let (server, _) = listener.accept().unwrap();
+    // A scrape sees both ends ESTABLISHED.
+    let (status, _, body) = http(addr, "GET", "/metrics");
+    assert_eq!(status, 200);
+    assert!(
+        body.contains(r#"kwatch_sockets{state="established"} 2"#),
+        "{body}"
+    );
+    // The server end aborts (SO_LINGER 0: an RST, destroyed at once); the client end, reset, dies at close().
+    socket2::SockRef::from(&server)
+        .set_linger(Some(Duration::ZERO))
+        .unwrap();
+    drop(server);
+    drop(client);
+    let series = format!(
+        r#"kwatch_connection_deaths_total{{cause="reset",comm="{}"}}"#,
+        my_comm()
+    );
+    let counted = poll(Duration::from_secs(20), || {
+        let (_, _, body) = http(addr, "GET", "/metrics");
+        sample(&body, &series)
+            .filter(|n| *n >= 2.0)
+            .map(|n| (n, body))
+    });
+    let (n, body) = counted.unwrap_or_else(|| panic!("no '{series} 2' in time"));
+    assert_eq!(n, 2.0, "{body}");
+    assert_eq!(
+        sample(&body, "kwatch_connection_death_notifications_lost_total"),
+        Some(0.0)
     );
 }
 

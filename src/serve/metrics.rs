@@ -9,7 +9,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use prometheus::{Encoder, Gauge, IntCounter, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder};
+use prometheus::{
+    Encoder, Gauge, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
+};
 
 use crate::analyze;
 use crate::escape::escape;
@@ -28,12 +30,24 @@ pub struct MetricsOptions {
 }
 
 /// kwatch's own numbers, kept by the server across scrapes.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SelfStats {
     /// How long the collection of the snapshot being served took.
     pub scrape_duration: Duration,
     /// Scrapes that got no snapshot (collection failed or timed out) since the server started.
     pub scrape_errors: u64,
+    /// Connection deaths counted since the server started; `None` when destroy notifications are not received
+    /// (no series then).
+    pub deaths: Option<DeathCounts>,
+}
+
+/// Deaths of sockets kwatch had seen in an earlier snapshot, from the kernel's destroy notifications.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DeathCounts {
+    /// By (cause as [`cause_name`] names it, comm of the owner when last seen, raw; `?` when it had none).
+    pub by_cause: BTreeMap<(&'static str, String), u64>,
+    /// Times notifications were lost because the kernel's queue overflowed between scrapes.
+    pub lost: u64,
 }
 
 /// Which optional labels this snapshot's series carry.
@@ -164,6 +178,9 @@ pub fn render(
     held_dead(&r, snapshot)?;
     settings(&r, snapshot, labeling)?;
     own(&r, snapshot, stats)?;
+    if let Some(deaths) = &stats.deaths {
+        death_counters(&r, deaths)?;
+    }
     let mut out = Vec::new();
     TextEncoder::new().encode(&r.gather(), &mut out)?;
     String::from_utf8(out).map_err(|e| prometheus::Error::Msg(e.to_string()))
@@ -397,7 +414,8 @@ fn held_dead(r: &Registry, snapshot: &Snapshot) -> Result<(), prometheus::Error>
     Ok(())
 }
 
-fn cause_name(cause: DeathCause) -> &'static str {
+/// The cause's name in labels and JSON.
+pub fn cause_name(cause: DeathCause) -> &'static str {
     match cause {
         DeathCause::KeepaliveExhausted => "keepalive_exhausted",
         DeathCause::RetransmitTimeout => "retransmit_timeout",
@@ -479,6 +497,28 @@ fn settings(
         "Network namespaces kwatch could not enter (their sockets are missing; run as root).",
         count(unreadable),
     )
+}
+
+fn death_counters(r: &Registry, deaths: &DeathCounts) -> Result<(), prometheus::Error> {
+    let c = IntCounterVec::new(
+        Opts::new(
+            "kwatch_connection_deaths_total",
+            "Connections the kernel destroyed since kwatch serve started, by inferred cause and owner \
+             (only sockets seen by an earlier scrape, in kwatch's own network namespace).",
+        ),
+        &["cause", "comm"],
+    )?;
+    r.register(Box::new(c.clone()))?;
+    for ((cause, comm), n) in &deaths.by_cause {
+        c.with_label_values(&[*cause, &escape(comm)]).inc_by(*n);
+    }
+    let lost = IntCounter::new(
+        "kwatch_connection_death_notifications_lost_total",
+        "Times the kernel's queue of destroy notifications overflowed between scrapes (deaths undercounted).",
+    )?;
+    r.register(Box::new(lost.clone()))?;
+    lost.inc_by(deaths.lost);
+    Ok(())
 }
 
 fn own(r: &Registry, snapshot: &Snapshot, stats: &SelfStats) -> Result<(), prometheus::Error> {
