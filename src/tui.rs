@@ -3,6 +3,7 @@
 //! Threads: input, collector and signals feed one channel of [`event::Event`]s; the calling thread owns the
 //! [`App`], turns events into [`Action`]s (keys through the pure [`keys::map_key`]) and draws with [`render`].
 
+pub mod act;
 pub mod app;
 pub mod event;
 pub mod explain;
@@ -138,6 +139,7 @@ fn event_loop(
         event::spawn_input(tx.clone(), stop.clone()).context("cannot start the input thread")?;
     // Dropping `_wake` (when this function returns) tells the collector to stop after its current dump.
     let (_wake, wake_rx) = mpsc::channel::<()>();
+    let proc_root = config.collect.proc_root.clone();
     let _collector = event::spawn_collector(config.collect, config.interval, tx, wake_rx)
         .context("cannot start the collector thread")?;
     let result = (|| {
@@ -165,6 +167,12 @@ fn event_loop(
             for ev in events {
                 if let Some(exit) = handle(&mut app, ev)? {
                     return Ok(exit);
+                }
+                // `K`/`E` answered yes: done here (milliseconds), then a refresh at once shows the result.
+                if let Some(pending) = app.act_request.take() {
+                    let line = act::perform(&pending, app.snapshot.as_ref(), &proc_root);
+                    update(&mut app, Action::ActDone(line));
+                    let _ = _wake.send(());
                 }
             }
             if app.quit {

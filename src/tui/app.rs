@@ -8,6 +8,7 @@ use std::net::IpAddr;
 
 use crate::events::Event as WatchEvent;
 use crate::model::{Connection, Severity, Snapshot, TcpState, TimerKind};
+use crate::tui::act::{self, ActKind, Pending};
 use crate::tui::history::{History, idle_ms};
 use crate::tui::log::Log;
 
@@ -31,6 +32,8 @@ pub enum Mode {
     Filter,
     /// The help overlay is open.
     Help,
+    /// A `K` or `E` question waits for y/N in the footer.
+    Confirm,
 }
 
 /// Sort columns of the connections view, in the order `s` cycles through them.
@@ -151,6 +154,15 @@ pub enum Action {
     FilterClearLine,
     FilterApply,
     FilterCancel,
+    /// `K`: ask, then destroy the selected connection or every socket of the selected process.
+    Kill,
+    /// `E`: ask, then turn keepalive on (60/10/5) for the selected connection or process.
+    EnableKeepalive,
+    /// The answer to the question.
+    ConfirmYes,
+    ConfirmNo,
+    /// What `K`/`E` did, in one line for the footer (the event loop performs them after `ConfirmYes`).
+    ActDone(String),
     /// A new snapshot arrived at wall-clock time `now_ms` (Unix ms).
     Snapshot {
         snapshot: Box<Snapshot>,
@@ -241,7 +253,16 @@ pub struct App {
     pub log_warning: Option<String>,
     pub width: u16,
     pub height: u16,
+    /// The `K`/`E` question waiting for y/N.
+    pub confirm: Option<Pending>,
+    /// Answered yes: the event loop takes it, performs it and sends `ActDone`.
+    pub act_request: Option<Pending>,
+    /// The last `K`/`E` outcome and when it came (Unix ms); shown in the footer for [`STATUS_MS`].
+    pub status: Option<(String, u64)>,
 }
+
+/// How long a `K`/`E` outcome stays in the footer.
+pub const STATUS_MS: u64 = 10_000;
 
 impl App {
     pub fn new(filter: Filter, color: bool) -> App {
@@ -283,12 +304,17 @@ impl App {
             log_warning: None,
             width: 80,
             height: 24,
+            confirm: None,
+            act_request: None,
+            status: None,
         }
     }
 
     /// What keys mean now: help over the prompt over the detail pane over the tables.
     pub fn mode(&self) -> Mode {
-        if self.help {
+        if self.confirm.is_some() {
+            Mode::Confirm
+        } else if self.help {
             Mode::Help
         } else if self.prompt.is_some() {
             Mode::Filter
@@ -597,6 +623,14 @@ pub fn no_keepalive_share(p: &ProcessSummary) -> Option<f64> {
     (est > 0).then(|| f64::from(p.established_without_keepalive) / f64::from(est))
 }
 
+/// `K`/`E`: the question, or why there is nothing to ask about.
+fn ask(app: &mut App, kind: ActKind) {
+    match act::plan(app, kind) {
+        Ok(pending) => app.confirm = Some(pending),
+        Err(why) => app.status = Some((why, app.now_ms)),
+    }
+}
+
 /// Applies one action. Pure: no clock, no I/O; time arrives inside `Tick` and `Snapshot`.
 pub fn update(app: &mut App, action: Action) {
     match action {
@@ -739,6 +773,15 @@ pub fn update(app: &mut App, action: Action) {
             }
         }
         Action::FilterCancel => app.prompt = None,
+        Action::Kill => ask(app, ActKind::Kill),
+        Action::EnableKeepalive => ask(app, ActKind::Keepalive),
+        Action::ConfirmYes => app.act_request = app.confirm.take(),
+        Action::ConfirmNo => {
+            if app.confirm.take().is_some() {
+                app.status = Some(("nothing done".to_string(), app.now_ms));
+            }
+        }
+        Action::ActDone(line) => app.status = Some((line, app.now_ms)),
         Action::Snapshot { snapshot, now_ms } => {
             app.now_ms = now_ms;
             if app.paused {

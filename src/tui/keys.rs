@@ -28,6 +28,11 @@ pub fn map_key(mode: Mode, key: KeyEvent) -> Option<Action> {
             KeyCode::Char(c) if !ctrl => Some(Action::FilterChar(c)),
             _ => None,
         },
+        // Only y says yes; any other key is a no, so a stray key never kills.
+        Mode::Confirm => Some(match key.code {
+            KeyCode::Char('y' | 'Y') if !ctrl => Action::ConfirmYes,
+            _ => Action::ConfirmNo,
+        }),
         Mode::Browse | Mode::Detail => browse(key.code, ctrl),
     }
 }
@@ -55,6 +60,8 @@ fn browse(code: KeyCode, ctrl: bool) -> Option<Action> {
         KeyCode::Esc => Action::Back,
         KeyCode::Char(' ') => Action::TogglePause,
         KeyCode::Char('L') => Action::ToggleLog,
+        KeyCode::Char('K') => Action::Kill,
+        KeyCode::Char('E') => Action::EnableKeepalive,
         KeyCode::Char('?' | 'h') | KeyCode::F(1) => Action::ToggleHelp,
         KeyCode::Char('q') => Action::Quit,
         _ => return None,
@@ -79,6 +86,10 @@ pub const HELP: &[(&str, &str)] = &[
     ),
     ("s  S", "next sort column / reverse the sort"),
     ("space", "pause / resume refreshing"),
+    (
+        "K  E",
+        "kill · keepalive on 60/10/5 (row or process; asks y/N)",
+    ),
     ("L", "event log: deaths, state changes, held dead fds"),
     ("? h F1", "this help"),
     ("q  Ctrl-C", "quit"),
@@ -181,6 +192,25 @@ mod tests {
             (Mode::Help, press(Char('q')), Some(Action::ToggleHelp)),
             (Mode::Help, press(Down), None),
             (Mode::Help, ctrl('c'), Some(Action::Quit)),
+            (Mode::Browse, press(Char('K')), Some(Action::Kill)),
+            (Mode::Detail, press(Char('K')), Some(Action::Kill)),
+            (
+                Mode::Browse,
+                press(Char('E')),
+                Some(Action::EnableKeepalive),
+            ),
+            (
+                Mode::Filter,
+                press(Char('K')),
+                Some(Action::FilterChar('K')),
+            ),
+            (Mode::Confirm, press(Char('y')), Some(Action::ConfirmYes)),
+            (Mode::Confirm, press(Char('Y')), Some(Action::ConfirmYes)),
+            (Mode::Confirm, press(Char('n')), Some(Action::ConfirmNo)),
+            (Mode::Confirm, press(Enter), Some(Action::ConfirmNo)),
+            (Mode::Confirm, press(Esc), Some(Action::ConfirmNo)),
+            (Mode::Confirm, press(Char('K')), Some(Action::ConfirmNo)),
+            (Mode::Confirm, ctrl('c'), Some(Action::Quit)),
         ];
         for (mode, key, want) in cases {
             assert_eq!(map_key(mode, key), want, "{mode:?} {key:?}");

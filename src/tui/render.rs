@@ -1,6 +1,7 @@
 //! Draws the App: header, the table in view (or the detail pane), footer or filter prompt, help overlay. No clock,
 //! no I/O: everything comes from `App`.
 
+mod act;
 mod connections;
 mod detail;
 mod header;
@@ -261,6 +262,9 @@ fn empty_message(text: &str, hint: &str, theme: Theme, area: Rect, buf: &mut Buf
 }
 
 fn footer(app: &App, theme: Theme, area: Rect, buf: &mut Buffer) {
+    if act::footer(app, theme, area, buf) {
+        return;
+    }
     if let Some(prompt) = app.prompt.as_ref() {
         let mut area = area;
         if let Some(err) = prompt.error.as_ref() {
