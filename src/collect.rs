@@ -7,9 +7,9 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use anyhow::Context;
 
 use crate::analyze::{self, Thresholds};
-use crate::diag::{DiagError, DumpRequest, Dumper};
+use crate::diag::{self, DiagError, DumpRequest, Dumper};
 use crate::ghost;
-use crate::model::{Connection, Family, Snapshot};
+use crate::model::{Connection, Snapshot};
 use crate::proc::{ProcCache, ProcMap, ScanConfig};
 use crate::sockopt;
 use crate::sysctl;
@@ -145,19 +145,24 @@ fn finish(
         }
     }
     let mut reader = sockopt::Reader::new();
-    let complete = opts.request.states == u32::MAX
-        && [Family::Ipv4, Family::Ipv6]
-            .iter()
-            .all(|f| opts.request.families.contains(f));
     let mut ghost_processes = Vec::new();
-    if opts.read_sockopts && opts.map_processes && complete {
-        let dumped: HashSet<u64> = connections.iter().map(|c| c.inode).collect();
-        snapshot.held_dead = ghost::find(&opts.proc_root, &dumped, &map.owners, &mut reader);
-        ghost_processes = snapshot
-            .held_dead
-            .iter()
-            .filter_map(|g| map.processes.get(&g.pid).cloned())
-            .collect();
+    // A socket a process holds is dead only if a complete dump lacks it: not if a filter left it out. A port
+    // filter only cuts what is shown, so the search asks for the rest.
+    if opts.read_sockopts && opts.map_processes && opts.request.without_ports().is_complete() {
+        match every_inode(&opts.request, &connections) {
+            Ok(dumped) => {
+                snapshot.held_dead =
+                    ghost::find(&opts.proc_root, &dumped, &map.owners, &mut reader);
+                ghost_processes = snapshot
+                    .held_dead
+                    .iter()
+                    .filter_map(|g| map.processes.get(&g.pid).cloned())
+                    .collect();
+            }
+            Err(e) => snapshot
+                .warnings
+                .push(format!("held dead sockets not looked for: {e:#}")),
+        }
     }
     join(&mut snapshot, connections, map);
     for p in ghost_processes {
@@ -166,6 +171,19 @@ fn finish(
     sockopt::fill(&mut snapshot, opts.read_sockopts.then_some(&mut reader));
     analyze::analyze(&mut snapshot, &opts.thresholds);
     snapshot
+}
+
+/// The inode of every socket in the namespace: the dump's, or when a port filter cut the dump, those of a second
+/// dump without it (the held-dead-socket search must know every live socket).
+fn every_inode(
+    request: &DumpRequest,
+    connections: &[Connection],
+) -> Result<HashSet<u64>, DiagError> {
+    if request.ports.is_empty() {
+        return Ok(connections.iter().map(|c| c.inode).collect());
+    }
+    let all = diag::dump(&request.without_ports())?;
+    Ok(all.iter().map(|c| c.inode).collect())
 }
 
 /// Attaches owners to connections and keeps the processes that hold at least one of them. Sorted by address

@@ -7,6 +7,7 @@
 //! [`DumpStats::skipped`] rather than failing the dump or being shown with a made-up value. The request already
 //! asks only for known states, so in practice this only guards against a kernel newer than kwatch.
 
+pub mod bytecode;
 pub mod parse;
 pub mod request;
 pub mod tcp_info;
@@ -20,6 +21,8 @@ use std::io;
 
 use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_SOCK_DIAG};
 
+pub use bytecode::{PortCond, PortFilter};
+
 use crate::model::{Connection, Family};
 
 /// Size of the reused receive buffer. The kernel fills at most ~32 KiB per dump datagram; the margin means a
@@ -31,9 +34,9 @@ pub const MAX_TRIES: u32 = 3;
 
 /// What to ask the kernel for.
 ///
-/// Every dump asks for tcp_info, the congestion control name and the shutdown state. Port filters
-/// (`INET_DIAG_REQ_BYTECODE`) and leaving tcp_info out are later additions to this struct, encoded in
-/// [`request::encode`]; build it with [`DumpRequest::all`] or `..Default::default()` to stay compatible.
+/// Every dump asks for tcp_info, the congestion control name and the shutdown state. Leaving tcp_info out would
+/// be a later addition to this struct, encoded in [`request::encode`]; build it with [`DumpRequest::all`] or
+/// `..Default::default()` to stay compatible.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DumpRequest {
     /// Families to dump, in order; a family listed twice is dumped once.
@@ -41,6 +44,28 @@ pub struct DumpRequest {
     /// Bit mask of TCP states, bit n = state n (as `1 << TcpState as u8`). `u32::MAX` for all.
     /// Asking for SYN_RECV includes request sockets (the kernel's NEW_SYN_RECV).
     pub states: u32,
+    /// Only sockets with these ports, decided by the kernel (`INET_DIAG_REQ_BYTECODE`); empty: all. A filter
+    /// too long for one request (thousands of ports) is not sent, and the dump holds every port.
+    pub ports: PortFilter,
+}
+
+impl DumpRequest {
+    /// Whether the dump lists every TCP socket of the namespace (no state, family or port left out).
+    pub fn is_complete(&self) -> bool {
+        self.states == u32::MAX
+            && self.ports.is_empty()
+            && [Family::Ipv4, Family::Ipv6]
+                .iter()
+                .all(|f| self.families.contains(f))
+    }
+
+    /// The same request without its port filter.
+    pub fn without_ports(&self) -> DumpRequest {
+        DumpRequest {
+            ports: PortFilter::default(),
+            ..self.clone()
+        }
+    }
 }
 
 impl DumpRequest {
@@ -49,6 +74,7 @@ impl DumpRequest {
         DumpRequest {
             families: vec![Family::Ipv4, Family::Ipv6],
             states: u32::MAX,
+            ports: PortFilter::default(),
         }
     }
 }
@@ -160,6 +186,7 @@ impl Dumper {
         if states == 0 {
             return Ok(stats);
         }
+        let bytecode = req.ports.bytecode().unwrap_or_default();
         for (i, &family) in req.families.iter().enumerate() {
             if req.families[..i].contains(&family) {
                 continue;
@@ -168,7 +195,7 @@ impl Dumper {
             let mut tries = 0;
             loop {
                 tries += 1;
-                let progress = self.dump_family(family, states, out)?;
+                let progress = self.dump_family(family, states, &bytecode, out)?;
                 if !progress.interrupted {
                     stats.skipped += progress.skipped;
                     break;
@@ -188,11 +215,12 @@ impl Dumper {
         &mut self,
         family: Family,
         states: u32,
+        bytecode: &[u8],
         out: &mut Vec<Connection>,
     ) -> Result<parse::Progress, DiagError> {
         self.seq = self.seq.wrapping_add(1);
         self.req.clear();
-        request::encode(family, states, self.seq, &mut self.req);
+        request::encode(family, states, bytecode, self.seq, &mut self.req);
         loop {
             match self.socket.send(&self.req, 0) {
                 Ok(n) if n == self.req.len() => break,

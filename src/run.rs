@@ -8,7 +8,7 @@ use clap::Parser;
 
 use crate::cli::{Args, ColorChoice, Command};
 use crate::collect::{self, Options};
-use crate::diag::DumpRequest;
+use crate::diag::{DumpRequest, PortFilter};
 use crate::events;
 use crate::filter::Filter;
 use crate::model::{Connection, Family, TcpState};
@@ -55,7 +55,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     }
 }
 
-/// What to ask the kernel and /proc for: filters the kernel can apply go into the request.
+/// What to ask the kernel and /proc for: filters the kernel can apply (family, state, ports) go into the
+/// request.
 pub fn collect_options(args: &Args, filter: &Filter) -> Options {
     Options {
         request: DumpRequest {
@@ -64,6 +65,7 @@ pub fn collect_options(args: &Args, filter: &Filter) -> Options {
                 None => vec![Family::Ipv4, Family::Ipv6],
             },
             states: state_mask(&filter.states),
+            ports: PortFilter::new(&filter.ports, &filter.sports, &filter.dports),
         },
         proc_root: args.proc_root.clone(),
         map_processes: !args.no_processes,

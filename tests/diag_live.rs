@@ -180,6 +180,7 @@ fn state_mask_and_family_are_honoured() {
     let listen_only = DumpRequest {
         families: vec![Family::Ipv4],
         states: 1 << TcpState::Listen as u8,
+        ..DumpRequest::all()
     };
     let conns = dumper.dump(&listen_only).unwrap();
     assert!(
@@ -192,6 +193,7 @@ fn state_mask_and_family_are_honoured() {
     let v6_only = DumpRequest {
         families: vec![Family::Ipv6],
         states: u32::MAX,
+        ..DumpRequest::all()
     };
     let conns = dumper.dump(&v6_only).unwrap();
     assert!(conns.iter().all(|c| c.family == Family::Ipv6));
@@ -200,6 +202,7 @@ fn state_mask_and_family_are_honoured() {
     let nothing = DumpRequest {
         families: vec![Family::Ipv4, Family::Ipv6],
         states: 0,
+        ..DumpRequest::all()
     };
     assert!(dumper.dump(&nothing).unwrap().is_empty());
 }
@@ -233,6 +236,7 @@ fn ipv6_loopback_and_time_wait() {
             .dump(&DumpRequest {
                 families: vec![Family::Ipv6],
                 states: 1 << TcpState::TimeWait as u8,
+                ..DumpRequest::all()
             })
             .unwrap();
         if let Some(c) = conns

@@ -4,12 +4,15 @@ use netlink_packet_core::Emitable;
 use netlink_packet_sock_diag::SOCK_DIAG_BY_FAMILY;
 use netlink_packet_sock_diag::inet::{ExtensionFlags, InetRequest, SocketId, StateFlags};
 
+use super::bytecode::INET_DIAG_REQ_BYTECODE;
 use crate::model::{Family, TcpState};
 
 /// `sizeof(struct nlmsghdr)`.
 pub const NLMSG_HDR_LEN: usize = 16;
 /// `sizeof(struct inet_diag_req_v2)`.
 pub const INET_DIAG_REQ_V2_LEN: usize = 56;
+/// `sizeof(struct nlattr)`.
+pub const NLA_HDR_LEN: usize = 4;
 
 const NLM_F_REQUEST: u16 = libc::NLM_F_REQUEST as u16;
 const NLM_F_DUMP: u16 = libc::NLM_F_DUMP as u16;
@@ -29,11 +32,12 @@ pub fn kernel_states(states: u32) -> u32 {
 }
 
 /// Appends one dump request for `family` to `out`: TCP sockets in `states` (a kernel mask, see
-/// [`kernel_states`]) with tcp_info, congestion control name and shutdown state.
+/// [`kernel_states`]) with tcp_info, congestion control name and shutdown state, and only those that pass
+/// `bytecode` (a [`PortFilter`](super::bytecode::PortFilter) program; empty: all), sent as an
+/// `INET_DIAG_REQ_BYTECODE` attribute after the request body.
 ///
-/// A later port filter goes here as an `INET_DIAG_REQ_BYTECODE` attribute after the request body (and
-/// `nlmsg_len` covers it); omitting tcp_info is clearing `ExtensionFlags::INFO`.
-pub fn encode(family: Family, states: u32, seq: u32, out: &mut Vec<u8>) {
+/// Omitting tcp_info would be clearing `ExtensionFlags::INFO`.
+pub fn encode(family: Family, states: u32, bytecode: &[u8], seq: u32, out: &mut Vec<u8>) {
     let body = InetRequest {
         family: family.af(),
         protocol: libc::IPPROTO_TCP as u8,
@@ -46,7 +50,12 @@ pub fn encode(family: Family, states: u32, seq: u32, out: &mut Vec<u8>) {
             Family::Ipv6 => SocketId::new_v6(),
         },
     };
-    let len = NLMSG_HDR_LEN + body.buffer_len();
+    let attr_len = if bytecode.is_empty() {
+        0
+    } else {
+        NLA_HDR_LEN + bytecode.len()
+    };
+    let len = NLMSG_HDR_LEN + body.buffer_len() + attr_len;
     let start = out.len();
     // struct nlmsghdr: len, type, flags, seq, pid (0: the kernel fills in our port id).
     out.extend_from_slice(&(len as u32).to_ne_bytes());
@@ -54,8 +63,15 @@ pub fn encode(family: Family, states: u32, seq: u32, out: &mut Vec<u8>) {
     out.extend_from_slice(&(NLM_F_REQUEST | NLM_F_DUMP).to_ne_bytes());
     out.extend_from_slice(&seq.to_ne_bytes());
     out.extend_from_slice(&0u32.to_ne_bytes());
-    out.resize(start + len, 0);
-    body.emit(&mut out[start + NLMSG_HDR_LEN..start + len]);
+    let body_end = start + NLMSG_HDR_LEN + body.buffer_len();
+    out.resize(body_end, 0);
+    body.emit(&mut out[start + NLMSG_HDR_LEN..body_end]);
+    if !bytecode.is_empty() {
+        // struct nlattr: len (header included), type; then the program (a multiple of 4 bytes: no padding).
+        out.extend_from_slice(&(attr_len as u16).to_ne_bytes());
+        out.extend_from_slice(&INET_DIAG_REQ_BYTECODE.to_ne_bytes());
+        out.extend_from_slice(bytecode);
+    }
 }
 
 #[cfg(test)]
@@ -65,7 +81,7 @@ mod tests {
     #[test]
     fn encodes_header_and_inet_diag_req_v2() {
         let mut out = Vec::new();
-        encode(Family::Ipv6, 0x0400, 7, &mut out);
+        encode(Family::Ipv6, 0x0400, &[], 7, &mut out);
         assert_eq!(out.len(), NLMSG_HDR_LEN + INET_DIAG_REQ_V2_LEN);
         assert_eq!(
             u32::from_ne_bytes(out[0..4].try_into().unwrap_or_default()),
@@ -88,6 +104,30 @@ mod tests {
             out[24..].iter().all(|b| *b == 0),
             "dump requests carry an empty socket id"
         );
+    }
+
+    #[test]
+    fn a_port_filter_follows_the_body_as_one_attribute() {
+        let program = [11, 8, 12, 0, 0, 0, 80, 0];
+        let mut out = Vec::new();
+        encode(Family::Ipv4, 0x0002, &program, 1, &mut out);
+        let body_end = NLMSG_HDR_LEN + INET_DIAG_REQ_V2_LEN;
+        assert_eq!(out.len(), body_end + NLA_HDR_LEN + program.len());
+        assert_eq!(
+            u32::from_ne_bytes(out[0..4].try_into().unwrap_or_default()) as usize,
+            out.len(),
+            "nlmsg_len covers the attribute"
+        );
+        assert_eq!(
+            u16::from_ne_bytes([out[body_end], out[body_end + 1]]),
+            12,
+            "nla_len counts its header"
+        );
+        assert_eq!(
+            u16::from_ne_bytes([out[body_end + 2], out[body_end + 3]]),
+            1
+        );
+        assert_eq!(&out[body_end + NLA_HDR_LEN..], program);
     }
 
     #[test]
