@@ -33,6 +33,8 @@ use keepalive::{EnableError, KeepaliveValues};
     after_help = "The owning program keeps its file descriptor: the socket becomes a dead fd in \
 that program (reads and writes fail with ECONNABORTED) until it closes it.\n\
 Needs root or CAP_NET_ADMIN, and a kernel built with CONFIG_INET_DIAG_DESTROY.\n\
+Exit status: 0 when every socket was killed or had closed meanwhile, or nothing matched; 2 when any \
+could not be killed, or when asking was impossible (no terminal and no --yes).\n\
 Examples:\n  kwatch kill --dry-run state:close-wait comm:myapp\n  kwatch kill dport:5432 pid:1234\n  \
 kwatch kill --yes code:dead_peer_suspect"
 )]
@@ -54,6 +56,7 @@ pub struct KillArgs {
 #[command(
     after_help = "Only ESTABLISHED and CLOSE-WAIT sockets are changed; others are listed as skipped.\n\
 Needs root (or CAP_SYS_PTRACE over the owners) to duplicate their sockets with pidfd_getfd (Linux 5.6+).\n\
+Exit status: 0 when every socket has the settings (read back) or nothing matched; 2 otherwise.\n\
 Examples:\n  kwatch keepalive --dry-run comm:myapp state:established\n  \
 kwatch keepalive --idle 60 --intvl 10 --cnt 5 dport:5432\n  kwatch keepalive --yes --idle 5m code:no_keepalive_idle"
 )]
