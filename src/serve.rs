@@ -5,6 +5,7 @@
 //! 404; SIGTERM and SIGINT stop the server between requests.
 
 pub mod coalesce;
+pub mod deaths;
 pub mod metrics;
 
 use std::net::{SocketAddr, TcpListener};
@@ -19,10 +20,9 @@ use tiny_http::{Header, Method, Request, Response, Server};
 use crate::cli::Args;
 use crate::collect::Collector;
 use crate::duration::parse_duration;
-use crate::events::{Event, Subscriber, Tracker};
-use crate::filter::Filter;
-use crate::model::{Connection, Snapshot};
+use crate::model::Snapshot;
 use coalesce::Coalescer;
+use deaths::DeathWatch;
 use metrics::{DeathCounts, MetricsOptions, SelfStats};
 
 #[derive(Debug, clap::Args)]
@@ -54,59 +54,6 @@ struct Collection {
 
 /// A collection, or why there is none.
 type Collected = Arc<Result<Collection, String>>;
-
-/// Counts deaths of sockets seen in earlier snapshots, from the kernel's destroy notifications (kwatch's own
-/// namespace only). Notifications queue in the kernel between scrapes and are read at each collection.
-struct DeathWatch {
-    subscriber: Option<Subscriber>,
-    tracker: Tracker,
-    destroyed: Vec<Connection>,
-    counts: DeathCounts,
-}
-
-impl DeathWatch {
-    fn open() -> DeathWatch {
-        let subscriber = match Subscriber::open() {
-            Ok(s) => Some(s),
-            Err(e) => {
-                eprintln!("kwatch: warning: no connection deaths: {e}");
-                None
-            }
-        };
-        DeathWatch {
-            subscriber,
-            tracker: Tracker::new(),
-            destroyed: Vec::new(),
-            counts: DeathCounts::default(),
-        }
-    }
-
-    /// Reads the notifications queued since the last collection (before the dump, as `--watch` does).
-    fn drain(&mut self) {
-        self.destroyed.clear();
-        if let Some(sub) = &mut self.subscriber {
-            if sub.drain(&mut self.destroyed).is_err() {
-                self.counts.lost += 1;
-            }
-        }
-    }
-
-    /// Counts the deaths among the drained notifications of sockets seen before; remembers `snapshot`'s.
-    fn step(&mut self, snapshot: &Snapshot, filter: &Filter) -> Option<DeathCounts> {
-        self.subscriber.as_ref()?;
-        for event in self.tracker.step(snapshot, filter, &self.destroyed, 0) {
-            if let Event::Destroy { cause, comm, .. } = event {
-                let comm = comm.unwrap_or_else(|| "?".to_string());
-                *self
-                    .counts
-                    .by_cause
-                    .entry((metrics::cause_name(cause), comm))
-                    .or_default() += 1;
-            }
-        }
-        Some(self.counts.clone())
-    }
-}
 
 /// What every request handler shares.
 struct Handler {
