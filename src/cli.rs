@@ -9,6 +9,7 @@ use crate::analyze::Thresholds;
 use crate::duration::parse_duration;
 use crate::filter::{Filter, parse_pid, parse_port, parse_state};
 use crate::model::{Family, TcpState};
+use crate::netns::Scope;
 
 /// Shows every TCP socket with its timer, unanswered keepalive probes and owning processes, and flags the stuck
 /// ones: lingering CLOSE_WAIT, dead peers, idle connections without keepalive, retransmission and zero-window stalls.
@@ -97,6 +98,16 @@ pub struct Args {
     #[arg(long)]
     pub no_sockopt: bool,
 
+    /// Inspect this network namespace instead of kwatch's own: a name under /run/netns (as `ip netns` lists them)
+    /// or a path such as /proc/PID/ns/net. Entering another namespace needs root.
+    #[arg(long, value_name = "NAME|PATH", conflicts_with = "all_netns")]
+    pub netns: Option<String>,
+
+    /// Inspect every network namespace on the host (containers included), each from inside it, with its own
+    /// sysctls. Namespaces kwatch cannot enter are named in a warning; the rest are still shown.
+    #[arg(long)]
+    pub all_netns: bool,
+
     /// When to colour the table.
     #[arg(long, value_enum, default_value_t = ColorChoice::Auto, value_name = "WHEN")]
     pub color: ColorChoice,
@@ -141,6 +152,15 @@ impl Args {
                 _ => None,
             },
             ..Filter::default()
+        }
+    }
+
+    /// Which network namespaces to inspect.
+    pub fn netns_scope(&self) -> Scope {
+        match (&self.netns, self.all_netns) {
+            (_, true) => Scope::All,
+            (Some(spec), false) => Scope::One(spec.clone()),
+            (None, false) => Scope::Current,
         }
     }
 
@@ -217,6 +237,20 @@ mod tests {
     }
 
     #[test]
+    fn netns_flags_resolve_to_a_scope() {
+        assert_eq!(parse(&[]).unwrap().netns_scope(), Scope::Current);
+        assert_eq!(
+            parse(&["--netns", "web"]).unwrap().netns_scope(),
+            Scope::One("web".into())
+        );
+        assert_eq!(
+            parse(&["--netns", "/proc/1/ns/net"]).unwrap().netns_scope(),
+            Scope::One("/proc/1/ns/net".into())
+        );
+        assert_eq!(parse(&["--all-netns"]).unwrap().netns_scope(), Scope::All);
+    }
+
+    #[test]
     fn bad_values_are_rejected_with_the_reason() {
         for (args, needle) in [
             (&["--port", "70000"][..], "invalid port '70000'"),
@@ -227,6 +261,7 @@ mod tests {
             (&["--interval", "50ms"][..], "at least 100ms"),
             (&["--json"][..], "--once"),
             (&["-4", "-6"][..], "cannot be used with"),
+            (&["--netns", "a", "--all-netns"][..], "cannot be used with"),
         ] {
             let err = parse(args).unwrap_err().to_string();
             assert!(err.contains(needle), "{args:?}: {err}");

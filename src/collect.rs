@@ -4,12 +4,11 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use anyhow::Context;
-
 use crate::analyze::{self, Thresholds};
 use crate::diag::{self, DiagError, DumpRequest, Dumper};
 use crate::ghost;
 use crate::model::{Connection, Snapshot};
+use crate::netns::{self, Scope};
 use crate::proc::{ProcCache, ProcMap, ScanConfig};
 use crate::sockopt;
 use crate::sysctl;
@@ -27,6 +26,8 @@ pub struct Options {
     /// Read keepalive options from each socket through its owner (`false`: assume the namespace sysctls), and
     /// look for held dead sockets (needs a complete dump: all states, both families).
     pub read_sockopts: bool,
+    /// Which network namespaces to list (`--netns`, `--all-netns`); kwatch's own by default.
+    pub netns: Scope,
 }
 
 /// Takes one snapshot: kernel dump, process map, join, analysis.
@@ -78,15 +79,26 @@ impl Collector {
         // The dump and the /proc update are independent: run them at the same time (the update itself uses
         // every core). Only sockets the update could not account for need a second look afterwards.
         let (dumped, mut proc_scan_us) = std::thread::scope(|s| {
-            let dump = s.spawn(|| timed(|| dump(dumper, &opts.request)));
+            let dump = s.spawn(|| {
+                timed(|| {
+                    netns::dump_scope(
+                        &opts.netns,
+                        &opts.proc_root,
+                        Path::new(netns::RUN_NETNS),
+                        &opts.request,
+                        |request| dump(dumper, request),
+                    )
+                })
+            });
             let (_, update_us) = timed(|| procs.as_mut().map(ProcCache::update));
             let dumped = dump
                 .join()
                 .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
             (dumped, update_us)
         });
-        let (connections, dump_us) = dumped;
-        let connections = connections.context("cannot list TCP sockets")?;
+        let (dumped, dump_us) = dumped;
+        let mut dumped = dumped?;
+        let connections = std::mem::take(&mut dumped.connections);
         let empty = ProcMap::default();
         let map = match procs {
             Some(procs) => {
@@ -99,6 +111,7 @@ impl Collector {
         Ok(finish(
             opts,
             connections,
+            dumped,
             map,
             taken_at_unix_ms,
             dump_us,
@@ -122,6 +135,7 @@ fn dump(dumper: &mut Option<Dumper>, request: &DumpRequest) -> Result<Vec<Connec
 fn finish(
     opts: &Options,
     connections: Vec<Connection>,
+    namespaces: netns::Dumped,
     map: &ProcMap,
     taken_at_unix_ms: u64,
     dump_us: u64,
@@ -133,9 +147,15 @@ fn finish(
         proc_scan_us,
         host: read_line(&opts.proc_root.join("sys/kernel/hostname")),
         kernel: read_line(&opts.proc_root.join("sys/kernel/osrelease")),
-        settings: sysctl::read_settings(&opts.proc_root),
+        settings: match namespaces.namespaces.first() {
+            Some(first) => first.settings,
+            None => sysctl::read_settings(&opts.proc_root),
+        },
         ..Snapshot::default()
     };
+    let has_current = namespaces.has_current();
+    snapshot.namespaces = namespaces.namespaces;
+    snapshot.warnings.extend(namespaces.warnings);
     snapshot.warnings.extend(map.warnings.iter().cloned());
     for pid in opts.only_pids.iter().flatten() {
         if !opts.proc_root.join(pid.to_string()).exists() {
@@ -148,7 +168,12 @@ fn finish(
     let mut ghost_processes = Vec::new();
     // A socket a process holds is dead only if a complete dump lacks it: not if a filter left it out. A port
     // filter only cuts what is shown, so the search asks for the rest.
-    if opts.read_sockopts && opts.map_processes && opts.request.without_ports().is_complete() {
+    // Held dead sockets are looked for in kwatch's own namespace only (see `ghost::find`).
+    if opts.read_sockopts
+        && opts.map_processes
+        && opts.request.without_ports().is_complete()
+        && has_current
+    {
         match every_inode(&opts.request, &connections) {
             Ok(dumped) => {
                 snapshot.held_dead =
@@ -165,6 +190,9 @@ fn finish(
         }
     }
     join(&mut snapshot, connections, map);
+    if opts.map_processes {
+        snapshot.units = netns::units(&opts.proc_root, snapshot.processes.keys().copied());
+    }
     for p in ghost_processes {
         snapshot.processes.entry(p.pid).or_insert(p);
     }

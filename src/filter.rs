@@ -12,6 +12,7 @@
 //! | `state:close-wait` | TCP state (`ss` names: `estab`, `close_wait`, ... also accepted) |
 //! | `code:close_wait` | has this finding |
 //! | `comm:nginx` or bare `nginx` | an owner's process name contains this (case-insensitive) |
+//! | `netns:web`, `netns:4026532` | network namespace, by name (under /run/netns) or inode |
 //! | `stuck` | has any finding |
 //! | `4`, `ipv4`, `6`, `ipv6` | address family |
 //!
@@ -43,6 +44,8 @@ pub struct Filter {
     /// Case-insensitive substrings of an owner's `comm`. Needs process names: only
     /// [`Filter::matches_in`] checks it; [`Filter::matches`] ignores it.
     pub comm: Vec<String>,
+    /// Network namespaces, by name (as under /run/netns) or inode; `ns:INODE` is also accepted.
+    pub netns: Vec<String>,
 }
 
 /// Why a filter value or filter text was refused. The messages are shown to users as they are.
@@ -60,8 +63,10 @@ pub enum FilterError {
     UnknownFamily(String),
     #[error("empty process name in '{0}'")]
     EmptyComm(String),
+    #[error("empty network namespace in '{0}'")]
+    EmptyNetns(String),
     #[error(
-        "unknown filter term '{0}': expected port:, sport:, dport:, pid:, state:, code:, comm:, stuck, 4 or 6"
+        "unknown filter term '{0}': expected port:, sport:, dport:, pid:, state:, code:, comm:, netns:, stuck, 4 or 6"
     )]
     UnknownTerm(String),
     #[error("ambiguous term '{0}': write port:{0} or pid:{0}")]
@@ -142,6 +147,15 @@ fn bare_family(lower: &str) -> Option<Family> {
     }
 }
 
+/// Whether a socket lives in the namespace `want` names: its name, its inode, or `ns:INODE`.
+fn netns_matches(want: &str, c: &Connection) -> bool {
+    let Some(ns) = &c.netns else {
+        return false;
+    };
+    let inode = want.strip_prefix("ns:").unwrap_or(want);
+    ns.name.as_deref() == Some(want) || inode.parse::<u64>().is_ok_and(|i| i == ns.inode)
+}
+
 fn any_or<T>(wanted: &[T], pred: impl FnMut(&T) -> bool) -> bool {
     wanted.is_empty() || wanted.iter().any(pred)
 }
@@ -165,6 +179,7 @@ impl Filter {
             })
             && (!self.stuck || c.is_stuck())
             && self.family.is_none_or(|f| f == c.family)
+            && any_or(&self.netns, |want| netns_matches(want, c))
     }
 
     /// [`Filter::matches`] plus `comm`: some owner's process name (from the snapshot) contains one of the
@@ -208,6 +223,14 @@ impl Filter {
                     "code" => f
                         .codes
                         .extend(values.map(parse_code).collect::<Result<Vec<_>, _>>()?),
+                    "netns" => {
+                        for v in values {
+                            if v.is_empty() {
+                                return Err(FilterError::EmptyNetns(term.to_string()));
+                            }
+                            f.netns.push(v.to_string());
+                        }
+                    }
                     "comm" => {
                         for v in values {
                             if v.is_empty() {
@@ -257,6 +280,7 @@ impl Filter {
         terms.extend(self.states.iter().map(|s| format!("state:{}", s.name())));
         terms.extend(self.codes.iter().map(|c| format!("code:{}", c.name())));
         terms.extend(self.comm.iter().map(|c| format!("comm:{c}")));
+        terms.extend(self.netns.iter().map(|n| format!("netns:{n}")));
         if self.stuck {
             terms.push("stuck".to_string());
         }
@@ -390,6 +414,30 @@ mod tests {
     }
 
     #[test]
+    fn netns_by_name_or_inode() {
+        use crate::model::NetnsRef;
+        let mut named = conn(1, 2, &[], TcpState::Established);
+        named.netns = Some(NetnsRef {
+            inode: 4026532,
+            name: Some("web".into()),
+        });
+        let mut anon = conn(1, 2, &[], TcpState::Established);
+        anon.netns = Some(NetnsRef {
+            inode: 4026999,
+            name: None,
+        });
+        let unknown = conn(1, 2, &[], TcpState::Established);
+        assert!(f("netns:web").matches(&named));
+        assert!(f("netns:4026532").matches(&named));
+        assert!(f("netns:ns:4026532").matches(&named));
+        assert!(!f("netns:web").matches(&anon));
+        assert!(f("netns:db,4026999").matches(&anon));
+        assert!(f("netns:ns:4026999").matches(&anon));
+        assert!(!f("netns:web").matches(&unknown));
+        assert!(f("port:1").matches(&unknown));
+    }
+
+    #[test]
     fn comm_needs_the_snapshot() {
         let c = conn(443, 50000, &[10, 20], TcpState::Established);
         let orphan = conn(443, 50000, &[], TcpState::Established);
@@ -492,9 +540,10 @@ mod tests {
             family: Some(Family::Ipv6),
             codes: vec![FindingCode::DeadPeerSuspect],
             comm: vec!["nginx".into(), "java".into()],
+            netns: vec!["web".into(), "4026532".into()],
         };
         let text = "port:443,80 sport:22 DPORT:5432 pid:1234 state:close-wait state:estab \
-                    code:dead-peer-suspect nginx comm:java stuck ipv6";
+                    code:dead-peer-suspect nginx comm:java stuck ipv6 netns:web,4026532";
         assert_eq!(Filter::parse(text), Ok(want));
         assert_eq!(Filter::parse("   "), Ok(Filter::default()));
         assert_eq!(f("4 ipv4").family, Some(Family::Ipv4));
@@ -518,7 +567,7 @@ mod tests {
         );
         assert_eq!(
             err("port:443 foo:bar"),
-            "unknown filter term 'foo:bar': expected port:, sport:, dport:, pid:, state:, code:, comm:, stuck, 4 or 6"
+            "unknown filter term 'foo:bar': expected port:, sport:, dport:, pid:, state:, code:, comm:, netns:, stuck, 4 or 6"
         );
         assert_eq!(
             err("443"),
@@ -534,6 +583,7 @@ mod tests {
             "'zero_window' is a finding code: write code:zero_window"
         );
         assert_eq!(err("comm:"), "empty process name in 'comm:'");
+        assert_eq!(err("netns:"), "empty network namespace in 'netns:'");
         assert_eq!(
             err("4 6"),
             "conflicting terms '4' and '6': a socket has one address family"
@@ -546,7 +596,7 @@ mod tests {
             "",
             "port:443",
             "port:80 port:443 sport:22 dport:5432 pid:1 pid:99 state:close-wait state:time-wait \
-             code:close_wait code:zero_window comm:nginx comm:stuck stuck 6",
+             code:close_wait code:zero_window comm:nginx comm:stuck netns:web netns:ns:7 stuck 6",
             "4",
         ];
         for text in cases {

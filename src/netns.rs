@@ -14,8 +14,10 @@ use std::fs::File;
 use std::io;
 use std::path::Path;
 
+use anyhow::Context;
+
 use crate::diag::{DiagError, DumpRequest, Dumper};
-use crate::model::{Connection, NetnsRef, Settings, Unit};
+use crate::model::{Connection, NamespaceInfo, NetnsRef, Settings, Unit};
 use crate::sysctl;
 
 pub use discover::{Discovery, Found};
@@ -146,6 +148,126 @@ pub fn list_each(
             }
         })
         .collect()
+}
+
+/// The sockets of every namespace in a scope, stamped with their namespace, and what is known of each namespace.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Dumped {
+    pub connections: Vec<Connection>,
+    /// kwatch's own first when it is in scope; those that could not be listed carry the reason in `error`.
+    pub namespaces: Vec<NamespaceInfo>,
+    /// Namespaces that could not be found or entered, one line each, for the snapshot's warnings.
+    pub warnings: Vec<String>,
+}
+
+impl Dumped {
+    /// Whether kwatch's own namespace was listed in full (what looking for held dead sockets needs).
+    pub fn has_current(&self) -> bool {
+        self.namespaces
+            .iter()
+            .any(|n| n.current && n.error.is_none())
+    }
+}
+
+/// Dumps the namespaces of `scope`. kwatch's own namespace is dumped with `own` on the calling thread (the
+/// caller's reusable netlink socket, no privilege needed); every other one from a thread inside it. With
+/// [`Scope::All`], a namespace that cannot be entered is reported in `warnings` and the rest are still listed;
+/// with [`Scope::One`] it is an error, as is a failure of `own`.
+pub fn dump_scope(
+    scope: &Scope,
+    proc_root: &Path,
+    run_netns: &Path,
+    request: &DumpRequest,
+    own: impl FnOnce(&DumpRequest) -> Result<Vec<Connection>, DiagError>,
+) -> anyhow::Result<Dumped> {
+    let own_ns = || discover::resolve_current(proc_root, run_netns);
+    let found = match scope {
+        Scope::Current => vec![own_ns()],
+        Scope::One(spec) => vec![discover::resolve(spec, proc_root, run_netns)?],
+        Scope::All => {
+            let d = discover::discover(proc_root, run_netns);
+            let mut out = Dumped::default();
+            if d.unreadable > 0 {
+                out.warnings.push(format!(
+                    "the network namespace of '{}' processes could not be read (needs root): namespaces only they \
+                     run in are not shown",
+                    d.unreadable
+                ));
+            }
+            return dump_found(d.found, proc_root, request, own, true, out);
+        }
+    };
+    dump_found(found, proc_root, request, own, false, Dumped::default())
+}
+
+/// Dumps each found namespace into `out`; `tolerant`: failures of other namespaces become warnings.
+fn dump_found(
+    found: Vec<Found>,
+    proc_root: &Path,
+    request: &DumpRequest,
+    own: impl FnOnce(&DumpRequest) -> Result<Vec<Connection>, DiagError>,
+    tolerant: bool,
+    mut out: Dumped,
+) -> anyhow::Result<Dumped> {
+    let (current, others): (Vec<Found>, Vec<Found>) = found.into_iter().partition(|f| f.current);
+    let (own_result, listed) = std::thread::scope(|s| {
+        let others = s.spawn(|| list_each(&others, request, proc_root));
+        let own_result = current
+            .first()
+            .map(|_| (own(request), sysctl::read_settings(proc_root)));
+        let listed = others
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        (own_result, listed)
+    });
+    if let (Some(f), Some((connections, settings))) = (current.first(), own_result) {
+        let mut connections = connections.context("cannot list TCP sockets")?;
+        let netns = reference(f);
+        stamp(&mut connections, &netns);
+        out.connections = connections;
+        out.namespaces.push(NamespaceInfo {
+            netns,
+            current: true,
+            pid: f.pid,
+            settings,
+            error: None,
+        });
+    }
+    let mut denied = Vec::new();
+    for (f, result) in others.iter().zip(listed) {
+        let netns = reference(f);
+        let (settings, error) = match result {
+            Ok(listing) => {
+                out.connections.extend(listing.connections);
+                (listing.settings, None)
+            }
+            Err(e) if !tolerant => return Err(e.into()),
+            Err(e) => {
+                if e.is_permission() {
+                    denied.push(netns.label());
+                } else {
+                    out.warnings.push(e.to_string());
+                }
+                (Settings::default(), Some(e.to_string()))
+            }
+        };
+        out.namespaces.push(NamespaceInfo {
+            netns,
+            current: false,
+            pid: f.pid,
+            settings,
+            error,
+        });
+    }
+    if !denied.is_empty() {
+        out.warnings.push(format!(
+            "cannot enter '{}' network namespaces ({}): entering a namespace needs root (CAP_SYS_ADMIN); their \
+             sockets are not shown",
+            denied.len(),
+            denied.iter().map(|l| format!("'{l}'")).collect::<Vec<_>>().join(", ")
+        ));
+    }
+    Ok(out)
 }
 
 /// What runs each of `pids`, read from `proc_root/PID/cgroup`; pids without a recognizable unit are left out.

@@ -72,6 +72,7 @@ pub fn collect_options(args: &Args, filter: &Filter) -> Options {
         only_pids: (!filter.pids.is_empty()).then(|| filter.pids.clone()),
         thresholds: args.thresholds(),
         read_sockopts: !args.no_sockopt,
+        netns: args.netns_scope(),
     }
 }
 

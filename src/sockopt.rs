@@ -154,8 +154,19 @@ pub fn wanted(conn: &Connection) -> bool {
 /// sysctls. Adds one warning when permission was missing for some sockets.
 pub fn fill(snapshot: &mut Snapshot, mut reader: Option<&mut Reader>) {
     let mut denied = 0u64;
-    let net = snapshot.settings;
+    // Each socket's defaults are its own namespace's sysctls.
+    let by_netns: std::collections::HashMap<u64, crate::model::Settings> = snapshot
+        .namespaces
+        .iter()
+        .map(|n| (n.netns.inode, n.settings))
+        .collect();
     for conn in snapshot.connections.iter_mut().filter(|c| wanted(c)) {
+        let net = conn
+            .netns
+            .as_ref()
+            .and_then(|ns| by_netns.get(&ns.inode))
+            .copied()
+            .unwrap_or(snapshot.settings);
         let mut read = None;
         // No timer pending means SO_KEEPALIVE is off and nothing is in flight: the socket's own options cannot
         // change when it dies (never), so the dump already says all that matters and ~7 µs of syscalls are saved.

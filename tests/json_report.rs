@@ -40,6 +40,7 @@ struct Doc {
     host: String,
     kernel: String,
     settings: DocSettings,
+    namespaces: Vec<DocNamespace>,
     totals: DocTotals,
     unreadable_processes: Vec<DocUnreadable>,
     warnings: Vec<String>,
@@ -69,6 +70,33 @@ struct DocSettings {
     tcp_keepalive_probes: Option<u32>,
     tcp_retries2: Option<u32>,
     tcp_fin_timeout_s: Option<u32>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DocNamespace {
+    inode: u64,
+    name: Option<String>,
+    current: bool,
+    pid: Option<u32>,
+    settings: DocSettings,
+    sockets: u64,
+    error: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DocNetns {
+    inode: u64,
+    name: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DocUnit {
+    kind: String,
+    id: String,
+    pod: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -115,6 +143,8 @@ struct DocSocket {
     dies_in_ms: Option<u64>,
     dies_in_estimate: bool,
     dies_by: Option<String>,
+    netns: Option<DocNetns>,
+    unit: Option<DocUnit>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -196,6 +226,7 @@ struct DocProcess {
     cmdline: Vec<String>,
     uid: Option<u32>,
     user: Option<String>,
+    unit: Option<DocUnit>,
     sockets: u32,
     by_state: BTreeMap<String, u32>,
     findings: BTreeMap<String, u32>,
@@ -536,6 +567,141 @@ fn schema_doc_example_and_tables_match_the_report() {
     let snapshot = analyzed("busy.json");
     let conns: Vec<&Connection> = snapshot.connections.iter().collect();
     let value: serde_json::Value = serde_json::from_str(&write_doc(&snapshot, &conns)).unwrap();
+    let mut names = Vec::new();
+    collect_field_names(&value, &mut names);
+    for name in names {
+        assert!(
+            md.contains(&format!("| `{name}` |")),
+            "field '{name}' is not described in {path}"
+        );
+    }
+}
+
+/// Namespaces and units, which the fixtures (from before namespaces) lack: each socket carries its namespace, each
+/// namespace its settings and socket count, each process and its sockets the unit; every field is documented.
+#[test]
+fn namespaces_and_units_read_back_and_are_documented() {
+    use kwatch::model::{NamespaceInfo, NetnsRef, Settings, Unit, UnitKind};
+    let mut snapshot = analyzed("busy.json");
+    let host = NetnsRef {
+        inode: 4026531840,
+        name: None,
+    };
+    let web = NetnsRef {
+        inode: 4026532301,
+        name: Some("web".into()),
+    };
+    let web_settings = Settings {
+        tcp_keepalive_time_s: Some(600),
+        ..snapshot.settings
+    };
+    snapshot.namespaces = vec![
+        NamespaceInfo {
+            netns: host.clone(),
+            current: true,
+            pid: None,
+            settings: snapshot.settings,
+            error: None,
+        },
+        NamespaceInfo {
+            netns: web.clone(),
+            current: false,
+            pid: Some(2231),
+            settings: web_settings,
+            error: None,
+        },
+        NamespaceInfo {
+            netns: NetnsRef {
+                inode: 4026532999,
+                name: None,
+            },
+            current: false,
+            pid: Some(77),
+            settings: Settings::default(),
+            error: Some(
+                "cannot enter network namespace 'ns:4026532999': operation not permitted".into(),
+            ),
+        },
+    ];
+    for (i, c) in snapshot.connections.iter_mut().enumerate() {
+        c.netns = Some(if i % 2 == 0 {
+            host.clone()
+        } else {
+            web.clone()
+        });
+    }
+    let owner = snapshot
+        .connections
+        .iter()
+        .find_map(|c| c.owners.first())
+        .unwrap()
+        .pid;
+    let unit = Unit {
+        kind: UnitKind::Crio,
+        id: "3f4e1b2c9d8a".into(),
+        pod: Some("8a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d".into()),
+    };
+    snapshot.units.insert(owner, unit);
+    let conns: Vec<&Connection> = snapshot.connections.iter().collect();
+    let text = write_doc(&snapshot, &conns);
+    let doc: Doc = serde_json::from_str(&text).unwrap();
+
+    assert_eq!(doc.namespaces.len(), 3);
+    let (n_host, n_web) = (conns.len().div_ceil(2) as u64, (conns.len() / 2) as u64);
+    let got: Vec<(u64, Option<&str>, bool, u64, bool)> = doc
+        .namespaces
+        .iter()
+        .map(|n| {
+            (
+                n.inode,
+                n.name.as_deref(),
+                n.current,
+                n.sockets,
+                n.error.is_some(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            (4026531840, None, true, n_host, false),
+            (4026532301, Some("web"), false, n_web, false),
+            (4026532999, None, false, 0, true),
+        ]
+    );
+    assert_eq!(doc.namespaces[1].settings.tcp_keepalive_time_s, Some(600));
+    assert_eq!(doc.namespaces[1].pid, Some(2231));
+    assert!(doc.namespaces[2].settings.tcp_keepalive_time_s.is_none());
+    for (i, s) in doc.sockets.iter().enumerate() {
+        let ns = s.netns.as_ref().unwrap();
+        let want = if i % 2 == 0 { &host } else { &web };
+        assert_eq!(
+            (ns.inode, ns.name.as_ref()),
+            (want.inode, want.name.as_ref())
+        );
+        let held_by_owner = s.owners.iter().any(|o| o.pid == owner);
+        assert_eq!(s.unit.is_some(), held_by_owner, "cookie {}", s.cookie);
+    }
+    let p = doc.processes.iter().find(|p| p.pid == owner).unwrap();
+    let u = p.unit.as_ref().unwrap();
+    assert_eq!(
+        (u.kind.as_str(), u.id.as_str(), u.pod.as_deref()),
+        (
+            "cri-o",
+            "3f4e1b2c9d8a",
+            Some("8a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d")
+        )
+    );
+    assert!(
+        doc.processes
+            .iter()
+            .filter(|p| p.pid != owner)
+            .all(|p| p.unit.is_none())
+    );
+
+    let path = format!("{}/docs/json-schema.md", env!("CARGO_MANIFEST_DIR"));
+    let md = std::fs::read_to_string(&path).unwrap();
+    let value: serde_json::Value = serde_json::from_str(&text).unwrap();
     let mut names = Vec::new();
     collect_field_names(&value, &mut names);
     for name in names {

@@ -80,6 +80,7 @@ fn a_reused_collector_gives_the_same_owners_as_a_fresh_one() {
         only_pids: None,
         thresholds: Default::default(),
         read_sockopts: false,
+        netns: Default::default(),
     };
     let mut collector = Collector::new(options.clone());
     let owners_of = |snapshot: &kwatch::model::Snapshot, port: u16| {

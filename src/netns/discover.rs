@@ -153,6 +153,29 @@ pub fn resolve(spec: &str, proc_root: &Path, run_netns: &Path) -> Result<Found, 
     })
 }
 
+/// kwatch's own namespace (that of the calling thread), named if /run/netns has a name for it. Falls back to an
+/// unidentified one (inode 0) when `proc_root/thread-self/ns/net` cannot be read: listing it needs no entering.
+pub fn resolve_current(proc_root: &Path, run_netns: &Path) -> Found {
+    let path = proc_root.join("thread-self/ns/net");
+    let id = identify(&path).unwrap_or((0, 0));
+    let name = (id != (0, 0))
+        .then(|| {
+            named(run_netns)
+                .into_iter()
+                .find(|(_, n)| *n == id)
+                .map(|(name, _)| name)
+        })
+        .flatten();
+    Found {
+        dev: id.0,
+        inode: id.1,
+        name,
+        path,
+        pid: None,
+        current: true,
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {

@@ -14,8 +14,8 @@ use serde::ser::Serializer;
 use crate::analyze::{self, ProcessSummary};
 use crate::keepalive::{DeathBy, KeepaliveSettings};
 use crate::model::{
-    Connection, Family, Finding, FindingCode, HeldDeadSocket, Owner, Settings, Snapshot, TcpInfo,
-    TcpState, Timer,
+    Connection, Family, Finding, FindingCode, HeldDeadSocket, NetnsRef, Owner, Settings, Snapshot,
+    TcpInfo, TcpState, Timer, Unit,
 };
 
 /// Bumped when a field is renamed, removed or changes meaning; additions keep it.
@@ -62,6 +62,8 @@ pub struct Report<'a> {
     pub host: &'a str,
     pub kernel: &'a str,
     pub settings: &'a Settings,
+    /// The network namespaces inspected, kwatch's own first (one without `--netns`/`--all-netns`).
+    pub namespaces: Vec<NamespaceReport<'a>>,
     pub totals: Totals,
     pub unreadable_processes: Vec<UnreadableReport<'a>>,
     pub warnings: &'a [String],
@@ -92,6 +94,22 @@ impl<'a> Report<'a> {
             host: &snapshot.host,
             kernel: &snapshot.kernel,
             settings: &snapshot.settings,
+            namespaces: snapshot
+                .namespaces
+                .iter()
+                .map(|n| NamespaceReport {
+                    inode: n.netns.inode,
+                    name: n.netns.name.as_deref(),
+                    current: n.current,
+                    pid: n.pid,
+                    settings: &n.settings,
+                    sockets: conns
+                        .iter()
+                        .filter(|c| c.netns.as_ref().is_some_and(|ns| ns.inode == n.netns.inode))
+                        .count() as u64,
+                    error: n.error.as_deref(),
+                })
+                .collect(),
             totals,
             unreadable_processes: snapshot
                 .unreadable
@@ -102,7 +120,7 @@ impl<'a> Report<'a> {
                 })
                 .collect(),
             warnings: &snapshot.warnings,
-            sockets: Sockets(conns),
+            sockets: Sockets(snapshot, conns),
             processes,
             held_dead_sockets: &snapshot.held_dead,
         }
@@ -175,13 +193,36 @@ pub struct UnreadableReport<'a> {
     pub comm: Option<&'a str>,
 }
 
+/// One network namespace.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct NamespaceReport<'a> {
+    /// The nsfs inode (`lsns -t net`).
+    pub inode: u64,
+    /// Its name under /run/netns (`ip netns`), if any.
+    pub name: Option<&'a str>,
+    /// kwatch's own namespace.
+    pub current: bool,
+    /// A process running in it, when it was found through /proc.
+    pub pid: Option<u32>,
+    /// Its own sysctls (zero values are `null` when it could not be entered).
+    pub settings: &'a Settings,
+    /// Reported sockets in it.
+    pub sockets: u64,
+    /// Why its sockets are missing (no privilege to enter it, ...); `null` when they were listed.
+    pub error: Option<&'a str>,
+}
+
 /// The socket list, serialized lazily one row at a time.
 #[derive(Debug)]
-pub struct Sockets<'a>(&'a [&'a Connection]);
+pub struct Sockets<'a>(&'a Snapshot, &'a [&'a Connection]);
 
 impl Serialize for Sockets<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_seq(self.0.iter().map(|c| SocketReport::new(c)))
+        serializer.collect_seq(
+            self.1
+                .iter()
+                .map(|c| SocketReport::new(c).with_unit(self.0.unit_of(c))),
+        )
     }
 }
 
@@ -215,9 +256,19 @@ pub struct SocketReport<'a> {
     /// `dies_in_ms` is an estimate (retransmission backoff model, or missing inputs).
     pub dies_in_estimate: bool,
     pub dies_by: Option<DeathBy>,
+    /// The network namespace it lives in.
+    pub netns: Option<&'a NetnsRef>,
+    /// The container, pod or systemd service of its first owner that has one.
+    pub unit: Option<&'a Unit>,
 }
 
 impl<'a> SocketReport<'a> {
+    /// Adds the unit, which comes from the snapshot's processes rather than the connection.
+    pub fn with_unit(mut self, unit: Option<&'a Unit>) -> Self {
+        self.unit = unit;
+        self
+    }
+
     pub fn new(c: &'a Connection) -> Self {
         SocketReport {
             cookie: c.cookie,
@@ -243,6 +294,8 @@ impl<'a> SocketReport<'a> {
             dies_in_ms: c.prediction.and_then(|p| p.dies_in_ms),
             dies_in_estimate: c.prediction.is_some_and(|p| p.dies_in_estimate),
             dies_by: c.prediction.and_then(|p| p.dies_by),
+            netns: c.netns.as_ref(),
+            unit: None,
         }
     }
 }
@@ -255,6 +308,8 @@ pub struct ProcessReport<'a> {
     pub cmdline: &'a [String],
     pub uid: Option<u32>,
     pub user: Option<String>,
+    /// The container, pod or systemd service it runs in, told from its cgroup.
+    pub unit: Option<&'a Unit>,
     pub sockets: u32,
     /// Only states with at least one socket.
     pub by_state: BTreeMap<StateName, u32>,
@@ -287,6 +342,7 @@ impl<'a> ProcessReport<'a> {
             cmdline: process.map(|p| p.cmdline.as_slice()).unwrap_or(&[]),
             uid: process.and_then(|p| p.uid),
             user: s.user,
+            unit: snapshot.units.get(&s.pid),
             sockets: s.sockets,
             by_state: s
                 .by_state

@@ -3,7 +3,8 @@
 //! Columns follow `ss -tano` plus owner and findings: State, Local, Peer, Timer, Cnt (the timer's count:
 //! retransmits for `retransmit`, unanswered probes for `keepalive` and `zwp`), Dies (when the kernel resets the
 //! connection if the peer stays silent: `never`, `8s`, `~15m24s` for an estimate; shown when predicted), Recv-Q,
-//! Send-Q, Process, Findings.
+//! Send-Q, Process, Findings; with more than one network namespace (`--all-netns`), Netns first: the namespace's
+//! name or `ns:INODE`, and the container its owner runs in.
 //! When the width is limited, wide columns shrink (addresses are elided in the middle so the port stays) and
 //! low-priority columns are dropped (Send-Q first) until every line fits. Rendering is pure: no clock, no
 //! terminal queries; the caller passes the width and whether to colour.
@@ -53,6 +54,10 @@ pub fn write(
             natural[i] = natural[i].max(cell.width());
         }
         any_zwp |= conn.timer.kind == TimerKind::ZeroWindowProbe;
+    }
+    if snapshot.namespaces.len() < 2 {
+        // One namespace: it is in the footer, not in every row.
+        natural[Col::Netns.index()] = 0;
     }
     if !conns.iter().any(|c| c.prediction.is_some()) {
         // Nothing predicted (fixtures, other states only): no column of dashes.
@@ -118,6 +123,7 @@ pub fn severity_marker(s: Severity) -> &'static str {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Col {
+    Netns,
     State,
     Local,
     Peer,
@@ -138,7 +144,8 @@ enum Elide {
 
 impl Col {
     /// Display order.
-    const ALL: [Col; 10] = [
+    const ALL: [Col; 11] = [
+        Col::Netns,
         Col::State,
         Col::Local,
         Col::Peer,
@@ -153,6 +160,7 @@ impl Col {
 
     fn header(self) -> &'static str {
         match self {
+            Col::Netns => "Netns",
             Col::State => "State",
             Col::Local => "Local",
             Col::Peer => "Peer",
@@ -194,6 +202,7 @@ enum Step {
 /// then the queue and count columns go, then addresses shrink, then the timer goes, then everything shrinks to
 /// a bare minimum, and at last whole columns go, State staying longest.
 const STEPS: &[Step] = &[
+    Step::Shrink(Col::Netns, 24),
     Step::Shrink(Col::Process, 20),
     Step::Shrink(Col::Findings, 24),
     Step::Shrink(Col::Local, 21),
@@ -202,11 +211,13 @@ const STEPS: &[Step] = &[
     Step::Drop(Col::Dies),
     Step::Drop(Col::RecvQ),
     Step::Drop(Col::Cnt),
+    Step::Shrink(Col::Netns, 12),
     Step::Shrink(Col::Local, 15),
     Step::Shrink(Col::Peer, 15),
     Step::Shrink(Col::Process, 12),
     Step::Shrink(Col::Findings, 14),
     Step::Drop(Col::Timer),
+    Step::Drop(Col::Netns),
     Step::Shrink(Col::Local, 11),
     Step::Shrink(Col::Peer, 11),
     Step::Shrink(Col::Process, 7),
@@ -219,7 +230,7 @@ const STEPS: &[Step] = &[
 
 /// Which columns to show and how wide, given each column's natural width (widest cell or header).
 /// A column of natural width 0 is not shown.
-fn layout(natural: &[usize; 10], width: Option<usize>) -> Vec<(Col, usize)> {
+fn layout(natural: &[usize; 11], width: Option<usize>) -> Vec<(Col, usize)> {
     let mut cols: Vec<(Col, usize)> = Col::ALL
         .iter()
         .map(|c| (*c, natural[c.index()]))
@@ -257,7 +268,7 @@ fn layout(natural: &[usize; 10], width: Option<usize>) -> Vec<(Col, usize)> {
     cols
 }
 
-fn format_row(columns: &[(Col, usize)], cells: &[String; 10], width: Option<usize>) -> String {
+fn format_row(columns: &[(Col, usize)], cells: &[String; 11], width: Option<usize>) -> String {
     let mut line = String::new();
     for (i, (col, w)) in columns.iter().enumerate() {
         if i > 0 {
@@ -286,8 +297,9 @@ fn format_row(columns: &[(Col, usize)], cells: &[String; 10], width: Option<usiz
 }
 
 /// The cells of one row, in `Col::ALL` order, untrusted text already escaped.
-fn cells(snapshot: &Snapshot, c: &Connection, unreadable: bool) -> [String; 10] {
+fn cells(snapshot: &Snapshot, c: &Connection, unreadable: bool) -> [String; 11] {
     [
+        netns(snapshot, c),
         c.state.label().to_string(),
         endpoint(c.local_addr, c.local_port),
         endpoint(c.peer_addr, c.peer_port),
@@ -303,6 +315,21 @@ fn cells(snapshot: &Snapshot, c: &Connection, unreadable: bool) -> [String; 10] 
         process(snapshot, c, unreadable),
         findings(c),
     ]
+}
+
+/// `web`, `ns:4026532`, `ns:4026532 docker:3f4e1b2c9d8a` (the container of its owner), `-` when not known.
+fn netns(snapshot: &Snapshot, c: &Connection) -> String {
+    let Some(ns) = &c.netns else {
+        return "-".to_string();
+    };
+    let mut out = escape(&ns.label()).into_owned();
+    if let Some(unit) = snapshot
+        .unit_of(c)
+        .filter(|u| u.kind != crate::model::UnitKind::Systemd)
+    {
+        let _ = write!(out, " {}", escape(&unit.label()));
+    }
+    out
 }
 
 /// `10.0.0.5:443`, `[::1]:22`; port 0 (a listener's peer) as `*`, like `ss`.
@@ -472,6 +499,22 @@ fn footer(
     }
 
     lines.push((settings_line(&snapshot.settings), None));
+    if let Some(line) = namespaces_line(snapshot) {
+        lines.push((line, None));
+    }
+    // Namespaces whose sysctls differ from the first one's: each on its own line.
+    for ns in snapshot.namespaces.iter().skip(1) {
+        if ns.error.is_none() && ns.settings != snapshot.settings {
+            lines.push((
+                format!(
+                    "netns '{}' {}",
+                    escape(&ns.netns.label()),
+                    settings_line(&ns.settings)
+                ),
+                None,
+            ));
+        }
+    }
     let s = &snapshot.settings;
     if let (Some(time), Some(intvl), Some(probes)) = (
         s.tcp_keepalive_time_s,
@@ -497,6 +540,28 @@ fn footer(
         ));
     }
     lines
+}
+
+/// `3 network namespaces: 2 listed, 1 could not be entered`, when there is more than one.
+fn namespaces_line(snapshot: &Snapshot) -> Option<String> {
+    let n = snapshot.namespaces.len();
+    if n < 2 {
+        return None;
+    }
+    let failed = snapshot
+        .namespaces
+        .iter()
+        .filter(|ns| ns.error.is_some())
+        .count();
+    let mut line = format!("{n} network namespaces");
+    if failed > 0 {
+        let _ = write!(
+            line,
+            ": {} listed, {failed} could not be entered",
+            n - failed
+        );
+    }
+    Some(line)
 }
 
 fn settings_line(s: &Settings) -> String {
@@ -641,15 +706,15 @@ mod tests {
 
     #[test]
     fn layout_without_limit_keeps_natural_widths() {
-        let natural = [10, 16, 20, 15, 3, 5, 6, 6, 23, 35];
+        let natural = [12, 10, 16, 20, 15, 3, 5, 6, 6, 23, 35];
         let cols = layout(&natural, None);
-        assert_eq!(cols.len(), 10);
+        assert_eq!(cols.len(), 11);
         assert!(cols.iter().zip(natural).all(|((_, w), n)| *w == n));
     }
 
     #[test]
     fn layout_drops_send_q_before_findings_and_process() {
-        let natural = [10, 16, 20, 15, 3, 5, 6, 6, 20, 24];
+        let natural = [0, 10, 16, 20, 15, 3, 5, 6, 6, 20, 24];
         let full: usize = natural.iter().sum::<usize>() + 2 * 9;
         let cols = layout(&natural, Some(full - 1));
         let names: Vec<Col> = cols.iter().map(|(c, _)| *c).collect();
@@ -659,7 +724,7 @@ mod tests {
 
     #[test]
     fn layout_always_fits() {
-        let natural = [10, 40, 40, 17, 3, 7, 6, 6, 40, 60];
+        let natural = [20, 10, 40, 40, 17, 3, 7, 6, 6, 40, 60];
         for limit in 0..250 {
             let cols = layout(&natural, Some(limit));
             let total: usize =
@@ -671,7 +736,7 @@ mod tests {
 
     #[test]
     fn a_column_without_content_is_not_laid_out() {
-        let natural = [10, 16, 20, 15, 3, 0, 6, 6, 23, 35];
+        let natural = [0, 10, 16, 20, 15, 3, 0, 6, 6, 23, 35];
         let cols = layout(&natural, None);
         assert!(cols.iter().all(|(c, _)| *c != Col::Dies));
         assert_eq!(cols.len(), 9);
