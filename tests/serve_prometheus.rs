@@ -506,33 +506,39 @@ fn real_prometheus_scrapes_the_close_wait_count_of_our_process() {
     let (_listener, _client, port) = close_wait_socket();
     let (_kwatch, kwatch_addr, _lines) = start_kwatch(&["--pid-label"]);
 
-    // promtool accepts what Prometheus is about to scrape, and it already shows our socket.
-    let (status, _, body) = http(kwatch_addr, "GET", "/metrics");
-    assert_eq!(status, 200, "{body}");
-    let (ok, said) = promtool_check(&body);
-    assert!(ok, "promtool check metrics failed: {said}\n{body}");
-    let ours = "kwatch_process_close_wait_sockets{comm=";
-    assert!(
+    // promtool accepts what Prometheus is about to scrape, and it already shows our socket. Other tests of this
+    // binary (same pid) hold a CLOSE_WAIT for an instant at the end of each HTTP request: poll for exactly 1.
+    let ours = format!("pid=\"{me}\"}} 1");
+    let body = poll(Duration::from_secs(20), || {
+        let (status, _, body) = http(kwatch_addr, "GET", "/metrics");
+        assert_eq!(status, 200, "{body}");
+        let (ok, said) = promtool_check(&body);
+        assert!(ok, "promtool check metrics failed: {said}\n{body}");
         body.lines()
-            .any(|l| l.starts_with(ours) && l.contains(&format!("pid=\"{me}\"}} 1"))),
-        "our CLOSE_WAIT socket (local port {port}) in the metrics: {body}"
+            .any(|l| l.starts_with("kwatch_process_close_wait_sockets{") && l.ends_with(&ours))
+            .then_some(body)
+    });
+    assert!(
+        body.is_some(),
+        "our CLOSE_WAIT socket (local port {port}) never in the metrics"
     );
 
     let dir = tempfile::tempdir().unwrap();
     let (_prometheus, prom_addr) = start_prometheus(dir.path(), kwatch_addr);
     let promql = format!("kwatch_process_close_wait_sockets{{job=\"kwatch\",pid=\"{me}\"}}");
+    let mut last = None;
     let found = poll(Duration::from_secs(60), || {
         let result = query(prom_addr, &promql)?;
-        let value = result.first()?["value"][1].as_str()?.to_string();
-        Some((result, value))
+        last = Some(result.clone());
+        (result.len() == 1 && result[0]["value"][1] == "1").then_some(())
     });
     let log = std::fs::read_to_string(dir.path().join("prometheus.log")).unwrap_or_default();
-    let (result, value) =
-        found.unwrap_or_else(|| panic!("Prometheus never had '{promql}'; its log:\n{log}"));
-    assert_eq!(value, "1", "{result:?}");
-    assert_eq!(result.len(), 1, "{result:?}");
-    // The scrape itself was healthy.
-    let up = query(prom_addr, "up{job=\"kwatch\"}").unwrap();
+    assert!(
+        found.is_some(),
+        "Prometheus never had '{promql}' = 1 (last answer: {last:?}); its log:\n{log}"
+    );
+    // A scrape was healthy (the latest may have timed out on a loaded machine).
+    let up = query(prom_addr, "max_over_time(up{job=\"kwatch\"}[5m])").unwrap();
     assert_eq!(up[0]["value"][1], "1", "{up:?}");
 }
 
