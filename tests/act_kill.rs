@@ -226,3 +226,29 @@ fn the_question_is_asked_on_the_terminal_and_only_yes_kills() {
     let err = c.server.read(&mut buf).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::ConnectionReset, "{err}");
 }
+
+#[test]
+fn kill_reaches_a_socket_in_another_network_namespace() {
+    if !can_use_netns("kill_reaches_a_socket_in_another_network_namespace") {
+        return;
+    }
+    let pair = NetnsPair::new();
+    let listener = in_netns(&pair.b, || TcpListener::bind((ADDR_B, 9400)).unwrap());
+    let client = in_netns(&pair.a, || TcpStream::connect((ADDR_B, 9400)).unwrap());
+    let (mut server, _) = listener.accept().unwrap();
+    server
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let cport = client.local_addr().unwrap().port();
+    let filter = [format!("sport:{cport}"), "dport:9400".to_string()];
+    // kwatch runs in the host namespace; the socket lives in namespace a.
+    let mut args = vec!["--netns", pair.a.as_str(), "kill", "--yes"];
+    args.extend(filter.iter().map(String::as_str));
+    let out = kwatch(None, &args);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}{stderr}");
+    assert!(stdout.contains("killed 1 of 1 socket"), "{stdout}");
+    let err = server.read(&mut [0u8; 1]).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::ConnectionReset, "{err}");
+    drop(client);
+}
