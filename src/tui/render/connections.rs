@@ -7,7 +7,7 @@ use ratatui::widgets::{Block, Borders, Cell, Row, Table, Widget};
 
 use super::{Col, Theme, conn_header, empty_message, fit, truncate};
 use crate::escape::escape;
-use crate::model::{Connection, Snapshot};
+use crate::model::{Connection, Snapshot, UnitKind};
 use crate::tui::app::{App, ConnSort, clamp_offset};
 use crate::tui::format;
 
@@ -15,6 +15,8 @@ use crate::tui::format;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum C {
     Mark,
+    /// Only with more than one network namespace (`--all-netns`).
+    Netns,
     State,
     Local,
     LPort,
@@ -31,8 +33,9 @@ enum C {
 /// (column, header, priority: lower matters more, right-aligned, cap on content width narrow and wide, sort column)
 type Spec = (C, &'static str, u8, bool, (u16, u16), Option<ConnSort>);
 
-const COLUMNS: [Spec; 12] = [
+const COLUMNS: [Spec; 13] = [
     (C::Mark, "", 0, false, (2, 2), Some(ConnSort::Severity)),
+    (C::Netns, "NETNS", 6, false, (12, 28), None),
     (C::State, "STATE", 1, false, (10, 10), Some(ConnSort::State)),
     (
         C::Local,
@@ -68,6 +71,7 @@ const NARROW: u16 = 120;
 fn cell(c: C, conn: &Connection, snap: &Snapshot, wide: bool) -> String {
     match c {
         C::Mark => format::marker(conn.worst()).to_string(),
+        C::Netns => netns(conn, snap),
         C::State => conn.state.label().to_string(),
         C::Local => format::endpoint(conn.local_addr, conn.local_port),
         C::LPort => conn.local_port.to_string(),
@@ -80,6 +84,17 @@ fn cell(c: C, conn: &Connection, snap: &Snapshot, wide: bool) -> String {
         C::Process => format::owner(conn, snap),
         C::Findings if wide => format::finding_long(conn),
         C::Findings => format::finding_codes(conn),
+    }
+}
+
+/// `web`, `ns:4026532`, `ns:4026532 docker:3f4e1b2c9d8a` (the container its owner runs in).
+fn netns(conn: &Connection, snap: &Snapshot) -> String {
+    let Some(ns) = &conn.netns else {
+        return "-".to_string();
+    };
+    match snap.unit_of(conn).filter(|u| u.kind != UnitKind::Systemd) {
+        Some(unit) => escape(&format!("{} {}", ns.label(), unit.label())).into_owned(),
+        None => escape(&ns.label()).into_owned(),
     }
 }
 
@@ -132,18 +147,24 @@ pub fn render(app: &App, theme: Theme, area: Rect, buf: &mut Buffer) {
         .filter_map(|i| snap.connections.get(*i))
         .collect();
     let wide = inner.width >= WIDE;
+    // One namespace: no column for it.
+    let columns: Vec<&Spec> = COLUMNS
+        .iter()
+        .filter(|c| c.0 != C::Netns || snap.namespaces.len() > 1)
+        .collect();
     let cells: Vec<Vec<String>> = visible
         .iter()
         .map(|conn| {
-            COLUMNS
+            columns
                 .iter()
                 .map(|col| cell(col.0, conn, snap, wide))
                 .collect()
         })
         .collect();
 
-    let mut cols: Vec<Col> = COLUMNS
+    let mut cols: Vec<Col> = columns
         .iter()
+        .copied()
         .enumerate()
         .map(|(i, (c, name, priority, right, (narrow, wide), sort))| {
             let cap = if inner.width < NARROW { *narrow } else { *wide };
@@ -172,8 +193,8 @@ pub fn render(app: &App, theme: Theme, area: Rect, buf: &mut Buffer) {
         })
         .collect();
     // The full local address replaces the port column when the screen has room for it.
-    let local = COLUMNS.iter().position(|c| c.0 == C::Local).unwrap_or(0);
-    let lport = COLUMNS.iter().position(|c| c.0 == C::LPort).unwrap_or(0);
+    let local = columns.iter().position(|c| c.0 == C::Local).unwrap_or(0);
+    let lport = columns.iter().position(|c| c.0 == C::LPort).unwrap_or(0);
     let mut kept = fit(&cols, inner.width);
     if kept.contains(&local) {
         kept.retain(|i| *i != lport);
