@@ -61,6 +61,11 @@ impl NetnsError {
         };
         matches!(errno, Some(libc::EPERM | libc::EACCES))
     }
+
+    /// True when the namespace was gone by the time it was opened (its only process exited).
+    pub fn is_gone(&self) -> bool {
+        matches!(self, NetnsError::Open { source, .. } if source.kind() == io::ErrorKind::NotFound)
+    }
 }
 
 fn enter_reason(e: &io::Error) -> String {
@@ -242,6 +247,8 @@ fn dump_found(
                 (listing.settings, None)
             }
             Err(e) if !tolerant => return Err(e.into()),
+            // Found through a process that exited since: nothing left to show.
+            Err(e) if e.is_gone() => continue,
             Err(e) => {
                 if e.is_permission() {
                     denied.push(netns.label());
