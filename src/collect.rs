@@ -224,23 +224,16 @@ pub fn join(snapshot: &mut Snapshot, mut connections: Vec<Connection>, map: &Pro
             }
         }
     }
-    connections.sort_unstable_by(|a, b| {
+    // Sorting on computed keys moves each (large) connection once, instead of at every swap.
+    connections.sort_by_cached_key(|c| {
         (
-            a.family,
-            a.local_addr,
-            a.local_port,
-            a.peer_addr,
-            a.peer_port,
-            a.cookie,
+            c.family,
+            c.local_addr,
+            c.local_port,
+            c.peer_addr,
+            c.peer_port,
+            c.cookie,
         )
-            .cmp(&(
-                b.family,
-                b.local_addr,
-                b.local_port,
-                b.peer_addr,
-                b.peer_port,
-                b.cookie,
-            ))
     });
     let mut held = std::collections::BTreeMap::new();
     for owner in connections.iter().flat_map(|c| &c.owners) {

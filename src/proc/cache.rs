@@ -205,20 +205,21 @@ impl ProcCache {
         });
         for (pid, stamp, scan) in read.into_iter().flatten() {
             self.stats.scanned += 1;
-            self.stale = true;
             if scan == PidScan::Gone {
-                self.entries.remove(&pid);
-            } else {
-                let read_in = refresh;
-                self.entries.insert(
-                    pid,
-                    Entry {
-                        stamp,
-                        scan,
-                        read_in,
-                    },
-                );
+                self.stale |= self.entries.remove(&pid).is_some();
+                continue;
             }
+            // The map is rebuilt only when a process's sockets (or name) really changed.
+            self.stale |= self.entries.get(&pid).is_none_or(|old| old.scan != scan);
+            let read_in = refresh;
+            self.entries.insert(
+                pid,
+                Entry {
+                    stamp,
+                    scan,
+                    read_in,
+                },
+            );
         }
         self.stats.pids = pids.len();
         self.map.warnings = self.base_warnings.clone();
