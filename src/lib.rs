@@ -16,7 +16,7 @@ pub mod netns;
 pub mod output;
 pub mod proc;
 pub mod run;
-pub mod sockopt;
 pub mod serve;
+pub mod sockopt;
 pub mod sysctl;
 pub mod tui;

@@ -74,7 +74,9 @@ fn world() -> World {
 
 #[test]
 fn all_netns_lists_each_namespace_with_its_sockets_and_settings_and_the_hosts_own() {
-    if !can_use_netns("all_netns_lists_each_namespace_with_its_sockets_and_settings_and_the_hosts_own") {
+    if !can_use_netns(
+        "all_netns_lists_each_namespace_with_its_sockets_and_settings_and_the_hosts_own",
+    ) {
         return;
     }
     let w = world();
@@ -83,7 +85,10 @@ fn all_netns_lists_each_namespace_with_its_sockets_and_settings_and_the_hosts_ow
     let me = std::process::id() as u64;
     let host_inode = inode_of("/proc/self/ns/net");
 
-    for (name, set, want) in [(&w.pair.a, &w.a, (600, 20, 4)), (&w.pair.b, &w.b, (900, 30, 6))] {
+    for (name, set, want) in [
+        (&w.pair.a, &w.a, (600, 20, 4)),
+        (&w.pair.b, &w.b, (900, 30, 6)),
+    ] {
         let ns = namespace(&doc, name);
         let inode = inode_of(&format!("/run/netns/{name}"));
         assert_eq!(ns["inode"], inode, "{ns}");
@@ -103,7 +108,14 @@ fn all_netns_lists_each_namespace_with_its_sockets_and_settings_and_the_hosts_ow
         for s in &socks {
             assert_eq!(s["netns"]["name"], name.as_str(), "{s}");
             assert_eq!(s["netns"]["inode"], inode, "{s}");
-            assert!(s["owners"].as_array().unwrap().iter().any(|o| o["pid"] == me), "{s}");
+            assert!(
+                s["owners"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|o| o["pid"] == me),
+                "{s}"
+            );
             // ESTABLISHED sockets take their keepalive defaults from their own namespace.
             if s["state"] == "established" {
                 assert_eq!(s["keepalive"]["idle_s"], want.0, "{s}");
@@ -119,7 +131,10 @@ fn all_netns_lists_each_namespace_with_its_sockets_and_settings_and_the_hosts_ow
     assert_eq!(own["inode"], host_inode);
     let socks = ours(&doc, &host);
     assert_eq!(socks.len(), 3, "host sockets listed");
-    assert!(socks.iter().all(|s| s["netns"]["inode"] == host_inode), "{socks:?}");
+    assert!(
+        socks.iter().all(|s| s["netns"]["inode"] == host_inode),
+        "{socks:?}"
+    );
     // The snapshot's settings stay the host's.
     assert_eq!(doc["settings"], own["settings"]);
     // Each namespace once.
@@ -149,15 +164,23 @@ fn netns_by_name_or_path_shows_only_that_namespace() {
         assert!(ours(&doc, &w.b).is_empty(), "{spec}: none of b's");
         assert!(ours(&doc, &host).is_empty(), "{spec}: none of the host's");
         assert!(
-            sockets(&doc).iter().all(|s| s["netns"]["name"] == w.pair.a.as_str()),
+            sockets(&doc)
+                .iter()
+                .all(|s| s["netns"]["name"] == w.pair.a.as_str()),
             "{spec}: every socket in a (named even when given as a path)"
         );
         let namespaces = doc["namespaces"].as_array().unwrap();
         assert_eq!(namespaces.len(), 1, "{spec}");
-        assert_eq!(doc["settings"]["tcp_keepalive_time_s"], 600, "{spec}: a's sysctls are the snapshot's");
+        assert_eq!(
+            doc["settings"]["tcp_keepalive_time_s"], 600,
+            "{spec}: a's sysctls are the snapshot's"
+        );
         assert_eq!(doc["settings"]["tcp_keepalive_probes"], 4);
     }
-    let out = kwatch(None, &["--once", "--json", "--netns", "kwatch-no-such-namespace"]);
+    let out = kwatch(
+        None,
+        &["--once", "--json", "--netns", "kwatch-no-such-namespace"],
+    );
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -178,7 +201,9 @@ impl Drop for Unshared {
 
 #[test]
 fn an_unnamed_namespace_is_found_through_its_process_and_the_table_names_namespaces() {
-    if !can_use_netns("an_unnamed_namespace_is_found_through_its_process_and_the_table_names_namespaces") {
+    if !can_use_netns(
+        "an_unnamed_namespace_is_found_through_its_process_and_the_table_names_namespaces",
+    ) {
         return;
     }
     let child = Unshared(
@@ -207,20 +232,37 @@ fn an_unnamed_namespace_is_found_through_its_process_and_the_table_names_namespa
     assert!(ns["name"].is_null(), "{ns}");
     assert_eq!(ns["pid"], pid, "{ns}");
     assert!(ns["error"].is_null(), "{ns}");
-    assert!(ns["settings"]["tcp_keepalive_time_s"].is_u64(), "its sysctls were read: {ns}");
+    assert!(
+        ns["settings"]["tcp_keepalive_time_s"].is_u64(),
+        "its sysctls were read: {ns}"
+    );
 
     // The table says which namespace each socket is in once there is more than one.
     let w = world();
     let me = std::process::id();
     let out = kwatch(
         None,
-        &["--once", "--all-netns", "--port", &w.a.3.to_string(), "--pid", &me.to_string()],
+        &[
+            "--once",
+            "--all-netns",
+            "--port",
+            &w.a.3.to_string(),
+            "--pid",
+            &me.to_string(),
+        ],
     );
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = String::from_utf8_lossy(&out.stdout);
     let header = text.lines().next().unwrap();
     assert!(header.contains("Netns"), "{text}");
-    let rows: Vec<&str> = text.lines().filter(|l| l.contains(&format!(":{}", w.a.3))).collect();
+    let rows: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains(&format!(":{}", w.a.3)))
+        .collect();
     assert!(rows.len() >= 3, "{text}");
     assert!(
         rows.iter().filter(|l| l.contains(&w.pair.a)).count() >= 3,
@@ -230,7 +272,9 @@ fn an_unnamed_namespace_is_found_through_its_process_and_the_table_names_namespa
 
 #[test]
 fn without_privilege_a_warning_names_the_namespaces_and_the_own_one_is_still_shown() {
-    if !can_use_netns("without_privilege_a_warning_names_the_namespaces_and_the_own_one_is_still_shown") {
+    if !can_use_netns(
+        "without_privilege_a_warning_names_the_namespaces_and_the_own_one_is_still_shown",
+    ) {
         return;
     }
     let w = world();
@@ -244,7 +288,12 @@ fn without_privilege_a_warning_names_the_namespaces_and_the_own_one_is_still_sho
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
-    let warnings: Vec<&str> = doc["warnings"].as_array().unwrap().iter().map(|w| w.as_str().unwrap()).collect();
+    let warnings: Vec<&str> = doc["warnings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w.as_str().unwrap())
+        .collect();
     let denied = warnings
         .iter()
         .find(|w| w.starts_with("cannot enter '"))
@@ -253,10 +302,19 @@ fn without_privilege_a_warning_names_the_namespaces_and_the_own_one_is_still_sho
     for name in [&w.pair.a, &w.pair.b] {
         assert!(denied.contains(&format!("'{name}'")), "{denied}");
         let ns = namespace(&doc, name);
-        assert!(ns["error"].as_str().unwrap().contains("operation not permitted"), "{ns}");
+        assert!(
+            ns["error"]
+                .as_str()
+                .unwrap()
+                .contains("operation not permitted"),
+            "{ns}"
+        );
         assert_eq!(ns["sockets"], 0);
     }
-    assert!(stderr.contains("kwatch: warning: cannot enter '"), "{stderr}");
+    assert!(
+        stderr.contains("kwatch: warning: cannot enter '"),
+        "{stderr}"
+    );
     // The rest is still shown: kwatch's own namespace, with the host's sockets.
     assert_eq!(ours(&doc, &host).len(), 3);
     assert!(ours(&doc, &w.a).is_empty());
