@@ -45,75 +45,80 @@ pub struct Args {
     pub interval: Duration,
 
     /// Only sockets with this local or peer port (repeatable, or comma-separated).
-    #[arg(short = 'p', long, value_parser = parse_port, value_delimiter = ',', value_name = "PORT")]
+    #[arg(short = 'p', long, value_parser = parse_port, value_delimiter = ',', value_name = "PORT", global = true)]
     pub port: Vec<u16>,
 
     /// Only sockets with this local (source) port.
-    #[arg(long, value_parser = parse_port, value_delimiter = ',', value_name = "PORT")]
+    #[arg(long, value_parser = parse_port, value_delimiter = ',', value_name = "PORT", global = true)]
     pub sport: Vec<u16>,
 
     /// Only sockets with this peer (destination) port.
-    #[arg(long, value_parser = parse_port, value_delimiter = ',', value_name = "PORT")]
+    #[arg(long, value_parser = parse_port, value_delimiter = ',', value_name = "PORT", global = true)]
     pub dport: Vec<u16>,
 
     /// Only sockets held by this process (repeatable, or comma-separated).
-    #[arg(long, value_parser = parse_pid, value_delimiter = ',', value_name = "PID")]
+    #[arg(long, value_parser = parse_pid, value_delimiter = ',', value_name = "PID", global = true)]
     pub pid: Vec<u32>,
 
     /// Only sockets in this state: established, syn-sent, syn-recv, fin-wait-1, fin-wait-2, time-wait, close,
     /// close-wait, last-ack, listen, closing (repeatable, or comma-separated).
-    #[arg(short = 's', long, value_parser = parse_state, value_delimiter = ',', value_name = "STATE")]
+    #[arg(short = 's', long, value_parser = parse_state, value_delimiter = ',', value_name = "STATE", global = true)]
     pub state: Vec<TcpState>,
 
     /// Only sockets with at least one finding.
-    #[arg(long)]
+    #[arg(long, global = true)]
     pub stuck: bool,
 
     /// Only IPv4 sockets.
-    #[arg(short = '4', long = "ipv4", conflicts_with = "ipv6")]
+    #[arg(short = '4', long = "ipv4", conflicts_with = "ipv6", global = true)]
     pub ipv4: bool,
 
     /// Only IPv6 sockets.
-    #[arg(short = '6', long = "ipv6")]
+    #[arg(short = '6', long = "ipv6", global = true)]
     pub ipv6: bool,
 
     /// Flag CLOSE_WAIT sockets whose peer closed at least this long ago.
-    #[arg(long, default_value = "30s", value_parser = parse_threshold, value_name = "DURATION")]
+    #[arg(long, default_value = "30s", value_parser = parse_threshold, value_name = "DURATION", global = true)]
     pub close_wait_after: Duration,
 
     /// Flag ESTABLISHED sockets without keepalive that have been idle at least this long.
-    #[arg(long, default_value = "5m", value_parser = parse_threshold, value_name = "DURATION")]
+    #[arg(long, default_value = "5m", value_parser = parse_threshold, value_name = "DURATION", global = true)]
     pub idle_after: Duration,
 
     /// Flag sockets on the retransmit timer with at least this many retransmits or backoffs.
-    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..), value_name = "N")]
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..), value_name = "N", global = true)]
     pub retransmit_min: u32,
 
     /// Do not look up owning processes in /proc (faster; the process column stays empty).
-    #[arg(long)]
+    #[arg(long, global = true)]
     pub no_processes: bool,
 
     /// Do not read keepalive options (SO_KEEPALIVE, TCP_KEEPIDLE/INTVL/CNT, TCP_USER_TIMEOUT) from the owners'
     /// sockets; assume the namespace sysctls instead.
-    #[arg(long)]
+    #[arg(long, global = true)]
     pub no_sockopt: bool,
 
     /// Inspect this network namespace instead of kwatch's own: a name under /run/netns (as `ip netns` lists them)
     /// or a path such as /proc/PID/ns/net. Entering another namespace needs root.
-    #[arg(long, value_name = "NAME|PATH", conflicts_with = "all_netns")]
+    #[arg(
+        long,
+        value_name = "NAME|PATH",
+        conflicts_with = "all_netns",
+        global = true
+    )]
     pub netns: Option<String>,
 
     /// Inspect every network namespace on the host (containers included), each from inside it, with its own
     /// sysctls. Namespaces kwatch cannot enter are named in a warning; the rest are still shown.
-    #[arg(long)]
+    #[arg(long, global = true)]
     pub all_netns: bool,
 
     /// When to colour the table.
-    #[arg(long, value_enum, default_value_t = ColorChoice::Auto, value_name = "WHEN")]
+    #[arg(long, value_enum, default_value_t = ColorChoice::Auto, value_name = "WHEN", global = true)]
     pub color: ColorChoice,
 
     /// Where procfs is mounted.
-    #[arg(long, default_value = "/proc", hide = true)]
+    #[arg(long, default_value = "/proc", hide = true, global = true)]
     pub proc_root: PathBuf,
 }
 
@@ -234,6 +239,26 @@ mod tests {
         assert_eq!(f.pids, vec![12]);
         assert!(f.stuck);
         assert_eq!(f.family, Some(Family::Ipv6));
+    }
+
+    #[test]
+    fn snapshot_flags_also_follow_a_subcommand() {
+        let a = parse(&[
+            "kill",
+            "--netns",
+            "web",
+            "--dry-run",
+            "--pid",
+            "7",
+            "state:close-wait",
+        ])
+        .unwrap();
+        assert_eq!(a.netns_scope(), Scope::One("web".into()));
+        assert_eq!(a.filter().pids, vec![7]);
+        assert!(matches!(a.command, Some(Command::Kill(_))));
+        let a = parse(&["serve", "--all-netns", "--idle-after", "1m"]).unwrap();
+        assert_eq!(a.netns_scope(), Scope::All);
+        assert_eq!(a.thresholds().idle_after_ms, 60_000);
     }
 
     #[test]
