@@ -22,7 +22,7 @@ pub fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) if is_broken_pipe(&err) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("kwatch: {err:#}");
+            eprintln!("kwatch: {}", error_line(&err));
             ExitCode::from(2)
         }
     }
@@ -134,6 +134,23 @@ fn once(args: &Args, filter: &Filter, options: &Options) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// An error and its causes on one line, `a: b: c`, leaving out a cause whose text the line already holds
+/// (errors that print their source in their own message).
+pub fn error_line(err: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in err.chain() {
+        let text = cause.to_string();
+        if line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line
+}
+
 fn is_broken_pipe(err: &anyhow::Error) -> bool {
     err.chain()
         .filter_map(|e| e.downcast_ref::<io::Error>())
@@ -143,6 +160,23 @@ fn is_broken_pipe(err: &anyhow::Error) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn error_line_names_each_cause_once() {
+        let io = io::Error::from(io::ErrorKind::NotFound);
+        let inner = crate::netns::NetnsError::Open {
+            path: "/run/netns/x".into(),
+            source: io,
+        };
+        let err = anyhow::Error::new(inner).context("taking a snapshot");
+        let line = error_line(&err);
+        assert_eq!(
+            line,
+            "taking a snapshot: cannot open network namespace '/run/netns/x': entity not found"
+        );
+        let plain = anyhow::anyhow!("outer").context("top");
+        assert_eq!(error_line(&plain), "top: outer");
+    }
 
     #[test]
     fn state_mask_names_the_kernel_bits() {

@@ -84,7 +84,7 @@ pub fn run(serve: &ServeArgs, args: &Args) -> anyhow::Result<()> {
         let mut state = state.lock().unwrap_or_else(PoisonError::into_inner);
         let (collector, deaths) = &mut *state;
         deaths.drain();
-        let result = collector.collect().map_err(|e| format!("{e:#}"));
+        let result = collector.collect().map_err(|e| crate::run::error_line(&e));
         Arc::new(result.map(|mut snapshot| {
             let deaths = deaths.step(&snapshot, &filter);
             if !filter.is_empty() {

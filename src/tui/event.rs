@@ -85,7 +85,7 @@ pub fn spawn_collector(
                 let event = match std::panic::catch_unwind(AssertUnwindSafe(|| collector.collect()))
                 {
                     Ok(Ok(snapshot)) => Event::Snapshot(Box::new(snapshot)),
-                    Ok(Err(e)) => Event::CollectorError(format!("{e:#}")),
+                    Ok(Err(e)) => Event::CollectorError(crate::run::error_line(&e)),
                     Err(panic) => {
                         let msg = panic
                             .downcast_ref::<&str>()
