@@ -156,6 +156,7 @@ fn finish(
             Some(first) => first.settings,
             None => sysctl::read_settings(&opts.proc_root),
         },
+        as_root: rustix::process::geteuid().is_root(),
         ..Snapshot::default()
     };
     let has_current = namespaces.has_current();

@@ -535,9 +535,22 @@ pub struct Snapshot {
     /// What runs each listed process (container, pod, systemd service), by pid, where its cgroup tells.
     #[serde(default)]
     pub units: BTreeMap<u32, Unit>,
+    /// kwatch ran as root: processes it could not read are kept from it by something root does not override
+    /// (a security module, a kernel-protected process), so "run as root" would be no help.
+    #[serde(default)]
+    pub as_root: bool,
 }
 
 impl Snapshot {
+    /// What to do about processes whose fds could not be read, as a phrase ("run as root to see ...").
+    pub fn unreadable_hint(&self) -> &'static str {
+        if self.as_root {
+            "not even root may read them"
+        } else {
+            "run as root to see their sockets"
+        }
+    }
+
     /// A display name for a pid: its comm, or `?` when unknown.
     pub fn comm(&self, pid: u32) -> &str {
         self.processes

@@ -121,7 +121,14 @@ fn unreadable_processes_turn_ownerless_sockets_into_question_marks() {
         row.contains(" ? ") || row.trim_end().ends_with('?'),
         "{row}"
     );
-    assert!(text.contains("1 process could not be read; run as root (sudo)"));
+    assert!(text.contains("1 process could not be read; run as root to see their sockets"));
+    snapshot.as_root = true;
+    let text = render(&snapshot, None, false);
+    assert!(
+        text.contains("1 process could not be read; not even root may read them"),
+        "as root, no hint to become root: {text}"
+    );
+    snapshot.as_root = false;
     // TIME_WAIT (inode 0) belongs to no process either way.
     let tw = text.lines().find(|l| l.starts_with("TIME-WAIT")).unwrap();
     assert!(tw.trim_end().ends_with(" -"), "{tw}");

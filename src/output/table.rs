@@ -480,13 +480,15 @@ fn footer(
 
     let unreadable = snapshot.unreadable.len() as u64;
     if unreadable > 0 {
-        let text = if unreadable == 1 {
-            "1 process could not be read; run as root (sudo) to see its sockets' owners".to_string()
+        let noun = if unreadable == 1 {
+            "process"
         } else {
-            format!(
-                "{unreadable} processes could not be read; run as root (sudo) to see their sockets' owners"
-            )
+            "processes"
         };
+        let text = format!(
+            "{unreadable} {noun} could not be read; {}",
+            snapshot.unreadable_hint()
+        );
         lines.push((text, Some(YELLOW)));
     }
 

@@ -279,12 +279,12 @@ fn unreadable(snap: &Snapshot, theme: Theme) -> Line<'static> {
         String::new()
     };
     let noun = if n == 1 { "process" } else { "processes" };
-    let whose = if n == 1 { "its" } else { "their" };
     Line::from(vec![
         Span::styled(format!("! {n} {noun} unreadable "), theme.flag()),
         Span::raw(format!(
-            "({}{more}) - run as root to see {whose} sockets",
-            names.join(", ")
+            "({}{more}) - {}",
+            names.join(", "),
+            snap.unreadable_hint()
         )),
     ])
 }
