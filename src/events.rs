@@ -7,7 +7,7 @@
 //! in a snapshot are reported; their owners, last state and keepalive settings come from that snapshot, the
 //! final probe and retransmit counts from the destroy message's tcp_info.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io::{self, Write};
 use std::net::IpAddr;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -97,11 +97,18 @@ impl SocketId {
     }
 }
 
-/// What kwatch last saw of a socket.
+/// What kwatch last saw of a socket: only what events need, so that a step over 100k sockets that did not
+/// change allocates nothing.
 #[derive(Debug, Clone)]
 struct Seen {
-    conn: Connection,
+    id: SocketId,
+    state: TcpState,
+    inode: u64,
+    owners: Vec<Owner>,
+    keepalive: Option<crate::keepalive::KeepaliveSettings>,
     comm: Option<String>,
+    /// The step that last saw it in the dump.
+    step: u64,
 }
 
 /// Pure bookkeeping of watched sockets across snapshots: turns snapshots and destroy notifications into events.
@@ -111,6 +118,7 @@ pub struct Tracker {
     /// Left the dump but not destroyed yet (held by a program, or the notification is still to come).
     gone: HashMap<u64, Seen>,
     started: bool,
+    steps: u64,
 }
 
 impl Tracker {
@@ -128,12 +136,17 @@ impl Tracker {
         now_unix_ms: u64,
     ) -> Vec<Event> {
         let mut events = Vec::new();
-        let current: HashMap<u64, &Connection> = snapshot
-            .connections
-            .iter()
-            .filter(|c| filter.matches_in(c, snapshot))
-            .map(|c| (c.cookie, c))
-            .collect();
+        // A TIME-WAIT entry inherits the cookie of the connection that closed normally.
+        let time_wait: HashSet<u64> = if destroyed.is_empty() {
+            HashSet::new()
+        } else {
+            snapshot
+                .connections
+                .iter()
+                .filter(|c| c.state == TcpState::TimeWait)
+                .map(|c| c.cookie)
+                .collect()
+        };
         for d in destroyed {
             let Some(seen) = self
                 .live
@@ -142,86 +155,107 @@ impl Tracker {
             else {
                 continue;
             };
-            // A TIME-WAIT entry inherits the cookie: the connection closed normally.
-            let twin = snapshot
-                .connections
-                .iter()
-                .any(|c| c.cookie == d.cookie && c.state == TcpState::TimeWait);
+            let twin = time_wait.contains(&d.cookie);
             let info = d.tcp_info.as_ref();
-            let cause = keepalive::infer_cause(
-                info,
-                seen.conn.keepalive.as_ref(),
-                Some(seen.conn.state),
-                twin,
-            );
+            let cause =
+                keepalive::infer_cause(info, seen.keepalive.as_ref(), Some(seen.state), twin);
             events.push(Event::Destroy {
                 time_unix_ms: now_unix_ms,
-                socket: SocketId::of(&seen.conn),
-                owners: seen.conn.owners.clone(),
-                comm: seen.comm.clone(),
-                last_state: StateName(seen.conn.state),
+                socket: seen.id,
+                owners: seen.owners,
+                comm: seen.comm,
+                last_state: StateName(seen.state),
                 probes: info.and_then(|i| i.probes),
                 retransmits: info.and_then(|i| i.retransmits),
                 cause,
             });
         }
-        if self.started {
-            for (cookie, seen) in &self.live {
-                let to = match current.get(cookie) {
-                    Some(c) if c.state == seen.conn.state => continue,
-                    Some(c) => c.state,
-                    // No fd holds a TIME-WAIT entry or an orphan: leaving the dump is their normal end.
-                    None if seen.conn.inode == 0 => continue,
-                    None => TcpState::Close,
-                };
-                events.push(Event::State {
-                    time_unix_ms: now_unix_ms,
-                    socket: SocketId::of(&seen.conn),
-                    owners: seen.conn.owners.clone(),
-                    comm: seen.comm.clone(),
-                    from: StateName(seen.conn.state),
-                    to: StateName(to),
-                });
+        self.steps += 1;
+        let step = self.steps;
+        let started = self.started;
+        for c in snapshot
+            .connections
+            .iter()
+            .filter(|c| filter.matches_in(c, snapshot))
+        {
+            let comm = c.owners.first().map(|o| snapshot.comm(o.pid));
+            match self.live.get_mut(&c.cookie) {
+                Some(seen) => {
+                    if seen.state != c.state {
+                        if started {
+                            events.push(Event::State {
+                                time_unix_ms: now_unix_ms,
+                                socket: seen.id.clone(),
+                                owners: seen.owners.clone(),
+                                comm: seen.comm.clone(),
+                                from: StateName(seen.state),
+                                to: StateName(c.state),
+                            });
+                        }
+                        seen.state = c.state;
+                    }
+                    if seen.owners != c.owners {
+                        seen.owners.clone_from(&c.owners);
+                    }
+                    // An earlier owner stays known when a later dump could not map it (the process exited).
+                    if let Some(comm) = comm
+                        && seen.comm.as_deref() != Some(comm)
+                    {
+                        seen.comm = Some(comm.to_string());
+                    }
+                    seen.inode = c.inode;
+                    seen.keepalive = c.keepalive;
+                    seen.step = step;
+                }
+                None => {
+                    self.live.insert(
+                        c.cookie,
+                        Seen {
+                            id: SocketId::of(c),
+                            state: c.state,
+                            inode: c.inode,
+                            owners: c.owners.clone(),
+                            keepalive: c.keepalive,
+                            comm: comm.map(str::to_string),
+                            step,
+                        },
+                    );
+                }
             }
         }
         // Sockets that left the dump wait for their destroy notification.
         let left: Vec<u64> = self
             .live
-            .keys()
-            .filter(|k| !current.contains_key(k))
-            .copied()
+            .iter()
+            .filter(|(_, s)| s.step != step)
+            .map(|(k, _)| *k)
             .collect();
         for cookie in left {
-            if let Some(seen) = self.live.remove(&cookie) {
-                if self.gone.len() >= GONE_MAX {
-                    self.gone.clear();
-                }
-                self.gone.insert(cookie, seen);
+            let Some(seen) = self.live.remove(&cookie) else {
+                continue;
+            };
+            // No fd holds a TIME-WAIT entry or an orphan: leaving the dump is their normal end.
+            if started && seen.inode != 0 {
+                events.push(Event::State {
+                    time_unix_ms: now_unix_ms,
+                    socket: seen.id.clone(),
+                    owners: seen.owners.clone(),
+                    comm: seen.comm.clone(),
+                    from: StateName(seen.state),
+                    to: StateName(TcpState::Close),
+                });
             }
-        }
-        for (cookie, c) in current {
-            // An earlier owner stays known when a later dump could not map it (the process exited).
-            let comm = c
-                .owners
-                .first()
-                .map(|o| snapshot.comm(o.pid).to_string())
-                .or_else(|| self.live.get(&cookie).and_then(|s| s.comm.clone()));
-            self.live.insert(
-                cookie,
-                Seen {
-                    conn: c.clone(),
-                    comm,
-                },
-            );
+            if self.gone.len() >= GONE_MAX {
+                self.gone.clear();
+            }
+            self.gone.insert(cookie, seen);
         }
         events.sort_by_key(|e| match e {
             Event::Destroy { socket, .. } => (0, socket.cookie),
             Event::State { socket, .. } => (1, socket.cookie),
             _ => (2, 0),
         });
-        if !self.started {
-            self.started = true;
-        }
+        self.started = true;
         events
     }
 
