@@ -44,6 +44,8 @@ pub struct Collector {
     dumper: Option<Dumper>,
     /// `None` when processes are not mapped.
     procs: Option<ProcCache>,
+    /// Socket options read in earlier refreshes.
+    sockopts: sockopt::Memory,
 }
 
 impl Collector {
@@ -58,6 +60,7 @@ impl Collector {
             opts,
             dumper: None,
             procs,
+            sockopts: sockopt::Memory::new(),
         }
     }
 
@@ -65,12 +68,14 @@ impl Collector {
         &self.opts
     }
 
-    /// Takes one snapshot: kernel dump and /proc update at the same time, then join and analysis.
+    /// Takes one snapshot: kernel dump and /proc update at the same time, then join and analysis. Its
+    /// connections are in dump order (the live view and the exporter order what they show themselves).
     pub fn collect(&mut self) -> anyhow::Result<Snapshot> {
         self.take(false)
     }
 
-    /// Takes a snapshot; the `last` one takes the /proc map over instead of copying it.
+    /// Takes a snapshot; the `last` one takes the /proc map over instead of copying it, reads every socket's
+    /// options afresh, and sorts the connections by address for output that is stable from run to run.
     fn take(&mut self, last: bool) -> anyhow::Result<Snapshot> {
         let taken_at_unix_ms = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -80,6 +85,7 @@ impl Collector {
             opts,
             dumper,
             procs,
+            sockopts,
         } = self;
         // The dump and the /proc update are independent: run them at the same time (the update itself uses
         // every core). Only sockets the update could not account for need a second look afterwards.
@@ -113,15 +119,14 @@ impl Collector {
         } else {
             procs.as_mut().map(|c| c.map().clone()).unwrap_or_default()
         };
-        Ok(finish(
-            opts,
-            connections,
-            dumped,
-            map,
+        let header = Snapshot {
             taken_at_unix_ms,
             dump_us,
             proc_scan_us,
-        ))
+            ..Snapshot::default()
+        };
+        let memory = (!last).then_some(sockopts);
+        Ok(finish(opts, header, connections, dumped, map, memory))
     }
 }
 
@@ -137,19 +142,16 @@ fn dump(dumper: &mut Option<Dumper>, request: &DumpRequest) -> Result<Vec<Connec
 }
 
 /// Everything after the dump and the map: snapshot header, held dead sockets, join, socket options, analysis.
+/// Without `memory` (a one-shot snapshot), connections are sorted by address and every socket's options read.
 fn finish(
     opts: &Options,
+    header: Snapshot,
     connections: Vec<Connection>,
     namespaces: netns::Dumped,
     map: ProcMap,
-    taken_at_unix_ms: u64,
-    dump_us: u64,
-    proc_scan_us: u64,
+    memory: Option<&mut sockopt::Memory>,
 ) -> Snapshot {
     let mut snapshot = Snapshot {
-        taken_at_unix_ms,
-        dump_us,
-        proc_scan_us,
         host: read_line(&opts.proc_root.join("sys/kernel/hostname")),
         kernel: read_line(&opts.proc_root.join("sys/kernel/osrelease")),
         settings: match namespaces.namespaces.first() {
@@ -157,7 +159,7 @@ fn finish(
             None => sysctl::read_settings(&opts.proc_root),
         },
         as_root: rustix::process::geteuid().is_root(),
-        ..Snapshot::default()
+        ..header
     };
     let has_current = namespaces.has_current();
     snapshot.namespaces = namespaces.namespaces;
@@ -195,14 +197,19 @@ fn finish(
                 .push(format!("held dead sockets not looked for: {e:#}")),
         }
     }
-    join(&mut snapshot, connections, map);
+    let sort = memory.is_none();
+    join(&mut snapshot, connections, map, sort);
     if opts.map_processes {
         snapshot.units = netns::units(&opts.proc_root, snapshot.processes.keys().copied());
     }
     for p in ghost_processes {
         snapshot.processes.entry(p.pid).or_insert(p);
     }
-    sockopt::fill(&mut snapshot, opts.read_sockopts.then_some(&mut reader));
+    sockopt::fill(
+        &mut snapshot,
+        opts.read_sockopts.then_some(&mut reader),
+        memory,
+    );
     analyze::analyze(&mut snapshot, &opts.thresholds);
     snapshot
 }
@@ -220,9 +227,14 @@ fn every_inode(
     Ok(all.iter().map(|c| c.inode).collect())
 }
 
-/// Attaches owners to connections and keeps the processes that hold at least one of them. Sorted by address
-/// so that output is stable from one run to the next.
-pub fn join(snapshot: &mut Snapshot, mut connections: Vec<Connection>, mut map: ProcMap) {
+/// Attaches owners to connections and keeps the processes that hold at least one of them; with `sort`, orders
+/// the connections by address so that output is stable from one run to the next.
+pub fn join(
+    snapshot: &mut Snapshot,
+    mut connections: Vec<Connection>,
+    mut map: ProcMap,
+    sort: bool,
+) {
     for conn in &mut connections {
         if conn.inode != 0 {
             if let Some(owners) = map.owners.remove(&conn.inode) {
@@ -230,7 +242,9 @@ pub fn join(snapshot: &mut Snapshot, mut connections: Vec<Connection>, mut map: 
             }
         }
     }
-    sort_by_address(&mut connections);
+    if sort {
+        sort_by_address(&mut connections);
+    }
     let mut held = std::collections::BTreeMap::new();
     for owner in connections.iter().flat_map(|c| &c.owners) {
         if let Some(p) = map.processes.remove(&owner.pid) {

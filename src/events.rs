@@ -401,6 +401,7 @@ pub fn watch(
     out: &mut impl Write,
 ) -> anyhow::Result<()> {
     let mut subscriber = Subscriber::open();
+    let mut collector = collect::Collector::new(opts.clone());
     let mut tracker = Tracker::new();
     let mut destroyed = Vec::new();
     let emit = |out: &mut dyn Write, e: &Event| -> io::Result<()> {
@@ -431,7 +432,7 @@ pub fn watch(
                 lost = Some(e.to_string());
             }
         }
-        let snapshot = collect::collect(opts).context("cannot take a snapshot")?;
+        let snapshot = collector.collect().context("cannot take a snapshot")?;
         let now = unix_ms();
         let events = tracker.step(&snapshot, filter, &destroyed, now);
         if let Some(message) = lost {

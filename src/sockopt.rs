@@ -149,10 +149,71 @@ pub fn wanted(conn: &Connection) -> bool {
     matches!(conn.state, TcpState::Established | TcpState::CloseWait)
 }
 
+/// How many refreshes options read from a socket are trusted before they are read again.
+pub const REREAD_EVERY: u64 = 10;
+
+/// Options read in earlier refreshes of the live view, by socket cookie. Programs set keepalive options once,
+/// when they open a connection, so rereading 50,000 sockets every second (8 syscalls each) would be most of a
+/// refresh. A socket is read when first seen or when its state or timer kind changed (`SO_KEEPALIVE` switched on
+/// arms the keepalive timer), and otherwise every [`REREAD_EVERY`] refreshes, a different share of the sockets at
+/// each refresh, so a later `setsockopt` shows within that many refreshes.
+#[derive(Debug, Default)]
+pub struct Memory {
+    by_cookie: HashMap<u64, Remembered>,
+    refresh: u64,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Remembered {
+    settings: KeepaliveSettings,
+    state: TcpState,
+    timer: TimerKind,
+    /// The refresh that last saw the socket.
+    seen: u64,
+}
+
+impl Memory {
+    pub fn new() -> Self {
+        Memory::default()
+    }
+
+    /// Settings read earlier that still hold for `conn` in this refresh.
+    fn recall(&mut self, conn: &Connection) -> Option<KeepaliveSettings> {
+        let due = conn.cookie.wrapping_add(self.refresh) % REREAD_EVERY == 0;
+        let r = self.by_cookie.get_mut(&conn.cookie)?;
+        if due || r.state != conn.state || r.timer != conn.timer.kind {
+            return None;
+        }
+        r.seen = self.refresh;
+        Some(r.settings)
+    }
+
+    fn remember(&mut self, conn: &Connection, settings: KeepaliveSettings) {
+        let r = Remembered {
+            settings,
+            state: conn.state,
+            timer: conn.timer.kind,
+            seen: self.refresh,
+        };
+        self.by_cookie.insert(conn.cookie, r);
+    }
+
+    /// Ends a refresh: forgets sockets it did not see.
+    fn end_refresh(&mut self) {
+        let now = self.refresh;
+        self.by_cookie.retain(|_, r| r.seen == now);
+        self.refresh += 1;
+    }
+}
+
 /// Fills `keepalive` and `prediction` of every ESTABLISHED and CLOSE_WAIT socket: options read from the socket
-/// through one of its owners with `reader` when given and permitted, otherwise assumed from the namespace
-/// sysctls. Adds one warning when permission was missing for some sockets.
-pub fn fill(snapshot: &mut Snapshot, mut reader: Option<&mut Reader>) {
+/// through one of its owners with `reader` when given and permitted (or recalled from `memory`, see [`Memory`]),
+/// otherwise assumed from the namespace sysctls. Adds one warning when permission was missing for some sockets.
+pub fn fill(
+    snapshot: &mut Snapshot,
+    mut reader: Option<&mut Reader>,
+    mut memory: Option<&mut Memory>,
+) {
     let mut denied = 0u64;
     // Each socket's defaults are its own namespace's sysctls.
     let by_netns: std::collections::HashMap<u64, crate::model::Settings> = snapshot
@@ -172,12 +233,18 @@ pub fn fill(snapshot: &mut Snapshot, mut reader: Option<&mut Reader>) {
         // change when it dies (never), so the dump already says all that matters and ~7 µs of syscalls are saved.
         let worth_reading = conn.timer.kind != TimerKind::None;
         if let Some(reader) = reader.as_deref_mut().filter(|_| worth_reading) {
+            read = memory.as_deref_mut().and_then(|m| m.recall(conn));
             let mut was_denied = false;
             for owner in &conn.owners {
+                if read.is_some() {
+                    break;
+                }
                 match reader.read(*owner, conn.inode) {
                     Ok(s) => {
                         read = Some(s);
-                        break;
+                        if let Some(m) = memory.as_deref_mut() {
+                            m.remember(conn, s);
+                        }
                     }
                     Err(e) => was_denied |= e.is_permission(),
                 }
@@ -189,6 +256,9 @@ pub fn fill(snapshot: &mut Snapshot, mut reader: Option<&mut Reader>) {
         let settings = read.unwrap_or_else(|| KeepaliveSettings::assumed(conn, &net));
         conn.prediction = keepalive::predict(conn, &settings, &net);
         conn.keepalive = Some(settings);
+    }
+    if let Some(m) = memory {
+        m.end_refresh();
     }
     if denied > 0 {
         snapshot.warnings.push(format!(
@@ -244,6 +314,58 @@ mod tests {
                 source: Source::Socket,
             }
         );
+    }
+
+    /// One refresh of `fill` with memory over the socket `c` as the kernel dumps it now.
+    fn refresh(c: &TcpStream, memory: &mut Memory) -> Connection {
+        let port = c.local_addr().unwrap().port();
+        let mut conn = crate::diag::dump(&crate::diag::DumpRequest::all())
+            .unwrap()
+            .into_iter()
+            .find(|x| x.local_port == port)
+            .unwrap();
+        conn.owners = vec![Owner {
+            pid: std::process::id(),
+            fd: c.as_raw_fd() as u32,
+        }];
+        let mut snapshot = Snapshot {
+            connections: vec![conn],
+            ..Snapshot::default()
+        };
+        fill(&mut snapshot, Some(&mut Reader::new()), Some(memory));
+        snapshot.connections.pop().unwrap()
+    }
+
+    #[test]
+    fn remembered_options_are_reread_on_schedule_and_when_the_timer_changes() {
+        let (_l, c, _s) = pair();
+        let sock = socket2::SockRef::from(&c);
+        let idle = |secs| socket2::TcpKeepalive::new().with_time(Duration::from_secs(secs));
+        sock.set_tcp_keepalive(&idle(30)).unwrap();
+        let mut memory = Memory::new();
+        let first = refresh(&c, &mut memory);
+        assert_eq!(first.keepalive.unwrap().idle_s, Some(30));
+        assert_eq!(first.keepalive.unwrap().source, Source::Socket);
+
+        // Changed behind kwatch's back: remembered until the socket's turn comes, then read again.
+        sock.set_tcp_keepalive(&idle(40)).unwrap();
+        let due = (1..=REREAD_EVERY)
+            .find(|r| (first.cookie + r) % REREAD_EVERY == 0)
+            .unwrap();
+        for r in 1..=REREAD_EVERY {
+            let want = if r < due { 30 } else { 40 };
+            let got = refresh(&c, &mut memory).keepalive.unwrap();
+            assert_eq!(got.idle_s, Some(want), "refresh {r}, due at {due}");
+            assert_eq!(got.source, Source::Socket);
+        }
+
+        // Keepalive off: no timer, nothing read, the socket forgotten; on again with new values: read at once.
+        sock.set_keepalive(false).unwrap();
+        let off = refresh(&c, &mut memory).keepalive.unwrap();
+        assert_eq!((off.enabled, off.source), (Some(false), Source::Sysctl));
+        sock.set_tcp_keepalive(&idle(50)).unwrap();
+        sock.set_keepalive(true).unwrap();
+        assert_eq!(refresh(&c, &mut memory).keepalive.unwrap().idle_s, Some(50));
     }
 
     #[test]
