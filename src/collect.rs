@@ -205,11 +205,7 @@ fn finish(
     for p in ghost_processes {
         snapshot.processes.entry(p.pid).or_insert(p);
     }
-    sockopt::fill(
-        &mut snapshot,
-        opts.read_sockopts.then_some(&mut reader),
-        memory,
-    );
+    sockopt::fill(&mut snapshot, opts.read_sockopts, memory);
     analyze::analyze(&mut snapshot, &opts.thresholds);
     snapshot
 }

@@ -7,7 +7,7 @@
 //! [`ProcMap::from_scans`].
 
 mod cache;
-mod parallel;
+pub(crate) mod parallel;
 mod parse;
 mod passwd;
 mod scan;

@@ -9,7 +9,7 @@ use serde_json::Value;
 fn busy_filled() -> Snapshot {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/busy.json");
     let mut s: Snapshot = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
-    kwatch::sockopt::fill(&mut s, None, None);
+    kwatch::sockopt::fill(&mut s, false, None);
     analyze::analyze(&mut s, &Thresholds::default());
     s
 }

@@ -1,4 +1,4 @@
-//! Runs one function over many pids on every available core; slow pids do not hold up the rest.
+//! Runs one function over many items (pids, socket batches) on every core; slow items do not hold up the rest.
 
 use std::num::NonZeroUsize;
 use std::sync::atomic::{AtomicUsize, Ordering};
