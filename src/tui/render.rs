@@ -117,6 +117,16 @@ pub struct Col {
     pub flex: bool,
 }
 
+/// Layout constraints of the `kept` columns: flexible ones take the space left over, the rest their width.
+pub fn constraints(cols: &[Col], kept: &[usize]) -> Vec<Constraint> {
+    kept.iter()
+        .map(|i| match &cols[*i] {
+            c if c.flex => Constraint::Fill(1),
+            c => Constraint::Length(c.width),
+        })
+        .collect()
+}
+
 /// Which columns (indices, in display order) fit into `avail` cells with one space between columns.
 pub fn fit(cols: &[Col], avail: u16) -> Vec<usize> {
     let mut by_priority: Vec<usize> = (0..cols.len()).collect();

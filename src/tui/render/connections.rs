@@ -1,11 +1,11 @@
 //! The connections table: one row per socket, stuck rows marked, columns dropped by priority when narrow.
 
 use ratatui::buffer::Buffer;
-use ratatui::layout::{Constraint, Rect};
+use ratatui::layout::Rect;
 use ratatui::text::{Line, Span, Text};
 use ratatui::widgets::{Block, Borders, Cell, Row, Table, Widget};
 
-use super::{Col, Theme, conn_header, empty_message, fit, truncate};
+use super::{Col, Theme, conn_header, constraints, empty_message, fit, truncate};
 use crate::escape::escape;
 use crate::model::{Connection, Snapshot, UnitKind};
 use crate::tui::app::{App, ConnSort, clamp_offset};
@@ -222,16 +222,7 @@ pub fn render(app: &App, theme: Theme, area: Rect, buf: &mut Buffer) {
             };
             Row::new(kept.iter().map(|i| body_cell(&cols[*i], &texts[*i]))).style(style)
         });
-    let widths: Vec<Constraint> = kept
-        .iter()
-        .map(|i| {
-            if cols[*i].flex {
-                Constraint::Fill(1)
-            } else {
-                Constraint::Length(cols[*i].width)
-            }
-        })
-        .collect();
+    let widths = constraints(&cols, &kept);
     Table::new(rows, widths)
         .header(header)
         .column_spacing(1)

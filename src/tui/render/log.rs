@@ -7,7 +7,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Row, Table, Widget};
 
 use super::connections::{body_cell, header_cell};
-use super::{Col, Theme, empty_message, fit};
+use super::{Col, Theme, constraints, empty_message, fit};
 use crate::escape::escape;
 use crate::events::{Event, SocketId};
 use crate::keepalive::DeathCause;
@@ -68,16 +68,7 @@ fn table(
         };
         Row::new(kept.iter().map(|i| body_cell(&cols[*i], &texts[*i]))).style(style)
     });
-    let widths: Vec<Constraint> = kept
-        .iter()
-        .map(|i| {
-            if cols[*i].flex {
-                Constraint::Fill(1)
-            } else {
-                Constraint::Length(cols[*i].width)
-            }
-        })
-        .collect();
+    let widths = constraints(&cols, &kept);
     Table::new(rows, widths)
         .header(header)
         .column_spacing(1)

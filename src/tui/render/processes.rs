@@ -1,12 +1,12 @@
 //! The processes table: one row per process holding sockets, worst first.
 
 use ratatui::buffer::Buffer;
-use ratatui::layout::{Constraint, Rect};
+use ratatui::layout::Rect;
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Row, Table, Widget};
 
 use super::connections::{body_cell, header_cell};
-use super::{Col, Theme, empty_message, fit, proc_header};
+use super::{Col, Theme, constraints, empty_message, fit, proc_header};
 use crate::analyze::ProcessSummary;
 use crate::escape::{escape, escape_cmdline};
 use crate::model::{Snapshot, TcpState};
@@ -234,16 +234,7 @@ pub fn render(app: &App, theme: Theme, area: Rect, buf: &mut Buffer) {
             };
             Row::new(kept.iter().map(|i| body_cell(&cols[*i], &texts[*i]))).style(style)
         });
-    let widths: Vec<Constraint> = kept
-        .iter()
-        .map(|i| {
-            if cols[*i].flex {
-                Constraint::Fill(1)
-            } else {
-                Constraint::Length(cols[*i].width)
-            }
-        })
-        .collect();
+    let widths = constraints(&cols, &kept);
     Table::new(rows, widths)
         .header(header)
         .column_spacing(1)
