@@ -25,14 +25,26 @@ pub const SCHEMA_VERSION: u32 = 1;
 ///
 /// `conns` are the sockets to report (already filtered); totals and processes are computed over them.
 /// `elapsed_us` is the caller's measurement of the whole run. I/O errors (e.g. `BrokenPipe`) are returned as is.
+///
+/// The bytes are exactly `serde_json::to_writer(&Report)`'s, but the socket rows, nearly all of the document,
+/// are serialized on every core (see [`write_rows`]).
 pub fn write(
     w: &mut impl Write,
     snapshot: &Snapshot,
     conns: &[&Connection],
     elapsed_us: u64,
 ) -> io::Result<()> {
-    let mut buf = BufWriter::new(w);
-    serde_json::to_writer(&mut buf, &Report::new(snapshot, conns, elapsed_us))?;
+    let report = Report::new(snapshot, conns, elapsed_us);
+    let mut buf = BufWriter::with_capacity(1 << 16, w);
+    // `{"schema_version":…,"warnings":[…]` + `,"sockets":[…]` + `,"processes":…}`: head and tail are small
+    // objects of their own, spliced around the rows.
+    let head = serde_json::to_vec(&report.head)?;
+    let tail = serde_json::to_vec(&report.tail)?;
+    buf.write_all(head.strip_suffix(b"}").unwrap_or(&head))?;
+    buf.write_all(b",\"sockets\":")?;
+    write_rows(&mut buf, &report.sockets)?;
+    buf.write_all(b",")?;
+    buf.write_all(tail.strip_prefix(b"{").unwrap_or(&tail))?;
     buf.write_all(b"\n")?;
     buf.flush()
 }
@@ -50,9 +62,81 @@ pub fn write_pretty(
     buf.flush()
 }
 
-/// The whole document. Field order is the output order.
+/// Socket rows one thread serializes at a time: large enough that a thread's start is noise (~1 MiB of JSON),
+/// small enough that the rows in flight stay a few MiB.
+const ROWS_PER_CHUNK: usize = 2048;
+
+/// Writes the socket array compactly, `[row,row,…]`, serializing consecutive chunks of rows on every core into
+/// buffers that are written in order, a window of one chunk per thread at a time.
+fn write_rows(w: &mut impl Write, sockets: &Sockets) -> io::Result<()> {
+    let threads = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+    // Reused from window to window. Each thread owns its buffer while it works: two `Vec` headers side by side
+    // in one cache line, each updated at every small write, would make the threads slower than one.
+    let mut bufs: Vec<Vec<u8>> = vec![Vec::new(); threads];
+    w.write_all(b"[")?;
+    let mut first = true;
+    for window in sockets.1.chunks(ROWS_PER_CHUNK * threads) {
+        let mut jobs = window.chunks(ROWS_PER_CHUNK).zip(bufs.drain(..));
+        // The calling thread takes the first chunk itself.
+        let own = jobs.next();
+        let done: Vec<io::Result<Vec<u8>>> = std::thread::scope(|s| {
+            let spawned: Vec<_> = jobs
+                .map(|(rows, buf)| s.spawn(move || serialize_rows(sockets.0, rows, buf)))
+                .collect();
+            own.map(|(rows, buf)| serialize_rows(sockets.0, rows, buf))
+                .into_iter()
+                .chain(spawned.into_iter().map(|handle| {
+                    handle
+                        .join()
+                        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+                }))
+                .collect()
+        });
+        for buf in done {
+            let buf = buf?;
+            if !first {
+                w.write_all(b",")?;
+            }
+            first = false;
+            w.write_all(&buf)?;
+            bufs.push(buf);
+        }
+    }
+    w.write_all(b"]")
+}
+
+/// Returns `buf` holding the rows, comma-separated (no brackets), and nothing else.
+fn serialize_rows(
+    snapshot: &Snapshot,
+    rows: &[&Connection],
+    mut buf: Vec<u8>,
+) -> io::Result<Vec<u8>> {
+    buf.clear();
+    for (i, c) in rows.iter().enumerate() {
+        if i > 0 {
+            buf.push(b',');
+        }
+        serde_json::to_writer(
+            &mut buf,
+            &SocketReport::new(c).with_unit(snapshot.unit_of(c)),
+        )?;
+    }
+    Ok(buf)
+}
+
+/// The whole document. Field order is the output order: the fields of `head`, `sockets`, the fields of `tail`.
 #[derive(Debug, Serialize)]
 pub struct Report<'a> {
+    #[serde(flatten)]
+    pub head: Head<'a>,
+    pub sockets: Sockets<'a>,
+    #[serde(flatten)]
+    pub tail: Tail<'a>,
+}
+
+/// What the document says before the socket rows.
+#[derive(Debug, Serialize)]
+pub struct Head<'a> {
     pub schema_version: u32,
     pub kwatch_version: &'static str,
     pub taken_at_unix_ms: u64,
@@ -67,7 +151,11 @@ pub struct Report<'a> {
     pub totals: Totals,
     pub unreadable_processes: Vec<UnreadableReport<'a>>,
     pub warnings: &'a [String],
-    pub sockets: Sockets<'a>,
+}
+
+/// What the document says after the socket rows.
+#[derive(Debug, Serialize)]
+pub struct Tail<'a> {
     pub processes: Vec<ProcessReport<'a>>,
     /// TCP socket fds still held after the kernel ended the connection (not affected by filters).
     pub held_dead_sockets: &'a [HeldDeadSocket],
@@ -84,7 +172,7 @@ impl<'a> Report<'a> {
             .into_iter()
             .map(|s| ProcessReport::new(snapshot, s))
             .collect();
-        Report {
+        let head = Head {
             schema_version: SCHEMA_VERSION,
             kwatch_version: env!("CARGO_PKG_VERSION"),
             taken_at_unix_ms: snapshot.taken_at_unix_ms,
@@ -120,9 +208,14 @@ impl<'a> Report<'a> {
                 })
                 .collect(),
             warnings: &snapshot.warnings,
+        };
+        Report {
+            head,
             sockets: Sockets(snapshot, conns),
-            processes,
-            held_dead_sockets: &snapshot.held_dead,
+            tail: Tail {
+                processes,
+                held_dead_sockets: &snapshot.held_dead,
+            },
         }
     }
 }
@@ -458,6 +551,26 @@ mod tests {
         }
         for sev in [Severity::Info, Severity::Warning, Severity::Critical] {
             assert_eq!(serde_json::to_value(sev).unwrap(), sev.label());
+        }
+    }
+
+    #[test]
+    fn the_parallel_writer_writes_exactly_what_serde_writes() {
+        // Empty, one row, and enough rows for several windows of chunks on every core, with a last chunk cut short.
+        for n in [0, 1, ROWS_PER_CHUNK * 5 + 17] {
+            let conns: Vec<Connection> = (0..n as u64)
+                .map(|i| conn(i, TcpState::CloseWait, &[FindingCode::CloseWait]))
+                .collect();
+            let refs: Vec<&Connection> = conns.iter().collect();
+            let snapshot = Snapshot::default();
+            let mut fast = Vec::new();
+            write(&mut fast, &snapshot, &refs, 42).unwrap();
+            let mut plain = serde_json::to_vec(&Report::new(&snapshot, &refs, 42)).unwrap();
+            plain.push(b'\n');
+            assert_eq!(
+                String::from_utf8(fast).unwrap(),
+                String::from_utf8(plain).unwrap()
+            );
         }
     }
 
