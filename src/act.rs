@@ -392,7 +392,7 @@ pub fn destroy_place(
         .as_ref()
         .or(info.and_then(|i| i.netns.name.as_ref()))
     {
-        return Ok(Some(Path::new(crate::netns::RUN_NETNS).join(name)));
+        return Ok(Some(Path::new(crate::netns::RUN_NETNS).join(&**name)));
     }
     match info.and_then(|i| i.pid) {
         Some(pid) => Ok(Some(proc_root.join(format!("{pid}/ns/net")))),

@@ -58,6 +58,8 @@ pub fn find_stuck(conn: &Connection, t: &Thresholds) -> Vec<Finding> {
     ];
     let mut findings: Vec<Finding> = checks.into_iter().flatten().collect();
     findings.sort_by_key(|f| (Reverse(f.severity), f.code));
+    // Most stuck sockets carry one finding; a snapshot holds them all (200,000 on a big host), so no spare room.
+    findings.shrink_to_fit();
     findings
 }
 
@@ -68,7 +70,8 @@ pub fn analyze(snapshot: &mut Snapshot, t: &Thresholds) {
     }
 }
 
-fn finding(code: FindingCode, severity: Severity, message: String) -> Finding {
+fn finding(code: FindingCode, severity: Severity, mut message: String) -> Finding {
+    message.shrink_to_fit();
     Finding {
         code,
         severity,

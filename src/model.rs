@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -330,7 +331,7 @@ pub struct Connection {
     /// `INET_DIAG_SHUTDOWN`: bit 0 = receive side shut down, bit 1 = send side.
     pub shutdown: Option<u8>,
     /// `INET_DIAG_CONG`: congestion control algorithm name.
-    pub congestion: Option<String>,
+    pub congestion: Option<Arc<str>>,
     /// `INET_DIAG_INFO`, absent for TIME_WAIT and SYN_RECV mini-sockets.
     pub tcp_info: Option<TcpInfo>,
     /// Every (pid, fd) that holds this socket, sorted.
@@ -365,15 +366,16 @@ impl Connection {
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct NetnsRef {
     pub inode: u64,
+    /// Shared by every socket of the namespace (a clone is a reference count, not a copy).
     #[serde(default)]
-    pub name: Option<String>,
+    pub name: Option<Arc<str>>,
 }
 
 impl NetnsRef {
     /// The name, or `ns:INODE` for an unnamed namespace.
     pub fn label(&self) -> String {
         match &self.name {
-            Some(name) => name.clone(),
+            Some(name) => name.to_string(),
             None => format!("ns:{}", self.inode),
         }
     }

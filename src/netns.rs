@@ -13,6 +13,7 @@ use std::collections::BTreeMap;
 use std::fs::File;
 use std::io;
 use std::path::Path;
+use std::sync::Arc;
 
 use anyhow::Context;
 
@@ -90,7 +91,7 @@ pub struct Listing {
 pub fn reference(found: &Found) -> NetnsRef {
     NetnsRef {
         inode: found.inode,
-        name: found.name.clone(),
+        name: found.name.as_deref().map(Arc::from),
     }
 }
 

@@ -332,7 +332,7 @@ fn busy_fixture_reads_back_into_the_documented_shape() {
             (conn.timer.expires_ms, conn.timer.count)
         );
         assert_eq!(row.shutdown, conn.shutdown);
-        assert_eq!(row.congestion, conn.congestion);
+        assert_eq!(row.congestion.as_deref(), conn.congestion.as_deref());
         assert_eq!(row.tcp_info.is_some(), conn.tcp_info.is_some());
         let owners: Vec<(u32, u32)> = row.owners.iter().map(|o| (o.pid, o.fd)).collect();
         let want: Vec<(u32, u32)> = conn.owners.iter().map(|o| (o.pid, o.fd)).collect();
@@ -676,8 +676,8 @@ fn namespaces_and_units_read_back_and_are_documented() {
         let ns = s.netns.as_ref().unwrap();
         let want = if i % 2 == 0 { &host } else { &web };
         assert_eq!(
-            (ns.inode, ns.name.as_ref()),
-            (want.inode, want.name.as_ref())
+            (ns.inode, ns.name.as_deref()),
+            (want.inode, want.name.as_deref())
         );
         let held_by_owner = s.owners.iter().any(|o| o.pid == owner);
         assert_eq!(s.unit.is_some(), held_by_owner, "cookie {}", s.cookie);

@@ -189,7 +189,7 @@ fn sockets_of_other_namespaces_are_destroyed_from_inside_them() {
     use std::path::{Path, PathBuf};
     let ns = |inode, name: Option<&str>| NetnsRef {
         inode,
-        name: name.map(String::from),
+        name: name.map(Into::into),
     };
     let info = |inode, name, current, pid| NamespaceInfo {
         netns: ns(inode, name),

@@ -5,6 +5,7 @@
 //! and rejects a tcp_info shorter than 232 bytes.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::sync::Arc;
 
 use netlink_packet_sock_diag::{
     INET_DIAG_CONG, INET_DIAG_INFO, INET_DIAG_SHUTDOWN, SOCK_DIAG_BY_FAMILY,
@@ -120,7 +121,11 @@ pub fn parse_buffer(
                         });
                     }
                 }
-                SOCK_DIAG_BY_FAMILY => match parse_inet(payload, at + NLMSG_HDR_LEN)? {
+                SOCK_DIAG_BY_FAMILY => match parse_inet(
+                    payload,
+                    at + NLMSG_HDR_LEN,
+                    out.last().and_then(|c| c.congestion.as_ref()),
+                )? {
                     Some(conn) => out.push(conn),
                     None => progress.skipped += 1,
                 },
@@ -134,8 +139,13 @@ pub fn parse_buffer(
 }
 
 /// Parses one `struct inet_diag_msg` and its attributes. `base` is the payload's offset in the received
-/// buffer, for error messages. `Ok(None)`: a socket kwatch cannot represent (unknown family, state or timer).
-pub fn parse_inet(p: &[u8], base: usize) -> Result<Option<Connection>, DiagError> {
+/// buffer, for error messages; `previous_congestion`, the name of the socket parsed before it, shared when equal.
+/// `Ok(None)`: a socket kwatch cannot represent (unknown family, state or timer).
+pub fn parse_inet(
+    p: &[u8],
+    base: usize,
+    previous_congestion: Option<&Arc<str>>,
+) -> Result<Option<Connection>, DiagError> {
     if p.len() < INET_DIAG_MSG_LEN {
         return Err(truncated(base, "inet_diag_msg cut short"));
     }
@@ -226,9 +236,13 @@ pub fn parse_inet(p: &[u8], base: usize) -> Result<Option<Connection>, DiagError
             INET_DIAG_INFO => conn.tcp_info = Some(tcp_info::parse(data)),
             INET_DIAG_CONG => {
                 let name = data.split(|b| *b == 0).next().unwrap_or_default();
-                if !name.is_empty() {
-                    conn.congestion = Some(String::from_utf8_lossy(name).into_owned());
-                }
+                // Every socket names one of a handful of algorithms: share the previous socket's name when it is
+                // the same, rather than keep 200,000 copies of "cubic".
+                conn.congestion = match previous_congestion {
+                    Some(prev) if prev.as_bytes() == name => Some(Arc::clone(prev)),
+                    _ if name.is_empty() => None,
+                    _ => Some(Arc::from(String::from_utf8_lossy(name))),
+                };
             }
             INET_DIAG_SHUTDOWN => conn.shutdown = data.first().copied(),
             _ => {}

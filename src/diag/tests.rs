@@ -397,3 +397,30 @@ fn unknown_attributes_and_flag_bits_are_ignored() {
         (None, None)
     );
 }
+
+#[test]
+fn sockets_in_a_row_with_the_same_congestion_control_share_one_name() {
+    let mut buf = Buf::default();
+    for (port, cong) in [
+        (1, "bbr"),
+        (2, "bbr"),
+        (3, "cubic"),
+        (4, "cubic"),
+        (5, "bbr"),
+    ] {
+        let mut m = Msg::v4();
+        m.sport = port;
+        m.attrs = vec![(CONG, format!("{cong}\0").into_bytes())];
+        buf.inet(SEQ, 0, &m);
+    }
+    buf.done(SEQ);
+    let (conns, _) = parse_all(&buf);
+    let names: Vec<_> = conns.iter().filter_map(|c| c.congestion.clone()).collect();
+    assert_eq!(
+        names.iter().map(|n| &**n).collect::<Vec<_>>(),
+        ["bbr", "bbr", "cubic", "cubic", "bbr"]
+    );
+    let shared = |a: usize, b: usize| std::sync::Arc::ptr_eq(&names[a], &names[b]);
+    assert!(shared(0, 1) && shared(2, 3));
+    assert!(!shared(1, 2) && !shared(3, 4), "a new name is its own");
+}
