@@ -1,5 +1,6 @@
 //! Dump + /proc map + join + analysis: one `Snapshot`.
 
+use std::borrow::Cow;
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
@@ -114,10 +115,11 @@ impl Collector {
             let (_, resolve_us) = timed(|| cache.resolve(connections.iter().map(|c| c.inode)));
             proc_scan_us += resolve_us;
         }
-        let map = if last {
-            procs.take().map(ProcCache::into_map).unwrap_or_default()
-        } else {
-            procs.as_mut().map(|c| c.map().clone()).unwrap_or_default()
+        // The live view keeps its map for the next refresh and copies owners out of it; a one-shot snapshot
+        // takes the map over and moves them.
+        let map = match procs.as_mut() {
+            Some(cache) if !last => Cow::Borrowed(cache.map()),
+            _ => Cow::Owned(procs.take().map(ProcCache::into_map).unwrap_or_default()),
         };
         let header = Snapshot {
             taken_at_unix_ms,
@@ -148,7 +150,7 @@ fn finish(
     header: Snapshot,
     connections: Vec<Connection>,
     namespaces: netns::Dumped,
-    map: ProcMap,
+    map: Cow<'_, ProcMap>,
     memory: Option<&mut sockopt::Memory>,
 ) -> Snapshot {
     let mut snapshot = Snapshot {
@@ -224,32 +226,55 @@ fn every_inode(
 }
 
 /// Attaches owners to connections and keeps the processes that hold at least one of them; with `sort`, orders
-/// the connections by address so that output is stable from one run to the next.
+/// the connections by address so that output is stable from one run to the next. An owned map is taken apart
+/// (owners moved, not copied); a borrowed one is left as it was.
 pub fn join(
     snapshot: &mut Snapshot,
     mut connections: Vec<Connection>,
-    mut map: ProcMap,
+    map: Cow<'_, ProcMap>,
     sort: bool,
 ) {
-    for conn in &mut connections {
-        if conn.inode != 0 {
-            if let Some(owners) = map.owners.remove(&conn.inode) {
-                conn.owners = owners;
+    let held_pids = |connections: &[Connection]| -> std::collections::BTreeSet<u32> {
+        connections
+            .iter()
+            .flat_map(|c| &c.owners)
+            .map(|o| o.pid)
+            .collect()
+    };
+    match map {
+        Cow::Owned(mut map) => {
+            for conn in &mut connections {
+                if conn.inode != 0 {
+                    if let Some(owners) = map.owners.remove(&conn.inode) {
+                        conn.owners = owners;
+                    }
+                }
             }
+            snapshot.processes = held_pids(&connections)
+                .into_iter()
+                .filter_map(|pid| map.processes.remove(&pid).map(|p| (pid, p)))
+                .collect();
+            snapshot.unreadable = map.unreadable;
+        }
+        Cow::Borrowed(map) => {
+            for conn in &mut connections {
+                if conn.inode != 0 {
+                    if let Some(owners) = map.owners.get(&conn.inode) {
+                        conn.owners.clone_from(owners);
+                    }
+                }
+            }
+            snapshot.processes = held_pids(&connections)
+                .into_iter()
+                .filter_map(|pid| map.processes.get(&pid).map(|p| (pid, p.clone())))
+                .collect();
+            snapshot.unreadable = map.unreadable.clone();
         }
     }
     if sort {
         sort_by_address(&mut connections);
     }
-    let mut held = std::collections::BTreeMap::new();
-    for owner in connections.iter().flat_map(|c| &c.owners) {
-        if let Some(p) = map.processes.remove(&owner.pid) {
-            held.insert(owner.pid, p);
-        }
-    }
     snapshot.connections = connections;
-    snapshot.processes = held;
-    snapshot.unreadable = map.unreadable;
 }
 
 /// Runs `f` and measures its wall time in microseconds.
