@@ -10,7 +10,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::duration::format_duration_ms;
 use crate::model::{
-    Connection, Finding, FindingCode, Severity, Snapshot, TcpInfo, TcpState, TimerKind,
+    Connection, Finding, FindingCode, ProcessFinding, Severity, Snapshot, TcpInfo, TcpState,
+    TimerKind,
 };
 
 /// When a socket counts as stuck.
@@ -36,7 +37,8 @@ impl Default for Thresholds {
     }
 }
 
-/// Findings for one socket, worst first (ties in `FindingCode` order). Several may apply at once.
+/// Findings for one socket, worst first (ties in `FindingCode` order). Several may apply at once. Each is
+/// explained in one sentence by [`explain`].
 ///
 /// - `close_wait`: CLOSE_WAIT for at least `close_wait_after_ms`. The age is the newest of `last_ack_recv_ms` and
 ///   `last_data_recv_ms` (the FIN arrived no later than that, so the age is a lower bound). Without either value
@@ -50,13 +52,17 @@ impl Default for Thresholds {
 /// - `zero_window`: zero-window probe timer with unanswered probes: the peer is alive but not reading. Warning.
 pub fn find_stuck(conn: &Connection, t: &Thresholds) -> Vec<Finding> {
     let checks = [
-        close_wait(conn, t),
-        dead_peer(conn),
-        idle_without_keepalive(conn, t),
-        retransmitting(conn, t),
-        zero_window(conn),
+        close_wait(conn, t).map(|s| (FindingCode::CloseWait, s)),
+        dead_peer(conn).map(|s| (FindingCode::DeadPeerSuspect, s)),
+        idle_without_keepalive(conn, t).map(|s| (FindingCode::NoKeepaliveIdle, s)),
+        retransmitting(conn, t).map(|s| (FindingCode::Retransmitting, s)),
+        zero_window(conn).map(|s| (FindingCode::ZeroWindow, s)),
     ];
-    let mut findings: Vec<Finding> = checks.into_iter().flatten().collect();
+    let mut findings: Vec<Finding> = checks
+        .into_iter()
+        .flatten()
+        .map(|(code, severity)| Finding { code, severity })
+        .collect();
     findings.sort_by_key(|f| (Reverse(f.severity), f.code));
     // Most stuck sockets carry one finding; a snapshot holds them all (200,000 on a big host), so no spare room.
     findings.shrink_to_fit();
@@ -70,9 +76,26 @@ pub fn analyze(snapshot: &mut Snapshot, t: &Thresholds) {
     }
 }
 
-fn finding(code: FindingCode, severity: Severity, mut message: String) -> Finding {
-    message.shrink_to_fit();
-    Finding {
+/// The plain sentence that explains `finding` on `conn`: `idle 2h with SO_KEEPALIVE off; …`.
+///
+/// Written when shown, from the socket itself (no threshold appears in it), rather than kept with every finding
+/// of every snapshot.
+pub fn explain(conn: &Connection, finding: &Finding) -> String {
+    match finding.code {
+        FindingCode::CloseWait => explain_close_wait(conn),
+        FindingCode::DeadPeerSuspect => explain_dead_peer(conn),
+        FindingCode::NoKeepaliveIdle => explain_idle(conn),
+        FindingCode::Retransmitting => explain_retransmitting(conn),
+        FindingCode::ZeroWindow => explain_zero_window(conn),
+        // Process-level codes: explained per process (`ProcessSummary::process_findings`).
+        FindingCode::KeepaliveOff | FindingCode::KeepaliveDefault => {
+            finding.code.name().to_string()
+        }
+    }
+}
+
+fn process_finding(code: FindingCode, severity: Severity, message: String) -> ProcessFinding {
+    ProcessFinding {
         code,
         severity,
         message,
@@ -85,114 +108,115 @@ fn newest(info: Option<&TcpInfo>, pick: &[fn(&TcpInfo) -> Option<u32>]) -> Optio
     pick.iter().filter_map(|f| f(info)).min().map(u64::from)
 }
 
-fn close_wait(conn: &Connection, t: &Thresholds) -> Option<Finding> {
-    if conn.state != TcpState::CloseWait {
-        return None;
-    }
-    let age = newest(
+/// Time since anything was last heard from the peer (data or ack).
+fn heard_ms(conn: &Connection) -> Option<u64> {
+    newest(
         conn.tcp_info.as_ref(),
         &[|i| i.last_ack_recv_ms, |i| i.last_data_recv_ms],
-    )?;
-    if age < t.close_wait_after_ms {
-        return None;
-    }
-    let closed = format!(
-        "peer closed at least {} ago and the program has not closed its end",
-        format_duration_ms(age)
-    );
-    // The peer's FIN takes one sequence number: recv_q counts it until the program reads end-of-stream.
-    Some(match conn.recv_q {
-        0 => finding(
-            FindingCode::CloseWait,
-            Severity::Warning,
-            format!("{closed}; it read to the end: a missing close()?"),
-        ),
-        1 => finding(
-            FindingCode::CloseWait,
-            Severity::Critical,
-            format!("{closed}; it has not read since: it stopped reading"),
-        ),
-        n => finding(
-            FindingCode::CloseWait,
-            Severity::Critical,
-            format!(
-                "{closed}; {} unread: it stopped reading",
-                format_bytes(u64::from(n - 1))
-            ),
-        ),
-    })
+    )
 }
 
-fn dead_peer(conn: &Connection) -> Option<Finding> {
-    if conn.timer.kind != TimerKind::Keepalive || conn.timer.count == 0 {
-        return None;
-    }
-    let n = conn.timer.count;
-    let probes = if n == 1 {
-        "1 keepalive probe".to_string()
-    } else {
-        format!("{n} keepalive probes")
-    };
-    let heard = match newest(
-        conn.tcp_info.as_ref(),
-        &[|i| i.last_ack_recv_ms, |i| i.last_data_recv_ms],
-    ) {
-        Some(ms) => format!(", nothing received for {}", format_duration_ms(ms)),
-        None => String::new(),
-    };
-    Some(finding(
-        FindingCode::DeadPeerSuspect,
-        Severity::Critical,
-        format!("{probes} unanswered{heard}; the peer may be gone"),
-    ))
-}
-
-fn idle_without_keepalive(conn: &Connection, t: &Thresholds) -> Option<Finding> {
-    if conn.state != TcpState::Established || conn.timer.kind != TimerKind::None {
-        return None;
-    }
-    let idle = newest(
+/// Time since the last traffic either way: data received, ack received, data sent.
+fn idle_ms(conn: &Connection) -> Option<u64> {
+    newest(
         conn.tcp_info.as_ref(),
         &[
             |i| i.last_data_recv_ms,
             |i| i.last_ack_recv_ms,
             |i| i.last_data_sent_ms,
         ],
-    )?;
-    if idle < t.idle_after_ms {
-        return None;
-    }
-    Some(finding(
-        FindingCode::NoKeepaliveIdle,
-        Severity::Info,
-        format!(
-            "idle {} with SO_KEEPALIVE off; a half-open connection here would never be noticed",
-            format_duration_ms(idle)
-        ),
-    ))
+    )
 }
 
-fn retransmitting(conn: &Connection, t: &Thresholds) -> Option<Finding> {
+fn close_wait(conn: &Connection, t: &Thresholds) -> Option<Severity> {
+    if conn.state != TcpState::CloseWait || heard_ms(conn)? < t.close_wait_after_ms {
+        return None;
+    }
+    // The peer's FIN takes one sequence number: recv_q counts it until the program reads end-of-stream.
+    Some(match conn.recv_q {
+        0 => Severity::Warning,
+        _ => Severity::Critical,
+    })
+}
+
+fn explain_close_wait(conn: &Connection) -> String {
+    let closed = match heard_ms(conn) {
+        Some(age) => format!(
+            "peer closed at least {} ago and the program has not closed its end",
+            format_duration_ms(age)
+        ),
+        None => "peer closed and the program has not closed its end".to_string(),
+    };
+    match conn.recv_q {
+        0 => format!("{closed}; it read to the end: a missing close()?"),
+        1 => format!("{closed}; it has not read since: it stopped reading"),
+        n => format!(
+            "{closed}; {} unread: it stopped reading",
+            format_bytes(u64::from(n - 1))
+        ),
+    }
+}
+
+fn dead_peer(conn: &Connection) -> Option<Severity> {
+    (conn.timer.kind == TimerKind::Keepalive && conn.timer.count > 0).then_some(Severity::Critical)
+}
+
+fn explain_dead_peer(conn: &Connection) -> String {
+    let n = conn.timer.count;
+    let probes = if n == 1 {
+        "1 keepalive probe".to_string()
+    } else {
+        format!("{n} keepalive probes")
+    };
+    let heard = match heard_ms(conn) {
+        Some(ms) => format!(", nothing received for {}", format_duration_ms(ms)),
+        None => String::new(),
+    };
+    format!("{probes} unanswered{heard}; the peer may be gone")
+}
+
+fn idle_without_keepalive(conn: &Connection, t: &Thresholds) -> Option<Severity> {
+    if conn.state != TcpState::Established || conn.timer.kind != TimerKind::None {
+        return None;
+    }
+    (idle_ms(conn)? >= t.idle_after_ms).then_some(Severity::Info)
+}
+
+fn explain_idle(conn: &Connection) -> String {
+    format!(
+        "idle {} with SO_KEEPALIVE off; a half-open connection here would never be noticed",
+        format_duration_ms(idle_ms(conn).unwrap_or(0))
+    )
+}
+
+/// tcp_info's retransmission backoff, 0 without tcp_info.
+fn backoff(conn: &Connection) -> u32 {
+    conn.tcp_info
+        .as_ref()
+        .and_then(|i| i.backoff)
+        .map_or(0, u32::from)
+}
+
+fn retransmitting(conn: &Connection, t: &Thresholds) -> Option<Severity> {
     if conn.timer.kind != TimerKind::Retransmit {
         return None;
     }
     let min = t.retransmit_min.max(1);
-    let backoff = conn
-        .tcp_info
-        .as_ref()
-        .and_then(|i| i.backoff)
-        .map_or(0, u32::from);
-    let n = conn.timer.count.max(backoff);
+    let n = conn.timer.count.max(backoff(conn));
     if n < min {
         return None;
     }
-    let severity = if n >= min.saturating_mul(2) {
+    Some(if n >= min.saturating_mul(2) {
         Severity::Critical
     } else {
         Severity::Warning
-    };
+    })
+}
+
+fn explain_retransmitting(conn: &Connection) -> String {
+    let backoff = backoff(conn);
     let next = format_duration_ms(conn.timer.expires_ms);
-    let message = if conn.state == TcpState::SynSent {
+    if conn.state == TcpState::SynSent {
         format!(
             "SYN retransmitted {} times with no answer (backoff {backoff}); next try in {next}",
             conn.timer.count
@@ -203,28 +227,25 @@ fn retransmitting(conn: &Connection, t: &Thresholds) -> Option<Finding> {
             conn.timer.count,
             format_bytes(u64::from(conn.send_q))
         )
-    };
-    Some(finding(FindingCode::Retransmitting, severity, message))
+    }
 }
 
-fn zero_window(conn: &Connection) -> Option<Finding> {
-    if conn.timer.kind != TimerKind::ZeroWindowProbe || conn.timer.count == 0 {
-        return None;
-    }
+fn zero_window(conn: &Connection) -> Option<Severity> {
+    (conn.timer.kind == TimerKind::ZeroWindowProbe && conn.timer.count > 0)
+        .then_some(Severity::Warning)
+}
+
+fn explain_zero_window(conn: &Connection) -> String {
     let n = conn.timer.count;
     let probes = if n == 1 {
         "1 window probe".to_string()
     } else {
         format!("{n} window probes")
     };
-    Some(finding(
-        FindingCode::ZeroWindow,
-        Severity::Warning,
-        format!(
-            "peer's receive window is zero after {probes}; {} waiting to be sent: the peer is alive but not reading",
-            format_bytes(u64::from(conn.send_q))
-        ),
-    ))
+    format!(
+        "peer's receive window is zero after {probes}; {} waiting to be sent: the peer is alive but not reading",
+        format_bytes(u64::from(conn.send_q))
+    )
 }
 
 /// Formats a byte count for messages: `512 B`, `2.0 KiB`, `1.4 KiB`, `3.5 MiB` (one decimal, truncated).
@@ -269,7 +290,7 @@ pub struct ProcessSummary {
     /// Findings about the process as a whole (`keepalive_off`, `keepalive_default`), not counted in
     /// `findings` or the severities below.
     #[serde(default)]
-    pub process_findings: Vec<Finding>,
+    pub process_findings: Vec<ProcessFinding>,
     /// Dead TCP sockets it still holds fds of (distinct sockets; see `Snapshot::held_dead`).
     #[serde(default)]
     pub held_dead_sockets: u32,
@@ -329,7 +350,7 @@ impl ProcessSummary {
         let high = |n: u32| n > 0 && u64::from(n) * 100 >= u64::from(est) * KEEPALIVE_SHARE_PERCENT;
         let off = self.established_without_keepalive;
         if high(off) {
-            self.process_findings.push(finding(
+            self.process_findings.push(process_finding(
                 FindingCode::KeepaliveOff,
                 Severity::Info,
                 format!(
@@ -340,7 +361,7 @@ impl ProcessSummary {
         }
         let default = self.keepalive_default;
         if high(default) {
-            self.process_findings.push(finding(
+            self.process_findings.push(process_finding(
                 FindingCode::KeepaliveDefault,
                 Severity::Info,
                 format!(
@@ -521,7 +542,7 @@ mod tests {
         let f = find_stuck(&c, &T);
         assert_eq!(f[0].severity, Severity::Warning);
         assert_eq!(
-            f[0].message,
+            explain(&c, &f[0]),
             "peer closed at least 4m12s ago and the program has not closed its end; it read to the end: a missing close()?"
         );
         // recv_q counts the FIN until the program reads end-of-stream: 1 means only the FIN is unread.
@@ -529,14 +550,14 @@ mod tests {
         let f = find_stuck(&c, &T);
         assert_eq!(f[0].severity, Severity::Critical);
         assert_eq!(
-            f[0].message,
+            explain(&c, &f[0]),
             "peer closed at least 4m12s ago and the program has not closed its end; it has not read since: it stopped reading"
         );
         c.recv_q = 2049;
         let f = find_stuck(&c, &T);
         assert_eq!(f[0].severity, Severity::Critical);
         assert_eq!(
-            f[0].message,
+            explain(&c, &f[0]),
             "peer closed at least 4m12s ago and the program has not closed its end; 2.0 KiB unread: it stopped reading"
         );
     }
@@ -600,13 +621,13 @@ mod tests {
             (FindingCode::DeadPeerSuspect, Severity::Critical)
         );
         assert_eq!(
-            f[0].message,
+            explain(&c, &f[0]),
             "1 keepalive probe unanswered, nothing received for 2h1m; the peer may be gone"
         );
         let mut c = conn(TcpState::Established, TimerKind::Keepalive, 3);
         c.tcp_info = None;
         assert_eq!(
-            find_stuck(&c, &T)[0].message,
+            explain(&c, &find_stuck(&c, &T)[0]),
             "3 keepalive probes unanswered; the peer may be gone"
         );
         // Probes counted by another timer kind are not keepalive probes.
@@ -618,13 +639,14 @@ mod tests {
     fn idle_without_keepalive_boundary_and_direction() {
         let c = conn(TcpState::Established, TimerKind::None, 0);
         assert_eq!(codes(&aged(c.clone(), 299_999)), vec![]);
-        let f = find_stuck(&aged(c.clone(), 7_200_000), &T);
+        let idle = aged(c.clone(), 7_200_000);
+        let f = find_stuck(&idle, &T);
         assert_eq!(
             (f[0].code, f[0].severity),
             (FindingCode::NoKeepaliveIdle, Severity::Info)
         );
         assert_eq!(
-            f[0].message,
+            explain(&idle, &f[0]),
             "idle 2h with SO_KEEPALIVE off; a half-open connection here would never be noticed"
         );
         // Sending counts as traffic: a socket that only sends is not idle.
@@ -716,13 +738,13 @@ mod tests {
         c.send_q = 1448;
         c.tcp_info.as_mut().unwrap().backoff = Some(6);
         assert_eq!(
-            find_stuck(&c, &T)[0].message,
+            explain(&c, &find_stuck(&c, &T)[0]),
             "6 retransmits without an ack (backoff 6); next in 25s; 1.4 KiB unacknowledged"
         );
         let mut syn = conn(TcpState::SynSent, TimerKind::Retransmit, 4);
         syn.tcp_info = None;
         assert_eq!(
-            find_stuck(&syn, &T)[0].message,
+            explain(&syn, &find_stuck(&syn, &T)[0]),
             "SYN retransmitted 4 times with no answer (backoff 0); next try in 5s"
         );
     }
@@ -741,7 +763,7 @@ mod tests {
             (FindingCode::ZeroWindow, Severity::Warning)
         );
         assert_eq!(
-            f[0].message,
+            explain(&c, &f[0]),
             "peer's receive window is zero after 2 window probes; 64.0 KiB waiting to be sent: the peer is alive but not reading"
         );
     }
@@ -774,7 +796,6 @@ mod tests {
         let stale = Finding {
             code: FindingCode::ZeroWindow,
             severity: Severity::Info,
-            message: "old".into(),
         };
         let mut healthy = conn(TcpState::Established, TimerKind::Keepalive, 0);
         healthy.findings.push(stale);

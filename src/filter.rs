@@ -343,7 +343,6 @@ mod tests {
         c.findings.push(Finding {
             code,
             severity: Severity::Warning,
-            message: String::new(),
         });
         c
     }

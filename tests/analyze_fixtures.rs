@@ -73,7 +73,7 @@ fn busy_fixture_messages() {
             .iter()
             .find(|c| c.cookie == cookie)
             .expect("cookie in fixture");
-        c.findings[0].message.clone()
+        kwatch::analyze::explain(c, &c.findings[0])
     };
     assert_eq!(
         message(1004),

@@ -14,8 +14,8 @@ use serde::ser::Serializer;
 use crate::analyze::{self, ProcessSummary};
 use crate::keepalive::{DeathBy, KeepaliveSettings};
 use crate::model::{
-    Connection, Family, Finding, FindingCode, HeldDeadSocket, NetnsRef, Owner, Settings, Snapshot,
-    TcpInfo, TcpState, Timer, Unit,
+    Connection, Family, FindingCode, HeldDeadSocket, NetnsRef, Owner, ProcessFinding, Settings,
+    Severity, Snapshot, TcpInfo, TcpState, Timer, Unit,
 };
 
 /// Bumped when a field is renamed, removed or changes meaning; additions keep it.
@@ -339,7 +339,7 @@ pub struct SocketReport<'a> {
     pub congestion: Option<&'a str>,
     pub tcp_info: Option<&'a TcpInfo>,
     pub owners: &'a [Owner],
-    pub findings: &'a [Finding],
+    pub findings: Findings<'a>,
     /// ESTABLISHED and CLOSE_WAIT only: keepalive options, read from the socket or assumed from sysctls.
     pub keepalive: Option<&'a KeepaliveSettings>,
     /// When the next keepalive probe really goes out (null: none will, or not predicted).
@@ -381,7 +381,7 @@ impl<'a> SocketReport<'a> {
             congestion: c.congestion.as_deref(),
             tcp_info: c.tcp_info.as_ref(),
             owners: &c.owners,
-            findings: &c.findings,
+            findings: Findings(c),
             keepalive: c.keepalive.as_ref(),
             next_probe_ms: c.prediction.and_then(|p| p.next_probe_ms),
             dies_in_ms: c.prediction.and_then(|p| p.dies_in_ms),
@@ -391,6 +391,28 @@ impl<'a> SocketReport<'a> {
             unit: None,
         }
     }
+}
+
+/// A socket's findings, each with its sentence ([`analyze::explain`]), written as the row is serialized.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Findings<'a>(pub &'a Connection);
+
+impl Serialize for Findings<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(self.0.findings.iter().map(|f| FindingReport {
+            code: f.code,
+            severity: f.severity,
+            message: analyze::explain(self.0, f),
+        }))
+    }
+}
+
+/// One finding on one socket.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FindingReport {
+    pub code: FindingCode,
+    pub severity: Severity,
+    pub message: String,
 }
 
 /// One process's rollup over the reported sockets, with what /proc said about it.
@@ -415,7 +437,7 @@ pub struct ProcessReport<'a> {
     pub keepalive_default: u32,
     pub keepalive_default_percent: Option<u32>,
     /// Findings about the whole process (`keepalive_off`, `keepalive_default`).
-    pub process_findings: Vec<Finding>,
+    pub process_findings: Vec<ProcessFinding>,
     /// Dead TCP sockets it still holds fds of.
     pub held_dead_sockets: u32,
     /// Findings on its sockets by severity (a socket with two findings counts twice).
@@ -461,7 +483,7 @@ impl<'a> ProcessReport<'a> {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use crate::model::{Severity, TimerKind};
+    use crate::model::{Finding, TimerKind};
 
     fn conn(cookie: u64, state: TcpState, codes: &[FindingCode]) -> Connection {
         Connection {
@@ -494,7 +516,6 @@ mod tests {
                 .map(|c| Finding {
                     code: *c,
                     severity: Severity::Warning,
-                    message: String::new(),
                 })
                 .collect(),
         }

@@ -121,7 +121,8 @@ pub fn finding_long(conn: &Connection) -> String {
     } else {
         String::new()
     };
-    format!("{}: {}{more}", worst.code.name(), escape(&worst.message))
+    let sentence = crate::analyze::explain(conn, worst);
+    format!("{}: {}{more}", worst.code.name(), escape(&sentence))
 }
 
 /// A percentage without decimals, empty when there is nothing to divide.

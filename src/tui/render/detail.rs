@@ -159,7 +159,7 @@ fn lines(
                     ),
                     theme.severity(Some(f.severity)),
                 ),
-                Span::raw(format!(": {}", escape(&f.message))),
+                Span::raw(format!(": {}", escape(&crate::analyze::explain(conn, f)))),
             ],
         ));
     }
