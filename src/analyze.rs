@@ -497,7 +497,7 @@ mod tests {
             shutdown: None,
             congestion: None,
             tcp_info: Some(TcpInfo::default()),
-            owners: vec![],
+            owners: Default::default(),
             keepalive: None,
             prediction: None,
             netns: None,

@@ -334,7 +334,7 @@ mod tests {
             shutdown: None,
             congestion: None,
             tcp_info: None,
-            owners: vec![],
+            owners: Default::default(),
             keepalive: None,
             prediction: None,
             netns: None,

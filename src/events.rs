@@ -104,7 +104,7 @@ struct Seen {
     id: SocketId,
     state: TcpState,
     inode: u64,
-    owners: Vec<Owner>,
+    owners: crate::model::Owners,
     keepalive: Option<crate::keepalive::KeepaliveSettings>,
     comm: Option<String>,
     /// The step that last saw it in the dump.
@@ -162,7 +162,7 @@ impl Tracker {
             events.push(Event::Destroy {
                 time_unix_ms: now_unix_ms,
                 socket: seen.id,
-                owners: seen.owners,
+                owners: seen.owners.to_vec(),
                 comm: seen.comm,
                 last_state: StateName(seen.state),
                 probes: info.and_then(|i| i.probes),
@@ -186,7 +186,7 @@ impl Tracker {
                             events.push(Event::State {
                                 time_unix_ms: now_unix_ms,
                                 socket: seen.id.clone(),
-                                owners: seen.owners.clone(),
+                                owners: seen.owners.to_vec(),
                                 comm: seen.comm.clone(),
                                 from: StateName(seen.state),
                                 to: StateName(c.state),
@@ -239,7 +239,7 @@ impl Tracker {
                 events.push(Event::State {
                     time_unix_ms: now_unix_ms,
                     socket: seen.id.clone(),
-                    owners: seen.owners.clone(),
+                    owners: seen.owners.to_vec(),
                     comm: seen.comm.clone(),
                     from: StateName(seen.state),
                     to: StateName(TcpState::Close),
@@ -496,7 +496,7 @@ mod tests {
             shutdown: None,
             congestion: None,
             tcp_info: None,
-            owners: vec![Owner { pid: 7, fd: 3 }],
+            owners: smallvec::smallvec![Owner { pid: 7, fd: 3 }],
             findings: vec![],
             keepalive: Some(KeepaliveSettings {
                 enabled: Some(true),
@@ -670,7 +670,7 @@ mod tests {
         let d = serde_json::to_value(Event::Destroy {
             time_unix_ms: 1,
             socket: SocketId::of(&conn(1, TcpState::Established)),
-            owners: vec![],
+            owners: Default::default(),
             comm: None,
             last_state: StateName(TcpState::FinWait1),
             probes: None,

@@ -57,7 +57,7 @@ pub fn is_dead(info: &TcpInfo) -> bool {
 pub fn find(
     proc_root: &Path,
     dumped: &HashSet<u64>,
-    owners: &HashMap<u64, Vec<Owner>>,
+    owners: &HashMap<u64, crate::model::Owners>,
     reader: &mut Reader,
 ) -> Vec<HeldDeadSocket> {
     let Some(own_ns) = own_netns(proc_root) else {
@@ -261,10 +261,10 @@ mod tests {
                 .map(|m| std::os::unix::fs::MetadataExt::ino(&m))
                 .unwrap()
         };
-        let owners: HashMap<u64, Vec<Owner>> = [
-            (inode(&s), vec![me(&s)]),
-            (inode(&fresh), vec![me(&fresh)]),
-            (inode(&l), vec![me(&l)]),
+        let owners: HashMap<u64, crate::model::Owners> = [
+            (inode(&s), [me(&s)].into()),
+            (inode(&fresh), [me(&fresh)].into()),
+            (inode(&l), [me(&l)].into()),
         ]
         .into_iter()
         .collect();

@@ -384,7 +384,7 @@ mod tests {
             shutdown: None,
             congestion: None,
             tcp_info: Some(TcpInfo::default()),
-            owners: vec![],
+            owners: Default::default(),
             keepalive: None,
             prediction: None,
             netns: None,

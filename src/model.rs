@@ -223,6 +223,9 @@ pub struct TcpInfo {
     pub snd_wnd: Option<u32>,
 }
 
+/// The (pid, fd) pairs holding one socket: nearly always one, kept inline (no allocation per socket).
+pub type Owners = smallvec::SmallVec<[Owner; 1]>;
+
 /// One process holding a socket through one of its file descriptors.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct Owner {
@@ -343,7 +346,7 @@ pub struct Connection {
     /// `INET_DIAG_INFO`, absent for TIME_WAIT and SYN_RECV mini-sockets.
     pub tcp_info: Option<TcpInfo>,
     /// Every (pid, fd) that holds this socket, sorted.
-    pub owners: Vec<Owner>,
+    pub owners: Owners,
     /// Filled by analysis; empty for a healthy socket.
     pub findings: Vec<Finding>,
     /// Keepalive options of ESTABLISHED and CLOSE_WAIT sockets: read from the socket, or assumed from the

@@ -21,13 +21,13 @@ pub use cache::{FULL_SCAN_EVERY, ProcCache, RefreshStats};
 pub use passwd::Users;
 pub use scan::{FdScan, PidList, PidScan, ScanError, Scanner, SocketFd};
 
-use crate::model::{Owner, Process, UnreadableProcess};
+use crate::model::{Owner, Owners, Process, UnreadableProcess};
 
 /// Socket inode → owners, plus what is known of each owning process.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ProcMap {
     /// Every (pid, fd) holding each socket inode, sorted.
-    pub owners: HashMap<u64, Vec<Owner>>,
+    pub owners: HashMap<u64, Owners>,
     /// Every process that holds at least one socket fd.
     pub processes: BTreeMap<u32, Process>,
     /// Processes whose fd table could not be read, by pid.

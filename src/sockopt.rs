@@ -365,7 +365,7 @@ mod tests {
             .into_iter()
             .find(|x| x.local_port == port)
             .unwrap();
-        conn.owners = vec![Owner {
+        conn.owners = smallvec::smallvec![Owner {
             pid: std::process::id(),
             fd: c.as_raw_fd() as u32,
         }];

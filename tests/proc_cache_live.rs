@@ -9,7 +9,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 use kwatch::collect::{self, Collector};
-use kwatch::model::Owner;
+use kwatch::model::{Owner, Owners};
 use kwatch::proc::{ProcCache, ScanConfig};
 
 /// Our socket's inode as the kernel reports it, without going through the code under test: stat the fd.
@@ -19,11 +19,12 @@ fn socket_inode(fd: i32) -> u64 {
         .ino()
 }
 
-fn me(fd: i32) -> Vec<Owner> {
-    vec![Owner {
+fn me(fd: i32) -> Owners {
+    [Owner {
         pid: std::process::id(),
         fd: u32::try_from(fd).unwrap(),
     }]
+    .into()
 }
 
 #[test]

@@ -229,7 +229,7 @@ mod tests {
             shutdown: None,
             congestion: None,
             tcp_info: None,
-            owners: vec![],
+            owners: Default::default(),
             findings: vec![],
             keepalive: None,
             prediction: None,

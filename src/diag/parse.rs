@@ -14,7 +14,7 @@ use netlink_packet_sock_diag::{
 use super::DiagError;
 use super::request::NLMSG_HDR_LEN;
 use super::tcp_info;
-use crate::model::{Connection, Family, TcpState, Timer, TimerKind};
+use crate::model::{Connection, Family, Owners, TcpState, Timer, TimerKind};
 
 pub const NLMSG_ERROR: u16 = libc::NLMSG_ERROR as u16;
 pub const NLMSG_DONE: u16 = libc::NLMSG_DONE as u16;
@@ -207,7 +207,7 @@ pub fn parse_inet(
         shutdown: None,
         congestion: None,
         tcp_info: None,
-        owners: Vec::new(),
+        owners: Owners::new(),
         keepalive: None,
         prediction: None,
         netns: None,
