@@ -1,4 +1,5 @@
-//! Runs one function over many items (pids, socket batches) on every core; slow items do not hold up the rest.
+//! Runs one function over many items (pids, socket batches, chunks of JSON rows) on every core; slow items do
+//! not hold up the rest.
 
 use std::num::NonZeroUsize;
 use std::sync::atomic::{AtomicUsize, Ordering};
