@@ -112,7 +112,7 @@ fn newest(info: Option<&TcpInfo>, pick: &[fn(&TcpInfo) -> Option<u32>]) -> Optio
 fn heard_ms(conn: &Connection) -> Option<u64> {
     newest(
         conn.tcp_info.as_ref(),
-        &[|i| i.last_ack_recv_ms, |i| i.last_data_recv_ms],
+        &[TcpInfo::last_ack_recv_ms, TcpInfo::last_data_recv_ms],
     )
 }
 
@@ -121,9 +121,9 @@ fn idle_ms(conn: &Connection) -> Option<u64> {
     newest(
         conn.tcp_info.as_ref(),
         &[
-            |i| i.last_data_recv_ms,
-            |i| i.last_ack_recv_ms,
-            |i| i.last_data_sent_ms,
+            TcpInfo::last_data_recv_ms,
+            TcpInfo::last_ack_recv_ms,
+            TcpInfo::last_data_sent_ms,
         ],
     )
 }
@@ -193,7 +193,7 @@ fn explain_idle(conn: &Connection) -> String {
 fn backoff(conn: &Connection) -> u32 {
     conn.tcp_info
         .as_ref()
-        .and_then(|i| i.backoff)
+        .and_then(|i| i.backoff())
         .map_or(0, u32::from)
 }
 
@@ -508,9 +508,9 @@ mod tests {
     /// tcp_info with every "since last ..." age set to `ms`.
     fn aged(mut c: Connection, ms: u32) -> Connection {
         let info = c.tcp_info.get_or_insert_with(TcpInfo::default);
-        info.last_data_recv_ms = Some(ms);
-        info.last_ack_recv_ms = Some(ms);
-        info.last_data_sent_ms = Some(ms);
+        info.set_last_data_recv_ms(Some(ms));
+        info.set_last_ack_recv_ms(Some(ms));
+        info.set_last_data_sent_ms(Some(ms));
         c
     }
 
@@ -567,13 +567,13 @@ mod tests {
         let mut c = conn(TcpState::CloseWait, TimerKind::None, 0);
         let info = c.tcp_info.as_mut().unwrap();
         // Data long ago, but an ack 10s ago: the FIN may have come with that ack, so it is too young to judge.
-        info.last_data_recv_ms = Some(600_000);
-        info.last_ack_recv_ms = Some(10_000);
-        info.last_data_sent_ms = Some(900_000);
+        info.set_last_data_recv_ms(Some(600_000));
+        info.set_last_ack_recv_ms(Some(10_000));
+        info.set_last_data_sent_ms(Some(900_000));
         assert_eq!(codes(&c), vec![]);
         // Only one of the two present: that one is used.
         let info = c.tcp_info.as_mut().unwrap();
-        info.last_ack_recv_ms = None;
+        info.set_last_ack_recv_ms(None);
         assert_eq!(codes(&c), vec![(FindingCode::CloseWait, Severity::Warning)]);
     }
 
@@ -651,11 +651,19 @@ mod tests {
         );
         // Sending counts as traffic: a socket that only sends is not idle.
         let mut sending = aged(c.clone(), 7_200_000);
-        sending.tcp_info.as_mut().unwrap().last_data_sent_ms = Some(1_000);
+        sending
+            .tcp_info
+            .as_mut()
+            .unwrap()
+            .set_last_data_sent_ms(Some(1_000));
         assert_eq!(codes(&sending), vec![]);
         // Receiving acks counts as well.
         let mut acked = aged(c.clone(), 7_200_000);
-        acked.tcp_info.as_mut().unwrap().last_ack_recv_ms = Some(1_000);
+        acked
+            .tcp_info
+            .as_mut()
+            .unwrap()
+            .set_last_ack_recv_ms(Some(1_000));
         assert_eq!(codes(&acked), vec![]);
         // No tcp_info: cannot judge.
         let mut blind = c;
@@ -713,21 +721,21 @@ mod tests {
     #[test]
     fn retransmit_backoff_counts_too() {
         let mut c = conn(TcpState::Established, TimerKind::Retransmit, 1);
-        c.tcp_info.as_mut().unwrap().backoff = Some(2);
+        c.tcp_info.as_mut().unwrap().set_backoff(Some(2));
         assert_eq!(codes(&c), vec![]);
-        c.tcp_info.as_mut().unwrap().backoff = Some(3);
+        c.tcp_info.as_mut().unwrap().set_backoff(Some(3));
         assert_eq!(
             codes(&c),
             vec![(FindingCode::Retransmitting, Severity::Warning)]
         );
-        c.tcp_info.as_mut().unwrap().backoff = Some(7);
+        c.tcp_info.as_mut().unwrap().set_backoff(Some(7));
         assert_eq!(
             codes(&c),
             vec![(FindingCode::Retransmitting, Severity::Critical)]
         );
         // Backoff with another timer (zero-window probes back off too) is not retransmitting.
         let mut z = conn(TcpState::Established, TimerKind::ZeroWindowProbe, 0);
-        z.tcp_info.as_mut().unwrap().backoff = Some(9);
+        z.tcp_info.as_mut().unwrap().set_backoff(Some(9));
         assert_eq!(codes(&z), vec![]);
     }
 
@@ -736,7 +744,7 @@ mod tests {
         let mut c = conn(TcpState::Established, TimerKind::Retransmit, 6);
         c.timer.expires_ms = 25_600;
         c.send_q = 1448;
-        c.tcp_info.as_mut().unwrap().backoff = Some(6);
+        c.tcp_info.as_mut().unwrap().set_backoff(Some(6));
         assert_eq!(
             explain(&c, &find_stuck(&c, &T)[0]),
             "6 retransmits without an ack (backoff 6); next in 25s; 1.4 KiB unacknowledged"

@@ -165,8 +165,8 @@ impl Tracker {
                 owners: seen.owners.to_vec(),
                 comm: seen.comm,
                 last_state: StateName(seen.state),
-                probes: info.and_then(|i| i.probes),
-                retransmits: info.and_then(|i| i.retransmits),
+                probes: info.and_then(|i| i.probes()),
+                retransmits: info.and_then(|i| i.retransmits()),
                 cause,
             });
         }
@@ -472,7 +472,7 @@ mod tests {
 
     use super::*;
     use crate::keepalive::{KeepaliveSettings, Source};
-    use crate::model::{Process, TcpInfo, Timer, TimerKind};
+    use crate::model::{Process, TcpInfo, TcpInfoFields, Timer, TimerKind};
 
     fn conn(cookie: u64, state: TcpState) -> Connection {
         Connection {
@@ -533,11 +533,11 @@ mod tests {
         let mut c = conn(cookie, TcpState::Close);
         c.owners.clear();
         c.keepalive = None;
-        c.tcp_info = Some(TcpInfo {
+        c.tcp_info = Some(TcpInfo::from(TcpInfoFields {
             probes: Some(probes),
             retransmits: Some(retransmits),
-            ..TcpInfo::default()
-        });
+            ..TcpInfoFields::default()
+        }));
         c
     }
 

@@ -40,12 +40,12 @@ pub fn is_tcp(proto: &str) -> bool {
 
 /// Whether a socket's final tcp_info shows a dead connection: state CLOSE after it carried traffic.
 pub fn is_dead(info: &TcpInfo) -> bool {
-    let carried = info.rtt_us.is_some_and(|v| v > 0)
-        || info.bytes_received.is_some_and(|v| v > 0)
-        || info.bytes_acked.is_some_and(|v| v > 0)
-        || info.probes.is_some_and(|v| v > 0)
-        || info.retransmits.is_some_and(|v| v > 0);
-    info.state == Some(TCP_CLOSE) && carried
+    let carried = info.rtt_us().is_some_and(|v| v > 0)
+        || info.bytes_received().is_some_and(|v| v > 0)
+        || info.bytes_acked().is_some_and(|v| v > 0)
+        || info.probes().is_some_and(|v| v > 0)
+        || info.retransmits().is_some_and(|v| v > 0);
+    info.state() == Some(TCP_CLOSE) && carried
 }
 
 /// Finds held dead TCP sockets among `owners` (inode → holders from /proc) whose inode is not in `dumped`.
@@ -193,6 +193,7 @@ mod tests {
     use std::net::{TcpListener, TcpStream};
 
     use super::*;
+    use crate::model::TcpInfoFields;
 
     fn me(s: &impl AsRawFd) -> Owner {
         Owner {
@@ -229,18 +230,20 @@ mod tests {
 
     #[test]
     fn dead_means_closed_after_traffic() {
-        let closed = |rtt| TcpInfo {
-            state: Some(TCP_CLOSE),
-            rtt_us: Some(rtt),
-            ..TcpInfo::default()
+        let closed = |rtt| {
+            TcpInfo::from(TcpInfoFields {
+                state: Some(TCP_CLOSE),
+                rtt_us: Some(rtt),
+                ..TcpInfoFields::default()
+            })
         };
         assert!(is_dead(&closed(120)));
         assert!(!is_dead(&closed(0)), "never connected");
-        let live = TcpInfo {
+        let live = TcpInfo::from(TcpInfoFields {
             state: Some(1),
             rtt_us: Some(120),
-            ..TcpInfo::default()
-        };
+            ..TcpInfoFields::default()
+        });
         assert!(!is_dead(&live));
     }
 
@@ -288,6 +291,6 @@ mod tests {
         assert_eq!(g.local_port, Some(l.local_addr().unwrap().port()));
         assert_eq!(g.local_addr, Some("127.0.0.1".parse().unwrap()));
         assert_eq!(g.cause, keepalive::DeathCause::Unknown);
-        assert_eq!(g.tcp_info.as_ref().unwrap().state, Some(TCP_CLOSE));
+        assert_eq!(g.tcp_info.as_ref().unwrap().state(), Some(TCP_CLOSE));
     }
 }

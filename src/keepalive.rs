@@ -143,7 +143,7 @@ pub fn predict(conn: &Connection, ka: &KeepaliveSettings, net: &Settings) -> Opt
 /// Milliseconds since anything was last received: what `keepalive_time_elapsed()` computes.
 pub fn idle_elapsed_ms(conn: &Connection) -> Option<u64> {
     let info = conn.tcp_info.as_ref()?;
-    [info.last_data_recv_ms, info.last_ack_recv_ms]
+    [info.last_data_recv_ms(), info.last_ack_recv_ms()]
         .into_iter()
         .flatten()
         .min()
@@ -213,11 +213,11 @@ fn retransmit(conn: &Connection, ka: &KeepaliveSettings, net: &Settings) -> Pred
     let timer = conn.timer;
     let info = conn.tcp_info.as_ref();
     let backoff = info
-        .and_then(|i| i.backoff)
+        .and_then(|i| i.backoff())
         .map_or(timer.count, u32::from)
         .min(32);
     let rto = info
-        .and_then(|i| i.rto_us)
+        .and_then(|i| i.rto_us())
         .map_or(RTO_MIN_MS, |us| u64::from(us) / 1000)
         .clamp(1, RTO_MAX_MS);
     let base = (rto >> backoff).max(RTO_MIN_MS.min(rto));
@@ -270,7 +270,7 @@ fn zero_window(conn: &Connection, net: &Settings) -> Prediction {
     let rto = conn
         .tcp_info
         .as_ref()
-        .and_then(|i| i.rto_us)
+        .and_then(|i| i.rto_us())
         .map_or(RTO_MIN_MS, |us| u64::from(us) / 1000)
         .clamp(1, RTO_MAX_MS);
     let mut at = timer.expires_ms;
@@ -314,8 +314,8 @@ pub fn infer_cause(
     last_state: Option<TcpState>,
     time_wait_twin: bool,
 ) -> DeathCause {
-    let probes = final_info.and_then(|i| i.probes).unwrap_or(0);
-    let retransmits = final_info.and_then(|i| i.retransmits).unwrap_or(0);
+    let probes = final_info.and_then(|i| i.probes()).unwrap_or(0);
+    let retransmits = final_info.and_then(|i| i.retransmits()).unwrap_or(0);
     if probes > 0 {
         let user_timeout = settings.and_then(|s| s.user_timeout_ms).unwrap_or(0) > 0;
         let cnt = settings.and_then(|s| s.cnt);
@@ -352,7 +352,7 @@ mod tests {
     use std::net::{IpAddr, Ipv4Addr};
 
     use super::*;
-    use crate::model::{Family, Timer};
+    use crate::model::{Family, TcpInfoFields, Timer};
 
     const NET: Settings = Settings {
         tcp_keepalive_time_s: Some(7200),
@@ -394,8 +394,8 @@ mod tests {
 
     fn heard(mut c: Connection, data_ms: u32, ack_ms: u32) -> Connection {
         let info = c.tcp_info.get_or_insert_with(TcpInfo::default);
-        info.last_data_recv_ms = Some(data_ms);
-        info.last_ack_recv_ms = Some(ack_ms);
+        info.set_last_data_recv_ms(Some(data_ms));
+        info.set_last_ack_recv_ms(Some(ack_ms));
         c
     }
 
@@ -543,8 +543,8 @@ mod tests {
         let with = |expires: u64, count: u32, backoff: u8, rto_ms: u32| {
             let mut c = conn(TcpState::Established, TimerKind::Retransmit, expires, count);
             let info = c.tcp_info.as_mut().unwrap();
-            info.backoff = Some(backoff);
-            info.rto_us = Some(rto_ms * 1000);
+            info.set_backoff(Some(backoff));
+            info.set_rto_us(Some(rto_ms * 1000));
             c
         };
         let r2 = |n| Settings {
@@ -575,7 +575,7 @@ mod tests {
     #[test]
     fn zero_window_probes_estimate_from_retries2() {
         let mut c = conn(TcpState::Established, TimerKind::ZeroWindowProbe, 400, 1);
-        c.tcp_info.as_mut().unwrap().rto_us = Some(200_000);
+        c.tcp_info.as_mut().unwrap().set_rto_us(Some(200_000));
         let net = Settings {
             tcp_retries2: Some(3),
             ..NET
@@ -609,10 +609,12 @@ mod tests {
 
     #[test]
     fn causes_of_death_follow_the_final_counters_and_the_last_state() {
-        let info = |probes: u8, retransmits: u8| TcpInfo {
-            probes: Some(probes),
-            retransmits: Some(retransmits),
-            ..TcpInfo::default()
+        let info = |probes: u8, retransmits: u8| {
+            TcpInfo::from(TcpInfoFields {
+                probes: Some(probes),
+                retransmits: Some(retransmits),
+                ..TcpInfoFields::default()
+            })
         };
         let ka3 = ka(3, 2, 3, 0);
         let ut = ka(3, 2, 9, 5_000);

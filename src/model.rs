@@ -12,6 +12,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::keepalive::{DeathCause, KeepaliveSettings, Prediction};
 
+mod tcp_info;
+pub use tcp_info::{TcpInfo, TcpInfoFields};
+
 /// Address family of a socket.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -181,46 +184,6 @@ impl Timer {
         expires_ms: 0,
         count: 0,
     };
-}
-
-/// The part of the kernel's `struct tcp_info` kwatch uses. Each field is `None` when the kernel's reply was
-/// too short to contain it (older kernels send a shorter struct).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TcpInfo {
-    /// `tcpi_state` as the kernel sees it.
-    pub state: Option<u8>,
-    /// `tcpi_ca_state`: congestion-avoidance state (0 open, 1 disorder, 2 cwr, 3 recovery, 4 loss).
-    pub ca_state: Option<u8>,
-    /// `tcpi_retransmits`: consecutive retransmits of the current segment (icsk_retransmits).
-    pub retransmits: Option<u8>,
-    /// `tcpi_probes`: unanswered zero-window or keepalive probes (icsk_probes_out).
-    pub probes: Option<u8>,
-    /// `tcpi_backoff`: exponential backoff of the retransmit timer.
-    pub backoff: Option<u8>,
-    pub rto_us: Option<u32>,
-    pub ato_us: Option<u32>,
-    pub snd_mss: Option<u32>,
-    pub rcv_mss: Option<u32>,
-    pub unacked: Option<u32>,
-    pub sacked: Option<u32>,
-    pub lost: Option<u32>,
-    pub retrans: Option<u32>,
-    pub last_data_sent_ms: Option<u32>,
-    pub last_ack_sent_ms: Option<u32>,
-    pub last_data_recv_ms: Option<u32>,
-    pub last_ack_recv_ms: Option<u32>,
-    pub pmtu: Option<u32>,
-    pub rtt_us: Option<u32>,
-    pub rttvar_us: Option<u32>,
-    pub snd_cwnd: Option<u32>,
-    pub total_retrans: Option<u32>,
-    pub bytes_acked: Option<u64>,
-    pub bytes_received: Option<u64>,
-    pub notsent_bytes: Option<u32>,
-    pub min_rtt_us: Option<u32>,
-    pub bytes_sent: Option<u64>,
-    pub bytes_retrans: Option<u64>,
-    pub snd_wnd: Option<u32>,
 }
 
 /// The (pid, fd) pairs holding one socket: nearly always one, kept inline (no allocation per socket).

@@ -121,9 +121,9 @@ fn dump_finds_loopback_sockets_with_states_inodes_and_timers() {
         .tcp_info
         .as_ref()
         .expect("tcp_info for an established socket");
-    assert_eq!(info.state, Some(TcpState::Established as u8));
-    assert!(info.rtt_us.is_some_and(|r| r > 0), "{info:?}");
-    assert!(info.snd_cwnd.is_some_and(|c| c > 0), "{info:?}");
+    assert_eq!(info.state(), Some(TcpState::Established as u8));
+    assert!(info.rtt_us().is_some_and(|r| r > 0), "{info:?}");
+    assert!(info.snd_cwnd().is_some_and(|c| c > 0), "{info:?}");
     assert!(ka.congestion.as_deref().is_some_and(|c| !c.is_empty()));
     assert_eq!(ka.shutdown, Some(0));
 

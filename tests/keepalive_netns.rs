@@ -203,7 +203,7 @@ fn data_received_mid_idle_moves_the_next_probe_as_the_kernel_does() {
     // Half-way through the idle time, the peer sends data: the kernel does not re-arm the keepalive timer.
     poll(Duration::from_secs(5), || {
         let c = client_in(&mut dumper, cport, 9101)?;
-        (c.tcp_info?.last_ack_recv_ms? >= 1_500).then_some(())
+        (c.tcp_info?.last_ack_recv_ms()? >= 1_500).then_some(())
     })
     .expect("1.5 s of idle");
     server.write_all(b"ping").unwrap();

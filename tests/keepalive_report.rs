@@ -162,7 +162,7 @@ fn the_table_shows_when_each_socket_dies_when_width_allows() {
 #[test]
 fn held_dead_sockets_reach_the_table_footer_the_json_and_the_process_rollup() {
     use kwatch::keepalive::DeathCause;
-    use kwatch::model::{HeldDeadSocket, TcpInfo};
+    use kwatch::model::{HeldDeadSocket, TcpInfo, TcpInfoFields};
     use kwatch::output::table::{self, TableOptions};
     let mut s = busy_filled();
     let g = HeldDeadSocket {
@@ -171,11 +171,11 @@ fn held_dead_sockets_reach_the_table_footer_the_json_and_the_process_rollup() {
         inode: 99_001,
         local_addr: Some("10.0.0.5".parse().unwrap()),
         local_port: Some(40150),
-        tcp_info: Some(TcpInfo {
+        tcp_info: Some(TcpInfo::from(TcpInfoFields {
             state: Some(7),
             probes: Some(9),
-            ..TcpInfo::default()
-        }),
+            ..TcpInfoFields::default()
+        })),
         cause: DeathCause::KeepaliveExhausted,
     };
     s.held_dead = vec![g.clone(), HeldDeadSocket { fd: 10, ..g }];

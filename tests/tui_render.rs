@@ -119,9 +119,9 @@ fn app_with_history(size: (u16, u16)) -> App {
             c.keepalive = Some(KeepaliveSettings::assumed(c, &settings));
             c.timer.count = (step / 4) as u32 + 1;
             if let Some(info) = c.tcp_info.as_mut() {
-                let idle = info.last_data_recv_ms.unwrap_or(0) - 900_000 + (step as u32) * 75_000;
-                info.last_data_recv_ms = Some(idle);
-                info.last_ack_recv_ms = Some(idle);
+                let idle = info.last_data_recv_ms().unwrap_or(0) - 900_000 + (step as u32) * 75_000;
+                info.set_last_data_recv_ms(Some(idle));
+                info.set_last_ack_recv_ms(Some(idle));
             }
         }
         update(
@@ -273,7 +273,7 @@ fn socket(cookie: u64, local: &str, peer: &str) -> kwatch::events::SocketId {
 fn app_with_deaths(size: (u16, u16)) -> App {
     use kwatch::events::Event;
     use kwatch::keepalive::DeathCause;
-    use kwatch::model::{HeldDeadSocket, Owner, TcpInfo, TcpState};
+    use kwatch::model::{HeldDeadSocket, Owner, TcpInfo, TcpInfoFields, TcpState};
     use kwatch::output::json::StateName;
     let mut app = App::new(Filter::default(), false);
     update(
@@ -292,12 +292,12 @@ fn app_with_deaths(size: (u16, u16)) -> App {
             inode: 90_017,
             local_addr: Some("10.0.0.5".parse().expect("addr")),
             local_port: Some(40180),
-            tcp_info: Some(TcpInfo {
+            tcp_info: Some(TcpInfo::from(TcpInfoFields {
                 state: Some(7),
                 probes: Some(9),
                 retransmits: Some(0),
-                ..TcpInfo::default()
-            }),
+                ..TcpInfoFields::default()
+            })),
             cause: DeathCause::KeepaliveExhausted,
         },
         HeldDeadSocket {

@@ -3,7 +3,7 @@
 //! The struct only ever grows at the end, so an older kernel sends a shorter prefix. A field is `Some` only
 //! when the payload holds all of its bytes. Values are in host byte order.
 
-use crate::model::TcpInfo;
+use crate::model::{TcpInfo, TcpInfoFields};
 
 /// Byte offsets of the fields kwatch reads, from the uapi header.
 mod off {
@@ -65,7 +65,7 @@ fn u64_at(b: &[u8], at: usize) -> Option<u64> {
 
 /// Reads the fields `model::TcpInfo` carries from an `INET_DIAG_INFO` payload of any length.
 pub fn parse(b: &[u8]) -> TcpInfo {
-    TcpInfo {
+    TcpInfoFields {
         state: u8_at(b, off::STATE),
         ca_state: u8_at(b, off::CA_STATE),
         retransmits: u8_at(b, off::RETRANSMITS),
@@ -96,6 +96,7 @@ pub fn parse(b: &[u8]) -> TcpInfo {
         bytes_retrans: u64_at(b, off::BYTES_RETRANS),
         snd_wnd: u32_at(b, off::SND_WND),
     }
+    .into()
 }
 
 #[cfg(test)]
@@ -133,59 +134,65 @@ mod tests {
     fn full_struct_reads_every_field_at_its_offset() {
         let t = parse(&numbered(248));
         assert_eq!(
-            (t.state, t.ca_state, t.retransmits, t.probes, t.backoff),
+            (
+                t.state(),
+                t.ca_state(),
+                t.retransmits(),
+                t.probes(),
+                t.backoff()
+            ),
             (Some(0x10), Some(0x11), Some(0x12), Some(0x13), Some(0x14))
         );
         assert_eq!(
-            (t.rto_us, t.ato_us, t.snd_mss, t.rcv_mss),
+            (t.rto_us(), t.ato_us(), t.snd_mss(), t.rcv_mss()),
             (Some(8), Some(12), Some(16), Some(20))
         );
         assert_eq!(
-            (t.unacked, t.sacked, t.lost, t.retrans),
+            (t.unacked(), t.sacked(), t.lost(), t.retrans()),
             (Some(24), Some(28), Some(32), Some(36))
         );
         assert_eq!(
             (
-                t.last_data_sent_ms,
-                t.last_ack_sent_ms,
-                t.last_data_recv_ms,
-                t.last_ack_recv_ms
+                t.last_data_sent_ms(),
+                t.last_ack_sent_ms(),
+                t.last_data_recv_ms(),
+                t.last_ack_recv_ms()
             ),
             (Some(44), Some(48), Some(52), Some(56))
         );
         assert_eq!(
-            (t.pmtu, t.rtt_us, t.rttvar_us, t.snd_cwnd),
+            (t.pmtu(), t.rtt_us(), t.rttvar_us(), t.snd_cwnd()),
             (Some(60), Some(68), Some(72), Some(80))
         );
-        assert_eq!(t.total_retrans, Some(100));
-        assert_eq!(t.bytes_acked, Some(120 | 1 << 40));
-        assert_eq!(t.bytes_received, Some(128 | 1 << 40));
-        assert_eq!((t.notsent_bytes, t.min_rtt_us), (Some(144), Some(148)));
-        assert_eq!(t.bytes_sent, Some(200 | 1 << 40));
-        assert_eq!(t.bytes_retrans, Some(208 | 1 << 40));
-        assert_eq!(t.snd_wnd, Some(228));
+        assert_eq!(t.total_retrans(), Some(100));
+        assert_eq!(t.bytes_acked(), Some(120 | 1 << 40));
+        assert_eq!(t.bytes_received(), Some(128 | 1 << 40));
+        assert_eq!((t.notsent_bytes(), t.min_rtt_us()), (Some(144), Some(148)));
+        assert_eq!(t.bytes_sent(), Some(200 | 1 << 40));
+        assert_eq!(t.bytes_retrans(), Some(208 | 1 << 40));
+        assert_eq!(t.snd_wnd(), Some(228));
     }
 
     #[test]
     fn short_struct_has_none_past_its_end() {
         // 104 bytes: the original struct (Linux 2.6), ends with tcpi_total_retrans.
         let t = parse(&numbered(104));
-        assert_eq!(t.total_retrans, Some(100));
-        assert_eq!(t.rtt_us, Some(68));
-        assert_eq!(t.bytes_acked, None);
-        assert_eq!(t.min_rtt_us, None);
-        assert_eq!(t.snd_wnd, None);
+        assert_eq!(t.total_retrans(), Some(100));
+        assert_eq!(t.rtt_us(), Some(68));
+        assert_eq!(t.bytes_acked(), None);
+        assert_eq!(t.min_rtt_us(), None);
+        assert_eq!(t.snd_wnd(), None);
     }
 
     #[test]
     fn a_field_cut_in_half_is_none() {
         // 124 bytes: bytes_acked (120..128) only half present.
         let t = parse(&numbered(124));
-        assert_eq!(t.bytes_acked, None);
+        assert_eq!(t.bytes_acked(), None);
         // 230 bytes: snd_wnd (228..232) cut.
         let t = parse(&numbered(230));
-        assert_eq!(t.bytes_retrans, Some(208 | 1 << 40));
-        assert_eq!(t.snd_wnd, None);
+        assert_eq!(t.bytes_retrans(), Some(208 | 1 << 40));
+        assert_eq!(t.snd_wnd(), None);
     }
 
     #[test]

@@ -88,15 +88,15 @@ fn ipv4_socket_with_every_attribute() {
     assert_eq!(c.congestion.as_deref(), Some("cubic"));
     let t = c.tcp_info.as_ref().unwrap();
     assert_eq!(
-        (t.state, t.probes, t.rto_us, t.snd_mss),
+        (t.state(), t.probes(), t.rto_us(), t.snd_mss()),
         (Some(1), Some(3), Some(204_000), Some(32_768))
     );
     assert_eq!(
-        (t.rtt_us, t.snd_cwnd, t.total_retrans),
+        (t.rtt_us(), t.snd_cwnd(), t.total_retrans()),
         (Some(1_234), Some(10), Some(6))
     );
-    assert_eq!(t.bytes_acked, Some(5_000_000_000));
-    assert_eq!(t.snd_wnd, Some(65_535));
+    assert_eq!(t.bytes_acked(), Some(5_000_000_000));
+    assert_eq!(t.snd_wnd(), Some(65_535));
     assert!(c.owners.is_empty() && c.findings.is_empty());
 }
 
@@ -203,15 +203,15 @@ fn short_tcp_info_fills_only_what_it_holds() {
     let (conns, _) = parse_all(&buf);
     let t = conns[0].tcp_info.as_ref().unwrap();
     assert_eq!(
-        (t.rtt_us, t.snd_cwnd, t.total_retrans),
+        (t.rtt_us(), t.snd_cwnd(), t.total_retrans()),
         (Some(1_234), Some(10), Some(6))
     );
     assert_eq!(
-        (t.bytes_acked, t.bytes_received, t.bytes_sent),
+        (t.bytes_acked(), t.bytes_received(), t.bytes_sent()),
         (None, None, None)
     );
     assert_eq!(
-        (t.min_rtt_us, t.notsent_bytes, t.snd_wnd),
+        (t.min_rtt_us(), t.notsent_bytes(), t.snd_wnd()),
         (None, None, None)
     );
 }

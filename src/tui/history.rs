@@ -100,7 +100,7 @@ pub fn idle_ms(conn: &Connection) -> Option<u64> {
         return None;
     }
     let info = conn.tcp_info.as_ref()?;
-    [info.last_data_recv_ms, info.last_ack_recv_ms]
+    [info.last_data_recv_ms(), info.last_ack_recv_ms()]
         .into_iter()
         .flatten()
         .min()

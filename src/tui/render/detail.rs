@@ -313,7 +313,7 @@ fn b(v: Option<u64>) -> String {
 }
 
 fn tcp_info(i: &TcpInfo, theme: Theme) -> Vec<Row> {
-    let ca = match i.ca_state {
+    let ca = match i.ca_state() {
         Some(0) => "open",
         Some(1) => "disorder",
         Some(2) => "cwr",
@@ -328,9 +328,9 @@ fn tcp_info(i: &TcpInfo, theme: Theme) -> Vec<Row> {
             theme,
             format!(
                 "data recv {} ago · ack recv {} ago · data sent {} ago",
-                ms(i.last_data_recv_ms),
-                ms(i.last_ack_recv_ms),
-                ms(i.last_data_sent_ms)
+                ms(i.last_data_recv_ms()),
+                ms(i.last_ack_recv_ms()),
+                ms(i.last_data_sent_ms())
             ),
         ),
         text(
@@ -338,15 +338,15 @@ fn tcp_info(i: &TcpInfo, theme: Theme) -> Vec<Row> {
             theme,
             format!(
                 "{} ±{} · min {} · rto {} · ato {} · cwnd {} · mss {}/{} · pmtu {}",
-                us(i.rtt_us),
-                us(i.rttvar_us),
-                us(i.min_rtt_us),
-                us(i.rto_us),
-                us(i.ato_us),
-                n(i.snd_cwnd),
-                n(i.snd_mss),
-                n(i.rcv_mss),
-                n(i.pmtu)
+                us(i.rtt_us()),
+                us(i.rttvar_us()),
+                us(i.min_rtt_us()),
+                us(i.rto_us()),
+                us(i.ato_us()),
+                n(i.snd_cwnd()),
+                n(i.snd_mss()),
+                n(i.rcv_mss()),
+                n(i.pmtu())
             ),
         ),
         text(
@@ -354,12 +354,12 @@ fn tcp_info(i: &TcpInfo, theme: Theme) -> Vec<Row> {
             theme,
             format!(
                 "retransmits {} · probes {} · backoff {} · total retrans {} · lost {} · unacked {} · ca {ca}",
-                n(i.retransmits),
-                n(i.probes),
-                n(i.backoff),
-                n(i.total_retrans),
-                n(i.lost),
-                n(i.unacked)
+                n(i.retransmits()),
+                n(i.probes()),
+                n(i.backoff()),
+                n(i.total_retrans()),
+                n(i.lost()),
+                n(i.unacked())
             ),
         ),
         text(
@@ -367,12 +367,12 @@ fn tcp_info(i: &TcpInfo, theme: Theme) -> Vec<Row> {
             theme,
             format!(
                 "sent {} · acked {} · received {} · retrans {} · notsent {} · snd_wnd {}",
-                b(i.bytes_sent),
-                b(i.bytes_acked),
-                b(i.bytes_received),
-                b(i.bytes_retrans),
-                b(i.notsent_bytes.map(u64::from)),
-                n(i.snd_wnd)
+                b(i.bytes_sent()),
+                b(i.bytes_acked()),
+                b(i.bytes_received()),
+                b(i.bytes_retrans()),
+                b(i.notsent_bytes().map(u64::from)),
+                n(i.snd_wnd())
             ),
         ),
     ]

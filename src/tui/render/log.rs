@@ -145,8 +145,8 @@ fn counters(info: Option<&TcpInfo>) -> String {
     match info {
         Some(i) => format!(
             "{} probes, {} retransmits",
-            i.probes.unwrap_or(0),
-            i.retransmits.unwrap_or(0)
+            i.probes().unwrap_or(0),
+            i.retransmits().unwrap_or(0)
         ),
         None => String::new(),
     }
