@@ -415,16 +415,17 @@ mod tests {
     #[test]
     fn netns_by_name_or_inode() {
         use crate::model::NetnsRef;
+        use std::sync::Arc;
         let mut named = conn(1, 2, &[], TcpState::Established);
-        named.netns = Some(NetnsRef {
+        named.netns = Some(Arc::new(NetnsRef {
             inode: 4026532,
             name: Some("web".into()),
-        });
+        }));
         let mut anon = conn(1, 2, &[], TcpState::Established);
-        anon.netns = Some(NetnsRef {
+        anon.netns = Some(Arc::new(NetnsRef {
             inode: 4026999,
             name: None,
-        });
+        }));
         let unknown = conn(1, 2, &[], TcpState::Established);
         assert!(f("netns:web").matches(&named));
         assert!(f("netns:4026532").matches(&named));

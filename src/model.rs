@@ -321,7 +321,7 @@ pub struct Connection {
     pub prediction: Option<Prediction>,
     /// The network namespace the socket lives in. `None` when not known (older snapshots).
     #[serde(default)]
-    pub netns: Option<NetnsRef>,
+    pub netns: Option<Arc<NetnsRef>>,
 }
 
 impl Connection {

@@ -96,9 +96,11 @@ pub fn reference(found: &Found) -> NetnsRef {
 }
 
 /// Stamps connections with the namespace they were dumped in.
+/// One shared reference per namespace: a socket carries a pointer, not a copy.
 pub fn stamp(connections: &mut [Connection], netns: &NetnsRef) {
+    let shared = Arc::new(netns.clone());
     for c in connections {
-        c.netns = Some(netns.clone());
+        c.netns = Some(Arc::clone(&shared));
     }
 }
 

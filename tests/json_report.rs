@@ -624,11 +624,11 @@ fn namespaces_and_units_read_back_and_are_documented() {
         },
     ];
     for (i, c) in snapshot.connections.iter_mut().enumerate() {
-        c.netns = Some(if i % 2 == 0 {
+        c.netns = Some(std::sync::Arc::new(if i % 2 == 0 {
             host.clone()
         } else {
             web.clone()
-        });
+        }));
     }
     let owner = snapshot
         .connections

@@ -40,11 +40,11 @@ fn two_namespaces() -> Snapshot {
         });
     }
     for (i, c) in snap.connections.iter_mut().enumerate() {
-        c.netns = Some(if i % 2 == 1 {
+        c.netns = Some(std::sync::Arc::new(if i % 2 == 1 {
             web.clone()
         } else {
             host.clone()
-        });
+        }));
     }
     let owner = snap
         .connections

@@ -134,7 +134,11 @@ fn busy_in_namespaces() -> Snapshot {
     ];
     for c in &mut snap.connections {
         let java = c.owners.iter().any(|o| o.pid == 2231);
-        c.netns = Some(if java { web.clone() } else { host.clone() });
+        c.netns = Some(std::sync::Arc::new(if java {
+            web.clone()
+        } else {
+            host.clone()
+        }));
     }
     snap.units.insert(
         2231,

@@ -1,4 +1,5 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::sync::Arc;
 
 use super::*;
 use crate::keepalive::{KeepaliveSettings, Source};
@@ -207,7 +208,7 @@ fn sockets_of_other_namespaces_are_destroyed_from_inside_them() {
     let proc_root = Path::new("/proc");
     let place = |inode: Option<u64>, own| {
         let mut c = conn(TcpState::Established, 1, &[]);
-        c.netns = inode.map(|i| ns(i, if i == 2 { Some("web") } else { None }));
+        c.netns = inode.map(|i| Arc::new(ns(i, if i == 2 { Some("web") } else { None })));
         destroy_place(&c, &namespaces, own, proc_root)
     };
     assert_eq!(place(None, None), Ok(None));

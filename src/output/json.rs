@@ -371,7 +371,7 @@ impl<'a> SocketReport<'a> {
             dies_in_ms: c.prediction.and_then(|p| p.dies_in_ms),
             dies_in_estimate: c.prediction.is_some_and(|p| p.dies_in_estimate),
             dies_by: c.prediction.and_then(|p| p.dies_by),
-            netns: c.netns.as_ref(),
+            netns: c.netns.as_deref(),
             unit: None,
         }
     }
