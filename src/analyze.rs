@@ -10,8 +10,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::duration::format_duration_ms;
 use crate::model::{
-    Connection, Finding, FindingCode, ProcessFinding, Severity, Snapshot, TcpInfo, TcpState,
-    TimerKind,
+    Connection, Finding, FindingCode, Findings, ProcessFinding, Severity, Snapshot, TcpInfo,
+    TcpState, TimerKind,
 };
 
 /// When a socket counts as stuck.
@@ -50,7 +50,7 @@ impl Default for Thresholds {
 /// - `retransmitting`: retransmit timer with `count` or tcp_info `backoff` at least `retransmit_min`. Warning,
 ///   critical from twice `retransmit_min`.
 /// - `zero_window`: zero-window probe timer with unanswered probes: the peer is alive but not reading. Warning.
-pub fn find_stuck(conn: &Connection, t: &Thresholds) -> Vec<Finding> {
+pub fn find_stuck(conn: &Connection, t: &Thresholds) -> Findings {
     let checks = [
         close_wait(conn, t).map(|s| (FindingCode::CloseWait, s)),
         dead_peer(conn).map(|s| (FindingCode::DeadPeerSuspect, s)),
@@ -58,15 +58,11 @@ pub fn find_stuck(conn: &Connection, t: &Thresholds) -> Vec<Finding> {
         retransmitting(conn, t).map(|s| (FindingCode::Retransmitting, s)),
         zero_window(conn).map(|s| (FindingCode::ZeroWindow, s)),
     ];
-    let mut findings: Vec<Finding> = checks
+    checks
         .into_iter()
         .flatten()
         .map(|(code, severity)| Finding { code, severity })
-        .collect();
-    findings.sort_by_key(|f| (Reverse(f.severity), f.code));
-    // Most stuck sockets carry one finding; a snapshot holds them all (200,000 on a big host), so no spare room.
-    findings.shrink_to_fit();
-    findings
+        .collect()
 }
 
 /// Fills `findings` of every connection in the snapshot (replacing what was there).
@@ -499,9 +495,8 @@ mod tests {
             tcp_info: Some(TcpInfo::default()),
             owners: Default::default(),
             keepalive: None,
-            prediction: None,
             netns: None,
-            findings: vec![],
+            findings: Default::default(),
         }
     }
 
@@ -512,6 +507,11 @@ mod tests {
         info.set_last_ack_recv_ms(Some(ms));
         info.set_last_data_sent_ms(Some(ms));
         c
+    }
+
+    /// The findings in the order they are read back.
+    fn stuck(c: &Connection) -> Vec<Finding> {
+        find_stuck(c, &T).iter().collect()
     }
 
     fn codes(c: &Connection) -> Vec<(FindingCode, Severity)> {
@@ -539,7 +539,7 @@ mod tests {
     #[test]
     fn close_wait_severity_follows_unread_bytes() {
         let mut c = aged(conn(TcpState::CloseWait, TimerKind::None, 0), 252_000);
-        let f = find_stuck(&c, &T);
+        let f = stuck(&c);
         assert_eq!(f[0].severity, Severity::Warning);
         assert_eq!(
             explain(&c, &f[0]),
@@ -547,14 +547,14 @@ mod tests {
         );
         // recv_q counts the FIN until the program reads end-of-stream: 1 means only the FIN is unread.
         c.recv_q = 1;
-        let f = find_stuck(&c, &T);
+        let f = stuck(&c);
         assert_eq!(f[0].severity, Severity::Critical);
         assert_eq!(
             explain(&c, &f[0]),
             "peer closed at least 4m12s ago and the program has not closed its end; it has not read since: it stopped reading"
         );
         c.recv_q = 2049;
-        let f = find_stuck(&c, &T);
+        let f = stuck(&c);
         assert_eq!(f[0].severity, Severity::Critical);
         assert_eq!(
             explain(&c, &f[0]),
@@ -615,7 +615,7 @@ mod tests {
             conn(TcpState::Established, TimerKind::Keepalive, 1),
             7_275_000,
         );
-        let f = find_stuck(&c, &T);
+        let f = stuck(&c);
         assert_eq!(
             (f[0].code, f[0].severity),
             (FindingCode::DeadPeerSuspect, Severity::Critical)
@@ -627,7 +627,7 @@ mod tests {
         let mut c = conn(TcpState::Established, TimerKind::Keepalive, 3);
         c.tcp_info = None;
         assert_eq!(
-            explain(&c, &find_stuck(&c, &T)[0]),
+            explain(&c, &stuck(&c)[0]),
             "3 keepalive probes unanswered; the peer may be gone"
         );
         // Probes counted by another timer kind are not keepalive probes.
@@ -640,7 +640,7 @@ mod tests {
         let c = conn(TcpState::Established, TimerKind::None, 0);
         assert_eq!(codes(&aged(c.clone(), 299_999)), vec![]);
         let idle = aged(c.clone(), 7_200_000);
-        let f = find_stuck(&idle, &T);
+        let f = stuck(&idle);
         assert_eq!(
             (f[0].code, f[0].severity),
             (FindingCode::NoKeepaliveIdle, Severity::Info)
@@ -746,13 +746,13 @@ mod tests {
         c.send_q = 1448;
         c.tcp_info.as_mut().unwrap().set_backoff(Some(6));
         assert_eq!(
-            explain(&c, &find_stuck(&c, &T)[0]),
+            explain(&c, &stuck(&c)[0]),
             "6 retransmits without an ack (backoff 6); next in 25s; 1.4 KiB unacknowledged"
         );
         let mut syn = conn(TcpState::SynSent, TimerKind::Retransmit, 4);
         syn.tcp_info = None;
         assert_eq!(
-            explain(&syn, &find_stuck(&syn, &T)[0]),
+            explain(&syn, &stuck(&syn)[0]),
             "SYN retransmitted 4 times with no answer (backoff 0); next try in 5s"
         );
     }
@@ -765,7 +765,7 @@ mod tests {
         );
         let mut c = conn(TcpState::Established, TimerKind::ZeroWindowProbe, 2);
         c.send_q = 65536;
-        let f = find_stuck(&c, &T);
+        let f = stuck(&c);
         assert_eq!(
             (f[0].code, f[0].severity),
             (FindingCode::ZeroWindow, Severity::Warning)
@@ -806,7 +806,7 @@ mod tests {
             severity: Severity::Info,
         };
         let mut healthy = conn(TcpState::Established, TimerKind::Keepalive, 0);
-        healthy.findings.push(stale);
+        healthy.findings.insert(stale);
         let stuck = aged(conn(TcpState::CloseWait, TimerKind::None, 0), 60_000);
         let mut snap = Snapshot {
             connections: vec![healthy, stuck],

@@ -219,7 +219,9 @@ fn every_inode(
     connections: &[Connection],
 ) -> Result<HashSet<u64>, DiagError> {
     if request.ports.is_empty() {
-        return Ok(connections.iter().map(|c| c.inode).collect());
+        let mut inodes = HashSet::with_capacity(connections.len());
+        inodes.extend(connections.iter().map(|c| c.inode));
+        return Ok(inodes);
     }
     let all = diag::dump(&request.without_ports())?;
     Ok(all.iter().map(|c| c.inode).collect())
@@ -336,9 +338,8 @@ mod tests {
             tcp_info: None,
             owners: Default::default(),
             keepalive: None,
-            prediction: None,
             netns: None,
-            findings: vec![],
+            findings: Default::default(),
         }
     }
 

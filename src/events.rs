@@ -497,7 +497,7 @@ mod tests {
             congestion: None,
             tcp_info: None,
             owners: smallvec::smallvec![Owner { pid: 7, fd: 3 }],
-            findings: vec![],
+            findings: Default::default(),
             keepalive: Some(KeepaliveSettings {
                 enabled: Some(true),
                 idle_s: Some(3),
@@ -506,7 +506,6 @@ mod tests {
                 user_timeout_ms: Some(0),
                 source: Source::Socket,
             }),
-            prediction: None,
             netns: None,
         }
     }

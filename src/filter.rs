@@ -333,14 +333,13 @@ mod tests {
             tcp_info: None,
             owners: pids.iter().map(|&pid| Owner { pid, fd: 3 }).collect(),
             keepalive: None,
-            prediction: None,
             netns: None,
-            findings: vec![],
+            findings: Default::default(),
         }
     }
 
     fn with_finding(mut c: Connection, code: FindingCode) -> Connection {
-        c.findings.push(Finding {
+        c.findings.insert(Finding {
             code,
             severity: Severity::Warning,
         });

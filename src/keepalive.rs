@@ -386,9 +386,8 @@ mod tests {
             tcp_info: Some(TcpInfo::default()),
             owners: Default::default(),
             keepalive: None,
-            prediction: None,
             netns: None,
-            findings: vec![],
+            findings: Default::default(),
         }
     }
 

@@ -12,7 +12,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::keepalive::{DeathCause, KeepaliveSettings, Prediction};
 
+mod findings;
 mod tcp_info;
+pub use findings::Findings;
 pub use tcp_info::{TcpInfo, TcpInfoFields};
 
 /// Address family of a socket.
@@ -311,14 +313,11 @@ pub struct Connection {
     /// Every (pid, fd) that holds this socket, sorted.
     pub owners: Owners,
     /// Filled by analysis; empty for a healthy socket.
-    pub findings: Vec<Finding>,
+    pub findings: Findings,
     /// Keepalive options of ESTABLISHED and CLOSE_WAIT sockets: read from the socket, or assumed from the
     /// namespace sysctls (`source` says which). `None` for other states or when not collected.
     #[serde(default)]
     pub keepalive: Option<KeepaliveSettings>,
-    /// Next keepalive probe and time of death if the peer stays silent (ESTABLISHED and CLOSE_WAIT only).
-    #[serde(default)]
-    pub prediction: Option<Prediction>,
     /// The network namespace the socket lives in. `None` when not known (older snapshots).
     #[serde(default)]
     pub netns: Option<Arc<NetnsRef>>,
@@ -327,11 +326,21 @@ pub struct Connection {
 impl Connection {
     /// The worst severity among this socket's findings.
     pub fn worst(&self) -> Option<Severity> {
-        self.findings.iter().map(|f| f.severity).max()
+        self.findings.worst()
     }
 
     pub fn is_stuck(&self) -> bool {
         !self.findings.is_empty()
+    }
+
+    /// Next keepalive probe and time of death if the peer stays silent, from the socket's keepalive settings and
+    /// `net`, the sysctls of its namespace ([`Snapshot::prediction`] finds them): for ESTABLISHED and CLOSE_WAIT
+    /// sockets whose settings were collected, `None` otherwise. Computed when asked rather than kept with every
+    /// socket of every snapshot (40 bytes each).
+    pub fn prediction(&self, net: &Settings) -> Option<Prediction> {
+        self.keepalive
+            .as_ref()
+            .and_then(|ka| crate::keepalive::predict(self, ka, net))
     }
 }
 
@@ -541,6 +550,11 @@ impl Snapshot {
             .as_ref()
             .and_then(|ns| self.namespace(ns.inode))
             .map_or(&self.settings, |info| &info.settings)
+    }
+
+    /// A socket's keepalive prediction, with the sysctls of its own namespace ([`Connection::prediction`]).
+    pub fn prediction(&self, conn: &Connection) -> Option<Prediction> {
+        conn.prediction(self.settings_of(conn))
     }
 
     /// The namespace with this inode, if inspected.

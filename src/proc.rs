@@ -45,7 +45,18 @@ impl ProcMap {
 
     /// [`from_scans`](Self::from_scans) for results kept elsewhere (a [`ProcCache`]).
     pub fn from_scan_refs<'a>(scans: impl IntoIterator<Item = &'a PidScan>) -> ProcMap {
+        let scans: Vec<&PidScan> = scans.into_iter().collect();
         let mut map = ProcMap::default();
+        // Sized once: grown step by step, a map of 200,000 sockets would hold its old and new tables at once.
+        map.owners.reserve(
+            scans
+                .iter()
+                .map(|scan| match scan {
+                    PidScan::Sockets { sockets, .. } => sockets.len(),
+                    _ => 0,
+                })
+                .sum(),
+        );
         for scan in scans {
             match scan {
                 PidScan::Gone | PidScan::NoSockets => {}

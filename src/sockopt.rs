@@ -13,7 +13,7 @@ use std::time::Duration;
 use rustix::net::sockopt;
 use rustix::process::{Pid, PidfdFlags, PidfdGetfdFlags, pidfd_getfd, pidfd_open};
 
-use crate::keepalive::{self, KeepaliveSettings, Source};
+use crate::keepalive::{KeepaliveSettings, Source};
 use crate::model::{Connection, Owner, Snapshot, TcpState, TimerKind};
 
 /// Why a socket's options could not be read.
@@ -144,7 +144,7 @@ pub fn read_options(fd: impl AsFd) -> Result<KeepaliveSettings, (&'static str, r
     })
 }
 
-/// Whether a socket's keepalive matters: the states [`keepalive::predict`] covers.
+/// Whether a socket's keepalive matters: the states [`crate::keepalive::predict`] covers.
 pub fn wanted(conn: &Connection) -> bool {
     matches!(conn.state, TcpState::Established | TcpState::CloseWait)
 }
@@ -216,23 +216,27 @@ enum Outcome {
     Failed,
 }
 
-/// Fills `keepalive` and `prediction` of every ESTABLISHED and CLOSE_WAIT socket: with `read`, options read from
+/// Fills `keepalive` of every ESTABLISHED and CLOSE_WAIT socket: with `read`, options read from
 /// the socket through one of its owners where permitted (or recalled from `memory`, see [`Memory`]), otherwise
 /// assumed from the namespace sysctls. Sockets are read on every core. Adds one warning when permission was
 /// missing for some sockets.
 pub fn fill(snapshot: &mut Snapshot, read: bool, mut memory: Option<&mut Memory>) {
     // No timer pending means SO_KEEPALIVE is off and nothing is in flight: the socket's own options cannot
     // change when it dies (never), so the dump already says all that matters and 8 syscalls are saved.
-    let worth_reading = |c: &Connection| read && wanted(c) && c.timer.kind != TimerKind::None;
-    let mut outcomes: Vec<Option<Outcome>> = Vec::new();
-    outcomes.resize_with(snapshot.connections.len(), || None);
+    let worth_reading = |c: &Connection| read && c.timer.kind != TimerKind::None;
+    // Settings read (or recalled) go straight into the socket; the wanted sockets left without any are assumed
+    // below. No table with a slot per socket: a snapshot may hold 200,000.
     let mut to_read = Vec::new();
-    for (i, conn) in snapshot.connections.iter().enumerate() {
+    for (i, conn) in snapshot.connections.iter_mut().enumerate() {
+        if !wanted(conn) {
+            continue;
+        }
+        conn.keepalive = None;
         if !worth_reading(conn) {
             continue;
         }
         match memory.as_deref_mut().and_then(|m| m.recall(conn)) {
-            Some(s) => outcomes[i] = Some(Outcome::Read(s)),
+            Some(s) => conn.keepalive = Some(s),
             None => to_read.push(i),
         }
     }
@@ -245,14 +249,21 @@ pub fn fill(snapshot: &mut Snapshot, read: bool, mut memory: Option<&mut Memory>
             .map(|&i| (i, read_any(&mut reader, &connections[i])))
             .collect::<Vec<_>>()
     };
+    let mut denied = 0u64;
     for (i, outcome) in crate::proc::parallel::map(&batches, read_batch)
         .into_iter()
         .flatten()
     {
-        if let (Outcome::Read(s), Some(m)) = (&outcome, memory.as_deref_mut()) {
-            m.remember(&connections[i], *s);
+        match outcome {
+            Outcome::Read(s) => {
+                if let Some(m) = memory.as_deref_mut() {
+                    m.remember(&snapshot.connections[i], s);
+                }
+                snapshot.connections[i].keepalive = Some(s);
+            }
+            Outcome::Denied => denied += 1,
+            Outcome::Failed => {}
         }
-        outcomes[i] = Some(outcome);
     }
     if let Some(m) = memory {
         m.end_refresh();
@@ -264,9 +275,8 @@ pub fn fill(snapshot: &mut Snapshot, read: bool, mut memory: Option<&mut Memory>
         .iter()
         .map(|n| (n.netns.inode, n.settings))
         .collect();
-    let mut denied = 0u64;
-    for (conn, outcome) in snapshot.connections.iter_mut().zip(outcomes) {
-        if !wanted(conn) {
+    for conn in &mut snapshot.connections {
+        if !wanted(conn) || conn.keepalive.is_some() {
             continue;
         }
         let net = conn
@@ -275,15 +285,7 @@ pub fn fill(snapshot: &mut Snapshot, read: bool, mut memory: Option<&mut Memory>
             .and_then(|ns| by_netns.get(&ns.inode))
             .copied()
             .unwrap_or(snapshot.settings);
-        let settings = match outcome {
-            Some(Outcome::Read(s)) => s,
-            other => {
-                denied += u64::from(matches!(other, Some(Outcome::Denied)));
-                KeepaliveSettings::assumed(conn, &net)
-            }
-        };
-        conn.prediction = keepalive::predict(conn, &settings, &net);
-        conn.keepalive = Some(settings);
+        conn.keepalive = Some(KeepaliveSettings::assumed(conn, &net));
     }
     if denied > 0 {
         snapshot.warnings.push(format!(

@@ -73,7 +73,8 @@ fn busy_fixture_messages() {
             .iter()
             .find(|c| c.cookie == cookie)
             .expect("cookie in fixture");
-        kwatch::analyze::explain(c, &c.findings[0])
+        let worst = c.findings.iter().next().expect("a finding");
+        kwatch::analyze::explain(c, &worst)
     };
     assert_eq!(
         message(1004),

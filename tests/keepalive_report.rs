@@ -134,7 +134,7 @@ fn the_table_shows_when_each_socket_dies_when_width_allows() {
     let never = s
         .connections
         .iter()
-        .filter(|c| c.prediction.is_some_and(|p| p.dies_in_ms.is_none()))
+        .filter(|c| s.prediction(c).is_some_and(|p| p.dies_in_ms.is_none()))
         .count();
     assert!(never > 0);
     assert_eq!(

@@ -230,9 +230,8 @@ mod tests {
             congestion: None,
             tcp_info: None,
             owners: Default::default(),
-            findings: vec![],
+            findings: Default::default(),
             keepalive: None,
-            prediction: None,
             netns: None,
         }
     }

@@ -24,9 +24,8 @@ fn conn(state: TcpState, port: u16, owners: &[(u32, u32)]) -> Connection {
         congestion: None,
         tcp_info: None,
         owners: owners.iter().map(|&(pid, fd)| Owner { pid, fd }).collect(),
-        findings: vec![],
+        findings: Default::default(),
         keepalive: None,
-        prediction: None,
         netns: None,
     }
 }

@@ -14,7 +14,7 @@ use netlink_packet_sock_diag::{
 use super::DiagError;
 use super::request::NLMSG_HDR_LEN;
 use super::tcp_info;
-use crate::model::{Connection, Family, Owners, TcpState, Timer, TimerKind};
+use crate::model::{Connection, Family, Findings, Owners, TcpState, Timer, TimerKind};
 
 pub const NLMSG_ERROR: u16 = libc::NLMSG_ERROR as u16;
 pub const NLMSG_DONE: u16 = libc::NLMSG_DONE as u16;
@@ -209,9 +209,8 @@ pub fn parse_inet(
         tcp_info: None,
         owners: Owners::new(),
         keepalive: None,
-        prediction: None,
         netns: None,
-        findings: Vec::new(),
+        findings: Findings::NONE,
     };
 
     // struct rtattr { u16 rta_len; u16 rta_type; } + payload, each padded to 4 bytes.

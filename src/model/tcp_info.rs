@@ -5,7 +5,13 @@
 //! `Option`s through accessors; [`TcpInfoFields`] is the same data with an `Option` per field, the shape of the
 //! JSON and the convenient way to build a `TcpInfo` in tests.
 
+use std::num::NonZeroU32;
+
 use serde::{Deserialize, Serialize};
+
+/// The presence word's top bit, set in every `TcpInfo`: the word is never zero, so `Option<TcpInfo>` needs no
+/// separate tag (8 bytes less per socket). Fields use the bits below it.
+const NEVER_ZERO: NonZeroU32 = NonZeroU32::new(1 << 31).expect("not zero");
 
 /// Declares, from one table, the compact `TcpInfo` (plain fields + presence bits), its accessors and setters,
 /// `TcpInfoFields` (an `Option` per field) and the lossless conversions between them.
@@ -14,24 +20,34 @@ macro_rules! tcp_info {
         /// The part of the kernel's `struct tcp_info` kwatch uses. Each field reads `None` when the kernel's
         /// reply was too short to contain it (older kernels send a shorter struct). Serialized as
         /// [`TcpInfoFields`].
-        #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+        #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
         #[serde(from = "TcpInfoFields", into = "TcpInfoFields")]
         pub struct TcpInfo {
-            /// Bit `Field::x as u32` set when field `x` was sent. An absent field holds 0, so the derived
-            /// equality compares what the accessors return.
-            present: u32,
+            /// Bit `Field::x as u32` set when field `x` was sent, and [`NEVER_ZERO`] always. An absent field
+            /// holds 0, so the derived equality compares what the accessors return.
+            present: NonZeroU32,
             $( $name: $ty, )*
+        }
+
+        impl Default for TcpInfo {
+            /// No field present.
+            fn default() -> Self {
+                TcpInfo { present: NEVER_ZERO, $( $name: 0, )* }
+            }
         }
 
         /// One bit index per field, in table order.
         #[allow(non_camel_case_types, clippy::upper_case_acronyms)]
         enum Field { $( $name, )* }
 
+        // Every field's bit lies below `NEVER_ZERO`'s.
+        const _: () = assert!([$( Field::$name ),*].len() < 31);
+
         impl TcpInfo {
             $(
                 $(#[doc = $doc])*
                 pub fn $name(&self) -> Option<$ty> {
-                    (self.present & (1 << Field::$name as u32) != 0).then_some(self.$name)
+                    (self.present.get() & (1 << Field::$name as u32) != 0).then_some(self.$name)
                 }
 
                 pub fn $set(&mut self, value: Option<$ty>) {
@@ -42,7 +58,7 @@ macro_rules! tcp_info {
                             self.$name = v;
                         }
                         None => {
-                            self.present &= !bit;
+                            self.present = NEVER_ZERO | (self.present.get() & !bit);
                             self.$name = 0;
                         }
                     }
@@ -159,5 +175,9 @@ mod tests {
     #[test]
     fn the_compact_form_is_about_half_the_size() {
         assert!(std::mem::size_of::<TcpInfo>() <= 128);
+        assert_eq!(
+            std::mem::size_of::<Option<TcpInfo>>(),
+            std::mem::size_of::<TcpInfo>()
+        );
     }
 }

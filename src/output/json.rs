@@ -102,7 +102,7 @@ fn serialize_rows(snapshot: &Snapshot, rows: &[&Connection]) -> io::Result<Vec<u
         }
         serde_json::to_writer(
             &mut buf,
-            &SocketReport::new(c).with_unit(snapshot.unit_of(c)),
+            &SocketReport::new(c, snapshot.settings_of(c)).with_unit(snapshot.unit_of(c)),
         )?;
     }
     Ok(buf)
@@ -298,7 +298,7 @@ impl Serialize for Sockets<'_> {
         serializer.collect_seq(
             self.1
                 .iter()
-                .map(|c| SocketReport::new(c).with_unit(self.0.unit_of(c))),
+                .map(|c| SocketReport::new(c, self.0.settings_of(c)).with_unit(self.0.unit_of(c))),
         )
     }
 }
@@ -346,7 +346,9 @@ impl<'a> SocketReport<'a> {
         self
     }
 
-    pub fn new(c: &'a Connection) -> Self {
+    /// The row of `c`; `net` is its namespace's sysctls ([`Snapshot::settings_of`]), for the prediction.
+    pub fn new(c: &'a Connection, net: &Settings) -> Self {
+        let prediction = c.prediction(net);
         SocketReport {
             cookie: c.cookie,
             family: c.family,
@@ -367,10 +369,10 @@ impl<'a> SocketReport<'a> {
             owners: &c.owners,
             findings: Findings(c),
             keepalive: c.keepalive.as_ref(),
-            next_probe_ms: c.prediction.and_then(|p| p.next_probe_ms),
-            dies_in_ms: c.prediction.and_then(|p| p.dies_in_ms),
-            dies_in_estimate: c.prediction.is_some_and(|p| p.dies_in_estimate),
-            dies_by: c.prediction.and_then(|p| p.dies_by),
+            next_probe_ms: prediction.and_then(|p| p.next_probe_ms),
+            dies_in_ms: prediction.and_then(|p| p.dies_in_ms),
+            dies_in_estimate: prediction.is_some_and(|p| p.dies_in_estimate),
+            dies_by: prediction.and_then(|p| p.dies_by),
             netns: c.netns.as_deref(),
             unit: None,
         }
@@ -386,7 +388,7 @@ impl Serialize for Findings<'_> {
         serializer.collect_seq(self.0.findings.iter().map(|f| FindingReport {
             code: f.code,
             severity: f.severity,
-            message: analyze::explain(self.0, f),
+            message: analyze::explain(self.0, &f),
         }))
     }
 }
@@ -493,7 +495,6 @@ mod tests {
             tcp_info: None,
             owners: Default::default(),
             keepalive: None,
-            prediction: None,
             netns: None,
             findings: codes
                 .iter()
@@ -582,7 +583,7 @@ mod tests {
     #[test]
     fn socket_row_serializes_addresses_as_strings() {
         let a = conn(7, TcpState::Established, &[]);
-        let v = serde_json::to_value(SocketReport::new(&a)).unwrap();
+        let v = serde_json::to_value(SocketReport::new(&a, &Settings::default())).unwrap();
         assert_eq!(v["local_addr"], "127.0.0.1");
         assert_eq!(v["state"], "established");
         assert_eq!(v["family"], "ipv4");

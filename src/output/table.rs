@@ -18,6 +18,7 @@ use unicode_width::{UnicodeWidthChar, UnicodeWidthStr};
 
 use crate::duration::format_duration_ms;
 use crate::escape::escape;
+use crate::keepalive::Prediction;
 use crate::model::{Connection, FindingCode, Settings, Severity, Snapshot, TcpState, TimerKind};
 
 /// How to lay out the table.
@@ -59,7 +60,7 @@ pub fn write(
         // One namespace: it is in the footer, not in every row.
         natural[Col::Netns.index()] = 0;
     }
-    if !conns.iter().any(|c| c.prediction.is_some()) {
+    if !conns.iter().any(|c| snapshot.prediction(c).is_some()) {
         // Nothing predicted (fixtures, other states only): no column of dashes.
         natural[Col::Dies.index()] = 0;
     }
@@ -309,7 +310,7 @@ fn cells(snapshot: &Snapshot, c: &Connection, unreadable: bool) -> [String; 11] 
         } else {
             c.timer.count.to_string()
         },
-        dies(c),
+        dies(snapshot.prediction(c)),
         c.recv_q.to_string(),
         c.send_q.to_string(),
         process(snapshot, c, unreadable),
@@ -356,8 +357,8 @@ fn timer(c: &Connection) -> String {
 }
 
 /// `8s`, `~15m24s` (estimate), `never`, or `-` when not predicted (not ESTABLISHED or CLOSE-WAIT).
-fn dies(c: &Connection) -> String {
-    match c.prediction {
+fn dies(prediction: Option<Prediction>) -> String {
+    match prediction {
         None => "-".to_string(),
         Some(p) => match p.dies_in_ms {
             None => "never".to_string(),
@@ -746,24 +747,19 @@ mod tests {
 
     #[test]
     fn dies_cells_say_never_estimate_or_time() {
-        use crate::keepalive::Prediction;
-        let text = include_str!("../../tests/fixtures/busy.json");
-        let snap: Snapshot = serde_json::from_str(text).expect("fixture parses");
-        let mut c = snap.connections[0].clone();
-        assert_eq!(dies(&c), "-");
-        c.prediction = Some(Prediction::default());
-        assert_eq!(dies(&c), "never");
-        c.prediction = Some(Prediction {
+        assert_eq!(dies(None), "-");
+        assert_eq!(dies(Some(Prediction::default())), "never");
+        let in_8s = Prediction {
             dies_in_ms: Some(8_000),
             ..Prediction::default()
-        });
-        assert_eq!(dies(&c), "8s");
-        c.prediction = Some(Prediction {
+        };
+        assert_eq!(dies(Some(in_8s)), "8s");
+        let estimate = Prediction {
             dies_in_ms: Some(924_600),
             dies_in_estimate: true,
             ..Prediction::default()
-        });
-        assert_eq!(dies(&c), "~15m24s");
+        };
+        assert_eq!(dies(Some(estimate)), "~15m24s");
     }
 
     #[test]

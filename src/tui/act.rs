@@ -193,9 +193,8 @@ mod tests {
             congestion: None,
             tcp_info: None,
             owners: pid.map(|pid| Owner { pid, fd: 3 }).into_iter().collect(),
-            findings: vec![],
+            findings: Default::default(),
             keepalive: None,
-            prediction: None,
             netns: None,
         }
     }

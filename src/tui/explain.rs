@@ -6,12 +6,12 @@ use crate::keepalive::{DeathBy, KeepaliveSettings, Prediction, Source, predict};
 use crate::model::{Connection, Settings, TcpState, TimerKind};
 
 /// One or two sentences saying what the kernel will do with this socket and when. Uses the socket's own
-/// keepalive settings and prediction when the collector filled them, else assumes the namespace settings.
+/// keepalive settings when the collector filled them, else assumes the namespace settings.
 pub fn reading(conn: &Connection, settings: &Settings) -> String {
     let ka = conn
         .keepalive
         .unwrap_or_else(|| KeepaliveSettings::assumed(conn, settings));
-    let pred = conn.prediction.or_else(|| predict(conn, &ka, settings));
+    let pred = predict(conn, &ka, settings);
     let timer = conn.timer;
     let e = format_duration_ms(timer.expires_ms);
     let dies = |p: Option<Prediction>| p.and_then(|p| p.dies_in_ms).map(format_duration_ms);
@@ -185,9 +185,8 @@ mod tests {
             tcp_info: None,
             owners: Default::default(),
             keepalive: None,
-            prediction: None,
             netns: None,
-            findings: vec![],
+            findings: Default::default(),
         }
     }
 

@@ -121,7 +121,7 @@ pub fn finding_long(conn: &Connection) -> String {
     } else {
         String::new()
     };
-    let sentence = crate::analyze::explain(conn, worst);
+    let sentence = crate::analyze::explain(conn, &worst);
     format!("{}: {}{more}", worst.code.name(), escape(&sentence))
 }
 

@@ -137,9 +137,8 @@ mod tests {
             tcp_info: None,
             owners: Default::default(),
             keepalive: None,
-            prediction: None,
             netns: None,
-            findings: vec![],
+            findings: Default::default(),
         }
     }
 
