@@ -496,7 +496,7 @@ mod tests {
             shutdown: None,
             congestion: None,
             tcp_info: None,
-            owners: smallvec::smallvec![Owner { pid: 7, fd: 3 }],
+            owners: Owner { pid: 7, fd: 3 }.into(),
             findings: Default::default(),
             keepalive: Some(KeepaliveSettings {
                 enabled: Some(true),

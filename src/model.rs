@@ -13,8 +13,10 @@ use serde::{Deserialize, Serialize};
 use crate::keepalive::{DeathCause, KeepaliveSettings, Prediction};
 
 mod findings;
+mod owners;
 mod tcp_info;
 pub use findings::Findings;
+pub use owners::Owners;
 pub use tcp_info::{TcpInfo, TcpInfoFields};
 
 /// Address family of a socket.
@@ -187,9 +189,6 @@ impl Timer {
         count: 0,
     };
 }
-
-/// The (pid, fd) pairs holding one socket: nearly always one, kept inline (no allocation per socket).
-pub type Owners = smallvec::SmallVec<[Owner; 1]>;
 
 /// One process holding a socket through one of its file descriptors.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]

@@ -73,8 +73,7 @@ impl ProcMap {
             }
         }
         for owners in map.owners.values_mut() {
-            owners.sort_unstable();
-            owners.dedup();
+            owners.sort_dedup();
         }
         map.unreadable.sort_by_key(|p| p.pid);
         map.unreadable.dedup_by_key(|p| p.pid);

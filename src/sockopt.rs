@@ -367,10 +367,11 @@ mod tests {
             .into_iter()
             .find(|x| x.local_port == port)
             .unwrap();
-        conn.owners = smallvec::smallvec![Owner {
+        conn.owners = Owner {
             pid: std::process::id(),
             fd: c.as_raw_fd() as u32,
-        }];
+        }
+        .into();
         let mut snapshot = Snapshot {
             connections: vec![conn],
             ..Snapshot::default()

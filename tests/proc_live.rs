@@ -38,7 +38,7 @@ fn finds_our_own_listener() {
         .get(&inode)
         .unwrap_or_else(|| panic!("inode {inode} not mapped"));
     assert_eq!(
-        owners.as_slice(),
+        &owners[..],
         &[Owner {
             pid,
             fd: u32::try_from(fd).unwrap()
