@@ -2,11 +2,13 @@
 
 use std::collections::{HashMap, VecDeque};
 
-use crate::model::{Connection, Snapshot, TcpState};
+use crate::model::{Connection, Severity, Snapshot, TcpState};
 
 /// Samples kept per socket for the detail pane's sparklines.
 pub const SAMPLES: usize = 60;
-/// Above this many sockets in one snapshot, only stuck sockets and the selected one keep samples.
+/// Up to this many sockets in one snapshot, every socket keeps samples. Above it, the selected socket does, and
+/// sockets with a warning or critical finding while fewer than this many keep samples (those already sampled
+/// keep their place): a host with 200,000 idle sockets would otherwise hold 60 samples of each.
 pub const SAMPLE_ALL_LIMIT: usize = 10_000;
 /// A socket not seen for this long is forgotten.
 pub const FORGET_AFTER_MS: u64 = 60_000;
@@ -40,6 +42,8 @@ pub struct Seen {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct History {
     seen: HashMap<u64, Seen>,
+    /// How many entries of `seen` hold samples.
+    sampled: usize,
 }
 
 impl History {
@@ -59,14 +63,23 @@ impl History {
     pub fn observe(&mut self, snapshot: &Snapshot, now_ms: u64, selected: Option<u64>) {
         let sample_all = snapshot.connections.len() <= SAMPLE_ALL_LIMIT;
         for conn in &snapshot.connections {
-            let sampled = sample_all || conn.is_stuck() || selected == Some(conn.cookie);
-            self.observe_one(conn, now_ms, sampled);
+            let wanted = sample_all
+                || selected == Some(conn.cookie)
+                || conn.worst().is_some_and(|s| s >= Severity::Warning);
+            self.observe_one(conn, now_ms, wanted, sample_all);
         }
-        self.seen
-            .retain(|_, seen| now_ms.saturating_sub(seen.last_seen_ms) < FORGET_AFTER_MS);
+        let sampled = &mut self.sampled;
+        self.seen.retain(|_, seen| {
+            let keep = now_ms.saturating_sub(seen.last_seen_ms) < FORGET_AFTER_MS;
+            if !keep && !seen.samples.is_empty() {
+                *sampled -= 1;
+            }
+            keep
+        });
     }
 
-    fn observe_one(&mut self, conn: &Connection, now_ms: u64, sampled: bool) {
+    /// Records one socket; it gets a sample when `wanted` and, unless `unbounded`, there is room for it.
+    fn observe_one(&mut self, conn: &Connection, now_ms: u64, wanted: bool, unbounded: bool) {
         let seen = self.seen.entry(conn.cookie).or_insert_with(|| Seen {
             first_seen_ms: now_ms,
             state: conn.state,
@@ -81,7 +94,12 @@ impl History {
             seen.state_since_start = false;
         }
         seen.last_seen_ms = now_ms;
-        if sampled {
+        let has_samples = !seen.samples.is_empty();
+        if wanted && (has_samples || unbounded || self.sampled < SAMPLE_ALL_LIMIT) {
+            if !has_samples {
+                self.sampled += 1;
+                seen.samples.reserve_exact(SAMPLES);
+            }
             if seen.samples.len() == SAMPLES {
                 seen.samples.pop_front();
             }
@@ -89,7 +107,15 @@ impl History {
                 probes: conn.timer.count,
                 idle_ms: idle_ms(conn),
             });
+        } else if !wanted && has_samples {
+            seen.samples = VecDeque::new();
+            self.sampled -= 1;
         }
+    }
+
+    /// How many sockets keep samples.
+    pub fn sampled(&self) -> usize {
+        self.sampled
     }
 }
 
@@ -191,14 +217,49 @@ mod tests {
         assert_eq!(h.len(), 1);
     }
 
+    fn stuck(mut c: Connection, severity: Severity) -> Connection {
+        c.findings.insert(crate::model::Finding {
+            code: crate::model::FindingCode::DeadPeerSuspect,
+            severity,
+        });
+        c
+    }
+
     #[test]
-    fn large_snapshots_sample_only_stuck_and_selected() {
+    fn large_snapshots_sample_only_the_selected_and_warnings_within_the_limit() {
         let mut h = History::default();
-        let conns: Vec<Connection> = (0..(SAMPLE_ALL_LIMIT as u64 + 1))
-            .map(|c| conn(c, TcpState::Established, 0))
-            .collect();
-        h.observe(&snap(conns), 1_000, Some(7));
-        assert!(h.get(3).unwrap().samples.is_empty());
-        assert_eq!(h.get(7).unwrap().samples.len(), 1);
+        let n = 3 * SAMPLE_ALL_LIMIT as u64 + 30;
+        // Cookies 0..n: every third critical, every third info-only, the rest healthy.
+        let conns = |n: u64| -> Vec<Connection> {
+            (0..n)
+                .map(|c| {
+                    let plain = conn(c, TcpState::Established, 0);
+                    match c % 3 {
+                        0 => stuck(plain, Severity::Critical),
+                        1 => stuck(plain, Severity::Info),
+                        _ => plain,
+                    }
+                })
+                .collect()
+        };
+        h.observe(&snap(conns(n)), 1_000, Some(7));
+        assert_eq!(h.get(7).unwrap().samples.len(), 1, "selected, healthy");
+        assert!(h.get(4).unwrap().samples.is_empty(), "info only");
+        assert!(h.get(5).unwrap().samples.is_empty(), "healthy");
+        assert_eq!(h.get(3).unwrap().samples.len(), 1, "critical");
+        // n / 3 critical sockets are more than the limit: the limit holds, counting the selected one.
+        let with_samples = (0..n)
+            .filter(|c| !h.get(*c).unwrap().samples.is_empty())
+            .count();
+        assert_eq!(with_samples, SAMPLE_ALL_LIMIT);
+        assert_eq!(h.sampled(), SAMPLE_ALL_LIMIT);
+        // Next snapshot: those sampled keep their place; the deselected one gives its up.
+        h.observe(&snap(conns(n)), 2_000, None);
+        assert!(h.get(7).unwrap().samples.is_empty());
+        assert_eq!(h.get(3).unwrap().samples.len(), 2);
+        assert_eq!(h.sampled(), SAMPLE_ALL_LIMIT);
+        // Everything gone for long enough: forgotten, and the count with it.
+        h.observe(&snap(vec![]), 2_000 + FORGET_AFTER_MS, None);
+        assert_eq!((h.len(), h.sampled()), (0, 0));
     }
 }
