@@ -7,6 +7,7 @@ mod check;
 mod collector;
 mod farm;
 mod farms;
+mod live;
 mod measure;
 mod netns;
 mod plan;
@@ -31,6 +32,8 @@ const USAGE: &str = "usage: kwatch-bench N [--rounds R] [--tui-secs S] [--budget
   --budget S     stop repeating a command once its measured runs add up to S seconds (default 60):
                  slow commands (ss -tanop at N=100,000) get fewer rounds, at least one
   --tui-secs S   how long to measure the TUI collector in steady state (default 60; 0 skips it)
+  --live-secs S  run the real live view in tmux: watch it S seconds without keys, then press keys for S
+                 seconds (default 20; 0 skips it)
   --timeout S    kill any one command after S seconds (default 600)
   --per-process P  connections per farm process (default 16000; the fd limit is per process)
   --kwatch PATH  the kwatch binary (default: target/release/kwatch next to bench/)
@@ -43,6 +46,7 @@ struct Config {
     rounds: usize,
     budget: Duration,
     tui: Duration,
+    live: Duration,
     timeout: Duration,
     per_process: usize,
     kwatch: PathBuf,
@@ -55,6 +59,7 @@ fn parse_args(args: &[String]) -> anyhow::Result<Config> {
         rounds: 5,
         budget: Duration::from_secs(60),
         tui: Duration::from_secs(60),
+        live: Duration::from_secs(20),
         timeout: Duration::from_secs(600),
         per_process: 16_000,
         kwatch: default_kwatch(),
@@ -77,6 +82,7 @@ fn parse_args(args: &[String]) -> anyhow::Result<Config> {
             "--rounds" => cfg.rounds = num(value(arg)?)? as usize,
             "--budget" => cfg.budget = Duration::from_secs(num(value(arg)?)?),
             "--tui-secs" => cfg.tui = Duration::from_secs(num(value(arg)?)?),
+            "--live-secs" => cfg.live = Duration::from_secs(num(value(arg)?)?),
             "--timeout" => cfg.timeout = Duration::from_secs(num(value(arg)?)?.max(1)),
             "--per-process" => cfg.per_process = num(value(arg)?)? as usize,
             "--kwatch" => cfg.kwatch = PathBuf::from(value(arg)?),
@@ -231,6 +237,19 @@ fn bench(cfg: &Config) -> anyhow::Result<bool> {
         ));
         Some(collector::measure(cfg.tui, &stop)?)
     };
+    let live = if cfg.live.is_zero() {
+        None
+    } else if !which("tmux") {
+        progress("tmux is not installed: the live view is not measured (apt-get install tmux)");
+        None
+    } else {
+        progress(&format!(
+            "live view in tmux: {} s without keys, {} s of keys",
+            cfg.live.as_secs(),
+            cfg.live.as_secs()
+        ));
+        Some(live::measure(&kwatch, cfg.live, cfg.live, &stop)?)
+    };
     drop(farms);
     drop(ns);
 
@@ -253,6 +272,29 @@ fn bench(cfg: &Config) -> anyhow::Result<bool> {
             "| first refresh ≤ 1.5 s | {} | {} |\n",
             report::fmt_duration(s.first_wall),
             if s.first_wall <= Duration::from_millis(1500) {
+                "yes"
+            } else {
+                "**no**"
+            }
+        ));
+    }
+    if let Some(l) = &live {
+        println!("{}", live::table(l));
+        targets_md.push_str(&format!(
+            "| live view: first frame ≤ 1.5 s (end to end) | {} | {} |\n",
+            report::fmt_duration(l.first_frame),
+            if l.first_frame <= Duration::from_millis(1500) {
+                "yes"
+            } else {
+                "**no**"
+            }
+        ));
+        targets_md.push_str(&format!(
+            "| live view: every key answered within 100 ms while refreshes run | slowest {:.0} ms, {} of {} later | {} |\n",
+            l.key_max().as_secs_f64() * 1e3,
+            l.keys_late(),
+            l.keys.len() + l.unanswered,
+            if l.keys_late() == 0 && !l.keys.is_empty() {
                 "yes"
             } else {
                 "**no**"
