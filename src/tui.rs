@@ -22,12 +22,12 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::{Context, bail};
 use crossterm::event::{DisableMouseCapture, EnableMouseCapture, MouseEventKind};
 
-pub use app::{Action, App, Mode, View, update};
+pub use app::{Action, App, Mode, View, ViewSpec, update};
 pub use keys::map_key;
 
 use crate::collect;
 use crate::filter::Filter;
-use event::Event;
+use event::{Control, Event};
 
 /// What `run` needs: built by `run.rs` from the command line.
 #[derive(Debug, Clone)]
@@ -137,10 +137,10 @@ fn event_loop(
     let stop = Arc::new(AtomicBool::new(false));
     let _input =
         event::spawn_input(tx.clone(), stop.clone()).context("cannot start the input thread")?;
-    // Dropping `_wake` (when this function returns) tells the collector to stop after its current dump.
-    let (_wake, wake_rx) = mpsc::channel::<()>();
+    // Dropping `control` (when this function returns) tells the collector to stop after its current dump.
+    let (control, control_rx) = mpsc::channel::<Control>();
     let proc_root = config.collect.proc_root.clone();
-    let _collector = event::spawn_collector(config.collect, config.interval, tx, wake_rx)
+    let _collector = event::spawn_collector(config.collect, config.interval, tx, control_rx)
         .context("cannot start the collector thread")?;
     let result = (|| {
         let mut app = App::new(config.filter, config.color);
@@ -153,8 +153,19 @@ fn event_loop(
             },
         );
         update(&mut app, Action::Tick { now_ms: now_ms() });
+        let mut told: Option<ViewSpec> = None;
         loop {
             terminal.draw(|frame| frame.render_widget(&app, frame.area()))?;
+            // The collector prepares the next snapshot's rows for the view as it is now; the snapshot this
+            // one replaced is freed there.
+            let spec = app.view_spec();
+            if told.as_ref() != Some(&spec) {
+                let _ = control.send(Control::View(Box::new(spec.clone())));
+                told = Some(spec);
+            }
+            if let Some(old) = app.retired.take() {
+                let _ = control.send(Control::Retire(Box::new(old)));
+            }
             let first = match rx.recv_timeout(TICK) {
                 Ok(ev) => Some(ev),
                 Err(RecvTimeoutError::Timeout) => None,
@@ -172,7 +183,7 @@ fn event_loop(
                 if let Some(pending) = app.act_request.take() {
                     let line = act::perform(&pending, app.snapshot.as_ref(), &proc_root);
                     update(&mut app, Action::ActDone(line));
-                    let _ = _wake.send(());
+                    let _ = control.send(Control::Refresh);
                 }
             }
             if app.quit {
@@ -194,8 +205,13 @@ fn handle(app: &mut App, ev: Event) -> anyhow::Result<Option<Exit>> {
             _ => None,
         },
         Event::Resize(width, height) => Some(Action::Resize { width, height }),
-        Event::Snapshot(snapshot) => Some(Action::Snapshot {
+        Event::Snapshot(snapshot, None) => Some(Action::Snapshot {
             snapshot,
+            now_ms: now_ms(),
+        }),
+        Event::Snapshot(snapshot, Some(prepared)) => Some(Action::PreparedSnapshot {
+            snapshot,
+            prepared,
             now_ms: now_ms(),
         }),
         Event::CollectorError(e) => Some(Action::CollectorError(e)),

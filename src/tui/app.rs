@@ -2,12 +2,14 @@
 
 use std::cmp::{Ordering, Reverse};
 
+use std::collections::BTreeMap;
+
 use crate::analyze::{ProcessSummary, rollup};
 use crate::filter::Filter;
 use std::net::IpAddr;
 
 use crate::events::Event as WatchEvent;
-use crate::model::{Connection, Severity, Snapshot, TcpState, TimerKind};
+use crate::model::{Connection, FindingCode, Severity, Snapshot, TcpState, TimerKind};
 use crate::tui::act::{self, ActKind, Pending};
 use crate::tui::history::{History, idle_ms};
 use crate::tui::log::Log;
@@ -168,6 +170,12 @@ pub enum Action {
         snapshot: Box<Snapshot>,
         now_ms: u64,
     },
+    /// A new snapshot with its rows computed by the collector thread for the view it last heard of.
+    PreparedSnapshot {
+        snapshot: Box<Snapshot>,
+        prepared: Box<Prepared>,
+        now_ms: u64,
+    },
     CollectorError(String),
     /// Watch events from the collector, oldest first.
     Log(Vec<WatchEvent>),
@@ -238,6 +246,11 @@ pub struct App {
     pub proc_offset: usize,
     pub detail: Option<Detail>,
     pub history: History,
+    /// Header counts of the current snapshot.
+    pub counts: Counts,
+    /// The snapshot the newest one replaced: the event loop hands it to the collector thread to free, so that
+    /// freeing 200,000 sockets does not hold up keys.
+    pub retired: Option<Snapshot>,
     pub collector_error: Option<String>,
     /// Deaths and state changes of watched sockets, newest first.
     pub log: Log,
@@ -294,6 +307,8 @@ impl App {
             proc_offset: 0,
             detail: None,
             history: History::default(),
+            counts: Counts::default(),
+            retired: None,
             collector_error: None,
             log: Log::default(),
             held_log: Vec::new(),
@@ -390,13 +405,6 @@ impl App {
         self.len() == 0
     }
 
-    fn visible(&self, snap: &Snapshot, conn: &Connection) -> bool {
-        self.filter.matches_in(conn, snap)
-            && self
-                .drill_pid
-                .is_none_or(|pid| conn.owners.iter().any(|o| o.pid == pid))
-    }
-
     /// Recomputes rows and process summaries from the snapshot, filter and sort; keeps the selection on the same
     /// socket (cookie) and process (pid) when they are still there, else on the same line.
     fn refresh(&mut self) {
@@ -405,34 +413,31 @@ impl App {
             self.procs.clear();
             return;
         };
-        let rows: Vec<usize> = (0..snap.connections.len())
-            .filter(|i| self.visible(snap, &snap.connections[*i]))
-            .collect();
-        let (sort, reverse) = (self.conn_sort, self.conn_reverse);
-        let mut keyed: Vec<(Key, u64, usize)> = rows
-            .iter()
-            .map(|i| {
-                let c = &snap.connections[*i];
-                (sort_key(sort, snap, c), c.cookie, *i)
-            })
-            .collect();
-        keyed.sort_unstable_by(|a, b| {
-            let ord = if reverse {
-                b.0.cmp(&a.0)
-            } else {
-                a.0.cmp(&b.0)
-            };
-            ord.then(a.1.cmp(&b.1))
-        });
-        let rows: Vec<usize> = keyed.into_iter().map(|(_, _, i)| i).collect();
-        let filtered = snap
-            .connections
-            .iter()
-            .filter(|c| self.filter.matches_in(c, snap));
-        let mut procs = rollup(snap, filtered);
-        sort_procs(&mut procs, self.proc_sort, self.proc_reverse);
-        self.rows = rows;
-        self.procs = procs;
+        let prepared = prepare(snap, &self.view_spec());
+        self.install(prepared);
+    }
+
+    /// What orders and filters the tables now.
+    pub fn view_spec(&self) -> ViewSpec {
+        ViewSpec {
+            filter: self.filter.clone(),
+            drill_pid: self.drill_pid,
+            conn_sort: self.conn_sort,
+            conn_reverse: self.conn_reverse,
+            proc_sort: self.proc_sort,
+            proc_reverse: self.proc_reverse,
+        }
+    }
+
+    /// Takes rows and process summaries computed for the current snapshot, and keeps the selection on the same
+    /// socket and process.
+    fn install(&mut self, prepared: Prepared) {
+        let Some(snap) = self.snapshot.as_ref() else {
+            return;
+        };
+        self.rows = prepared.rows;
+        self.procs = prepared.procs;
+        self.counts = prepared.counts;
 
         let by_cookie = self.conn_cookie.and_then(|cookie| {
             self.rows
@@ -467,11 +472,26 @@ impl App {
     }
 
     fn apply_snapshot(&mut self, snapshot: Snapshot) {
+        self.take_snapshot(snapshot);
+        self.refresh();
+    }
+
+    /// A snapshot with its rows already computed (on the collector thread): used when they were computed for
+    /// the view as it is now, else computed again here.
+    fn apply_prepared(&mut self, snapshot: Snapshot, prepared: Prepared) {
+        self.take_snapshot(snapshot);
+        if prepared.spec == self.view_spec() {
+            self.install(prepared);
+        } else {
+            self.refresh();
+        }
+    }
+
+    fn take_snapshot(&mut self, snapshot: Snapshot) {
         self.history
             .observe(&snapshot, snapshot.taken_at_unix_ms, self.conn_cookie);
-        self.snapshot = Some(snapshot);
+        self.retired = self.snapshot.replace(snapshot);
         self.collector_error = None;
-        self.refresh();
     }
 
     /// Moves the cursor of the table in view to `to` (clamped) and remembers what it is on.
@@ -566,6 +586,115 @@ enum Key<'a> {
     Timer(bool, u64),
     Biggest(Reverse<u64>),
     Idle(Reverse<Option<u64>>),
+}
+
+/// What orders and filters the tables: the part of the [`App`] the collector thread needs to compute a snapshot's
+/// rows before the UI thread gets it ([`prepare`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ViewSpec {
+    pub filter: Filter,
+    pub drill_pid: Option<u32>,
+    pub conn_sort: ConnSort,
+    pub conn_reverse: bool,
+    pub proc_sort: ProcSort,
+    pub proc_reverse: bool,
+}
+
+/// One snapshot's visible rows (sorted), process summaries (sorted) and header counts, for one [`ViewSpec`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Prepared {
+    pub spec: ViewSpec,
+    pub rows: Vec<usize>,
+    pub procs: Vec<ProcessSummary>,
+    pub counts: Counts,
+}
+
+/// Sockets per state and per finding over the whole snapshot, for the header: counted once per snapshot rather
+/// than at every frame.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Counts {
+    /// Per state label (`SYN-RECV` covers two states), most first.
+    pub states: Vec<(&'static str, u32, TcpState)>,
+    /// Sockets with at least one finding, by their worst severity.
+    pub by_severity: BTreeMap<Severity, u32>,
+    pub by_code: BTreeMap<FindingCode, u32>,
+}
+
+impl Counts {
+    pub fn of(snap: &Snapshot) -> Counts {
+        let mut states = [0u32; 13];
+        let mut by_severity = BTreeMap::new();
+        let mut by_code = BTreeMap::new();
+        for c in &snap.connections {
+            states[c.state as usize] += 1;
+            if let Some(w) = c.worst() {
+                *by_severity.entry(w).or_default() += 1;
+            }
+            for f in &c.findings {
+                *by_code.entry(f.code).or_default() += 1;
+            }
+        }
+        let mut labelled: BTreeMap<&'static str, (u32, TcpState)> = BTreeMap::new();
+        for state in TcpState::ALL {
+            let n = states[state as usize];
+            if n > 0 {
+                labelled.entry(state.label()).or_insert((0, state)).0 += n;
+            }
+        }
+        let mut states: Vec<(&'static str, u32, TcpState)> =
+            labelled.into_iter().map(|(l, (n, s))| (l, n, s)).collect();
+        states.sort_by_key(|(_, n, s)| (Reverse(*n), *s));
+        Counts {
+            states,
+            by_severity,
+            by_code,
+        }
+    }
+
+    /// Sockets with at least one finding.
+    pub fn stuck(&self) -> u32 {
+        self.by_severity.values().sum()
+    }
+}
+
+/// Computes a snapshot's rows, process summaries and counts for `spec`. Pure, so it runs on the collector
+/// thread and the UI thread alike.
+pub fn prepare(snap: &Snapshot, spec: &ViewSpec) -> Prepared {
+    let visible = |c: &Connection| {
+        spec.filter.matches_in(c, snap)
+            && spec
+                .drill_pid
+                .is_none_or(|pid| c.owners.iter().any(|o| o.pid == pid))
+    };
+    let (sort, reverse) = (spec.conn_sort, spec.conn_reverse);
+    let mut keyed: Vec<(Key, u64, usize)> = snap
+        .connections
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| visible(c))
+        .map(|(i, c)| (sort_key(sort, snap, c), c.cookie, i))
+        .collect();
+    keyed.sort_unstable_by(|a, b| {
+        let ord = if reverse {
+            b.0.cmp(&a.0)
+        } else {
+            a.0.cmp(&b.0)
+        };
+        ord.then(a.1.cmp(&b.1))
+    });
+    let rows: Vec<usize> = keyed.into_iter().map(|(_, _, i)| i).collect();
+    let filtered = snap
+        .connections
+        .iter()
+        .filter(|c| spec.filter.matches_in(c, snap));
+    let mut procs = rollup(snap, filtered);
+    sort_procs(&mut procs, spec.proc_sort, spec.proc_reverse);
+    Prepared {
+        spec: spec.clone(),
+        rows,
+        procs,
+        counts: Counts::of(snap),
+    }
 }
 
 fn sort_key<'a>(sort: ConnSort, snap: &'a Snapshot, c: &Connection) -> Key<'a> {
@@ -790,6 +919,18 @@ pub fn update(app: &mut App, action: Action) {
                 app.apply_snapshot(*snapshot);
             }
         }
+        Action::PreparedSnapshot {
+            snapshot,
+            prepared,
+            now_ms,
+        } => {
+            app.now_ms = now_ms;
+            if app.paused {
+                app.held = Some(snapshot);
+            } else {
+                app.apply_prepared(*snapshot, *prepared);
+            }
+        }
         Action::CollectorError(e) => app.collector_error = Some(e),
         Action::Log(events) => {
             if app.paused {
@@ -854,6 +995,66 @@ mod tests {
 
     fn selected(app: &App) -> u64 {
         app.selected_conn().unwrap().cookie
+    }
+
+    #[test]
+    fn rows_prepared_off_the_ui_thread_are_used_only_for_the_view_they_were_made_for() {
+        // The reference: the UI thread's own computation, after sorting by the next column.
+        let mut plain = app();
+        update(&mut plain, Action::SortNext);
+        update(
+            &mut plain,
+            Action::Snapshot {
+                snapshot: Box::new(busy()),
+                now_ms: T0 + 1_500,
+            },
+        );
+        // Prepared for the view as it is: taken as is (the counts show it was not recomputed here).
+        let mut fresh = app();
+        update(&mut fresh, Action::SortNext);
+        let mut prepared = prepare(&busy(), &fresh.view_spec());
+        assert_eq!(prepared.rows, plain.rows);
+        prepared.counts.by_code.clear();
+        update(
+            &mut fresh,
+            Action::PreparedSnapshot {
+                snapshot: Box::new(busy()),
+                prepared: Box::new(prepared),
+                now_ms: T0 + 1_500,
+            },
+        );
+        assert_eq!(fresh.rows, plain.rows);
+        assert!(fresh.counts.by_code.is_empty());
+        // Prepared for the view before a key changed it: computed again for the view shown.
+        let mut stale = app();
+        let old = prepare(&busy(), &stale.view_spec());
+        update(&mut stale, Action::SortNext);
+        update(
+            &mut stale,
+            Action::PreparedSnapshot {
+                snapshot: Box::new(busy()),
+                prepared: Box::new(old),
+                now_ms: T0 + 1_500,
+            },
+        );
+        assert_eq!(stale.rows, plain.rows);
+        assert_eq!(stale.counts, Counts::of(&busy()));
+        // The snapshot replaced is handed over for freeing elsewhere.
+        assert!(stale.retired.is_some());
+    }
+
+    #[test]
+    fn header_counts_cover_every_socket_once() {
+        let snap = busy();
+        let counts = Counts::of(&snap);
+        let by_state: u32 = counts.states.iter().map(|(_, n, _)| n).sum();
+        assert_eq!(by_state as usize, snap.connections.len());
+        let stuck = snap.connections.iter().filter(|c| c.is_stuck()).count();
+        assert_eq!(counts.stuck() as usize, stuck);
+        assert!(
+            counts.states.windows(2).all(|w| w[0].1 >= w[1].1),
+            "most first"
+        );
     }
 
     #[test]

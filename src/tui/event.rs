@@ -4,7 +4,7 @@
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, TryRecvError};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -12,6 +12,7 @@ use crossterm::event::{self as ct, KeyEvent, MouseEvent};
 
 use crate::collect::{Collector, Options};
 use crate::model::Snapshot;
+use crate::tui::app::{Prepared, ViewSpec, prepare};
 use crate::tui::log::Feed;
 
 /// Everything the UI thread reacts to.
@@ -20,7 +21,8 @@ pub enum Event {
     Key(KeyEvent),
     Mouse(MouseEvent),
     Resize(u16, u16),
-    Snapshot(Box<Snapshot>),
+    /// A snapshot, with its rows computed for the view the collector last heard of ([`Control::View`]).
+    Snapshot(Box<Snapshot>, Option<Box<Prepared>>),
     /// Watch events (deaths, state changes) of the snapshot that follows, oldest first.
     Log(Vec<crate::events::Event>),
     CollectorError(String),
@@ -62,8 +64,21 @@ pub fn spawn_input(
         })
 }
 
-/// Takes a snapshot every `interval` until the UI hangs up `wake` (dropping its sender). Sending `()` on `wake`
-/// takes the next snapshot at once. A dump that takes longer than the interval is followed by the next at once:
+/// What the UI thread tells the collector thread.
+#[derive(Debug)]
+pub enum Control {
+    /// Take the next snapshot now (after `K`/`E`).
+    Refresh,
+    /// The view changed: compute the rows of the next snapshots for this one.
+    View(Box<ViewSpec>),
+    /// A snapshot the UI no longer shows: freed here, off the UI thread.
+    Retire(Box<Snapshot>),
+}
+
+/// Takes a snapshot every `interval` until the UI hangs up `control` (dropping its sender). [`Control::Refresh`]
+/// takes the next snapshot at once. Each snapshot goes with its rows, sorted and filtered for the view the UI
+/// last sent, so that the UI thread does no per-socket work when it arrives (it does when the view changed in
+/// between). A dump that takes longer than the interval is followed by the next at once:
 /// the UI never waits on it, it just shows how old its data is. One [`Collector`] serves every refresh, so only
 /// what changed in /proc is read again. A [`Feed`] turns destroy notifications and each snapshot into watch events,
 /// sent just before that snapshot.
@@ -71,20 +86,28 @@ pub fn spawn_collector(
     opts: Options,
     interval: Duration,
     tx: Sender<Event>,
-    wake: Receiver<()>,
+    control: Receiver<Control>,
 ) -> std::io::Result<thread::JoinHandle<()>> {
     thread::Builder::new()
         .name("kwatch-collector".into())
         .spawn(move || {
             let mut collector = Collector::new(opts);
             let mut feed = Feed::open();
+            let mut view: Option<ViewSpec> = None;
             loop {
                 let started = Instant::now();
                 // Notifications first, then the dump: a socket destroyed in between is still in `feed`'s memory.
                 feed.drain();
                 let event = match std::panic::catch_unwind(AssertUnwindSafe(|| collector.collect()))
                 {
-                    Ok(Ok(snapshot)) => Event::Snapshot(Box::new(snapshot)),
+                    Ok(Ok(snapshot)) => {
+                        // The newest view the UI has sent, including while this snapshot was taken.
+                        if drain(&control, &mut view).is_err() {
+                            return;
+                        }
+                        let prepared = view.as_ref().map(|v| Box::new(prepare(&snapshot, v)));
+                        Event::Snapshot(Box::new(snapshot), prepared)
+                    }
                     Ok(Err(e)) => Event::CollectorError(crate::run::error_line(&e)),
                     Err(panic) => {
                         let msg = panic
@@ -96,7 +119,7 @@ pub fn spawn_collector(
                         return;
                     }
                 };
-                if let Event::Snapshot(snapshot) = &event {
+                if let Event::Snapshot(snapshot, _) = &event {
                     let events = feed.step(snapshot, snapshot.taken_at_unix_ms);
                     if !events.is_empty() && tx.send(Event::Log(events)).is_err() {
                         return;
@@ -105,13 +128,31 @@ pub fn spawn_collector(
                 if tx.send(event).is_err() {
                     return;
                 }
-                let rest = interval.saturating_sub(started.elapsed());
-                match wake.recv_timeout(rest) {
-                    Ok(()) | Err(RecvTimeoutError::Timeout) => {}
-                    Err(RecvTimeoutError::Disconnected) => return,
+                let next = started + interval;
+                loop {
+                    match control.recv_timeout(next.saturating_duration_since(Instant::now())) {
+                        Ok(Control::Refresh) | Err(RecvTimeoutError::Timeout) => break,
+                        Ok(Control::View(v)) => view = Some(*v),
+                        Ok(Control::Retire(old)) => drop(old),
+                        Err(RecvTimeoutError::Disconnected) => return,
+                    }
                 }
             }
         })
+}
+
+/// Takes every message already waiting: the newest view, retired snapshots freed. A refresh asked for now is
+/// one already being taken. `Err` when the UI hung up.
+fn drain(control: &Receiver<Control>, view: &mut Option<ViewSpec>) -> Result<(), ()> {
+    loop {
+        match control.try_recv() {
+            Ok(Control::View(v)) => *view = Some(*v),
+            Ok(Control::Retire(old)) => drop(old),
+            Ok(Control::Refresh) => {}
+            Err(TryRecvError::Empty) => return Ok(()),
+            Err(TryRecvError::Disconnected) => return Err(()),
+        }
+    }
 }
 
 /// Forwards SIGTERM, SIGHUP and SIGINT to the UI so that it restores the terminal before the process ends.

@@ -1,6 +1,6 @@
 //! The header: host and kernel, keepalive settings, socket counts by state, stuck counts, what could not be read.
 
-use std::collections::BTreeMap;
+use crate::tui::app::Counts;
 
 use ratatui::buffer::Buffer;
 use ratatui::layout::{Alignment, Rect};
@@ -31,8 +31,8 @@ pub fn render(app: &App, theme: Theme, area: Rect, buf: &mut Buffer) {
             ));
             lines.push(Line::from(first));
             lines.push(keepalive(&snap.settings, theme, usize::from(area.width)));
-            lines.push(states(snap, theme));
-            lines.push(stuck(snap, theme));
+            lines.push(states(snap, &app.counts, theme));
+            lines.push(stuck(&app.counts, theme));
             if !snap.held_dead.is_empty() {
                 lines.push(held_dead(snap, theme));
             }
@@ -163,20 +163,13 @@ fn keepalive(s: &Settings, theme: Theme, width: usize) -> Line<'static> {
     Line::from(spans)
 }
 
-fn states(snap: &Snapshot, theme: Theme) -> Line<'static> {
-    let mut counts: BTreeMap<&'static str, (u32, TcpState)> = BTreeMap::new();
-    for c in &snap.connections {
-        counts.entry(c.state.label()).or_insert((0, c.state)).0 += 1;
-    }
-    let mut counts: Vec<(&str, u32, TcpState)> =
-        counts.into_iter().map(|(l, (n, s))| (l, n, s)).collect();
-    counts.sort_by_key(|(_, n, s)| (std::cmp::Reverse(*n), *s));
+fn states(snap: &Snapshot, counts: &Counts, theme: Theme) -> Line<'static> {
     let mut spans = vec![
         Span::styled("sockets ", theme.label()),
         Span::styled(format!("{}", snap.connections.len()), theme.title()),
         Span::raw("  "),
     ];
-    for (label, n, state) in counts {
+    for &(label, n, state) in &counts.states {
         let style = if state == TcpState::CloseWait {
             theme.flag()
         } else {
@@ -188,19 +181,8 @@ fn states(snap: &Snapshot, theme: Theme) -> Line<'static> {
     Line::from(spans)
 }
 
-fn stuck(snap: &Snapshot, theme: Theme) -> Line<'static> {
-    let mut by_sev: BTreeMap<Severity, u32> = BTreeMap::new();
-    let mut by_code: BTreeMap<FindingCode, u32> = BTreeMap::new();
-    let mut stuck = 0;
-    for c in &snap.connections {
-        if let Some(w) = c.worst() {
-            stuck += 1;
-            *by_sev.entry(w).or_default() += 1;
-        }
-        for f in &c.findings {
-            *by_code.entry(f.code).or_default() += 1;
-        }
-    }
+fn stuck(counts: &Counts, theme: Theme) -> Line<'static> {
+    let (by_sev, by_code, stuck) = (&counts.by_severity, &counts.by_code, counts.stuck());
     let mut spans = vec![Span::styled("stuck ", theme.label())];
     if stuck == 0 {
         spans.push(Span::styled("0  nothing stuck", theme.good()));
@@ -216,7 +198,7 @@ fn stuck(snap: &Snapshot, theme: Theme) -> Line<'static> {
             ));
         }
     }
-    let mut codes: Vec<(FindingCode, u32)> = by_code.into_iter().collect();
+    let mut codes: Vec<(FindingCode, u32)> = by_code.iter().map(|(c, n)| (*c, *n)).collect();
     codes.sort_by_key(|(code, n)| (std::cmp::Reverse(*n), *code));
     let codes: Vec<String> = codes
         .iter()
