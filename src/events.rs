@@ -7,7 +7,9 @@
 //! in a snapshot are reported; their owners, last state and keepalive settings come from that snapshot, the
 //! final probe and retransmit counts from the destroy message's tcp_info.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
+
+use rustc_hash::FxHashMap;
 use std::io::{self, Write};
 use std::net::IpAddr;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -114,9 +116,10 @@ struct Seen {
 /// Pure bookkeeping of watched sockets across snapshots: turns snapshots and destroy notifications into events.
 #[derive(Debug, Default)]
 pub struct Tracker {
-    live: HashMap<u64, Seen>,
+    /// Keyed by cookie: kernel-assigned, so a fast hash without flooding protection is safe.
+    live: FxHashMap<u64, Seen>,
     /// Left the dump but not destroyed yet (held by a program, or the notification is still to come).
-    gone: HashMap<u64, Seen>,
+    gone: FxHashMap<u64, Seen>,
     started: bool,
     steps: u64,
 }
@@ -173,11 +176,13 @@ impl Tracker {
         self.steps += 1;
         let step = self.steps;
         let started = self.started;
+        let mut listed = 0;
         for c in snapshot
             .connections
             .iter()
             .filter(|c| filter.matches_in(c, snapshot))
         {
+            listed += 1;
             let comm = c.owners.first().map(|o| snapshot.comm(o.pid));
             match self.live.get_mut(&c.cookie) {
                 Some(seen) => {
@@ -223,13 +228,17 @@ impl Tracker {
                 }
             }
         }
-        // Sockets that left the dump wait for their destroy notification.
-        let left: Vec<u64> = self
-            .live
-            .iter()
-            .filter(|(_, s)| s.step != step)
-            .map(|(k, _)| *k)
-            .collect();
+        // Sockets that left the dump wait for their destroy notification. When every socket known is listed
+        // (cookies are unique), none left: no pass over all of them.
+        let left: Vec<u64> = if self.live.len() == listed {
+            Vec::new()
+        } else {
+            self.live
+                .iter()
+                .filter(|(_, s)| s.step != step)
+                .map(|(k, _)| *k)
+                .collect()
+        };
         for cookie in left {
             let Some(seen) = self.live.remove(&cookie) else {
                 continue;

@@ -1,6 +1,8 @@
 //! What the session has seen of each socket (by cookie): first sight, time in the current state, recent samples.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
+
+use rustc_hash::FxHashMap;
 
 use crate::model::{Connection, Severity, Snapshot, TcpState};
 
@@ -41,7 +43,8 @@ pub struct Seen {
 /// for [`FORGET_AFTER_MS`] are dropped and each keeps at most [`SAMPLES`] samples.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct History {
-    seen: HashMap<u64, Seen>,
+    /// Keyed by cookie: kernel-assigned, so a fast hash without flooding protection is safe.
+    seen: FxHashMap<u64, Seen>,
     /// How many entries of `seen` hold samples.
     sampled: usize,
 }
@@ -67,6 +70,10 @@ impl History {
                 || selected == Some(conn.cookie)
                 || conn.worst().is_some_and(|s| s >= Severity::Warning);
             self.observe_one(conn, now_ms, wanted, sample_all);
+        }
+        if self.seen.len() == snapshot.connections.len() {
+            // Every socket remembered is in this snapshot (cookies are unique): none to forget.
+            return;
         }
         let sampled = &mut self.sampled;
         self.seen.retain(|_, seen| {
