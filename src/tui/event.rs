@@ -105,7 +105,22 @@ pub fn spawn_collector(
                         if drain(&control, &mut view).is_err() {
                             return;
                         }
-                        let prepared = view.as_ref().map(|v| Box::new(prepare(&snapshot, v)));
+                        // The rows are prepared while the feed turns the snapshot into watch events (both only
+                        // read it): on a big host each takes tens of milliseconds, and the first frame waits.
+                        let (prepared, events) = std::thread::scope(|s| {
+                            let prepared = view
+                                .as_ref()
+                                .map(|v| s.spawn(|| Box::new(prepare(&snapshot, v))));
+                            let events = feed.step(&snapshot, snapshot.taken_at_unix_ms);
+                            let prepared = prepared.map(|h| {
+                                h.join()
+                                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+                            });
+                            (prepared, events)
+                        });
+                        if !events.is_empty() && tx.send(Event::Log(events)).is_err() {
+                            return;
+                        }
                         Event::Snapshot(Box::new(snapshot), prepared)
                     }
                     Ok(Err(e)) => Event::CollectorError(crate::run::error_line(&e)),
@@ -119,12 +134,6 @@ pub fn spawn_collector(
                         return;
                     }
                 };
-                if let Event::Snapshot(snapshot, _) = &event {
-                    let events = feed.step(snapshot, snapshot.taken_at_unix_ms);
-                    if !events.is_empty() && tx.send(Event::Log(events)).is_err() {
-                        return;
-                    }
-                }
                 if tx.send(event).is_err() {
                     return;
                 }
