@@ -3,7 +3,7 @@
 //! The struct only ever grows at the end, so an older kernel sends a shorter prefix. A field is `Some` only
 //! when the payload holds all of its bytes. Values are in host byte order.
 
-use crate::model::{TcpInfo, TcpInfoFields};
+use crate::model::TcpInfo;
 
 /// Byte offsets of the fields kwatch reads, from the uapi header.
 mod off {
@@ -63,40 +63,40 @@ fn u64_at(b: &[u8], at: usize) -> Option<u64> {
     Some(u64::from_ne_bytes(bytes))
 }
 
-/// Reads the fields `model::TcpInfo` carries from an `INET_DIAG_INFO` payload of any length.
+/// Reads the fields `model::TcpInfo` carries from an `INET_DIAG_INFO` payload of any length, straight into the
+/// compact form (one per socket of every dump).
 pub fn parse(b: &[u8]) -> TcpInfo {
-    TcpInfoFields {
-        state: u8_at(b, off::STATE),
-        ca_state: u8_at(b, off::CA_STATE),
-        retransmits: u8_at(b, off::RETRANSMITS),
-        probes: u8_at(b, off::PROBES),
-        backoff: u8_at(b, off::BACKOFF),
-        rto_us: u32_at(b, off::RTO),
-        ato_us: u32_at(b, off::ATO),
-        snd_mss: u32_at(b, off::SND_MSS),
-        rcv_mss: u32_at(b, off::RCV_MSS),
-        unacked: u32_at(b, off::UNACKED),
-        sacked: u32_at(b, off::SACKED),
-        lost: u32_at(b, off::LOST),
-        retrans: u32_at(b, off::RETRANS),
-        last_data_sent_ms: u32_at(b, off::LAST_DATA_SENT),
-        last_ack_sent_ms: u32_at(b, off::LAST_ACK_SENT),
-        last_data_recv_ms: u32_at(b, off::LAST_DATA_RECV),
-        last_ack_recv_ms: u32_at(b, off::LAST_ACK_RECV),
-        pmtu: u32_at(b, off::PMTU),
-        rtt_us: u32_at(b, off::RTT),
-        rttvar_us: u32_at(b, off::RTTVAR),
-        snd_cwnd: u32_at(b, off::SND_CWND),
-        total_retrans: u32_at(b, off::TOTAL_RETRANS),
-        bytes_acked: u64_at(b, off::BYTES_ACKED),
-        bytes_received: u64_at(b, off::BYTES_RECEIVED),
-        notsent_bytes: u32_at(b, off::NOTSENT_BYTES),
-        min_rtt_us: u32_at(b, off::MIN_RTT),
-        bytes_sent: u64_at(b, off::BYTES_SENT),
-        bytes_retrans: u64_at(b, off::BYTES_RETRANS),
-        snd_wnd: u32_at(b, off::SND_WND),
-    }
-    .into()
+    let mut info = TcpInfo::default();
+    info.set_state(u8_at(b, off::STATE));
+    info.set_ca_state(u8_at(b, off::CA_STATE));
+    info.set_retransmits(u8_at(b, off::RETRANSMITS));
+    info.set_probes(u8_at(b, off::PROBES));
+    info.set_backoff(u8_at(b, off::BACKOFF));
+    info.set_rto_us(u32_at(b, off::RTO));
+    info.set_ato_us(u32_at(b, off::ATO));
+    info.set_snd_mss(u32_at(b, off::SND_MSS));
+    info.set_rcv_mss(u32_at(b, off::RCV_MSS));
+    info.set_unacked(u32_at(b, off::UNACKED));
+    info.set_sacked(u32_at(b, off::SACKED));
+    info.set_lost(u32_at(b, off::LOST));
+    info.set_retrans(u32_at(b, off::RETRANS));
+    info.set_last_data_sent_ms(u32_at(b, off::LAST_DATA_SENT));
+    info.set_last_ack_sent_ms(u32_at(b, off::LAST_ACK_SENT));
+    info.set_last_data_recv_ms(u32_at(b, off::LAST_DATA_RECV));
+    info.set_last_ack_recv_ms(u32_at(b, off::LAST_ACK_RECV));
+    info.set_pmtu(u32_at(b, off::PMTU));
+    info.set_rtt_us(u32_at(b, off::RTT));
+    info.set_rttvar_us(u32_at(b, off::RTTVAR));
+    info.set_snd_cwnd(u32_at(b, off::SND_CWND));
+    info.set_total_retrans(u32_at(b, off::TOTAL_RETRANS));
+    info.set_bytes_acked(u64_at(b, off::BYTES_ACKED));
+    info.set_bytes_received(u64_at(b, off::BYTES_RECEIVED));
+    info.set_notsent_bytes(u32_at(b, off::NOTSENT_BYTES));
+    info.set_min_rtt_us(u32_at(b, off::MIN_RTT));
+    info.set_bytes_sent(u64_at(b, off::BYTES_SENT));
+    info.set_bytes_retrans(u64_at(b, off::BYTES_RETRANS));
+    info.set_snd_wnd(u32_at(b, off::SND_WND));
+    info
 }
 
 #[cfg(test)]
