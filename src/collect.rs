@@ -54,6 +54,11 @@ impl Collector {
         let procs = opts.map_processes.then(|| {
             ProcCache::new(&ScanConfig {
                 only_pids: opts.only_pids.clone(),
+                netns: netns::scope_inode(
+                    &opts.netns,
+                    &opts.proc_root,
+                    Path::new(netns::RUN_NETNS),
+                ),
                 ..ScanConfig::new(&opts.proc_root)
             })
         });

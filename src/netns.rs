@@ -177,6 +177,17 @@ impl Dumped {
     }
 }
 
+/// The inode of the one namespace `scope` names (`None` for every namespace, or one that cannot be found: the
+/// dump reports that).
+pub fn scope_inode(scope: &Scope, proc_root: &Path, run_netns: &Path) -> Option<u64> {
+    let found = match scope {
+        Scope::Current => discover::resolve_current(proc_root, run_netns),
+        Scope::One(spec) => discover::resolve(spec, proc_root, run_netns).ok()?,
+        Scope::All => return None,
+    };
+    (found.inode != 0).then_some(found.inode)
+}
+
 /// Dumps the namespaces of `scope`. kwatch's own namespace is dumped with `own` on the calling thread (the
 /// caller's reusable netlink socket, no privilege needed); every other one from a thread inside it. With
 /// [`Scope::All`], a namespace that cannot be entered is reported in `warnings` and the rest are still listed;

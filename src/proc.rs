@@ -88,6 +88,10 @@ pub struct ScanConfig {
     pub passwd_path: PathBuf,
     /// Scan only these pids; a pid that does not exist is simply absent from the map.
     pub only_pids: Option<Vec<u32>>,
+    /// The inode of the network namespace whose sockets are wanted: processes that run in another one are read
+    /// only when a socket of the dump is still without an owner after the others were read (a process can hold
+    /// sockets of a namespace it does not run in, but rarely does). `None`: every process.
+    pub netns: Option<u64>,
 }
 
 impl ScanConfig {
@@ -97,6 +101,7 @@ impl ScanConfig {
             proc_root: proc_root.into(),
             passwd_path: PathBuf::from("/etc/passwd"),
             only_pids: None,
+            netns: None,
         }
     }
 }

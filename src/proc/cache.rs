@@ -9,6 +9,10 @@
 //! sockets held only in flight) are remembered so that they do not force a full scan every time. Every
 //! [`FULL_SCAN_EVERY`] refreshes everything is read again anyway, which bounds how long a change the stamp cannot
 //! see (a new comm, an fd duplicated over another) stays unseen.
+//!
+//! With a network namespace named ([`ScanConfig::netns`]), processes running in other namespaces (containers) are
+//! not read at all until a socket of the dump has no owner after the rest were read; one read then is kept up to
+//! date like the others. On a host whose containers hold most of its sockets, their fds are not read for nothing.
 
 use std::collections::{HashMap, HashSet};
 
@@ -54,6 +58,8 @@ pub struct RefreshStats {
 pub struct ProcCache {
     scanner: Scanner,
     only_pids: Option<Vec<u32>>,
+    /// Read processes of other network namespaces only when needed (see the module doc).
+    netns: Option<u64>,
     /// Warnings that hold for the cache's whole life (the passwd file).
     base_warnings: Vec<String>,
     /// False when the kernel reports no fd count in `PID/fd`'s size (before 6.2): every process is read always.
@@ -84,6 +90,7 @@ impl ProcCache {
                 pids.dedup();
                 pids
             }),
+            netns: config.netns,
             base_warnings,
             stamps_work,
             entries: HashMap::new(),
@@ -112,7 +119,7 @@ impl ProcCache {
             full: force,
             ..RefreshStats::default()
         };
-        self.rescan(force);
+        self.rescan(force, false);
     }
 
     /// Finishes a refresh: when `wanted` holds a socket inode that no known process holds, reads the processes
@@ -122,13 +129,13 @@ impl ProcCache {
         if self.unknown(wanted.clone()) == 0 {
             return;
         }
-        self.rescan(false);
+        self.rescan(false, false);
         if self.unknown(wanted.clone()) == 0 {
             return;
         }
         if !self.stats.full {
             self.stats.full = true;
-            self.rescan(true);
+            self.rescan(true, true);
             self.map();
         }
         // Whatever is still unknown has no owner in this proc root: do not look for it again.
@@ -180,14 +187,22 @@ impl ProcCache {
     }
 
     /// Lists the pids and reads every process that is new, changed, unstampable, or (with `force`) not yet read
-    /// in this refresh.
-    fn rescan(&mut self, force: bool) {
-        let (pids, mut warnings) = self.list();
+    /// in this refresh; processes of other network namespaces only when read before or when `everywhere`.
+    fn rescan(&mut self, force: bool, everywhere: bool) {
+        let (mut pids, mut warnings) = self.list();
         let before = self.entries.len();
         let alive: HashSet<u32> = pids.iter().copied().collect();
         self.entries.retain(|pid, _| alive.contains(pid));
         if self.entries.len() != before {
             self.stale = true;
+        }
+        if let Some(netns) = self.netns.filter(|_| !everywhere) {
+            let root = self.scanner.proc_root();
+            // A process whose namespace cannot be told (not allowed to look) is read: it may be ours.
+            pids.retain(|pid| {
+                self.entries.contains_key(pid)
+                    || process_netns(root, *pid).is_none_or(|ns| ns == netns)
+            });
         }
         let refresh = self.refreshes;
         let (entries, scanner, stamps_work) = (&self.entries, &self.scanner, self.stamps_work);
@@ -243,6 +258,13 @@ impl ProcCache {
             Err(e) => (Vec::new(), vec![describe(&e)]),
         }
     }
+}
+
+/// The inode of the network namespace `pid` runs in, or `None` when it cannot be told.
+fn process_netns(proc_root: &std::path::Path, pid: u32) -> Option<u64> {
+    rustix::fs::stat(proc_root.join(pid.to_string()).join("ns/net"))
+        .ok()
+        .map(|st| st.st_ino)
 }
 
 /// The stamp of `PID/fd`, or `None` when it cannot be stat'ed (gone, or not allowed).

@@ -34,6 +34,7 @@ impl FakeProc {
             proc_root: self.root(),
             passwd_path: self.dir.path().join("passwd"),
             only_pids,
+            netns: None,
         }
     }
 
@@ -586,4 +587,59 @@ fn cache_with_only_pids_reads_only_those() {
         1,
         "only the missing pid is tried again"
     );
+}
+
+/// Puts `pid` in the namespace `ns` of the fake tree: `PID/ns/net` is a hard link to one file per namespace, so
+/// processes of one namespace share its inode as they do under /proc.
+fn in_netns(fake: &FakeProc, pid: u32, ns: &str) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    let file = fake.dir.path().join(format!("netns-{ns}"));
+    if !file.exists() {
+        fs::write(&file, ns).unwrap();
+    }
+    let dir = fake.root().join(pid.to_string()).join("ns");
+    fs::create_dir_all(&dir).unwrap();
+    fs::hard_link(&file, dir.join("net")).unwrap();
+    fs::metadata(&file).unwrap().ino()
+}
+
+#[test]
+fn processes_of_other_namespaces_are_read_only_when_a_socket_is_still_unowned() {
+    let fake = FakeProc::new();
+    fake.process(100, b"web", b"web\0", 0, &[(3, "socket:[1001]")]);
+    fake.process(200, b"db", b"db\0", 0, &[(4, "socket:[2001]")]);
+    fake.process(300, b"proxy", b"proxy\0", 0, &[(5, "socket:[1002]")]);
+    // Not allowed to see its namespace: read, it may be ours.
+    fake.process(400, b"hidden", b"hidden\0", 0, &[(6, "socket:[1003]")]);
+    let ours = in_netns(&fake, 100, "host");
+    in_netns(&fake, 200, "container");
+    // A process of another namespace holding a socket of ours (opened before it moved, or passed to it).
+    in_netns(&fake, 300, "container");
+    let mut cache = ProcCache::new(&ScanConfig {
+        netns: Some(ours),
+        ..fake.config(None)
+    });
+
+    let map = cache.refresh(&[1001, 1003]).clone();
+    assert_eq!(owners(&map, 1001), [(100, 3)]);
+    assert_eq!(owners(&map, 1003), [(400, 6)]);
+    assert!(
+        owners(&map, 2001).is_empty(),
+        "the container's own process is not read"
+    );
+    assert_eq!(cache.stats().scanned, 2);
+    assert!(!cache.stats().full);
+
+    // A socket of ours that no process of our namespace holds: everything is read, once.
+    let map = cache.refresh(&[1001, 1002, 1003]).clone();
+    assert_eq!(owners(&map, 1002), [(300, 5)]);
+    assert!(cache.stats().full);
+    // From then on the process that held it is kept up to date like the others; the rest is left alone again.
+    let map = cache.refresh(&[1001, 1002, 1003]).clone();
+    assert_eq!(owners(&map, 1002), [(300, 5)]);
+    assert!(!cache.stats().full);
+
+    // Without a namespace named, every process is read at once (the map of before this option).
+    let mut all = ProcCache::new(&fake.config(None));
+    assert_eq!(owners(all.refresh(&[1001]), 2001), [(200, 4)]);
 }
