@@ -116,8 +116,23 @@ impl Collector {
         let (dumped, dump_us) = dumped;
         let mut dumped = dumped?;
         let connections = std::mem::take(&mut dumped.connections);
+        // A socket a process holds is dead only if a complete dump lacks it: not if a filter left it out. A port
+        // filter only cuts what is shown, so the search asks for the rest.
+        // Held dead sockets are looked for in kwatch's own namespace only (see `ghost::find`).
+        let ghosts = opts.read_sockopts
+            && opts.map_processes
+            && opts.request.without_ports().is_complete()
+            && dumped.has_current();
+        // Without a port filter the dump is every live socket; with one, a second dump without it says which.
+        let every = (ghosts && !opts.request.ports.is_empty())
+            .then(|| every_inode(&opts.request, &connections));
         if let Some(cache) = procs.as_mut() {
-            let (_, resolve_us) = timed(|| cache.resolve(connections.iter().map(|c| c.inode)));
+            // Every live socket of the namespace, when the search for dead ones needs them, is accounted for: a
+            // process of another namespace that holds one (and maybe a dead one) is read too.
+            let (_, resolve_us) = timed(|| match &every {
+                Some(Ok(all)) => cache.resolve(all.iter().copied()),
+                _ => cache.resolve(connections.iter().map(|c| c.inode)),
+            });
             proc_scan_us += resolve_us;
         }
         // The live view keeps its map for the next refresh and copies owners out of it; a one-shot snapshot
@@ -126,6 +141,9 @@ impl Collector {
             Some(cache) if !last => Cow::Borrowed(cache.map()),
             _ => Cow::Owned(procs.take().map(ProcCache::into_map).unwrap_or_default()),
         };
+        // Built once the scans are let go: in a one-shot snapshot they, the map and the connections set the peak.
+        let every =
+            ghosts.then(|| every.unwrap_or_else(|| every_inode(&opts.request, &connections)));
         let header = Snapshot {
             taken_at_unix_ms,
             dump_us,
@@ -133,7 +151,15 @@ impl Collector {
             ..Snapshot::default()
         };
         let memory = (!last).then_some(sockopts);
-        Ok(finish(opts, header, connections, dumped, map, memory))
+        Ok(finish(
+            opts,
+            header,
+            connections,
+            dumped,
+            every,
+            map,
+            memory,
+        ))
     }
 }
 
@@ -155,6 +181,7 @@ fn finish(
     header: Snapshot,
     connections: Vec<Connection>,
     namespaces: netns::Dumped,
+    every: Option<Result<HashSet<u64>, DiagError>>,
     map: Cow<'_, ProcMap>,
     memory: Option<&mut sockopt::Memory>,
 ) -> Snapshot {
@@ -168,7 +195,6 @@ fn finish(
         as_root: rustix::process::geteuid().is_root(),
         ..header
     };
-    let has_current = namespaces.has_current();
     snapshot.namespaces = namespaces.namespaces;
     snapshot.warnings.extend(namespaces.warnings);
     snapshot.warnings.extend(map.warnings.iter().cloned());
@@ -181,15 +207,9 @@ fn finish(
     }
     let mut reader = sockopt::Reader::new();
     let mut ghost_processes = Vec::new();
-    // A socket a process holds is dead only if a complete dump lacks it: not if a filter left it out. A port
-    // filter only cuts what is shown, so the search asks for the rest.
-    // Held dead sockets are looked for in kwatch's own namespace only (see `ghost::find`).
-    if opts.read_sockopts
-        && opts.map_processes
-        && opts.request.without_ports().is_complete()
-        && has_current
-    {
-        match every_inode(&opts.request, &connections) {
+    // `every`: the inode of every live socket of kwatch's namespace, when held dead sockets are looked for.
+    if let Some(every) = every {
+        match every {
             Ok(dumped) => {
                 snapshot.held_dead =
                     ghost::find(&opts.proc_root, &dumped, &map.owners, &mut reader);
