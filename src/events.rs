@@ -8,6 +8,7 @@
 //! final probe and retransmit counts from the destroy message's tcp_info.
 
 use std::collections::HashSet;
+use std::sync::Arc;
 
 use rustc_hash::FxHashMap;
 use std::io::{self, Write};
@@ -108,9 +109,21 @@ struct Seen {
     inode: u64,
     owners: crate::model::Owners,
     keepalive: Option<crate::keepalive::KeepaliveSettings>,
-    comm: Option<String>,
+    /// Shared by every socket of the process (one allocation per process, not per socket).
+    comm: Option<Arc<str>>,
     /// The step that last saw it in the dump.
     step: u64,
+}
+
+/// The comm of `pid` in `snapshot`, one shared copy per process for the whole step.
+fn comm_of<'a>(
+    comms: &'a mut FxHashMap<u32, Arc<str>>,
+    snapshot: &Snapshot,
+    pid: u32,
+) -> &'a Arc<str> {
+    comms
+        .entry(pid)
+        .or_insert_with(|| Arc::from(snapshot.comm(pid)))
 }
 
 /// Pure bookkeeping of watched sockets across snapshots: turns snapshots and destroy notifications into events.
@@ -166,7 +179,7 @@ impl Tracker {
                 time_unix_ms: now_unix_ms,
                 socket: seen.id,
                 owners: seen.owners.to_vec(),
-                comm: seen.comm,
+                comm: seen.comm.as_deref().map(str::to_string),
                 last_state: StateName(seen.state),
                 probes: info.and_then(|i| i.probes()),
                 retransmits: info.and_then(|i| i.retransmits()),
@@ -177,13 +190,17 @@ impl Tracker {
         let step = self.steps;
         let started = self.started;
         let mut listed = 0;
+        let mut comms: FxHashMap<u32, Arc<str>> = FxHashMap::default();
         for c in snapshot
             .connections
             .iter()
             .filter(|c| filter.matches_in(c, snapshot))
         {
             listed += 1;
-            let comm = c.owners.first().map(|o| snapshot.comm(o.pid));
+            let comm = c
+                .owners
+                .first()
+                .map(|o| comm_of(&mut comms, snapshot, o.pid));
             match self.live.get_mut(&c.cookie) {
                 Some(seen) => {
                     if seen.state != c.state {
@@ -192,7 +209,7 @@ impl Tracker {
                                 time_unix_ms: now_unix_ms,
                                 socket: seen.id.clone(),
                                 owners: seen.owners.to_vec(),
-                                comm: seen.comm.clone(),
+                                comm: seen.comm.as_deref().map(str::to_string),
                                 from: StateName(seen.state),
                                 to: StateName(c.state),
                             });
@@ -204,9 +221,9 @@ impl Tracker {
                     }
                     // An earlier owner stays known when a later dump could not map it (the process exited).
                     if let Some(comm) = comm
-                        && seen.comm.as_deref() != Some(comm)
+                        && seen.comm.as_deref() != Some(&**comm)
                     {
-                        seen.comm = Some(comm.to_string());
+                        seen.comm = Some(Arc::clone(comm));
                     }
                     seen.inode = c.inode;
                     seen.keepalive = c.keepalive;
@@ -221,7 +238,7 @@ impl Tracker {
                             inode: c.inode,
                             owners: c.owners.clone(),
                             keepalive: c.keepalive,
-                            comm: comm.map(str::to_string),
+                            comm: comm.cloned(),
                             step,
                         },
                     );
@@ -249,7 +266,7 @@ impl Tracker {
                     time_unix_ms: now_unix_ms,
                     socket: seen.id.clone(),
                     owners: seen.owners.to_vec(),
-                    comm: seen.comm.clone(),
+                    comm: seen.comm.as_deref().map(str::to_string),
                     from: StateName(seen.state),
                     to: StateName(TcpState::Close),
                 });
