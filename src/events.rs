@@ -191,6 +191,8 @@ impl Tracker {
         let started = self.started;
         let mut listed = 0;
         let mut comms: FxHashMap<u32, Arc<str>> = FxHashMap::default();
+        self.live
+            .reserve(snapshot.connections.len().saturating_sub(self.live.len()));
         for c in snapshot
             .connections
             .iter()

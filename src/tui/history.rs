@@ -65,6 +65,9 @@ impl History {
     /// Records one snapshot taken at `now_ms`. `selected` always keeps samples, even on very large hosts.
     pub fn observe(&mut self, snapshot: &Snapshot, now_ms: u64, selected: Option<u64>) {
         let sample_all = snapshot.connections.len() <= SAMPLE_ALL_LIMIT;
+        // Grown once to its size rather than doubling through 200,000 first sightings (the first frame waits).
+        self.seen
+            .reserve(snapshot.connections.len().saturating_sub(self.seen.len()));
         for conn in &snapshot.connections {
             let wanted = sample_all
                 || selected == Some(conn.cookie)
