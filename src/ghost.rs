@@ -15,6 +15,7 @@ use std::path::Path;
 use crate::diag::tcp_info;
 use crate::keepalive::{self, KeepaliveSettings};
 use crate::model::{HeldDeadSocket, Owner, TcpInfo};
+use crate::proc::process_netns;
 use crate::sockopt::{self, Reader};
 
 /// The kernel's TCP_CLOSE state number.
@@ -139,13 +140,6 @@ fn inspect(
         });
     let settings = sockopt::read_options(&dup).ok();
     Some((info, local, settings))
-}
-
-/// The inode of the network namespace a process (its main thread) runs in.
-fn process_netns(proc_root: &Path, pid: u32) -> Option<u64> {
-    rustix::fs::stat(proc_root.join(format!("{pid}/ns/net")))
-        .ok()
-        .map(|st| st.st_ino)
 }
 
 /// The inode of the network namespace kwatch itself runs in.

@@ -81,6 +81,14 @@ impl ProcMap {
     }
 }
 
+/// The inode of the network namespace a process (its main thread) runs in, or `None` when it cannot be told
+/// (gone, or not allowed to look).
+pub fn process_netns(proc_root: &Path, pid: u32) -> Option<u64> {
+    rustix::fs::stat(proc_root.join(format!("{pid}/ns/net")))
+        .ok()
+        .map(|st| st.st_ino)
+}
+
 /// Where to look: the proc root, the passwd file for user names, and optionally which pids.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ScanConfig {

@@ -18,7 +18,7 @@ use std::collections::{HashMap, HashSet};
 
 use super::parallel;
 use super::scan::{PidList, PidScan, ScanError, Scanner};
-use super::{ProcMap, ScanConfig, Users, describe, read_users};
+use super::{ProcMap, ScanConfig, Users, describe, process_netns, read_users};
 
 /// Every this many refreshes every process is read again, changed or not.
 pub const FULL_SCAN_EVERY: u64 = 60;
@@ -258,13 +258,6 @@ impl ProcCache {
             Err(e) => (Vec::new(), vec![describe(&e)]),
         }
     }
-}
-
-/// The inode of the network namespace `pid` runs in, or `None` when it cannot be told.
-fn process_netns(proc_root: &std::path::Path, pid: u32) -> Option<u64> {
-    rustix::fs::stat(proc_root.join(pid.to_string()).join("ns/net"))
-        .ok()
-        .map(|st| st.st_ino)
 }
 
 /// The stamp of `PID/fd`, or `None` when it cannot be stat'ed (gone, or not allowed).
