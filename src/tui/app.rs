@@ -413,8 +413,8 @@ impl App {
             self.procs.clear();
             return;
         };
-        let prepared = prepare(snap, &self.view_spec());
-        self.install(prepared);
+        let (rows, procs) = view_rows(snap, &self.view_spec());
+        self.install(rows, procs);
     }
 
     /// What orders and filters the tables now.
@@ -431,13 +431,12 @@ impl App {
 
     /// Takes rows and process summaries computed for the current snapshot, and keeps the selection on the same
     /// socket and process.
-    fn install(&mut self, prepared: Prepared) {
+    fn install(&mut self, rows: Vec<usize>, procs: Vec<ProcessSummary>) {
         let Some(snap) = self.snapshot.as_ref() else {
             return;
         };
-        self.rows = prepared.rows;
-        self.procs = prepared.procs;
-        self.counts = prepared.counts;
+        self.rows = rows;
+        self.procs = procs;
 
         let by_cookie = self.conn_cookie.and_then(|cookie| {
             self.rows
@@ -472,22 +471,25 @@ impl App {
     }
 
     fn apply_snapshot(&mut self, snapshot: Snapshot) {
-        self.take_snapshot(snapshot);
+        let counts = Counts::of(&snapshot);
+        self.take_snapshot(snapshot, counts);
         self.refresh();
     }
 
     /// A snapshot with its rows already computed (on the collector thread): used when they were computed for
     /// the view as it is now, else computed again here.
     fn apply_prepared(&mut self, snapshot: Snapshot, prepared: Prepared) {
-        self.take_snapshot(snapshot);
+        self.take_snapshot(snapshot, prepared.counts);
         if prepared.spec == self.view_spec() {
-            self.install(prepared);
+            self.install(prepared.rows, prepared.procs);
         } else {
             self.refresh();
         }
     }
 
-    fn take_snapshot(&mut self, snapshot: Snapshot) {
+    /// Counts belong to the snapshot: taken with it, not redone when only the view changes.
+    fn take_snapshot(&mut self, snapshot: Snapshot, counts: Counts) {
+        self.counts = counts;
         self.history
             .observe(&snapshot, snapshot.taken_at_unix_ms, self.conn_cookie);
         self.retired = self.snapshot.replace(snapshot);
@@ -657,9 +659,20 @@ impl Counts {
     }
 }
 
-/// Computes a snapshot's rows, process summaries and counts for `spec`. Pure, so it runs on the collector
-/// thread and the UI thread alike.
+/// Computes a snapshot's rows, process summaries and counts for `spec`, on the collector thread.
 pub fn prepare(snap: &Snapshot, spec: &ViewSpec) -> Prepared {
+    let (rows, procs) = view_rows(snap, spec);
+    Prepared {
+        spec: spec.clone(),
+        rows,
+        procs,
+        counts: Counts::of(snap),
+    }
+}
+
+/// The visible rows, sorted, and the process summaries of the filtered sockets, sorted, for `spec`. Pure, so it
+/// runs on the collector thread and (when the view changed) on the UI thread alike.
+pub fn view_rows(snap: &Snapshot, spec: &ViewSpec) -> (Vec<usize>, Vec<ProcessSummary>) {
     let visible = |c: &Connection| {
         spec.filter.matches_in(c, snap)
             && spec
@@ -689,12 +702,7 @@ pub fn prepare(snap: &Snapshot, spec: &ViewSpec) -> Prepared {
         .filter(|c| spec.filter.matches_in(c, snap));
     let mut procs = rollup(snap, filtered);
     sort_procs(&mut procs, spec.proc_sort, spec.proc_reverse);
-    Prepared {
-        spec: spec.clone(),
-        rows,
-        procs,
-        counts: Counts::of(snap),
-    }
+    (rows, procs)
 }
 
 fn sort_key<'a>(sort: ConnSort, snap: &'a Snapshot, c: &Connection) -> Key<'a> {
@@ -1024,6 +1032,10 @@ mod tests {
             },
         );
         assert_eq!(fresh.rows, plain.rows);
+        assert!(fresh.counts.by_code.is_empty());
+        // A key that changes the view sorts again but does not count the snapshot again.
+        update(&mut fresh, Action::SortReverse);
+        assert_ne!(fresh.rows, plain.rows);
         assert!(fresh.counts.by_code.is_empty());
         // Prepared for the view before a key changed it: computed again for the view shown.
         let mut stale = app();
