@@ -140,9 +140,12 @@ pub fn spawn_collector(
                 let next = started + interval;
                 loop {
                     match control.recv_timeout(next.saturating_duration_since(Instant::now())) {
-                        Ok(Control::Refresh) | Err(RecvTimeoutError::Timeout) => break,
-                        Ok(Control::View(v)) => view = Some(*v),
-                        Ok(Control::Retire(old)) => drop(old),
+                        Ok(message) => {
+                            if obey(message, &mut view) {
+                                break;
+                            }
+                        }
+                        Err(RecvTimeoutError::Timeout) => break,
                         Err(RecvTimeoutError::Disconnected) => return,
                     }
                 }
@@ -150,14 +153,29 @@ pub fn spawn_collector(
         })
 }
 
-/// Takes every message already waiting: the newest view, retired snapshots freed. A refresh asked for now is
-/// one already being taken. `Err` when the UI hung up.
+/// Acts on one message: keeps the newest view, frees a retired snapshot. True when it asks for a refresh now.
+fn obey(message: Control, view: &mut Option<ViewSpec>) -> bool {
+    match message {
+        Control::Refresh => true,
+        Control::View(v) => {
+            *view = Some(*v);
+            false
+        }
+        Control::Retire(old) => {
+            drop(old);
+            false
+        }
+    }
+}
+
+/// Takes every message already waiting (a refresh asked for now is the one being taken). `Err` when the UI hung
+/// up.
 fn drain(control: &Receiver<Control>, view: &mut Option<ViewSpec>) -> Result<(), ()> {
     loop {
         match control.try_recv() {
-            Ok(Control::View(v)) => *view = Some(*v),
-            Ok(Control::Retire(old)) => drop(old),
-            Ok(Control::Refresh) => {}
+            Ok(message) => {
+                obey(message, view);
+            }
             Err(TryRecvError::Empty) => return Ok(()),
             Err(TryRecvError::Disconnected) => return Err(()),
         }
