@@ -100,10 +100,7 @@ fn serialize_rows(snapshot: &Snapshot, rows: &[&Connection]) -> io::Result<Vec<u
         if i > 0 {
             buf.push(b',');
         }
-        serde_json::to_writer(
-            &mut buf,
-            &SocketReport::new(c, snapshot.settings_of(c)).with_unit(snapshot.unit_of(c)),
-        )?;
+        serde_json::to_writer(&mut buf, &SocketReport::in_snapshot(snapshot, c))?;
     }
     Ok(buf)
 }
@@ -295,11 +292,7 @@ pub struct Sockets<'a>(&'a Snapshot, &'a [&'a Connection]);
 
 impl Serialize for Sockets<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_seq(
-            self.1
-                .iter()
-                .map(|c| SocketReport::new(c, self.0.settings_of(c)).with_unit(self.0.unit_of(c))),
-        )
+        serializer.collect_seq(self.1.iter().map(|c| SocketReport::in_snapshot(self.0, c)))
     }
 }
 
@@ -340,10 +333,13 @@ pub struct SocketReport<'a> {
 }
 
 impl<'a> SocketReport<'a> {
-    /// Adds the unit, which comes from the snapshot's processes rather than the connection.
-    pub fn with_unit(mut self, unit: Option<&'a Unit>) -> Self {
-        self.unit = unit;
-        self
+    /// The row of `c` with what comes from its snapshot: its namespace's sysctls (for the prediction) and the unit
+    /// of its owner.
+    pub fn in_snapshot(snapshot: &'a Snapshot, c: &'a Connection) -> Self {
+        SocketReport {
+            unit: snapshot.unit_of(c),
+            ..SocketReport::new(c, snapshot.settings_of(c))
+        }
     }
 
     /// The row of `c`; `net` is its namespace's sysctls ([`Snapshot::settings_of`]), for the prediction.
