@@ -5,7 +5,6 @@
 //! the pane shows the change is one answer (tmux's own path included, as in a person's terminal).
 
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
@@ -68,20 +67,11 @@ struct Tmux {
 
 impl Tmux {
     fn run(&self, args: &[&str]) -> anyhow::Result<String> {
-        let out = Command::new("tmux")
-            .args(["-L", &self.socket, "-f", "/dev/null"])
-            .args(args)
-            .stdin(Stdio::null())
-            .output()
-            .context("cannot run tmux")?;
-        if !out.status.success() {
-            bail!(
-                "tmux {}: {}",
-                args.join(" "),
-                String::from_utf8_lossy(&out.stderr).trim()
-            );
-        }
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        let all: Vec<&str> = ["-L", self.socket.as_str(), "-f", "/dev/null"]
+            .into_iter()
+            .chain(args.iter().copied())
+            .collect();
+        crate::cmd::stdout_of("tmux", &all, "tmux")
     }
 
     fn screen(&self) -> anyhow::Result<String> {

@@ -4,6 +4,7 @@
 //! (normally through `bench/run.sh`, which builds both). Needs root. The table goes to stdout, progress to stderr.
 
 mod check;
+mod cmd;
 mod collector;
 mod farm;
 mod farms;
@@ -333,18 +334,7 @@ fn wait_for_sockets(
 }
 
 fn ss_tan() -> anyhow::Result<String> {
-    let out = Command::new("ss")
-        .arg("-tanH")
-        .stdin(Stdio::null())
-        .output()
-        .context("cannot run 'ss' (install iproute2)")?;
-    if !out.status.success() {
-        bail!(
-            "'ss -tanH' failed: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    cmd::stdout_of("ss", &["-tanH"], "iproute2")
 }
 
 struct Verdict {

@@ -4,7 +4,7 @@ use std::fs::File;
 use std::os::fd::AsRawFd;
 use std::process::{Command, Stdio};
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 
 /// Every namespace this benchmark creates starts with this.
 pub const PREFIX: &str = "kwatch-bench-";
@@ -80,19 +80,7 @@ fn stale(listing: &str, alive: impl Fn(u32) -> bool) -> Vec<String> {
 
 /// Runs `ip ARGS`, failing with its stderr.
 pub fn ip(args: &[&str]) -> anyhow::Result<()> {
-    let out = Command::new("ip")
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .context("cannot run 'ip' (install iproute2)")?;
-    if !out.status.success() {
-        bail!(
-            "'ip {}' failed: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(())
+    crate::cmd::stdout_of("ip", args, "iproute2").map(drop)
 }
 
 /// Writes a sysctl of the current network namespace (`net.core.somaxconn` → /proc/sys/net/core/somaxconn).
