@@ -40,9 +40,11 @@ pub struct Args {
     #[arg(long, requires = "watch")]
     pub ndjson: bool,
 
-    /// Refresh interval of the interactive view (e.g. 500ms, 2s; at least 100ms).
-    #[arg(short = 'i', long, default_value = "1s", value_parser = parse_interval, value_name = "DURATION")]
-    pub interval: Duration,
+    /// Refresh interval of the interactive view and of --watch (e.g. 500ms, 2s; at least 100ms). Without it:
+    /// every second, or less often where a refresh costs more than a quarter of a core (hundreds of thousands
+    /// of sockets); given, it is kept whatever a refresh costs.
+    #[arg(short = 'i', long, value_parser = parse_interval, value_name = "DURATION")]
+    pub interval: Option<Duration>,
 
     /// Only sockets with this local or peer port (repeatable, or comma-separated).
     #[arg(short = 'p', long, value_parser = parse_port, value_delimiter = ',', value_name = "PORT", global = true)]
@@ -169,6 +171,11 @@ impl Args {
         }
     }
 
+    /// How often the live view and `--watch` refresh (see [`Pace`](crate::pace::Pace)).
+    pub fn pace(&self) -> crate::pace::Pace {
+        crate::pace::Pace::from_flag(self.interval)
+    }
+
     pub fn thresholds(&self) -> Thresholds {
         Thresholds {
             close_wait_after_ms: self.close_wait_after.as_millis() as u64,
@@ -212,7 +219,11 @@ mod tests {
     fn defaults() {
         let a = parse(&[]).unwrap();
         assert!(!a.once && !a.json);
-        assert_eq!(a.interval, Duration::from_secs(1));
+        assert_eq!(a.interval, None);
+        assert_eq!(
+            a.pace(),
+            crate::pace::Pace::budgeted(Duration::from_secs(1), 0.25)
+        );
         assert_eq!(a.filter(), Filter::default());
         assert_eq!(a.thresholds().close_wait_after_ms, 30_000);
     }

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use rustc_hash::FxHashMap;
 use std::io::{self, Write};
 use std::net::IpAddr;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_SOCK_DIAG};
@@ -26,6 +26,7 @@ use crate::filter::Filter;
 use crate::keepalive::{self, DeathCause};
 use crate::model::{Connection, Family, Owner, Snapshot, TcpState};
 use crate::output::json::StateName;
+use crate::pace::{Pace, process_cpu};
 
 /// sock_diag multicast groups (`enum sknetlink_groups`): TCP over IPv4 and over IPv6.
 const SKNLGRP_INET_TCP_DESTROY: u32 = 1;
@@ -419,12 +420,12 @@ pub fn human_line(e: &Event) -> String {
     }
 }
 
-/// Watches until the output closes or the process is stopped: a snapshot every `interval`, events written one
-/// per line (JSON with `ndjson`) and flushed at once.
+/// Watches until the output closes or the process is stopped: a snapshot as often as `pace` says, events written
+/// one per line (JSON with `ndjson`) and flushed at once.
 pub fn watch(
     opts: &Options,
     filter: &Filter,
-    interval: Duration,
+    mut pace: Pace,
     ndjson: bool,
     out: &mut impl Write,
 ) -> anyhow::Result<()> {
@@ -452,7 +453,7 @@ pub fn watch(
     }
     let mut announced = false;
     loop {
-        let started = Instant::now();
+        let (started, cpu) = (Instant::now(), process_cpu());
         destroyed.clear();
         let mut lost = None;
         if let Ok(sub) = subscriber.as_mut() {
@@ -486,10 +487,8 @@ pub fn watch(
         for e in &events {
             emit(out, e)?;
         }
-        let spent = started.elapsed();
-        if spent < interval {
-            std::thread::sleep(interval - spent);
-        }
+        pace.record(process_cpu().saturating_sub(cpu));
+        std::thread::sleep(pace.period().saturating_sub(started.elapsed()));
     }
 }
 

@@ -14,6 +14,7 @@ pub mod keepalive;
 pub mod model;
 pub mod netns;
 pub mod output;
+pub mod pace;
 pub mod proc;
 pub mod run;
 pub mod serve;

@@ -42,14 +42,14 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         events::watch(
             &collect_options(&args, &filter),
             &filter,
-            args.interval,
+            args.pace(),
             args.ndjson,
             &mut io::stdout().lock(),
         )
     } else {
         // The live view collects everything: its filter starts from the flags but `/` may widen it later.
         let options = collect_options(&args, &Filter::default());
-        let mut config = tui::Config::new(args.interval, options, filter);
+        let mut config = tui::Config::new(args.pace(), options, filter);
         config.color &= args.color != ColorChoice::Never;
         tui::run(config)
     }

@@ -27,13 +27,14 @@ pub use keys::map_key;
 
 use crate::collect;
 use crate::filter::Filter;
+use crate::pace::Pace;
 use event::{Control, Event};
 
 /// What `run` needs: built by `run.rs` from the command line.
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// Time between snapshots (the CLI rejects less than 100ms).
-    pub interval: Duration,
+    /// When snapshots are taken: `--interval`, or every second within a CPU budget.
+    pub pace: Pace,
     pub collect: collect::Options,
     /// The starting filter (from the CLI's filter flags); `/` edits it.
     pub filter: Filter,
@@ -43,9 +44,9 @@ pub struct Config {
 
 impl Config {
     /// A config that uses colours unless `NO_COLOR` is set to a non-empty value.
-    pub fn new(interval: Duration, collect: collect::Options, filter: Filter) -> Config {
+    pub fn new(pace: Pace, collect: collect::Options, filter: Filter) -> Config {
         Config {
-            interval,
+            pace,
             collect,
             filter,
             color: color_from_env(),
@@ -140,7 +141,7 @@ fn event_loop(
     // Dropping `control` (when this function returns) tells the collector to stop after its current dump.
     let (control, control_rx) = mpsc::channel::<Control>();
     let proc_root = config.collect.proc_root.clone();
-    let _collector = event::spawn_collector(config.collect, config.interval, tx, control_rx)
+    let _collector = event::spawn_collector(config.collect, config.pace, tx, control_rx)
         .context("cannot start the collector thread")?;
     let result = (|| {
         let mut app = App::new(config.filter, config.color);
@@ -216,6 +217,7 @@ fn handle(app: &mut App, ev: Event) -> anyhow::Result<Option<Exit>> {
         }),
         Event::CollectorError(e) => Some(Action::CollectorError(e)),
         Event::Log(events) => Some(Action::Log(events)),
+        Event::Stretched(period) => Some(Action::Stretched(period)),
         Event::Fatal(e) => bail!(e),
         Event::Signal(sig) => return Ok(Some(Exit::Signal(sig))),
     };

@@ -470,3 +470,33 @@ fn log_view_before_anything_happened() {
     let terminal = draw(&app, size);
     assert_snapshot!(name("log_empty", size), terminal.backend());
 }
+
+/// The first line of the screen, as text.
+fn first_line(terminal: &Terminal<TestBackend>) -> String {
+    let buf = terminal.backend().buffer();
+    (0..buf.area.width)
+        .map(|x| buf[(x, 0)].symbol().to_string())
+        .collect()
+}
+
+#[test]
+fn the_header_says_when_refreshes_come_less_often_than_the_interval() {
+    let size = (160, 50);
+    let mut app = app_with("busy.json", size);
+    let plain = first_line(&draw(&app, size));
+    assert!(
+        plain.ends_with("refreshed 1s ago · dump 1.8ms + /proc 5.2ms"),
+        "{plain}"
+    );
+    update(
+        &mut app,
+        Action::Stretched(Some(std::time::Duration::from_millis(1800))),
+    );
+    let stretched = first_line(&draw(&app, size));
+    assert!(
+        stretched.ends_with("refreshed 1s ago, every 1.8s (CPU budget) · dump 1.8ms + /proc 5.2ms"),
+        "{stretched}"
+    );
+    update(&mut app, Action::Stretched(None));
+    assert_eq!(first_line(&draw(&app, size)), plain);
+}

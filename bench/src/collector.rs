@@ -17,6 +17,9 @@ use crate::report::{fmt_duration, median};
 #[derive(Debug, Clone)]
 pub struct Steady {
     pub interval: Duration,
+    /// Time from one refresh's start to the next's at the end, as the default pace set it (the interval, or
+    /// longer to stay within the CPU budget).
+    pub period: Duration,
     /// The first refresh (cold caches): the TUI's first frame waits for it.
     pub first_wall: Duration,
     pub first_cpu: Duration,
@@ -30,18 +33,21 @@ pub struct Steady {
     pub sockets: usize,
 }
 
-/// Refreshes for `duration` the way the TUI's collector does with default flags.
+/// Refreshes for `duration` the way the TUI's collector does with default flags, paced the same way
+/// ([`kwatch::pace::Pace`]).
 pub fn measure(duration: Duration, stop: &AtomicBool) -> anyhow::Result<Steady> {
     let args = Args::try_parse_from(["kwatch"]).context("default kwatch flags do not parse")?;
     let options = kwatch::run::collect_options(&args, &args.filter());
-    let interval = args.interval;
+    let mut pace = args.pace();
+    let interval = pace.interval();
     let mut collector = Collector::new(options);
 
     let (cpu0, t0) = (self_cpu(), Instant::now());
     let first = collector.collect()?;
     let (first_cpu, first_wall) = (self_cpu() - cpu0, t0.elapsed());
     drop(first);
-    pause(interval.saturating_sub(first_wall), stop)?;
+    pace.record(first_cpu);
+    pause(pace.period().saturating_sub(first_wall), stop)?;
 
     let (mut cpus, mut walls, mut dumps, mut scans) = (vec![], vec![], vec![], vec![]);
     let mut sockets = 0;
@@ -52,19 +58,22 @@ pub fn measure(duration: Duration, stop: &AtomicBool) -> anyhow::Result<Steady> 
         let (cpu, started) = (self_cpu(), Instant::now());
         let snapshot = collector.collect()?;
         let wall = started.elapsed();
-        cpus.push(self_cpu() - cpu);
+        let spent = self_cpu() - cpu;
+        pace.record(spent);
+        cpus.push(spent);
         walls.push(wall);
         dumps.push(Duration::from_micros(snapshot.dump_us));
         scans.push(Duration::from_micros(snapshot.proc_scan_us));
         sockets = snapshot.connections.len();
         drop(snapshot);
-        pause(interval.saturating_sub(wall), stop)?;
+        pause(pace.period().saturating_sub(wall), stop)?;
     }
     let phase_cpu = self_cpu() - phase_cpu;
     let phase_wall = phase_start.elapsed();
     let refreshes = cpus.len();
     Ok(Steady {
         interval,
+        period: pace.period(),
         first_wall,
         first_cpu,
         refreshes,
@@ -95,17 +104,20 @@ fn pause(d: Duration, stop: &AtomicBool) -> anyhow::Result<()> {
 /// The markdown lines for the report.
 pub fn table(s: &Steady) -> String {
     format!(
-        "| TUI collector (interval {}) | value |\n|---|---:|\n\
+        "| TUI collector (default pace: every {} within a quarter of a core) | value |\n|---|---:|\n\
          | sockets per refresh | {} |\n\
+         | time between refreshes, steady state | {} |\n\
          | first refresh, wall (first frame waits for it) | {} |\n\
          | first refresh, CPU | {} |\n\
          | steady refreshes measured | {} |\n\
          | CPU per refresh (median) | {} |\n\
          | wall per refresh (median) | {} |\n\
          | of which kernel dump / /proc scan (median) | {} / {} |\n\
-         | share of one core, steady state | {:.1} % |\n",
+         | share of one core, steady state | {:.1} % |\n\
+         | share of one core at a fixed `--interval {}` (CPU per refresh / interval) | {:.1} % |\n",
         fmt_duration(s.interval),
         s.sockets,
+        fmt_duration(s.period),
         fmt_duration(s.first_wall),
         fmt_duration(s.first_cpu),
         s.refreshes,
@@ -114,5 +126,14 @@ pub fn table(s: &Steady) -> String {
         fmt_duration(s.dump_per_refresh),
         fmt_duration(s.proc_scan_per_refresh),
         s.core_share * 100.0,
+        fmt_duration(s.interval),
+        fixed_share(s) * 100.0,
     )
+}
+
+/// The share of one core refreshes would take every interval, whatever they cost (`--interval` given): CPU per
+/// refresh over the interval, or a whole core's worth when a refresh takes longer than that.
+pub fn fixed_share(s: &Steady) -> f64 {
+    let per_refresh = s.cpu_per_refresh.as_secs_f64();
+    per_refresh / s.interval.as_secs_f64().max(s.wall_per_refresh.as_secs_f64()).max(1e-9)
 }

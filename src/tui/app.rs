@@ -3,6 +3,7 @@
 use std::cmp::{Ordering, Reverse};
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use crate::analyze::{ProcessSummary, rollup};
 use crate::filter::Filter;
@@ -179,6 +180,8 @@ pub enum Action {
     CollectorError(String),
     /// Watch events from the collector, oldest first.
     Log(Vec<WatchEvent>),
+    /// Refreshes come this far apart to stay within the CPU budget (`None`: every interval).
+    Stretched(Option<Duration>),
     /// Time passed: the header's "refreshed ... ago" moves.
     Tick {
         now_ms: u64,
@@ -252,6 +255,8 @@ pub struct App {
     /// freeing 200,000 sockets does not hold up keys.
     pub retired: Option<Snapshot>,
     pub collector_error: Option<String>,
+    /// Refreshes come this far apart instead of every interval, to stay within the CPU budget.
+    pub stretched: Option<Duration>,
     /// Deaths and state changes of watched sockets, newest first.
     pub log: Log,
     /// Events that arrived while paused.
@@ -310,6 +315,7 @@ impl App {
             counts: Counts::default(),
             retired: None,
             collector_error: None,
+            stretched: None,
             log: Log::default(),
             held_log: Vec::new(),
             log_sel: 0,
@@ -949,6 +955,7 @@ pub fn update(app: &mut App, action: Action) {
                 app.apply_log(events);
             }
         }
+        Action::Stretched(period) => app.stretched = period,
         Action::Tick { now_ms } => app.now_ms = now_ms,
         Action::Resize { width, height } => {
             app.width = width;

@@ -12,6 +12,7 @@ use crossterm::event::{self as ct, KeyEvent, MouseEvent};
 
 use crate::collect::{Collector, Options};
 use crate::model::Snapshot;
+use crate::pace::{Pace, process_cpu};
 use crate::tui::app::{Prepared, ViewSpec, prepare};
 use crate::tui::log::Feed;
 
@@ -25,6 +26,9 @@ pub enum Event {
     Snapshot(Box<Snapshot>, Option<Box<Prepared>>),
     /// Watch events (deaths, state changes) of the snapshot that follows, oldest first.
     Log(Vec<crate::events::Event>),
+    /// Refreshes now come this far apart instead of every interval, to stay within the CPU budget (`None`: back
+    /// to the interval). Sent when it changes.
+    Stretched(Option<Duration>),
     CollectorError(String),
     /// The input thread could not read the terminal, or the collector panicked: the UI must end.
     Fatal(String),
@@ -75,7 +79,8 @@ pub enum Control {
     Retire(Box<Snapshot>),
 }
 
-/// Takes a snapshot every `interval` until the UI hangs up `control` (dropping its sender). [`Control::Refresh`]
+/// Takes a snapshot as often as `pace` says (every interval, or less often when refreshes are expensive and the
+/// user did not choose the interval) until the UI hangs up `control` (dropping its sender). [`Control::Refresh`]
 /// takes the next snapshot at once. Each snapshot goes with its rows, sorted and filtered for the view the UI
 /// last sent, so that the UI thread does no per-socket work when it arrives (it does when the view changed in
 /// between). A dump that takes longer than the interval is followed by the next at once:
@@ -84,7 +89,7 @@ pub enum Control {
 /// sent just before that snapshot.
 pub fn spawn_collector(
     opts: Options,
-    interval: Duration,
+    mut pace: Pace,
     tx: Sender<Event>,
     control: Receiver<Control>,
 ) -> std::io::Result<thread::JoinHandle<()>> {
@@ -94,8 +99,11 @@ pub fn spawn_collector(
             let mut collector = Collector::new(opts);
             let mut feed = Feed::open();
             let mut view: Option<ViewSpec> = None;
+            let mut stretched = None;
             loop {
-                let started = Instant::now();
+                // A refresh's cost, for the pace: the process's CPU time while the dump, the /proc update, the rows
+                // and the events are made (on several threads).
+                let (started, cpu) = (Instant::now(), process_cpu());
                 // Notifications first, then the dump: a socket destroyed in between is still in `feed`'s memory.
                 feed.drain();
                 let event = match std::panic::catch_unwind(AssertUnwindSafe(|| collector.collect()))
@@ -137,7 +145,14 @@ pub fn spawn_collector(
                 if tx.send(event).is_err() {
                     return;
                 }
-                let next = started + interval;
+                pace.record(process_cpu().saturating_sub(cpu));
+                if pace.stretched() != stretched {
+                    stretched = pace.stretched();
+                    if tx.send(Event::Stretched(stretched)).is_err() {
+                        return;
+                    }
+                }
+                let next = started + pace.period();
                 loop {
                     match control.recv_timeout(next.saturating_duration_since(Instant::now())) {
                         Ok(message) => {

@@ -97,6 +97,13 @@ pub fn render(app: &App, theme: Theme, area: Rect, buf: &mut Buffer) {
             "refreshed {} ago",
             format_duration_ms(age)
         )));
+        if let Some(period) = app.stretched {
+            // Slower than the interval to keep refreshes within a quarter of a core (`--interval` overrides).
+            right.push(Span::raw(format!(
+                ", every {} (CPU budget)",
+                micros(period.as_micros() as u64)
+            )));
+        }
         right.push(Span::styled(
             format!(
                 " · dump {} + /proc {}",

@@ -1,0 +1,193 @@
+//! How often the live view and `--watch` refresh: every `--interval` when the user gave one; otherwise every
+//! second, or less often on a host where a refresh is expensive, so that kwatch stays a light guest on the busy
+//! server it inspects. At 200,000 sockets one refresh costs close to half a second of CPU, most of it the kernel
+//! filling the dump, and every second that would be half a core: there the default waits longer instead.
+
+use std::time::Duration;
+
+/// The default refresh interval.
+pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(1);
+
+/// The share of one core refreshes may use when the user did not choose an interval.
+pub const CPU_BUDGET: f64 = 0.25;
+
+/// The longest the budget stretches the time between refreshes: the view is never staler than this for cost.
+pub const MAX_PERIOD: Duration = Duration::from_secs(5);
+
+/// Periods are rounded up to this step, so that the one shown stays put while costs wobble.
+const STEP_MS: u64 = 100;
+
+/// When the next refresh starts, from what the last ones cost.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Pace {
+    interval: Duration,
+    /// Share of one core refreshes may use; `None`: every `interval`, whatever a refresh costs.
+    budget: Option<f64>,
+    /// CPU time of a steady refresh, smoothed; `None` until one was measured.
+    cost: Option<Duration>,
+    /// Refreshes recorded so far.
+    refreshes: u64,
+}
+
+impl Pace {
+    /// Every `interval` (the user chose it), however much a refresh costs.
+    pub fn fixed(interval: Duration) -> Pace {
+        Pace {
+            interval,
+            budget: None,
+            cost: None,
+            refreshes: 0,
+        }
+    }
+
+    /// Every `interval`, or less often, so that refreshes use at most `budget` of one core.
+    pub fn budgeted(interval: Duration, budget: f64) -> Pace {
+        Pace {
+            budget: Some(budget),
+            ..Pace::fixed(interval)
+        }
+    }
+
+    /// `--interval` as given, or the default interval within [`CPU_BUDGET`].
+    pub fn from_flag(interval: Option<Duration>) -> Pace {
+        match interval {
+            Some(interval) => Pace::fixed(interval),
+            None => Pace::budgeted(DEFAULT_INTERVAL, CPU_BUDGET),
+        }
+    }
+
+    /// The interval refreshes keep when they are cheap.
+    pub fn interval(&self) -> Duration {
+        self.interval
+    }
+
+    /// Records the CPU time one refresh took. The first is left out: it reads every process and every socket's
+    /// options, which later refreshes remember. Later ones are smoothed, half the old cost and half the new, so
+    /// that one slow refresh does not double the wait.
+    pub fn record(&mut self, cpu: Duration) {
+        self.refreshes += 1;
+        if self.refreshes == 1 {
+            return;
+        }
+        self.cost = Some(match self.cost {
+            Some(old) => (old + cpu) / 2,
+            None => cpu,
+        });
+    }
+
+    /// Time from the start of one refresh to the start of the next.
+    pub fn period(&self) -> Duration {
+        let (Some(budget), Some(cost)) = (self.budget, self.cost) else {
+            return self.interval;
+        };
+        if budget <= 0.0 {
+            return self.interval;
+        }
+        let needed = cost.as_secs_f64() / budget;
+        if needed <= self.interval.as_secs_f64() {
+            return self.interval;
+        }
+        let ms = (needed * 1000.0).ceil() as u64;
+        let stepped = Duration::from_millis(ms.div_ceil(STEP_MS) * STEP_MS);
+        stepped.min(MAX_PERIOD.max(self.interval))
+    }
+
+    /// The period, when the budget made it longer than the interval (for the header to say so).
+    pub fn stretched(&self) -> Option<Duration> {
+        let period = self.period();
+        (period > self.interval).then_some(period)
+    }
+}
+
+/// CPU time this process has used so far, all threads (a refresh runs on several).
+pub fn process_cpu() -> Duration {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::ProcessCPUTime);
+    Duration::new(
+        u64::try_from(t.tv_sec).unwrap_or(0),
+        u32::try_from(t.tv_nsec).unwrap_or(0),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SEC: Duration = Duration::from_secs(1);
+
+    fn ms(ms: u64) -> Duration {
+        Duration::from_millis(ms)
+    }
+
+    #[test]
+    fn cheap_refreshes_keep_the_interval() {
+        let mut pace = Pace::budgeted(SEC, 0.25);
+        for _ in 0..5 {
+            pace.record(ms(50));
+        }
+        assert_eq!(pace.period(), SEC);
+        assert_eq!(pace.stretched(), None);
+    }
+
+    #[test]
+    fn expensive_refreshes_wait_long_enough_to_stay_within_the_budget() {
+        let mut pace = Pace::budgeted(SEC, 0.25);
+        pace.record(ms(1500)); // the first, cold refresh does not count
+        assert_eq!(pace.period(), SEC);
+        pace.record(ms(450));
+        // 450 ms of CPU per refresh at a quarter of a core: one every 1.8 s.
+        assert_eq!(pace.period(), ms(1800));
+        assert_eq!(pace.stretched(), Some(ms(1800)));
+        // Steady cost within the budget at that period.
+        assert!(ms(450).as_secs_f64() / pace.period().as_secs_f64() <= 0.25);
+    }
+
+    #[test]
+    fn costs_are_smoothed_and_the_period_rounded_up_to_a_step() {
+        let mut pace = Pace::budgeted(SEC, 0.25);
+        pace.record(SEC);
+        pace.record(ms(400));
+        pace.record(ms(500)); // smoothed: 450 ms
+        assert_eq!(pace.period(), ms(1800));
+        pace.record(ms(452)); // 451 ms -> 1.804 s -> 1.9 s
+        assert_eq!(pace.period(), ms(1900));
+        // Cheap again: back to the interval within a few refreshes.
+        for _ in 0..8 {
+            pace.record(ms(10));
+        }
+        assert_eq!(pace.period(), SEC);
+    }
+
+    #[test]
+    fn the_stretch_is_capped() {
+        let mut pace = Pace::budgeted(SEC, 0.25);
+        pace.record(SEC);
+        pace.record(ms(4000));
+        assert_eq!(pace.period(), MAX_PERIOD);
+        // An interval longer than the cap is kept as it is.
+        let mut slow = Pace::budgeted(ms(8000), 0.25);
+        slow.record(SEC);
+        slow.record(ms(4000));
+        assert_eq!(slow.period(), ms(8000));
+    }
+
+    #[test]
+    fn a_chosen_interval_is_kept_whatever_a_refresh_costs() {
+        let mut pace = Pace::from_flag(Some(ms(500)));
+        pace.record(SEC);
+        pace.record(ms(900));
+        assert_eq!(pace.period(), ms(500));
+        assert_eq!(pace.stretched(), None);
+        assert_eq!(Pace::from_flag(None), Pace::budgeted(SEC, CPU_BUDGET));
+    }
+
+    #[test]
+    fn process_cpu_moves_forward() {
+        let before = process_cpu();
+        let mut x = 0u64;
+        for i in 0..2_000_000u64 {
+            x = x.wrapping_mul(31).wrapping_add(i);
+        }
+        std::hint::black_box(x);
+        assert!(process_cpu() > before);
+    }
+}
