@@ -40,10 +40,19 @@ macro_rules! tcp_info {
         #[allow(non_camel_case_types, clippy::upper_case_acronyms)]
         enum Field { $( $name, )* }
 
+        /// How many fields `TcpInfo` has.
+        pub const FIELDS: usize = [$( Field::$name ),*].len();
+
         // Every field's bit lies below `NEVER_ZERO`'s.
-        const _: () = assert!([$( Field::$name ),*].len() < 31);
+        const _: () = assert!(FIELDS < 31);
 
         impl TcpInfo {
+            /// Every field by name, in table order (the order of the JSON), widened to `u64`; `None` when the
+            /// kernel did not send it.
+            pub fn by_name(&self) -> [(&'static str, Option<u64>); FIELDS] {
+                [$( (stringify!($name), self.$name().map(u64::from)), )*]
+            }
+
             $(
                 $(#[doc = $doc])*
                 pub fn $name(&self) -> Option<$ty> {
@@ -159,6 +168,30 @@ mod tests {
         let mut without = sample();
         without.rtt_us = None;
         assert_eq!(info, TcpInfo::from(without));
+    }
+
+    #[test]
+    fn fields_by_name_are_the_json_keys_in_order() {
+        let info = TcpInfo::from(sample());
+        let json = serde_json::to_value(&info).unwrap();
+        let keys: Vec<&str> = json
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        let names: Vec<&str> = info.by_name().iter().map(|(name, _)| *name).collect();
+        let mut sorted = names.clone();
+        sorted.sort_unstable();
+        assert_eq!(keys, sorted); // serde_json's map is sorted by key
+        assert_eq!(
+            info.by_name()[names.iter().position(|n| *n == "rtt_us").unwrap()].1,
+            Some(250)
+        );
+        assert_eq!(
+            info.by_name()[names.iter().position(|n| *n == "backoff").unwrap()].1,
+            None
+        );
     }
 
     #[test]

@@ -19,6 +19,9 @@ use crate::model::{
 };
 use crate::proc::parallel;
 
+mod compact;
+use compact::WriteJson;
+
 /// Bumped when a field is renamed, removed or changes meaning; additions keep it.
 pub const SCHEMA_VERSION: u32 = 1;
 
@@ -100,7 +103,7 @@ fn serialize_rows(snapshot: &Snapshot, rows: &[&Connection]) -> io::Result<Vec<u
         if i > 0 {
             buf.push(b',');
         }
-        serde_json::to_writer(&mut buf, &SocketReport::in_snapshot(snapshot, c))?;
+        SocketReport::in_snapshot(snapshot, c).write_json(&mut buf)?;
     }
     Ok(buf)
 }
@@ -296,40 +299,42 @@ impl Serialize for Sockets<'_> {
     }
 }
 
-/// One socket.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct SocketReport<'a> {
-    pub cookie: u64,
-    pub family: Family,
-    pub state: StateName,
-    pub local_addr: IpAddr,
-    pub local_port: u16,
-    pub peer_addr: IpAddr,
-    pub peer_port: u16,
-    pub interface: u32,
-    pub inode: u64,
-    pub uid: u32,
-    pub recv_q: u32,
-    pub send_q: u32,
-    pub timer: &'a Timer,
-    pub shutdown: Option<u8>,
-    pub congestion: Option<&'a str>,
-    pub tcp_info: Option<&'a TcpInfo>,
-    pub owners: &'a [Owner],
-    pub findings: Findings<'a>,
-    /// ESTABLISHED and CLOSE_WAIT only: keepalive options, read from the socket or assumed from sysctls.
-    pub keepalive: Option<&'a KeepaliveSettings>,
-    /// When the next keepalive probe really goes out (null: none will, or not predicted).
-    pub next_probe_ms: Option<u64>,
-    /// When the kernel resets the connection if the peer stays silent (null: never, or not predicted).
-    pub dies_in_ms: Option<u64>,
-    /// `dies_in_ms` is an estimate (retransmission backoff model, or missing inputs).
-    pub dies_in_estimate: bool,
-    pub dies_by: Option<DeathBy>,
-    /// The network namespace it lives in.
-    pub netns: Option<&'a NetnsRef>,
-    /// The container, pod or systemd service of its first owner that has one.
-    pub unit: Option<&'a Unit>,
+compact::json_struct! {
+    /// One socket.
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+    pub struct SocketReport<'a> {
+        pub cookie: u64,
+        pub family: Family,
+        pub state: StateName,
+        pub local_addr: IpAddr,
+        pub local_port: u16,
+        pub peer_addr: IpAddr,
+        pub peer_port: u16,
+        pub interface: u32,
+        pub inode: u64,
+        pub uid: u32,
+        pub recv_q: u32,
+        pub send_q: u32,
+        pub timer: &'a Timer,
+        pub shutdown: Option<u8>,
+        pub congestion: Option<&'a str>,
+        pub tcp_info: Option<&'a TcpInfo>,
+        pub owners: &'a [Owner],
+        pub findings: Findings<'a>,
+        /// ESTABLISHED and CLOSE_WAIT only: keepalive options, read from the socket or assumed from sysctls.
+        pub keepalive: Option<&'a KeepaliveSettings>,
+        /// When the next keepalive probe really goes out (null: none will, or not predicted).
+        pub next_probe_ms: Option<u64>,
+        /// When the kernel resets the connection if the peer stays silent (null: never, or not predicted).
+        pub dies_in_ms: Option<u64>,
+        /// `dies_in_ms` is an estimate (retransmission backoff model, or missing inputs).
+        pub dies_in_estimate: bool,
+        pub dies_by: Option<DeathBy>,
+        /// The network namespace it lives in.
+        pub netns: Option<&'a NetnsRef>,
+        /// The container, pod or systemd service of its first owner that has one.
+        pub unit: Option<&'a Unit>,
+    }
 }
 
 impl<'a> SocketReport<'a> {
@@ -574,6 +579,99 @@ mod tests {
                 String::from_utf8(plain).unwrap()
             );
         }
+    }
+
+    #[test]
+    fn compact_rows_are_what_serde_writes_for_every_kind_of_row() {
+        use std::sync::Arc;
+
+        use crate::model::{NetnsRef, Unit, UnitKind};
+
+        let text = include_str!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/busy.json"
+        ));
+        let mut snapshot: Snapshot = serde_json::from_str(text).unwrap();
+        crate::sockopt::fill(&mut snapshot, false, None); // keepalive assumed from the sysctls
+        crate::analyze::analyze(&mut snapshot, &crate::analyze::Thresholds::default());
+        // What the fixture lacks: namespaces with a name (one that needs escaping) and without, a unit, a
+        // congestion name that needs escaping, a socket without tcp_info, one without an owner.
+        let pid = snapshot.connections[0].owners.iter().next().unwrap().pid;
+        snapshot.units.insert(
+            pid,
+            Unit {
+                kind: UnitKind::Docker,
+                id: "3f4e\u{1b}".to_string(),
+                pod: Some("pod \"a\"".to_string()),
+            },
+        );
+        let named = Arc::new(NetnsRef {
+            inode: 4026532174,
+            name: Some(Arc::from("blue\n\u{7}")),
+        });
+        let unnamed = Arc::new(NetnsRef {
+            inode: 4026531840,
+            name: None,
+        });
+        let conns = &mut snapshot.connections;
+        conns[0].netns = Some(named.clone());
+        conns[1].netns = Some(unnamed);
+        conns[2].congestion = Some(Arc::from("cu\"bic\\\u{0}"));
+        conns[3].tcp_info = None;
+        conns[4].owners = Default::default();
+        // Two findings on one socket (the sentences are written from the socket, whatever it is).
+        for code in [FindingCode::Retransmitting, FindingCode::ZeroWindow] {
+            conns[5].findings.insert(Finding {
+                code,
+                severity: Severity::Warning,
+            });
+        }
+
+        let mut rows = Vec::new();
+        for c in &snapshot.connections {
+            let row = SocketReport::in_snapshot(&snapshot, c);
+            let mut compact = Vec::new();
+            row.write_json(&mut compact).unwrap();
+            let serde = serde_json::to_string(&row).unwrap();
+            assert_eq!(String::from_utf8(compact).unwrap(), serde);
+            rows.push(serde_json::from_str::<serde_json::Value>(&serde).unwrap());
+        }
+        // Every key was written with a value at least once, and every key that can be null was null once.
+        let keys: Vec<String> = rows[0].as_object().unwrap().keys().cloned().collect();
+        for key in &keys {
+            assert!(
+                rows.iter().any(|r| !r[key].is_null()),
+                "'{key}' never had a value"
+            );
+        }
+        for key in [
+            "shutdown",
+            "congestion",
+            "tcp_info",
+            "keepalive",
+            "next_probe_ms",
+            "dies_in_ms",
+            "dies_by",
+            "netns",
+            "unit",
+        ] {
+            assert!(
+                rows.iter().any(|r| r[key].is_null()),
+                "'{key}' was never null"
+            );
+        }
+        assert!(
+            rows.iter()
+                .any(|r| r["owners"].as_array().unwrap().len() > 1)
+        );
+        assert!(
+            rows.iter()
+                .any(|r| r["findings"].as_array().unwrap().len() > 1)
+        );
+        assert!(
+            rows.iter()
+                .any(|r| r["tcp_info"]["rtt_us"].is_null() && r["tcp_info"].is_object())
+        );
     }
 
     #[test]
