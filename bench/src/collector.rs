@@ -17,8 +17,8 @@ use crate::report::{fmt_duration, median};
 #[derive(Debug, Clone)]
 pub struct Steady {
     pub interval: Duration,
-    /// Time from one refresh's start to the next's at the end, as the default pace set it (the interval, or
-    /// longer to stay within the CPU budget).
+    /// Time from one refresh's start to the next's as the default pace set it (the interval, or longer to stay
+    /// within the CPU budget), median over the steady refreshes.
     pub period: Duration,
     /// The first refresh (cold caches): the TUI's first frame waits for it.
     pub first_wall: Duration,
@@ -50,6 +50,7 @@ pub fn measure(duration: Duration, stop: &AtomicBool) -> anyhow::Result<Steady> 
     pause(pace.period().saturating_sub(first_wall), stop)?;
 
     let (mut cpus, mut walls, mut dumps, mut scans) = (vec![], vec![], vec![], vec![]);
+    let mut periods = vec![];
     let mut sockets = 0;
     let (phase_cpu, phase_start) = (self_cpu(), Instant::now());
     // Bounded: at most one refresh per interval plus those that overrun it, and never past `duration`.
@@ -60,6 +61,7 @@ pub fn measure(duration: Duration, stop: &AtomicBool) -> anyhow::Result<Steady> 
         let wall = started.elapsed();
         let spent = self_cpu() - cpu;
         pace.record(spent);
+        periods.push(pace.period());
         cpus.push(spent);
         walls.push(wall);
         dumps.push(Duration::from_micros(snapshot.dump_us));
@@ -73,7 +75,7 @@ pub fn measure(duration: Duration, stop: &AtomicBool) -> anyhow::Result<Steady> 
     let refreshes = cpus.len();
     Ok(Steady {
         interval,
-        period: pace.period(),
+        period: median(periods),
         first_wall,
         first_cpu,
         refreshes,
@@ -104,9 +106,9 @@ fn pause(d: Duration, stop: &AtomicBool) -> anyhow::Result<()> {
 /// The markdown lines for the report.
 pub fn table(s: &Steady) -> String {
     format!(
-        "| TUI collector (default pace: every {} within a quarter of a core) | value |\n|---|---:|\n\
+        "| TUI collector (default pace: every {}, or less often to stay within a quarter of a core) | value |\n|---|---:|\n\
          | sockets per refresh | {} |\n\
-         | time between refreshes, steady state | {} |\n\
+         | time between refreshes, steady state (median) | {} |\n\
          | first refresh, wall (first frame waits for it) | {} |\n\
          | first refresh, CPU | {} |\n\
          | steady refreshes measured | {} |\n\
