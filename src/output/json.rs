@@ -11,13 +11,13 @@ use std::net::IpAddr;
 use serde::Serialize;
 use serde::ser::Serializer;
 
+use super::chunks;
 use crate::analyze::{self, ProcessSummary};
 use crate::keepalive::{DeathBy, KeepaliveSettings};
 use crate::model::{
     Connection, Family, FindingCode, HeldDeadSocket, NetnsRef, Owner, ProcessFinding, Settings,
     Severity, Snapshot, TcpInfo, TcpState, Timer, Unit,
 };
-use crate::proc::parallel;
 
 mod compact;
 use compact::WriteJson;
@@ -70,25 +70,12 @@ pub fn write_pretty(
 /// small enough that the rows in flight stay a few MiB.
 const ROWS_PER_CHUNK: usize = 2048;
 
-/// Writes the socket array compactly, `[row,row,…]`: a window of one chunk of rows per core at a time is
-/// serialized on every core ([`parallel::map`]), then written in order.
+/// Writes the socket array compactly, `[row,row,…]`, the rows serialized on every core ([`chunks::write`]).
 fn write_rows(w: &mut impl Write, sockets: &Sockets) -> io::Result<()> {
-    let threads = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
     w.write_all(b"[")?;
-    let mut first = true;
-    for window in sockets.1.chunks(ROWS_PER_CHUNK * threads) {
-        let chunks: Vec<(usize, &[&Connection])> =
-            window.chunks(ROWS_PER_CHUNK).enumerate().collect();
-        let mut done = parallel::map(&chunks, |&(i, rows)| (i, serialize_rows(sockets.0, rows)));
-        done.sort_unstable_by_key(|(i, _)| *i);
-        for (_, buf) in done {
-            if !first {
-                w.write_all(b",")?;
-            }
-            first = false;
-            w.write_all(&buf?)?;
-        }
-    }
+    chunks::write(w, sockets.1, ROWS_PER_CHUNK, b",", |rows| {
+        serialize_rows(sockets.0, rows)
+    })?;
     w.write_all(b"]")
 }
 
