@@ -178,3 +178,22 @@ fn strip_sgr(s: &str) -> String {
     }
     out
 }
+
+#[test]
+fn thousands_of_rows_come_out_in_order_and_aligned_as_few() {
+    // More rows than one thread formats at a time: the busy fixture's sockets 400 times over.
+    let busy = load("busy.json");
+    let few = render(&busy, None, false);
+    let n = busy.connections.len();
+    let few_rows: Vec<&str> = few.lines().skip(1).take(n).collect();
+    let mut many = busy.clone();
+    many.connections = (0..400)
+        .flat_map(|_| busy.connections.iter().cloned())
+        .collect();
+    let text = render(&many, None, false);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines[0], few.lines().next().unwrap());
+    for (i, line) in lines[1..=n * 400].iter().enumerate() {
+        assert_eq!(*line, few_rows[i % n], "row {i}");
+    }
+}

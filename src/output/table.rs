@@ -20,6 +20,9 @@ use crate::duration::format_duration_ms;
 use crate::escape::escape;
 use crate::keepalive::Prediction;
 use crate::model::{Connection, FindingCode, Settings, Severity, Snapshot, TcpState, TimerKind};
+use crate::proc::parallel;
+
+use super::chunks;
 
 /// How to lay out the table.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -38,8 +41,11 @@ pub fn render(snapshot: &Snapshot, conns: &[&Connection], opts: &TableOptions) -
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// Writes the table and its footer. Two passes over `conns` (measure, then print), so memory does not grow
-/// with the number of sockets.
+/// Rows one thread measures or formats at a time.
+const ROWS_PER_CHUNK: usize = 2048;
+
+/// Writes the table and its footer. Two passes over `conns` (measure, then print), each on every core, so memory
+/// does not grow with the number of sockets.
 pub fn write(
     w: &mut impl Write,
     snapshot: &Snapshot,
@@ -48,19 +54,22 @@ pub fn write(
 ) -> io::Result<()> {
     let mut w = io::BufWriter::new(w);
     let unreadable = !snapshot.unreadable.is_empty();
+    let parts: Vec<&[&Connection]> = conns.chunks(ROWS_PER_CHUNK).collect();
+    let measured = parallel::map(&parts, |rows| measure(snapshot, rows, unreadable));
     let mut natural = Col::ALL.map(|c| c.header().width());
-    let mut any_zwp = false;
-    for conn in conns {
-        for (i, cell) in cells(snapshot, conn, unreadable).iter().enumerate() {
-            natural[i] = natural[i].max(cell.width());
+    let (mut any_zwp, mut any_predicted) = (false, false);
+    for part in measured {
+        for (n, m) in natural.iter_mut().zip(part.natural) {
+            *n = (*n).max(m);
         }
-        any_zwp |= conn.timer.kind == TimerKind::ZeroWindowProbe;
+        any_zwp |= part.any_zwp;
+        any_predicted |= part.any_predicted;
     }
     if snapshot.namespaces.len() < 2 {
         // One namespace: it is in the footer, not in every row.
         natural[Col::Netns.index()] = 0;
     }
-    if !conns.iter().any(|c| snapshot.prediction(c).is_some()) {
+    if !any_predicted {
         // Nothing predicted (fixtures, other states only): no column of dashes.
         natural[Col::Dies.index()] = 0;
     }
@@ -69,15 +78,19 @@ pub fn write(
     let header = Col::ALL.map(|c| c.header().to_string());
     let line = format_row(&columns, &header, opts.width);
     writeln!(w, "{}", paint(&line, opts.color.then_some(BOLD)))?;
-    for conn in conns {
-        let line = format_row(&columns, &cells(snapshot, conn, unreadable), opts.width);
-        let colour = if opts.color {
-            conn.worst().map(severity_colour)
-        } else {
-            None
-        };
-        writeln!(w, "{}", paint(&line, colour))?;
-    }
+    chunks::write(&mut w, conns, ROWS_PER_CHUNK, b"", |rows| {
+        let mut out = Vec::with_capacity(rows.len() * 128);
+        for conn in rows {
+            let line = format_row(&columns, &cells(snapshot, conn, unreadable), opts.width);
+            let colour = if opts.color {
+                conn.worst().map(severity_colour)
+            } else {
+                None
+            };
+            writeln!(out, "{}", paint(&line, colour))?;
+        }
+        Ok(out)
+    })?;
 
     for (text, colour) in footer(snapshot, conns, any_zwp) {
         for line in wrap(&text, opts.width) {
@@ -89,6 +102,30 @@ pub fn write(
         }
     }
     w.flush()
+}
+
+/// What measuring some rows found: each column's widest cell, and whether any row has a zero-window probe
+/// timer or a prediction.
+struct Measured {
+    natural: [usize; 11],
+    any_zwp: bool,
+    any_predicted: bool,
+}
+
+fn measure(snapshot: &Snapshot, rows: &[&Connection], unreadable: bool) -> Measured {
+    let mut m = Measured {
+        natural: [0; 11],
+        any_zwp: false,
+        any_predicted: false,
+    };
+    for conn in rows {
+        for (i, cell) in cells(snapshot, conn, unreadable).iter().enumerate() {
+            m.natural[i] = m.natural[i].max(cell.width());
+        }
+        m.any_zwp |= conn.timer.kind == TimerKind::ZeroWindowProbe;
+        m.any_predicted |= snapshot.prediction(conn).is_some();
+    }
+    m
 }
 
 const SEP: &str = "  ";
