@@ -68,8 +68,18 @@ impl Reader {
 
     /// Reads the keepalive options of the socket with inode `inode` held by `owner`.
     pub fn read(&mut self, owner: Owner, inode: u64) -> Result<KeepaliveSettings, SockoptError> {
+        self.read_with(owner, inode, None)
+    }
+
+    /// [`Reader::read`], taking SO_KEEPALIVE as `enabled` when the caller already knows it.
+    pub fn read_with(
+        &mut self,
+        owner: Owner,
+        inode: u64,
+        enabled: Option<bool>,
+    ) -> Result<KeepaliveSettings, SockoptError> {
         let dup = self.dup(owner, inode)?;
-        let read = read_options(&dup);
+        let read = read_options_with(&dup, enabled);
         drop(dup);
         read.map_err(|(option, e)| SockoptError::Get {
             pid: owner.pid,
@@ -128,10 +138,22 @@ pub fn dup_foreign(pidfd: impl AsFd, owner: Owner, inode: u64) -> Result<OwnedFd
 /// getsockopt of SO_KEEPALIVE, TCP_KEEPIDLE, TCP_KEEPINTVL, TCP_KEEPCNT and TCP_USER_TIMEOUT on a socket of this
 /// process. The kernel answers the effective values: a socket that did not set TCP_KEEPIDLE reports the sysctl.
 pub fn read_options(fd: impl AsFd) -> Result<KeepaliveSettings, (&'static str, rustix::io::Errno)> {
+    read_options_with(fd, None)
+}
+
+/// [`read_options`], asking SO_KEEPALIVE only when `enabled` is not already known.
+fn read_options_with(
+    fd: impl AsFd,
+    enabled: Option<bool>,
+) -> Result<KeepaliveSettings, (&'static str, rustix::io::Errno)> {
     let fd = fd.as_fd();
     let secs = |d: Duration| u32::try_from(d.as_secs()).unwrap_or(u32::MAX);
+    let enabled = match enabled {
+        Some(known) => known,
+        None => sockopt::socket_keepalive(fd).map_err(|e| ("SO_KEEPALIVE", e))?,
+    };
     Ok(KeepaliveSettings {
-        enabled: Some(sockopt::socket_keepalive(fd).map_err(|e| ("SO_KEEPALIVE", e))?),
+        enabled: Some(enabled),
         idle_s: Some(secs(
             sockopt::tcp_keepidle(fd).map_err(|e| ("TCP_KEEPIDLE", e))?,
         )),
@@ -295,11 +317,14 @@ pub fn fill(snapshot: &mut Snapshot, read: bool, mut memory: Option<&mut Memory>
     }
 }
 
-/// Reads a socket's options through the first of its owners that allows it.
+/// Reads a socket's options through the first of its owners that allows it. An ESTABLISHED or CLOSE_WAIT socket
+/// whose keepalive timer is pending has SO_KEEPALIVE on (the kernel arms that timer in those states only for
+/// it, and stops it when the option is turned off), so the dump already said so: one syscall of eight saved.
 fn read_any(reader: &mut Reader, conn: &Connection) -> Outcome {
+    let enabled = (wanted(conn) && conn.timer.kind == TimerKind::Keepalive).then_some(true);
     let mut denied = false;
     for owner in &conn.owners {
-        match reader.read(*owner, conn.inode) {
+        match reader.read_with(*owner, conn.inode, enabled) {
             Ok(s) => return Outcome::Read(s),
             Err(e) => denied |= e.is_permission(),
         }
@@ -410,6 +435,23 @@ mod tests {
         sock.set_tcp_keepalive(&idle(50)).unwrap();
         sock.set_keepalive(true).unwrap();
         assert_eq!(refresh(&c, &mut memory).keepalive.unwrap().idle_s, Some(50));
+    }
+
+    #[test]
+    fn a_pending_keepalive_timer_means_so_keepalive_is_on() {
+        // What `read_any` relies on to skip SO_KEEPALIVE: on an ESTABLISHED socket the kernel arms its keepalive
+        // timer when the option goes on and stops it when it goes off.
+        let (_l, c, _s) = pair();
+        let timer = || {
+            let all = crate::diag::dump(&crate::diag::DumpRequest::all()).unwrap();
+            let me = all.iter().find(|x| x.inode == inode(&c)).unwrap();
+            (me.state, me.timer.kind)
+        };
+        assert_eq!(timer(), (TcpState::Established, TimerKind::None));
+        sockopt::set_socket_keepalive(&c, true).unwrap();
+        assert_eq!(timer(), (TcpState::Established, TimerKind::Keepalive));
+        sockopt::set_socket_keepalive(&c, false).unwrap();
+        assert_eq!(timer(), (TcpState::Established, TimerKind::None));
     }
 
     #[test]
