@@ -1,9 +1,10 @@
 //! Dump + /proc map + join + analysis: one `Snapshot`.
 
 use std::borrow::Cow;
-use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use rustc_hash::FxHashSet;
 
 use crate::analyze::{self, Thresholds};
 use crate::diag::{self, DiagError, DumpRequest, Dumper};
@@ -181,7 +182,7 @@ fn finish(
     header: Snapshot,
     connections: Vec<Connection>,
     namespaces: netns::Dumped,
-    every: Option<Result<HashSet<u64>, DiagError>>,
+    every: Option<Result<FxHashSet<u64>, DiagError>>,
     map: Cow<'_, ProcMap>,
     memory: Option<&mut sockopt::Memory>,
 ) -> Snapshot {
@@ -240,9 +241,10 @@ fn finish(
 fn every_inode(
     request: &DumpRequest,
     connections: &[Connection],
-) -> Result<HashSet<u64>, DiagError> {
+) -> Result<FxHashSet<u64>, DiagError> {
     if request.ports.is_empty() {
-        let mut inodes = HashSet::with_capacity(connections.len());
+        let mut inodes = FxHashSet::default();
+        inodes.reserve(connections.len());
         inodes.extend(connections.iter().map(|c| c.inode));
         return Ok(inodes);
     }

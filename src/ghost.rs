@@ -12,6 +12,8 @@ use std::net::{IpAddr, SocketAddr};
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::path::Path;
 
+use rustc_hash::{FxHashMap, FxHashSet};
+
 use crate::diag::tcp_info;
 use crate::keepalive::{self, KeepaliveSettings};
 use crate::model::{HeldDeadSocket, Owner, TcpInfo};
@@ -57,8 +59,8 @@ pub fn is_dead(info: &TcpInfo) -> bool {
 /// namespaces. A dead socket held by a process that lives entirely elsewhere is therefore not reported.
 pub fn find(
     proc_root: &Path,
-    dumped: &HashSet<u64>,
-    owners: &HashMap<u64, crate::model::Owners>,
+    dumped: &FxHashSet<u64>,
+    owners: &FxHashMap<u64, crate::model::Owners>,
     reader: &mut Reader,
 ) -> Vec<HeldDeadSocket> {
     let Some(own_ns) = own_netns(proc_root) else {
@@ -258,14 +260,14 @@ mod tests {
                 .map(|m| std::os::unix::fs::MetadataExt::ino(&m))
                 .unwrap()
         };
-        let owners: HashMap<u64, crate::model::Owners> = [
+        let owners: FxHashMap<u64, crate::model::Owners> = [
             (inode(&s), [me(&s)].into()),
             (inode(&fresh), [me(&fresh)].into()),
             (inode(&l), [me(&l)].into()),
         ]
         .into_iter()
         .collect();
-        let dumped: HashSet<u64> = [inode(&l)].into_iter().collect();
+        let dumped: FxHashSet<u64> = [inode(&l)].into_iter().collect();
         let mut reader = Reader::new();
         // The RST may take a moment to arrive.
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);

@@ -12,7 +12,7 @@ mod parse;
 mod passwd;
 mod scan;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{self, BufReader};
 use std::path::{Path, PathBuf};
@@ -21,13 +21,15 @@ pub use cache::{FULL_SCAN_EVERY, ProcCache, RefreshStats};
 pub use passwd::Users;
 pub use scan::{FdScan, PidList, PidScan, ScanError, Scanner, SocketFd};
 
+use rustc_hash::FxHashMap;
+
 use crate::model::{Owner, Owners, Process, UnreadableProcess};
 
 /// Socket inode → owners, plus what is known of each owning process.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ProcMap {
     /// Every (pid, fd) holding each socket inode, sorted.
-    pub owners: HashMap<u64, Owners>,
+    pub owners: FxHashMap<u64, Owners>,
     /// Every process that holds at least one socket fd.
     pub processes: BTreeMap<u32, Process>,
     /// Processes whose fd table could not be read, by pid.
