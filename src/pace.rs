@@ -1,7 +1,7 @@
 //! How often the live view and `--watch` refresh: every `--interval` when the user gave one; otherwise every
 //! second, or less often on a host where a refresh is expensive, so that kwatch stays a light guest on the busy
-//! server it inspects. At 200,000 sockets one refresh costs close to half a second of CPU, most of it the kernel
-//! filling the dump, and every second that would be half a core: there the default waits longer instead.
+//! server it inspects. At 200,000 sockets one refresh costs about 0.4 s of CPU, most of it the kernel filling
+//! the dump, and every second that would be 40 % of a core: there the default waits longer instead.
 
 use std::time::Duration;
 
