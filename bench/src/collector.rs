@@ -137,5 +137,9 @@ pub fn table(s: &Steady) -> String {
 /// refresh over the interval, or a whole core's worth when a refresh takes longer than that.
 pub fn fixed_share(s: &Steady) -> f64 {
     let per_refresh = s.cpu_per_refresh.as_secs_f64();
-    per_refresh / s.interval.as_secs_f64().max(s.wall_per_refresh.as_secs_f64()).max(1e-9)
+    per_refresh
+        / s.interval
+            .as_secs_f64()
+            .max(s.wall_per_refresh.as_secs_f64())
+            .max(1e-9)
 }

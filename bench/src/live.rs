@@ -34,6 +34,9 @@ pub struct Live {
     /// RSS at the end of the quiet window, and the process's peak, in KiB.
     pub rss_kib: u64,
     pub hwm_kib: u64,
+    /// What the header said of the refresh pace at the end of the quiet window: `every 1.8s (CPU budget)` when
+    /// it stretched the interval, `None` when it refreshed every interval.
+    pub pace: Option<String>,
     /// Time to answer each key, sorted.
     pub keys: Vec<Duration>,
     pub unanswered: usize,
@@ -132,6 +135,7 @@ pub fn measure(
     let cpu = process_cpu(pid)?.saturating_sub(cpu0);
     let watched = t0.elapsed();
     let (rss_kib, hwm_kib) = process_rss(pid)?;
+    let pace = header_pace(&tmux.screen()?);
 
     let mut keys = Vec::new();
     let mut unanswered = 0;
@@ -170,9 +174,20 @@ pub fn measure(
         cpu_share: cpu.as_secs_f64() / watched.as_secs_f64().max(1e-9),
         rss_kib,
         hwm_kib,
+        pace,
         keys,
         unanswered,
     })
+}
+
+/// The refresh pace the header's first line states when the CPU budget stretched the interval:
+/// `refreshed 932ms ago, every 1.8s (CPU budget) · dump ...` gives `every 1.8s (CPU budget)`.
+fn header_pace(screen: &str) -> Option<String> {
+    let first = screen.lines().next()?;
+    let from = first.find("every ")?;
+    let rest = &first[from..];
+    let to = rest.find(')')?;
+    Some(rest[..=to].to_string())
 }
 
 /// The header line `sockets N ...` with a count, which the view draws once the first snapshot is in.
@@ -265,11 +280,13 @@ pub fn table(l: &Live) -> String {
     format!(
         "| live view, end to end in tmux ({COLS}x{ROWS}) | value |\n|---|---:|\n\
          | first frame listing the sockets | {} |\n\
+         | refresh pace the header shows | {} |\n\
          | whole process, share of one core ({:.0} s without keys) | {:.1} % |\n\
          | RSS then / peak RSS | {:.1} / {:.1} MiB |\n\
          | keys answered: median / 90th percentile / slowest | {} / {} / {} |\n\
          | keys answered later than {} (of {}) | {} |\n",
         fmt_duration(l.first_frame),
+        l.pace.as_deref().unwrap_or("every interval (1 s)"),
         l.quiet.as_secs_f64(),
         l.cpu_share * 100.0,
         l.rss_kib as f64 / 1024.0,
@@ -309,5 +326,18 @@ mod tests {
             "kwatch  host\nsockets 200007   ESTAB 180008\nstuck 9"
         ));
         assert!(shows_help("│ markers          !! critical"));
+    }
+
+    #[test]
+    fn the_pace_is_read_from_the_header_when_stretched() {
+        let stretched = "kwatch  vm  linux 6.18   refreshed 932ms ago, every 1.8s (CPU budget) · dump 322ms + /proc 6.6ms\nkeepalive";
+        assert_eq!(
+            header_pace(stretched).as_deref(),
+            Some("every 1.8s (CPU budget)")
+        );
+        assert_eq!(
+            header_pace("kwatch  vm   refreshed 1s ago · dump 9ms + /proc 3ms\n"),
+            None
+        );
     }
 }
