@@ -42,9 +42,14 @@ pub struct Args {
 
     /// Refresh interval of the interactive view and of --watch (e.g. 500ms, 2s; at least 100ms). Without it:
     /// every second, or less often where a refresh costs more than a quarter of a core (hundreds of thousands
-    /// of sockets); given, it is kept whatever a refresh costs.
+    /// of sockets); given alone, it is kept whatever a refresh costs.
     #[arg(short = 'i', long, value_parser = parse_interval, value_name = "DURATION")]
     pub interval: Option<Duration>,
+
+    /// Share of one core, in percent, that refreshes of the interactive view and of --watch may use: they come
+    /// every interval or less often (default 25 without --interval, none with it).
+    #[arg(long, value_parser = parse_cpu_budget, value_name = "PERCENT")]
+    pub cpu_budget: Option<f64>,
 
     /// Only sockets with this local or peer port (repeatable, or comma-separated).
     #[arg(short = 'p', long, value_parser = parse_port, value_delimiter = ',', value_name = "PORT", global = true)]
@@ -173,7 +178,10 @@ impl Args {
 
     /// How often the live view and `--watch` refresh (see [`Pace`](crate::pace::Pace)).
     pub fn pace(&self) -> crate::pace::Pace {
-        crate::pace::Pace::from_flag(self.interval)
+        crate::pace::Pace::from_flags(
+            self.interval,
+            self.cpu_budget.map(|percent| percent / 100.0),
+        )
     }
 
     pub fn thresholds(&self) -> Thresholds {
@@ -194,6 +202,19 @@ fn parse_interval(s: &str) -> Result<Duration, String> {
         return Err(format!("invalid interval '{s}': must be at least 100ms"));
     }
     Ok(d)
+}
+
+fn parse_cpu_budget(s: &str) -> Result<f64, String> {
+    let invalid = || {
+        format!(
+            "invalid CPU budget '{s}': must be a percentage of one core, above 0 and at most 100"
+        )
+    };
+    let percent: f64 = s.trim_end_matches('%').parse().map_err(|_| invalid())?;
+    if !(percent > 0.0 && percent <= 100.0) {
+        return Err(invalid());
+    }
+    Ok(percent)
 }
 
 fn parse_threshold(s: &str) -> Result<Duration, String> {
@@ -273,6 +294,23 @@ mod tests {
     }
 
     #[test]
+    fn interval_and_cpu_budget_make_the_pace() {
+        use crate::pace::Pace;
+        let ms = Duration::from_millis;
+        let pace = |args: &[&str]| parse(args).unwrap().pace();
+        assert_eq!(pace(&["--interval", "2s"]), Pace::fixed(ms(2000)));
+        assert_eq!(pace(&["--cpu-budget", "5"]), Pace::budgeted(ms(1000), 0.05));
+        assert_eq!(
+            pace(&["--cpu-budget", "10%"]),
+            Pace::budgeted(ms(1000), 0.1)
+        );
+        assert_eq!(
+            pace(&["-i", "500ms", "--cpu-budget", "50"]),
+            Pace::budgeted(ms(500), 0.5)
+        );
+    }
+
+    #[test]
     fn netns_flags_resolve_to_a_scope() {
         assert_eq!(parse(&[]).unwrap().netns_scope(), Scope::Current);
         assert_eq!(
@@ -295,6 +333,9 @@ mod tests {
             (&["--pid=-1"][..], "invalid pid '-1'"),
             (&["--state", "bogus"][..], "unknown state 'bogus'"),
             (&["--interval", "50ms"][..], "at least 100ms"),
+            (&["--cpu-budget", "0"][..], "invalid CPU budget '0'"),
+            (&["--cpu-budget", "150"][..], "at most 100"),
+            (&["--cpu-budget", "lots"][..], "invalid CPU budget 'lots'"),
             (&["--json"][..], "--once"),
             (&["-4", "-6"][..], "cannot be used with"),
             (&["--netns", "a", "--all-netns"][..], "cannot be used with"),

@@ -48,11 +48,15 @@ impl Pace {
         }
     }
 
-    /// `--interval` as given, or the default interval within [`CPU_BUDGET`].
-    pub fn from_flag(interval: Option<Duration>) -> Pace {
-        match interval {
-            Some(interval) => Pace::fixed(interval),
-            None => Pace::budgeted(DEFAULT_INTERVAL, CPU_BUDGET),
+    /// From `--interval` and `--cpu-budget` (a share of one core, 0.25 for 25 %): an interval given alone is kept
+    /// as it is; otherwise the interval (or the default) within the budget (or [`CPU_BUDGET`]).
+    pub fn from_flags(interval: Option<Duration>, budget: Option<f64>) -> Pace {
+        match (interval, budget) {
+            (Some(interval), None) => Pace::fixed(interval),
+            (interval, budget) => Pace::budgeted(
+                interval.unwrap_or(DEFAULT_INTERVAL),
+                budget.unwrap_or(CPU_BUDGET),
+            ),
         }
     }
 
@@ -172,12 +176,24 @@ mod tests {
 
     #[test]
     fn a_chosen_interval_is_kept_whatever_a_refresh_costs() {
-        let mut pace = Pace::from_flag(Some(ms(500)));
+        let mut pace = Pace::from_flags(Some(ms(500)), None);
         pace.record(SEC);
         pace.record(ms(900));
         assert_eq!(pace.period(), ms(500));
         assert_eq!(pace.stretched(), None);
-        assert_eq!(Pace::from_flag(None), Pace::budgeted(SEC, CPU_BUDGET));
+        assert_eq!(
+            Pace::from_flags(None, None),
+            Pace::budgeted(SEC, CPU_BUDGET)
+        );
+        // A budget given keeps the interval as the shortest period.
+        assert_eq!(
+            Pace::from_flags(Some(ms(500)), Some(0.1)),
+            Pace::budgeted(ms(500), 0.1)
+        );
+        assert_eq!(
+            Pace::from_flags(None, Some(0.05)),
+            Pace::budgeted(SEC, 0.05)
+        );
     }
 
     #[test]
