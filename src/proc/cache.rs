@@ -60,6 +60,10 @@ pub struct ProcCache {
     only_pids: Option<Vec<u32>>,
     /// Read processes of other network namespaces only when needed (see the module doc).
     netns: Option<u64>,
+    /// Pids found running in another network namespace: their `ns/net` is not looked at again until they exit
+    /// or the next full rescan. (A pid reused by a process of ours is found anyway once one of its sockets is
+    /// dumped without an owner.)
+    foreign: HashSet<u32>,
     /// Warnings that hold for the cache's whole life (the passwd file).
     base_warnings: Vec<String>,
     /// False when the kernel reports no fd count in `PID/fd`'s size (before 6.2): every process is read always.
@@ -91,6 +95,7 @@ impl ProcCache {
                 pids
             }),
             netns: config.netns,
+            foreign: HashSet::new(),
             base_warnings,
             stamps_work,
             entries: HashMap::new(),
@@ -196,12 +201,28 @@ impl ProcCache {
         if self.entries.len() != before {
             self.stale = true;
         }
+        self.foreign.retain(|pid| alive.contains(pid));
+        if force {
+            self.foreign.clear();
+        }
         if let Some(netns) = self.netns.filter(|_| !everywhere) {
-            let root = self.scanner.proc_root();
-            // A process whose namespace cannot be told (not allowed to look) is read: it may be ours.
+            let (root, entries, foreign) =
+                (self.scanner.proc_root(), &self.entries, &mut self.foreign);
             pids.retain(|pid| {
-                self.entries.contains_key(pid)
-                    || process_netns(root, *pid).is_none_or(|ns| ns == netns)
+                if entries.contains_key(pid) {
+                    return true;
+                }
+                if foreign.contains(pid) {
+                    return false;
+                }
+                match process_netns(root, *pid) {
+                    Some(ns) if ns != netns => {
+                        foreign.insert(*pid);
+                        false
+                    }
+                    // Ours, or a process whose namespace cannot be told (not allowed to look): it may be ours.
+                    _ => true,
+                }
             });
         }
         let refresh = self.refreshes;

@@ -643,3 +643,26 @@ fn processes_of_other_namespaces_are_read_only_when_a_socket_is_still_unowned() 
     let mut all = ProcCache::new(&fake.config(None));
     assert_eq!(owners(all.refresh(&[1001]), 2001), [(200, 4)]);
 }
+
+#[test]
+fn a_process_of_another_namespace_is_looked_at_once_until_the_next_full_rescan() {
+    let fake = FakeProc::new();
+    fake.process(100, b"web", b"web\0", 0, &[(3, "socket:[1001]")]);
+    fake.process(200, b"db", b"db\0", 0, &[(4, "socket:[2001]")]);
+    let ours = in_netns(&fake, 100, "host");
+    in_netns(&fake, 200, "container");
+    let mut cache = ProcCache::new(&ScanConfig {
+        netns: Some(ours),
+        ..fake.config(None)
+    });
+    assert!(owners(cache.refresh(&[1001]), 2001).is_empty());
+    // Its namespace can no longer be told: looked at again, it would be read (it might be ours). It is not
+    // looked at again until a full rescan.
+    fs::remove_file(fake.root().join("200/ns/net")).unwrap();
+    for _ in 1..FULL_SCAN_EVERY - 1 {
+        assert!(owners(cache.refresh(&[1001]), 2001).is_empty());
+        assert!(!cache.stats().full);
+    }
+    assert_eq!(owners(cache.refresh(&[1001]), 2001), [(200, 4)]);
+    assert!(cache.stats().full);
+}
