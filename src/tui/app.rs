@@ -476,6 +476,17 @@ impl App {
         self.scroll_into_view();
     }
 
+    /// A snapshot from the collector, with its rows when they were prepared there: shown, or held while paused
+    /// (a held one is shown at resume, its rows computed then).
+    fn receive(&mut self, snapshot: Box<Snapshot>, prepared: Option<Box<Prepared>>, now_ms: u64) {
+        self.now_ms = now_ms;
+        match prepared {
+            _ if self.paused => self.held = Some(snapshot),
+            Some(prepared) => self.apply_prepared(*snapshot, *prepared),
+            None => self.apply_snapshot(*snapshot),
+        }
+    }
+
     fn apply_snapshot(&mut self, snapshot: Snapshot) {
         let counts = Counts::of(&snapshot);
         self.take_snapshot(snapshot, counts);
@@ -925,26 +936,12 @@ pub fn update(app: &mut App, action: Action) {
             }
         }
         Action::ActDone(line) => app.status = Some((line, app.now_ms)),
-        Action::Snapshot { snapshot, now_ms } => {
-            app.now_ms = now_ms;
-            if app.paused {
-                app.held = Some(snapshot);
-            } else {
-                app.apply_snapshot(*snapshot);
-            }
-        }
+        Action::Snapshot { snapshot, now_ms } => app.receive(snapshot, None, now_ms),
         Action::PreparedSnapshot {
             snapshot,
             prepared,
             now_ms,
-        } => {
-            app.now_ms = now_ms;
-            if app.paused {
-                app.held = Some(snapshot);
-            } else {
-                app.apply_prepared(*snapshot, *prepared);
-            }
-        }
+        } => app.receive(snapshot, Some(prepared), now_ms),
         Action::CollectorError(e) => app.collector_error = Some(e),
         Action::Log(events) => {
             if app.paused {
