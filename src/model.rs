@@ -545,10 +545,7 @@ impl Snapshot {
 
     /// The TCP settings of the namespace a socket lives in (the snapshot's `settings` when not known).
     pub fn settings_of(&self, conn: &Connection) -> &Settings {
-        conn.netns
-            .as_ref()
-            .and_then(|ns| self.namespace(ns.inode))
-            .map_or(&self.settings, |info| &info.settings)
+        settings_in(&self.namespaces, &self.settings, conn)
     }
 
     /// A socket's keepalive prediction, with the sysctls of its own namespace ([`Connection::prediction`]).
@@ -567,6 +564,19 @@ impl Snapshot {
     }
 }
 
+
+/// The TCP settings of `conn`'s namespace among `namespaces`, else `default`: [`Snapshot::settings_of`] for a
+/// caller that holds the snapshot's connections mutably.
+pub fn settings_in<'a>(
+    namespaces: &'a [NamespaceInfo],
+    default: &'a Settings,
+    conn: &Connection,
+) -> &'a Settings {
+    conn.netns
+        .as_ref()
+        .and_then(|ns| namespaces.iter().find(|n| n.netns.inode == ns.inode))
+        .map_or(default, |info| &info.settings)
+}
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {

@@ -14,7 +14,7 @@ use rustix::net::sockopt;
 use rustix::process::{Pid, PidfdFlags, PidfdGetfdFlags, pidfd_getfd, pidfd_open};
 
 use crate::keepalive::{KeepaliveSettings, Source};
-use crate::model::{Connection, Owner, Snapshot, TcpState, TimerKind};
+use crate::model::{Connection, Owner, Snapshot, TcpState, TimerKind, settings_in};
 
 /// Why a socket's options could not be read.
 #[derive(Debug, thiserror::Error)]
@@ -292,22 +292,13 @@ pub fn fill(snapshot: &mut Snapshot, read: bool, mut memory: Option<&mut Memory>
     }
 
     // Each socket's defaults are its own namespace's sysctls.
-    let by_netns: HashMap<u64, crate::model::Settings> = snapshot
-        .namespaces
-        .iter()
-        .map(|n| (n.netns.inode, n.settings))
-        .collect();
+    let (namespaces, default) = (&snapshot.namespaces, &snapshot.settings);
     for conn in &mut snapshot.connections {
         if !wanted(conn) || conn.keepalive.is_some() {
             continue;
         }
-        let net = conn
-            .netns
-            .as_ref()
-            .and_then(|ns| by_netns.get(&ns.inode))
-            .copied()
-            .unwrap_or(snapshot.settings);
-        conn.keepalive = Some(KeepaliveSettings::assumed(conn, &net));
+        let net = settings_in(namespaces, default, conn);
+        conn.keepalive = Some(KeepaliveSettings::assumed(conn, net));
     }
     if denied > 0 {
         snapshot.warnings.push(format!(
