@@ -134,7 +134,8 @@ pub fn table(s: &Steady) -> String {
 }
 
 /// The share of one core refreshes would take every interval, whatever they cost (`--interval` given): CPU per
-/// refresh over the interval, or a whole core's worth when a refresh takes longer than that.
+/// refresh over the interval, or over the refresh's own wall time when it takes longer (refreshes then run
+/// back to back).
 pub fn fixed_share(s: &Steady) -> f64 {
     let per_refresh = s.cpu_per_refresh.as_secs_f64();
     per_refresh
