@@ -641,7 +641,8 @@ pub struct Counts {
 
 impl Counts {
     pub fn of(snap: &Snapshot) -> Counts {
-        let mut states = [0u32; 13];
+        // Indexed by the kernel's state number (1 to 12).
+        let mut states = [0u32; TcpState::ALL.len() + 1];
         let mut by_severity = BTreeMap::new();
         let mut by_code = BTreeMap::new();
         for c in &snap.connections {
