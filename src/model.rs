@@ -564,7 +564,6 @@ impl Snapshot {
     }
 }
 
-
 /// The TCP settings of `conn`'s namespace among `namespaces`, else `default`: [`Snapshot::settings_of`] for a
 /// caller that holds the snapshot's connections mutably.
 pub fn settings_in<'a>(
