@@ -10,6 +10,7 @@ use crate::duration::parse_duration;
 use crate::filter::{Filter, parse_pid, parse_port, parse_state};
 use crate::model::{Family, TcpState};
 use crate::netns::Scope;
+use crate::record::time::{TimeSpec, parse_time};
 
 /// Shows every TCP socket with its timer, unanswered keepalive probes and owning processes, and flags the stuck
 /// ones: lingering CLOSE_WAIT, dead peers, idle connections without keepalive, retransmission and zero-window stalls.
@@ -138,6 +139,77 @@ pub enum Command {
     Kill(crate::act::KillArgs),
     /// Turn keepalive on, live, for matching sockets of running programs.
     Keepalive(crate::act::KeepaliveArgs),
+    /// Record every refresh's sockets, owners, findings and deaths into DIR until stopped (docs/recording.md).
+    Record(RecordArgs),
+    /// Show a recorded moment as `--once` did, or a window's events as `--watch` did (docs/recording.md).
+    Replay(ReplayArgs),
+}
+
+/// `kwatch record DIR`: takes the snapshot flags (filters, thresholds, `--all-netns`) as well.
+#[derive(Debug, clap::Args)]
+pub struct RecordArgs {
+    /// Directory of the recording (created if missing; an existing recording is continued).
+    #[arg(value_name = "DIR")]
+    pub dir: PathBuf,
+
+    /// Time between refreshes (at least 100ms). Without it: the live view's pace, every second or less often
+    /// where a refresh costs more than --cpu-budget.
+    #[arg(short = 'i', long, value_parser = parse_interval, value_name = "DURATION")]
+    pub interval: Option<Duration>,
+
+    /// Share of one core, in percent, that refreshes may use (default 25 without --interval).
+    #[arg(long, value_parser = parse_cpu_budget, value_name = "PERCENT")]
+    pub cpu_budget: Option<f64>,
+
+    /// Remove recorded hours older than this.
+    #[arg(long, default_value = "7d", value_parser = parse_threshold, value_name = "DURATION")]
+    pub retain: Duration,
+
+    /// Remove the oldest recorded hours while the recording is larger than this (K, M, G, T: powers of 1024).
+    #[arg(long, default_value = "1G", value_parser = parse_size, value_name = "SIZE")]
+    pub max_size: u64,
+
+    /// Test hook: append each refresh's `--once --json` document to this file.
+    #[arg(long, hide = true, value_name = "FILE")]
+    pub json_log: Option<PathBuf>,
+}
+
+/// `kwatch replay DIR`: filter flags narrow what is shown.
+#[derive(Debug, clap::Args)]
+#[command(group(clap::ArgGroup::new("mode").required(true).args(["once", "events"])))]
+pub struct ReplayArgs {
+    /// Directory of the recording.
+    #[arg(value_name = "DIR")]
+    pub dir: PathBuf,
+
+    /// With --once: the moment to show, HH:MM[:SS] (the last such time), YYYY-MM-DD HH:MM[:SS] (local time),
+    /// -DURATION (ago, like -2h), @UNIX_MS or now; the last refresh recorded at or before it is shown.
+    #[arg(long, value_parser = parse_time, value_name = "TIME", default_value = "now")]
+    pub at: TimeSpec,
+
+    /// Print the recorded moment as `kwatch --once` printed it.
+    #[arg(long)]
+    pub once: bool,
+
+    /// With --once: the JSON document (the live schema plus `replay`; docs/recording.md).
+    #[arg(long, requires = "once")]
+    pub json: bool,
+
+    /// Print the state changes and deaths of a window (--from, --to) in the `--watch` format.
+    #[arg(long, conflicts_with = "once")]
+    pub events: bool,
+
+    /// With --events: start of the window (default: the start of the recording).
+    #[arg(long, value_parser = parse_time, value_name = "TIME", requires = "events")]
+    pub from: Option<TimeSpec>,
+
+    /// With --events: end of the window (default: now).
+    #[arg(long, value_parser = parse_time, value_name = "TIME", requires = "events")]
+    pub to: Option<TimeSpec>,
+
+    /// With --events: one JSON object per line, as `--watch --ndjson`.
+    #[arg(long, requires = "events")]
+    pub ndjson: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -221,6 +293,32 @@ fn parse_threshold(s: &str) -> Result<Duration, String> {
     parse_duration(s).map(Duration::from_millis)
 }
 
+/// A size in bytes: `1G`, `500M`, `64K`, `2T` (powers of 1024, an optional `B` or `iB` after the unit), or bytes.
+fn parse_size(s: &str) -> Result<u64, String> {
+    let invalid = || format!("invalid size '{s}': expected a number with a unit, like 500M or 1G");
+    let text = s.trim();
+    let text = text
+        .strip_suffix("iB")
+        .or_else(|| text.strip_suffix('B'))
+        .unwrap_or(text);
+    let digits = text.bytes().take_while(u8::is_ascii_digit).count();
+    let (number, unit) = text.split_at(digits);
+    let n: u64 = number.parse().map_err(|_| invalid())?;
+    let shift = match unit.to_ascii_uppercase().as_str() {
+        "" => 0,
+        "K" => 10,
+        "M" => 20,
+        "G" => 30,
+        "T" => 40,
+        _ => return Err(invalid()),
+    };
+    let bytes = n.checked_mul(1 << shift).ok_or_else(invalid)?;
+    if bytes < 1 << 20 {
+        return Err(format!("invalid size '{s}': must be at least 1M"));
+    }
+    Ok(bytes)
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -294,6 +392,45 @@ mod tests {
     }
 
     #[test]
+    fn record_and_replay_take_their_flags_and_the_snapshot_flags() {
+        let a = parse(&["record", "/var/lib/kwatch", "--all-netns", "--stuck"]).unwrap();
+        let Some(Command::Record(r)) = &a.command else {
+            panic!("{a:?}")
+        };
+        assert_eq!(r.max_size, 1 << 30);
+        assert_eq!(r.retain, Duration::from_secs(7 * 86_400));
+        assert_eq!(r.interval, None);
+        assert!(a.filter().stuck && a.netns_scope() == Scope::All);
+        let a = parse(&[
+            "record",
+            "d",
+            "-i",
+            "10s",
+            "--max-size",
+            "500MiB",
+            "--retain",
+            "2h",
+        ])
+        .unwrap();
+        let Some(Command::Record(r)) = &a.command else {
+            panic!("{a:?}")
+        };
+        assert_eq!(
+            (r.interval, r.max_size),
+            (Some(Duration::from_secs(10)), 500 << 20)
+        );
+        let a = parse(&[
+            "replay", "d", "--once", "--json", "--at", "-2h", "--port", "443",
+        ])
+        .unwrap();
+        let Some(Command::Replay(r)) = &a.command else {
+            panic!("{a:?}")
+        };
+        assert_eq!(r.at, TimeSpec::Ago(7_200_000));
+        assert!(r.once && r.json && a.filter().ports == vec![443]);
+    }
+
+    #[test]
     fn interval_and_cpu_budget_make_the_pace() {
         use crate::pace::Pace;
         let ms = Duration::from_millis;
@@ -339,6 +476,24 @@ mod tests {
             (&["--json"][..], "--once"),
             (&["-4", "-6"][..], "cannot be used with"),
             (&["--netns", "a", "--all-netns"][..], "cannot be used with"),
+            (
+                &["record", "d", "--max-size", "1X"][..],
+                "invalid size '1X'",
+            ),
+            (&["record", "d", "--max-size", "100K"][..], "at least 1M"),
+            (
+                &["record", "d", "--retain", "soon"][..],
+                "invalid duration 'soon'",
+            ),
+            (&["replay", "d"][..], "--once"),
+            (
+                &["replay", "d", "--once", "--at", "3:12"][..],
+                "invalid time '3:12'",
+            ),
+            (
+                &["replay", "d", "--once", "--events"][..],
+                "cannot be used with",
+            ),
         ] {
             let err = parse(args).unwrap_err().to_string();
             assert!(err.contains(needle), "{args:?}: {err}");

@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use clap::Parser;
 
-use crate::cli::{Args, ColorChoice, Command};
+use crate::cli::{Args, ColorChoice, Command, RecordArgs, ReplayArgs};
 use crate::collect::{self, Options};
 use crate::diag::{DumpRequest, PortFilter};
 use crate::events;
@@ -34,6 +34,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         Some(Command::Serve(serve)) => return crate::serve::run(serve, &args),
         Some(Command::Kill(kill)) => return crate::act::kill(kill, &args),
         Some(Command::Keepalive(ka)) => return crate::act::keepalive(ka, &args),
+        Some(Command::Record(rec)) => return record(rec, &args, filter),
+        Some(Command::Replay(rep)) => return replay(rep, &args, filter),
         None => {}
     }
     if args.once {
@@ -104,7 +106,6 @@ fn once(args: &Args, filter: &Filter, options: &Options) -> anyhow::Result<()> {
         eprintln!("kwatch: warning: {warning}");
     }
     let stdout = io::stdout();
-    let is_tty = stdout.is_terminal();
     let mut out = io::BufWriter::with_capacity(1 << 16, stdout.lock());
     if args.json {
         json::write(
@@ -114,26 +115,81 @@ fn once(args: &Args, filter: &Filter, options: &Options) -> anyhow::Result<()> {
             started.elapsed().as_micros() as u64,
         )?;
     } else {
-        let opts = table::TableOptions {
-            width: if is_tty {
-                crossterm::terminal::size().ok().map(|(w, _)| w as usize)
-            } else {
-                None
-            },
-            color: match args.color {
-                ColorChoice::Always => true,
-                ColorChoice::Never => false,
-                ColorChoice::Auto => {
-                    is_tty && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
-                }
-            },
-        };
-        table::write(&mut out, &snapshot, &conns, &opts)?;
+        table::write(&mut out, &snapshot, &conns, &table_options(args))?;
     }
     out.flush()?;
     // The process ends here: freeing 200,000 connections one by one would only delay the exit.
     std::mem::forget(snapshot);
     Ok(())
+}
+
+/// Width and colour of a table on stdout.
+fn table_options(args: &Args) -> table::TableOptions {
+    let is_tty = io::stdout().is_terminal();
+    table::TableOptions {
+        width: if is_tty {
+            crossterm::terminal::size().ok().map(|(w, _)| w as usize)
+        } else {
+            None
+        },
+        color: match args.color {
+            ColorChoice::Always => true,
+            ColorChoice::Never => false,
+            ColorChoice::Auto => {
+                is_tty && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+            }
+        },
+    }
+}
+
+/// `kwatch record DIR`: the snapshot flags decide what is collected and kept.
+fn record(rec: &RecordArgs, args: &Args, filter: Filter) -> anyhow::Result<()> {
+    crate::record::record(&crate::record::RecordConfig {
+        dir: rec.dir.clone(),
+        options: collect_options(args, &filter),
+        filter,
+        pace: crate::pace::Pace::from_flags(rec.interval, rec.cpu_budget.map(|p| p / 100.0)),
+        retention: crate::record::store::Retention {
+            max_age_ms: rec.retain.as_millis() as u64,
+            max_bytes: rec.max_size,
+        },
+        json_log: rec.json_log.clone(),
+    })
+}
+
+/// `kwatch replay DIR --once | --events`: moments typed by the user are resolved in the local time zone.
+fn replay(rep: &ReplayArgs, args: &Args, filter: Filter) -> anyhow::Result<()> {
+    use crate::record::replay;
+    let tz = jiff::tz::TimeZone::system();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0);
+    let resolve = |spec: &crate::record::time::TimeSpec| {
+        spec.resolve(now, &tz)
+            .map_err(|e| anyhow::anyhow!("invalid time: {e}"))
+    };
+    let mut out = io::BufWriter::with_capacity(1 << 16, io::stdout().lock());
+    if rep.events {
+        let cfg = replay::EventsConfig {
+            dir: rep.dir.clone(),
+            from_ms: rep.from.as_ref().map(resolve).transpose()?.unwrap_or(0),
+            to_ms: rep.to.as_ref().map(resolve).transpose()?.unwrap_or(now),
+            filter,
+            ndjson: rep.ndjson,
+        };
+        if cfg.from_ms > cfg.to_ms {
+            anyhow::bail!("invalid window: --from is after --to");
+        }
+        return replay::events(&cfg, &mut out);
+    }
+    let cfg = replay::OnceConfig {
+        dir: rep.dir.clone(),
+        at_ms: resolve(&rep.at)?,
+        filter,
+        table: (!rep.json).then(|| table_options(args)),
+    };
+    replay::once(&cfg, &mut out)
 }
 
 /// An error and its causes on one line, `a: b: c`, leaving out a cause whose text the line already holds

@@ -1,0 +1,145 @@
+//! `kwatch record` and `kwatch replay`: the flight recorder. Every refresh's snapshot and the destroy
+//! notifications received before it are kept in a store of kwatch's own ([`store`], format in
+//! docs/recording.md), as frames that hold only what changed ([`frame`]); replay rebuilds the snapshot of any
+//! recorded moment and shows it with the live output code.
+
+pub mod codec;
+pub mod frame;
+pub mod replay;
+pub mod store;
+pub mod time;
+
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context as _;
+
+use crate::collect::{self, Collector, Options};
+use crate::events::Subscriber;
+use crate::filter::Filter;
+use crate::model::{Connection, Snapshot};
+use crate::output::json;
+use crate::pace::{Pace, process_cpu};
+use frame::{Encoder, FLAG_DEATHS, FLAG_SESSION_START};
+use store::{Kind, Retention, Writer};
+
+/// What `kwatch record` needs, resolved from the command line.
+#[derive(Debug, Clone)]
+pub struct RecordConfig {
+    pub dir: PathBuf,
+    pub options: Options,
+    /// Sockets recorded (filters given with `record` narrow the recording).
+    pub filter: Filter,
+    pub pace: Pace,
+    pub retention: Retention,
+    /// Test hook: also append each refresh's `--once --json` document to this file.
+    pub json_log: Option<PathBuf>,
+}
+
+/// How long the loop sleeps at a time while waiting for the next refresh, so that a stop signal is acted on soon.
+const WAKE: Duration = Duration::from_millis(50);
+
+/// Records until SIGTERM or SIGINT: a snapshot as often as the pace says, appended to the store with the destroy
+/// notifications received before it; retention enforced after every refresh. A failed write (a full disk) ends
+/// the recording with an error; the store keeps every refresh before it.
+pub fn record(cfg: &RecordConfig) -> anyhow::Result<()> {
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        signal_hook::flag::register(signal, Arc::clone(&stop))
+            .context("cannot install the signal handler")?;
+    }
+    let (mut writer, warnings) =
+        Writer::open(&cfg.dir, cfg.retention).context("cannot open the recording")?;
+    for w in warnings {
+        eprintln!("kwatch: warning: {w}");
+    }
+    let mut subscriber = match Subscriber::open() {
+        Ok(s) => Some(s),
+        Err(e) => {
+            eprintln!("kwatch: warning: deaths are not recorded: no destroy notifications: {e}");
+            None
+        }
+    };
+    let mut json_log = match &cfg.json_log {
+        Some(path) => Some(BufWriter::new(
+            File::options()
+                .create(true)
+                .append(true)
+                .open(path)
+                .with_context(|| format!("cannot open '{}'", path.display()))?,
+        )),
+        None => None,
+    };
+    let mut collector = Collector::new(cfg.options.clone());
+    let mut encoder = Encoder::new();
+    let mut pace = cfg.pace.clone();
+    let mut destroyed: Vec<Connection> = Vec::new();
+    let mut flags = FLAG_SESSION_START;
+    while !stop.load(Ordering::Relaxed) {
+        let (started, cpu) = (Instant::now(), process_cpu());
+        destroyed.clear();
+        if let Some(sub) = subscriber.as_mut()
+            && let Err(e) = sub.drain(&mut destroyed)
+        {
+            eprintln!("kwatch: warning: destroy notifications may have been lost: {e}");
+        }
+        let mut snapshot = collector.collect().context("cannot take a snapshot")?;
+        keep_matching(&mut snapshot, &cfg.filter);
+        if let Some(log) = json_log.as_mut() {
+            collect::sort_by_address(&mut snapshot.connections);
+            let conns: Vec<&Connection> = snapshot.connections.iter().collect();
+            json::write(log, &snapshot, &conns, 0)?;
+            log.flush()?;
+        }
+        let time = snapshot.taken_at_unix_ms;
+        let key = writer.begin(time)?;
+        if subscriber.is_some() {
+            flags |= FLAG_DEATHS;
+        }
+        let bytes = encoder.encode(snapshot, &destroyed, key, flags);
+        let kind = if key { Kind::Key } else { Kind::Delta };
+        writer
+            .append(kind, time, &bytes)
+            .context("cannot record; the recording keeps every refresh before this one")?;
+        flags = 0;
+        writer.enforce(unix_ms())?;
+        pace.record(process_cpu().saturating_sub(cpu));
+        let next = started + pace.period();
+        while !stop.load(Ordering::Relaxed) {
+            let left = next.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            std::thread::sleep(left.min(WAKE));
+        }
+    }
+    writer.sync()?;
+    Ok(())
+}
+
+/// Drops the sockets the filter does not show, as the exporter does.
+fn keep_matching(snapshot: &mut Snapshot, filter: &Filter) {
+    if filter.is_empty() {
+        return;
+    }
+    let keep: Vec<bool> = snapshot
+        .connections
+        .iter()
+        .map(|c| filter.matches_in(c, snapshot))
+        .collect();
+    let mut keep = keep.into_iter();
+    snapshot
+        .connections
+        .retain(|_| keep.next().unwrap_or(false));
+}
+
+fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}

@@ -1,0 +1,498 @@
+//! One recorded refresh as bytes, and back: key frames hold every socket, delta frames what changed since the
+//! frame before (pure; compression and files are [`super::store`]'s).
+//!
+//! A frame (before compression):
+//! ```text
+//! flags, base, dump_us, proc_scan_us                      varints
+//! part mask, then each part present: length + JSON        host, kernel, settings, as_root, namespaces,
+//!                                                         processes, unreadable, warnings, held_dead, units
+//! socket count, op count, ops                             op = n << 1 | 0: n sockets equal to the previous
+//!                                                         frame's, from index start (zigzag delta follows);
+//!                                                         op = n << 1 | 1: n sockets written in full follow
+//! destroyed count, sockets                                destroy notifications received before this refresh
+//! ```
+//! Sockets are stored with their times as moments on the frame's clock `base` ([`codec::to_moments`]), so a
+//! socket whose state, counters and timers did not change is equal to its previous record and costs a share of one
+//! copy op. A part of the snapshot that did not change (the process table, the namespaces) is left out of a delta
+//! frame. Key frames write every part and every socket.
+
+use rustc_hash::FxHashMap;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::codec::{self, DecodeError, Interner, Reader, put};
+use crate::model::{Connection, Snapshot};
+
+/// Frame flag: the first frame a recorder wrote after it started (what came before is another session).
+pub const FLAG_SESSION_START: u64 = 1;
+/// Frame flag: the recorder received destroy notifications (deaths are recorded).
+pub const FLAG_DEATHS: u64 = 2;
+const FLAGS_KNOWN: u64 = FLAG_SESSION_START | FLAG_DEATHS;
+
+/// Sockets sampled to find how far the kernel's clock moved between two frames.
+const BASE_SAMPLES: usize = 512;
+
+/// One decoded refresh: the snapshot as it was taken, the destroy notifications received before it, and the
+/// frame's flags.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Frame {
+    pub snapshot: Snapshot,
+    pub destroyed: Vec<Connection>,
+    pub flags: u64,
+}
+
+/// Turns snapshots into frames, remembering the last one to write only what changed.
+#[derive(Default)]
+pub struct Encoder {
+    /// The previous frame's snapshot, its sockets as moments on `base`.
+    prev: Option<Snapshot>,
+    base: u64,
+    /// Socket key -> index in `prev.connections` (the first socket with that key).
+    index: FxHashMap<(u64, u64), u32>,
+}
+
+fn key_of(c: &Connection) -> (u64, u64) {
+    (c.cookie, c.netns.as_ref().map_or(0, |n| n.inode))
+}
+
+impl Encoder {
+    pub fn new() -> Encoder {
+        Encoder::default()
+    }
+
+    /// Encodes `snapshot` (taken over: its sockets are changed into moments and kept for the next delta) and the
+    /// destroy notifications received before it. `key` writes a key frame, which reads without any frame before
+    /// it; the first frame is always one.
+    pub fn encode(
+        &mut self,
+        mut snapshot: Snapshot,
+        destroyed: &[Connection],
+        key: bool,
+        flags: u64,
+    ) -> Vec<u8> {
+        let prev = if key { None } else { self.prev.take() };
+        let base = self.base_for(prev.as_ref(), &snapshot);
+        for c in &mut snapshot.connections {
+            codec::to_moments(c, base);
+        }
+        let mut buf = Vec::with_capacity(64 + snapshot.connections.len() * 8);
+        put(&mut buf, flags);
+        put(&mut buf, base);
+        put(&mut buf, snapshot.dump_us);
+        put(&mut buf, snapshot.proc_scan_us);
+        put_parts(&mut buf, prev.as_ref(), &snapshot);
+        put(&mut buf, snapshot.connections.len() as u64);
+        let ops = self.ops(prev.as_ref(), &snapshot.connections);
+        put(&mut buf, ops.len() as u64);
+        let mut expected: u64 = 0;
+        for op in ops {
+            match op {
+                Op::Copy { start, n } => {
+                    put(&mut buf, (n as u64) << 1);
+                    put(&mut buf, zigzag(start as i64 - expected as i64));
+                    expected = start as u64 + n as u64;
+                }
+                Op::Full { from, n } => {
+                    put(&mut buf, (n as u64) << 1 | 1);
+                    for c in &snapshot.connections[from..from + n] {
+                        codec::put_connection(&mut buf, c);
+                    }
+                }
+            }
+        }
+        put(&mut buf, destroyed.len() as u64);
+        for d in destroyed {
+            let mut d = d.clone();
+            codec::to_moments(&mut d, base);
+            codec::put_connection(&mut buf, &d);
+        }
+        self.index.clear();
+        self.index.reserve(snapshot.connections.len());
+        for (i, c) in snapshot.connections.iter().enumerate() {
+            self.index.entry(key_of(c)).or_insert(i as u32);
+        }
+        self.base = base;
+        self.prev = Some(snapshot);
+        buf
+    }
+
+    /// The frame's clock: the previous base moved by as much as the kernel's clock moved, told by the sockets
+    /// whose timer did not change (the most common shift among them), so that their moments stay equal. Any base
+    /// decodes exactly; a good one makes steady sockets free.
+    fn base_for(&self, prev: Option<&Snapshot>, now: &Snapshot) -> u64 {
+        let Some(prev) = prev else {
+            return now.taken_at_unix_ms;
+        };
+        let mut shifts: Vec<u64> = now
+            .connections
+            .iter()
+            .filter(|c| c.timer.kind != crate::model::TimerKind::None)
+            .filter_map(|c| {
+                let p = &prev.connections[*self.index.get(&key_of(c))? as usize];
+                (p.timer.kind == c.timer.kind && p.timer.count == c.timer.count)
+                    // p's expiry is a moment on the old base: the base that keeps it is moment - expires_ms.
+                    .then(|| p.timer.expires_ms.wrapping_sub(c.timer.expires_ms))
+            })
+            .take(BASE_SAMPLES)
+            .collect();
+        shifts.sort_unstable();
+        let mode = shifts
+            .chunk_by(|a, b| a == b)
+            .max_by_key(|run| run.len())
+            .map(|run| run[0]);
+        mode.unwrap_or_else(|| {
+            self.base
+                .wrapping_add(now.taken_at_unix_ms.wrapping_sub(prev.taken_at_unix_ms))
+        })
+    }
+
+    /// Runs of sockets equal to the previous frame's, and runs of sockets to write in full.
+    fn ops(&self, prev: Option<&Snapshot>, conns: &[Connection]) -> Vec<Op> {
+        let mut ops: Vec<Op> = Vec::new();
+        for (i, c) in conns.iter().enumerate() {
+            let same = prev.and_then(|p| {
+                let j = *self.index.get(&key_of(c))? as usize;
+                (p.connections[j] == *c).then_some(j)
+            });
+            match (same, ops.last_mut()) {
+                (Some(j), Some(Op::Copy { start, n })) if *start + *n == j => *n += 1,
+                (Some(j), _) => ops.push(Op::Copy { start: j, n: 1 }),
+                (None, Some(Op::Full { n, .. })) => *n += 1,
+                (None, _) => ops.push(Op::Full { from: i, n: 1 }),
+            }
+        }
+        ops
+    }
+}
+
+enum Op {
+    Copy { start: usize, n: usize },
+    Full { from: usize, n: usize },
+}
+
+fn zigzag(v: i64) -> u64 {
+    ((v << 1) ^ (v >> 63)) as u64
+}
+
+fn unzigzag(v: u64) -> i64 {
+    (v >> 1) as i64 ^ -((v & 1) as i64)
+}
+
+/// The snapshot's parts other than its sockets, each stored as JSON when it changed (rare: the process table,
+/// the namespaces); JSON so that a part's type can gain a field without making older recordings unreadable.
+macro_rules! parts {
+    ($($bit:literal => $field:ident),* $(,)?) => {
+        fn put_parts(buf: &mut Vec<u8>, prev: Option<&Snapshot>, now: &Snapshot) {
+            let mut mask: u64 = 0;
+            $( if prev.is_none_or(|p| p.$field != now.$field) { mask |= 1 << $bit; } )*
+            put(buf, mask);
+            $( if mask & 1 << $bit != 0 { put_json(buf, &now.$field); } )*
+        }
+
+        fn get_parts(r: &mut Reader, snapshot: &mut Snapshot, key: bool) -> Result<(), DecodeError> {
+            let mask = r.get()?;
+            const ALL: u64 = $( 1 << $bit | )* 0;
+            if mask & !ALL != 0 || (key && mask != ALL) {
+                return Err(DecodeError::Invalid("part mask"));
+            }
+            $( if mask & 1 << $bit != 0 { snapshot.$field = get_json(r)?; } )*
+            Ok(())
+        }
+    };
+}
+
+parts! {
+    0 => host,
+    1 => kernel,
+    2 => settings,
+    3 => as_root,
+    4 => namespaces,
+    5 => processes,
+    6 => unreadable,
+    7 => warnings,
+    8 => held_dead,
+    9 => units,
+}
+
+fn put_json(buf: &mut Vec<u8>, value: &impl Serialize) {
+    // Serializing these plain data types to memory cannot fail.
+    let bytes = serde_json::to_vec(value).unwrap_or_default();
+    codec::put_part(buf, &bytes);
+}
+
+fn get_json<T: DeserializeOwned>(r: &mut Reader) -> Result<T, DecodeError> {
+    serde_json::from_slice(r.get_bytes()?).map_err(|_| DecodeError::Invalid("snapshot part"))
+}
+
+/// Turns frames back into snapshots, from a key frame on.
+#[derive(Default)]
+pub struct Decoder {
+    /// The last frame's snapshot, sockets as moments.
+    prev: Option<Snapshot>,
+    interner: Interner,
+}
+
+impl Decoder {
+    pub fn new() -> Decoder {
+        Decoder::default()
+    }
+
+    /// Whether a delta frame can be decoded (a key frame came before).
+    pub fn ready(&self) -> bool {
+        self.prev.is_some()
+    }
+
+    /// Decodes one frame taken at `taken_at_unix_ms`; `key` says whether it is a key frame (a delta frame needs the
+    /// frame before it decoded first). Returns the frame's base clock; [`Decoder::frame`] builds the snapshot.
+    pub fn decode(
+        &mut self,
+        bytes: &[u8],
+        key: bool,
+        taken_at_unix_ms: u64,
+    ) -> Result<Decoded, DecodeError> {
+        let prev = if key {
+            None
+        } else {
+            Some(
+                self.prev
+                    .take()
+                    .ok_or(DecodeError::Invalid("delta frame without key frame"))?,
+            )
+        };
+        let mut r = Reader::new(bytes);
+        let flags = r.get()?;
+        if flags & !FLAGS_KNOWN != 0 {
+            return Err(DecodeError::Invalid("frame flags"));
+        }
+        let base = r.get()?;
+        let mut snapshot = Snapshot {
+            taken_at_unix_ms,
+            dump_us: r.get()?,
+            proc_scan_us: r.get()?,
+            ..Snapshot::default()
+        };
+        let mut prev_conns = Vec::new();
+        if let Some(mut p) = prev {
+            prev_conns = std::mem::take(&mut p.connections);
+            snapshot = Snapshot {
+                taken_at_unix_ms,
+                dump_us: snapshot.dump_us,
+                proc_scan_us: snapshot.proc_scan_us,
+                ..p
+            };
+        }
+        get_parts(&mut r, &mut snapshot, key)?;
+        let total = r.get_as::<usize>("socket count")?;
+        let mut conns = Vec::with_capacity(total.min(prev_conns.len() + r_len(&r)));
+        let ops = r.get_len()?;
+        let mut expected: i64 = 0;
+        for _ in 0..ops {
+            let op = r.get()?;
+            let n = usize::try_from(op >> 1).map_err(|_| DecodeError::Invalid("op"))?;
+            if op & 1 == 0 {
+                let start = expected
+                    .checked_add(unzigzag(r.get()?))
+                    .and_then(|s| usize::try_from(s).ok())
+                    .ok_or(DecodeError::Invalid("copy op"))?;
+                let run = start
+                    .checked_add(n)
+                    .and_then(|end| prev_conns.get(start..end))
+                    .ok_or(DecodeError::Invalid("copy op"))?;
+                conns.extend_from_slice(run);
+                expected = (start + n) as i64;
+            } else {
+                if n > r_len(&r) {
+                    return Err(DecodeError::Truncated);
+                }
+                for _ in 0..n {
+                    conns.push(codec::get_connection(&mut r, &mut self.interner)?);
+                }
+            }
+            if conns.len() > total {
+                return Err(DecodeError::Invalid("socket count"));
+            }
+        }
+        if conns.len() != total {
+            return Err(DecodeError::Invalid("socket count"));
+        }
+        let n = r.get_len()?;
+        let mut destroyed = Vec::with_capacity(n);
+        for _ in 0..n {
+            let mut d = codec::get_connection(&mut r, &mut self.interner)?;
+            codec::from_moments(&mut d, base);
+            destroyed.push(d);
+        }
+        if !r.is_empty() {
+            return Err(DecodeError::Invalid("frame length"));
+        }
+        snapshot.connections = conns;
+        self.prev = Some(snapshot);
+        Ok(Decoded {
+            base,
+            flags,
+            destroyed,
+        })
+    }
+
+    /// The snapshot of the frame decoded last, as it was taken (times relative to its moment again).
+    pub fn frame(&self, decoded: Decoded) -> Option<Frame> {
+        let mut snapshot = self.prev.clone()?;
+        for c in &mut snapshot.connections {
+            codec::from_moments(c, decoded.base);
+        }
+        Some(Frame {
+            snapshot,
+            destroyed: decoded.destroyed,
+            flags: decoded.flags,
+        })
+    }
+}
+
+fn r_len(r: &Reader) -> usize {
+    // An upper bound on how many more sockets the entry can hold (each takes well over one byte).
+    r.remaining()
+}
+
+/// What [`Decoder::decode`] read besides the sockets.
+#[derive(Debug, Clone)]
+pub struct Decoded {
+    base: u64,
+    pub flags: u64,
+    pub destroyed: Vec<Connection>,
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::model::{Process, TcpInfoFields, TcpState, Timer, TimerKind};
+    use crate::record::codec::tests::busy_connection;
+
+    fn snap(at: u64, conns: Vec<Connection>) -> Snapshot {
+        Snapshot {
+            taken_at_unix_ms: at,
+            dump_us: at % 1000,
+            host: "h".into(),
+            connections: conns,
+            processes: BTreeMap::from([(
+                1,
+                Process {
+                    pid: 1,
+                    comm: "init".into(),
+                    cmdline: vec!["/sbin/init".into()],
+                    uid: Some(0),
+                    user: Some("root".into()),
+                },
+            )]),
+            warnings: vec![format!("w{at}")],
+            ..Snapshot::default()
+        }
+    }
+
+    fn conn(cookie: u64, expires: u64) -> Connection {
+        let mut c = busy_connection();
+        c.cookie = cookie;
+        c.state = TcpState::Established;
+        c.timer = Timer {
+            kind: TimerKind::Keepalive,
+            expires_ms: expires,
+            count: 0,
+        };
+        c
+    }
+
+    /// Encodes a series, decodes it back, and returns the sizes of the frames.
+    fn round_trip(series: &[(Snapshot, bool)]) -> Vec<usize> {
+        let mut enc = Encoder::new();
+        let mut dec = Decoder::new();
+        let mut sizes = Vec::new();
+        for (i, (s, key)) in series.iter().enumerate() {
+            let destroyed = vec![conn(1000 + i as u64, 5)];
+            let bytes = enc.encode(s.clone(), &destroyed, *key || i == 0, FLAG_DEATHS);
+            sizes.push(bytes.len());
+            let decoded = dec
+                .decode(&bytes, *key || i == 0, s.taken_at_unix_ms)
+                .unwrap();
+            let frame = dec.frame(decoded).unwrap();
+            assert_eq!(frame.snapshot, *s, "frame {i}");
+            assert_eq!(frame.destroyed, destroyed);
+            assert_eq!(frame.flags, FLAG_DEATHS);
+        }
+        sizes
+    }
+
+    #[test]
+    fn steady_sockets_cost_nothing_and_changes_read_back_exactly() {
+        let steady: Vec<Connection> = (0..1000).map(|k| conn(k, 7_000_000 + k)).collect();
+        let mut series = Vec::new();
+        for step in 0..6u64 {
+            // The clock moves 10 s: every keepalive timer is 10 s nearer; one socket changes state, one
+            // leaves, one arrives; the warnings change.
+            let mut conns: Vec<Connection> = steady
+                .iter()
+                .filter(|c| c.cookie != 500 + step)
+                .map(|c| {
+                    let mut c = c.clone();
+                    c.timer.expires_ms -= step * 10_000;
+                    let mut info = TcpInfoFields::from(c.tcp_info.take().unwrap());
+                    let age = |v: Option<u32>| v.map(|v| v.wrapping_add(step as u32 * 10_000));
+                    info.last_ack_recv_ms = age(info.last_ack_recv_ms);
+                    info.last_data_recv_ms = age(info.last_data_recv_ms);
+                    c.tcp_info = Some(info.into());
+                    c
+                })
+                .collect();
+            conns[10].state = TcpState::CloseWait;
+            conns[10].recv_q = step as u32;
+            conns.push(conn(5000 + step, 42));
+            series.push((snap(1_000_000 + step * 10_000, conns), step == 4));
+        }
+        let sizes = round_trip(&series);
+        // A key frame holds every socket; a delta a few of them and a few copy ops.
+        assert!(sizes[0] > 50_000, "{sizes:?}");
+        for (i, size) in sizes
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| ![0, 4].contains(i))
+        {
+            assert!(*size < 1500, "frame {i}: {sizes:?}");
+        }
+        assert!(sizes[4] > 50_000, "{sizes:?}");
+    }
+
+    #[test]
+    fn duplicates_reorders_and_empty_frames_read_back() {
+        let a = conn(1, 100);
+        let mut b = conn(2, 100);
+        b.netns = None;
+        let series = vec![
+            (snap(10, vec![a.clone(), b.clone(), a.clone()]), false),
+            (
+                snap(20, vec![b.clone(), a.clone(), a.clone(), b.clone()]),
+                false,
+            ),
+            (snap(30, vec![]), false),
+            (snap(40, vec![a.clone()]), false),
+            (snap(5, vec![a, b]), false),
+        ];
+        round_trip(&series);
+    }
+
+    #[test]
+    fn a_delta_without_its_key_frame_or_damaged_bytes_are_errors() {
+        let mut enc = Encoder::new();
+        let key = enc.encode(snap(1, vec![conn(1, 1)]), &[], true, 0);
+        let delta = enc.encode(snap(2, vec![conn(1, 1)]), &[], false, 0);
+        assert!(Decoder::new().decode(&delta, false, 2).is_err());
+        for cut in 0..key.len() {
+            assert!(Decoder::new().decode(&key[..cut], true, 1).is_err());
+        }
+        for i in 0..key.len() {
+            let mut bad = key.clone();
+            bad[i] ^= 0x55;
+            let _ = Decoder::new().decode(&bad, true, 1);
+        }
+    }
+}
