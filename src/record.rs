@@ -24,7 +24,7 @@ use crate::filter::Filter;
 use crate::model::{Connection, Snapshot};
 use crate::output::json;
 use crate::pace::{Pace, process_cpu};
-use frame::{Encoder, FLAG_DEATHS, FLAG_SESSION_START};
+use frame::{Encoder, FLAG_DEATHS, FLAG_DEATHS_LOST, FLAG_SESSION_START};
 use store::{Kind, Retention, Writer};
 
 /// What `kwatch record` needs, resolved from the command line.
@@ -86,6 +86,7 @@ pub fn record(cfg: &RecordConfig) -> anyhow::Result<()> {
             && let Err(e) = sub.drain(&mut destroyed)
         {
             eprintln!("kwatch: warning: destroy notifications may have been lost: {e}");
+            flags |= FLAG_DEATHS_LOST;
         }
         let mut snapshot = collector.collect().context("cannot take a snapshot")?;
         keep_matching(&mut snapshot, &cfg.filter);

@@ -27,7 +27,9 @@ use crate::model::{Connection, Snapshot};
 pub const FLAG_SESSION_START: u64 = 1;
 /// Frame flag: the recorder received destroy notifications (deaths are recorded).
 pub const FLAG_DEATHS: u64 = 2;
-const FLAGS_KNOWN: u64 = FLAG_SESSION_START | FLAG_DEATHS;
+/// Frame flag: some destroy notifications before this refresh were lost (the receive buffer overflowed).
+pub const FLAG_DEATHS_LOST: u64 = 4;
+const FLAGS_KNOWN: u64 = FLAG_SESSION_START | FLAG_DEATHS | FLAG_DEATHS_LOST;
 
 /// Sockets sampled to find how far the kernel's clock moved between two frames.
 const BASE_SAMPLES: usize = 512;

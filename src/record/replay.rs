@@ -9,7 +9,7 @@ use anyhow::{Context as _, bail};
 use jiff::tz::TimeZone;
 use serde::Serialize;
 
-use super::frame::{Decoded, Decoder, FLAG_DEATHS, FLAG_SESSION_START, Frame};
+use super::frame::{Decoded, Decoder, FLAG_DEATHS, FLAG_DEATHS_LOST, FLAG_SESSION_START, Frame};
 use super::store::{self, Kind, Payload, Shard, ShardReader, StoreError};
 use super::time::format_local;
 use crate::events::{Event, Tracker, human_line};
@@ -293,6 +293,15 @@ pub fn events(cfg: &EventsConfig, out: &mut impl Write) -> anyhow::Result<()> {
                     time_unix_ms: time,
                     sockets: tracker.watched() as u64,
                     destroy_events: frame.flags & FLAG_DEATHS != 0,
+                },
+            )?;
+        }
+        if frame.flags & FLAG_DEATHS_LOST != 0 {
+            emit(
+                out,
+                &Event::Warning {
+                    time_unix_ms: time,
+                    message: "destroy notifications may have been lost".to_string(),
                 },
             )?;
         }

@@ -1,0 +1,429 @@
+//! `kwatch record` and `kwatch replay` on real loopback connections: a recorded lifecycle (CLOSE_WAIT, a socket
+//! killed with `kwatch kill`) replays as the live snapshots showed it, byte for byte apart from the documented
+//! clock fields; `kill -9` of the recorder loses at most the refresh being written and a restarted recorder
+//! continues the same store; a store of a newer format or a damaged one is a clear error naming the file.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::io::Write;
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::*;
+use serde_json::Value;
+
+/// A running `kwatch record`, killed and reaped on drop.
+struct Recorder {
+    child: Child,
+    /// Its stderr, a file: a pipe nobody reads could fill with warnings and stop it.
+    stderr: PathBuf,
+}
+
+impl Recorder {
+    fn start(dir: &Path, log: &Path, extra: &[&str]) -> Recorder {
+        let stderr = log.with_extension(format!("stderr{}", std::process::id()));
+        let child = Command::new(KWATCH)
+            .arg("record")
+            .arg(dir)
+            .args(["--interval", "200ms", "--json-log"])
+            .arg(log)
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&stderr).unwrap())
+            .spawn()
+            .expect("start kwatch record");
+        Recorder { child, stderr }
+    }
+
+    fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+
+    /// SIGTERM, then the exit status and stderr.
+    fn stop(mut self) -> (std::process::ExitStatus, String) {
+        // SAFETY: kill(2) on the pid of our own child, which has not been reaped yet.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let status = self.child.wait().unwrap();
+        (status, self.stderr())
+    }
+
+    fn kill9(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+}
+
+impl Drop for Recorder {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The live documents the recorder wrote, one per refresh (a line cut short by `kill -9` left out).
+fn logged(log: &Path) -> Vec<Value> {
+    std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+fn replay(dir: &Path, args: &[&str]) -> std::process::Output {
+    Command::new(KWATCH)
+        .arg("replay")
+        .arg(dir)
+        .args(args)
+        .stdin(Stdio::null())
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap()
+}
+
+/// `kwatch replay DIR --once --json --at @MS`, parsed.
+fn replay_json(dir: &Path, at_ms: u64) -> Value {
+    let out = replay(dir, &["--once", "--json", "--at", &format!("@{at_ms}")]);
+    assert!(
+        out.status.success(),
+        "replay at {at_ms}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// The replayed document equals the live one apart from `elapsed_us` (the reader's own run time) and the
+/// `replay` member it adds.
+fn assert_same_document(live: &Value, replayed: &Value) {
+    let t = &live["taken_at_unix_ms"];
+    assert_eq!(replayed["replay"]["recorded_at_unix_ms"], *t);
+    let strip = |doc: &Value| {
+        let mut doc = doc.clone();
+        let obj = doc.as_object_mut().unwrap();
+        obj.remove("elapsed_us");
+        obj.remove("replay");
+        doc
+    };
+    assert_eq!(strip(replayed), strip(live), "the document of {t}");
+}
+
+fn events(dir: &Path) -> Vec<Value> {
+    let out = replay(dir, &["--events", "--ndjson"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+fn pair() -> (TcpListener, TcpStream, TcpStream, u16, u16) {
+    let (listener, client, server) = connected_pair(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)));
+    let port = listener.local_addr().unwrap().port();
+    let cport = client.local_addr().unwrap().port();
+    (listener, client, server, port, cport)
+}
+
+/// The first logged document for which `f` holds.
+fn wait_logged(log: &Path, what: &str, f: impl Fn(&Value) -> bool) -> Value {
+    poll(Duration::from_secs(30), || {
+        logged(log).into_iter().find(|d| f(d))
+    })
+    .unwrap_or_else(|| panic!("never recorded: {what}"))
+}
+
+#[test]
+fn a_recorded_lifecycle_replays_as_the_live_snapshots_showed_it() {
+    if !can_use_netns("a_recorded_lifecycle_replays_as_the_live_snapshots_showed_it") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let (dir, log) = (tmp.path().join("store"), tmp.path().join("live.ndjson"));
+    // A: its client will close, leaving the server side in CLOSE_WAIT. B: its client socket is killed.
+    let (_la, client_a, _server_a, port_a, cport_a) = pair();
+    let (_lb, client_b, _server_b, port_b, cport_b) = pair();
+    let ports = format!("{port_a},{port_b}");
+    let rec = Recorder::start(&dir, &log, &["--port", &ports, "--close-wait-after", "1s"]);
+    let me = u64::from(std::process::id());
+
+    let established = wait_logged(&log, "both connections", |d| {
+        find_socket(d, cport_a, port_a).is_some() && find_socket(d, cport_b, port_b).is_some()
+    });
+    drop(client_a);
+    let close_wait = wait_logged(&log, "A in CLOSE_WAIT with its finding", |d| {
+        find_socket(d, port_a, cport_a)
+            .is_some_and(|s| s["state"] == "close-wait" && s["findings"][0]["code"] == "close_wait")
+    });
+    let out = kwatch(
+        None,
+        &[
+            "kill",
+            "--yes",
+            &format!("sport:{cport_b}"),
+            &format!("dport:{port_b}"),
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let killed = wait_logged(&log, "B's client gone", |d| {
+        d["taken_at_unix_ms"].as_u64() > close_wait["taken_at_unix_ms"].as_u64()
+            && find_socket(d, cport_b, port_b).is_none()
+    });
+    // The fd is closed: the kernel frees the socket and says so; replay reads it while the recorder writes.
+    let cookie_b = find_socket(&established, cport_b, port_b).unwrap()["cookie"].clone();
+    drop(client_b);
+    let destroy = poll(Duration::from_secs(30), || {
+        events(&dir)
+            .into_iter()
+            .find(|e| e["event"] == "destroy" && e["cookie"] == cookie_b)
+    })
+    .expect("the killed socket's death is recorded");
+    let (status, stderr) = rec.stop();
+    assert!(status.success(), "recorder: {status} {stderr}");
+
+    // The chosen moments show each state, owner and finding as the live snapshot did.
+    let at = |doc: &Value| replay_json(&dir, doc["taken_at_unix_ms"].as_u64().unwrap());
+    let r = at(&established);
+    let b = find_socket(&r, cport_b, port_b).unwrap();
+    assert_eq!(b["state"], "established");
+    assert_eq!(b["owners"][0]["pid"], me);
+    let r = at(&close_wait);
+    let a = find_socket(&r, port_a, cport_a).unwrap();
+    assert_eq!(a["state"], "close-wait");
+    assert_eq!(a["owners"][0]["pid"], me);
+    assert_eq!(a["findings"][0]["code"], "close_wait");
+    assert!(find_socket(&at(&killed), cport_b, port_b).is_none());
+    // Every recorded refresh replays to the live document of that refresh.
+    let all = logged(&log);
+    assert!(all.len() >= 4, "{} refreshes", all.len());
+    for live in &all {
+        assert_same_document(live, &at(live));
+    }
+    // The event window: A's change of state, B leaving the dump when killed, and B's death with its cause.
+    let ev = events(&dir);
+    let state_a = ev
+        .iter()
+        .find(|e| e["event"] == "state" && e["local_port"] == port_a && e["peer_port"] == cport_a);
+    let state_a = state_a.unwrap_or_else(|| panic!("{ev:?}"));
+    assert_eq!(
+        (&state_a["from"], &state_a["to"]),
+        (&"established".into(), &"close-wait".into())
+    );
+    assert!(
+        ev.iter()
+            .any(|e| e["event"] == "state" && e["cookie"] == cookie_b && e["to"] == "close"),
+        "{ev:?}"
+    );
+    assert_eq!(destroy["cause"], "reset", "{destroy}");
+    assert_eq!(destroy["owners"][0]["pid"], me);
+    // The window's edges are respected, and the human format is the --watch one.
+    let t_est = established["taken_at_unix_ms"].as_u64().unwrap();
+    let out = replay(
+        &dir,
+        &[
+            "--events",
+            "--from",
+            &format!("@{t_est}"),
+            "--to",
+            &format!("@{}", killed["taken_at_unix_ms"].as_u64().unwrap()),
+        ],
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.lines().next().unwrap().contains(" watching "),
+        "{text}"
+    );
+    assert!(text.contains("established -> close-wait"), "{text}");
+    assert!(
+        !text.contains(&format!("destroy 127.0.0.1:{cport_b} ")),
+        "B's death came after the window: {text}"
+    );
+}
+
+#[test]
+fn kill_9_loses_at_most_the_refresh_being_written_and_a_restart_continues_the_store() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (dir, log) = (tmp.path().join("store"), tmp.path().join("live.ndjson"));
+    let (_l, _client, _server, port, _) = pair();
+    let port = port.to_string();
+    let mut sessions: Vec<Vec<u64>> = Vec::new();
+    for round in 0..4 {
+        let before = logged(&log).len();
+        let rec = Recorder::start(&dir, &log, &["--port", &port]);
+        // Killed at a different point of the refresh cycle each round.
+        let want = before + 3 + round;
+        poll(Duration::from_secs(30), || {
+            (logged(&log).len() >= want).then_some(())
+        })
+        .expect("the recorder records");
+        std::thread::sleep(Duration::from_millis(37 * round as u64));
+        rec.kill9();
+        let times: Vec<u64> = logged(&log)[before..]
+            .iter()
+            .map(|d| d["taken_at_unix_ms"].as_u64().unwrap())
+            .collect();
+        sessions.push(times);
+        // Everything before the last refresh of every session so far reads back, to the same document.
+        let all = logged(&log);
+        for session in &sessions {
+            for t in &session[..session.len() - 1] {
+                let live = all.iter().find(|d| d["taken_at_unix_ms"] == *t).unwrap();
+                assert_same_document(live, &replay_json(&dir, *t));
+            }
+        }
+    }
+    // One store: the restarted recorders appended to it (a new shard only when an hour boundary passed).
+    let shards = std::fs::read_dir(&dir).unwrap().count();
+    assert!((1..=2).contains(&shards), "{shards} shards");
+    // The event window spans the sessions, each restart told as such.
+    let ev = events(&dir);
+    let resumed = ev
+        .iter()
+        .filter(|e| e["event"] == "warning" && e["message"].as_str().unwrap().contains("resumes"))
+        .count();
+    assert_eq!(resumed, 3, "{ev:?}");
+}
+
+#[test]
+fn a_store_of_a_newer_version_or_a_damaged_one_is_a_clear_error_naming_the_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (dir, log) = (tmp.path().join("store"), tmp.path().join("live.ndjson"));
+    let (_l, _client, _server, port, _) = pair();
+    let rec = Recorder::start(&dir, &log, &["--port", &port.to_string()]);
+    poll(Duration::from_secs(30), || {
+        (logged(&log).len() >= 3).then_some(())
+    })
+    .unwrap();
+    let (status, stderr) = rec.stop();
+    assert!(status.success(), "{stderr}");
+    let shard: PathBuf = std::fs::read_dir(&dir)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let name = shard.file_name().unwrap().to_str().unwrap().to_string();
+    let good = std::fs::read(&shard).unwrap();
+    let t = logged(&log)[1]["taken_at_unix_ms"].as_u64().unwrap();
+    let at = format!("@{t}");
+    let fails_with = |needle: &str| {
+        let out = replay(&dir, &["--once", "--at", &at]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{stderr}");
+        assert!(
+            stderr.contains(&name) && stderr.contains(needle),
+            "{stderr}"
+        );
+        assert!(!stderr.contains("panicked"), "{stderr}");
+    };
+    let mut newer = good.clone();
+    newer[8..12].copy_from_slice(&7u32.to_le_bytes());
+    std::fs::write(&shard, &newer).unwrap();
+    fails_with("newer kwatch (store format version 7");
+    // A recorder refuses to append to it too.
+    let out = Command::new(KWATCH)
+        .arg("record")
+        .arg(&dir)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains(&name) && stderr.contains("newer kwatch"),
+        "{stderr}"
+    );
+
+    std::fs::write(&shard, b"GIF89a, not a recording").unwrap();
+    fails_with("not a kwatch recording");
+
+    // One bit flipped in the first entry's frame: its checksum fails and entries follow it.
+    let mut flipped = good.clone();
+    flipped[16 + 21 + 5] ^= 0x04;
+    std::fs::write(&shard, &flipped).unwrap();
+    fails_with("damaged entry at byte 16: checksum mismatch");
+
+    let empty = tmp.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    let out = replay(&empty, &["--once"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr.contains("no recording in it"), "{stderr}");
+    let out = replay(&tmp.path().join("missing"), &["--once"]);
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn a_full_disk_is_an_error_line_and_a_non_zero_exit_and_the_store_stays_readable() {
+    if !can_use_netns(
+        "a_full_disk_is_an_error_line_and_a_non_zero_exit_and_the_store_stays_readable",
+    ) {
+        return;
+    }
+    // A 256 KiB tmpfs, mostly filled, fills up after a few frames of 600 sockets.
+    let tmp = tempfile::tempdir().unwrap();
+    let mnt = tmp.path().join("small");
+    std::fs::create_dir(&mnt).unwrap();
+    sh(
+        "mount",
+        &[
+            "-t",
+            "tmpfs",
+            "-o",
+            "size=256k",
+            "tmpfs",
+            mnt.to_str().unwrap(),
+        ],
+    );
+    struct Unmount(PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = Command::new("umount").arg(&self.0).status();
+        }
+    }
+    let _guard = Unmount(mnt.clone());
+    // Filler leaves a little room, so that the store starts and then meets the full disk.
+    let mut filler = std::fs::File::create(mnt.join("filler")).unwrap();
+    filler.write_all(&vec![7u8; 200 << 10]).unwrap();
+    drop(filler);
+    let dir = mnt.join("store");
+    let log = tmp.path().join("live.ndjson");
+    // Many sockets make frames big enough to fill the rest quickly.
+    let (_l, _c, _s, port, _) = pair();
+    let mut held = Vec::new();
+    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+    let lport = listener.local_addr().unwrap().port();
+    for _ in 0..300 {
+        let c = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (s, _) = listener.accept().unwrap();
+        held.push((c, s));
+    }
+    let ports = format!("{port},{lport}");
+    let mut rec = Recorder::start(&dir, &log, &["--port", &ports]);
+    let status = poll(Duration::from_secs(60), || rec.child.try_wait().unwrap())
+        .expect("the recorder stops when the disk is full");
+    let stderr = rec.stderr();
+    assert_eq!(status.code(), Some(2), "{stderr}");
+    let last = stderr.lines().last().unwrap_or_default();
+    assert!(
+        last.starts_with("kwatch: cannot record") && last.contains("No space left on device"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    // What was recorded before reads back.
+    let out = replay(&dir, &["--once", "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
