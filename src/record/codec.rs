@@ -172,14 +172,9 @@ impl Interner {
 }
 
 /// `tcp_info` fields that count milliseconds back from the moment of the dump ("last data received 1234 ms
-/// ago"), by their index in [`TcpInfo::by_name`]. A recording keeps them as a moment instead (see
-/// [`to_moments`]).
-const AGO_FIELDS: [&str; 4] = [
-    "last_data_sent_ms",
-    "last_ack_sent_ms",
-    "last_data_recv_ms",
-    "last_ack_recv_ms",
-];
+/// ago"). A recording keeps them as a moment instead (see [`to_moments`]). Not `last_ack_sent_ms`: Linux always
+/// reports 0 there ("not remembered"), which is steady as it is.
+const AGO_FIELDS: [&str; 3] = ["last_data_sent_ms", "last_data_recv_ms", "last_ack_recv_ms"];
 
 /// Turns a socket's clock-relative times into moments on the frame's clock `base`: the timer's expiry (`expires_ms`
 /// from now becomes `base + expires_ms`) and the `tcp_info` "ms ago" fields (`base - ago`, modulo 2^32 as the

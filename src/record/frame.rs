@@ -402,6 +402,10 @@ mod tests {
             expires_ms: expires,
             count: 0,
         };
+        // Linux always reports 0 here: steady, not a time that moves.
+        let mut info = TcpInfoFields::from(c.tcp_info.take().unwrap());
+        info.last_ack_sent_ms = Some(0);
+        c.tcp_info = Some(info.into());
         c
     }
 
