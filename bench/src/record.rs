@@ -30,6 +30,9 @@ pub struct Size {
     /// Encoding, compressing and writing one refresh, CPU, median.
     pub cpu_per_refresh: Duration,
     pub key_frame_bytes: u64,
+    /// Replay of the last refresh of the first hour (the most deltas after a key frame): store opened, frames
+    /// decoded, snapshot rebuilt.
+    pub replay_wall: Duration,
 }
 
 const INTERVAL_MS: u64 = 10_000;
@@ -71,7 +74,8 @@ fn run(dir: &std::path::Path, n: usize, hours: u64) -> anyhow::Result<Size> {
     let mut conns: Vec<Synthetic> = (0..n as u64)
         .map(|k| Synthetic {
             cookie: 10_000 + k,
-            opened_ms: T0 - 86_400_000 + k * 1000,
+            // Opened during the day before, last heard from in the two hours before the start.
+            opened_ms: T0 - 1 - k * 997 % 86_400_000,
             closed_ms: None,
             keepalive: k % 4 == 0,
             last_recv_ms: T0 - 3_600_000 - k * 537 % 7_200_000,
@@ -94,13 +98,12 @@ fn run(dir: &std::path::Path, n: usize, hours: u64) -> anyhow::Result<Size> {
         // The kernel's clock (4 ms jiffies) runs some milliseconds apart from the wall clock's reading.
         let kernel = (wall + rand() % 20) / 4 * 4;
         // Churn: the oldest open connections close, new ones open; TIME-WAIT entries expire.
-        let mut closed = 0;
-        for c in conns.iter_mut().filter(|c| c.closed_ms.is_none()) {
-            if closed == churn {
-                break;
-            }
+        for c in conns
+            .iter_mut()
+            .filter(|c| c.closed_ms.is_none())
+            .take(churn as usize)
+        {
             c.closed_ms = Some(kernel);
-            closed += 1;
         }
         conns.retain(|c| c.closed_ms.is_none_or(|t| kernel < t + TIME_WAIT_MS));
         for _ in 0..churn {
@@ -137,6 +140,14 @@ fn run(dir: &std::path::Path, n: usize, hours: u64) -> anyhow::Result<Size> {
     writer.sync()?;
     let bytes = writer.size();
     cpus.sort();
+    let started = std::time::Instant::now();
+    let last_of_hour = T0 + (3_600_000 / INTERVAL_MS - 1).min(refreshes - 1) * INTERVAL_MS;
+    let frame = kwatch::record::replay::frame_at(dir, last_of_hour)?;
+    let replay_wall = started.elapsed();
+    anyhow::ensure!(
+        frame.snapshot.taken_at_unix_ms == last_of_hour,
+        "replay found the wrong refresh"
+    );
     Ok(Size {
         connections: n,
         hours,
@@ -144,6 +155,7 @@ fn run(dir: &std::path::Path, n: usize, hours: u64) -> anyhow::Result<Size> {
         bytes_per_day: bytes * 24 / hours.max(1),
         cpu_per_refresh: cpus.get(cpus.len() / 2).copied().unwrap_or_default(),
         key_frame_bytes,
+        replay_wall,
     })
 }
 
@@ -302,7 +314,8 @@ pub fn table(s: &Size) -> String {
          | refreshes recorded | {} |\n\
          | bytes on disk per day | {:.1} MB |\n\
          | key frame (every socket) | {:.0} kB |\n\
-         | CPU per refresh: encode, compress, write (median) | {} |\n",
+         | CPU per refresh: encode, compress, write (median) | {} |\n\
+         | replay of the last refresh of an hour (open, decode from the key frame, rebuild) | {} |\n",
         s.connections,
         CHURN_PER_MINUTE,
         CHURN_PER_MINUTE,
@@ -311,5 +324,6 @@ pub fn table(s: &Size) -> String {
         s.bytes_per_day as f64 / 1e6,
         s.key_frame_bytes as f64 / 1e3,
         crate::report::fmt_duration(s.cpu_per_refresh),
+        crate::report::fmt_duration(s.replay_wall),
     )
 }

@@ -285,7 +285,12 @@ impl Decoder {
         }
         get_parts(&mut r, &mut snapshot, key)?;
         let total = r.get_as::<usize>("socket count")?;
-        let mut conns = Vec::with_capacity(total.min(prev_conns.len() + r_len(&r)));
+        let mut conns: Vec<Connection> =
+            Vec::with_capacity(total.min(prev_conns.len() + r_len(&r)));
+        // Sockets are moved out of the previous frame rather than cloned; one copied twice (a duplicate in a dump)
+        // is cloned from where it went first.
+        let mut moved_to: Vec<usize> = vec![usize::MAX; prev_conns.len()];
+        let mut prev_conns: Vec<Option<Connection>> = prev_conns.into_iter().map(Some).collect();
         let ops = r.get_len()?;
         let mut expected: i64 = 0;
         for _ in 0..ops {
@@ -296,12 +301,19 @@ impl Decoder {
                     .checked_add(unzigzag(r.get()?))
                     .and_then(|s| usize::try_from(s).ok())
                     .ok_or(DecodeError::Invalid("copy op"))?;
-                let run = start
+                let end = start
                     .checked_add(n)
-                    .and_then(|end| prev_conns.get(start..end))
+                    .filter(|end| *end <= prev_conns.len())
                     .ok_or(DecodeError::Invalid("copy op"))?;
-                conns.extend_from_slice(run);
-                expected = (start + n) as i64;
+                for j in start..end {
+                    let c = match prev_conns[j].take() {
+                        Some(c) => c,
+                        None => conns[moved_to[j]].clone(),
+                    };
+                    moved_to[j] = conns.len();
+                    conns.push(c);
+                }
+                expected = end as i64;
             } else {
                 if n > r_len(&r) {
                     return Err(DecodeError::Truncated);
