@@ -138,7 +138,8 @@ fn keep_matching(snapshot: &mut Snapshot, filter: &Filter) {
         .retain(|_| keep.next().unwrap_or(false));
 }
 
-fn unix_ms() -> u64 {
+/// The wall clock, milliseconds since the Unix epoch.
+pub fn unix_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)

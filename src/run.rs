@@ -161,10 +161,7 @@ fn record(rec: &RecordArgs, args: &Args, filter: Filter) -> anyhow::Result<()> {
 fn replay(rep: &ReplayArgs, args: &Args, filter: Filter) -> anyhow::Result<()> {
     use crate::record::replay;
     let tz = jiff::tz::TimeZone::system();
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0);
+    let now = crate::record::unix_ms();
     let resolve = |spec: &crate::record::time::TimeSpec| {
         spec.resolve(now, &tz)
             .map_err(|e| anyhow::anyhow!("invalid time: {e}"))

@@ -171,15 +171,12 @@ impl Interner {
     }
 }
 
-/// `tcp_info` fields that count milliseconds back from the moment of the dump ("last data received 1234 ms
-/// ago"). A recording keeps them as a moment instead (see [`to_moments`]). Not `last_ack_sent_ms`: Linux always
-/// reports 0 there ("not remembered"), which is steady as it is.
-const AGO_FIELDS: [&str; 3] = ["last_data_sent_ms", "last_data_recv_ms", "last_ack_recv_ms"];
-
 /// Turns a socket's clock-relative times into moments on the frame's clock `base`: the timer's expiry (`expires_ms`
-/// from now becomes `base + expires_ms`) and the `tcp_info` "ms ago" fields (`base - ago`, modulo 2^32 as the
-/// kernel's own jiffies are). A socket that did not change keeps the same moments from one refresh to the next, so
-/// it is equal to what was recorded before and costs nothing. [`from_moments`] undoes it exactly.
+/// from now becomes `base + expires_ms`) and the `tcp_info` fields that count back from the dump
+/// (`last_data_sent_ms`, `last_data_recv_ms`, `last_ack_recv_ms`: `base - ago`, modulo 2^32 as the kernel's own
+/// jiffies are; not `last_ack_sent_ms`, which Linux always reports as 0). A socket that did not change keeps the
+/// same moments from one refresh to the next, so it is equal to what was recorded before and costs nothing.
+/// [`from_moments`] undoes it exactly.
 pub fn to_moments(c: &mut Connection, base: u64) {
     if c.timer.kind != TimerKind::None {
         c.timer.expires_ms = base.wrapping_add(c.timer.expires_ms);
@@ -200,14 +197,9 @@ pub fn from_moments(c: &mut Connection, base: u64) {
 }
 
 fn shift_ago(info: &mut TcpInfo, f: impl Fn(u32) -> u32) {
-    for (i, (name, value)) in info.by_name().into_iter().enumerate() {
-        if let Some(v) = value
-            && AGO_FIELDS.contains(&name)
-        {
-            // The "ago" fields are u32: the value read back fits.
-            info.set_by_index(i, Some(u64::from(f(v as u32))));
-        }
-    }
+    info.set_last_data_sent_ms(info.last_data_sent_ms().map(&f));
+    info.set_last_data_recv_ms(info.last_data_recv_ms().map(&f));
+    info.set_last_ack_recv_ms(info.last_ack_recv_ms().map(&f));
 }
 
 /// Appends one socket, as it is (call [`to_moments`] first).

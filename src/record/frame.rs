@@ -16,6 +16,8 @@
 //! copy op. A part of the snapshot that did not change (the process table, the namespaces) is left out of a delta
 //! frame. Key frames write every part and every socket.
 
+use std::rc::Rc;
+
 use rustc_hash::FxHashMap;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -151,11 +153,20 @@ impl Encoder {
     /// Runs of sockets equal to the previous frame's, and runs of sockets to write in full.
     fn ops(&self, prev: Option<&Snapshot>, conns: &[Connection]) -> Vec<Op> {
         let mut ops: Vec<Op> = Vec::new();
+        // Where the socket after the last copied one was: a dump lists sockets in the same order from one refresh
+        // to the next, so it is usually the one, found without a lookup.
+        let mut next = 0;
         for (i, c) in conns.iter().enumerate() {
             let same = prev.and_then(|p| {
-                let j = *self.index.get(&key_of(c))? as usize;
+                let j = match p.connections.get(next) {
+                    Some(n) if key_of(n) == key_of(c) => next,
+                    _ => *self.index.get(&key_of(c))? as usize,
+                };
                 (p.connections[j] == *c).then_some(j)
             });
+            if let Some(j) = same {
+                next = j + 1;
+            }
             match (same, ops.last_mut()) {
                 (Some(j), Some(Op::Copy { start, n })) if *start + *n == j => *n += 1,
                 (Some(j), _) => ops.push(Op::Copy { start: j, n: 1 }),
@@ -229,8 +240,11 @@ fn get_json<T: DeserializeOwned>(r: &mut Reader) -> Result<T, DecodeError> {
 /// Turns frames back into snapshots, from a key frame on.
 #[derive(Default)]
 pub struct Decoder {
-    /// The last frame's snapshot, sockets as moments.
+    /// The last frame's snapshot without its sockets.
     prev: Option<Snapshot>,
+    /// The last frame's sockets, as moments. Shared, so that a frame copying 200,000 sockets from the one before
+    /// copies pointers, not sockets.
+    conns: Vec<Rc<Connection>>,
     interner: Interner,
 }
 
@@ -239,13 +253,8 @@ impl Decoder {
         Decoder::default()
     }
 
-    /// Whether a delta frame can be decoded (a key frame came before).
-    pub fn ready(&self) -> bool {
-        self.prev.is_some()
-    }
-
     /// Decodes one frame taken at `taken_at_unix_ms`; `key` says whether it is a key frame (a delta frame needs the
-    /// frame before it decoded first). Returns the frame's base clock; [`Decoder::frame`] builds the snapshot.
+    /// frame before it decoded first). [`Decoder::frame`] builds its snapshot.
     pub fn decode(
         &mut self,
         bytes: &[u8],
@@ -261,36 +270,29 @@ impl Decoder {
                     .ok_or(DecodeError::Invalid("delta frame without key frame"))?,
             )
         };
+        let prev_conns = if key {
+            Vec::new()
+        } else {
+            std::mem::take(&mut self.conns)
+        };
+        self.conns.clear();
         let mut r = Reader::new(bytes);
         let flags = r.get()?;
         if flags & !FLAGS_KNOWN != 0 {
             return Err(DecodeError::Invalid("frame flags"));
         }
         let base = r.get()?;
+        let (dump_us, proc_scan_us) = (r.get()?, r.get()?);
         let mut snapshot = Snapshot {
             taken_at_unix_ms,
-            dump_us: r.get()?,
-            proc_scan_us: r.get()?,
-            ..Snapshot::default()
+            dump_us,
+            proc_scan_us,
+            ..prev.unwrap_or_default()
         };
-        let mut prev_conns = Vec::new();
-        if let Some(mut p) = prev {
-            prev_conns = std::mem::take(&mut p.connections);
-            snapshot = Snapshot {
-                taken_at_unix_ms,
-                dump_us: snapshot.dump_us,
-                proc_scan_us: snapshot.proc_scan_us,
-                ..p
-            };
-        }
         get_parts(&mut r, &mut snapshot, key)?;
         let total = r.get_as::<usize>("socket count")?;
-        let mut conns: Vec<Connection> =
+        let mut conns: Vec<Rc<Connection>> =
             Vec::with_capacity(total.min(prev_conns.len() + r_len(&r)));
-        // Sockets are moved out of the previous frame rather than cloned; one copied twice (a duplicate in a dump)
-        // is cloned from where it went first.
-        let mut moved_to: Vec<usize> = vec![usize::MAX; prev_conns.len()];
-        let mut prev_conns: Vec<Option<Connection>> = prev_conns.into_iter().map(Some).collect();
         let ops = r.get_len()?;
         let mut expected: i64 = 0;
         for _ in 0..ops {
@@ -301,25 +303,18 @@ impl Decoder {
                     .checked_add(unzigzag(r.get()?))
                     .and_then(|s| usize::try_from(s).ok())
                     .ok_or(DecodeError::Invalid("copy op"))?;
-                let end = start
+                let run = start
                     .checked_add(n)
-                    .filter(|end| *end <= prev_conns.len())
+                    .and_then(|end| prev_conns.get(start..end))
                     .ok_or(DecodeError::Invalid("copy op"))?;
-                for j in start..end {
-                    let c = match prev_conns[j].take() {
-                        Some(c) => c,
-                        None => conns[moved_to[j]].clone(),
-                    };
-                    moved_to[j] = conns.len();
-                    conns.push(c);
-                }
-                expected = end as i64;
+                conns.extend(run.iter().cloned());
+                expected = (start + n) as i64;
             } else {
                 if n > r_len(&r) {
                     return Err(DecodeError::Truncated);
                 }
                 for _ in 0..n {
-                    conns.push(codec::get_connection(&mut r, &mut self.interner)?);
+                    conns.push(Rc::new(codec::get_connection(&mut r, &mut self.interner)?));
                 }
             }
             if conns.len() > total {
@@ -339,8 +334,8 @@ impl Decoder {
         if !r.is_empty() {
             return Err(DecodeError::Invalid("frame length"));
         }
-        snapshot.connections = conns;
         self.prev = Some(snapshot);
+        self.conns = conns;
         Ok(Decoded {
             base,
             flags,
@@ -351,9 +346,15 @@ impl Decoder {
     /// The snapshot of the frame decoded last, as it was taken (times relative to its moment again).
     pub fn frame(&self, decoded: Decoded) -> Option<Frame> {
         let mut snapshot = self.prev.clone()?;
-        for c in &mut snapshot.connections {
-            codec::from_moments(c, decoded.base);
-        }
+        snapshot.connections = self
+            .conns
+            .iter()
+            .map(|c| {
+                let mut c = Connection::clone(c);
+                codec::from_moments(&mut c, decoded.base);
+                c
+            })
+            .collect();
         Some(Frame {
             snapshot,
             destroyed: decoded.destroyed,
