@@ -24,8 +24,21 @@ struct Recorder {
 
 impl Recorder {
     fn start(dir: &Path, log: &Path, extra: &[&str]) -> Recorder {
+        Recorder::start_in(None, dir, log, extra)
+    }
+
+    /// Started inside network namespace `netns` (`ip netns exec` execs kwatch: the pid is kwatch's).
+    fn start_in(netns: Option<&str>, dir: &Path, log: &Path, extra: &[&str]) -> Recorder {
         let stderr = log.with_extension(format!("stderr{}", std::process::id()));
-        let child = Command::new(KWATCH)
+        let mut cmd = match netns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns, KWATCH]);
+                c
+            }
+            None => Command::new(KWATCH),
+        };
+        let child = cmd
             .arg("record")
             .arg(dir)
             .args(["--interval", "200ms", "--json-log"])
@@ -426,4 +439,65 @@ fn a_full_disk_is_an_error_line_and_a_non_zero_exit_and_the_store_stays_readable
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+#[test]
+fn a_peer_that_vanished_behind_a_veth_link_replays_with_its_probes_and_its_death() {
+    if !can_use_netns(
+        "a_peer_that_vanished_behind_a_veth_link_replays_with_its_probes_and_its_death",
+    ) {
+        return;
+    }
+    let pair = NetnsPair::new();
+    const PORT: u16 = 9117;
+    let listener = in_netns(&pair.b, || TcpListener::bind((ADDR_B, PORT)).unwrap());
+    let client = in_netns(&pair.a, || {
+        let c = TcpStream::connect((ADDR_B, PORT)).unwrap();
+        // First probe after 3 s idle, then every 2 s, 3 unanswered: the kernel resets it about 9 s after the cut.
+        set_keepalive(&c, 3, 2, 3);
+        c
+    });
+    let (_server, _) = listener.accept().unwrap();
+    let cport = client.local_addr().unwrap().port();
+    let tmp = tempfile::tempdir().unwrap();
+    let (dir, log) = (tmp.path().join("store"), tmp.path().join("live.ndjson"));
+    let rec = Recorder::start_in(Some(&pair.a), &dir, &log, &["--dport", &PORT.to_string()]);
+    wait_logged(&log, "the connection", |d| {
+        find_socket(d, cport, PORT).is_some()
+    });
+    pair.cut_b();
+    let probes = |n: u64| {
+        move |d: &Value| {
+            find_socket(d, cport, PORT)
+                .is_some_and(|s| s["timer"]["kind"] == "keepalive" && s["timer"]["count"] == n)
+        }
+    };
+    let one = wait_logged(&log, "one unanswered probe", probes(1));
+    let two = wait_logged(&log, "two unanswered probes", probes(2));
+    let reset = wait_logged(&log, "the kernel's reset", |d| {
+        d["taken_at_unix_ms"].as_u64() > two["taken_at_unix_ms"].as_u64()
+            && find_socket(d, cport, PORT).is_none()
+    });
+    let cookie = find_socket(&one, cport, PORT).unwrap()["cookie"].clone();
+    drop(client);
+    let death = poll(Duration::from_secs(30), || {
+        events(&dir)
+            .into_iter()
+            .find(|e| e["event"] == "destroy" && e["cookie"] == cookie)
+    })
+    .expect("the death is recorded");
+    let (status, stderr) = rec.stop();
+    assert!(status.success(), "{stderr}");
+    for (live, n) in [(&one, 1), (&two, 2)] {
+        let replayed = replay_json(&dir, live["taken_at_unix_ms"].as_u64().unwrap());
+        assert_same_document(live, &replayed);
+        let s = find_socket(&replayed, cport, PORT).unwrap();
+        assert_eq!(s["timer"]["count"], n, "{s}");
+        assert_eq!(s["owners"][0]["pid"], u64::from(std::process::id()));
+    }
+    let gone = replay_json(&dir, reset["taken_at_unix_ms"].as_u64().unwrap());
+    assert!(find_socket(&gone, cport, PORT).is_none());
+    assert_eq!(death["cause"], "keepalive_exhausted", "{death}");
+    assert_eq!(death["probes"], 3, "{death}");
+    assert_eq!(death["last_state"], "established", "{death}");
 }
