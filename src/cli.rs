@@ -184,7 +184,7 @@ pub struct ReplayArgs {
 
     /// With --once: the moment to show, HH:MM[:SS] (the last such time), YYYY-MM-DD HH:MM[:SS] (local time),
     /// -DURATION (ago, like -2h), @UNIX_MS or now; the last refresh recorded at or before it is shown.
-    #[arg(long, value_parser = parse_time, value_name = "TIME", default_value = "now")]
+    #[arg(long, value_parser = parse_time, value_name = "TIME", default_value = "now", allow_hyphen_values = true)]
     pub at: TimeSpec,
 
     /// Print the recorded moment as `kwatch --once` printed it.
@@ -200,11 +200,11 @@ pub struct ReplayArgs {
     pub events: bool,
 
     /// With --events: start of the window (default: the start of the recording).
-    #[arg(long, value_parser = parse_time, value_name = "TIME", requires = "events")]
+    #[arg(long, value_parser = parse_time, value_name = "TIME", requires = "events", allow_hyphen_values = true)]
     pub from: Option<TimeSpec>,
 
     /// With --events: end of the window (default: now).
-    #[arg(long, value_parser = parse_time, value_name = "TIME", requires = "events")]
+    #[arg(long, value_parser = parse_time, value_name = "TIME", requires = "events", allow_hyphen_values = true)]
     pub to: Option<TimeSpec>,
 
     /// With --events: one JSON object per line, as `--watch --ndjson`.
@@ -428,6 +428,14 @@ mod tests {
         };
         assert_eq!(r.at, TimeSpec::Ago(7_200_000));
         assert!(r.once && r.json && a.filter().ports == vec![443]);
+        let a = parse(&["replay", "d", "--events", "--from", "-2h", "--to", "-90s"]).unwrap();
+        let Some(Command::Replay(r)) = &a.command else {
+            panic!("{a:?}")
+        };
+        assert_eq!(
+            (r.from, r.to),
+            (Some(TimeSpec::Ago(7_200_000)), Some(TimeSpec::Ago(90_000)))
+        );
     }
 
     #[test]
