@@ -183,9 +183,9 @@ pub struct ReplayArgs {
     pub dir: PathBuf,
 
     /// With --once: the moment to show, HH:MM[:SS] (the last such time), YYYY-MM-DD HH:MM[:SS] (local time),
-    /// -DURATION (ago, like -2h), @UNIX_MS or now; the last refresh recorded at or before it is shown.
-    #[arg(long, value_parser = parse_time, value_name = "TIME", default_value = "now", allow_hyphen_values = true)]
-    pub at: TimeSpec,
+    /// -DURATION (ago, like -2h), @UNIX_MS or now (the default); the last refresh recorded at or before it is shown.
+    #[arg(long, value_parser = parse_time, value_name = "TIME", requires = "once", allow_hyphen_values = true)]
+    pub at: Option<TimeSpec>,
 
     /// Print the recorded moment as `kwatch --once` printed it.
     #[arg(long)]
@@ -426,7 +426,7 @@ mod tests {
         let Some(Command::Replay(r)) = &a.command else {
             panic!("{a:?}")
         };
-        assert_eq!(r.at, TimeSpec::Ago(7_200_000));
+        assert_eq!(r.at, Some(TimeSpec::Ago(7_200_000)));
         assert!(r.once && r.json && a.filter().ports == vec![443]);
         let a = parse(&["replay", "d", "--events", "--from", "-2h", "--to", "-90s"]).unwrap();
         let Some(Command::Replay(r)) = &a.command else {

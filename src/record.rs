@@ -97,7 +97,9 @@ pub fn record(cfg: &RecordConfig) -> anyhow::Result<()> {
             log.flush()?;
         }
         let time = snapshot.taken_at_unix_ms;
-        let key = writer.begin(time)?;
+        let key = writer
+            .begin(time)
+            .context("cannot record; the recording keeps every refresh before this one")?;
         if subscriber.is_some() {
             flags |= FLAG_DEATHS;
         }

@@ -182,7 +182,7 @@ fn replay(rep: &ReplayArgs, args: &Args, filter: Filter) -> anyhow::Result<()> {
     }
     let cfg = replay::OnceConfig {
         dir: rep.dir.clone(),
-        at_ms: resolve(&rep.at)?,
+        at_ms: rep.at.as_ref().map(resolve).transpose()?.unwrap_or(now),
         filter,
         table: (!rep.json).then(|| table_options(args)),
     };
