@@ -3,7 +3,8 @@
 //!
 //! A frame (before compression):
 //! ```text
-//! flags, base, dump_us, proc_scan_us                      varints
+//! flags, clock count, clocks, dump_us, proc_scan_us      varints; a clock: zigzag(first socket - previous
+//!                                                         clock's), zigzag(base - previous clock's base)
 //! part mask, then each part present: length + JSON        host, kernel, settings, as_root, namespaces,
 //!                                                         processes, unreadable, warnings, held_dead, units
 //! socket count, op count, ops                             op = n << 1 | 0: n sockets equal to the previous
@@ -11,7 +12,7 @@
 //!                                                         op = n << 1 | 1: n sockets written in full follow
 //! destroyed count, sockets                                destroy notifications received before this refresh
 //! ```
-//! Sockets are stored with their times as moments on the frame's clock `base` ([`codec::to_moments`]), so a
+//! Sockets are stored with their times as moments on their clock's `base` ([`codec::to_moments`]), so a
 //! socket whose state, counters and timers did not change is equal to its previous record and costs a share of one
 //! copy op. A part of the snapshot that did not change (the process table, the namespaces) is left out of a delta
 //! frame. Key frames write every part and every socket.
@@ -23,7 +24,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::codec::{self, DecodeError, Interner, Reader, put};
-use crate::model::{Connection, Snapshot};
+use crate::model::{Connection, Snapshot, TimerKind};
 
 /// Frame flag: the first frame a recorder wrote after it started (what came before is another session).
 pub const FLAG_SESSION_START: u64 = 1;
@@ -32,9 +33,6 @@ pub const FLAG_DEATHS: u64 = 2;
 /// Frame flag: some destroy notifications before this refresh were lost (the receive buffer overflowed).
 pub const FLAG_DEATHS_LOST: u64 = 4;
 const FLAGS_KNOWN: u64 = FLAG_SESSION_START | FLAG_DEATHS | FLAG_DEATHS_LOST;
-
-/// Sockets sampled to find how far the kernel's clock moved between two frames.
-const BASE_SAMPLES: usize = 512;
 
 /// One decoded refresh: the snapshot as it was taken, the destroy notifications received before it, and the
 /// frame's flags.
@@ -48,8 +46,9 @@ pub struct Frame {
 /// Turns snapshots into frames, remembering the last one to write only what changed.
 #[derive(Default)]
 pub struct Encoder {
-    /// The previous frame's snapshot, its sockets as moments on `base`.
+    /// The previous frame's snapshot, its sockets as moments.
     prev: Option<Snapshot>,
+    /// The previous frame's first clock.
     base: u64,
     /// Socket key -> index in `prev.connections` (the first socket with that key).
     index: FxHashMap<(u64, u64), u32>,
@@ -75,13 +74,20 @@ impl Encoder {
         flags: u64,
     ) -> Vec<u8> {
         let prev = if key { None } else { self.prev.take() };
-        let base = self.base_for(prev.as_ref(), &snapshot);
-        for c in &mut snapshot.connections {
+        let clocks = self.clocks(prev.as_ref(), &snapshot);
+        for (c, base) in snapshot.connections.iter_mut().zip(bases(&clocks)) {
             codec::to_moments(c, base);
         }
+        let base = clocks[0].1;
         let mut buf = Vec::with_capacity(64 + snapshot.connections.len() * 8);
         put(&mut buf, flags);
-        put(&mut buf, base);
+        put(&mut buf, clocks.len() as u64);
+        let mut last = (0, 0);
+        for &(from, base) in &clocks {
+            put(&mut buf, zigzag(from as i64 - last.0 as i64));
+            put(&mut buf, zigzag(base.wrapping_sub(last.1) as i64));
+            last = (from, base);
+        }
         put(&mut buf, snapshot.dump_us);
         put(&mut buf, snapshot.proc_scan_us);
         put_parts(&mut buf, prev.as_ref(), &snapshot);
@@ -120,34 +126,55 @@ impl Encoder {
         buf
     }
 
-    /// The frame's clock: the previous base moved by as much as the kernel's clock moved, told by the sockets
-    /// whose timer did not change (the most common shift among them), so that their moments stay equal. Any base
-    /// decodes exactly; a good one makes steady sockets free.
-    fn base_for(&self, prev: Option<&Snapshot>, now: &Snapshot) -> u64 {
-        let Some(prev) = prev else {
-            return now.taken_at_unix_ms;
+    /// The frame's clocks, as (first socket, base) in dump order. A clock is how far the kernel's clock moved since
+    /// the frame before, told by the sockets that did not change: a base that keeps a steady socket's moments
+    /// (its timer's expiry, its last receive) where they were. The kernel's clock ticks (4 ms jiffies) while a
+    /// dump runs, so sockets listed later in a dump need a later base: a new clock starts where two sockets in a
+    /// row agree on another base than the current one. Any clocks decode exactly; good ones make steady sockets
+    /// free.
+    fn clocks(&self, prev: Option<&Snapshot>, now: &Snapshot) -> Vec<(usize, u64)> {
+        let fallback = match prev {
+            Some(p) => self
+                .base
+                .wrapping_add(now.taken_at_unix_ms.wrapping_sub(p.taken_at_unix_ms)),
+            None => now.taken_at_unix_ms,
         };
-        let mut shifts: Vec<u64> = now
+        let Some(prev) = prev else {
+            return vec![(0, fallback)];
+        };
+        let wanted: Vec<Option<u64>> = now
             .connections
             .iter()
-            .filter(|c| c.timer.kind != crate::model::TimerKind::None)
-            .filter_map(|c| {
+            .map(|c| {
                 let p = &prev.connections[*self.index.get(&key_of(c))? as usize];
-                (p.timer.kind == c.timer.kind && p.timer.count == c.timer.count)
-                    // p's expiry is a moment on the old base: the base that keeps it is moment - expires_ms.
-                    .then(|| p.timer.expires_ms.wrapping_sub(c.timer.expires_ms))
+                wanted_base(p, c, fallback)
             })
-            .take(BASE_SAMPLES)
             .collect();
-        shifts.sort_unstable();
-        let mode = shifts
-            .chunk_by(|a, b| a == b)
-            .max_by_key(|run| run.len())
-            .map(|run| run[0]);
-        mode.unwrap_or_else(|| {
-            self.base
-                .wrapping_add(now.taken_at_unix_ms.wrapping_sub(prev.taken_at_unix_ms))
-        })
+        // The next socket's wish after each socket, from the end.
+        let mut next_wish = vec![None; wanted.len()];
+        let mut after = None;
+        for i in (0..wanted.len()).rev() {
+            next_wish[i] = after;
+            if wanted[i].is_some() {
+                after = wanted[i];
+            }
+        }
+        let mut clocks: Vec<(usize, u64)> = Vec::new();
+        for (i, wish) in wanted.iter().enumerate() {
+            let Some(base) = *wish else {
+                continue;
+            };
+            match clocks.last() {
+                Some(&(_, current)) if current == base => {}
+                Some(_) if next_wish[i] != Some(base) => {}
+                _ => clocks.push((i, base)),
+            }
+        }
+        match clocks.first_mut() {
+            Some(first) => first.0 = 0,
+            None => clocks.push((0, fallback)),
+        }
+        clocks
     }
 
     /// Runs of sockets equal to the previous frame's, and runs of sockets to write in full.
@@ -176,6 +203,35 @@ impl Encoder {
         }
         ops
     }
+}
+
+/// The base on which socket `now` keeps the moments of its previous record `p` (a moment), if it tells: by its
+/// timer when it did not change kind or count, else by its last receive. `near` is a base close to the answer (to
+/// widen the 32-bit last-receive moments).
+fn wanted_base(p: &Connection, now: &Connection, near: u64) -> Option<u64> {
+    if now.timer.kind != TimerKind::None
+        && p.timer.kind == now.timer.kind
+        && p.timer.count == now.timer.count
+    {
+        // moment = base + expires_ms
+        return Some(p.timer.expires_ms.wrapping_sub(now.timer.expires_ms));
+    }
+    let moment = p.tcp_info.as_ref()?.last_ack_recv_ms()?;
+    let ago = now.tcp_info.as_ref()?.last_ack_recv_ms()?;
+    // moment = base - ago (mod 2^32)
+    let base32 = moment.wrapping_add(ago);
+    Some(near.wrapping_add(base32.wrapping_sub(near as u32) as i32 as i64 as u64))
+}
+
+/// The base of each socket, in order, from the clocks.
+fn bases(clocks: &[(usize, u64)]) -> impl Iterator<Item = u64> + '_ {
+    let mut at = 0;
+    (0..).map(move |i| {
+        while clocks.get(at + 1).is_some_and(|(from, _)| *from <= i) {
+            at += 1;
+        }
+        clocks.get(at).map_or(0, |(_, base)| *base)
+    })
 }
 
 enum Op {
@@ -281,7 +337,29 @@ impl Decoder {
         if flags & !FLAGS_KNOWN != 0 {
             return Err(DecodeError::Invalid("frame flags"));
         }
-        let base = r.get()?;
+        let count = r.get_len()?;
+        if count == 0 {
+            return Err(DecodeError::Invalid("clock count"));
+        }
+        let mut clocks: Vec<(usize, u64)> = Vec::with_capacity(count);
+        let mut last: (i64, u64) = (0, 0);
+        for _ in 0..count {
+            let from = last
+                .0
+                .checked_add(unzigzag(r.get()?))
+                .filter(|f| *f >= last.0)
+                .ok_or(DecodeError::Invalid("clock"))?;
+            let base = last.1.wrapping_add(unzigzag(r.get()?) as u64);
+            clocks.push((
+                usize::try_from(from).map_err(|_| DecodeError::Invalid("clock"))?,
+                base,
+            ));
+            last = (from, base);
+        }
+        if clocks[0].0 != 0 {
+            return Err(DecodeError::Invalid("clock"));
+        }
+        let base = clocks[0].1;
         let (dump_us, proc_scan_us) = (r.get()?, r.get()?);
         let mut snapshot = Snapshot {
             taken_at_unix_ms,
@@ -337,7 +415,7 @@ impl Decoder {
         self.prev = Some(snapshot);
         self.conns = conns;
         Ok(Decoded {
-            base,
+            clocks,
             flags,
             destroyed,
         })
@@ -349,9 +427,10 @@ impl Decoder {
         snapshot.connections = self
             .conns
             .iter()
-            .map(|c| {
+            .zip(bases(&decoded.clocks))
+            .map(|(c, base)| {
                 let mut c = Connection::clone(c);
-                codec::from_moments(&mut c, decoded.base);
+                codec::from_moments(&mut c, base);
                 c
             })
             .collect();
@@ -371,7 +450,8 @@ fn r_len(r: &Reader) -> usize {
 /// What [`Decoder::decode`] read besides the sockets.
 #[derive(Debug, Clone)]
 pub struct Decoded {
-    base: u64,
+    /// (first socket, base) in socket order.
+    clocks: Vec<(usize, u64)>,
     pub flags: u64,
     pub destroyed: Vec<Connection>,
 }
@@ -479,6 +559,47 @@ mod tests {
             assert!(*size < 1500, "frame {i}: {sizes:?}");
         }
         assert!(sizes[4] > 50_000, "{sizes:?}");
+    }
+
+    #[test]
+    fn a_kernel_clock_that_ticks_during_the_dump_keeps_steady_sockets_free() {
+        // Sockets with a keepalive timer and sockets with none (told by their last receive) alternate; the clock
+        // moves 10 s between dumps and one more 4 ms jiffy partway through each dump, at a different socket.
+        let base: Vec<Connection> = (0..1000)
+            .map(|k| {
+                let mut c = conn(k, 7_000_000 + k);
+                if k % 2 == 1 {
+                    c.timer = Timer::NONE;
+                }
+                c
+            })
+            .collect();
+        let mut series = Vec::new();
+        for step in 0..5u64 {
+            let tick_at = 200 * step as usize + 100;
+            let conns = base
+                .iter()
+                .enumerate()
+                .map(|(i, c)| {
+                    let mut c = c.clone();
+                    let moved = step * 10_000 + if i >= tick_at { 4 } else { 0 };
+                    if c.timer.kind != TimerKind::None {
+                        c.timer.expires_ms -= moved;
+                    }
+                    let mut info = TcpInfoFields::from(c.tcp_info.take().unwrap());
+                    let age = |v: Option<u32>| v.map(|v| v.wrapping_add(moved as u32));
+                    info.last_ack_recv_ms = age(info.last_ack_recv_ms);
+                    info.last_data_recv_ms = age(info.last_data_recv_ms);
+                    c.tcp_info = Some(info.into());
+                    c
+                })
+                .collect();
+            series.push((snap(1_000_000 + step * 10_000, conns), false));
+        }
+        let sizes = round_trip(&series);
+        for (i, size) in sizes.iter().enumerate().skip(1) {
+            assert!(*size < 300, "frame {i}: {sizes:?}");
+        }
     }
 
     #[test]
