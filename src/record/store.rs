@@ -438,7 +438,11 @@ impl Writer {
         if let Some(old) = self.current.take() {
             old.file.sync_data().map_err(io_err(&old.path))?;
         }
-        let mut start_ms = time_ms;
+        // Shards are named, listed and read in the order they were written, even if the clock was set back.
+        let mut start_ms = match self.shards.last() {
+            Some((last, _)) => time_ms.max(last.start_ms + 1),
+            None => time_ms,
+        };
         let (path, mut file) = loop {
             let path = self.dir.join(shard_name(start_ms));
             match OpenOptions::new().append(true).create_new(true).open(&path) {
@@ -664,8 +668,18 @@ mod tests {
         // An hour later: a new shard, whose first frame is a key frame.
         assert!(w.begin(T0 + HOUR).unwrap());
         w.append(Kind::Key, T0 + HOUR, b"key2").unwrap();
+        // The clock set back by a day: the next shard still comes after the others.
+        assert!(w.begin(T0 + 2 * HOUR).unwrap());
+        w.append(Kind::Key, T0 + 2 * HOUR, b"key3").unwrap();
+        assert!(!w.begin(T0 - 86_400_000).unwrap());
+        w.append(Kind::Delta, T0 - 86_400_000, b"back").unwrap();
+        drop(w);
+        let (mut w, _) = Writer::open(dir.path(), retention(u64::MAX, u64::MAX)).unwrap();
+        w.rotate(T0 - 86_400_000).unwrap();
         let shards = list(dir.path()).unwrap();
-        assert_eq!(shards.len(), 2);
+        assert_eq!(shards.len(), 4);
+        assert_eq!(shards[3].start_ms, T0 + 2 * HOUR + 1);
+        let shards = &shards[..2];
         assert_eq!(
             frames(&shards[0].path),
             vec![(T0, b"key".to_vec()), (T0 + 10_000, b"d1".to_vec())]
