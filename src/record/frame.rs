@@ -74,7 +74,8 @@ impl Encoder {
         flags: u64,
     ) -> Vec<u8> {
         let prev = if key { None } else { self.prev.take() };
-        let clocks = self.clocks(prev.as_ref(), &snapshot);
+        let matches = self.matches(prev.as_ref(), &snapshot.connections);
+        let clocks = self.clocks(prev.as_ref(), &snapshot, &matches);
         for (c, base) in snapshot.connections.iter_mut().zip(bases(&clocks)) {
             codec::to_moments(c, base);
         }
@@ -92,7 +93,7 @@ impl Encoder {
         put(&mut buf, snapshot.proc_scan_us);
         put_parts(&mut buf, prev.as_ref(), &snapshot);
         put(&mut buf, snapshot.connections.len() as u64);
-        let ops = self.ops(prev.as_ref(), &snapshot.connections);
+        let ops = ops(prev.as_ref(), &snapshot.connections, &matches);
         put(&mut buf, ops.len() as u64);
         let mut expected: u64 = 0;
         for op in ops {
@@ -132,7 +133,12 @@ impl Encoder {
     /// dump runs, so sockets listed later in a dump need a later base: a new clock starts where two sockets in a
     /// row agree on another base than the current one. Any clocks decode exactly; good ones make steady sockets
     /// free.
-    fn clocks(&self, prev: Option<&Snapshot>, now: &Snapshot) -> Vec<(usize, u64)> {
+    fn clocks(
+        &self,
+        prev: Option<&Snapshot>,
+        now: &Snapshot,
+        matches: &[Option<u32>],
+    ) -> Vec<(usize, u64)> {
         let fallback = match prev {
             Some(p) => self
                 .base
@@ -145,10 +151,8 @@ impl Encoder {
         let wanted: Vec<Option<u64>> = now
             .connections
             .iter()
-            .map(|c| {
-                let p = &prev.connections[*self.index.get(&key_of(c))? as usize];
-                wanted_base(p, c, fallback)
-            })
+            .zip(matches)
+            .map(|(c, j)| wanted_base(&prev.connections[(*j)? as usize], c, fallback))
             .collect();
         // The next socket's wish after each socket, from the end.
         let mut next_wish = vec![None; wanted.len()];
@@ -177,32 +181,43 @@ impl Encoder {
         clocks
     }
 
-    /// Runs of sockets equal to the previous frame's, and runs of sockets to write in full.
-    fn ops(&self, prev: Option<&Snapshot>, conns: &[Connection]) -> Vec<Op> {
-        let mut ops: Vec<Op> = Vec::new();
-        // Where the socket after the last copied one was: a dump lists sockets in the same order from one refresh
-        // to the next, so it is usually the one, found without a lookup.
+    /// For each socket, the index of the previous frame's socket with its key, if any. A dump lists sockets in the
+    /// same order from one refresh to the next, so the one after the last match is tried before a lookup.
+    fn matches(&self, prev: Option<&Snapshot>, conns: &[Connection]) -> Vec<Option<u32>> {
+        let Some(prev) = prev else {
+            return vec![None; conns.len()];
+        };
         let mut next = 0;
-        for (i, c) in conns.iter().enumerate() {
-            let same = prev.and_then(|p| {
-                let j = match p.connections.get(next) {
-                    Some(n) if key_of(n) == key_of(c) => next,
-                    _ => *self.index.get(&key_of(c))? as usize,
+        conns
+            .iter()
+            .map(|c| {
+                let j = match prev.connections.get(next) {
+                    Some(n) if key_of(n) == key_of(c) => next as u32,
+                    _ => *self.index.get(&key_of(c))?,
                 };
-                (p.connections[j] == *c).then_some(j)
-            });
-            if let Some(j) = same {
-                next = j + 1;
-            }
-            match (same, ops.last_mut()) {
-                (Some(j), Some(Op::Copy { start, n })) if *start + *n == j => *n += 1,
-                (Some(j), _) => ops.push(Op::Copy { start: j, n: 1 }),
-                (None, Some(Op::Full { n, .. })) => *n += 1,
-                (None, _) => ops.push(Op::Full { from: i, n: 1 }),
-            }
-        }
-        ops
+                next = j as usize + 1;
+                Some(j)
+            })
+            .collect()
     }
+}
+
+/// Runs of sockets equal to their match in the previous frame, and runs of sockets to write in full.
+fn ops(prev: Option<&Snapshot>, conns: &[Connection], matches: &[Option<u32>]) -> Vec<Op> {
+    let mut ops: Vec<Op> = Vec::new();
+    for (i, (c, j)) in conns.iter().zip(matches).enumerate() {
+        let same = prev.and_then(|p| {
+            let j = (*j)? as usize;
+            (p.connections[j] == *c).then_some(j)
+        });
+        match (same, ops.last_mut()) {
+            (Some(j), Some(Op::Copy { start, n })) if *start + *n == j => *n += 1,
+            (Some(j), _) => ops.push(Op::Copy { start: j, n: 1 }),
+            (None, Some(Op::Full { n, .. })) => *n += 1,
+            (None, _) => ops.push(Op::Full { from: i, n: 1 }),
+        }
+    }
+    ops
 }
 
 /// The base on which socket `now` keeps the moments of its previous record `p` (a moment), if it tells: by its
