@@ -214,6 +214,16 @@ impl Severity {
             Severity::Critical => "critical",
         }
     }
+
+    /// The text marker that shows the severity without colour, the same in the table, the live view and the
+    /// exporter's docs: `!!` critical, `!` warning, `~` info.
+    pub fn marker(self) -> &'static str {
+        match self {
+            Severity::Critical => "!!",
+            Severity::Warning => "!",
+            Severity::Info => "~",
+        }
+    }
 }
 
 /// Stable codes of what analysis can say about a socket. The JSON and the filter use these names.

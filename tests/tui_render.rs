@@ -75,10 +75,65 @@ fn connections_view_marks_stuck_rows() {
         assert!(screen.contains("!! ESTAB"), "{screen}");
         assert!(screen.contains("!! CLOSE-WAIT"), "{screen}");
         assert!(screen.contains("!  CLOSE-WAIT"), "{screen}");
+        // Info rows carry the `~` the table and the README use.
+        assert!(screen.contains("~  ESTAB"), "{screen}");
         // The hostile process name reaches the screen escaped.
         assert!(!screen.contains('\u{1b}'), "{screen}");
         assert_snapshot!(name("connections", size), terminal.backend());
     }
+}
+
+/// The busy fixture with keepalive settings as a collection fills them: assumed from the sysctls, read from the
+/// nginx listener (30/10/3) and from one accepted socket (300/100/3).
+fn with_keepalive(mut snap: Snapshot) -> Snapshot {
+    use kwatch::keepalive::Source;
+    kwatch::sockopt::fill(&mut snap, false, None);
+    let read = |idle, intvl, cnt| KeepaliveSettings {
+        enabled: Some(true),
+        idle_s: Some(idle),
+        intvl_s: Some(intvl),
+        cnt: Some(cnt),
+        user_timeout_ms: Some(0),
+        source: Source::Socket,
+    };
+    for c in &mut snap.connections {
+        match c.cookie {
+            1001 => c.keepalive = Some(read(30, 10, 3)),
+            1003 => c.keepalive = Some(read(300, 100, 3)),
+            _ => {}
+        }
+    }
+    snap
+}
+
+#[test]
+fn connections_view_shows_each_sockets_keepalive() {
+    let size = (160, 50);
+    let mut app = App::new(Filter::default(), false);
+    update(
+        &mut app,
+        Action::Resize {
+            width: 160,
+            height: 50,
+        },
+    );
+    update(
+        &mut app,
+        Action::Snapshot {
+            snapshot: Box::new(with_keepalive(load("busy.json"))),
+            now_ms: T0 + 1_200,
+        },
+    );
+    let terminal = draw(&app, size);
+    let screen = format!("{}", terminal.backend());
+    assert!(screen.contains("KEEPALIVE"), "{screen}");
+    for cell in ["30/10/3", "300/100/3", "7200/75/9*", " off "] {
+        assert!(screen.contains(cell), "no '{cell}':\n{screen}");
+    }
+    assert_snapshot!(name("connections_keepalive", size), terminal.backend());
+    // Without settings on any socket (the bare fixture) there is no column of dashes.
+    let bare = draw(&app_with("busy.json", size), size);
+    assert!(!format!("{}", bare.backend()).contains("KEEPALIVE"));
 }
 
 #[test]
@@ -187,6 +242,17 @@ fn help_overlay_lists_every_key() {
                 "help misses '{keys}' at {size:?}:\n{screen}"
             );
         }
+        // The markers the help names are the table's.
+        use kwatch::model::Severity;
+        for sev in [Severity::Critical, Severity::Warning, Severity::Info] {
+            let mark = kwatch::output::table::severity_marker(sev);
+            assert!(
+                screen.contains(&format!("{mark} {}", sev.label())),
+                "help lacks '{mark} {}':\n{screen}",
+                sev.label()
+            );
+        }
+        assert!(screen.contains("~ info"), "{screen}");
         assert_snapshot!(name("help", size), terminal.backend());
     }
 }
