@@ -296,6 +296,9 @@ pub struct ProcessSummary {
     pub critical: u32,
     pub warning: u32,
     pub info: u32,
+    /// The service it belongs to, when it has other members ([`services::attach`]); `None` alone or not looked up.
+    #[serde(default)]
+    pub service: Option<services::ServiceRef>,
 }
 
 impl ProcessSummary {
@@ -314,6 +317,7 @@ impl ProcessSummary {
             critical: 0,
             warning: 0,
             info: 0,
+            service: None,
         }
     }
 

@@ -146,6 +146,78 @@ fn processes_view() {
     }
 }
 
+/// nginx master 811 and worker 812 (one service: they share the :443 listener) hold the keepalive-less sockets
+/// 1005 and 1014 and the keepalive ones 1003 and 1009, one pair each, then swapped: the per-process finding
+/// moves from one to the other, the service's stays on both rows, the same text.
+#[test]
+fn processes_view_shows_a_steady_service_finding_whichever_worker_holds_what() {
+    use kwatch::model::Owner;
+    let size = (160, 50);
+    let mut screens = Vec::new();
+    for (off, on) in [(811, 812), (812, 811)] {
+        let mut snap = load("busy.json");
+        for c in &mut snap.connections {
+            match c.cookie {
+                1005 | 1014 => {
+                    c.owners = Owner {
+                        pid: off,
+                        fd: c.cookie as u32,
+                    }
+                    .into()
+                }
+                1003 | 1009 => {
+                    c.owners = Owner {
+                        pid: on,
+                        fd: c.cookie as u32,
+                    }
+                    .into()
+                }
+                _ => {}
+            }
+        }
+        analyze(&mut snap, &Thresholds::default());
+        let mut app = App::new(Filter::default(), false);
+        update(
+            &mut app,
+            Action::Resize {
+                width: size.0,
+                height: size.1,
+            },
+        );
+        update(
+            &mut app,
+            Action::Snapshot {
+                snapshot: Box::new(snap),
+                now_ms: T0 + 1_200,
+            },
+        );
+        press(&mut app, [Action::SwitchView]);
+        let flagged: Vec<u32> = app
+            .procs
+            .iter()
+            .filter(|p| !p.process_findings.is_empty() && p.comm == "nginx")
+            .map(|p| p.pid)
+            .collect();
+        assert_eq!(
+            flagged,
+            vec![off],
+            "the per-process finding follows the sockets"
+        );
+        let screen = format!("{}", draw(&app, size).backend());
+        let rows: Vec<String> = screen
+            .lines()
+            .filter(|l| l.contains(" nginx "))
+            .map(|l| l.to_string())
+            .collect();
+        assert_eq!(rows.len(), 2, "{screen}");
+        for row in &rows {
+            assert!(row.contains("811/nginx ×2 ~keepalive_off"), "{row}");
+        }
+        screens.push(screen);
+    }
+    assert_snapshot!("processes_service_160x50", screens[0]);
+}
+
 #[test]
 fn processes_view_enter_shows_that_process() {
     let size = (80, 24);

@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 
 use super::ProcessSummary;
-use crate::model::{Connection, Snapshot, TcpState};
+use crate::model::{Connection, FindingCode, Severity, Snapshot, TcpState};
 
 /// One service's members and the rollup of their sockets (each socket once, however many members hold it).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -27,6 +27,49 @@ pub struct ServiceSummary {
     /// The rollup over the members' distinct sockets: `pid` and `comm` are the leader's, `process_findings` are the
     /// service's own (`keepalive_off`, `keepalive_default` judged over all its ESTABLISHED sockets).
     pub totals: ProcessSummary,
+}
+
+/// What a process's row says of its service: which one, how many members, and the service's own findings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceRef {
+    pub leader_pid: u32,
+    /// The leader's comm, raw.
+    pub name: String,
+    pub members: u32,
+    /// The service's findings about itself (`keepalive_off`, `keepalive_default`), with their severity.
+    pub findings: Vec<(FindingCode, Severity)>,
+}
+
+/// Sets `service` of every process summary whose service has more than one member, from the services over the
+/// same connections (so the service's findings cover what the rows count).
+pub fn attach<'a>(
+    snapshot: &Snapshot,
+    conns: impl IntoIterator<Item = &'a Connection>,
+    procs: &mut [ProcessSummary],
+) {
+    let mut by_pid: BTreeMap<u32, ServiceRef> = BTreeMap::new();
+    for s in services(snapshot, conns) {
+        if s.pids.len() < 2 {
+            continue;
+        }
+        let r = ServiceRef {
+            leader_pid: s.leader_pid,
+            name: s.name.clone(),
+            members: s.pids.len() as u32,
+            findings: s
+                .totals
+                .process_findings
+                .iter()
+                .map(|f| (f.code, f.severity))
+                .collect(),
+        };
+        for pid in &s.pids {
+            by_pid.insert(*pid, r.clone());
+        }
+    }
+    for p in procs {
+        p.service = by_pid.get(&p.pid).cloned();
+    }
 }
 
 /// Which service each process of the snapshot belongs to: pid → leader pid. Covers every process that owns a

@@ -720,11 +720,13 @@ pub fn view_rows(snap: &Snapshot, spec: &ViewSpec) -> (Vec<usize>, Vec<ProcessSu
         ord.then(a.1.cmp(&b.1))
     });
     let rows: Vec<usize> = keyed.into_iter().map(|(_, _, i)| i).collect();
-    let filtered = snap
-        .connections
-        .iter()
-        .filter(|c| spec.filter.matches_in(c, snap));
-    let mut procs = rollup(snap, filtered);
+    let filtered = || {
+        snap.connections
+            .iter()
+            .filter(|c| spec.filter.matches_in(c, snap))
+    };
+    let mut procs = rollup(snap, filtered());
+    crate::analyze::services::attach(snap, filtered(), &mut procs);
     sort_procs(&mut procs, spec.proc_sort, spec.proc_reverse);
     (rows, procs)
 }
