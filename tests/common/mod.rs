@@ -18,7 +18,7 @@ pub fn is_root() -> bool {
 }
 
 /// True when privileged tests must run rather than skip: in CI, or when the developer asks for it.
-fn must_run_privileged() -> bool {
+pub fn must_run_privileged() -> bool {
     std::env::var_os("CI").is_some_and(|v| !v.is_empty())
         || std::env::var_os("KWATCH_REQUIRE_PRIVILEGED").is_some_and(|v| v == "1")
 }
