@@ -2,8 +2,10 @@
 //!
 //! Identical workers take turns accepting connections, so a per-process finding such as `keepalive_off` comes and
 //! goes with whichever connections a worker happens to hold. A service rolls them up: processes that hold the same
-//! listening socket (an nginx master and its workers, a prefork server), or that run the same executable as their
-//! parent or as their siblings under one parent (other than init), in the same container or systemd unit. The
+//! listening socket (an nginx master and its workers, a prefork server), that run the same executable as their
+//! parent (postgres backends under the postmaster), or that run the same executable with the same command line as
+//! their siblings under one parent other than init (identical workers; two different apps of one interpreter under
+//! one supervisor stay apart), always in the same container or systemd unit. The
 //! grouping reads only listeners, parents and executables, never the accepted connections, so it stays the same
 //! from one refresh to the next. Every process is in exactly one service; a process alone is a service of one.
 
@@ -97,7 +99,8 @@ pub fn group(snapshot: &Snapshot) -> BTreeMap<u32, u32> {
             }
         }
     }
-    // The same executable in the same unit as the parent, or as a sibling under a parent other than init.
+    // The same executable in the same unit as the parent; the same executable and command line in the same unit as
+    // a sibling under a parent other than init.
     let kind = |pid: u32| -> Option<(&str, Option<String>)> {
         let exe = snapshot
             .lineage
@@ -106,7 +109,9 @@ pub fn group(snapshot: &Snapshot) -> BTreeMap<u32, u32> {
             .or_else(|| snapshot.processes.get(&pid).map(|p| p.comm.as_str()))?;
         Some((exe, snapshot.units.get(&pid).map(|u| u.label())))
     };
-    let mut siblings: BTreeMap<(u32, (&str, Option<String>)), u32> = BTreeMap::new();
+    let cmdline = |pid: u32| snapshot.processes.get(&pid).map(|p| p.cmdline.as_slice());
+    type Sibling<'s> = (u32, (&'s str, Option<String>), Option<&'s [String]>);
+    let mut siblings: BTreeMap<Sibling, u32> = BTreeMap::new();
     for &pid in &pids {
         let (Some(ppid), Some(mine)) = (snapshot.lineage.get(&pid).and_then(|l| l.ppid), kind(pid))
         else {
@@ -116,7 +121,7 @@ pub fn group(snapshot: &Snapshot) -> BTreeMap<u32, u32> {
             sets.join(ppid, pid);
         }
         if ppid > 1 {
-            let first = *siblings.entry((ppid, mine)).or_insert(pid);
+            let first = *siblings.entry((ppid, mine, cmdline(pid))).or_insert(pid);
             sets.join(first, pid);
         }
     }
@@ -381,10 +386,19 @@ mod tests {
         lineage(&mut snap, 2231, 1, "/usr/bin/same");
         let g = group(&snap);
         assert_ne!(g[&640], g[&2231]);
-        // Siblings under one parent, but in two containers: apart.
+        // Siblings under one parent running one executable with different command lines (two apps of one
+        // interpreter under a supervisor): apart; with the same command line (identical workers): together.
         lineage(&mut snap, 640, 500, "/usr/bin/same");
         lineage(&mut snap, 2231, 500, "/usr/bin/same");
-        assert_eq!(group(&snap)[&2231], 640, "same parent, same executable");
+        assert_eq!(group(&snap)[&2231], 2231, "different command lines");
+        let java_cmdline = snap.processes[&2231].cmdline.clone();
+        snap.processes.get_mut(&640).unwrap().cmdline = java_cmdline;
+        assert_eq!(
+            group(&snap)[&2231],
+            640,
+            "same parent, executable and command line"
+        );
+        // Siblings under one parent, but in two containers: apart.
         snap.units.insert(
             2231,
             Unit {
