@@ -165,8 +165,9 @@ fn read(idle: u32, intvl: u32, cnt: u32) -> (Value, Value, Value, Value, Value) 
     )
 }
 
-/// The Keepalive cell of the table row holding `needle` (the header says where the column starts).
-fn table_cell(port: u16, needle: &str) -> String {
+/// The Keepalive cell of the table row whose Local and Peer columns are `local` and `peer` (the header says where
+/// the column starts).
+fn table_cell(port: u16, local: &str, peer: &str) -> String {
     let out = kwatch(None, &["--once", "--port", &port.to_string()]);
     assert!(
         out.status.success(),
@@ -178,8 +179,11 @@ fn table_cell(port: u16, needle: &str) -> String {
     let at = header.find("Keepalive").expect("a Keepalive column");
     let row = text
         .lines()
-        .find(|l| l.contains(needle))
-        .unwrap_or_else(|| panic!("no row with '{needle}':\n{text}"));
+        .find(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            f.len() > 2 && f[1] == local && f[2] == peer
+        })
+        .unwrap_or_else(|| panic!("no row {local} {peer}:\n{text}"));
     row[at..]
         .split_whitespace()
         .next()
@@ -236,8 +240,9 @@ fn redis_default_keepalive_is_read_from_its_sockets_and_config_set_changes_new_o
         ),
         (Value::from(false), Value::from("socket"))
     );
-    let first_port = first.local_addr().unwrap().port().to_string();
-    assert_eq!(table_cell(port, &format!(":{first_port} ")), "300/100/3");
+    let local = format!("127.0.0.1:{port}");
+    let peer = |c: &TcpStream| c.local_addr().unwrap().to_string();
+    assert_eq!(table_cell(port, &local, &peer(&first)), "300/100/3");
 
     assert_eq!(
         redis(&mut first, &["CONFIG", "SET", "tcp-keepalive", "60"]),
@@ -258,9 +263,10 @@ fn redis_default_keepalive_is_read_from_its_sockets_and_config_set_changes_new_o
         read(60, 20, 3),
         "a new connection gets the new ones"
     );
-    let second_port = second.local_addr().unwrap().port().to_string();
-    assert_eq!(table_cell(port, &format!(":{second_port} ")), "60/20/3");
-    assert_eq!(table_cell(port, &format!(":{first_port} ")), "300/100/3");
+    assert_eq!(table_cell(port, &local, &peer(&second)), "60/20/3");
+    assert_eq!(table_cell(port, &local, &peer(&first)), "300/100/3");
+    // The client ends (this test's, SO_KEEPALIVE never set) read 'off'.
+    assert_eq!(table_cell(port, &peer(&first), &local), "off");
 }
 
 #[test]
@@ -370,7 +376,12 @@ fn nginx_so_keepalive_shows_on_accepted_sockets_and_its_workers_are_one_steady_s
     );
 
     // The table's column reads the same.
-    let peer = clients[0].local_addr().unwrap().port();
-    assert_eq!(table_cell(port, &format!(":{peer} ")), "30/10/3");
-    assert_eq!(table_cell(port, "LISTEN"), "30/10/3");
+    let local = format!("127.0.0.1:{port}");
+    let peer = clients[0].local_addr().unwrap().to_string();
+    assert_eq!(table_cell(port, &local, &peer), "30/10/3");
+    assert_eq!(
+        table_cell(port, &local, "0.0.0.0:*"),
+        "30/10/3",
+        "the listener"
+    );
 }
