@@ -13,7 +13,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use common::{is_root, kwatch, kwatch_json, must_run_privileged, poll, sockets};
+use common::{is_root, kwatch, kwatch_json, poll, runnable, sockets};
 use serde_json::Value;
 
 const REDIS: &str = "/usr/bin/redis-server";
@@ -28,14 +28,7 @@ fn can_run(test: &str, binary: &str, package: &str) -> bool {
     } else {
         None
     };
-    match reason {
-        None => true,
-        Some(r) if must_run_privileged() => panic!("{test}: must run in CI but cannot: {r}"),
-        Some(r) => {
-            eprintln!("skipping {test}: {r}");
-            false
-        }
-    }
+    runnable(test, reason)
 }
 
 fn free_port() -> u16 {

@@ -2,6 +2,8 @@
 //! guarantees, and colour only on request.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use kwatch::analyze::{self, Thresholds};
 use kwatch::model::{Connection, Snapshot, UnreadableProcess};
 use kwatch::output::table::{self, TableOptions};
@@ -198,28 +200,10 @@ fn thousands_of_rows_come_out_in_order_and_aligned_as_few() {
     }
 }
 
-/// The busy fixture as a collection fills it: keepalive assumed from the sysctls for ESTABLISHED and CLOSE-WAIT
-/// sockets, and read from the socket for the nginx listener (`so_keepalive=30s:10s:3`) and one accepted socket
-/// (300/100/3, redis's default).
+/// The busy fixture with keepalive settings as a collection fills them ([`common::fill_busy_keepalive`]).
 fn with_keepalive() -> Snapshot {
-    use kwatch::keepalive::{KeepaliveSettings, Source};
     let mut snapshot = load("busy.json");
-    kwatch::sockopt::fill(&mut snapshot, false, None);
-    let read = |idle, intvl, cnt| KeepaliveSettings {
-        enabled: Some(true),
-        idle_s: Some(idle),
-        intvl_s: Some(intvl),
-        cnt: Some(cnt),
-        user_timeout_ms: Some(0),
-        source: Source::Socket,
-    };
-    for c in &mut snapshot.connections {
-        match c.cookie {
-            1001 => c.keepalive = Some(read(30, 10, 3)),
-            1003 => c.keepalive = Some(read(300, 100, 3)),
-            _ => {}
-        }
-    }
+    common::fill_busy_keepalive(&mut snapshot);
     snapshot
 }
 

@@ -1,6 +1,8 @@
 //! The TUI drawn from fixture snapshots with a frozen clock into ratatui's TestBackend, at 80x24 and 160x50,
 //! compared with insta snapshots (the .snap files are the screenshots: review them by eye).
 
+mod common;
+
 use insta::assert_snapshot;
 use kwatch::analyze::{Thresholds, analyze};
 use kwatch::filter::Filter;
@@ -23,13 +25,18 @@ fn load(name: &str) -> Snapshot {
 }
 
 /// An app that has seen `fixture` once, 1.2s after it was taken.
-fn app_with(fixture: &str, (width, height): (u16, u16)) -> App {
+fn app_with(fixture: &str, size: (u16, u16)) -> App {
+    app_of(load(fixture), size)
+}
+
+/// An app that has seen `snap` once, 1.2s after the fixtures were taken.
+fn app_of(snap: Snapshot, (width, height): (u16, u16)) -> App {
     let mut app = App::new(Filter::default(), false);
     update(&mut app, Action::Resize { width, height });
     update(
         &mut app,
         Action::Snapshot {
-            snapshot: Box::new(load(fixture)),
+            snapshot: Box::new(snap),
             now_ms: T0 + 1_200,
         },
     );
@@ -83,47 +90,16 @@ fn connections_view_marks_stuck_rows() {
     }
 }
 
-/// The busy fixture with keepalive settings as a collection fills them: assumed from the sysctls, read from the
-/// nginx listener (30/10/3) and from one accepted socket (300/100/3).
+/// The busy fixture with keepalive settings as a collection fills them ([`common::fill_busy_keepalive`]).
 fn with_keepalive(mut snap: Snapshot) -> Snapshot {
-    use kwatch::keepalive::Source;
-    kwatch::sockopt::fill(&mut snap, false, None);
-    let read = |idle, intvl, cnt| KeepaliveSettings {
-        enabled: Some(true),
-        idle_s: Some(idle),
-        intvl_s: Some(intvl),
-        cnt: Some(cnt),
-        user_timeout_ms: Some(0),
-        source: Source::Socket,
-    };
-    for c in &mut snap.connections {
-        match c.cookie {
-            1001 => c.keepalive = Some(read(30, 10, 3)),
-            1003 => c.keepalive = Some(read(300, 100, 3)),
-            _ => {}
-        }
-    }
+    common::fill_busy_keepalive(&mut snap);
     snap
 }
 
 #[test]
 fn connections_view_shows_each_sockets_keepalive() {
     let size = (160, 50);
-    let mut app = App::new(Filter::default(), false);
-    update(
-        &mut app,
-        Action::Resize {
-            width: 160,
-            height: 50,
-        },
-    );
-    update(
-        &mut app,
-        Action::Snapshot {
-            snapshot: Box::new(with_keepalive(load("busy.json"))),
-            now_ms: T0 + 1_200,
-        },
-    );
+    let app = app_of(with_keepalive(load("busy.json")), size);
     let terminal = draw(&app, size);
     let screen = format!("{}", terminal.backend());
     assert!(screen.contains("KEEPALIVE"), "{screen}");
@@ -176,21 +152,7 @@ fn processes_view_shows_a_steady_service_finding_whichever_worker_holds_what() {
             }
         }
         analyze(&mut snap, &Thresholds::default());
-        let mut app = App::new(Filter::default(), false);
-        update(
-            &mut app,
-            Action::Resize {
-                width: size.0,
-                height: size.1,
-            },
-        );
-        update(
-            &mut app,
-            Action::Snapshot {
-                snapshot: Box::new(snap),
-                now_ms: T0 + 1_200,
-            },
-        );
+        let mut app = app_of(snap, size);
         press(&mut app, [Action::SwitchView]);
         let flagged: Vec<u32> = app
             .procs

@@ -441,13 +441,8 @@ impl<'a> ProcessReport<'a> {
             user: s.user,
             unit: snapshot.units.get(&s.pid),
             sockets: s.sockets,
-            by_state: s
-                .by_state
-                .into_iter()
-                .filter(|(_, n)| *n > 0)
-                .map(|(st, n)| (StateName(st), n))
-                .collect(),
-            findings: s.findings.into_iter().filter(|(_, n)| *n > 0).collect(),
+            by_state: nonzero_states(s.by_state),
+            findings: nonzero(s.findings),
             established_without_keepalive: s.established_without_keepalive,
             keepalive_off_percent,
             keepalive_default: s.keepalive_default,
@@ -459,6 +454,19 @@ impl<'a> ProcessReport<'a> {
             info: s.info,
         }
     }
+}
+
+/// A rollup's states with at least one socket, by their documented names.
+fn nonzero_states(by_state: BTreeMap<TcpState, u32>) -> BTreeMap<StateName, u32> {
+    nonzero(by_state)
+        .into_iter()
+        .map(|(st, n)| (StateName(st), n))
+        .collect()
+}
+
+/// The entries of a count map that are not zero.
+fn nonzero<K: Ord>(counts: BTreeMap<K, u32>) -> BTreeMap<K, u32> {
+    counts.into_iter().filter(|(_, n)| *n > 0).collect()
 }
 
 /// One service's rollup over the reported sockets ([`services::services`]): its members and their sockets, each
@@ -500,13 +508,8 @@ impl<'a> ServiceReport<'a> {
             sockets: t.sockets,
             keepalive_off_percent: t.established_percent(t.established_without_keepalive),
             keepalive_default_percent: t.established_percent(t.keepalive_default),
-            by_state: t
-                .by_state
-                .into_iter()
-                .filter(|(_, n)| *n > 0)
-                .map(|(st, n)| (StateName(st), n))
-                .collect(),
-            findings: t.findings.into_iter().filter(|(_, n)| *n > 0).collect(),
+            by_state: nonzero_states(t.by_state),
+            findings: nonzero(t.findings),
             established_without_keepalive: t.established_without_keepalive,
             keepalive_default: t.keepalive_default,
             service_findings: t.process_findings,

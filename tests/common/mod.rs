@@ -18,7 +18,7 @@ pub fn is_root() -> bool {
 }
 
 /// True when privileged tests must run rather than skip: in CI, or when the developer asks for it.
-pub fn must_run_privileged() -> bool {
+fn must_run_privileged() -> bool {
     std::env::var_os("CI").is_some_and(|v| !v.is_empty())
         || std::env::var_os("KWATCH_REQUIRE_PRIVILEGED").is_some_and(|v| v == "1")
 }
@@ -39,6 +39,19 @@ pub fn can_use_netns(test: &str) -> bool {
         }
     };
     match reason {
+        None => true,
+        Some(r) if must_run_privileged() => panic!("{test}: must run in CI but cannot: {r}"),
+        Some(r) => {
+            eprintln!("skipping {test}: {r}");
+            false
+        }
+    }
+}
+
+/// Whether a test can run, given why not (`None`: it can). Prints the reason and returns false, except in CI
+/// where it panics: CI must run these tests, not skip them.
+pub fn runnable(test: &str, why_not: Option<String>) -> bool {
+    match why_not {
         None => true,
         Some(r) if must_run_privileged() => panic!("{test}: must run in CI but cannot: {r}"),
         Some(r) => {
@@ -351,5 +364,28 @@ pub fn poll<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T>
             return None;
         }
         std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The busy fixture's keepalive settings as a collection fills them: assumed from the sysctls for ESTABLISHED and
+/// CLOSE-WAIT sockets, read from the nginx listener (cookie 1001, `so_keepalive=30s:10s:3`) and from one accepted
+/// socket (1003: 300/100/3, redis's default).
+pub fn fill_busy_keepalive(snapshot: &mut kwatch::model::Snapshot) {
+    use kwatch::keepalive::{KeepaliveSettings, Source};
+    kwatch::sockopt::fill(snapshot, false, None);
+    let read = |idle, intvl, cnt| KeepaliveSettings {
+        enabled: Some(true),
+        idle_s: Some(idle),
+        intvl_s: Some(intvl),
+        cnt: Some(cnt),
+        user_timeout_ms: Some(0),
+        source: Source::Socket,
+    };
+    for c in &mut snapshot.connections {
+        match c.cookie {
+            1001 => c.keepalive = Some(read(30, 10, 3)),
+            1003 => c.keepalive = Some(read(300, 100, 3)),
+            _ => {}
+        }
     }
 }
