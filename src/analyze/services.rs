@@ -12,6 +12,7 @@
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet};
 
+use rustc_hash::{FxHashMap, FxHashSet};
 use serde::{Deserialize, Serialize};
 
 use super::ProcessSummary;
@@ -77,13 +78,16 @@ pub fn attach<'a>(
 /// Which service each process of the snapshot belongs to: pid → leader pid. Covers every process that owns a
 /// socket of the snapshot or holds a dead one, and every process in `snapshot.processes`.
 pub fn group(snapshot: &Snapshot) -> BTreeMap<u32, u32> {
-    let mut pids: BTreeSet<u32> = snapshot.processes.keys().copied().collect();
-    pids.extend(
+    // Owners repeat over many sockets: deduplicated in a hash set first, then ordered.
+    let mut owners: FxHashSet<u32> = FxHashSet::default();
+    owners.extend(
         snapshot
             .connections
             .iter()
             .flat_map(|c| c.owners.iter().map(|o| o.pid)),
     );
+    let mut pids: BTreeSet<u32> = snapshot.processes.keys().copied().collect();
+    pids.extend(owners);
     pids.extend(snapshot.held_dead.iter().map(|g| g.pid));
     let mut sets = Sets::new(&pids);
 
@@ -161,23 +165,36 @@ pub fn services<'a>(
     conns: impl IntoIterator<Item = &'a Connection>,
 ) -> Vec<ServiceSummary> {
     let leader_of = group(snapshot);
+    // Looked up once per socket owner.
+    let leader_fast: FxHashMap<u32, u32> = leader_of.iter().map(|(p, l)| (*p, *l)).collect();
     let mut members: BTreeMap<u32, Vec<u32>> = BTreeMap::new();
     for (&pid, &leader) in &leader_of {
         members.entry(leader).or_default().push(pid);
     }
     let mut by_leader: BTreeMap<u32, ProcessSummary> = BTreeMap::new();
+    let mut add = |leader: u32, conn: &Connection| {
+        by_leader
+            .entry(leader)
+            .or_insert_with(|| ProcessSummary::new(leader, snapshot))
+            .add(conn);
+    };
     for conn in conns {
-        // A socket held by several members (a shared listener) counts once for their service.
-        let leaders: BTreeSet<u32> = conn
+        // A socket held by several members (a shared listener) counts once for their service. Nearly every socket
+        // has one owner, or owners of one service: no set is built for those.
+        let mut leaders = conn
             .owners
             .iter()
-            .filter_map(|o| leader_of.get(&o.pid).copied())
-            .collect();
-        for leader in leaders {
-            by_leader
-                .entry(leader)
-                .or_insert_with(|| ProcessSummary::new(leader, snapshot))
-                .add(conn);
+            .filter_map(|o| leader_fast.get(&o.pid).copied());
+        let Some(first) = leaders.next() else {
+            continue;
+        };
+        if leaders.clone().all(|l| l == first) {
+            add(first, conn);
+        } else {
+            let all: BTreeSet<u32> = leaders.chain([first]).collect();
+            for leader in all {
+                add(leader, conn);
+            }
         }
     }
     let held: BTreeSet<(u32, u64)> = snapshot
