@@ -382,11 +382,11 @@ mod tests {
 
     /// One refresh of `fill` with memory over the socket `c` as the kernel dumps it now.
     fn refresh(c: &TcpStream, memory: &mut Memory) -> Connection {
-        let port = c.local_addr().unwrap().port();
+        // By inode: a TIME-WAIT entry of another test's closed connection may carry the same port.
         let mut conn = crate::diag::dump(&crate::diag::DumpRequest::all())
             .unwrap()
             .into_iter()
-            .find(|x| x.local_port == port)
+            .find(|x| x.inode == inode(c))
             .unwrap();
         conn.owners = Owner {
             pid: std::process::id(),
@@ -441,7 +441,6 @@ mod tests {
             .with_interval(Duration::from_secs(10))
             .with_retries(3);
         socket2::SockRef::from(&l).set_tcp_keepalive(&ka).unwrap();
-        let port = l.local_addr().unwrap().port();
         let _c = TcpStream::connect(l.local_addr().unwrap()).unwrap();
         let (s, _) = l.accept().unwrap();
         // What the kernel copies at accept(): the accepted socket has the listener's options without setting any.
@@ -455,7 +454,7 @@ mod tests {
             let mut conn = crate::diag::dump(&crate::diag::DumpRequest::all())
                 .unwrap()
                 .into_iter()
-                .find(|x| x.local_port == port && x.state == TcpState::Listen)
+                .find(|x| x.inode == rustix::fs::fstat(&l).unwrap().st_ino)
                 .unwrap();
             conn.owners = Owner {
                 pid: std::process::id(),
