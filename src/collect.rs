@@ -231,6 +231,10 @@ fn finish(
     for p in ghost_processes {
         snapshot.processes.entry(p.pid).or_insert(p);
     }
+    if opts.map_processes {
+        snapshot.lineage =
+            crate::proc::lineage(&opts.proc_root, snapshot.processes.keys().copied());
+    }
     sockopt::fill(&mut snapshot, opts.read_sockopts, memory);
     analyze::analyze(&mut snapshot, &opts.thresholds);
     snapshot

@@ -23,7 +23,7 @@ pub use scan::{FdScan, PidList, PidScan, ScanError, Scanner, SocketFd};
 
 use rustc_hash::FxHashMap;
 
-use crate::model::{Owner, Owners, Process, UnreadableProcess};
+use crate::model::{Lineage, Owner, Owners, Process, UnreadableProcess};
 
 /// Socket inode → owners, plus what is known of each owning process.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -89,6 +89,28 @@ pub fn process_netns(proc_root: &Path, pid: u32) -> Option<u64> {
     rustix::fs::stat(proc_root.join(format!("{pid}/ns/net")))
         .ok()
         .map(|st| st.st_ino)
+}
+
+/// Each of `pids`' parent and executable (`/proc/PID/stat`, `/proc/PID/exe`), for grouping processes into services;
+/// a pid that is gone is left out, an executable that cannot be read (another user's process, a kernel thread) is
+/// `None`.
+pub fn lineage(proc_root: &Path, pids: impl IntoIterator<Item = u32>) -> BTreeMap<u32, Lineage> {
+    pids.into_iter()
+        .filter_map(|pid| {
+            let dir = proc_root.join(pid.to_string());
+            let stat = std::fs::read(dir.join("stat")).ok()?;
+            let exe = std::fs::read_link(dir.join("exe"))
+                .ok()
+                .map(|p| p.to_string_lossy().into_owned());
+            Some((
+                pid,
+                Lineage {
+                    ppid: parse::stat_ppid(&stat),
+                    exe,
+                },
+            ))
+        })
+        .collect()
 }
 
 /// Where to look: the proc root, the passwd file for user names, and optionally which pids.

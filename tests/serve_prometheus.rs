@@ -92,6 +92,36 @@ fn busy_fixture_counts_per_process_and_escapes_hostile_names() {
     );
 }
 
+/// Services: nginx master (811) and worker (812) share the :443 listener and are one service, each socket once;
+/// every series kwatch renders is described in docs/prometheus.md.
+#[test]
+fn services_are_rolled_up_and_every_series_is_documented() {
+    let text = render(&busy(), &MetricsOptions::default(), &STATS).unwrap();
+    let nginx = |name: &str| sample(&text, &format!("{name}{{service=\"nginx\"}}"));
+    assert_eq!(nginx("kwatch_service_processes"), Some(2.0));
+    assert_eq!(nginx("kwatch_service_sockets"), Some(3.0));
+    assert_eq!(nginx("kwatch_service_established_sockets"), Some(2.0));
+    assert_eq!(nginx("kwatch_service_keepalive_off"), Some(0.0));
+    let java = |name: &str| sample(&text, &format!("{name}{{service=\"java\"}}"));
+    assert_eq!(java("kwatch_service_processes"), Some(1.0));
+    assert_eq!(java("kwatch_service_close_wait_sockets"), Some(1.0));
+    assert_eq!(java("kwatch_service_established_keepalive_off"), Some(1.0));
+    assert!(
+        text.contains(r#"kwatch_service_sockets{service="evil\\x1b]0;pwned\\x07"} 1"#),
+        "{text}"
+    );
+
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/prometheus.md"))
+        .unwrap();
+    for name in text.lines().filter_map(|l| l.strip_prefix("# TYPE ")) {
+        let name = name.split(' ').next().unwrap();
+        assert!(
+            doc.contains(&format!("`{name}`")),
+            "'{name}' is not in docs/prometheus.md"
+        );
+    }
+}
+
 /// The busy fixture as `--all-netns` sees it: java (pid 2231) runs in namespace `web` inside a docker container
 /// with its own keepalive settings; a third namespace could not be entered.
 fn busy_in_namespaces() -> Snapshot {

@@ -12,6 +12,7 @@ use serde::Serialize;
 use serde::ser::Serializer;
 
 use super::chunks;
+use crate::analyze::services::{self, ServiceSummary};
 use crate::analyze::{self, ProcessSummary};
 use crate::keepalive::{DeathBy, KeepaliveSettings};
 use crate::model::{
@@ -130,6 +131,8 @@ pub struct Tail<'a> {
     pub processes: Vec<ProcessReport<'a>>,
     /// TCP socket fds still held after the kernel ended the connection (not affected by filters).
     pub held_dead_sockets: &'a [HeldDeadSocket],
+    /// Per-service rollup over the reported sockets (processes sharing a listener, or workers of one parent).
+    pub services: Vec<ServiceReport<'a>>,
 }
 
 impl<'a> Report<'a> {
@@ -142,6 +145,10 @@ impl<'a> Report<'a> {
         let processes: Vec<ProcessReport<'a>> = summaries
             .into_iter()
             .map(|s| ProcessReport::new(snapshot, s))
+            .collect();
+        let services = services::services(snapshot, conns.iter().copied())
+            .into_iter()
+            .map(|s| ServiceReport::new(snapshot, s))
             .collect();
         let head = Head {
             schema_version: SCHEMA_VERSION,
@@ -186,6 +193,7 @@ impl<'a> Report<'a> {
             tail: Tail {
                 processes,
                 held_dead_sockets: &snapshot.held_dead,
+                services,
             },
         }
     }
@@ -433,13 +441,8 @@ impl<'a> ProcessReport<'a> {
             user: s.user,
             unit: snapshot.units.get(&s.pid),
             sockets: s.sockets,
-            by_state: s
-                .by_state
-                .into_iter()
-                .filter(|(_, n)| *n > 0)
-                .map(|(st, n)| (StateName(st), n))
-                .collect(),
-            findings: s.findings.into_iter().filter(|(_, n)| *n > 0).collect(),
+            by_state: nonzero_states(s.by_state),
+            findings: nonzero(s.findings),
             established_without_keepalive: s.established_without_keepalive,
             keepalive_off_percent,
             keepalive_default: s.keepalive_default,
@@ -449,6 +452,71 @@ impl<'a> ProcessReport<'a> {
             critical: s.critical,
             warning: s.warning,
             info: s.info,
+        }
+    }
+}
+
+/// A rollup's states with at least one socket, by their documented names.
+fn nonzero_states(by_state: BTreeMap<TcpState, u32>) -> BTreeMap<StateName, u32> {
+    nonzero(by_state)
+        .into_iter()
+        .map(|(st, n)| (StateName(st), n))
+        .collect()
+}
+
+/// The entries of a count map that are not zero.
+fn nonzero<K: Ord>(counts: BTreeMap<K, u32>) -> BTreeMap<K, u32> {
+    counts.into_iter().filter(|(_, n)| *n > 0).collect()
+}
+
+/// One service's rollup over the reported sockets ([`services::services`]): its members and their sockets, each
+/// socket once.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ServiceReport<'a> {
+    /// The leader's comm, raw.
+    pub name: String,
+    /// The member the others descend from.
+    pub leader_pid: u32,
+    /// Every member, sorted (also those holding none of the reported sockets).
+    pub pids: Vec<u32>,
+    /// The leader's container, pod or systemd service.
+    pub unit: Option<&'a Unit>,
+    pub sockets: u32,
+    pub by_state: BTreeMap<StateName, u32>,
+    pub findings: BTreeMap<FindingCode, u32>,
+    pub established_without_keepalive: u32,
+    pub keepalive_off_percent: Option<u32>,
+    pub keepalive_default: u32,
+    pub keepalive_default_percent: Option<u32>,
+    /// Findings about the service as a whole (`keepalive_off`, `keepalive_default`), judged over all its
+    /// ESTABLISHED sockets.
+    pub service_findings: Vec<ProcessFinding>,
+    pub held_dead_sockets: u32,
+    pub critical: u32,
+    pub warning: u32,
+    pub info: u32,
+}
+
+impl<'a> ServiceReport<'a> {
+    fn new(snapshot: &'a Snapshot, s: ServiceSummary) -> Self {
+        let t = s.totals;
+        ServiceReport {
+            name: s.name,
+            leader_pid: s.leader_pid,
+            pids: s.pids,
+            unit: snapshot.units.get(&s.leader_pid),
+            sockets: t.sockets,
+            keepalive_off_percent: t.established_percent(t.established_without_keepalive),
+            keepalive_default_percent: t.established_percent(t.keepalive_default),
+            by_state: nonzero_states(t.by_state),
+            findings: nonzero(t.findings),
+            established_without_keepalive: t.established_without_keepalive,
+            keepalive_default: t.keepalive_default,
+            service_findings: t.process_findings,
+            held_dead_sockets: t.held_dead_sockets,
+            critical: t.critical,
+            warning: t.warning,
+            info: t.info,
         }
     }
 }

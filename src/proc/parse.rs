@@ -42,9 +42,30 @@ pub fn status_uid(content: &[u8]) -> Option<u32> {
         .and_then(|field| std::str::from_utf8(field).ok()?.parse().ok())
 }
 
+/// The parent pid: the second field after the command of `/proc/PID/stat` (`PID (COMM) STATE PPID ...`). The
+/// command may hold spaces and parentheses of its own, so the fields are counted from the last `)`.
+pub fn stat_ppid(content: &[u8]) -> Option<u32> {
+    let close = content.iter().rposition(|b| *b == b')')?;
+    let mut fields = content[close + 1..]
+        .split(|b| b.is_ascii_whitespace())
+        .filter(|f| !f.is_empty());
+    let _state = fields.next()?;
+    std::str::from_utf8(fields.next()?).ok()?.parse().ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stat_ppid_counts_fields_after_the_last_parenthesis() {
+        assert_eq!(stat_ppid(b"812 (nginx) S 811 811 811 0 -1"), Some(811));
+        // A process may call itself anything, parentheses and spaces included.
+        assert_eq!(stat_ppid(b"9 (a) b) S 1 (x) R 77 9 9 0"), Some(77));
+        assert_eq!(stat_ppid(b"1 (init) S 0 1 1"), Some(0));
+        assert_eq!(stat_ppid(b"garbage"), None);
+        assert_eq!(stat_ppid(b"5 (x) S"), None);
+    }
 
     #[test]
     fn socket_inode_accepts_only_socket_links() {

@@ -48,6 +48,19 @@ pub fn can_use_netns(test: &str) -> bool {
     }
 }
 
+/// Whether a test can run, given why not (`None`: it can). Prints the reason and returns false, except in CI
+/// where it panics: CI must run these tests, not skip them.
+pub fn runnable(test: &str, why_not: Option<String>) -> bool {
+    match why_not {
+        None => true,
+        Some(r) if must_run_privileged() => panic!("{test}: must run in CI but cannot: {r}"),
+        Some(r) => {
+            eprintln!("skipping {test}: {r}");
+            false
+        }
+    }
+}
+
 /// Debian's `prometheus` package (the live exporter test runs a real server).
 pub const PROMETHEUS: &str = "/usr/bin/prometheus";
 pub const PROMTOOL: &str = "/usr/bin/promtool";
@@ -351,5 +364,28 @@ pub fn poll<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T>
             return None;
         }
         std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The busy fixture's keepalive settings as a collection fills them: assumed from the sysctls for ESTABLISHED and
+/// CLOSE-WAIT sockets, read from the nginx listener (cookie 1001, `so_keepalive=30s:10s:3`) and from one accepted
+/// socket (1003: 300/100/3, redis's default).
+pub fn fill_busy_keepalive(snapshot: &mut kwatch::model::Snapshot) {
+    use kwatch::keepalive::{KeepaliveSettings, Source};
+    kwatch::sockopt::fill(snapshot, false, None);
+    let read = |idle, intvl, cnt| KeepaliveSettings {
+        enabled: Some(true),
+        idle_s: Some(idle),
+        intvl_s: Some(intvl),
+        cnt: Some(cnt),
+        user_timeout_ms: Some(0),
+        source: Source::Socket,
+    };
+    for c in &mut snapshot.connections {
+        match c.cookie {
+            1001 => c.keepalive = Some(read(30, 10, 3)),
+            1003 => c.keepalive = Some(read(300, 100, 3)),
+            _ => {}
+        }
     }
 }
