@@ -64,10 +64,13 @@ fn ipv4_and_ipv6_loopback_sockets_appear_with_state_ports_and_our_pid() {
         let s = find_socket(&doc, lport, port(&client)).expect("server side listed");
         assert_eq!(s["state"], "established");
         assert!(owner_pids(s).contains(&me));
-        assert_eq!(
-            sockets(&doc).len(),
-            3,
-            "the port filter keeps exactly our three sockets: {doc}"
+        // Other tests' sockets may share the port (a TIME-WAIT entry whose ephemeral port is our listener's),
+        // so the filter is judged by what it keeps: every socket listed has the port on one end.
+        assert!(
+            sockets(&doc)
+                .iter()
+                .all(|s| s["local_port"] == lport || s["peer_port"] == lport),
+            "the port filter keeps only sockets with port {lport}: {doc}"
         );
         drop(server);
     }
