@@ -27,6 +27,7 @@ fn busy() -> Snapshot {
 const STATS: SelfStats = SelfStats {
     scrape_duration: Duration::from_micros(12_500),
     scrape_errors: 2,
+    collections: 7,
     deaths: None,
 };
 
