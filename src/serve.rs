@@ -20,7 +20,7 @@ pub mod web_config;
 use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
@@ -32,9 +32,8 @@ use crate::collect::Collector;
 use crate::duration::parse_duration;
 use coalesce::Coalescer;
 use deaths::DeathWatch;
-use handler::{Collected, Site};
+use handler::{Collected, Site, Web};
 use metrics::{MetricsOptions, SelfStats};
-use rate::TokenBucket;
 use server::Limits;
 use web_config::WebConfig;
 
@@ -60,7 +59,8 @@ pub struct ServeArgs {
     pub min_interval: Duration,
 
     /// TLS and basic authentication, in the web configuration format of Prometheus exporters
-    /// (exporter-toolkit: tls_server_config, basic_auth_users, http_server_config.headers, rate_limit).
+    /// (exporter-toolkit: tls_server_config, basic_auth_users, http_server_config.headers, rate_limit). Read
+    /// again on SIGHUP.
     #[arg(long, value_name = "FILE")]
     pub web_config_file: Option<PathBuf>,
 }
@@ -90,19 +90,13 @@ pub fn run(serve: &ServeArgs, args: &Args) -> anyhow::Result<()> {
         ),
     );
     let exposed = web.tls.is_none() && web.users.is_empty() && !addr.ip().is_loopback();
-    let tls = web.tls.map(|config| {
-        web_config::install_crypto_provider();
-        tokio_rustls::TlsAcceptor::from(config)
-    });
+    let tls = web.tls.is_some();
+    web_config::install_crypto_provider();
     let site = Arc::new(Site {
         metrics,
         timeout: serve.scrape_timeout,
         errors,
-        users: auth::Users::new(web.users),
-        headers: web.headers,
-        rate: web
-            .rate_limit
-            .map(|r| Mutex::new(TokenBucket::new(r.interval, r.burst, Instant::now()))),
+        web: RwLock::new(Arc::new(Web::new(web))),
     });
 
     // One thread answers every connection; password checks get a thread of their own (see auth).
@@ -115,7 +109,17 @@ pub fn run(serve: &ServeArgs, args: &Args) -> anyhow::Result<()> {
     runtime.block_on(async {
         let mut term = signal(SignalKind::terminate()).context("cannot install signal handlers")?;
         let mut int = signal(SignalKind::interrupt()).context("cannot install signal handlers")?;
-        let scheme = if tls.is_some() { "https" } else { "http" };
+        if let Some(path) = serve.web_config_file.clone() {
+            let mut hup =
+                signal(SignalKind::hangup()).context("cannot install signal handlers")?;
+            let site = Arc::clone(&site);
+            tokio::spawn(async move {
+                while hup.recv().await.is_some() {
+                    reload(&site, &path);
+                }
+            });
+        }
+        let scheme = if tls { "https" } else { "http" };
         eprintln!("kwatch: serving metrics on {scheme}://{addr}/metrics");
         if exposed {
             eprintln!(
@@ -129,12 +133,26 @@ pub fn run(serve: &ServeArgs, args: &Args) -> anyhow::Result<()> {
                 _ = int.recv() => {}
             }
         };
-        server::serve(listener, site, tls, limits, stop).await
+        server::serve(listener, site, limits, stop).await
     })?;
     // The collection thread may still run: leaving main ends it.
     runtime.shutdown_background();
     eprintln!("kwatch: stopped");
     Ok(())
+}
+
+/// Reads the web config file again (SIGHUP); a bad one leaves the one in force, with a warning.
+fn reload(site: &Site, path: &std::path::Path) {
+    match web_config::load(path) {
+        Ok(config) => {
+            site.set_web(Web::new(config));
+            eprintln!("kwatch: reloaded web config '{}'", path.display());
+        }
+        Err(e) => eprintln!(
+            "kwatch: warning: web config not reloaded, the previous one stays: {}",
+            crate::run::error_line(&e)
+        ),
+    }
 }
 
 /// The work of one collection: snapshot, deaths, filter, rendered once for every scrape that shares it.

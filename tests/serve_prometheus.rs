@@ -723,3 +723,48 @@ fn a_bad_web_config_is_one_clear_line_and_exit_2() {
         assert!(stderr.contains(want), "{text}: {stderr}");
     }
 }
+
+/// The status of a plain HTTP GET of /metrics with this `Authorization` value.
+fn status_with(addr: SocketAddr, authorization: &str) -> u16 {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    write!(
+        s,
+        "GET /metrics HTTP/1.0\r\nHost: {addr}\r\nAuthorization: {authorization}\r\n\r\n"
+    )
+    .unwrap();
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).unwrap();
+    parse_response(&raw).0
+}
+
+#[test]
+fn sighup_reloads_the_web_config_and_a_bad_one_keeps_the_old() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("web.yml");
+    let users = |user: &str, password: &str| {
+        let hash = bcrypt::hash(password, 4).unwrap();
+        format!("basic_auth_users:\n  {user}: '{hash}'\n")
+    };
+    std::fs::write(&config, users("old", "first")).unwrap();
+    let (kwatch, addr, lines) = start_kwatch(&["--web-config-file", config.to_str().unwrap()]);
+    assert_eq!(status_with(addr, &basic("old", "first")), 200);
+    assert_eq!(status_with(addr, &basic("new", "second")), 401);
+
+    let next_line = |want: &str| {
+        let line = lines
+            .recv_timeout(Duration::from_secs(20))
+            .unwrap_or_else(|_| panic!("no '{want}' line"));
+        assert!(line.starts_with(want), "{line}");
+    };
+    std::fs::write(&config, users("new", "second")).unwrap();
+    kwatch.signal(libc::SIGHUP);
+    next_line("kwatch: reloaded web config");
+    assert_eq!(status_with(addr, &basic("new", "second")), 200);
+    assert_eq!(status_with(addr, &basic("old", "first")), 401);
+
+    std::fs::write(&config, "basic_auth_users:\n  new: plaintext\n").unwrap();
+    kwatch.signal(libc::SIGHUP);
+    next_line("kwatch: warning: web config not reloaded, the previous one stays: ");
+    assert_eq!(status_with(addr, &basic("new", "second")), 200);
+}

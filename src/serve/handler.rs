@@ -1,7 +1,7 @@
 //! One request to one response: refuse bodies, rate-limit, authenticate, route, and serve the shared metrics.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -13,6 +13,7 @@ use super::auth::{Users, Verdict};
 use super::coalesce::Coalescer;
 use super::conns::Conn;
 use super::rate::TokenBucket;
+use super::web_config::WebConfig;
 
 /// A collection rendered as metrics text, or why there is none.
 pub type Collected = Arc<Result<Bytes, String>>;
@@ -24,10 +25,42 @@ pub struct Site {
     pub timeout: Duration,
     /// Scrapes answered 503, shared with the collection that renders the count.
     pub errors: Arc<AtomicU64>,
+    /// What the web config file asks for; replaced whole when it is reloaded.
+    pub web: RwLock<Arc<Web>>,
+}
+
+/// The web config in force: TLS, users, headers, rate limit.
+pub struct Web {
+    pub tls: Option<tokio_rustls::TlsAcceptor>,
     pub users: Users,
     /// Added to every response (the web config's `http_server_config.headers`).
     pub headers: Vec<(HeaderName, HeaderValue)>,
     pub rate: Option<Mutex<TokenBucket>>,
+}
+
+impl Web {
+    pub fn new(config: WebConfig) -> Web {
+        Web {
+            tls: config.tls.map(tokio_rustls::TlsAcceptor::from),
+            users: Users::new(config.users),
+            headers: config.headers,
+            rate: config
+                .rate_limit
+                .map(|r| Mutex::new(TokenBucket::new(r.interval, r.burst, Instant::now()))),
+        }
+    }
+}
+
+impl Site {
+    /// The web config in force now.
+    pub fn web(&self) -> Arc<Web> {
+        Arc::clone(&self.web.read().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// Puts a new web config in force for the requests and connections that follow.
+    pub fn set_web(&self, web: Web) {
+        *self.web.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(web);
+    }
 }
 
 /// What a request asks for.
@@ -69,15 +102,16 @@ pub fn has_body(headers: &HeaderMap) -> bool {
 
 /// Answers one request of connection `conn`.
 pub async fn respond<B>(site: &Site, conn: &Conn, req: Request<B>) -> Response<Full<Bytes>> {
-    let mut response = answer(site, conn, &req).await;
+    let web = site.web();
+    let mut response = answer(site, &web, conn, &req).await;
     let headers = response.headers_mut();
-    for (name, value) in &site.headers {
+    for (name, value) in &web.headers {
         headers.insert(name.clone(), value.clone());
     }
     response
 }
 
-async fn answer<B>(site: &Site, conn: &Conn, req: &Request<B>) -> Response<Full<Bytes>> {
+async fn answer<B>(site: &Site, web: &Web, conn: &Conn, req: &Request<B>) -> Response<Full<Bytes>> {
     if has_body(req.headers()) {
         // The body stays unread and the connection closes after this answer.
         let mut r = text(
@@ -89,7 +123,7 @@ async fn answer<B>(site: &Site, conn: &Conn, req: &Request<B>) -> Response<Full<
             .insert(header::CONNECTION, HeaderValue::from_static("close"));
         return r;
     }
-    if let Some(rate) = &site.rate {
+    if let Some(rate) = &web.rate {
         let allowed = rate
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -102,7 +136,7 @@ async fn answer<B>(site: &Site, conn: &Conn, req: &Request<B>) -> Response<Full<
         .headers()
         .get(header::AUTHORIZATION)
         .map(HeaderValue::as_bytes);
-    match site.users.check(authorization).await {
+    match web.users.check(authorization).await {
         Verdict::Allowed => {}
         Verdict::Denied => {
             let mut r = text(StatusCode::UNAUTHORIZED, PLAIN, "unauthorized\n");

@@ -68,7 +68,6 @@ impl Limits {
 pub async fn serve(
     listener: std::net::TcpListener,
     site: Arc<Site>,
-    tls: Option<tokio_rustls::TlsAcceptor>,
     limits: Limits,
     stop: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
@@ -118,7 +117,9 @@ pub async fn serve(
             continue;
         }
         let conn = conns.open(Instant::now());
-        let (site, tls) = (Arc::clone(&site), tls.clone());
+        // The TLS settings in force when the connection arrived (SIGHUP may change them).
+        let tls = site.web().tls.clone();
+        let site = Arc::clone(&site);
         tasks.spawn(async move {
             let evict = Arc::clone(&conn.evict);
             tokio::select! {
