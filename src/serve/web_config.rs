@@ -474,4 +474,74 @@ mod tests {
         assert!(cipher_suite("TLS_RSA_WITH_RC4_128_SHA").is_err());
         assert!(curve("CurveP521").is_err());
     }
+
+    /// A CA, a server certificate and key it signed, and a stray key, as PEM files in a temporary directory.
+    fn pem_files() -> tempfile::TempDir {
+        use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+        let dir = tempfile::tempdir().unwrap();
+        let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let ca_key = KeyPair::generate().unwrap();
+        let ca_cert = ca.self_signed(&ca_key).unwrap();
+        let issuer = Issuer::new(ca, ca_key);
+        let key = KeyPair::generate().unwrap();
+        let cert = CertificateParams::new(vec!["localhost".to_string()])
+            .unwrap()
+            .signed_by(&key, &issuer)
+            .unwrap();
+        let write = |name: &str, text: String| std::fs::write(dir.path().join(name), text).unwrap();
+        write("ca.pem", ca_cert.pem());
+        write("cert.pem", cert.pem());
+        write("key.pem", key.serialize_pem());
+        write(
+            "other-key.pem",
+            KeyPair::generate().unwrap().serialize_pem(),
+        );
+        dir
+    }
+
+    #[test]
+    fn tls_from_files_relative_to_the_config_with_client_certificates() {
+        let dir = pem_files();
+        let tls = |extra: &str| {
+            parse(
+                &format!("tls_server_config:\n  cert_file: cert.pem\n  key_file: key.pem\n{extra}"),
+                dir.path(),
+            )
+            .map_err(|e| format!("{e:#}"))
+        };
+        let c = tls("").unwrap();
+        let config = c.tls.expect("TLS configured");
+        assert_eq!(config.alpn_protocols, vec![b"http/1.1".to_vec()]);
+        assert!(tls("  min_version: TLS13\n  curve_preferences: [X25519]\n").is_ok());
+        assert!(tls("  cipher_suites: [TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256]\n").is_ok());
+        assert!(tls("  client_ca_file: ca.pem\n").is_ok());
+        assert!(
+            tls("  client_auth_type: VerifyClientCertIfGiven\n  client_ca_file: ca.pem\n").is_ok()
+        );
+        let e = tls("  client_auth_type: RequireAndVerifyClientCert\n").unwrap_err();
+        assert!(e.contains("needs client_ca_file"), "{e}");
+        let e = tls("  client_auth_type: RequestClientCert\n").unwrap_err();
+        assert!(e.contains("not supported"), "{e}");
+        let e = tls("  client_auth_type: Sometimes\n").unwrap_err();
+        assert!(e.contains("invalid client_auth_type 'Sometimes'"), "{e}");
+        let e = tls("  client_allowed_sans: [a]\n  client_ca_file: ca.pem\n").unwrap_err();
+        assert!(e.contains("client_allowed_sans is not supported"), "{e}");
+        let e = tls("  cert: inline\n").unwrap_err();
+        assert!(e.contains("both cert and cert_file"), "{e}");
+        let e = parse(
+            "tls_server_config:\n  cert_file: cert.pem\n  key_file: other-key.pem\n",
+            dir.path(),
+        )
+        .map_err(|e| format!("{e:#}"))
+        .unwrap_err();
+        assert!(e.contains("do not make a usable pair"), "{e}");
+        let e = parse(
+            "tls_server_config:\n  cert_file: key.pem\n  key_file: key.pem\n",
+            dir.path(),
+        )
+        .map_err(|e| format!("{e:#}"))
+        .unwrap_err();
+        assert!(e.contains("no PEM CERTIFICATE"), "{e}");
+    }
 }
