@@ -1,6 +1,8 @@
 //! `kwatch serve` against clients that misbehave, on loopback: huge or unsent bodies, idle connections past the
 //! fd limit, pipelining without reading, a huge header, many scrapers at once. In each, a scrape succeeds
-//! within a second during and after the abuse, and kwatch's resident memory grows by less than [`RSS_GROWTH`].
+//! within a second during and after the abuse (beyond the one collection it may wait for: see
+//! [`scrape_within`]), and kwatch's resident memory grows by less than [`RSS_GROWTH`]. The tests run one at a
+//! time.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -15,10 +17,19 @@ use std::time::{Duration, Instant};
 use common::poll;
 use common::serve::*;
 
-/// How long a scrape may take, during and after each abuse.
+/// How long a scrape may take, during and after each abuse, beyond the collection it waits for.
 const SCRAPE: Duration = Duration::from_secs(1);
-/// How much kwatch's resident memory may grow through one abuse, in KiB.
+/// How much kwatch's resident memory may grow through one abuse, in KiB: 256 connections' buffers fit (about
+/// 40 KiB each), an abuse's bytes do not.
 const RSS_GROWTH: u64 = 24 * 1024;
+
+/// One abuse at a time: each measures kwatch's latency and CPU, which the others' load would blur.
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    SERIAL
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
 
 /// Connects and sends `request` (not reading the answer).
 fn send(addr: SocketAddr, request: &[u8]) -> TcpStream {
@@ -73,8 +84,9 @@ impl Rss {
 
 #[test]
 fn huge_content_lengths_are_refused_without_reading_the_body() {
+    let _serial = one_at_a_time();
     let (mut kwatch, addr, _lines) = start_kwatch(&[]);
-    scrape_within(addr, SCRAPE, "before");
+    warm_up(addr);
     let rss = Rss::now(kwatch.pid());
     let mut held: Vec<TcpStream> = Vec::new();
     for len in ["100000000000000", "9223372036854775808"] {
@@ -100,8 +112,9 @@ fn huge_content_lengths_are_refused_without_reading_the_body() {
 
 #[test]
 fn bodies_announced_and_never_sent_do_not_block_scrapes() {
+    let _serial = one_at_a_time();
     let (_kwatch, addr, _lines) = start_kwatch(&[]);
-    scrape_within(addr, SCRAPE, "before");
+    warm_up(addr);
     let rss = Rss::now(_kwatch.pid());
     let mut held: Vec<TcpStream> = (0..16)
         .map(|i| {
@@ -131,6 +144,7 @@ fn fds(pid: u32) -> usize {
 
 #[test]
 fn idle_and_half_sent_connections_past_the_fd_limit_leave_room_for_scrapes() {
+    let _serial = one_at_a_time();
     // This test opens 600 sockets: raise our own soft limit to the hard one.
     let hard = rustix::process::getrlimit(rustix::process::Resource::Nofile).maximum;
     rustix::process::setrlimit(
@@ -157,7 +171,7 @@ fn idle_and_half_sent_connections_past_the_fd_limit_leave_room_for_scrapes() {
         });
     }
     let (kwatch, addr, _lines) = started(cmd.spawn().expect("start kwatch serve"));
-    scrape_within(addr, SCRAPE, "before");
+    warm_up(addr);
     let rss = Rss::now(kwatch.pid());
     let mut held = Vec::new();
     for i in 0..600 {
@@ -182,8 +196,9 @@ fn idle_and_half_sent_connections_past_the_fd_limit_leave_room_for_scrapes() {
 
 #[test]
 fn pipelined_requests_never_read_cost_bounded_cpu_and_are_dropped() {
+    let _serial = one_at_a_time();
     let (kwatch, addr, _lines) = start_kwatch(&[]);
-    scrape_within(addr, SCRAPE, "before");
+    warm_up(addr);
     let pid = kwatch.pid();
     let fds_before = fds(pid);
     let rss = Rss::now(pid);
@@ -203,6 +218,7 @@ fn pipelined_requests_never_read_cost_bounded_cpu_and_are_dropped() {
     eprintln!("pipelined {sent} requests before kwatch stopped taking them");
     scrape_within(addr, SCRAPE, "while a pipelining client reads nothing");
     // kwatch gives up on the connection its answers cannot leave (write timeout: 10 s).
+    let waited = Instant::now();
     let closed = poll(Duration::from_secs(40), || {
         (fds(pid) <= fds_before).then_some(())
     });
@@ -210,6 +226,10 @@ fn pipelined_requests_never_read_cost_bounded_cpu_and_are_dropped() {
         closed.is_some(),
         "kwatch still holds the unread connection: {} fds, {fds_before} before",
         fds(pid)
+    );
+    eprintln!(
+        "kwatch dropped the unread connection after {:?}",
+        waited.elapsed()
     );
     let cpu = cpu_time(pid).saturating_sub(cpu_before);
     eprintln!("pipelining cost kwatch {cpu:?} of CPU");
@@ -224,8 +244,9 @@ fn pipelined_requests_never_read_cost_bounded_cpu_and_are_dropped() {
 
 #[test]
 fn a_huge_header_line_is_refused_with_bounded_memory() {
+    let _serial = one_at_a_time();
     let (_kwatch, addr, _lines) = start_kwatch(&[]);
-    scrape_within(addr, SCRAPE, "before");
+    warm_up(addr);
     let rss = Rss::now(_kwatch.pid());
     let mut s = send(addr, b"GET /metrics HTTP/1.1\r\nX-Huge: ");
     let chunk = vec![b'a'; 1 << 20];
@@ -248,9 +269,10 @@ fn a_huge_header_line_is_refused_with_bounded_memory() {
 
 #[test]
 fn parallel_scrapers_share_at_most_one_collection_per_min_interval() {
+    let _serial = one_at_a_time();
     let (kwatch, addr, _lines) = start_kwatch(&[]);
     let collections = |body: &str| sample(body, "kwatch_collections_total").unwrap() as u64;
-    let first = collections(&scrape_within(addr, SCRAPE, "before"));
+    let first = collections(&warm_up(addr));
     let cpu_before = cpu_time(kwatch.pid());
     let started = Instant::now();
     let stop = Arc::new(AtomicBool::new(false));
