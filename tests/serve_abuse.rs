@@ -53,41 +53,58 @@ fn answer(s: &mut TcpStream) -> Option<u16> {
     raw.split_whitespace().nth(1).and_then(|c| c.parse().ok())
 }
 
-/// Records kwatch's RSS now; `check` later asserts the growth stayed under [`RSS_GROWTH`].
-struct Rss {
-    pid: u32,
-    before: u64,
+/// One abuse of a `kwatch serve` that answered a first scrape: holds the serial lock and kwatch's RSS before.
+struct Abuse {
+    _serial: std::sync::MutexGuard<'static, ()>,
+    kwatch: ChildGuard,
+    addr: SocketAddr,
+    rss_before: u64,
 }
 
-impl Rss {
-    fn now(pid: u32) -> Rss {
-        Rss {
-            pid,
-            before: rss_kib(pid),
+impl Abuse {
+    /// Starts `kwatch serve` (with `cmd`, default [`serve_command`]) and waits for its first scrape.
+    fn start(cmd: Option<std::process::Command>) -> Abuse {
+        let serial = one_at_a_time();
+        let mut cmd = cmd.unwrap_or_else(|| serve_command(&[]));
+        let (kwatch, addr, _) = started(cmd.spawn().expect("start kwatch serve"));
+        warm_up(addr);
+        Abuse {
+            _serial: serial,
+            rss_before: rss_kib(kwatch.pid()),
+            kwatch,
+            addr,
         }
     }
 
-    fn check(&self, what: &str) {
-        let after = rss_kib(self.pid);
-        let grew = after.saturating_sub(self.before);
+    fn pid(&self) -> u32 {
+        self.kwatch.pid()
+    }
+
+    /// Requires kwatch alive, a scrape within [`SCRAPE`] and RSS growth under [`RSS_GROWTH`].
+    fn finish(mut self, what: &str) {
+        assert!(
+            self.kwatch.child.try_wait().unwrap().is_none(),
+            "{what}: kwatch died"
+        );
+        scrape_within(self.addr, SCRAPE, &format!("after {what}"));
+        let after = rss_kib(self.pid());
+        let grew = after.saturating_sub(self.rss_before);
         eprintln!(
             "{what}: RSS {} KiB -> {after} KiB (+{grew} KiB)",
-            self.before
+            self.rss_before
         );
         assert!(
             grew < RSS_GROWTH,
             "{what}: RSS grew by {grew} KiB (from {} KiB), more than {RSS_GROWTH} KiB",
-            self.before
+            self.rss_before
         );
     }
 }
 
 #[test]
 fn huge_content_lengths_are_refused_without_reading_the_body() {
-    let _serial = one_at_a_time();
-    let (mut kwatch, addr, _lines) = start_kwatch(&[]);
-    warm_up(addr);
-    let rss = Rss::now(kwatch.pid());
+    let abuse = Abuse::start(None);
+    let addr = abuse.addr;
     let mut held: Vec<TcpStream> = Vec::new();
     for len in ["100000000000000", "9223372036854775808"] {
         for method in ["POST", "GET", "POST", "PUT"] {
@@ -105,17 +122,13 @@ fn huge_content_lengths_are_refused_without_reading_the_body() {
             "a huge body got {code:?}, not 413 or 400"
         );
     }
-    assert!(kwatch.child.try_wait().unwrap().is_none(), "kwatch died");
-    scrape_within(addr, SCRAPE, "after");
-    rss.check("huge Content-Length");
+    abuse.finish("huge Content-Lengths");
 }
 
 #[test]
 fn bodies_announced_and_never_sent_do_not_block_scrapes() {
-    let _serial = one_at_a_time();
-    let (_kwatch, addr, _lines) = start_kwatch(&[]);
-    warm_up(addr);
-    let rss = Rss::now(_kwatch.pid());
+    let abuse = Abuse::start(None);
+    let addr = abuse.addr;
     let mut held: Vec<TcpStream> = (0..16)
         .map(|i| {
             let body = if i % 2 == 0 {
@@ -131,8 +144,7 @@ fn bodies_announced_and_never_sent_do_not_block_scrapes() {
     for s in &mut held {
         assert_eq!(answer(s), Some(413));
     }
-    scrape_within(addr, SCRAPE, "after");
-    rss.check("unsent bodies");
+    abuse.finish("unsent bodies");
 }
 
 /// kwatch's open fds.
@@ -144,7 +156,6 @@ fn fds(pid: u32) -> usize {
 
 #[test]
 fn idle_and_half_sent_connections_past_the_fd_limit_leave_room_for_scrapes() {
-    let _serial = one_at_a_time();
     // This test opens 600 sockets: raise our own soft limit to the hard one.
     let hard = rustix::process::getrlimit(rustix::process::Resource::Nofile).maximum;
     rustix::process::setrlimit(
@@ -170,9 +181,8 @@ fn idle_and_half_sent_connections_past_the_fd_limit_leave_room_for_scrapes() {
             Ok(())
         });
     }
-    let (kwatch, addr, _lines) = started(cmd.spawn().expect("start kwatch serve"));
-    warm_up(addr);
-    let rss = Rss::now(kwatch.pid());
+    let abuse = Abuse::start(Some(cmd));
+    let addr = abuse.addr;
     let mut held = Vec::new();
     for i in 0..600 {
         let Ok(mut s) = TcpStream::connect_timeout(&addr, Duration::from_secs(2)) else {
@@ -186,22 +196,18 @@ fn idle_and_half_sent_connections_past_the_fd_limit_leave_room_for_scrapes() {
     }
     assert!(held.len() >= 550, "only {} connections made", held.len());
     scrape_within(addr, SCRAPE, "with 600 idle connections");
-    let open = fds(kwatch.pid());
+    let open = fds(abuse.pid());
     eprintln!("kwatch holds {open} fds with 600 clients");
     assert!(open <= 256 + 64, "kwatch holds {open} fds");
     drop(held);
-    scrape_within(addr, SCRAPE, "after");
-    rss.check("600 idle connections");
+    abuse.finish("600 idle connections");
 }
 
 #[test]
 fn pipelined_requests_never_read_cost_bounded_cpu_and_are_dropped() {
-    let _serial = one_at_a_time();
-    let (kwatch, addr, _lines) = start_kwatch(&[]);
-    warm_up(addr);
-    let pid = kwatch.pid();
+    let abuse = Abuse::start(None);
+    let (addr, pid) = (abuse.addr, abuse.pid());
     let fds_before = fds(pid);
-    let rss = Rss::now(pid);
     let cpu_before = cpu_time(pid);
     // 20,000 requests on one connection, as fast as it takes them, never reading an answer.
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).unwrap();
@@ -238,16 +244,13 @@ fn pipelined_requests_never_read_cost_bounded_cpu_and_are_dropped() {
         "pipelining cost {cpu:?} of CPU"
     );
     drop(s);
-    scrape_within(addr, SCRAPE, "after");
-    rss.check("pipelining");
+    abuse.finish("pipelining");
 }
 
 #[test]
 fn a_huge_header_line_is_refused_with_bounded_memory() {
-    let _serial = one_at_a_time();
-    let (_kwatch, addr, _lines) = start_kwatch(&[]);
-    warm_up(addr);
-    let rss = Rss::now(_kwatch.pid());
+    let abuse = Abuse::start(None);
+    let addr = abuse.addr;
     let mut s = send(addr, b"GET /metrics HTTP/1.1\r\nX-Huge: ");
     let chunk = vec![b'a'; 1 << 20];
     let mut sent_mib = 0;
@@ -263,8 +266,7 @@ fn a_huge_header_line_is_refused_with_bounded_memory() {
     }
     eprintln!("sent {sent_mib} MiB of header before kwatch closed the connection");
     assert!(sent_mib < 64, "kwatch read 64 MiB of one header line");
-    scrape_within(addr, SCRAPE, "after");
-    rss.check("a huge header line");
+    abuse.finish("a huge header line");
 }
 
 #[test]

@@ -68,11 +68,10 @@ pub fn started(child: Child) -> (ChildGuard, SocketAddr, mpsc::Receiver<String>)
     let stderr = guard.child.stderr.take().unwrap();
     let (tx, lines) = mpsc::channel();
     std::thread::spawn(move || {
+        // Reads to the end even when nobody listens any more: kwatch must never block on a full pipe.
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
             eprintln!("[kwatch] {line}");
-            if tx.send(line).is_err() {
-                break;
-            }
+            let _ = tx.send(line);
         }
     });
     let line = lines
