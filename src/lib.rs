@@ -16,6 +16,7 @@ pub mod netns;
 pub mod output;
 pub mod pace;
 pub mod proc;
+pub mod rlimit;
 pub mod run;
 pub mod serve;
 pub mod sockopt;

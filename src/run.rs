@@ -18,6 +18,8 @@ use crate::tui;
 /// Entry point of the binary: errors print one line (`kwatch: ...`) and exit 2; a closed pipe exits 0 quietly.
 pub fn main() -> ExitCode {
     let args = Args::parse();
+    // Every mode may hold many fds: the live view's /proc scan, the exporter's connections.
+    crate::rlimit::raise_nofile();
     match run(args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) if is_broken_pipe(&err) => ExitCode::SUCCESS,

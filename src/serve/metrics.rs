@@ -36,6 +36,8 @@ pub struct SelfStats {
     pub scrape_duration: Duration,
     /// Scrapes that got no snapshot (collection failed or timed out) since the server started.
     pub scrape_errors: u64,
+    /// Collections started since the server started (scrapes within `--min-interval` share one).
+    pub collections: u64,
     /// Connection deaths counted since the server started; `None` when destroy notifications are not received
     /// (no series then).
     pub deaths: Option<DeathCounts>,
@@ -694,5 +696,11 @@ fn own(r: &Registry, snapshot: &Snapshot, stats: &SelfStats) -> Result<(), prome
     )?;
     r.register(Box::new(errors.clone()))?;
     errors.inc_by(stats.scrape_errors);
+    let collections = IntCounter::new(
+        "kwatch_collections_total",
+        "Snapshots taken since kwatch serve started (scrapes within --min-interval of one share it).",
+    )?;
+    r.register(Box::new(collections.clone()))?;
+    collections.inc_by(stats.collections);
     Ok(())
 }

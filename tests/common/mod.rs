@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+pub mod serve;
+
 pub const KWATCH: &str = env!("CARGO_BIN_EXE_kwatch");
 
 pub fn is_root() -> bool {
