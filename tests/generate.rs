@@ -10,12 +10,9 @@ use std::process::{Command, Output, Stdio};
 
 use common::{KWATCH, must_run_privileged};
 
+/// `kwatch ARGS`, which must succeed.
 fn kwatch(args: &[&str]) -> Output {
-    let out = Command::new(KWATCH)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
+    let out = common::kwatch(None, args);
     assert!(
         out.status.success(),
         "kwatch {args:?}: {}",
