@@ -9,6 +9,7 @@ pub mod duration;
 pub mod escape;
 pub mod events;
 pub mod filter;
+pub mod generate;
 pub mod ghost;
 pub mod keepalive;
 pub mod model;

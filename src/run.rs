@@ -36,6 +36,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         Some(Command::Serve(serve)) => return crate::serve::run(serve, &args),
         Some(Command::Kill(kill)) => return crate::act::kill(kill, &args),
         Some(Command::Keepalive(ka)) => return crate::act::keepalive(ka, &args),
+        Some(Command::Generate(g)) => {
+            return crate::generate::run(g, <Args as clap::CommandFactory>::command());
+        }
         None => {}
     }
     if args.once {

@@ -12,7 +12,12 @@ use serde_json::Value;
 
 pub mod serve;
 
-pub const KWATCH: &str = env!("CARGO_BIN_EXE_kwatch");
+/// The kwatch binary the tests run: the one cargo built, or the one named by `KWATCH_TEST_BIN` when the tests were
+/// compiled (packaging/ci-deb.sh runs them against the installed package's `/usr/bin/kwatch`).
+pub const KWATCH: &str = match option_env!("KWATCH_TEST_BIN") {
+    Some(path) => path,
+    None => env!("CARGO_BIN_EXE_kwatch"),
+};
 
 pub fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions and cannot fail.
@@ -20,7 +25,7 @@ pub fn is_root() -> bool {
 }
 
 /// True when privileged tests must run rather than skip: in CI, or when the developer asks for it.
-fn must_run_privileged() -> bool {
+pub fn must_run_privileged() -> bool {
     std::env::var_os("CI").is_some_and(|v| !v.is_empty())
         || std::env::var_os("KWATCH_REQUIRE_PRIVILEGED").is_some_and(|v| v == "1")
 }
