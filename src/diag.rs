@@ -8,6 +8,7 @@
 //! asks only for known states, so in practice this only guards against a kernel newer than kwatch.
 
 pub mod bytecode;
+pub mod destroy;
 pub mod parse;
 pub mod request;
 pub mod tcp_info;

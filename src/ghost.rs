@@ -99,7 +99,12 @@ pub fn find(
         if !is_dead(&info) {
             continue;
         }
-        let cause = keepalive::infer_cause(Some(&info), settings.as_ref(), None, false);
+        let cause = keepalive::infer_cause(&keepalive::DeathEvidence {
+            probes: info.probes(),
+            retransmits: info.retransmits(),
+            settings: settings.as_ref(),
+            ..keepalive::DeathEvidence::default()
+        });
         for owner in holders {
             out.push(HeldDeadSocket {
                 pid: owner.pid,

@@ -209,7 +209,7 @@ fn severity(e: &Event) -> Option<Severity> {
         Event::Destroy { cause, .. } => Some(cause_severity(*cause))
             .filter(|_| !matches!(cause, DeathCause::Closed | DeathCause::Unknown)),
         Event::State { to, .. } if to.0 == TcpState::Close => Some(Severity::Warning),
-        Event::Warning { .. } => Some(Severity::Warning),
+        Event::Warning { .. } | Event::Lost { .. } => Some(Severity::Warning),
         _ => None,
     }
 }
@@ -354,6 +354,18 @@ fn event_cells(e: &Event) -> Vec<String> {
                 ),
             ]
         }
+        Event::Lost {
+            time_unix_ms,
+            notifications,
+            total,
+        } => vec![
+            mark,
+            clock(*time_unix_ms),
+            String::new(),
+            String::new(),
+            String::new(),
+            format!("lost {notifications} destroy notifications ({total} since the start)"),
+        ],
         Event::Warning {
             time_unix_ms,
             message,
