@@ -412,19 +412,6 @@ impl Watcher {
             }
         }
     }
-
-    /// Every event that arrives within `timeout`, in order.
-    pub fn collect(&self, timeout: Duration) -> Vec<Value> {
-        let deadline = Instant::now() + timeout;
-        let mut out = Vec::new();
-        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
-            match self.lines.recv_timeout(left) {
-                Ok(v) => out.push(v),
-                Err(_) => break,
-            }
-        }
-        out
-    }
 }
 
 impl Drop for Watcher {
