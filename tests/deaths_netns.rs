@@ -376,3 +376,47 @@ fn held_dead_sockets_are_found_in_the_namespaces_inspected() {
     assert!(mine(&kwatch_json(None, &[])).is_none());
     drop(holder);
 }
+
+#[test]
+fn an_rst_while_retransmitting_is_a_reset() {
+    if !can_use_netns("an_rst_while_retransmitting_is_a_reset") {
+        return;
+    }
+    let pair = NetnsPair::new();
+    let far = in_netns(&pair.b, || TcpListener::bind((ADDR_B, 9450)).unwrap());
+    let mut client = in_netns(&pair.a, || TcpStream::connect((ADDR_B, 9450)).unwrap());
+    let (far_end, _) = far.accept().unwrap();
+    let cport = client.local_addr().unwrap().port();
+    let watch = Watcher::start(None, &["--netns", &pair.a, "--interval", "200ms"]);
+    watch
+        .next(Duration::from_secs(30), |v| v["event"] == "start")
+        .expect("a start event");
+    // The peer's link goes down and the client sends: its data is retransmitted, unanswered.
+    pair.cut_b();
+    client.write_all(b"unanswered").unwrap();
+    let retransmitting = poll(Duration::from_secs(30), || {
+        let doc = kwatch_json(None, &["--netns", &pair.a, "--dport", "9450"]);
+        find_socket(&doc, cport, 9450)
+            .filter(|s| s["tcp_info"]["retransmits"].as_u64() >= Some(2))
+            .cloned()
+    });
+    assert!(retransmitting.is_some(), "the client never retransmitted");
+    // The peer forgets the connection (its RST is lost on the down link), the link comes back, and the next
+    // retransmission is answered with an RST.
+    socket2::SockRef::from(&far_end)
+        .set_linger(Some(Duration::ZERO))
+        .unwrap();
+    drop(far_end);
+    sh("ip", &["-n", &pair.b, "link", "set", &pair.veth_b, "up"]);
+    watch
+        .next(Duration::from_secs(30), |v| {
+            is(v, "state", cport) && v["to"] == "close"
+        })
+        .expect("the reset client leaves the dump while this test holds its fd");
+    drop(client);
+    let (_, death) = watch
+        .next(Duration::from_secs(30), |v| is(v, "destroy", cport))
+        .expect("the client's death at close()");
+    assert_eq!(death["cause"], "reset", "{death}");
+    assert!(death["retransmits"].as_u64() >= Some(1), "{death}");
+}
