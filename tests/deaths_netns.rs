@@ -52,6 +52,14 @@ impl Holder {
         Holder { child, port }
     }
 
+    /// A holder in namespace a connected to a listener of this process in namespace b on `port`; and the far end.
+    fn across(pair: &NetnsPair, port: u16) -> (Holder, TcpStream) {
+        let far = in_netns(&pair.b, move || TcpListener::bind((ADDR_B, port)).unwrap());
+        let holder = Holder::start(&pair.a, ADDR_B, port);
+        let (far_end, _) = far.accept().unwrap();
+        (holder, far_end)
+    }
+
     fn pid(&self) -> u32 {
         self.child.id()
     }
@@ -81,9 +89,7 @@ fn watch_with_netns_reports_deaths_in_that_namespace_with_their_cause() {
         return;
     }
     let pair = NetnsPair::new();
-    let far = in_netns(&pair.b, || TcpListener::bind((ADDR_B, 9401)).unwrap());
-    let holder = Holder::start(&pair.a, ADDR_B, 9401);
-    let (_far_end, _) = far.accept().unwrap();
+    let (holder, _far_end) = Holder::across(&pair, 9401);
     let (_l, client, server) = loopback_pair(&pair.a, 9402);
     let cport = client.local_addr().unwrap().port();
 
@@ -349,9 +355,7 @@ fn held_dead_sockets_are_found_in_the_namespaces_inspected() {
         return;
     }
     let pair = NetnsPair::new();
-    let far = in_netns(&pair.b, || TcpListener::bind((ADDR_B, 9440)).unwrap());
-    let holder = Holder::start(&pair.a, ADDR_B, 9440);
-    let (_far_end, _) = far.accept().unwrap();
+    let (holder, _far_end) = Holder::across(&pair, 9440);
     pair.cut_b();
     let mine = |doc: &Value| -> Option<Value> {
         doc["held_dead_sockets"]

@@ -4,6 +4,8 @@
 //! socket stays bound there). A reader thread waits on all of them at once and moves each notification into a
 //! queue the caller takes at every refresh, so the kernel's buffer never fills while a refresh runs: at 1,000
 //! deaths a second none is lost. What the kernel dropped anyway, and what the queue could not hold, is counted.
+//! A subscription keeps its namespace alive, so one whose namespace a snapshot no longer lists is dropped (after
+//! its last notifications are read).
 
 use std::collections::HashMap;
 use std::fs::File;

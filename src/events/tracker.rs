@@ -447,6 +447,28 @@ mod tests {
         move |inode, _| inodes.contains(&inode)
     }
 
+    /// The cause of the one death among `ev`, which holds nothing else.
+    fn the_death(ev: &[Event]) -> DeathCause {
+        match ev {
+            [Event::Destroy { cause, .. }] => *cause,
+            _ => panic!("one death expected: {ev:?}"),
+        }
+    }
+
+    /// A tracker that has seen socket 1 ESTABLISHED in one snapshot (at time 0).
+    fn watching_one(f: &Filter) -> Tracker {
+        let mut t = Tracker::new();
+        let first = t.step(
+            &snap(vec![conn(1, TcpState::Established)]),
+            f,
+            &[],
+            0,
+            &mut held(&[]),
+        );
+        assert!(first.is_empty(), "{first:?}");
+        t
+    }
+
     #[test]
     fn a_keepalive_death_under_a_held_fd_shows_as_close_then_destroy_with_the_cause() {
         let f = Filter::default();
@@ -507,45 +529,22 @@ mod tests {
     #[test]
     fn a_socket_no_fd_holds_is_not_called_held_and_its_late_notification_is_awaited() {
         let f = Filter::default();
-        let mut t = Tracker::new();
+        let mut t = watching_one(&f);
         let mut none = held(&[]);
-        t.step(
-            &snap(vec![conn(1, TcpState::Established)]),
-            &f,
-            &[],
-            0,
-            &mut none,
-        );
         // It left the dump, its program had closed it: no "still held", no death yet.
         assert!(t.step(&snap(vec![]), &f, &[], 1_000, &mut none).is_empty());
         assert_eq!(t.waiting(), 1);
         // The notification comes 4 s late: a death, with the evidence it carries.
         let ev = t.step(&snap(vec![]), &f, &[destroyed(1, 0, 15)], 5_000, &mut none);
-        assert!(
-            matches!(
-                &ev[..],
-                [Event::Destroy {
-                    cause: DeathCause::RetransmitTimeout,
-                    ..
-                }]
-            ),
-            "{ev:?}"
-        );
+        assert_eq!(the_death(&ev), DeathCause::RetransmitTimeout);
         assert_eq!(t.waiting(), 0);
     }
 
     #[test]
     fn without_a_notification_in_time_the_death_is_reported_with_cause_unknown() {
         let f = Filter::default();
-        let mut t = Tracker::new();
+        let mut t = watching_one(&f);
         let mut none = held(&[]);
-        t.step(
-            &snap(vec![conn(1, TcpState::Established)]),
-            &f,
-            &[],
-            0,
-            &mut none,
-        );
         assert!(t.step(&snap(vec![]), &f, &[], 1_000, &mut none).is_empty());
         let due = 1_000 + NOTIFICATION_WAIT_MS;
         assert!(
@@ -603,16 +602,7 @@ mod tests {
             2_000 + NOTIFICATION_WAIT_MS,
             &mut held(&[]),
         );
-        assert!(
-            matches!(
-                &ev[..],
-                [Event::Destroy {
-                    cause: DeathCause::Unknown,
-                    ..
-                }]
-            ),
-            "{ev:?}"
-        );
+        assert_eq!(the_death(&ev), DeathCause::Unknown);
     }
 
     #[test]
@@ -657,26 +647,10 @@ mod tests {
     #[test]
     fn a_fast_close_with_no_evidence_is_unknown_not_reset() {
         let f = Filter::default();
-        let mut t = Tracker::new();
+        let mut t = watching_one(&f);
         let mut none = held(&[]);
-        t.step(
-            &snap(vec![conn(1, TcpState::Established)]),
-            &f,
-            &[],
-            0,
-            &mut none,
-        );
         let ev = t.step(&snap(vec![]), &f, &[destroyed(1, 0, 0)], 5, &mut none);
-        assert!(
-            matches!(
-                &ev[..],
-                [Event::Destroy {
-                    cause: DeathCause::Unknown,
-                    ..
-                }]
-            ),
-            "{ev:?}"
-        );
+        assert_eq!(the_death(&ev), DeathCause::Unknown);
     }
 
     #[test]
@@ -714,16 +688,7 @@ mod tests {
             ..destroyed(1, 3, 0)
         };
         let ev = t.step(&second, &f, &[right], 2, &mut none);
-        assert!(
-            matches!(
-                &ev[..],
-                [Event::Destroy {
-                    cause: DeathCause::KeepaliveExhausted,
-                    ..
-                }]
-            ),
-            "{ev:?}"
-        );
+        assert_eq!(the_death(&ev), DeathCause::KeepaliveExhausted);
     }
 
     #[test]

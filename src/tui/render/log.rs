@@ -281,6 +281,18 @@ fn ends(s: &SocketId) -> (String, String) {
     (format::endpoint(s.local_addr, s.local_port), peer)
 }
 
+/// Cells of an event about no socket: marker, time, what happened.
+fn note(mark: String, time_unix_ms: u64, what: String) -> Vec<String> {
+    vec![
+        mark,
+        clock(time_unix_ms),
+        String::new(),
+        String::new(),
+        String::new(),
+        what,
+    ]
+}
+
 /// Cells: marker, time, process, local, peer, what happened.
 fn event_cells(e: &Event) -> Vec<String> {
     let mark = format::marker(severity(e)).to_string();
@@ -358,25 +370,15 @@ fn event_cells(e: &Event) -> Vec<String> {
             time_unix_ms,
             notifications,
             total,
-        } => vec![
+        } => note(
             mark,
-            clock(*time_unix_ms),
-            String::new(),
-            String::new(),
-            String::new(),
+            *time_unix_ms,
             format!("lost {notifications} destroy notifications ({total} since the start)"),
-        ],
+        ),
         Event::Warning {
             time_unix_ms,
             message,
-        } => vec![
-            mark,
-            clock(*time_unix_ms),
-            String::new(),
-            String::new(),
-            String::new(),
-            format!("warning: {}", escape(message)),
-        ],
+        } => note(mark, *time_unix_ms, format!("warning: {}", escape(message))),
     }
 }
 
