@@ -504,7 +504,7 @@ fn death_counters(r: &Registry, deaths: &DeathCounts) -> Result<(), prometheus::
         Opts::new(
             "kwatch_connection_deaths_total",
             "Connections the kernel destroyed since kwatch serve started, by inferred cause and owner \
-             (only sockets seen by an earlier scrape, in kwatch's own network namespace).",
+             (only sockets seen by an earlier scrape, in the namespaces inspected).",
         ),
         &["cause", "comm"],
     )?;
