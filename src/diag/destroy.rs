@@ -156,7 +156,56 @@ fn read_drops(socket: &Socket) -> Option<u32> {
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
+    use std::net::{TcpListener, TcpStream};
+
     use super::*;
+
+    #[test]
+    fn notifications_dropped_for_want_of_buffer_are_counted_and_reading_goes_on() {
+        let mut sub = Subscriber::open().unwrap();
+        // The smallest buffer the kernel allows holds a handful of notifications.
+        set_rcvbuf_exactly(&sub.socket, 1);
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        for _ in 0..200 {
+            let c = TcpStream::connect(l.local_addr().unwrap()).unwrap();
+            let (s, _) = l.accept().unwrap();
+            socket2::SockRef::from(&s)
+                .set_linger(Some(std::time::Duration::ZERO))
+                .unwrap();
+            drop(s);
+            drop(c);
+        }
+        // The kernel sends them from a work queue: wait until the overflow is reported.
+        let mut out = Vec::new();
+        let mut total = Received::default();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while total.lost == 0 && std::time::Instant::now() < deadline {
+            let r = sub.receive(&mut out).unwrap();
+            total.lost += r.lost;
+            total.notifications += r.notifications;
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        assert!(total.lost > 0, "{total:?}");
+        assert!(
+            total.notifications > 0,
+            "what was queued is still read: {total:?}"
+        );
+    }
+
+    /// Sets SO_RCVBUF without the 8 MiB of `open` (the kernel rounds up to its minimum).
+    fn set_rcvbuf_exactly(socket: &Socket, bytes: libc::c_int) {
+        // SAFETY: a valid socket fd and a pointer to a c_int of the size passed.
+        let rc = unsafe {
+            libc::setsockopt(
+                socket.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_RCVBUF,
+                (&bytes as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        assert_eq!(rc, 0);
+    }
 
     #[test]
     fn a_subscription_counts_drops_and_gets_a_big_buffer_as_root() {
