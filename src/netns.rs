@@ -168,15 +168,6 @@ pub struct Dumped {
     pub warnings: Vec<String>,
 }
 
-impl Dumped {
-    /// Whether kwatch's own namespace was listed in full (what looking for held dead sockets needs).
-    pub fn has_current(&self) -> bool {
-        self.namespaces
-            .iter()
-            .any(|n| n.current && n.error.is_none())
-    }
-}
-
 /// The inode of the one namespace `scope` names (`None` for every namespace, or one that cannot be found: the
 /// dump reports that).
 pub fn scope_inode(scope: &Scope, proc_root: &Path, run_netns: &Path) -> Option<u64> {

@@ -113,6 +113,17 @@ pub fn lineage(proc_root: &Path, pids: impl IntoIterator<Item = u32>) -> BTreeMa
         .collect()
 }
 
+/// Whether `owner`'s fd refers to socket `inode` now (`PID/fd/FD` reads `socket:[INODE]`): false when the fd was
+/// closed or reused, the process is gone, or its fds cannot be read.
+pub fn holds(proc_root: &Path, owner: Owner, inode: u64) -> bool {
+    std::fs::read_link(proc_root.join(format!("{}/fd/{}", owner.pid, owner.fd))).is_ok_and(
+        |target| {
+            use std::os::unix::ffi::OsStrExt;
+            parse::socket_inode(target.as_os_str().as_bytes()) == Some(inode)
+        },
+    )
+}
+
 /// Where to look: the proc root, the passwd file for user names, and optionally which pids.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ScanConfig {

@@ -48,7 +48,7 @@ pub struct SelfStats {
 pub struct DeathCounts {
     /// By (cause as [`cause_name`] names it, comm of the owner when last seen, raw; `?` when it had none).
     pub by_cause: BTreeMap<(&'static str, String), u64>,
-    /// Times notifications were lost because the kernel's queue overflowed between scrapes.
+    /// Destroy notifications lost (the kernel's buffer or kwatch's queue was full): deaths undercounted.
     pub lost: u64,
 }
 
@@ -644,7 +644,7 @@ fn death_counters(r: &Registry, deaths: &DeathCounts) -> Result<(), prometheus::
         Opts::new(
             "kwatch_connection_deaths_total",
             "Connections the kernel destroyed since kwatch serve started, by inferred cause and owner \
-             (only sockets seen by an earlier scrape, in kwatch's own network namespace).",
+             (only sockets seen by an earlier scrape, in the namespaces inspected).",
         ),
         &["cause", "comm"],
     )?;
@@ -654,7 +654,7 @@ fn death_counters(r: &Registry, deaths: &DeathCounts) -> Result<(), prometheus::
     }
     let lost = IntCounter::new(
         "kwatch_connection_death_notifications_lost_total",
-        "Times the kernel's queue of destroy notifications overflowed between scrapes (deaths undercounted).",
+        "Destroy notifications lost because the kernel's buffer or kwatch's queue was full (deaths undercounted).",
     )?;
     r.register(Box::new(lost.clone()))?;
     lost.inc_by(deaths.lost);

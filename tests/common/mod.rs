@@ -2,10 +2,12 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use std::fs::File;
+use std::io::{BufRead, BufReader};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
-use std::process::{Command, Output, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -394,5 +396,70 @@ pub fn fill_busy_keepalive(snapshot: &mut kwatch::model::Snapshot) {
             1003 => c.keepalive = Some(read(300, 100, 3)),
             _ => {}
         }
+    }
+}
+
+/// A `kwatch --watch --ndjson` child whose lines arrive, parsed, on a channel; killed (by pid) on drop.
+pub struct Watcher {
+    pub child: Child,
+    lines: mpsc::Receiver<Value>,
+}
+
+impl Watcher {
+    /// `kwatch --watch --ndjson ARGS`, inside namespace `exec_in` (`ip netns exec`, which execs kwatch in place,
+    /// so the child's pid is kwatch's) when given.
+    pub fn start(exec_in: Option<&str>, args: &[&str]) -> Watcher {
+        let mut cmd = match exec_in {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns, KWATCH]);
+                c
+            }
+            None => Command::new(KWATCH),
+        };
+        let mut child = cmd
+            .args(["--watch", "--ndjson"])
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start kwatch --watch");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                let v: Value = serde_json::from_str(&line)
+                    .unwrap_or_else(|e| panic!("not one JSON object per line: {e}: {line}"));
+                if tx.send(v).is_err() {
+                    break;
+                }
+            }
+        });
+        Watcher { child, lines }
+    }
+
+    /// The next event for which `want` holds, skipping others, within `timeout`.
+    pub fn next(
+        &self,
+        timeout: Duration,
+        want: impl Fn(&Value) -> bool,
+    ) -> Option<(Instant, Value)> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.checked_duration_since(Instant::now())?;
+            let v = self.lines.recv_timeout(left).ok()?;
+            assert!(v["event"].is_string() && v["time_unix_ms"].is_u64(), "{v}");
+            if want(&v) {
+                return Some((Instant::now(), v));
+            }
+        }
+    }
+}
+
+impl Drop for Watcher {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
