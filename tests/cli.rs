@@ -114,10 +114,13 @@ fn a_process_named_with_an_escape_sequence_does_not_reach_the_terminal_raw() {
     let fd = listener.as_raw_fd();
     let mut cmd = Command::new(&evil);
     cmd.arg("30").stdin(Stdio::null());
-    // SAFETY: dup2 is async-signal-safe; it makes the listener fd 3 in the child, without close-on-exec.
+    // The listener is close-on-exec (std opens every fd so); the child keeps it under the same number once the
+    // flag is cleared. (Moving it to a fixed number with dup2 fails when it already has that number: dup2(3, 3)
+    // returns 3 and leaves close-on-exec set, so the child would own no socket.)
+    // SAFETY: fcntl is async-signal-safe and only changes the flags of an fd this process owns.
     unsafe {
         cmd.pre_exec(move || {
-            if libc::dup2(fd, 3) < 0 {
+            if libc::fcntl(fd, libc::F_SETFD, 0) < 0 {
                 Err(std::io::Error::last_os_error())
             } else {
                 Ok(())
