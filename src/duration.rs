@@ -171,9 +171,18 @@ mod tests {
             ("5m5m", "unit 'm' given twice"),
             ("1s1S", "unit 'S' given twice"),
             ("1h2m3m", "unit 'm' given twice"),
-            ("30s1m", "'m' after 's': write the largest unit first, like 2h30m"),
-            ("500ms1s", "'s' after 'ms': write the largest unit first, like 2h30m"),
-            ("1m1h", "'h' after 'm': write the largest unit first, like 2h30m"),
+            (
+                "30s1m",
+                "'m' after 's': write the largest unit first, like 2h30m",
+            ),
+            (
+                "500ms1s",
+                "'s' after 'ms': write the largest unit first, like 2h30m",
+            ),
+            (
+                "1m1h",
+                "'h' after 'm': write the largest unit first, like 2h30m",
+            ),
         ] {
             assert_eq!(
                 parse_duration(text),

@@ -117,8 +117,14 @@ mod tests {
     fn bidirectional_controls_are_escaped() {
         let cases = [
             ("evil\u{202e}gpj.exe", "evil\\u{202e}gpj.exe"),
-            ("\u{202a}\u{202b}\u{202c}\u{202d}", "\\u{202a}\\u{202b}\\u{202c}\\u{202d}"),
-            ("\u{2066}a\u{2067}b\u{2068}c\u{2069}", "\\u{2066}a\\u{2067}b\\u{2068}c\\u{2069}"),
+            (
+                "\u{202a}\u{202b}\u{202c}\u{202d}",
+                "\\u{202a}\\u{202b}\\u{202c}\\u{202d}",
+            ),
+            (
+                "\u{2066}a\u{2067}b\u{2068}c\u{2069}",
+                "\\u{2066}a\\u{2067}b\\u{2068}c\\u{2069}",
+            ),
             ("\u{200e}\u{200f}\u{061c}", "\\u{200e}\\u{200f}\\u{61c}"),
         ];
         for (input, want) in cases {
