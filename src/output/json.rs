@@ -121,7 +121,8 @@ pub struct Head<'a> {
     pub namespaces: Vec<NamespaceReport<'a>>,
     pub totals: Totals,
     pub unreadable_processes: Vec<UnreadableReport<'a>>,
-    pub warnings: &'a [String],
+    /// The snapshot's warnings, then the table footer's line about unreadable processes (with its hint).
+    pub warnings: Vec<String>,
 }
 
 /// What the document says after the socket rows.
@@ -178,7 +179,12 @@ impl<'a> Report<'a> {
                     comm: u.comm.as_deref(),
                 })
                 .collect(),
-            warnings: &snapshot.warnings,
+            warnings: snapshot
+                .warnings
+                .iter()
+                .cloned()
+                .chain(snapshot.unreadable_line())
+                .collect(),
         };
         Report {
             head,
