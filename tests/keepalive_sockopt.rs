@@ -167,7 +167,11 @@ fn no_sockopt_assumes_the_sysctls_even_as_root() {
         .then(|| {
             format!(
                 "{unreadable} {} could not be read; not even root may read them",
-                if unreadable == 1 { "process" } else { "processes" }
+                if unreadable == 1 {
+                    "process"
+                } else {
+                    "processes"
+                }
             )
         })
         .into_iter()
