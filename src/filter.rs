@@ -483,22 +483,24 @@ mod tests {
         assert!(f("port:1").matches(&unknown));
     }
 
+    /// A `(pid, Process)` entry of a snapshot's process map.
+    fn process(pid: u32, comm: &str) -> (u32, Process) {
+        (
+            pid,
+            Process {
+                pid,
+                comm: comm.into(),
+                cmdline: vec![],
+                uid: None,
+                user: None,
+            },
+        )
+    }
+
     #[test]
     fn comm_needs_the_snapshot() {
         let c = conn(443, 50000, &[10, 20], TcpState::Established);
         let orphan = conn(443, 50000, &[], TcpState::Established);
-        let process = |pid: u32, comm: &str| {
-            (
-                pid,
-                Process {
-                    pid,
-                    comm: comm.into(),
-                    cmdline: vec![],
-                    uid: None,
-                    user: None,
-                },
-            )
-        };
         let snap = Snapshot {
             processes: [process(10, "nginx"), process(20, "Java")]
                 .into_iter()
@@ -520,18 +522,6 @@ mod tests {
 
     #[test]
     fn comm_is_the_whole_name_or_a_glob() {
-        let process = |pid: u32, comm: &str| {
-            (
-                pid,
-                Process {
-                    pid,
-                    comm: comm.into(),
-                    cmdline: vec![],
-                    uid: None,
-                    user: None,
-                },
-            )
-        };
         let names = [
             "app",
             "myapp-billing",

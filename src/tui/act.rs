@@ -280,16 +280,26 @@ mod tests {
         assert!(p.question().ends_with("the program keeps a dead fd"));
     }
 
+    /// Switches to the processes view and moves the cursor to `pid`.
+    fn select_process(app: &mut App, pid: u32) {
+        update(app, Action::SwitchView);
+        while app.selected_proc().map(|p| p.pid) != Some(pid) {
+            update(app, Action::Down);
+        }
+    }
+
+    fn sorted_cookies(p: &Pending) -> Vec<u64> {
+        let mut cookies: Vec<u64> = p.targets.iter().map(|c| c.cookie).collect();
+        cookies.sort();
+        cookies
+    }
+
     #[test]
     fn a_process_row_takes_all_its_sockets_that_apply() {
         let mut app = app();
-        update(&mut app, Action::SwitchView);
-        while app.selected_proc().map(|p| p.pid) != Some(7) {
-            update(&mut app, Action::Down);
-        }
+        select_process(&mut app, 7);
         let kill = plan(&app, ActKind::Kill).unwrap();
-        let mut cookies: Vec<u64> = kill.targets.iter().map(|c| c.cookie).collect();
-        cookies.sort();
+        let cookies = sorted_cookies(&kill);
         assert_eq!(cookies, vec![1, 2], "the listener is not killed unasked");
         assert_eq!(kill.subject, "web\\x1b[7]");
         assert_eq!(
@@ -313,13 +323,9 @@ mod tests {
             update(&mut app, Action::FilterChar(c));
         }
         update(&mut app, Action::FilterApply);
-        update(&mut app, Action::SwitchView);
-        while app.selected_proc().map(|p| p.pid) != Some(7) {
-            update(&mut app, Action::Down);
-        }
+        select_process(&mut app, 7);
         let kill = plan(&app, ActKind::Kill).unwrap();
-        let mut cookies: Vec<u64> = kill.targets.iter().map(|c| c.cookie).collect();
-        cookies.sort();
+        let cookies = sorted_cookies(&kill);
         assert_eq!(cookies, vec![1, 3]);
         assert!(
             kill.question().starts_with(
