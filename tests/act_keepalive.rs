@@ -256,14 +256,16 @@ fn a_user_who_cannot_change_any_matching_socket_gets_a_failure() {
         return;
     }
     // This process (root) holds the connection; nobody sees the socket but not whose it is.
-    let (_listener, client, _server) = connected_pair(std::net::SocketAddr::from((
+    let (listener, client, _server) = connected_pair(std::net::SocketAddr::from((
         std::net::Ipv4Addr::LOCALHOST,
         0,
     )));
     let cport = client.local_addr().unwrap().port().to_string();
+    // Both ports: another test's connection may share the ephemeral port.
+    let lport = listener.local_addr().unwrap().port().to_string();
     let out = std::process::Command::new("setpriv")
         .args(["--reuid=65534", "--regid=65534", "--clear-groups", KWATCH])
-        .args(["keepalive", "--yes", "--sport", &cport])
+        .args(["keepalive", "--yes", "--sport", &cport, "--dport", &lport])
         .stdin(std::process::Stdio::null())
         .env("NO_COLOR", "1")
         .output()
