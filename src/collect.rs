@@ -193,7 +193,7 @@ fn finish(
             Some(first) => first.settings,
             None => sysctl::read_settings(&opts.proc_root),
         },
-        as_root: rustix::process::geteuid().is_root(),
+        as_root: crate::proc::running_as_root(),
         ..header
     };
     snapshot.namespaces = namespaces.namespaces;

@@ -558,6 +558,22 @@ impl Snapshot {
         }
     }
 
+    /// The footer line and JSON warning about processes whose fds could not be read, `None` when there are none:
+    /// `3 processes could not be read; run as root to see their sockets`.
+    pub fn unreadable_line(&self) -> Option<String> {
+        let n = self.unreadable.len();
+        (n > 0).then(|| {
+            let noun = if n == 1 { "process" } else { "processes" };
+            format!("{n} {noun} could not be read; {}", self.unreadable_hint())
+        })
+    }
+
+    /// Whether a socket's owner is unknown rather than absent: none was found, yet a process holds it (it has an
+    /// inode) and some processes could not be read. Shown as `?`, never as a blank.
+    pub fn owner_unknown(&self, conn: &Connection) -> bool {
+        conn.owners.is_empty() && conn.inode != 0 && !self.unreadable.is_empty()
+    }
+
     /// A display name for a pid: its comm, or `?` when unknown.
     pub fn comm(&self, pid: u32) -> &str {
         self.processes

@@ -8,7 +8,7 @@
 
 mod cache;
 pub(crate) mod parallel;
-mod parse;
+pub(crate) mod parse;
 mod passwd;
 mod scan;
 
@@ -24,6 +24,20 @@ pub use scan::{FdScan, PidList, PidScan, ScanError, Scanner, SocketFd};
 use rustc_hash::FxHashMap;
 
 use crate::model::{Lineage, Owner, Owners, Process, UnreadableProcess};
+
+/// Whether kwatch runs as root (effective uid 0): then "run as root" is no advice for what it may not read.
+pub fn running_as_root() -> bool {
+    rustix::process::geteuid().is_root()
+}
+
+/// Whether `proc_root/PID` is a kernel thread (PF_KTHREAD in its `stat`, readable by everyone); false when
+/// unknown. Kernel threads hold no fds, so there is nothing to miss when theirs cannot be read.
+pub fn is_kernel_thread(proc_root: &Path, pid: u32) -> bool {
+    std::fs::read(proc_root.join(format!("{pid}/stat")))
+        .ok()
+        .and_then(|stat| parse::stat_is_kernel_thread(&stat))
+        .unwrap_or(false)
+}
 
 /// Socket inode → owners, plus what is known of each owning process.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

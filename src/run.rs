@@ -15,7 +15,8 @@ use crate::model::{Connection, Family, TcpState};
 use crate::output::{json, table};
 use crate::tui;
 
-/// Entry point of the binary: errors print one line (`kwatch: ...`) and exit 2; a closed pipe exits 0 quietly.
+/// Entry point of the binary: errors print one line (`kwatch: ...`) and exit 2 (`kill` and `keepalive`: 1, 2 or
+/// 3, see [`crate::act`]); a closed pipe exits 0 quietly.
 pub fn main() -> ExitCode {
     let args = Args::parse();
     // Every mode may hold many fds: the live view's /proc scan, the exporter's connections.
@@ -25,7 +26,11 @@ pub fn main() -> ExitCode {
         Err(err) if is_broken_pipe(&err) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("kwatch: {}", error_line(&err));
-            ExitCode::from(2)
+            // `kill` and `keepalive` tell nothing to do (1) and a partial failure (3) apart from errors (2).
+            ExitCode::from(
+                err.downcast_ref::<crate::act::Unfinished>()
+                    .map_or(2, |u| u.status),
+            )
         }
     }
 }

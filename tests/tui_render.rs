@@ -600,3 +600,46 @@ fn the_header_says_when_refreshes_come_less_often_than_the_interval() {
     update(&mut app, Action::Stretched(None));
     assert_eq!(first_line(&draw(&app, size)), plain);
 }
+
+#[test]
+fn a_terminal_too_small_for_one_row_says_so() {
+    let text = |terminal: &Terminal<TestBackend>| {
+        let buf = terminal.backend().buffer();
+        (0..buf.area.height)
+            .map(|y| {
+                (0..buf.area.width)
+                    .map(|x| buf[(x, y)].symbol().to_string())
+                    .collect::<String>()
+                    .trim()
+                    .to_string()
+            })
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    for size in [(20, 5), (39, 24), (80, 8), (1, 1)] {
+        let app = app_with("busy.json", size);
+        let shown = text(&draw(&app, size));
+        assert!(
+            shown.contains("terminal too small") || size == (1, 1),
+            "{size:?}: {shown}"
+        );
+    }
+    let app = app_with("busy.json", (20, 5));
+    let shown = text(&draw(&app, (20, 5)));
+    assert!(shown.contains("(need 40x"), "{shown}");
+    // From the size it names, the table is back.
+    let need_h: u16 = shown
+        .split("(need 40x")
+        .nth(1)
+        .and_then(|rest| rest.split(',').next())
+        .and_then(|h| h.parse().ok())
+        .expect("a height");
+    let size = (40, need_h);
+    let app = app_with("busy.json", size);
+    let shown = text(&draw(&app, size));
+    assert!(!shown.contains("terminal too small"), "{shown}");
+    assert!(
+        shown.contains("ESTAB") || shown.contains("LISTEN"),
+        "a row: {shown}"
+    );
+}

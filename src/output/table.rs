@@ -530,17 +530,7 @@ fn footer(
         ));
     }
 
-    let unreadable = snapshot.unreadable.len() as u64;
-    if unreadable > 0 {
-        let noun = if unreadable == 1 {
-            "process"
-        } else {
-            "processes"
-        };
-        let text = format!(
-            "{unreadable} {noun} could not be read; {}",
-            snapshot.unreadable_hint()
-        );
+    if let Some(text) = snapshot.unreadable_line() {
         lines.push((text, Some(YELLOW)));
     }
 

@@ -75,10 +75,15 @@ pub fn idle(conn: &Connection) -> String {
         .unwrap_or_default()
 }
 
-/// `2231/java`, `811/nginx +1` for a socket shared by two processes, empty when no owner is known.
+/// `2231/java`, `811/nginx +1` for a socket shared by two processes, `?` when its owner could not be read,
+/// empty when no process holds it.
 pub fn owner(conn: &Connection, snap: &Snapshot) -> String {
     let Some(first) = conn.owners.first() else {
-        return String::new();
+        return if snap.owner_unknown(conn) {
+            "?".to_string()
+        } else {
+            String::new()
+        };
     };
     let mut pids: Vec<u32> = conn.owners.iter().map(|o| o.pid).collect();
     pids.dedup();
