@@ -5,9 +5,13 @@
 //! each socket and report each result. Selection and report lines are pure ([`plan_kill`], [`plan_keepalive`],
 //! [`socket_line`]); the kernel and the owners' fds are reached through [`destroy`] and [`keepalive`].
 //!
-//! Exit status: 0 when every selected socket was handled (a socket that closed meanwhile counts as handled) and
-//! when nothing matched; non-zero (2, through `run::main`) when any socket could not be handled or the question
-//! could not be asked.
+//! Listening sockets are left alone unless the filter names `state:listen`: killing one stops a service from
+//! accepting, which `port:5000` alone does not ask for.
+//!
+//! Exit status (through [`Unfinished`] and `run::main`): 0 when every socket the command was for was handled (a
+//! socket that closed meanwhile counts as handled), or a dry run listed some; 1 when there was nothing to do
+//! (nothing matched, every match was left alone by rule, or the question was answered no); 2 on errors and when
+//! not one socket could be handled; 3 when some were and some were not.
 
 pub mod destroy;
 pub mod keepalive;
@@ -17,6 +21,7 @@ use std::io::{self, BufRead, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
+use thiserror::Error;
 
 use crate::cli::{Args, ColorChoice};
 use crate::collect;
@@ -32,11 +37,13 @@ use keepalive::{EnableError, KeepaliveValues};
 #[command(
     after_help = "The owning program keeps its file descriptor: the socket becomes a dead fd in \
 that program (reads and writes fail with ECONNABORTED) until it closes it.\n\
+Listening sockets are killed only when the filter names state:listen (or --state listen): otherwise \
+they are listed as skipped.\n\
 Needs root or CAP_NET_ADMIN, and a kernel built with CONFIG_INET_DIAG_DESTROY.\n\
-Exit status: 0 when every socket was killed or had closed meanwhile, or nothing matched; 2 when any \
-could not be killed, or when asking was impossible (no terminal and no --yes).\n\
+Exit status: 0 every socket was killed (or had closed meanwhile); 1 nothing to do (nothing matched, \
+all skipped, or the answer was no); 2 error, or not one could be killed; 3 some could not be killed.\n\
 Examples:\n  kwatch kill --dry-run state:close-wait comm:myapp\n  kwatch kill dport:5432 pid:1234\n  \
-kwatch kill --yes code:dead_peer_suspect"
+kwatch kill --port 5000 --state close-wait\n  kwatch kill --yes code:dead_peer_suspect"
 )]
 pub struct KillArgs {
     /// Do not ask: kill at once (for scripts).
@@ -47,8 +54,10 @@ pub struct KillArgs {
     #[arg(short = 'n', long, conflicts_with = "yes")]
     pub dry_run: bool,
 
-    /// Which sockets, in the filter syntax of the live view: `port:443 state:close-wait pid:1234 stuck`.
-    #[arg(required = true, value_name = "FILTER")]
+    /// Which sockets, in the filter syntax of the live view: `port:443 state:close-wait pid:1234 stuck`;
+    /// `comm:NAME` is an owner's exact process name, `comm:php*` a glob (`*`, `?`). Optional when flags such
+    /// as --port or --pid narrow the sockets.
+    #[arg(value_name = "FILTER")]
     pub filter: Vec<String>,
 }
 
@@ -56,7 +65,9 @@ pub struct KillArgs {
 #[command(
     after_help = "Only ESTABLISHED and CLOSE-WAIT sockets are changed; others are listed as skipped.\n\
 Needs root (or CAP_SYS_PTRACE over the owners) to duplicate their sockets with pidfd_getfd (Linux 5.6+).\n\
-Exit status: 0 when every socket has the settings (read back) or nothing matched; 2 otherwise.\n\
+Exit status: 0 every socket has the settings (read back); 1 nothing to do (nothing matched, all \
+skipped, or the answer was no); 2 error, or not one could be changed (a socket whose owner could not be \
+read counts as not changed); 3 some could not be changed.\n\
 Examples:\n  kwatch keepalive --dry-run comm:myapp state:established\n  \
 kwatch keepalive --idle 60 --intvl 10 --cnt 5 dport:5432\n  kwatch keepalive --yes --idle 5m code:no_keepalive_idle"
 )]
@@ -81,8 +92,9 @@ pub struct KeepaliveArgs {
     #[arg(short = 'n', long, conflicts_with = "yes")]
     pub dry_run: bool,
 
-    /// Which sockets, in the filter syntax of the live view.
-    #[arg(required = true, value_name = "FILTER")]
+    /// Which sockets, in the filter syntax of the live view (`comm:NAME` exact, `comm:php*` a glob).
+    /// Optional when flags such as --port or --pid narrow the sockets.
+    #[arg(value_name = "FILTER")]
     pub filter: Vec<String>,
 }
 
@@ -100,48 +112,126 @@ impl KeepaliveArgs {
 pub const FD_NOTE: &str = "note: the owning program keeps its file descriptor: the socket becomes a dead fd in \
 that program (reads and writes fail with ECONNABORTED) until the program closes it";
 
+/// Matching sockets left out, counted by reason (a sentence fragment) and state.
+pub type Tally = BTreeMap<&'static str, BTreeMap<TcpState, u64>>;
+
 /// The sockets a command will act on, and the matching ones it leaves alone with the reason.
 #[derive(Debug, Default)]
 pub struct Plan<'a> {
     pub targets: Vec<&'a Connection>,
-    /// Matching sockets left out, counted by reason (a sentence fragment, see [`Plan::skipped_lines`]).
-    pub skipped: BTreeMap<&'static str, BTreeMap<TcpState, u64>>,
+    /// Left out by rule: not what the command is for (see [`Plan::skipped_lines`]).
+    pub skipped: Tally,
+    /// Listening sockets left out because the filter did not name `state:listen`: listed one by one.
+    pub listeners: Vec<&'a Connection>,
+    /// What the command is for but cannot reach (keepalive: no known owner): they count as failures.
+    pub unreachable: Tally,
+}
+
+fn count(tally: &mut Tally, reason: &'static str, state: TcpState) {
+    *tally.entry(reason).or_default().entry(state).or_default() += 1;
+}
+
+/// `VERB 3 sockets (2 listen, 1 time-wait): REASON`, one line per reason.
+fn tally_lines(verb: &str, tally: &Tally) -> Vec<String> {
+    tally
+        .iter()
+        .map(|(reason, states)| {
+            let n: u64 = states.values().sum();
+            let parts: Vec<String> = states
+                .iter()
+                .map(|(s, k)| format!("{k} {}", s.name()))
+                .collect();
+            format!(
+                "{verb} {n} {} ({}): {reason}",
+                if n == 1 { "socket" } else { "sockets" },
+                parts.join(", ")
+            )
+        })
+        .collect()
 }
 
 impl Plan<'_> {
-    fn skip(&mut self, reason: &'static str, state: TcpState) {
-        *self
-            .skipped
-            .entry(reason)
-            .or_default()
-            .entry(state)
-            .or_default() += 1;
+    /// One line per reason: `skipped 3 sockets (2 listen, 1 time-wait): not ESTABLISHED or CLOSE-WAIT ...`,
+    /// then `not reachable ...` lines for what counts as failed.
+    pub fn skipped_lines(&self) -> Vec<String> {
+        let mut lines = tally_lines("skipped", &self.skipped);
+        lines.extend(tally_lines("cannot change", &self.unreachable));
+        lines
     }
 
-    /// One line per reason: `skipped 3 sockets (2 listen, 1 time-wait): not ESTABLISHED or CLOSE-WAIT ...`.
-    pub fn skipped_lines(&self) -> Vec<String> {
-        self.skipped
-            .iter()
-            .map(|(reason, states)| {
-                let n: u64 = states.values().sum();
-                let parts: Vec<String> = states
-                    .iter()
-                    .map(|(s, k)| format!("{k} {}", s.name()))
-                    .collect();
-                format!(
-                    "skipped {n} {} ({}): {reason}",
-                    if n == 1 { "socket" } else { "sockets" },
-                    parts.join(", ")
-                )
-            })
-            .collect()
+    /// The listeners left alone, the heading first, then one line each (at most [`LISTED_LISTENERS`]).
+    pub fn listener_lines(&self, snapshot: &Snapshot) -> Vec<String> {
+        let n = self.listeners.len();
+        if n == 0 {
+            return Vec::new();
+        }
+        let mut lines = vec![format!(
+            "skipped {n} listening {} (name state:listen to include {}): {SKIP_LISTEN}",
+            plural(n),
+            if n == 1 { "it" } else { "them" }
+        )];
+        lines.extend(
+            self.listeners
+                .iter()
+                .take(LISTED_LISTENERS)
+                .map(|c| format!("  {}", socket_line(c, snapshot))),
+        );
+        if n > LISTED_LISTENERS {
+            lines.push(format!("  and {} more", n - LISTED_LISTENERS));
+        }
+        lines
+    }
+
+    /// Sockets the command was for: the targets and the ones it cannot reach.
+    pub fn asked(&self) -> usize {
+        self.targets.len() + tally_total(&self.unreachable)
     }
 }
 
+fn tally_total(tally: &Tally) -> usize {
+    tally.values().flat_map(|s| s.values()).sum::<u64>() as usize
+}
+
 const SKIP_TIME_WAIT: &str = "TIME-WAIT sockets belong to no program and expire by themselves";
+const SKIP_LISTEN: &str = "killing a listener stops the service from accepting connections";
 const SKIP_STATE: &str = "keepalive only runs on ESTABLISHED and CLOSE-WAIT connections";
 const SKIP_NO_OWNER: &str =
     "no owning process known (orphaned, or its fds are unreadable: run as root)";
+/// How many skipped listeners a preview names one by one.
+const LISTED_LISTENERS: usize = 20;
+
+/// Exit status 1: there was nothing to do.
+pub const EXIT_NOTHING_TO_DO: u8 = 1;
+/// Exit status 2: an error, or not one socket could be handled.
+pub const EXIT_FAILED: u8 = 2;
+/// Exit status 3: some sockets were handled, some not.
+pub const EXIT_PARTIAL: u8 = 3;
+
+/// A command that did not do all it was asked: the message for stderr and the exit status.
+#[derive(Debug, Error)]
+#[error("{message}")]
+pub struct Unfinished {
+    pub status: u8,
+    pub message: String,
+}
+
+impl Unfinished {
+    fn error(status: u8, message: impl Into<String>) -> anyhow::Error {
+        anyhow::Error::new(Unfinished {
+            status,
+            message: message.into(),
+        })
+    }
+}
+
+/// The exit status for `failed` of `asked` sockets not handled (`asked` > 0): `None` when all were.
+pub fn failure_status(failed: usize, asked: usize) -> Option<u8> {
+    match failed {
+        0 => None,
+        f if f >= asked => Some(EXIT_FAILED),
+        _ => Some(EXIT_PARTIAL),
+    }
+}
 
 /// The sockets of `snapshot` that `filters` all match, in snapshot order.
 pub fn select<'a>(snapshot: &'a Snapshot, filters: &[&Filter]) -> Vec<&'a Connection> {
@@ -152,12 +242,15 @@ pub fn select<'a>(snapshot: &'a Snapshot, filters: &[&Filter]) -> Vec<&'a Connec
         .collect()
 }
 
-/// Which of `matching` to kill: all but TIME-WAIT (no program holds those, and they expire by themselves).
-pub fn plan_kill<'a>(matching: &[&'a Connection]) -> Plan<'a> {
+/// Which of `matching` to kill: all but TIME-WAIT (no program holds those, and they expire by themselves), and
+/// but listeners unless `listen_named` (the filter named `state:listen`).
+pub fn plan_kill<'a>(matching: &[&'a Connection], listen_named: bool) -> Plan<'a> {
     let mut plan = Plan::default();
     for c in matching {
         if c.state == TcpState::TimeWait {
-            plan.skip(SKIP_TIME_WAIT, c.state);
+            count(&mut plan.skipped, SKIP_TIME_WAIT, c.state);
+        } else if c.state == TcpState::Listen && !listen_named {
+            plan.listeners.push(c);
         } else {
             plan.targets.push(c);
         }
@@ -170,9 +263,9 @@ pub fn plan_keepalive<'a>(matching: &[&'a Connection]) -> Plan<'a> {
     let mut plan = Plan::default();
     for c in matching {
         if !matches!(c.state, TcpState::Established | TcpState::CloseWait) {
-            plan.skip(SKIP_STATE, c.state);
+            count(&mut plan.skipped, SKIP_STATE, c.state);
         } else if c.owners.is_empty() {
-            plan.skip(SKIP_NO_OWNER, c.state);
+            count(&mut plan.unreachable, SKIP_NO_OWNER, c.state);
         } else {
             plan.targets.push(c);
         }
@@ -208,13 +301,34 @@ pub fn is_yes(answer: &str) -> bool {
     matches!(answer.trim().to_ascii_lowercase().as_str(), "y" | "yes")
 }
 
-/// The filter of a command: the FILTER words parsed as one text; an empty filter (everything) is refused.
+/// Whether either filter names the LISTEN state: then listeners are meant.
+pub fn names_listen(filters: &[&Filter]) -> bool {
+    filters.iter().any(|f| f.states.contains(&TcpState::Listen))
+}
+
+/// What a command was asked for, for its messages: the FILTER words and the filter flags as terms.
+fn asked_text(words: &[String], flags: &Filter) -> String {
+    let mut parts: Vec<String> = words
+        .iter()
+        .map(|w| w.trim().to_string())
+        .filter(|w| !w.is_empty())
+        .collect();
+    let flags = flags.to_text();
+    if !flags.is_empty() {
+        parts.push(flags);
+    }
+    parts.join(" ")
+}
+
+/// The filter of a command: the FILTER words parsed as one text; an empty filter (everything, when no flag
+/// narrows it either) is refused.
 pub fn parse_filter(words: &[String], flags: &Filter) -> anyhow::Result<Filter> {
     let text = words.join(" ");
     let filter = Filter::parse(&text).with_context(|| format!("invalid filter '{text}'"))?;
     if filter.is_empty() && flags.is_empty() {
         anyhow::bail!(
-            "refusing to act on every socket: give a filter such as 'port:443' or 'state:close-wait pid:1234'"
+            "refusing to act on every socket: give a filter such as 'port:443' or 'state:close-wait pid:1234', \
+             or flags such as --port 443"
         );
     }
     Ok(filter)
@@ -264,7 +378,8 @@ fn confirm(question: &str) -> anyhow::Result<bool> {
     Ok(is_yes(&answer))
 }
 
-/// Shows the plan: the table of targets, the skipped ones. Returns false when there is nothing to do.
+/// Shows the plan: the table of targets, then the skipped and unreachable ones and the listeners left alone,
+/// apart. Returns false when there is nothing to act on.
 fn preview(
     out: &mut impl Write,
     what: &str,
@@ -275,18 +390,40 @@ fn preview(
 ) -> anyhow::Result<bool> {
     if plan.targets.is_empty() {
         writeln!(out, "no sockets to {what} match '{filter_text}'")?;
-        for line in plan.skipped_lines() {
-            writeln!(out, "{line}")?;
-        }
-        return Ok(false);
+    } else {
+        let n = plan.targets.len();
+        writeln!(out, "{n} {} to {what}:", plural(n))?;
+        table::write(out, snapshot, &plan.targets, &table_options(args))?;
     }
-    let n = plan.targets.len();
-    writeln!(out, "{n} {} to {what}:", plural(n))?;
-    table::write(out, snapshot, &plan.targets, &table_options(args))?;
     for line in plan.skipped_lines() {
         writeln!(out, "{line}")?;
     }
-    Ok(true)
+    for line in plan.listener_lines(snapshot) {
+        writeln!(out, "{line}")?;
+    }
+    Ok(!plan.targets.is_empty())
+}
+
+/// The error for a plan with no targets: nothing to do (status 1), or nothing reachable (status 2).
+fn nothing_done(plan: &Plan, verb: &str, filter_text: &str) -> anyhow::Error {
+    let unreachable = tally_total(&plan.unreachable);
+    if unreachable > 0 {
+        return Unfinished::error(
+            EXIT_FAILED,
+            format!(
+                "could not {verb} any of the {unreachable} matching {}: no owning process known (run as root \
+                 to read every process's fds)",
+                plural(unreachable)
+            ),
+        );
+    }
+    let left = tally_total(&plan.skipped) + plan.listeners.len();
+    let why = if left > 0 {
+        format!("every matching socket was skipped ({left}, see above)")
+    } else {
+        format!("no socket matches '{filter_text}'")
+    };
+    Unfinished::error(EXIT_NOTHING_TO_DO, format!("nothing to {verb}: {why}"))
 }
 
 fn plural(n: usize) -> &'static str {
@@ -299,17 +436,12 @@ pub fn kill(kill: &KillArgs, args: &Args) -> anyhow::Result<()> {
     let filter = parse_filter(&kill.filter, &flags)?;
     let snapshot = snapshot_for(&filter, args)?;
     let matching = select(&snapshot, &[&filter, &flags]);
-    let plan = plan_kill(&matching);
+    let plan = plan_kill(&matching, names_listen(&[&filter, &flags]));
     let mut out = io::stdout().lock();
-    if !preview(
-        &mut out,
-        "kill",
-        &plan,
-        &snapshot,
-        &kill.filter.join(" "),
-        args,
-    )? {
-        return Ok(());
+    let asked = asked_text(&kill.filter, &flags);
+    if !preview(&mut out, "kill", &plan, &snapshot, &asked, args)? {
+        out.flush()?;
+        return Err(nothing_done(&plan, "kill", &asked));
     }
     let n = plan.targets.len();
     writeln!(out, "{FD_NOTE}")?;
@@ -324,7 +456,11 @@ pub fn kill(kill: &KillArgs, args: &Args) -> anyhow::Result<()> {
     out.flush()?;
     if !kill.yes && !confirm(&format!("kill {n} {}?", plural(n)))? {
         writeln!(out, "nothing was killed")?;
-        return Ok(());
+        out.flush()?;
+        return Err(Unfinished::error(
+            EXIT_NOTHING_TO_DO,
+            "nothing was killed: the answer was no",
+        ));
     }
     let results = kill_all(&plan.targets, &snapshot.namespaces, &args.proc_root);
     let mut failed = 0;
@@ -359,16 +495,21 @@ pub fn kill(kill: &KillArgs, args: &Args) -> anyhow::Result<()> {
         }
     )?;
     out.flush()?;
-    if let Some(Some(Err(fatal))) = results
-        .iter()
-        .find(|r| matches!(r, Some(Err(e)) if e.is_fatal()))
-    {
-        anyhow::bail!("{fatal}");
-    }
-    if failed > 0 {
-        anyhow::bail!("could not kill '{failed}' of '{n}' sockets");
-    }
-    Ok(())
+    let Some(status) = failure_status(failed, n) else {
+        return Ok(());
+    };
+    let fatal = results.iter().find_map(|r| match r {
+        Some(Err(e)) if e.is_fatal() => Some(format!(": {e}")),
+        _ => None,
+    });
+    Err(Unfinished::error(
+        status,
+        format!(
+            "could not kill {failed} of {n} {}{}",
+            plural(n),
+            fatal.unwrap_or_default()
+        ),
+    ))
 }
 
 /// Where a socket's SOCK_DESTROY must be sent from: `None` for kwatch's own namespace (or an unknown one),
@@ -539,9 +680,10 @@ pub fn keepalive(ka: &KeepaliveArgs, args: &Args) -> anyhow::Result<()> {
     let plan = plan_keepalive(&matching);
     let mut out = io::stdout().lock();
     let v = ka.values();
-    let what = "change";
-    if !preview(&mut out, what, &plan, &snapshot, &ka.filter.join(" "), args)? {
-        return Ok(());
+    let asked = asked_text(&ka.filter, &flags);
+    if !preview(&mut out, "change", &plan, &snapshot, &asked, args)? {
+        out.flush()?;
+        return Err(nothing_done(&plan, "change", &asked));
     }
     let n = plan.targets.len();
     let settings = format!(
@@ -567,7 +709,11 @@ pub fn keepalive(ka: &KeepaliveArgs, args: &Args) -> anyhow::Result<()> {
         ))?
     {
         writeln!(out, "nothing was changed")?;
-        return Ok(());
+        out.flush()?;
+        return Err(Unfinished::error(
+            EXIT_NOTHING_TO_DO,
+            "nothing was changed: the answer was no",
+        ));
     }
     let mut reader = Reader::new();
     let mut failed = 0;
@@ -589,17 +735,33 @@ pub fn keepalive(ka: &KeepaliveArgs, args: &Args) -> anyhow::Result<()> {
             }
         }
     }
-    writeln!(out, "keepalive on for {} of {n} {}", n - failed, plural(n))?;
+    // Matching sockets whose owner is unknown were asked for too, and are not changed.
+    let asked_n = plan.asked();
+    let failed = failed + (asked_n - n);
+    writeln!(
+        out,
+        "keepalive on for {} of {asked_n} {}",
+        asked_n - failed,
+        plural(asked_n)
+    )?;
     out.flush()?;
-    if failed > 0 {
-        let hint = if denied {
-            ": duplicating another process's socket needs root or CAP_SYS_PTRACE"
-        } else {
-            ""
-        };
-        anyhow::bail!("could not turn keepalive on for '{failed}' of '{n}' sockets{hint}");
-    }
-    Ok(())
+    let Some(status) = failure_status(failed, asked_n) else {
+        return Ok(());
+    };
+    let hint = if denied {
+        ": duplicating another process's socket needs root or CAP_SYS_PTRACE"
+    } else if asked_n > n {
+        ": some owners could not be read (run as root)"
+    } else {
+        ""
+    };
+    Err(Unfinished::error(
+        status,
+        format!(
+            "could not turn keepalive on for {failed} of {asked_n} {}{hint}",
+            plural(asked_n)
+        ),
+    ))
 }
 
 #[cfg(test)]

@@ -1,4 +1,4 @@
-//! Pure analysis: which connections are stuck and why, and the per-process rollup.
+//! Pure analysis: which connections are stuck and why, and the per-process rollup (per service in `services`).
 //!
 //! The kernel keeps no timestamp of state changes, so ages come from `tcp_info`'s "milliseconds since the last
 //! data / ack was received or sent". Nothing here reads a clock: a snapshot analyzes the same way every time.
@@ -9,6 +9,8 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::duration::format_duration_ms;
+
+pub mod services;
 use crate::model::{
     Connection, Finding, FindingCode, Findings, ProcessFinding, Severity, Snapshot, TcpInfo,
     TcpState, TimerKind,
@@ -294,6 +296,9 @@ pub struct ProcessSummary {
     pub critical: u32,
     pub warning: u32,
     pub info: u32,
+    /// The service it belongs to, when it has other members ([`services::attach`]); `None` alone or not looked up.
+    #[serde(default)]
+    pub service: Option<services::ServiceRef>,
 }
 
 impl ProcessSummary {
@@ -312,6 +317,7 @@ impl ProcessSummary {
             critical: 0,
             warning: 0,
             info: 0,
+            service: None,
         }
     }
 

@@ -15,7 +15,7 @@ use crate::record::time::{TimeSpec, parse_time};
 /// Shows every TCP socket with its timer, unanswered keepalive probes and owning processes, and flags the stuck
 /// ones: lingering CLOSE_WAIT, dead peers, idle connections without keepalive, retransmission and zero-window stalls.
 #[derive(Debug, Parser)]
-#[command(name = "kwatch", version, about, long_about = None)]
+#[command(name = "kwatch", version = env!("KWATCH_VERSION"), about, long_about = None)]
 #[command(
     after_help = "Without --once, kwatch opens the interactive view (q quits, ? lists the keys).\n\
 Examples:\n  kwatch --once --stuck\n  kwatch --once --json --state close-wait\n  kwatch --port 443 --pid 1234"
@@ -130,19 +130,52 @@ pub struct Args {
     pub proc_root: PathBuf,
 }
 
+/// The filter terms `kill` and `keepalive` take (the live view's `/` syntax, parsed by `Filter::parse`), for their
+/// long help and man pages.
+macro_rules! filter_terms {
+    () => {
+        concat!(
+            "FILTER is one or more terms in the live view's `/` syntax. Terms combine with AND; a term may list ",
+            "several values separated by commas (`port:80,443`), any of which matches:\n",
+            "  port:443                    local or peer port\n",
+            "  sport:443                   local (source) port\n",
+            "  dport:5432                  peer (destination) port\n",
+            "  pid:1234                    an owning process\n",
+            "  state:close-wait            TCP state (also ss's names: estab, close_wait, ...)\n",
+            "  code:close_wait             has this finding: close_wait, dead_peer_suspect,\n",
+            "                              no_keepalive_idle, retransmitting, zero_window\n",
+            "  comm:nginx, or bare nginx   an owner's process name contains this (case-insensitive)\n",
+            "  netns:web, netns:4026532    network namespace, by name (under /run/netns) or inode\n",
+            "  stuck                       has any finding\n",
+            "  4, ipv4, 6, ipv6            address family\n",
+            "The snapshot flags (--port, --state, --pid, --netns, ...) narrow the selection further."
+        )
+    };
+}
+
 /// What kwatch can do besides showing sockets.
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Serve Prometheus metrics of every snapshot over HTTP (`/metrics`).
     Serve(crate::serve::ServeArgs),
     /// Destroy matching sockets with SOCK_DESTROY, as `ss -K` does, after showing them and asking.
+    #[command(long_about = concat!(
+        "Destroy matching sockets with SOCK_DESTROY, as `ss -K` does, after showing them and asking.\n\n",
+        filter_terms!()
+    ))]
     Kill(crate::act::KillArgs),
     /// Turn keepalive on, live, for matching sockets of running programs.
+    #[command(long_about = concat!(
+        "Turn keepalive on, live, for matching sockets of running programs.\n\n",
+        filter_terms!()
+    ))]
     Keepalive(crate::act::KeepaliveArgs),
     /// Record every refresh's sockets, owners, findings and deaths into DIR until stopped (docs/recording.md).
     Record(RecordArgs),
     /// Show a recorded moment as `--once` did, or a window's events as `--watch` did (docs/recording.md).
     Replay(ReplayArgs),
+    /// Write the man pages or print shell completions (packages ship them already).
+    Generate(crate::generate::GenerateArgs),
 }
 
 /// `kwatch record DIR`: takes the snapshot flags (filters, thresholds, `--all-netns`) as well.

@@ -118,20 +118,20 @@ impl Collector {
         let mut dumped = dumped?;
         let connections = std::mem::take(&mut dumped.connections);
         // A socket a process holds is dead only if a complete dump lacks it: not if a filter left it out. A port
-        // filter only cuts what is shown, so the search asks for the rest.
-        // Held dead sockets are looked for in kwatch's own namespace only (see `ghost::find`).
+        // filter only cuts what is shown, so the search asks for the rest. Held dead sockets are looked for in
+        // every namespace listed (see `ghost::find`).
         let ghosts = opts.read_sockopts
             && opts.map_processes
             && opts.request.without_ports().is_complete()
-            && dumped.has_current();
+            && dumped.namespaces.iter().any(|n| n.error.is_none());
         // Without a port filter the dump is every live socket; with one, a second dump without it says which.
         let every = (ghosts && !opts.request.ports.is_empty())
-            .then(|| every_inode(&opts.request, &connections));
+            .then(|| every_inode(opts, &dumped, &connections));
         if let Some(cache) = procs.as_mut() {
             // Every live socket of the namespace, when the search for dead ones needs them, is accounted for: a
             // process of another namespace that holds one (and maybe a dead one) is read too.
             let (_, resolve_us) = timed(|| match &every {
-                Some(Ok(all)) => cache.resolve(all.iter().copied()),
+                Some(Ok(all)) => cache.resolve(all.inodes.iter().copied()),
                 _ => cache.resolve(connections.iter().map(|c| c.inode)),
             });
             proc_scan_us += resolve_us;
@@ -144,7 +144,7 @@ impl Collector {
         };
         // Built once the scans are let go: in a one-shot snapshot they, the map and the connections set the peak.
         let every =
-            ghosts.then(|| every.unwrap_or_else(|| every_inode(&opts.request, &connections)));
+            ghosts.then(|| every.unwrap_or_else(|| every_inode(opts, &dumped, &connections)));
         let header = Snapshot {
             taken_at_unix_ms,
             dump_us,
@@ -182,7 +182,7 @@ fn finish(
     header: Snapshot,
     connections: Vec<Connection>,
     namespaces: netns::Dumped,
-    every: Option<Result<FxHashSet<u64>, DiagError>>,
+    every: Option<anyhow::Result<Every>>,
     map: Cow<'_, ProcMap>,
     memory: Option<&mut sockopt::Memory>,
 ) -> Snapshot {
@@ -193,7 +193,7 @@ fn finish(
             Some(first) => first.settings,
             None => sysctl::read_settings(&opts.proc_root),
         },
-        as_root: rustix::process::geteuid().is_root(),
+        as_root: crate::proc::running_as_root(),
         ..header
     };
     snapshot.namespaces = namespaces.namespaces;
@@ -208,10 +208,16 @@ fn finish(
     }
     let mut reader = sockopt::Reader::new();
     let mut ghost_processes = Vec::new();
-    // `every`: the inode of every live socket of kwatch's namespace, when held dead sockets are looked for.
+    // `every`: the inode of every live socket of the namespaces listed, when held dead sockets are looked for.
     match every {
-        Some(Ok(dumped)) => {
-            snapshot.held_dead = ghost::find(&opts.proc_root, &dumped, &map.owners, &mut reader);
+        Some(Ok(every)) => {
+            snapshot.held_dead = ghost::find(
+                &opts.proc_root,
+                &every.namespaces,
+                &every.inodes,
+                &map.owners,
+                &mut reader,
+            );
             ghost_processes = snapshot
                 .held_dead
                 .iter()
@@ -231,25 +237,60 @@ fn finish(
     for p in ghost_processes {
         snapshot.processes.entry(p.pid).or_insert(p);
     }
+    if opts.map_processes {
+        snapshot.lineage =
+            crate::proc::lineage(&opts.proc_root, snapshot.processes.keys().copied());
+    }
     sockopt::fill(&mut snapshot, opts.read_sockopts, memory);
     analyze::analyze(&mut snapshot, &opts.thresholds);
     snapshot
 }
 
-/// The inode of every socket in the namespace: the dump's, or when a port filter cut the dump, those of a second
-/// dump without it (the held-dead-socket search must know every live socket).
+/// The namespaces listed in full, and the inode of every socket in them: the dump's, or when a port filter cut
+/// the dump, those of a second dump without it (the held-dead-socket search must know every live socket). A
+/// namespace is searched only when both dumps listed it.
 fn every_inode(
-    request: &DumpRequest,
+    opts: &Options,
+    dumped: &netns::Dumped,
     connections: &[Connection],
-) -> Result<FxHashSet<u64>, DiagError> {
-    if request.ports.is_empty() {
+) -> anyhow::Result<Every> {
+    let listed = |d: &netns::Dumped| -> FxHashSet<u64> {
+        d.namespaces
+            .iter()
+            .filter(|n| n.error.is_none())
+            .map(|n| n.netns.inode)
+            .collect()
+    };
+    if opts.request.ports.is_empty() {
         let mut inodes = FxHashSet::default();
         inodes.reserve(connections.len());
         inodes.extend(connections.iter().map(|c| c.inode));
-        return Ok(inodes);
+        return Ok(Every {
+            namespaces: listed(dumped),
+            inodes,
+        });
     }
-    let all = diag::dump(&request.without_ports())?;
-    Ok(all.iter().map(|c| c.inode).collect())
+    let all = netns::dump_scope(
+        &opts.netns,
+        &opts.proc_root,
+        Path::new(netns::RUN_NETNS),
+        &opts.request.without_ports(),
+        diag::dump,
+    )?;
+    let again = listed(&all);
+    Ok(Every {
+        namespaces: listed(dumped)
+            .into_iter()
+            .filter(|n| again.contains(n))
+            .collect(),
+        inodes: all.connections.iter().map(|c| c.inode).collect(),
+    })
+}
+
+/// What the held-dead-socket search needs: the namespaces it covers and every live socket in them.
+struct Every {
+    namespaces: FxHashSet<u64>,
+    inodes: FxHashSet<u64>,
 }
 
 /// Attaches owners to connections and keeps the processes that hold at least one of them; with `sort`, orders

@@ -1,4 +1,5 @@
-//! The kernel seam: a NETLINK_SOCK_DIAG dump of TCP sockets, parsed into `Connection`s.
+//! The kernel seam: a NETLINK_SOCK_DIAG dump of TCP sockets, parsed into `Connection`s, and the subscription to
+//! their destroy notifications ([`destroy`]).
 //!
 //! [`Dumper`] owns one netlink socket and one receive buffer, both reused across families and refreshes; the
 //! bytes are parsed in place by the pure [`parse::parse_buffer`], so tests need no kernel.
@@ -8,6 +9,7 @@
 //! asks only for known states, so in practice this only guards against a kernel newer than kwatch.
 
 pub mod bytecode;
+pub mod destroy;
 pub mod parse;
 pub mod request;
 pub mod tcp_info;

@@ -36,6 +36,9 @@ pub fn format_duration_ms(ms: u64) -> String {
 /// Parses a duration into milliseconds: one or more `NUMBER UNIT` parts with units `d`, `h`, `m`, `s`, `ms`
 /// (`30s`, `5m`, `500ms`, `1h`, `2h30m`, `1m30s`), or a bare number meaning seconds (`90`).
 ///
+/// Each unit may appear once, largest first (`1h30m`, not `30m1h` or `5m5m`): anything else is a typo, and
+/// summing it would hide that.
+///
 /// Errors name the input: `invalid duration '5x': expected a number with a unit, like 30s, 5m, 500ms or 2h30m`.
 pub fn parse_duration(text: &str) -> Result<u64, String> {
     let invalid = || {
@@ -52,6 +55,8 @@ pub fn parse_duration(text: &str) -> Result<u64, String> {
         return secs.checked_mul(SECOND).ok_or_else(|| too_long(text));
     }
     let mut total: u64 = 0;
+    // The previous part's unit: each must be smaller than the one before.
+    let mut previous: Option<(u64, &str)> = None;
     let mut rest = s;
     while !rest.is_empty() {
         let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
@@ -69,6 +74,20 @@ pub fn parse_duration(text: &str) -> Result<u64, String> {
             "d" => DAY,
             _ => return Err(invalid()),
         };
+        let unit_text = &rest[..unit_len];
+        if let Some((before, before_text)) = previous {
+            if unit == before {
+                return Err(format!(
+                    "invalid duration '{text}': unit '{unit_text}' given twice"
+                ));
+            }
+            if unit > before {
+                return Err(format!(
+                    "invalid duration '{text}': '{unit_text}' after '{before_text}': write the largest unit first, like 2h30m"
+                ));
+            }
+        }
+        previous = Some((unit, unit_text));
         rest = &rest[unit_len..];
         total = number
             .checked_mul(unit)
@@ -144,6 +163,34 @@ mod tests {
                 "text = {text:?}"
             );
         }
+    }
+
+    #[test]
+    fn rejects_repeated_and_out_of_order_units() {
+        for (text, why) in [
+            ("5m5m", "unit 'm' given twice"),
+            ("1s1S", "unit 'S' given twice"),
+            ("1h2m3m", "unit 'm' given twice"),
+            (
+                "30s1m",
+                "'m' after 's': write the largest unit first, like 2h30m",
+            ),
+            (
+                "500ms1s",
+                "'s' after 'ms': write the largest unit first, like 2h30m",
+            ),
+            (
+                "1m1h",
+                "'h' after 'm': write the largest unit first, like 2h30m",
+            ),
+        ] {
+            assert_eq!(
+                parse_duration(text),
+                Err(format!("invalid duration '{text}': {why}")),
+                "text = {text:?}"
+            );
+        }
+        assert_eq!(parse_duration("1d2h3m4s5ms"), Ok(93_784_005));
     }
 
     #[test]

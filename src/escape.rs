@@ -4,15 +4,24 @@
 //! or scramble the terminal of whoever looks at it. [`escape`] turns every control character into a visible,
 //! unambiguous escape: C0 controls and DEL become `\n`, `\t`, `\r` or `\xNN`, C1 controls (U+0080-U+009F, which
 //! some terminals treat like ESC-sequences) become `\u{NN}`, and a literal backslash becomes `\\` so that a name
-//! that really contains the text `\x1b` cannot pass for one that contains ESC. Everything else, including
-//! U+FFFD from lossy UTF-8 decoding and all non-ASCII letters, is left untouched.
+//! that really contains the text `\x1b` cannot pass for one that contains ESC. Bidirectional formatting characters
+//! (U+061C, U+200E, U+200F, U+202A-U+202E, U+2066-U+2069) are not controls to Rust but reorder the text after them
+//! on screen, so `evil\u{202e}gpj.exe` could pass for another name and shift the columns it shares a line with:
+//! they become `\u{202e}` too. Everything else, including U+FFFD from lossy UTF-8 decoding and all non-ASCII
+//! letters, is left untouched.
 
 use std::borrow::Cow;
 use std::fmt::Write as _;
 
 /// True for characters [`escape`] rewrites.
 fn needs_escape(c: char) -> bool {
-    c == '\\' || c.is_control()
+    c == '\\' || c.is_control() || is_bidi_control(c)
+}
+
+/// The Unicode bidirectional formatting characters: marks (ALM, LRM, RLM), embeddings and overrides
+/// (LRE, RLE, PDF, LRO, RLO) and isolates (LRI, RLI, FSI, PDI).
+pub fn is_bidi_control(c: char) -> bool {
+    matches!(c, '\u{061c}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
 }
 
 /// Returns `s` with control characters and backslashes made visible; borrowed when nothing needed escaping.
@@ -39,8 +48,8 @@ fn push_escaped(out: &mut String, c: char) {
             // Writing to a String cannot fail.
             let _ = write!(out, "\\x{:02x}", c as u32);
         }
-        // C1 controls (U+0080-U+009F): code points, not bytes, so Rust's `\u{..}` notation.
-        c if c.is_control() => {
+        // C1 controls (U+0080-U+009F) and bidi controls: code points, not bytes, so Rust's `\u{..}` notation.
+        c if c.is_control() || is_bidi_control(c) => {
             let _ = write!(out, "\\u{{{:x}}}", c as u32);
         }
         c => out.push(c),
@@ -102,6 +111,28 @@ mod tests {
         for (input, want) in cases {
             assert_eq!(escape(input), want, "input {input:?}");
         }
+    }
+
+    #[test]
+    fn bidirectional_controls_are_escaped() {
+        let cases = [
+            ("evil\u{202e}gpj.exe", "evil\\u{202e}gpj.exe"),
+            (
+                "\u{202a}\u{202b}\u{202c}\u{202d}",
+                "\\u{202a}\\u{202b}\\u{202c}\\u{202d}",
+            ),
+            (
+                "\u{2066}a\u{2067}b\u{2068}c\u{2069}",
+                "\\u{2066}a\\u{2067}b\\u{2068}c\\u{2069}",
+            ),
+            ("\u{200e}\u{200f}\u{061c}", "\\u{200e}\\u{200f}\\u{61c}"),
+        ];
+        for (input, want) in cases {
+            assert_eq!(escape(input), want, "input {input:?}");
+        }
+        // Their neighbours are ordinary text: zero-width joiner, em dash, U+2070 superscript zero, Arabic letters.
+        let near = "\u{200d}\u{2014}\u{2070}\u{061b}\u{0627}";
+        assert!(matches!(escape(near), Cow::Borrowed(_)));
     }
 
     #[test]

@@ -11,7 +11,8 @@
 //! | `pid:1234` | any owning process |
 //! | `state:close-wait` | TCP state (`ss` names: `estab`, `close_wait`, ... also accepted) |
 //! | `code:close_wait` | has this finding |
-//! | `comm:nginx` or bare `nginx` | an owner's process name contains this (case-insensitive) |
+//! | `comm:nginx` or bare `nginx` | an owner's process name is exactly this (case counts, as in `pgrep -x`) |
+//! | `comm:php-fpm*`, `comm:worker?` | an owner's process name matches this glob: `*` any run of characters, `?` one |
 //! | `netns:web`, `netns:4026532` | network namespace, by name (under /run/netns) or inode |
 //! | `stuck` | has any finding |
 //! | `4`, `ipv4`, `6`, `ipv6` | address family |
@@ -41,8 +42,8 @@ pub struct Filter {
     pub family: Option<Family>,
     /// Sockets carrying at least one of these findings.
     pub codes: Vec<FindingCode>,
-    /// Case-insensitive substrings of an owner's `comm`. Needs process names: only
-    /// [`Filter::matches_in`] checks it; [`Filter::matches`] ignores it.
+    /// An owner's `comm`, exactly, or a glob with `*` and `?` (see [`comm_matches`]). Needs process names:
+    /// only [`Filter::matches_in`] checks it; [`Filter::matches`] ignores it.
     pub comm: Vec<String>,
     /// Network namespaces, by name (as under /run/netns) or inode; `ns:INODE` is also accepted.
     pub netns: Vec<String>,
@@ -63,6 +64,11 @@ pub enum FilterError {
     UnknownFamily(String),
     #[error("empty process name in '{0}'")]
     EmptyComm(String),
+    #[error(
+        "process name '{0}' is longer than 15 bytes, which the kernel never reports (it cuts names there): \
+         write its first 15 bytes, or end it with *"
+    )]
+    LongComm(String),
     #[error("empty network namespace in '{0}'")]
     EmptyNetns(String),
     #[error(
@@ -156,6 +162,51 @@ fn netns_matches(want: &str, c: &Connection) -> bool {
     ns.name.as_deref() == Some(want) || inode.parse::<u64>().is_ok_and(|i| i == ns.inode)
 }
 
+/// The kernel's limit on `/proc/PID/comm`: TASK_COMM_LEN (16) less the terminating NUL.
+const COMM_MAX: usize = 15;
+
+/// Whether process name `name` matches `pattern`: the whole name, case included, where `*` stands for any run of
+/// characters (also none) and `?` for exactly one; every other character stands for itself.
+pub fn comm_matches(pattern: &str, name: &str) -> bool {
+    let p: Vec<char> = pattern.chars().collect();
+    let n: Vec<char> = name.chars().collect();
+    // Iterative wildcard matching: on a mismatch, go back to the last `*` and let it take one more character.
+    let (mut pi, mut ni) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while ni < n.len() {
+        match p.get(pi) {
+            Some('*') => {
+                star = Some((pi, ni));
+                pi += 1;
+            }
+            Some(&c) if c == '?' || c == n[ni] => {
+                pi += 1;
+                ni += 1;
+            }
+            _ => match star {
+                Some((sp, sn)) => {
+                    pi = sp + 1;
+                    ni = sn + 1;
+                    star = Some((sp, sn + 1));
+                }
+                None => return false,
+            },
+        }
+    }
+    p[pi..].iter().all(|&c| c == '*')
+}
+
+/// Checks a `comm` value: not empty, and not a plain name the kernel could never report.
+fn parse_comm(value: &str, term: &str) -> Result<String, FilterError> {
+    if value.is_empty() {
+        return Err(FilterError::EmptyComm(term.to_string()));
+    }
+    if value.len() > COMM_MAX && !value.contains(['*', '?']) {
+        return Err(FilterError::LongComm(value.to_string()));
+    }
+    Ok(value.to_string())
+}
+
 fn any_or<T>(wanted: &[T], pred: impl FnMut(&T) -> bool) -> bool {
     wanted.is_empty() || wanted.iter().any(pred)
 }
@@ -182,18 +233,17 @@ impl Filter {
             && any_or(&self.netns, |want| netns_matches(want, c))
     }
 
-    /// [`Filter::matches`] plus `comm`: some owner's process name (from the snapshot) contains one of the
-    /// `comm` substrings, ignoring case. A socket with no known owner never matches a `comm` constraint.
+    /// [`Filter::matches`] plus `comm`: some owner's process name (from the snapshot) is one of the `comm`
+    /// names, or matches one of the globs ([`comm_matches`]). A socket with no known owner never matches a
+    /// `comm` constraint.
     pub fn matches_in(&self, c: &Connection, snapshot: &Snapshot) -> bool {
         self.matches(c)
             && (self.comm.is_empty()
                 || c.owners.iter().any(|o| {
-                    snapshot.processes.get(&o.pid).is_some_and(|p| {
-                        let name = p.comm.to_lowercase();
-                        self.comm
-                            .iter()
-                            .any(|want| name.contains(&want.to_lowercase()))
-                    })
+                    snapshot
+                        .processes
+                        .get(&o.pid)
+                        .is_some_and(|p| self.comm.iter().any(|want| comm_matches(want, &p.comm)))
                 }))
     }
 
@@ -233,10 +283,7 @@ impl Filter {
                     }
                     "comm" => {
                         for v in values {
-                            if v.is_empty() {
-                                return Err(FilterError::EmptyComm(term.to_string()));
-                            }
-                            f.comm.push(v.to_string());
+                            f.comm.push(parse_comm(v, term)?);
                         }
                     }
                     _ => return Err(FilterError::UnknownTerm(term.to_string())),
@@ -262,7 +309,7 @@ impl Filter {
             } else if FindingCode::parse(term).is_some() {
                 return Err(FilterError::BareCode(term.to_string()));
             } else {
-                f.comm.push(term.to_string());
+                f.comm.push(parse_comm(term, term)?);
             }
         }
         Ok(f)
@@ -436,31 +483,34 @@ mod tests {
         assert!(f("port:1").matches(&unknown));
     }
 
+    /// A `(pid, Process)` entry of a snapshot's process map.
+    fn process(pid: u32, comm: &str) -> (u32, Process) {
+        (
+            pid,
+            Process {
+                pid,
+                comm: comm.into(),
+                cmdline: vec![],
+                uid: None,
+                user: None,
+            },
+        )
+    }
+
     #[test]
     fn comm_needs_the_snapshot() {
         let c = conn(443, 50000, &[10, 20], TcpState::Established);
         let orphan = conn(443, 50000, &[], TcpState::Established);
-        let process = |pid: u32, comm: &str| {
-            (
-                pid,
-                Process {
-                    pid,
-                    comm: comm.into(),
-                    cmdline: vec![],
-                    uid: None,
-                    user: None,
-                },
-            )
-        };
         let snap = Snapshot {
             processes: [process(10, "nginx"), process(20, "Java")]
                 .into_iter()
                 .collect(),
             ..Snapshot::default()
         };
-        assert!(f("java").matches_in(&c, &snap));
-        assert!(f("comm:ngi").matches_in(&c, &snap));
-        assert!(f("comm:postgres,jav").matches_in(&c, &snap));
+        assert!(f("Java").matches_in(&c, &snap));
+        assert!(f("comm:nginx").matches_in(&c, &snap));
+        assert!(f("comm:postgres,Java").matches_in(&c, &snap));
+        assert!(f("comm:ngi*").matches_in(&c, &snap));
         assert!(!f("postgres").matches_in(&c, &snap));
         assert!(!f("nginx").matches_in(&orphan, &snap));
         assert!(!f("nginx port:80").matches_in(&c, &snap));
@@ -468,6 +518,69 @@ mod tests {
         assert!(f("postgres").matches(&c));
         // Empty comm list: matches_in agrees with matches.
         assert!(f("port:443").matches_in(&orphan, &snap));
+    }
+
+    #[test]
+    fn comm_is_the_whole_name_or_a_glob() {
+        let names = [
+            "app",
+            "myapp-billing",
+            "whatsapp",
+            "Happy",
+            "app-worker",
+            "APP",
+        ];
+        let snap = Snapshot {
+            processes: names
+                .iter()
+                .enumerate()
+                .map(|(i, n)| process(i as u32 + 1, n))
+                .collect(),
+            ..Snapshot::default()
+        };
+        let matching = |text: &str| -> Vec<&str> {
+            names
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| {
+                    f(text).matches_in(&conn(1, 2, &[*i as u32 + 1], TcpState::Established), &snap)
+                })
+                .map(|(_, n)| *n)
+                .collect()
+        };
+        assert_eq!(matching("comm:app"), vec!["app"]);
+        assert_eq!(matching("app"), vec!["app"]);
+        assert_eq!(matching("comm:app*"), vec!["app", "app-worker"]);
+        assert_eq!(matching("comm:*app"), vec!["app", "whatsapp"]);
+        assert_eq!(
+            matching("comm:*app*"),
+            vec!["app", "myapp-billing", "whatsapp", "Happy", "app-worker"]
+        );
+        assert_eq!(matching("comm:?app?"), vec!["Happy"]);
+        assert_eq!(matching("comm:APP,Happy"), vec!["Happy", "APP"]);
+        assert_eq!(matching("comm:*"), names.to_vec());
+    }
+
+    #[test]
+    fn glob_matching_backtracks_and_is_literal_otherwise() {
+        for (pattern, name, want) in [
+            ("a*b*c", "aXbYbZc", true),
+            ("a*b*c", "aXbYbZ", false),
+            ("*", "", true),
+            ("?", "", false),
+            ("", "", true),
+            ("", "a", false),
+            ("**a", "ba", true),
+            ("a?c", "abc", true),
+            ("a?c", "ac", false),
+            ("[ab]", "a", false),
+            ("[ab]", "[ab]", true),
+            ("kworker/*", "kworker/0:1", true),
+            ("名*", "名前", true),
+            ("?", "前", true),
+        ] {
+            assert_eq!(comm_matches(pattern, name), want, "{pattern:?} {name:?}");
+        }
     }
 
     #[test]
@@ -582,6 +695,12 @@ mod tests {
             "'zero_window' is a finding code: write code:zero_window"
         );
         assert_eq!(err("comm:"), "empty process name in 'comm:'");
+        assert_eq!(
+            err("comm:myapp-billing-worker"),
+            "process name 'myapp-billing-worker' is longer than 15 bytes, which the kernel never reports \
+             (it cuts names there): write its first 15 bytes, or end it with *"
+        );
+        assert_eq!(f("comm:myapp-billing-wo*").comm, vec!["myapp-billing-wo*"]);
         assert_eq!(err("netns:"), "empty network namespace in 'netns:'");
         assert_eq!(
             err("4 6"),

@@ -3,9 +3,10 @@
 //! A killed connection (keepalive timeout, reset, `ss -K`) leaves every sock_diag dump while the program that
 //! holds its fd may never notice. Candidates are socket inodes found in /proc but not in a complete dump; the
 //! `system.sockprotoname` xattr of `/proc/PID/fd/N` keeps only TCP ones without touching the socket. Each is then
-//! duplicated (pidfd_getfd) and confirmed: same network namespace as the dump (SIOCGSKNS), TCP_INFO state CLOSE,
-//! and it once carried traffic (a fresh, never-connected socket is not a ghost). Nothing is changed: TCP_INFO
-//! and getsockname only read, and SO_ERROR, which would clear the error the program has yet to see, is not used.
+//! duplicated (pidfd_getfd) and confirmed: in one of the inspected network namespaces, each dumped completely
+//! (SIOCGSKNS), TCP_INFO state CLOSE, and it once carried traffic (a fresh, never-connected socket is not a ghost).
+//! Nothing is changed: TCP_INFO and getsockname only read, and SO_ERROR, which would clear the error the program
+//! has yet to see, is not used.
 
 use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
@@ -51,21 +52,23 @@ pub fn is_dead(info: &TcpInfo) -> bool {
     info.state() == Some(TCP_CLOSE) && carried
 }
 
-/// Finds held dead TCP sockets among `owners` (inode → holders from /proc) whose inode is not in `dumped`.
-/// Call only with a complete dump (all states, both families) of the namespace kwatch runs in.
+/// Finds held dead TCP sockets among `owners` (inode → holders from /proc) whose inode is not in `dumped`, in the
+/// network namespaces `namespaces` (inodes). Call only with complete dumps (all states, both families) of every one
+/// of them: `dumped` holds every live socket of each.
 ///
-/// Only processes that run in kwatch's network namespace or hold a live socket in it are examined: checking the
+/// Only processes that run in one of those namespaces or hold a live socket in one are examined: checking the
 /// namespace of each socket costs a duplicated fd, and a host can hold hundreds of thousands of sockets in other
 /// namespaces. A dead socket held by a process that lives entirely elsewhere is therefore not reported.
 pub fn find(
     proc_root: &Path,
+    namespaces: &FxHashSet<u64>,
     dumped: &FxHashSet<u64>,
     owners: &FxHashMap<u64, crate::model::Owners>,
     reader: &mut Reader,
 ) -> Vec<HeldDeadSocket> {
-    let Some(own_ns) = own_netns(proc_root) else {
+    if namespaces.is_empty() {
         return Vec::new();
-    };
+    }
     let live: HashSet<u32> = owners
         .iter()
         .filter(|(inode, _)| dumped.contains(inode))
@@ -74,10 +77,10 @@ pub fn find(
     let mut netns_of: HashMap<u32, Option<u64>> = HashMap::new();
     let mut eligible = |pid: u32| {
         live.contains(&pid)
-            || *netns_of
+            || netns_of
                 .entry(pid)
                 .or_insert_with(|| process_netns(proc_root, pid))
-                == Some(own_ns)
+                .is_some_and(|ns| namespaces.contains(&ns))
     };
     let mut out = Vec::new();
     for (inode, holders) in owners {
@@ -92,14 +95,19 @@ pub fn find(
         }
         let Some((info, local, settings)) = holders
             .iter()
-            .find_map(|o| inspect(reader, *o, *inode, own_ns))
+            .find_map(|o| inspect(reader, *o, *inode, namespaces))
         else {
             continue;
         };
         if !is_dead(&info) {
             continue;
         }
-        let cause = keepalive::infer_cause(Some(&info), settings.as_ref(), None, false);
+        let cause = keepalive::infer_cause(&keepalive::DeathEvidence {
+            probes: info.probes(),
+            retransmits: info.retransmits(),
+            settings: settings.as_ref(),
+            ..keepalive::DeathEvidence::default()
+        });
         for owner in holders {
             out.push(HeldDeadSocket {
                 pid: owner.pid,
@@ -117,15 +125,15 @@ pub fn find(
 }
 
 /// Duplicates the fd and reads TCP_INFO, the local address and the keepalive options, if the socket lives in
-/// the network namespace `own_ns`.
+/// one of the network namespaces `namespaces`.
 fn inspect(
     reader: &mut Reader,
     owner: Owner,
     inode: u64,
-    own_ns: u64,
+    namespaces: &FxHashSet<u64>,
 ) -> Option<(TcpInfo, Option<SocketAddr>, Option<KeepaliveSettings>)> {
     let dup = reader.dup(owner, inode).ok()?;
-    if netns_inode(&dup)? != own_ns {
+    if !namespaces.contains(&netns_inode(&dup)?) {
         return None;
     }
     let info = read_tcp_info(&dup)?;
@@ -142,13 +150,6 @@ fn inspect(
         });
     let settings = sockopt::read_options(&dup).ok();
     Some((info, local, settings))
-}
-
-/// The inode of the network namespace kwatch itself runs in.
-fn own_netns(proc_root: &Path) -> Option<u64> {
-    rustix::fs::stat(proc_root.join("thread-self/ns/net"))
-        .ok()
-        .map(|st| st.st_ino)
 }
 
 /// The inode of the network namespace a socket belongs to (needs CAP_NET_ADMIN over it).
@@ -269,10 +270,13 @@ mod tests {
         .collect();
         let dumped: FxHashSet<u64> = [inode(&l)].into_iter().collect();
         let mut reader = Reader::new();
+        let own: FxHashSet<u64> = [rustix::fs::stat("/proc/thread-self/ns/net").unwrap().st_ino]
+            .into_iter()
+            .collect();
         // The RST may take a moment to arrive.
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
         let found = loop {
-            let found = find(Path::new("/proc"), &dumped, &owners, &mut reader);
+            let found = find(Path::new("/proc"), &own, &dumped, &owners, &mut reader);
             if !found.is_empty() || std::time::Instant::now() > deadline {
                 break found;
             }

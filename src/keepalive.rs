@@ -19,7 +19,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::{Connection, Settings, TcpInfo, TcpState, TimerKind};
+use crate::model::{Connection, Settings, TcpState, TimerKind};
 
 /// The kernel's TCP_RTO_MIN and TCP_RTO_MAX (ms): the retransmission model's base and ceiling.
 const RTO_MIN_MS: u64 = 200;
@@ -74,6 +74,38 @@ impl KeepaliveSettings {
         self.enabled == Some(true) && self.idle_s == Some(DEFAULT_IDLE_S)
     }
 }
+
+/// A socket's effective keepalive in a few columns, as the table and the live view show it:
+///
+/// - `300/100/3`: SO_KEEPALIVE on, TCP_KEEPIDLE/TCP_KEEPINTVL/TCP_KEEPCNT in seconds, seconds and probes, read from
+///   the socket; `7200/75/9*`: the same assumed from the namespace sysctls (not read: `--no-sockopt`, no
+///   permission); a value that is not known is `?`;
+/// - `off`: SO_KEEPALIVE off (read, or shown by the dump: no timer pending on an ESTABLISHED or CLOSE-WAIT socket);
+/// - `?`: not known whether it is on (not read, and another timer hides the keepalive timer);
+/// - `-`: no settings (a state where keepalive does not matter, or a listener whose options were not read).
+///
+/// A LISTEN socket's settings are what the sockets it accepts inherit; a program may change them after
+/// `accept()`, and those sockets' own rows show it.
+pub fn compact(ka: Option<&KeepaliveSettings>) -> String {
+    let Some(ka) = ka else {
+        return "-".to_string();
+    };
+    match ka.enabled {
+        None => "?".to_string(),
+        Some(false) => "off".to_string(),
+        Some(true) => {
+            let v = |x: Option<u32>| x.map_or_else(|| "?".to_string(), |x| x.to_string());
+            let assumed = match ka.source {
+                Source::Socket => "",
+                Source::Sysctl => ASSUMED_MARK,
+            };
+            format!("{}/{}/{}{assumed}", v(ka.idle_s), v(ka.intvl_s), v(ka.cnt))
+        }
+    }
+}
+
+/// What [`compact`] appends to settings assumed from the sysctls rather than read from the socket.
+pub const ASSUMED_MARK: &str = "*";
 
 /// What the timer says about SO_KEEPALIVE when the option could not be read.
 pub fn inferred_enabled(conn: &Connection) -> Option<bool> {
@@ -287,52 +319,88 @@ fn zero_window(conn: &Connection, net: &Settings) -> Prediction {
     }
 }
 
-/// What ended a connection, as far as the kernel's last word on it tells.
+/// What ended a connection, as far as the evidence goes: each cause is given only when the data shows it (see
+/// [`infer_cause`]), `Unknown` otherwise.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum DeathCause {
-    /// Keepalive probes went unanswered up to `cnt` (or past TCP_USER_TIMEOUT).
+    /// Keepalive was on and its probes went unanswered up to `cnt` (or past TCP_USER_TIMEOUT).
     KeepaliveExhausted,
-    /// Retransmissions were never acknowledged (tcp_retries2 or TCP_USER_TIMEOUT).
+    /// Retransmissions reached the kernel's limit (tcp_retries2; for a connection its program had closed, the
+    /// orphan limit; in SYN-SENT, the SYN retries) or ran past TCP_USER_TIMEOUT.
     RetransmitTimeout,
-    /// Reset: an RST from the peer (also the answer of a rebooted peer to a keepalive probe) or a local abort.
+    /// Ended while keepalive probes or retransmissions were outstanding, before any limit: only an RST (a
+    /// rebooted peer answers a probe with one) or a local abort (`ss -K`, a close with linger 0) ends it then.
     Reset,
-    /// Normal close: FINs exchanged.
+    /// A FIN was exchanged: a TIME-WAIT entry took its place, or it was last seen in a closing state.
     Closed,
-    /// Nothing tells: no probes or retransmits outstanding and no earlier state seen.
+    /// Nothing tells: no probes or retransmissions outstanding and no closing state seen (a fast close, normal or
+    /// reset, looks the same), or no destroy notification came (see `events`).
     Unknown,
 }
 
-/// Retransmits at death from which a connection is taken to have timed out rather than been reset mid-way.
-const RETRANSMIT_DEATH_MIN: u8 = 3;
+/// The kernel's default limits where kwatch does not read the sysctl: SYN retransmissions (tcp_syn_retries) and
+/// retransmissions of a connection its program closed (tcp_orphan_retries 0 means 8 while the peer answers).
+const SYN_RETRIES: u8 = 6;
+const ORPHAN_RETRIES: u8 = 8;
+/// tcp_retries2's default, when the namespace's value is unknown.
+const RETRIES2: u32 = 15;
 
-/// Infers the cause of death from the final tcp_info (`probes` and `retransmits` survive `tcp_done()`), the
-/// socket's keepalive settings, the last state kwatch saw, and whether a TIME-WAIT entry took its place.
-pub fn infer_cause(
-    final_info: Option<&TcpInfo>,
-    settings: Option<&KeepaliveSettings>,
-    last_state: Option<TcpState>,
-    time_wait_twin: bool,
-) -> DeathCause {
-    let probes = final_info.and_then(|i| i.probes()).unwrap_or(0);
-    let retransmits = final_info.and_then(|i| i.retransmits()).unwrap_or(0);
-    if probes > 0 {
-        let user_timeout = settings.and_then(|s| s.user_timeout_ms).unwrap_or(0) > 0;
-        let cnt = settings.and_then(|s| s.cnt);
-        // With fewer probes out than allowed, something else ended it: an RST answering a probe.
-        return if user_timeout || cnt.is_none_or(|c| u32::from(probes) >= c) {
-            DeathCause::KeepaliveExhausted
+/// What is known of a socket when it died: its final counters (`probes` and `retransmits` survive `tcp_done()`
+/// into the destroy notification and TCP_INFO), its keepalive settings and what kwatch last saw of it.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct DeathEvidence<'a> {
+    pub probes: Option<u8>,
+    pub retransmits: Option<u8>,
+    pub settings: Option<&'a KeepaliveSettings>,
+    /// The state in the last snapshot that listed it.
+    pub last_state: Option<TcpState>,
+    /// No process held it when last seen (its program had closed it): the orphan limit applies.
+    pub orphan: bool,
+    /// The namespace's tcp_retries2.
+    pub tcp_retries2: Option<u32>,
+    /// A TIME-WAIT entry with its cookie took its place.
+    pub time_wait_twin: bool,
+}
+
+/// Infers the cause of death from the evidence, following the kernel's rules for giving up
+/// (`tcp_keepalive_timer()`, `tcp_write_timeout()`): a cause only when the counters or the states seen show it.
+pub fn infer_cause(e: &DeathEvidence<'_>) -> DeathCause {
+    let probes = e.probes.unwrap_or(0);
+    let retransmits = e.retransmits.unwrap_or(0);
+    let user_timeout = e
+        .settings
+        .and_then(|s| s.user_timeout_ms)
+        .is_some_and(|ms| ms > 0);
+    let keepalive_on = e.settings.and_then(|s| s.enabled) == Some(true);
+    if probes > 0 && keepalive_on {
+        let cnt = e.settings.and_then(|s| s.cnt);
+        if user_timeout || cnt.is_some_and(|c| u32::from(probes) >= c) {
+            return DeathCause::KeepaliveExhausted;
+        }
+        // Fewer probes out than allowed, so the keepalive timer did not end it.
+        if cnt.is_some() {
+            return DeathCause::Reset;
+        }
+    }
+    if retransmits > 0 {
+        let limit = if e.last_state == Some(TcpState::SynSent) {
+            u32::from(SYN_RETRIES)
+        } else if e.orphan {
+            u32::from(ORPHAN_RETRIES)
+        } else {
+            e.tcp_retries2.unwrap_or(RETRIES2)
+        };
+        return if user_timeout || u32::from(retransmits) >= limit {
+            DeathCause::RetransmitTimeout
         } else {
             DeathCause::Reset
         };
     }
-    if retransmits >= RETRANSMIT_DEATH_MIN {
-        return DeathCause::RetransmitTimeout;
-    }
-    if time_wait_twin {
+    if e.time_wait_twin {
         return DeathCause::Closed;
     }
-    match last_state {
+    match e.last_state {
         Some(
             TcpState::FinWait1
             | TcpState::FinWait2
@@ -341,7 +409,6 @@ pub fn infer_cause(
             | TcpState::LastAck
             | TcpState::CloseWait,
         ) => DeathCause::Closed,
-        Some(TcpState::Established | TcpState::SynSent | TcpState::SynRecv) => DeathCause::Reset,
         _ => DeathCause::Unknown,
     }
 }
@@ -352,7 +419,7 @@ mod tests {
     use std::net::{IpAddr, Ipv4Addr};
 
     use super::*;
-    use crate::model::{Family, TcpInfoFields, Timer};
+    use crate::model::{Family, TcpInfo, Timer};
 
     const NET: Settings = Settings {
         tcp_keepalive_time_s: Some(7200),
@@ -607,37 +674,89 @@ mod tests {
     }
 
     #[test]
-    fn causes_of_death_follow_the_final_counters_and_the_last_state() {
-        let info = |probes: u8, retransmits: u8| {
-            TcpInfo::from(TcpInfoFields {
-                probes: Some(probes),
-                retransmits: Some(retransmits),
-                ..TcpInfoFields::default()
-            })
+    fn compact_settings_say_read_assumed_off_unknown_or_not_applicable() {
+        let read = ka(300, 100, 3, 0);
+        assert_eq!(compact(Some(&read)), "300/100/3");
+        let assumed = KeepaliveSettings {
+            source: Source::Sysctl,
+            ..ka(7200, 75, 9, 0)
         };
+        assert_eq!(compact(Some(&assumed)), "7200/75/9*");
+        let off = KeepaliveSettings {
+            enabled: Some(false),
+            ..read
+        };
+        assert_eq!(compact(Some(&off)), "off");
+        let unknown = KeepaliveSettings {
+            enabled: None,
+            ..assumed
+        };
+        assert_eq!(compact(Some(&unknown)), "?");
+        let missing = KeepaliveSettings {
+            intvl_s: None,
+            ..assumed
+        };
+        assert_eq!(compact(Some(&missing)), "7200/?/9*");
+        assert_eq!(compact(None), "-");
+    }
+
+    #[test]
+    fn causes_of_death_are_given_only_on_evidence() {
         let ka3 = ka(3, 2, 3, 0);
         let ut = ka(3, 2, 9, 5_000);
+        let off = KeepaliveSettings {
+            enabled: Some(false),
+            ..ka3
+        };
         use DeathCause::*;
         use TcpState::*;
+        fn ev(
+            probes: u8,
+            retransmits: u8,
+            settings: Option<&KeepaliveSettings>,
+            last_state: Option<TcpState>,
+            orphan: bool,
+            time_wait_twin: bool,
+        ) -> DeathEvidence<'_> {
+            DeathEvidence {
+                probes: Some(probes),
+                retransmits: Some(retransmits),
+                settings,
+                last_state,
+                orphan,
+                tcp_retries2: Some(15),
+                time_wait_twin,
+            }
+        }
         #[rustfmt::skip]
         let cases = [
-            ("all probes unanswered", Some(info(3, 0)), Some(ka3), Some(Established), false, KeepaliveExhausted),
-            ("probes, count unknown", Some(info(2, 0)), None, None, false, KeepaliveExhausted),
-            ("user timeout ends probing early", Some(info(1, 0)), Some(ut), None, false, KeepaliveExhausted),
-            ("an RST answered a probe", Some(info(1, 0)), Some(ka3), Some(Established), false, Reset),
-            ("retransmissions timed out", Some(info(0, 15)), Some(ka3), Some(Established), false, RetransmitTimeout),
-            ("a TIME-WAIT entry took its place", Some(info(0, 0)), Some(ka3), Some(Established), true, Closed),
-            ("last seen closing", Some(info(0, 0)), None, Some(LastAck), false, Closed),
-            ("vanished from ESTABLISHED", Some(info(0, 1)), None, Some(Established), false, Reset),
-            ("nothing known", None, None, None, false, Unknown),
+            ("all probes unanswered", ev(3, 0, Some(&ka3), Some(Established), false, false), KeepaliveExhausted),
+            ("user timeout ends probing early", ev(1, 0, Some(&ut), None, false, false), KeepaliveExhausted),
+            ("probes, count unknown", ev(2, 0, None, None, false, false), Unknown),
+            ("window probes with keepalive off", ev(3, 0, Some(&off), Some(Established), false, false), Unknown),
+            ("ended before the probes ran out", ev(1, 0, Some(&ka3), Some(Established), false, false), Reset),
+            ("retransmissions at tcp_retries2", ev(0, 15, Some(&ka3), Some(Established), false, false), RetransmitTimeout),
+            ("retransmissions past the user timeout", ev(0, 4, Some(&ut), Some(Established), false, false), RetransmitTimeout),
+            ("an orphan at the orphan limit", ev(0, 8, None, Some(FinWait1), true, false), RetransmitTimeout),
+            ("SYN retries exhausted", ev(0, 6, None, Some(SynSent), false, false), RetransmitTimeout),
+            ("ended mid-retransmission", ev(0, 3, Some(&ka3), Some(Established), false, false), Reset),
+            ("a TIME-WAIT entry took its place", ev(0, 0, Some(&ka3), Some(Established), false, true), Closed),
+            ("last seen closing", ev(0, 0, None, Some(LastAck), true, false), Closed),
+            ("a fast close from ESTABLISHED", ev(0, 0, Some(&ka3), Some(Established), false, false), Unknown),
+            ("nothing known", DeathEvidence::default(), Unknown),
         ];
-        for (name, i, s, last, twin, want) in cases {
-            assert_eq!(
-                infer_cause(i.as_ref(), s.as_ref(), last, twin),
-                want,
-                "{name}"
-            );
+        for (name, evidence, want) in cases {
+            assert_eq!(infer_cause(&evidence), want, "{name}");
         }
+        let lower = DeathEvidence {
+            tcp_retries2: Some(3),
+            ..ev(0, 3, None, Some(Established), false, false)
+        };
+        assert_eq!(
+            infer_cause(&lower),
+            RetransmitTimeout,
+            "the namespace's own tcp_retries2"
+        );
         assert_eq!(
             serde_json::to_value(KeepaliveExhausted).unwrap(),
             "keepalive_exhausted"

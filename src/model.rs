@@ -214,6 +214,16 @@ impl Severity {
             Severity::Critical => "critical",
         }
     }
+
+    /// The text marker that shows the severity without colour, the same in the table, the live view and the
+    /// exporter's docs: `!!` critical, `!` warning, `~` info.
+    pub fn marker(self) -> &'static str {
+        match self {
+            Severity::Critical => "!!",
+            Severity::Warning => "!",
+            Severity::Info => "~",
+        }
+    }
 }
 
 /// Stable codes of what analysis can say about a socket. The JSON and the filter use these names.
@@ -447,6 +457,16 @@ pub struct Process {
     pub user: Option<String>,
 }
 
+/// Where a process comes from: its parent and its executable, which group processes into services
+/// (`analyze::services`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Lineage {
+    /// Parent pid (`/proc/PID/stat`).
+    pub ppid: Option<u32>,
+    /// `/proc/PID/exe`, raw (escape before display); `None` when it could not be read.
+    pub exe: Option<String>,
+}
+
 /// A process whose fd table kwatch could not read (usually: not running as root).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UnreadableProcess {
@@ -519,6 +539,9 @@ pub struct Snapshot {
     /// What runs each listed process (container, pod, systemd service), by pid, where its cgroup tells.
     #[serde(default)]
     pub units: BTreeMap<u32, Unit>,
+    /// Each listed process's parent and executable, by pid, where /proc tells.
+    #[serde(default)]
+    pub lineage: BTreeMap<u32, Lineage>,
     /// kwatch ran as root: processes it could not read are kept from it by something root does not override
     /// (a security module, a kernel-protected process), so "run as root" would be no help.
     #[serde(default)]
@@ -533,6 +556,22 @@ impl Snapshot {
         } else {
             "run as root to see their sockets"
         }
+    }
+
+    /// The footer line and JSON warning about processes whose fds could not be read, `None` when there are none:
+    /// `3 processes could not be read; run as root to see their sockets`.
+    pub fn unreadable_line(&self) -> Option<String> {
+        let n = self.unreadable.len();
+        (n > 0).then(|| {
+            let noun = if n == 1 { "process" } else { "processes" };
+            format!("{n} {noun} could not be read; {}", self.unreadable_hint())
+        })
+    }
+
+    /// Whether a socket's owner is unknown rather than absent: none was found, yet a process holds it (it has an
+    /// inode) and some processes could not be read. Shown as `?`, never as a blank.
+    pub fn owner_unknown(&self, conn: &Connection) -> bool {
+        conn.owners.is_empty() && conn.inode != 0 && !self.unreadable.is_empty()
     }
 
     /// A display name for a pid: its comm, or `?` when unknown.

@@ -70,14 +70,55 @@ impl NetnsError {
 }
 
 fn enter_reason(e: &io::Error) -> String {
+    enter_reason_as(e, crate::proc::running_as_root())
+}
+
+/// Why a namespace could not be entered. "Needs root" only when kwatch is not root: root refused is refused by
+/// something else (a security module, a namespace owned by another user namespace), and then the error is all
+/// that is known.
+fn enter_reason_as(e: &io::Error, as_root: bool) -> String {
     match e.raw_os_error() {
-        Some(libc::EPERM) => {
+        Some(libc::EPERM) if !as_root => {
             "operation not permitted: entering a network namespace needs root (CAP_SYS_ADMIN)"
                 .into()
         }
+        Some(libc::EPERM | libc::EACCES) if as_root => format!(
+            "{e}, although kwatch runs as root (refused by a security module or the namespace's owner)"
+        ),
         Some(libc::EINVAL) => "not a network namespace".into(),
         _ => e.to_string(),
     }
+}
+
+/// The warning for processes whose namespace could not be read (see [`discover::Discovery`]).
+fn unreadable_warning(n: u32, first_error: Option<&str>, as_root: bool) -> String {
+    let why = match (as_root, first_error) {
+        (false, _) => "needs root".to_string(),
+        (true, Some(e)) => format!("{e}, although kwatch runs as root"),
+        (true, None) => "refused although kwatch runs as root".to_string(),
+    };
+    format!(
+        "the network namespace of '{n}' processes could not be read ({why}): namespaces only they run in are not \
+         shown"
+    )
+}
+
+/// The warning for namespaces that could not be entered for want of permission.
+fn denied_warning(labels: &[String], as_root: bool) -> String {
+    let why = if as_root {
+        "refused although kwatch runs as root (see each namespace's error)"
+    } else {
+        "entering a namespace needs root (CAP_SYS_ADMIN)"
+    };
+    format!(
+        "cannot enter '{}' network namespaces ({}): {why}; their sockets are not shown",
+        labels.len(),
+        labels
+            .iter()
+            .map(|l| format!("'{l}'"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    )
 }
 
 /// One namespace's sockets (each stamped with the namespace) and sysctls, read from inside it.
@@ -168,15 +209,6 @@ pub struct Dumped {
     pub warnings: Vec<String>,
 }
 
-impl Dumped {
-    /// Whether kwatch's own namespace was listed in full (what looking for held dead sockets needs).
-    pub fn has_current(&self) -> bool {
-        self.namespaces
-            .iter()
-            .any(|n| n.current && n.error.is_none())
-    }
-}
-
 /// The inode of the one namespace `scope` names (`None` for every namespace, or one that cannot be found: the
 /// dump reports that).
 pub fn scope_inode(scope: &Scope, proc_root: &Path, run_netns: &Path) -> Option<u64> {
@@ -207,10 +239,10 @@ pub fn dump_scope(
             let d = discover::discover(proc_root, run_netns);
             let mut out = Dumped::default();
             if d.unreadable > 0 {
-                out.warnings.push(format!(
-                    "the network namespace of '{}' processes could not be read (needs root): namespaces only they \
-                     run in are not shown",
-                    d.unreadable
+                out.warnings.push(unreadable_warning(
+                    d.unreadable,
+                    d.first_error.as_deref(),
+                    crate::proc::running_as_root(),
                 ));
             }
             return dump_found(d.found, proc_root, request, own, true, out);
@@ -281,12 +313,8 @@ fn dump_found(
         });
     }
     if !denied.is_empty() {
-        out.warnings.push(format!(
-            "cannot enter '{}' network namespaces ({}): entering a namespace needs root (CAP_SYS_ADMIN); their \
-             sockets are not shown",
-            denied.len(),
-            denied.iter().map(|l| format!("'{l}'")).collect::<Vec<_>>().join(", ")
-        ));
+        out.warnings
+            .push(denied_warning(&denied, crate::proc::running_as_root()));
     }
     Ok(out)
 }
@@ -299,4 +327,47 @@ pub fn units(proc_root: &Path, pids: impl IntoIterator<Item = u32>) -> BTreeMap<
             Some((pid, cgroup::parse(&content)?))
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn needs_root_is_said_only_to_non_root() {
+        let eperm = io::Error::from_raw_os_error(libc::EPERM);
+        let eacces = io::Error::from_raw_os_error(libc::EACCES);
+        assert_eq!(
+            enter_reason_as(&eperm, false),
+            "operation not permitted: entering a network namespace needs root (CAP_SYS_ADMIN)"
+        );
+        for (e, text) in [
+            (&eperm, "Operation not permitted"),
+            (&eacces, "Permission denied"),
+        ] {
+            let as_root = enter_reason_as(e, true);
+            assert!(!as_root.contains("needs root"), "{as_root}");
+            assert!(
+                as_root.starts_with(text) && as_root.contains("although kwatch runs as root"),
+                "{as_root}"
+            );
+        }
+        let denied = ["web".to_string(), "ns:4026532".to_string()];
+        assert_eq!(
+            denied_warning(&denied, false),
+            "cannot enter '2' network namespaces ('web', 'ns:4026532'): entering a namespace needs root \
+             (CAP_SYS_ADMIN); their sockets are not shown"
+        );
+        assert!(!denied_warning(&denied, true).contains("needs root"));
+        assert_eq!(
+            unreadable_warning(3, Some("Permission denied (os error 13)"), false),
+            "the network namespace of '3' processes could not be read (needs root): namespaces only they run \
+             in are not shown"
+        );
+        assert_eq!(
+            unreadable_warning(1, Some("Permission denied (os error 13)"), true),
+            "the network namespace of '1' processes could not be read (Permission denied (os error 13), \
+             although kwatch runs as root): namespaces only they run in are not shown"
+        );
+    }
 }

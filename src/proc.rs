@@ -8,7 +8,7 @@
 
 mod cache;
 pub(crate) mod parallel;
-mod parse;
+pub(crate) mod parse;
 mod passwd;
 mod scan;
 
@@ -23,7 +23,21 @@ pub use scan::{FdScan, PidList, PidScan, ScanError, Scanner, SocketFd};
 
 use rustc_hash::FxHashMap;
 
-use crate::model::{Owner, Owners, Process, UnreadableProcess};
+use crate::model::{Lineage, Owner, Owners, Process, UnreadableProcess};
+
+/// Whether kwatch runs as root (effective uid 0): then "run as root" is no advice for what it may not read.
+pub fn running_as_root() -> bool {
+    rustix::process::geteuid().is_root()
+}
+
+/// Whether `proc_root/PID` is a kernel thread (PF_KTHREAD in its `stat`, readable by everyone); false when
+/// unknown. Kernel threads hold no fds, so there is nothing to miss when theirs cannot be read.
+pub fn is_kernel_thread(proc_root: &Path, pid: u32) -> bool {
+    std::fs::read(proc_root.join(format!("{pid}/stat")))
+        .ok()
+        .and_then(|stat| parse::stat_is_kernel_thread(&stat))
+        .unwrap_or(false)
+}
 
 /// Socket inode → owners, plus what is known of each owning process.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -89,6 +103,39 @@ pub fn process_netns(proc_root: &Path, pid: u32) -> Option<u64> {
     rustix::fs::stat(proc_root.join(format!("{pid}/ns/net")))
         .ok()
         .map(|st| st.st_ino)
+}
+
+/// Each of `pids`' parent and executable (`/proc/PID/stat`, `/proc/PID/exe`), for grouping processes into services;
+/// a pid that is gone is left out, an executable that cannot be read (another user's process, a kernel thread) is
+/// `None`.
+pub fn lineage(proc_root: &Path, pids: impl IntoIterator<Item = u32>) -> BTreeMap<u32, Lineage> {
+    pids.into_iter()
+        .filter_map(|pid| {
+            let dir = proc_root.join(pid.to_string());
+            let stat = std::fs::read(dir.join("stat")).ok()?;
+            let exe = std::fs::read_link(dir.join("exe"))
+                .ok()
+                .map(|p| p.to_string_lossy().into_owned());
+            Some((
+                pid,
+                Lineage {
+                    ppid: parse::stat_ppid(&stat),
+                    exe,
+                },
+            ))
+        })
+        .collect()
+}
+
+/// Whether `owner`'s fd refers to socket `inode` now (`PID/fd/FD` reads `socket:[INODE]`): false when the fd was
+/// closed or reused, the process is gone, or its fds cannot be read.
+pub fn holds(proc_root: &Path, owner: Owner, inode: u64) -> bool {
+    std::fs::read_link(proc_root.join(format!("{}/fd/{}", owner.pid, owner.fd))).is_ok_and(
+        |target| {
+            use std::os::unix::ffi::OsStrExt;
+            parse::socket_inode(target.as_os_str().as_bytes()) == Some(inode)
+        },
+    )
 }
 
 /// Where to look: the proc root, the passwd file for user names, and optionally which pids.

@@ -19,12 +19,12 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::Context as _;
 
 use crate::collect::{self, Collector, Options};
-use crate::events::Subscriber;
+use crate::events::{Event, Feed};
 use crate::filter::Filter;
 use crate::model::{Connection, Snapshot};
 use crate::output::json;
 use crate::pace::{Pace, process_cpu};
-use frame::{Encoder, FLAG_DEATHS, FLAG_DEATHS_LOST, FLAG_SESSION_START};
+use frame::{Encoder, FLAG_DEATHS, FLAG_SESSION_START};
 use store::{Kind, Retention, Writer};
 
 /// What `kwatch record` needs, resolved from the command line.
@@ -57,13 +57,8 @@ pub fn record(cfg: &RecordConfig) -> anyhow::Result<()> {
     for w in warnings {
         eprintln!("kwatch: warning: {w}");
     }
-    let mut subscriber = match Subscriber::open() {
-        Ok(s) => Some(s),
-        Err(e) => {
-            eprintln!("kwatch: warning: deaths are not recorded: no destroy notifications: {e}");
-            None
-        }
-    };
+    let mut feed = Feed::open(&cfg.options.netns, &cfg.options.proc_root);
+    feed.keep_evidence();
     let mut json_log = match &cfg.json_log {
         Some(path) => Some(BufWriter::new(
             File::options()
@@ -77,19 +72,18 @@ pub fn record(cfg: &RecordConfig) -> anyhow::Result<()> {
     let mut collector = Collector::new(cfg.options.clone());
     let mut encoder = Encoder::new();
     let mut pace = cfg.pace.clone();
-    let mut destroyed: Vec<Connection> = Vec::new();
     let mut flags = FLAG_SESSION_START;
     while !stop.load(Ordering::Relaxed) {
         let (started, cpu) = (Instant::now(), process_cpu());
-        destroyed.clear();
-        if let Some(sub) = subscriber.as_mut()
-            && let Err(e) = sub.drain(&mut destroyed)
-        {
-            eprintln!("kwatch: warning: destroy notifications may have been lost: {e}");
-            flags |= FLAG_DEATHS_LOST;
-        }
+        // Notifications first, then the dump: a socket destroyed in between is still in the feed's memory.
+        feed.drain();
         let mut snapshot = collector.collect().context("cannot take a snapshot")?;
         keep_matching(&mut snapshot, &cfg.filter);
+        // The feed asks /proc now whether sockets that left the dump are still held: replay cannot.
+        for event in feed.step(&snapshot, &Filter::default(), snapshot.taken_at_unix_ms) {
+            warn(&event);
+        }
+        let evidence = feed.take_evidence();
         if let Some(log) = json_log.as_mut() {
             collect::sort_by_address(&mut snapshot.connections);
             let conns: Vec<&Connection> = snapshot.connections.iter().collect();
@@ -100,10 +94,10 @@ pub fn record(cfg: &RecordConfig) -> anyhow::Result<()> {
         let key = writer
             .begin(time)
             .context("cannot record; the recording keeps every refresh before this one")?;
-        if subscriber.is_some() {
+        if feed.is_listening() {
             flags |= FLAG_DEATHS;
         }
-        let bytes = encoder.encode(snapshot, &destroyed, key, flags);
+        let bytes = encoder.encode(snapshot, &evidence, key, flags);
         let kind = if key { Kind::Key } else { Kind::Delta };
         writer
             .append(kind, time, &bytes)
@@ -122,6 +116,22 @@ pub fn record(cfg: &RecordConfig) -> anyhow::Result<()> {
     }
     writer.sync()?;
     Ok(())
+}
+
+/// Says on stderr what the recorder's feed warns of: namespaces without destroy notifications, lost ones.
+fn warn(event: &Event) {
+    match event {
+        Event::Warning { message, .. } => eprintln!("kwatch: warning: {message}"),
+        Event::Start {
+            destroy_events: false,
+            ..
+        } => eprintln!("kwatch: warning: deaths are not recorded: no destroy notifications"),
+        Event::Lost { notifications, .. } => eprintln!(
+            "kwatch: warning: {notifications} destroy notifications were lost: deaths in that time may be \
+             missing"
+        ),
+        _ => {}
+    }
 }
 
 /// Drops the sockets the filter does not show, as the exporter does.

@@ -15,15 +15,22 @@ use crate::model::{Connection, Family, TcpState};
 use crate::output::{json, table};
 use crate::tui;
 
-/// Entry point of the binary: errors print one line (`kwatch: ...`) and exit 2; a closed pipe exits 0 quietly.
+/// Entry point of the binary: errors print one line (`kwatch: ...`) and exit 2 (`kill` and `keepalive`: 1, 2 or
+/// 3, see [`crate::act`]); a closed pipe exits 0 quietly.
 pub fn main() -> ExitCode {
     let args = Args::parse();
+    // Every mode may hold many fds: the live view's /proc scan, the exporter's connections.
+    crate::rlimit::raise_nofile();
     match run(args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) if is_broken_pipe(&err) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("kwatch: {}", error_line(&err));
-            ExitCode::from(2)
+            // `kill` and `keepalive` tell nothing to do (1) and a partial failure (3) apart from errors (2).
+            ExitCode::from(
+                err.downcast_ref::<crate::act::Unfinished>()
+                    .map_or(2, |u| u.status),
+            )
         }
     }
 }
@@ -36,6 +43,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         Some(Command::Keepalive(ka)) => return crate::act::keepalive(ka, &args),
         Some(Command::Record(rec)) => return record(rec, &args, filter),
         Some(Command::Replay(rep)) => return replay(rep, &args, filter),
+        Some(Command::Generate(g)) => {
+            return crate::generate::run(g, <Args as clap::CommandFactory>::command());
+        }
         None => {}
     }
     if args.once {

@@ -1,29 +1,41 @@
-//! `kwatch serve`: Prometheus metrics of fresh snapshots over HTTP.
+//! `kwatch serve`: Prometheus metrics of fresh snapshots over HTTP or HTTPS.
 //!
-//! Each scrape of `/metrics` takes a new snapshot, one at a time (see [`coalesce`]), and renders it
-//! ([`metrics::render`]). A few threads answer requests so that a slow collection does not hold up `/` or a
-//! 404; SIGTERM and SIGINT stop the server between requests.
+//! A scrape of `/metrics` gets the snapshot of the last collection if it ended less than `--min-interval` ago,
+//! else of a new one; one collection runs at a time on its own thread (see [`coalesce`]) and is rendered once
+//! ([`metrics::render`]). Connections are served by [`server`] on one thread, with the limits it lists;
+//! [`web_config`] reads TLS and users. SIGTERM and SIGINT stop the server.
 
+pub mod accept;
+pub mod auth;
 pub mod coalesce;
+pub mod conns;
+pub mod deadline_io;
 pub mod deaths;
+pub mod handler;
 pub mod metrics;
+pub mod rate;
+pub mod server;
+pub mod web_config;
 
 use std::net::{SocketAddr, TcpListener};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Mutex, PoisonError};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use tiny_http::{Header, Method, Request, Response, Server};
+use bytes::Bytes;
+use tokio::signal::unix::{SignalKind, signal};
 
 use crate::cli::Args;
 use crate::collect::Collector;
 use crate::duration::parse_duration;
-use crate::model::Snapshot;
 use coalesce::Coalescer;
 use deaths::DeathWatch;
-use metrics::{DeathCounts, MetricsOptions, SelfStats};
+use handler::{Collected, Site, Web};
+use metrics::{MetricsOptions, SelfStats};
+use server::Limits;
+use web_config::WebConfig;
 
 #[derive(Debug, clap::Args)]
 pub struct ServeArgs {
@@ -40,191 +52,156 @@ pub struct ServeArgs {
     /// scrape gets its result. Keep it below Prometheus's scrape_timeout.
     #[arg(long, default_value = "8s", value_parser = parse_timeout, value_name = "DURATION")]
     pub scrape_timeout: Duration,
-}
 
-/// Threads answering requests: enough that `/` and concurrent scrapes do not queue behind one slow scrape.
-const WORKERS: usize = 4;
+    /// Scrapes arriving within this time of the last collection's end get its result instead of a new
+    /// collection: at most one collection per interval, however many scrapers (0: collect for every scrape).
+    #[arg(long, default_value = "1s", value_parser = parse_interval, value_name = "DURATION")]
+    pub min_interval: Duration,
 
-/// One collection: the snapshot, how long it took, and the deaths counted so far.
-struct Collection {
-    snapshot: Snapshot,
-    took: Duration,
-    deaths: Option<DeathCounts>,
-}
-
-/// A collection, or why there is none.
-type Collected = Arc<Result<Collection, String>>;
-
-/// What every request handler shares.
-struct Handler {
-    coalescer: Coalescer<Collected>,
-    options: MetricsOptions,
-    timeout: Duration,
-    /// Scrapes answered without metrics.
-    errors: AtomicU64,
+    /// TLS and basic authentication, in the web configuration format of Prometheus exporters
+    /// (exporter-toolkit: tls_server_config, basic_auth_users, http_server_config.headers, rate_limit). Read
+    /// again on SIGHUP.
+    #[arg(long, value_name = "FILE")]
+    pub web_config_file: Option<PathBuf>,
 }
 
 /// Binds the address, then serves until SIGTERM or SIGINT.
 pub fn run(serve: &ServeArgs, args: &Args) -> anyhow::Result<()> {
-    let filter = args.filter();
-    let options = crate::run::collect_options(args, &filter);
+    let web = match &serve.web_config_file {
+        Some(path) => web_config::load(path)?,
+        None => WebConfig::default(),
+    };
     let listener = TcpListener::bind(serve.listen)
         .with_context(|| format!("cannot listen on '{}'", serve.listen))?;
     let addr = listener
         .local_addr()
         .with_context(|| format!("cannot listen on '{}'", serve.listen))?;
-    let server = Arc::new(
-        Server::from_listener(listener, None)
-            .map_err(|e| anyhow::anyhow!("cannot serve on '{addr}': {e}"))?,
+    let limits = Limits::for_nofile(crate::rlimit::raise_nofile());
+
+    let errors = Arc::new(AtomicU64::new(0));
+    let metrics = Coalescer::new(
+        serve.min_interval,
+        collection(
+            args,
+            MetricsOptions {
+                pid_label: serve.pid_label,
+            },
+            Arc::clone(&errors),
+        ),
     );
-
-    let state = Mutex::new((Collector::new(options), DeathWatch::open()));
-    let coalescer = Coalescer::new(move || -> Collected {
-        let started = Instant::now();
-        let mut state = state.lock().unwrap_or_else(PoisonError::into_inner);
-        let (collector, deaths) = &mut *state;
-        deaths.drain();
-        let result = collector.collect().map_err(|e| crate::run::error_line(&e));
-        Arc::new(result.map(|mut snapshot| {
-            let deaths = deaths.step(&snapshot, &filter);
-            if !filter.is_empty() {
-                let keep: Vec<bool> = snapshot
-                    .connections
-                    .iter()
-                    .map(|c| filter.matches_in(c, &snapshot))
-                    .collect();
-                let mut keep = keep.into_iter();
-                snapshot
-                    .connections
-                    .retain(|_| keep.next().unwrap_or(false));
-            }
-            Collection {
-                snapshot,
-                took: started.elapsed(),
-                deaths,
-            }
-        }))
-    });
-    let ctx = Arc::new(Handler {
-        coalescer,
-        options: MetricsOptions {
-            pid_label: serve.pid_label,
-        },
+    let exposed = web.tls.is_none() && web.users.is_empty() && !addr.ip().is_loopback();
+    let tls = web.tls.is_some();
+    web_config::install_crypto_provider();
+    let site = Arc::new(Site {
+        metrics,
         timeout: serve.scrape_timeout,
-        errors: AtomicU64::new(0),
+        errors,
+        web: RwLock::new(Arc::new(Web::new(web))),
     });
 
-    let stop = Arc::new(AtomicBool::new(false));
-    let mut signals = signal_hook::iterator::Signals::new([
-        signal_hook::consts::SIGTERM,
-        signal_hook::consts::SIGINT,
-    ])
-    .context("cannot install signal handlers")?;
-    let signals_handle = signals.handle();
-    let stopper = {
-        let (stop, server) = (Arc::clone(&stop), Arc::clone(&server));
-        std::thread::spawn(move || {
-            if signals.forever().next().is_some() {
-                stop.store(true, Ordering::SeqCst);
-                // Each unblock releases one worker from recv().
-                for _ in 0..WORKERS {
-                    server.unblock();
+    // One thread answers every connection; password checks get a thread of their own (see auth).
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .max_blocking_threads(2)
+        .thread_name("kwatch-serve")
+        .build()
+        .context("cannot start the server runtime")?;
+    runtime.block_on(async {
+        let mut term = signal(SignalKind::terminate()).context("cannot install signal handlers")?;
+        let mut int = signal(SignalKind::interrupt()).context("cannot install signal handlers")?;
+        if let Some(path) = serve.web_config_file.clone() {
+            let mut hup =
+                signal(SignalKind::hangup()).context("cannot install signal handlers")?;
+            let site = Arc::clone(&site);
+            tokio::spawn(async move {
+                while hup.recv().await.is_some() {
+                    reload(&site, &path);
                 }
-            }
-        })
-    };
-
-    eprintln!("kwatch: serving metrics on http://{addr}/metrics");
-    let workers: Vec<_> = (0..WORKERS)
-        .map(|_| {
-            let (ctx, server, stop) = (Arc::clone(&ctx), Arc::clone(&server), Arc::clone(&stop));
-            std::thread::spawn(move || {
-                while !stop.load(Ordering::SeqCst) {
-                    // An error is an unblock (stop is set then) or a failed accept: try again.
-                    if let Ok(request) = server.recv() {
-                        respond(request, &ctx);
-                    }
-                }
-            })
-        })
-        .collect();
-    for w in workers {
-        if w.join().is_err() {
-            eprintln!("kwatch: warning: a request thread panicked");
+            });
         }
-    }
-    signals_handle.close();
-    let _ = stopper.join();
+        let scheme = if tls { "https" } else { "http" };
+        eprintln!("kwatch: serving metrics on {scheme}://{addr}/metrics");
+        if exposed {
+            eprintln!(
+                "kwatch: warning: '{addr}' is reachable beyond this host and serves without TLS or a \
+                 password: give --web-config-file to require them"
+            );
+        }
+        let stop = async {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+        };
+        server::serve(listener, site, limits, stop).await
+    })?;
+    // The collection thread may still run: leaving main ends it.
+    runtime.shutdown_background();
     eprintln!("kwatch: stopped");
     Ok(())
 }
 
-/// What a request asks for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Route {
-    Metrics,
-    Index,
-    MethodNotAllowed,
-    NotFound,
-}
-
-/// Routes on method and path (the query string is ignored).
-pub fn route(method: &Method, url: &str) -> Route {
-    let path = url.split(['?', '#']).next().unwrap_or(url);
-    let readable = matches!(method, Method::Get | Method::Head);
-    match (path, readable) {
-        ("/metrics", true) => Route::Metrics,
-        ("/", true) => Route::Index,
-        ("/metrics" | "/", false) => Route::MethodNotAllowed,
-        _ => Route::NotFound,
+/// Reads the web config file again (SIGHUP); a bad one leaves the one in force, with a warning.
+fn reload(site: &Site, path: &std::path::Path) {
+    match web_config::load(path) {
+        Ok(config) => {
+            site.set_web(Web::new(config));
+            eprintln!("kwatch: reloaded web config '{}'", path.display());
+        }
+        Err(e) => eprintln!(
+            "kwatch: warning: web config not reloaded, the previous one stays: {}",
+            crate::run::error_line(&e)
+        ),
     }
 }
 
-/// The page at `/`.
-pub const INDEX_HTML: &str = "<!DOCTYPE html>\n<html><head><title>kwatch</title></head><body>\n\
-<h1>kwatch</h1>\n<p>TCP sockets, timers and stuck connections of this host.</p>\n\
-<p><a href=\"/metrics\">/metrics</a></p>\n</body></html>\n";
-
-fn respond(request: Request, ctx: &Handler) {
-    let response = match route(request.method(), request.url()) {
-        Route::Metrics => scrape(ctx),
-        Route::Index => text(200, "text/html; charset=utf-8", INDEX_HTML.to_string()),
-        Route::MethodNotAllowed => text(405, PLAIN, "only GET and HEAD are served\n".to_string()),
-        Route::NotFound => text(404, PLAIN, "not found: see /metrics\n".to_string()),
-    };
-    // The client may have gone away: nothing left to tell it.
-    let _ = request.respond(response);
-}
-
-const PLAIN: &str = "text/plain; charset=utf-8";
-
-fn scrape(ctx: &Handler) -> Response<std::io::Cursor<Vec<u8>>> {
-    let collected = ctx.coalescer.get(ctx.timeout).map_err(|e| e.to_string());
-    let failure = match collected.as_deref() {
-        Ok(Ok(c)) => {
-            let stats = SelfStats {
-                scrape_duration: c.took,
-                scrape_errors: ctx.errors.load(Ordering::SeqCst),
-                deaths: c.deaths.clone(),
-            };
-            match metrics::render(&c.snapshot, &ctx.options, &stats) {
-                Ok(body) => return text(200, metrics::CONTENT_TYPE, body),
-                Err(e) => format!("cannot render metrics: {e}"),
+/// The work of one collection: snapshot, deaths, filter, rendered once for every scrape that shares it.
+fn collection(
+    args: &Args,
+    options: MetricsOptions,
+    errors: Arc<AtomicU64>,
+) -> impl Fn() -> Collected + Send + Sync + 'static {
+    let filter = args.filter();
+    let collect_options = crate::run::collect_options(args, &filter);
+    let state = Mutex::new((Collector::new(collect_options), DeathWatch::open(), 0u64));
+    move || -> Collected {
+        let started = Instant::now();
+        let mut state = state.lock().unwrap_or_else(PoisonError::into_inner);
+        let (collector, deaths, collections) = &mut *state;
+        *collections += 1;
+        deaths.drain();
+        let mut snapshot = match collector.collect() {
+            Ok(s) => s,
+            Err(e) => {
+                return Arc::new(Err(format!(
+                    "cannot take a snapshot: {}",
+                    crate::run::error_line(&e)
+                )));
             }
+        };
+        let deaths = deaths.step(&snapshot, &filter);
+        if !filter.is_empty() {
+            let keep: Vec<bool> = snapshot
+                .connections
+                .iter()
+                .map(|c| filter.matches_in(c, &snapshot))
+                .collect();
+            let mut keep = keep.into_iter();
+            snapshot
+                .connections
+                .retain(|_| keep.next().unwrap_or(false));
         }
-        Ok(Err(e)) => format!("cannot take a snapshot: {e}"),
-        Err(e) => e.clone(),
-    };
-    ctx.errors.fetch_add(1, Ordering::SeqCst);
-    eprintln!("kwatch: warning: scrape failed: {failure}");
-    text(503, PLAIN, format!("kwatch: {failure}\n"))
-}
-
-fn text(status: u16, content_type: &str, body: String) -> Response<std::io::Cursor<Vec<u8>>> {
-    let response = Response::from_string(body).with_status_code(status);
-    match Header::from_bytes("Content-Type", content_type) {
-        Ok(h) => response.with_header(h),
-        Err(()) => response,
+        let stats = SelfStats {
+            scrape_duration: started.elapsed(),
+            scrape_errors: errors.load(Ordering::SeqCst),
+            collections: *collections,
+            deaths,
+        };
+        Arc::new(
+            metrics::render(&snapshot, &options, &stats)
+                .map(Bytes::from)
+                .map_err(|e| format!("cannot render metrics: {e}")),
+        )
     }
 }
 
@@ -235,27 +212,14 @@ fn parse_timeout(s: &str) -> Result<Duration, String> {
     }
 }
 
+fn parse_interval(s: &str) -> Result<Duration, String> {
+    parse_duration(s).map(Duration::from_millis)
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn routes() {
-        let cases = [
-            (Method::Get, "/metrics", Route::Metrics),
-            (Method::Head, "/metrics", Route::Metrics),
-            (Method::Get, "/metrics?x=1", Route::Metrics),
-            (Method::Get, "/", Route::Index),
-            (Method::Post, "/metrics", Route::MethodNotAllowed),
-            (Method::Get, "/metricsx", Route::NotFound),
-            (Method::Get, "/favicon.ico", Route::NotFound),
-            (Method::Post, "/other", Route::NotFound),
-        ];
-        for (method, url, want) in cases {
-            assert_eq!(route(&method, url), want, "{method} {url}");
-        }
-    }
 
     #[test]
     fn timeout_must_be_positive() {
@@ -266,5 +230,7 @@ mod tests {
                 .contains("invalid timeout '0s'")
         );
         assert!(parse_timeout("x").is_err());
+        assert_eq!(parse_interval("0"), Ok(Duration::ZERO));
+        assert_eq!(parse_interval("1s"), Ok(Duration::from_secs(1)));
     }
 }

@@ -240,17 +240,22 @@ enum Outcome {
 
 /// Fills `keepalive` of every ESTABLISHED and CLOSE_WAIT socket: with `read`, options read from
 /// the socket through one of its owners where permitted (or recalled from `memory`, see [`Memory`]), otherwise
-/// assumed from the namespace sysctls. Sockets are read on every core. Adds one warning when permission was
-/// missing for some sockets.
+/// assumed from the namespace sysctls. With `read`, LISTEN sockets are read too: Linux copies a listener's
+/// SO_KEEPALIVE, TCP_KEEPIDLE, TCP_KEEPINTVL, TCP_KEEPCNT and TCP_USER_TIMEOUT into every socket it accepts, so
+/// theirs are what accepted connections start with; a listener that could not be read keeps `None` (nothing is
+/// assumed of it). Sockets are read on every core. Adds one warning when permission was missing for some
+/// ESTABLISHED or CLOSE_WAIT sockets.
 pub fn fill(snapshot: &mut Snapshot, read: bool, mut memory: Option<&mut Memory>) {
     // No timer pending means SO_KEEPALIVE is off and nothing is in flight: the socket's own options cannot
     // change when it dies (never), so the dump already says all that matters and 8 syscalls are saved.
-    let worth_reading = |c: &Connection| read && c.timer.kind != TimerKind::None;
+    // A listener has no timer but hands its options to every connection it accepts: always worth it.
+    let worth_reading =
+        |c: &Connection| read && (c.timer.kind != TimerKind::None || c.state == TcpState::Listen);
     // Settings read (or recalled) go straight into the socket; the wanted sockets left without any are assumed
     // below. No table with a slot per socket: a snapshot may hold 200,000.
     let mut to_read = Vec::new();
     for (i, conn) in snapshot.connections.iter_mut().enumerate() {
-        if !wanted(conn) {
+        if !wanted(conn) && conn.state != TcpState::Listen {
             continue;
         }
         conn.keepalive = None;
@@ -283,7 +288,7 @@ pub fn fill(snapshot: &mut Snapshot, read: bool, mut memory: Option<&mut Memory>
                 }
                 snapshot.connections[i].keepalive = Some(s);
             }
-            Outcome::Denied => denied += 1,
+            Outcome::Denied => denied += u64::from(wanted(&snapshot.connections[i])),
             Outcome::Failed => {}
         }
     }
@@ -377,11 +382,11 @@ mod tests {
 
     /// One refresh of `fill` with memory over the socket `c` as the kernel dumps it now.
     fn refresh(c: &TcpStream, memory: &mut Memory) -> Connection {
-        let port = c.local_addr().unwrap().port();
+        // By inode: a TIME-WAIT entry of another test's closed connection may carry the same port.
         let mut conn = crate::diag::dump(&crate::diag::DumpRequest::all())
             .unwrap()
             .into_iter()
-            .find(|x| x.local_port == port)
+            .find(|x| x.inode == inode(c))
             .unwrap();
         conn.owners = Owner {
             pid: std::process::id(),
@@ -426,6 +431,52 @@ mod tests {
         sock.set_tcp_keepalive(&idle(50)).unwrap();
         sock.set_keepalive(true).unwrap();
         assert_eq!(refresh(&c, &mut memory).keepalive.unwrap().idle_s, Some(50));
+    }
+
+    #[test]
+    fn a_listeners_options_are_read_and_are_what_the_sockets_it_accepts_get() {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let ka = socket2::TcpKeepalive::new()
+            .with_time(Duration::from_secs(30))
+            .with_interval(Duration::from_secs(10))
+            .with_retries(3);
+        socket2::SockRef::from(&l).set_tcp_keepalive(&ka).unwrap();
+        let _c = TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        let (s, _) = l.accept().unwrap();
+        // What the kernel copies at accept(): the accepted socket has the listener's options without setting any.
+        let got = read_options(&s).unwrap();
+        assert_eq!(
+            (got.enabled, got.idle_s, got.intvl_s, got.cnt),
+            (Some(true), Some(30), Some(10), Some(3))
+        );
+
+        let listener = || {
+            let mut conn = crate::diag::dump(&crate::diag::DumpRequest::all())
+                .unwrap()
+                .into_iter()
+                .find(|x| x.inode == rustix::fs::fstat(&l).unwrap().st_ino)
+                .unwrap();
+            conn.owners = Owner {
+                pid: std::process::id(),
+                fd: l.as_raw_fd() as u32,
+            }
+            .into();
+            Snapshot {
+                connections: vec![conn],
+                ..Snapshot::default()
+            }
+        };
+        let mut read = listener();
+        fill(&mut read, true, None);
+        let got = read.connections[0].keepalive.unwrap();
+        assert_eq!(
+            (got.enabled, got.idle_s, got.intvl_s, got.cnt, got.source),
+            (Some(true), Some(30), Some(10), Some(3), Source::Socket)
+        );
+        // Not read: nothing is assumed of a listener (the sysctls say nothing of its SO_KEEPALIVE).
+        let mut assumed = listener();
+        fill(&mut assumed, false, None);
+        assert_eq!(assumed.connections[0].keepalive, None);
     }
 
     #[test]

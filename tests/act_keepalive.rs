@@ -249,3 +249,39 @@ fn values_outside_the_kernel_limits_are_refused() {
         "{stderr}"
     );
 }
+
+#[test]
+fn a_user_who_cannot_change_any_matching_socket_gets_a_failure() {
+    if !can_use_netns("a_user_who_cannot_change_any_matching_socket_gets_a_failure") {
+        return;
+    }
+    // This process (root) holds the connection; nobody sees the socket but not whose it is.
+    let (listener, client, _server) = connected_pair(std::net::SocketAddr::from((
+        std::net::Ipv4Addr::LOCALHOST,
+        0,
+    )));
+    let cport = client.local_addr().unwrap().port().to_string();
+    // Both ports: another test's connection may share the ephemeral port.
+    let lport = listener.local_addr().unwrap().port().to_string();
+    let out = std::process::Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", KWATCH])
+        .args(["keepalive", "--yes", "--sport", &cport, "--dport", &lport])
+        .stdin(std::process::Stdio::null())
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("run setpriv (util-linux)");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stdout}{stderr}");
+    assert!(
+        stdout.contains("cannot change 1 socket (1 established): no owning process known"),
+        "{stdout}"
+    );
+    assert!(
+        stderr.contains(
+            "could not change any of the 1 matching socket: no owning process known (run as root"
+        ),
+        "{stderr}"
+    );
+    assert!(!socket2::SockRef::from(&client).keepalive().unwrap());
+}

@@ -15,7 +15,7 @@ use common::*;
 /// A loopback connection of this process: the listener, the client and the server side, and the filter that
 /// names exactly the client socket.
 struct Conn {
-    _listener: TcpListener,
+    listener: TcpListener,
     client: TcpStream,
     server: TcpStream,
     filter: Vec<String>,
@@ -31,7 +31,7 @@ fn conn() -> Conn {
         s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     }
     Conn {
-        _listener: listener,
+        listener,
         client,
         server,
         filter: vec![format!("sport:{cport}"), format!("dport:{port}")],
@@ -111,11 +111,18 @@ fn kill_resets_a_real_connection() {
     assert_eq!(err.raw_os_error(), Some(libc::ECONNABORTED), "{err}");
     assert!(!c.listed(), "the killed socket left the dump");
 
-    // Killing it again: nothing matches, which is not an error.
+    // Killing it again: nothing matches, so nothing was done: status 1, and why.
     let out = kwatch(None, &c.args(&["kill", "--yes"]));
     let (stdout, stderr) = text(&out);
-    assert!(out.status.success(), "{stdout}{stderr}");
+    assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
     assert!(stdout.contains("no sockets to kill match"), "{stdout}");
+    assert!(
+        stderr.contains(&format!(
+            "kwatch: nothing to kill: no socket matches 'sport:{} dport:{}'",
+            c.cport, c.port
+        )),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -251,4 +258,77 @@ fn kill_reaches_a_socket_in_another_network_namespace() {
     let err = server.read(&mut [0u8; 1]).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::ConnectionReset, "{err}");
     drop(client);
+}
+
+#[test]
+fn a_listener_is_killed_only_when_the_filter_names_it() {
+    if !can_use_netns("a_listener_is_killed_only_when_the_filter_names_it") {
+        return;
+    }
+    let c = conn();
+    let port = c.port.to_string();
+    let out = kwatch(None, &["kill", "--yes", &format!("port:{port}")]);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}{stderr}");
+    // Both ends of the connection are the targets (the second may be gone by the reset of the first); the
+    // listener is named apart and left alone.
+    assert!(stdout.contains("2 sockets to kill:"), "{stdout}");
+    assert!(!stdout.contains("killed   LISTEN"), "{stdout}");
+    assert!(
+        stdout.contains("skipped 1 listening socket (name state:listen to include it)"),
+        "{stdout}"
+    );
+    let me = std::process::id();
+    assert!(
+        stdout.contains(&format!("  LISTEN 127.0.0.1:{port} -> 0.0.0.0:0 "))
+            && stdout.contains(&format!("[{me}]/fd ")),
+        "{stdout}"
+    );
+    // The service still accepts.
+    let probe = TcpStream::connect(("127.0.0.1", c.port)).expect("the listener still accepts");
+    let (accepted, _) = c.listener.accept().unwrap();
+    drop((probe, accepted));
+
+    // Flags alone narrow the sockets too, and --state listen names the listener.
+    let out = kwatch(
+        None,
+        &["kill", "--yes", "--port", &port, "--state", "listen"],
+    );
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}{stderr}");
+    assert!(stdout.contains("killed 1 of 1 socket"), "{stdout}");
+    let err = TcpStream::connect(("127.0.0.1", c.port)).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::ConnectionRefused, "{err}");
+}
+
+#[test]
+fn a_filter_of_flags_alone_is_enough_and_nothing_at_all_is_refused() {
+    let c = conn();
+    // --dry-run needs no privilege: only the selection is shown.
+    let out = kwatch(
+        None,
+        &[
+            "kill",
+            "--dry-run",
+            "--sport",
+            &c.cport.to_string(),
+            "--dport",
+            &c.port.to_string(),
+        ],
+    );
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}{stderr}");
+    assert!(
+        stdout.contains("dry run: would kill 1 socket; nothing was killed"),
+        "{stdout}"
+    );
+    for cmd in ["kill", "keepalive"] {
+        let out = kwatch(None, &[cmd, "--yes"]);
+        let (stdout, stderr) = text(&out);
+        assert_eq!(out.status.code(), Some(2), "{stdout}{stderr}");
+        assert!(
+            stderr.contains("refusing to act on every socket"),
+            "{stderr}"
+        );
+    }
 }

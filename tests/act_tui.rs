@@ -77,16 +77,30 @@ fn k_and_e_in_the_live_view_ask_then_act() {
     if !can_use_netns("k_and_e_in_the_live_view_ask_then_act") {
         return;
     }
-    let (_listener, client, mut server) =
-        connected_pair(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)));
+    let (listener, client, mut server) = connected_pair(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)));
     let cport = client.local_addr().unwrap().port();
+    let lport = listener.local_addr().unwrap().port();
     server
         .set_read_timeout(Some(Duration::from_secs(5)))
         .unwrap();
-    let sport = cport.to_string();
-    let tmux = Tmux::start(&["env", "NO_COLOR=1", KWATCH, "--sport", &sport]);
+    // Both ports: an ephemeral port is shared by connections to different peers, and once the client is gone
+    // another test's connection may take its port (under load it did, and its TIME-WAIT row stayed listed).
+    let (sport, dport) = (cport.to_string(), lport.to_string());
+    let tmux = Tmux::start(&[
+        "env",
+        "NO_COLOR=1",
+        KWATCH,
+        "--sport",
+        &sport,
+        "--dport",
+        &dport,
+    ]);
     let row = format!("127.0.0.1:{cport}");
-    tmux.wait_for("the client's row", |s| s.contains(&row));
+    let ours = |s: &str| {
+        s.lines()
+            .any(|l| l.contains(&row) && l.contains(&format!("127.0.0.1:{lport}")))
+    };
+    tmux.wait_for("the client's row", ours);
 
     tmux.press("E");
     tmux.wait_for("the keepalive question", |s| {
@@ -125,6 +139,6 @@ fn k_and_e_in_the_live_view_ask_then_act() {
     });
     let err = server.read(&mut buf).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::ConnectionReset, "{err}");
-    tmux.wait_for("the row to leave", |s| !s.contains(&row));
+    tmux.wait_for("the row to leave", |s| !ours(s));
     tmux.press("q");
 }

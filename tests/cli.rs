@@ -107,17 +107,21 @@ fn a_process_named_with_an_escape_sequence_does_not_reach_the_terminal_raw() {
     // The kernel names a process after the file it executes, so a link named with ESC and BEL gives a comm
     // of "\x1b]0;pwned\x07"-like bytes, as PR_SET_NAME would. The child inherits our listener.
     let dir = tempfile::tempdir().unwrap();
-    let evil = dir.path().join("\x1b]0;pwned\x07");
+    // U+202E (right-to-left override) would reverse the rest of the line on screen.
+    let evil = dir.path().join("\x1b]0;pwned\x07\u{202e}");
     std::os::unix::fs::symlink("/bin/sleep", &evil).unwrap();
     let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
     let lport = listener.local_addr().unwrap().port().to_string();
     let fd = listener.as_raw_fd();
     let mut cmd = Command::new(&evil);
     cmd.arg("30").stdin(Stdio::null());
-    // SAFETY: dup2 is async-signal-safe; it makes the listener fd 3 in the child, without close-on-exec.
+    // The listener is close-on-exec (std opens every fd so); the child keeps it under the same number once the
+    // flag is cleared. (Moving it to a fixed number with dup2 fails when it already has that number: dup2(3, 3)
+    // returns 3 and leaves close-on-exec set, so the child would own no socket.)
+    // SAFETY: fcntl is async-signal-safe and only changes the flags of an fd this process owns.
     unsafe {
         cmd.pre_exec(move || {
-            if libc::dup2(fd, 3) < 0 {
+            if libc::fcntl(fd, libc::F_SETFD, 0) < 0 {
                 Err(std::io::Error::last_os_error())
             } else {
                 Ok(())
@@ -161,15 +165,29 @@ fn a_process_named_with_an_escape_sequence_does_not_reach_the_terminal_raw() {
         table.contains("\\x1b]0;pwned") || table.contains("\\e]0;pwned"),
         "escaped form shown: {table}"
     );
+    assert!(
+        !table.contains('\u{202e}'),
+        "raw RLO reached the output: {table:?}"
+    );
+    assert!(
+        table.contains("\\x07\\u{202e}"),
+        "escaped RLO shown: {table}"
+    );
 
-    let doc = kwatch_json(None, &["--port", &lport]);
+    let out = kwatch(None, &["--once", "--json", "--port", &lport]);
+    let raw = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        !raw.contains('\u{202e}') && raw.contains("pwned\\u0007\\u202e"),
+        "JSON escapes the bidi control as well: {raw}"
+    );
+    let doc: serde_json::Value = serde_json::from_str(&raw).unwrap();
     let procs = doc["processes"].as_array().unwrap();
     let p = procs
         .iter()
         .find(|p| p["pid"].as_u64() == Some(u64::from(child.0.id())))
         .expect("child in processes");
     assert_eq!(
-        p["comm"], "\x1b]0;pwned\x07",
+        p["comm"], "\x1b]0;pwned\x07\u{202e}",
         "JSON keeps the raw name, escaped by JSON itself"
     );
 }

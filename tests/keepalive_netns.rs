@@ -5,11 +5,9 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::net::{TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use common::*;
@@ -269,58 +267,6 @@ fn data_received_mid_idle_moves_the_next_probe_as_the_kernel_does() {
     drop((client, server));
 }
 
-/// A `kwatch --watch --ndjson` child in a namespace whose lines arrive, parsed, on a channel; killed on drop.
-struct Watcher {
-    child: Child,
-    lines: mpsc::Receiver<Value>,
-}
-
-impl Watcher {
-    fn start(ns: &str, args: &[&str]) -> Watcher {
-        // `ip netns exec` execs kwatch in place, so the child's pid is kwatch's.
-        let mut child = Command::new("ip")
-            .args(["netns", "exec", ns, KWATCH, "--watch", "--ndjson"])
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("start kwatch --watch");
-        let stdout = child.stdout.take().unwrap();
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                let v: Value = serde_json::from_str(&line)
-                    .unwrap_or_else(|e| panic!("not one JSON object per line: {e}: {line}"));
-                if tx.send(v).is_err() {
-                    break;
-                }
-            }
-        });
-        Watcher { child, lines }
-    }
-
-    /// The next event for which `want` holds, skipping others, within `timeout`.
-    fn next(&self, timeout: Duration, want: impl Fn(&Value) -> bool) -> Option<(Instant, Value)> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let left = deadline.checked_duration_since(Instant::now())?;
-            let v = self.lines.recv_timeout(left).ok()?;
-            assert!(v["event"].is_string() && v["time_unix_ms"].is_u64(), "{v}");
-            if want(&v) {
-                return Some((Instant::now(), v));
-            }
-        }
-    }
-}
-
-impl Drop for Watcher {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 #[test]
 fn watch_streams_the_keepalive_death_and_the_destroy_event_with_cause_probes_and_pid() {
     if !can_use_netns(
@@ -331,7 +277,7 @@ fn watch_streams_the_keepalive_death_and_the_destroy_event_with_cause_probes_and
     let pair = NetnsPair::new();
     let (_held, client, _server, _dumper) = setup(&pair, 9102);
     let cport = client.local_addr().unwrap().port();
-    let watcher = Watcher::start(&pair.a, &["--interval", "200ms", "--dport", "9102"]);
+    let watcher = Watcher::start(Some(&pair.a), &["--interval", "200ms", "--dport", "9102"]);
     let (_, start) = watcher
         .next(Duration::from_secs(20), |v| v["event"] == "start")
         .expect("a start event");

@@ -142,9 +142,15 @@ fn a_namespace_lists_the_same_sockets_and_states_as_ss() {
             strip(&theirs),
             "kwatch and ss list the same sockets in namespace a"
         );
-        Some(ours)
+        // The closes above travel over the veth pair: on a busy machine the CLOSE-WAIT and TIME-WAIT they
+        // lead to may not be there yet. Look again until they are.
+        let states: Vec<&str> = ours.iter().map(|s| s.state.as_str()).collect();
+        ["close-wait", "time-wait"]
+            .iter()
+            .all(|want| states.contains(want))
+            .then_some(ours)
     })
-    .expect("two ss runs around kwatch agreed within 10 s");
+    .expect("two ss runs around kwatch agreed, with the closes arrived, within 10 s");
 
     let states: Vec<&str> = matched.iter().map(|s| s.state.as_str()).collect();
     for want in ["listen", "established", "close-wait", "time-wait"] {

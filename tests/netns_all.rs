@@ -319,3 +319,24 @@ fn without_privilege_a_warning_names_the_namespaces_and_the_own_one_is_still_sho
     assert_eq!(ours(&doc, &host).len(), 3);
     assert!(ours(&doc, &w.a).is_empty());
 }
+
+#[test]
+fn root_is_never_told_that_something_needs_root() {
+    if !can_use_netns("root_is_never_told_that_something_needs_root") {
+        return;
+    }
+    let _w = world();
+    // Some namespaces (PID 1's here, in a container) are closed even to root: the warning must give the real
+    // reason, not advice root cannot follow.
+    let doc = kwatch_json(None, &["--all-netns"]);
+    for w in doc["warnings"].as_array().unwrap() {
+        let w = w.as_str().unwrap();
+        assert!(!w.contains("needs root"), "{w}");
+        assert!(!w.contains("run as root"), "{w}");
+    }
+    for ns in doc["namespaces"].as_array().unwrap() {
+        if let Some(e) = ns["error"].as_str() {
+            assert!(!e.contains("needs root"), "{ns}");
+        }
+    }
+}

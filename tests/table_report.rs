@@ -2,6 +2,8 @@
 //! guarantees, and colour only on request.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use kwatch::analyze::{self, Thresholds};
 use kwatch::model::{Connection, Snapshot, UnreadableProcess};
 use kwatch::output::table::{self, TableOptions};
@@ -196,4 +198,67 @@ fn thousands_of_rows_come_out_in_order_and_aligned_as_few() {
     for (i, line) in lines[1..=n * 400].iter().enumerate() {
         assert_eq!(*line, few_rows[i % n], "row {i}");
     }
+}
+
+/// The busy fixture with keepalive settings as a collection fills them ([`common::fill_busy_keepalive`]).
+fn with_keepalive() -> Snapshot {
+    let mut snapshot = load("busy.json");
+    common::fill_busy_keepalive(&mut snapshot);
+    snapshot
+}
+
+#[test]
+fn keepalive_column_says_read_assumed_off_and_what_a_listener_hands_on() {
+    let snapshot = with_keepalive();
+    let text = render(&snapshot, None, false);
+    let header = text.lines().next().unwrap();
+    let at = header.find("Keepalive").expect("a Keepalive column");
+    // Each row's cell starts where the header's does (left-aligned).
+    let cell = |needle: &str| -> String {
+        let row = text.lines().find(|l| l.contains(needle)).unwrap();
+        row[at..]
+            .split_whitespace()
+            .next()
+            .unwrap_or("")
+            .to_string()
+    };
+    assert_eq!(cell("0.0.0.0:443 "), "30/10/3", "the listener: read");
+    assert_eq!(
+        cell("203.0.113.7:51234"),
+        "300/100/3",
+        "read from the socket"
+    );
+    assert_eq!(
+        cell("10.0.0.9:5432"),
+        "7200/75/9*",
+        "assumed from the sysctls"
+    );
+    assert_eq!(cell("10.0.0.10:6379"), "off", "no timer: SO_KEEPALIVE off");
+    assert_eq!(
+        cell("192.0.2.50:9000"),
+        "?",
+        "retransmitting, not read: unknown"
+    );
+    assert_eq!(cell("203.0.113.9:50500"), "-", "TIME-WAIT: does not apply");
+    assert_eq!(cell("[::]:22"), "-", "a listener not read");
+    insta::assert_snapshot!(text);
+
+    // Narrow: the column goes after the queues and counts, before the timer.
+    let narrow = render(&snapshot, Some(120), false);
+    assert_fits(&narrow, 120);
+    let header = narrow.lines().next().unwrap();
+    assert!(
+        header.contains("Keepalive") && !header.contains("Send-Q"),
+        "{header}"
+    );
+    let narrower = render(&snapshot, Some(100), false);
+    let header = narrower.lines().next().unwrap();
+    assert!(
+        !header.contains("Keepalive") && header.contains("Timer"),
+        "{header}"
+    );
+
+    // Without any settings (the bare fixture), no column of dashes.
+    let bare = render(&load("busy.json"), None, false);
+    assert!(!bare.lines().next().unwrap().contains("Keepalive"));
 }

@@ -1,6 +1,8 @@
 //! The TUI drawn from fixture snapshots with a frozen clock into ratatui's TestBackend, at 80x24 and 160x50,
 //! compared with insta snapshots (the .snap files are the screenshots: review them by eye).
 
+mod common;
+
 use insta::assert_snapshot;
 use kwatch::analyze::{Thresholds, analyze};
 use kwatch::filter::Filter;
@@ -23,13 +25,18 @@ fn load(name: &str) -> Snapshot {
 }
 
 /// An app that has seen `fixture` once, 1.2s after it was taken.
-fn app_with(fixture: &str, (width, height): (u16, u16)) -> App {
+fn app_with(fixture: &str, size: (u16, u16)) -> App {
+    app_of(load(fixture), size)
+}
+
+/// An app that has seen `snap` once, 1.2s after the fixtures were taken.
+fn app_of(snap: Snapshot, (width, height): (u16, u16)) -> App {
     let mut app = App::new(Filter::default(), false);
     update(&mut app, Action::Resize { width, height });
     update(
         &mut app,
         Action::Snapshot {
-            snapshot: Box::new(load(fixture)),
+            snapshot: Box::new(snap),
             now_ms: T0 + 1_200,
         },
     );
@@ -75,10 +82,34 @@ fn connections_view_marks_stuck_rows() {
         assert!(screen.contains("!! ESTAB"), "{screen}");
         assert!(screen.contains("!! CLOSE-WAIT"), "{screen}");
         assert!(screen.contains("!  CLOSE-WAIT"), "{screen}");
+        // Info rows carry the `~` the table and the README use.
+        assert!(screen.contains("~  ESTAB"), "{screen}");
         // The hostile process name reaches the screen escaped.
         assert!(!screen.contains('\u{1b}'), "{screen}");
         assert_snapshot!(name("connections", size), terminal.backend());
     }
+}
+
+/// The busy fixture with keepalive settings as a collection fills them ([`common::fill_busy_keepalive`]).
+fn with_keepalive(mut snap: Snapshot) -> Snapshot {
+    common::fill_busy_keepalive(&mut snap);
+    snap
+}
+
+#[test]
+fn connections_view_shows_each_sockets_keepalive() {
+    let size = (160, 50);
+    let app = app_of(with_keepalive(load("busy.json")), size);
+    let terminal = draw(&app, size);
+    let screen = format!("{}", terminal.backend());
+    assert!(screen.contains("KEEPALIVE"), "{screen}");
+    for cell in ["30/10/3", "300/100/3", "7200/75/9*", " off "] {
+        assert!(screen.contains(cell), "no '{cell}':\n{screen}");
+    }
+    assert_snapshot!(name("connections_keepalive", size), terminal.backend());
+    // Without settings on any socket (the bare fixture) there is no column of dashes.
+    let bare = draw(&app_with("busy.json", size), size);
+    assert!(!format!("{}", bare.backend()).contains("KEEPALIVE"));
 }
 
 #[test]
@@ -89,6 +120,64 @@ fn processes_view() {
         let terminal = draw(&app, size);
         assert_snapshot!(name("processes", size), terminal.backend());
     }
+}
+
+/// nginx master 811 and worker 812 (one service: they share the :443 listener) hold the keepalive-less sockets
+/// 1005 and 1014 and the keepalive ones 1003 and 1009, one pair each, then swapped: the per-process finding
+/// moves from one to the other, the service's stays on both rows, the same text.
+#[test]
+fn processes_view_shows_a_steady_service_finding_whichever_worker_holds_what() {
+    use kwatch::model::Owner;
+    let size = (160, 50);
+    let mut screens = Vec::new();
+    for (off, on) in [(811, 812), (812, 811)] {
+        let mut snap = load("busy.json");
+        for c in &mut snap.connections {
+            match c.cookie {
+                1005 | 1014 => {
+                    c.owners = Owner {
+                        pid: off,
+                        fd: c.cookie as u32,
+                    }
+                    .into()
+                }
+                1003 | 1009 => {
+                    c.owners = Owner {
+                        pid: on,
+                        fd: c.cookie as u32,
+                    }
+                    .into()
+                }
+                _ => {}
+            }
+        }
+        analyze(&mut snap, &Thresholds::default());
+        let mut app = app_of(snap, size);
+        press(&mut app, [Action::SwitchView]);
+        let flagged: Vec<u32> = app
+            .procs
+            .iter()
+            .filter(|p| !p.process_findings.is_empty() && p.comm == "nginx")
+            .map(|p| p.pid)
+            .collect();
+        assert_eq!(
+            flagged,
+            vec![off],
+            "the per-process finding follows the sockets"
+        );
+        let screen = format!("{}", draw(&app, size).backend());
+        let rows: Vec<String> = screen
+            .lines()
+            .filter(|l| l.contains(" nginx "))
+            .map(|l| l.to_string())
+            .collect();
+        assert_eq!(rows.len(), 2, "{screen}");
+        for row in &rows {
+            assert!(row.contains("811/nginx ×2 ~keepalive_off"), "{row}");
+        }
+        screens.push(screen);
+    }
+    assert_snapshot!("processes_service_160x50", screens[0]);
 }
 
 #[test]
@@ -187,6 +276,17 @@ fn help_overlay_lists_every_key() {
                 "help misses '{keys}' at {size:?}:\n{screen}"
             );
         }
+        // The markers the help names are the table's.
+        use kwatch::model::Severity;
+        for sev in [Severity::Critical, Severity::Warning, Severity::Info] {
+            let mark = kwatch::output::table::severity_marker(sev);
+            assert!(
+                screen.contains(&format!("{mark} {}", sev.label())),
+                "help lacks '{mark} {}':\n{screen}",
+                sev.label()
+            );
+        }
+        assert!(screen.contains("~ info"), "{screen}");
         assert_snapshot!(name("help", size), terminal.backend());
     }
 }
@@ -499,4 +599,47 @@ fn the_header_says_when_refreshes_come_less_often_than_the_interval() {
     );
     update(&mut app, Action::Stretched(None));
     assert_eq!(first_line(&draw(&app, size)), plain);
+}
+
+#[test]
+fn a_terminal_too_small_for_one_row_says_so() {
+    let text = |terminal: &Terminal<TestBackend>| {
+        let buf = terminal.backend().buffer();
+        (0..buf.area.height)
+            .map(|y| {
+                (0..buf.area.width)
+                    .map(|x| buf[(x, y)].symbol().to_string())
+                    .collect::<String>()
+                    .trim()
+                    .to_string()
+            })
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    for size in [(20, 5), (39, 24), (80, 8), (1, 1)] {
+        let app = app_with("busy.json", size);
+        let shown = text(&draw(&app, size));
+        assert!(
+            shown.contains("terminal too small") || size == (1, 1),
+            "{size:?}: {shown}"
+        );
+    }
+    let app = app_with("busy.json", (20, 5));
+    let shown = text(&draw(&app, (20, 5)));
+    assert!(shown.contains("(need 40x"), "{shown}");
+    // From the size it names, the table is back.
+    let need_h: u16 = shown
+        .split("(need 40x")
+        .nth(1)
+        .and_then(|rest| rest.split(',').next())
+        .and_then(|h| h.parse().ok())
+        .expect("a height");
+    let size = (40, need_h);
+    let app = app_with("busy.json", size);
+    let shown = text(&draw(&app, size));
+    assert!(!shown.contains("terminal too small"), "{shown}");
+    assert!(
+        shown.contains("ESTAB") || shown.contains("LISTEN"),
+        "a row: {shown}"
+    );
 }

@@ -77,12 +77,102 @@ fn kill_skips_time_wait_and_says_so() {
         conn(TcpState::FinWait2, 5, &[]),
     ]);
     let all = select(&s, &[&Filter::default()]);
-    let plan = plan_kill(&all);
+    let plan = plan_kill(&all, true);
     let ports: Vec<u16> = plan.targets.iter().map(|c| c.local_port).collect();
     assert_eq!(ports, vec![1, 4, 5]);
     assert_eq!(
         plan.skipped_lines(),
         vec![format!("skipped 2 sockets (2 time-wait): {SKIP_TIME_WAIT}")]
+    );
+    assert_eq!(plan.asked(), 3);
+}
+
+#[test]
+fn kill_leaves_listeners_alone_unless_the_filter_names_listen() {
+    let s = snapshot(vec![
+        conn(TcpState::Established, 1, &[(7, 3)]),
+        conn(TcpState::Listen, 5000, &[(7, 5)]),
+    ]);
+    let port = Filter::parse("port:5000").unwrap();
+    let listen = Filter::parse("port:5000 state:listen").unwrap();
+    assert!(!names_listen(&[&port, &Filter::default()]));
+    assert!(names_listen(&[&port, &listen]));
+    let all = select(&s, &[&Filter::default()]);
+    let plan = plan_kill(&all, names_listen(&[&port]));
+    let ports: Vec<u16> = plan.targets.iter().map(|c| c.local_port).collect();
+    assert_eq!(ports, vec![1]);
+    assert_eq!(
+        plan.listener_lines(&s),
+        vec![
+            format!("skipped 1 listening socket (name state:listen to include it): {SKIP_LISTEN}"),
+            "  LISTEN 127.0.0.1:5000 -> 192.0.2.9:443 evil\\x1b]0;x[7]/fd 5".to_string(),
+        ]
+    );
+    let plan = plan_kill(&all, true);
+    assert_eq!(plan.targets.len(), 2);
+    assert!(plan.listener_lines(&s).is_empty());
+
+    // Many listeners: twenty named, the rest counted.
+    let many: Vec<Connection> = (1..=25)
+        .map(|p| conn(TcpState::Listen, p, &[(7, 3)]))
+        .collect();
+    let s = snapshot(many);
+    let plan = plan_kill(&select(&s, &[&Filter::default()]), false);
+    let lines = plan.listener_lines(&s);
+    assert_eq!(lines.len(), 22);
+    assert!(
+        lines[0].starts_with("skipped 25 listening sockets (name state:listen to include them)")
+    );
+    assert_eq!(lines[21], "  and 5 more");
+}
+
+#[test]
+fn exit_status_tells_all_some_and_none() {
+    assert_eq!(failure_status(0, 3), None);
+    assert_eq!(failure_status(1, 3), Some(EXIT_PARTIAL));
+    assert_eq!(failure_status(3, 3), Some(EXIT_FAILED));
+}
+
+#[test]
+fn a_plan_with_nothing_to_do_says_why_and_how_it_exits() {
+    let status = |e: anyhow::Error| {
+        let u = e.downcast::<Unfinished>().unwrap();
+        (u.status, u.message)
+    };
+    let s = snapshot(vec![
+        conn(TcpState::Listen, 5000, &[(7, 5)]),
+        conn(TcpState::Established, 2, &[]),
+    ]);
+    let all = select(&s, &[&Filter::default()]);
+    assert_eq!(
+        status(nothing_done(&plan_kill(&[], false), "kill", "port:9")),
+        (
+            EXIT_NOTHING_TO_DO,
+            "nothing to kill: no socket matches 'port:9'".to_string()
+        )
+    );
+    assert_eq!(
+        status(nothing_done(
+            &plan_kill(&all[..1], false),
+            "kill",
+            "port:5000"
+        )),
+        (
+            EXIT_NOTHING_TO_DO,
+            "nothing to kill: every matching socket was skipped (1, see above)".to_string()
+        )
+    );
+    // Keepalive for a socket whose owner could not be read: not nothing to do, a failure.
+    let plan = plan_keepalive(&all);
+    assert_eq!(plan.asked(), 1);
+    assert_eq!(
+        status(nothing_done(&plan, "change", "port:2")),
+        (
+            EXIT_FAILED,
+            "could not change any of the 1 matching socket: no owning process known (run as root to read \
+             every process's fds)"
+                .to_string()
+        )
     );
 }
 
@@ -103,9 +193,10 @@ fn keepalive_takes_open_connections_with_owners_only() {
         plan.skipped_lines(),
         vec![
             format!("skipped 2 sockets (1 time-wait, 1 listen): {SKIP_STATE}"),
-            format!("skipped 1 socket (1 established): {SKIP_NO_OWNER}"),
+            format!("cannot change 1 socket (1 established): {SKIP_NO_OWNER}"),
         ]
     );
+    assert_eq!(plan.asked(), 3);
 }
 
 #[test]
@@ -151,12 +242,23 @@ fn filters_are_parsed_and_an_empty_one_refused() {
         err.to_string().contains("refusing to act on every socket"),
         "{err}"
     );
-    // A flag such as --pid is a filter too.
+    // A flag such as --pid or --port is a filter too, with FILTER words or without.
     let flags = Filter {
         pids: vec![1],
         ..Filter::default()
     };
     assert!(parse_filter(&words(&[" "]), &flags).is_ok());
+    let port = Filter {
+        ports: vec![5000],
+        ..Filter::default()
+    };
+    assert!(parse_filter(&[], &port).unwrap().is_empty());
+    assert!(parse_filter(&[], &Filter::default()).is_err());
+    assert_eq!(asked_text(&[], &port), "port:5000");
+    assert_eq!(
+        asked_text(&words(&["comm:x", " "]), &port),
+        "comm:x port:5000"
+    );
 }
 
 #[test]

@@ -103,7 +103,9 @@ pub fn parse_buffer(
                     if payload.len() >= 4 {
                         let status = u32_at(payload, 0) as i32;
                         if status < 0 {
-                            return Err(DiagError::Kernel { errno: -status });
+                            return Err(DiagError::Kernel {
+                                errno: status.saturating_neg(),
+                            });
                         }
                     }
                     progress.done = true;

@@ -294,6 +294,19 @@ fn done_with_negative_status_is_an_error() {
 }
 
 #[test]
+fn the_most_negative_status_does_not_overflow() {
+    // -i32::MIN does not fit an i32: a plain negation panics in a debug build.
+    for kind in [libc::NLMSG_DONE, libc::NLMSG_ERROR] {
+        let mut buf = Buf::default();
+        buf.message(kind as u16, 2, SEQ, &i32::MIN.to_ne_bytes());
+        assert!(
+            matches!(parse_err(&buf), DiagError::Kernel { errno } if errno == i32::MAX),
+            "kind {kind}"
+        );
+    }
+}
+
+#[test]
 fn truncated_messages_are_errors_not_panics() {
     let mut m = Msg::v4();
     m.attrs = vec![(INFO, tcp_info(248))];

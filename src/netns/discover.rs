@@ -25,8 +25,11 @@ pub struct Found {
 pub struct Discovery {
     /// kwatch's own namespace first, then named ones by name, then the others by inode.
     pub found: Vec<Found>,
-    /// Processes whose `ns/net` could not be read (not root): namespaces only they run in are missing.
+    /// Processes whose `ns/net` could not be read (not root, or a security module refuses even root):
+    /// namespaces only they run in are missing. Kernel threads are not counted.
     pub unreadable: u32,
+    /// The error of the first of them, e.g. `Permission denied (os error 13)`.
+    pub first_error: Option<String>,
 }
 
 /// The namespace a path refers to, as (device, inode) of the file behind it (`stat` follows the
@@ -71,6 +74,7 @@ pub fn discover(proc_root: &Path, run_netns: &Path) -> Discovery {
         });
     }
     let mut unreadable = 0;
+    let mut first_error = None;
     let mut pids: Vec<u32> = std::fs::read_dir(proc_root)
         .into_iter()
         .flatten()
@@ -94,8 +98,13 @@ pub fn discover(proc_root: &Path, run_netns: &Path) -> Discovery {
             }
             // The process ended meanwhile: nothing missed.
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            // Kernel threads have no ns/net readable either way; others need ptrace access (root).
-            Err(_) => unreadable += 1,
+            // Kernel threads run in the initial namespace and hold no sockets: nothing missed.
+            Err(_) if crate::proc::is_kernel_thread(proc_root, pid) => {}
+            // Others need ptrace access (root), which a security module may refuse even to root.
+            Err(e) => {
+                unreadable += 1;
+                first_error.get_or_insert_with(|| e.to_string());
+            }
         }
     }
     if let Some(id) = current {
@@ -118,7 +127,11 @@ pub fn discover(proc_root: &Path, run_netns: &Path) -> Discovery {
             b.inode,
         ))
     });
-    Discovery { found, unreadable }
+    Discovery {
+        found,
+        unreadable,
+        first_error,
+    }
 }
 
 /// The namespace `--netns SPEC` names: a name under `run_netns`, or a path (anything with a `/`, such as
@@ -283,10 +296,25 @@ mod tests {
         // A loop stands in for an error other than "not found".
         fs::create_dir_all(t.proc().join("3/ns")).unwrap();
         std::os::unix::fs::symlink(t.proc().join("3/ns/net"), t.proc().join("3/ns/net")).unwrap();
+        // A kernel thread's ns/net is closed to non-root users too, and nothing is missed there.
+        fs::create_dir_all(t.proc().join("4/ns")).unwrap();
+        std::os::unix::fs::symlink(t.proc().join("4/ns/net"), t.proc().join("4/ns/net")).unwrap();
+        fs::write(
+            t.proc().join("4/stat"),
+            "4 (kworker/0:0) I 2 0 0 0 -1 69238880 0 0 0 0\n",
+        )
+        .unwrap();
         let d = discover(&t.proc(), &t.run());
         assert_eq!(d.found.len(), 1);
         assert!(d.found[0].current);
         assert_eq!(d.unreadable, 1);
+        assert!(
+            d.first_error
+                .as_deref()
+                .is_some_and(|e| e.contains("os error 40")),
+            "{:?}",
+            d.first_error
+        );
     }
 
     #[test]

@@ -12,6 +12,7 @@ use serde::Serialize;
 use serde::ser::Serializer;
 
 use super::chunks;
+use crate::analyze::services::{self, ServiceSummary};
 use crate::analyze::{self, ProcessSummary};
 use crate::keepalive::{DeathBy, KeepaliveSettings};
 use crate::model::{
@@ -42,8 +43,8 @@ pub fn write(
     let mut buf = BufWriter::with_capacity(1 << 16, w);
     // `{"schema_version":…,"warnings":[…]` + `,"sockets":[…]` + `,"processes":…}`: head and tail are small
     // objects of their own, spliced around the rows.
-    let head = serde_json::to_vec(&report.head)?;
-    let tail = serde_json::to_vec(&report.tail)?;
+    let head = escape_bidi(serde_json::to_vec(&report.head)?);
+    let tail = escape_bidi(serde_json::to_vec(&report.tail)?);
     buf.write_all(head.strip_suffix(b"}").unwrap_or(&head))?;
     buf.write_all(b",\"sockets\":")?;
     write_rows(&mut buf, &report.sockets)?;
@@ -61,9 +62,50 @@ pub fn write_pretty(
     elapsed_us: u64,
 ) -> io::Result<()> {
     let mut buf = BufWriter::new(w);
-    serde_json::to_writer_pretty(&mut buf, &Report::new(snapshot, conns, elapsed_us))?;
+    let doc = serde_json::to_vec_pretty(&Report::new(snapshot, conns, elapsed_us))?;
+    buf.write_all(&escape_bidi(doc))?;
     buf.write_all(b"\n")?;
     buf.flush()
+}
+
+/// Writes the bidirectional formatting characters of JSON text (U+061C, U+200E, U+200F, U+202A-U+202E,
+/// U+2066-U+2069) as `\u` escapes. serde_json escapes control characters only, and these are not: printed raw,
+/// a process name holding U+202E would reverse the rest of its line on the terminal. Outside strings JSON holds
+/// only ASCII, so every such character is inside a string, and its escape decodes to the same string.
+pub fn escape_bidi(json: Vec<u8>) -> Vec<u8> {
+    // Their UTF-8 forms: D8 9C, and E2 80 8E-8F / E2 80 AA-AE / E2 81 A6-A9.
+    let bidi_at = |b: &[u8], i: usize| -> Option<u32> {
+        match b.get(i..i + 2)? {
+            [0xd8, 0x9c] => Some(0x061c),
+            [0xe2, 0x80] => match *b.get(i + 2)? {
+                c @ (0x8e | 0x8f | 0xaa..=0xae) => Some(0x2000 + u32::from(c - 0x80)),
+                _ => None,
+            },
+            [0xe2, 0x81] => match *b.get(i + 2)? {
+                c @ 0xa6..=0xa9 => Some(0x2040 + u32::from(c - 0x80)),
+                _ => None,
+            },
+            _ => None,
+        }
+    };
+    if !json.iter().any(|&b| b == 0xd8 || b == 0xe2) {
+        return json;
+    }
+    let mut out = Vec::with_capacity(json.len() + 16);
+    let mut i = 0;
+    while i < json.len() {
+        match bidi_at(&json, i) {
+            Some(c) => {
+                out.extend_from_slice(format!("\\u{c:04x}").as_bytes());
+                i += if c == 0x061c { 2 } else { 3 };
+            }
+            None => {
+                out.push(json[i]);
+                i += 1;
+            }
+        }
+    }
+    out
 }
 
 /// Socket rows one thread serializes at a time: large enough that a thread's start is noise (~1 MiB of JSON),
@@ -92,7 +134,7 @@ fn serialize_rows(snapshot: &Snapshot, rows: &[&Connection]) -> io::Result<Vec<u
         }
         SocketReport::in_snapshot(snapshot, c).write_json(&mut buf)?;
     }
-    Ok(buf)
+    Ok(escape_bidi(buf))
 }
 
 /// The whole document. Field order is the output order: the fields of `head`, `sockets`, the fields of `tail`.
@@ -121,7 +163,8 @@ pub struct Head<'a> {
     pub namespaces: Vec<NamespaceReport<'a>>,
     pub totals: Totals,
     pub unreadable_processes: Vec<UnreadableReport<'a>>,
-    pub warnings: &'a [String],
+    /// The snapshot's warnings, then the table footer's line about unreadable processes (with its hint).
+    pub warnings: Vec<String>,
 }
 
 /// What the document says after the socket rows.
@@ -130,6 +173,8 @@ pub struct Tail<'a> {
     pub processes: Vec<ProcessReport<'a>>,
     /// TCP socket fds still held after the kernel ended the connection (not affected by filters).
     pub held_dead_sockets: &'a [HeldDeadSocket],
+    /// Per-service rollup over the reported sockets (processes sharing a listener, or workers of one parent).
+    pub services: Vec<ServiceReport<'a>>,
 }
 
 impl<'a> Report<'a> {
@@ -142,6 +187,10 @@ impl<'a> Report<'a> {
         let processes: Vec<ProcessReport<'a>> = summaries
             .into_iter()
             .map(|s| ProcessReport::new(snapshot, s))
+            .collect();
+        let services = services::services(snapshot, conns.iter().copied())
+            .into_iter()
+            .map(|s| ServiceReport::new(snapshot, s))
             .collect();
         let head = Head {
             schema_version: SCHEMA_VERSION,
@@ -178,7 +227,12 @@ impl<'a> Report<'a> {
                     comm: u.comm.as_deref(),
                 })
                 .collect(),
-            warnings: &snapshot.warnings,
+            warnings: snapshot
+                .warnings
+                .iter()
+                .cloned()
+                .chain(snapshot.unreadable_line())
+                .collect(),
         };
         Report {
             head,
@@ -186,6 +240,7 @@ impl<'a> Report<'a> {
             tail: Tail {
                 processes,
                 held_dead_sockets: &snapshot.held_dead,
+                services,
             },
         }
     }
@@ -433,13 +488,8 @@ impl<'a> ProcessReport<'a> {
             user: s.user,
             unit: snapshot.units.get(&s.pid),
             sockets: s.sockets,
-            by_state: s
-                .by_state
-                .into_iter()
-                .filter(|(_, n)| *n > 0)
-                .map(|(st, n)| (StateName(st), n))
-                .collect(),
-            findings: s.findings.into_iter().filter(|(_, n)| *n > 0).collect(),
+            by_state: nonzero_states(s.by_state),
+            findings: nonzero(s.findings),
             established_without_keepalive: s.established_without_keepalive,
             keepalive_off_percent,
             keepalive_default: s.keepalive_default,
@@ -449,6 +499,71 @@ impl<'a> ProcessReport<'a> {
             critical: s.critical,
             warning: s.warning,
             info: s.info,
+        }
+    }
+}
+
+/// A rollup's states with at least one socket, by their documented names.
+fn nonzero_states(by_state: BTreeMap<TcpState, u32>) -> BTreeMap<StateName, u32> {
+    nonzero(by_state)
+        .into_iter()
+        .map(|(st, n)| (StateName(st), n))
+        .collect()
+}
+
+/// The entries of a count map that are not zero.
+fn nonzero<K: Ord>(counts: BTreeMap<K, u32>) -> BTreeMap<K, u32> {
+    counts.into_iter().filter(|(_, n)| *n > 0).collect()
+}
+
+/// One service's rollup over the reported sockets ([`services::services`]): its members and their sockets, each
+/// socket once.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ServiceReport<'a> {
+    /// The leader's comm, raw.
+    pub name: String,
+    /// The member the others descend from.
+    pub leader_pid: u32,
+    /// Every member, sorted (also those holding none of the reported sockets).
+    pub pids: Vec<u32>,
+    /// The leader's container, pod or systemd service.
+    pub unit: Option<&'a Unit>,
+    pub sockets: u32,
+    pub by_state: BTreeMap<StateName, u32>,
+    pub findings: BTreeMap<FindingCode, u32>,
+    pub established_without_keepalive: u32,
+    pub keepalive_off_percent: Option<u32>,
+    pub keepalive_default: u32,
+    pub keepalive_default_percent: Option<u32>,
+    /// Findings about the service as a whole (`keepalive_off`, `keepalive_default`), judged over all its
+    /// ESTABLISHED sockets.
+    pub service_findings: Vec<ProcessFinding>,
+    pub held_dead_sockets: u32,
+    pub critical: u32,
+    pub warning: u32,
+    pub info: u32,
+}
+
+impl<'a> ServiceReport<'a> {
+    fn new(snapshot: &'a Snapshot, s: ServiceSummary) -> Self {
+        let t = s.totals;
+        ServiceReport {
+            name: s.name,
+            leader_pid: s.leader_pid,
+            pids: s.pids,
+            unit: snapshot.units.get(&s.leader_pid),
+            sockets: t.sockets,
+            keepalive_off_percent: t.established_percent(t.established_without_keepalive),
+            keepalive_default_percent: t.established_percent(t.keepalive_default),
+            by_state: nonzero_states(t.by_state),
+            findings: nonzero(t.findings),
+            established_without_keepalive: t.established_without_keepalive,
+            keepalive_default: t.keepalive_default,
+            service_findings: t.process_findings,
+            held_dead_sockets: t.held_dead_sockets,
+            critical: t.critical,
+            warning: t.warning,
+            info: t.info,
         }
     }
 }
@@ -546,6 +661,58 @@ mod tests {
         for sev in [Severity::Info, Severity::Warning, Severity::Critical] {
             assert_eq!(serde_json::to_value(sev).unwrap(), sev.label());
         }
+    }
+
+    #[test]
+    fn bidi_controls_are_written_as_escapes_that_decode_to_the_raw_name() {
+        use crate::model::{Owner, Process};
+        let name = "evil\u{202e}txt.exe\u{2066}\u{200f}\u{061c}名";
+        let mut c = conn(1, TcpState::Established, &[]);
+        c.owners = vec![Owner { pid: 7, fd: 3 }].into_iter().collect();
+        let mut snapshot = Snapshot::default();
+        snapshot.processes.insert(
+            7,
+            Process {
+                pid: 7,
+                comm: name.to_string(),
+                cmdline: vec![name.to_string()],
+                uid: None,
+                user: None,
+            },
+        );
+        snapshot.warnings.push(format!("odd \u{202d}{name}"));
+        for pretty in [false, true] {
+            let mut out = Vec::new();
+            if pretty {
+                write_pretty(&mut out, &snapshot, &[&c], 0).unwrap();
+            } else {
+                write(&mut out, &snapshot, &[&c], 0).unwrap();
+            }
+            let text = String::from_utf8(out).unwrap();
+            assert!(
+                !text.chars().any(crate::escape::is_bidi_control),
+                "raw bidi control in {text}"
+            );
+            assert!(
+                text.contains("evil\\u202etxt.exe\\u2066\\u200f\\u061c名"),
+                "{text}"
+            );
+            let doc: serde_json::Value = serde_json::from_str(&text).unwrap();
+            assert_eq!(doc["processes"][0]["comm"], name);
+            assert_eq!(doc["processes"][0]["cmdline"][0], name);
+            assert_eq!(doc["warnings"][0], format!("odd \u{202d}{name}"));
+        }
+        // Every bidi control, and the characters around them, go through unchanged in meaning.
+        let all: String = (0x600u32..0x2100).filter_map(char::from_u32).collect();
+        let json = escape_bidi(serde_json::to_vec(&all).unwrap());
+        let back: String = serde_json::from_slice(&json).unwrap();
+        assert_eq!(back, all);
+        let json = String::from_utf8(json).unwrap();
+        assert_eq!(
+            json.matches("\\u").count(),
+            12,
+            "twelve bidi controls, no other escape"
+        );
     }
 
     #[test]

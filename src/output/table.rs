@@ -2,8 +2,9 @@
 //!
 //! Columns follow `ss -tano` plus owner and findings: State, Local, Peer, Timer, Cnt (the timer's count:
 //! retransmits for `retransmit`, unanswered probes for `keepalive` and `zwp`), Dies (when the kernel resets the
-//! connection if the peer stays silent: `never`, `8s`, `~15m24s` for an estimate; shown when predicted), Recv-Q,
-//! Send-Q, Process, Findings; with more than one network namespace (`--all-netns`), Netns first: the namespace's
+//! connection if the peer stays silent: `never`, `8s`, `~15m24s` for an estimate; shown when predicted), Keepalive
+//! (the socket's effective idle/interval/count, `*` when assumed from the sysctls, `off`; see
+//! [`crate::keepalive::compact`]), Recv-Q, Send-Q, Process, Findings; with more than one network namespace (`--all-netns`), Netns first: the namespace's
 //! name or `ns:INODE`, and the container its owner runs in.
 //! When the width is limited, wide columns shrink (addresses are elided in the middle so the port stays) and
 //! low-priority columns are dropped (Send-Q first) until every line fits. Rendering is pure: no clock, no
@@ -18,7 +19,7 @@ use unicode_width::{UnicodeWidthChar, UnicodeWidthStr};
 
 use crate::duration::format_duration_ms;
 use crate::escape::escape;
-use crate::keepalive::Prediction;
+use crate::keepalive::{self, Prediction};
 use crate::model::{Connection, FindingCode, Settings, Severity, Snapshot, TcpState, TimerKind};
 use crate::proc::parallel;
 
@@ -57,13 +58,14 @@ pub fn write(
     let parts: Vec<&[&Connection]> = conns.chunks(ROWS_PER_CHUNK).collect();
     let measured = parallel::map(&parts, |rows| measure(snapshot, rows, unreadable));
     let mut natural = Col::ALL.map(|c| c.header().width());
-    let (mut any_zwp, mut any_predicted) = (false, false);
+    let (mut any_zwp, mut any_predicted, mut any_keepalive) = (false, false, false);
     for part in measured {
         for (n, m) in natural.iter_mut().zip(part.natural) {
             *n = (*n).max(m);
         }
         any_zwp |= part.any_zwp;
         any_predicted |= part.any_predicted;
+        any_keepalive |= part.any_keepalive;
     }
     if snapshot.namespaces.len() < 2 {
         // One namespace: it is in the footer, not in every row.
@@ -72,6 +74,10 @@ pub fn write(
     if !any_predicted {
         // Nothing predicted (fixtures, other states only): no column of dashes.
         natural[Col::Dies.index()] = 0;
+    }
+    if !any_keepalive {
+        // No socket has keepalive settings (fixtures, TIME-WAIT only): no column of dashes either.
+        natural[Col::Keepalive.index()] = 0;
     }
     let columns = layout(&natural, opts.width);
 
@@ -107,16 +113,21 @@ pub fn write(
 /// What measuring some rows found: each column's widest cell, and whether any row has a zero-window probe
 /// timer or a prediction.
 struct Measured {
-    natural: [usize; 11],
+    natural: [usize; COLS],
     any_zwp: bool,
     any_predicted: bool,
+    any_keepalive: bool,
 }
+
+/// How many columns the table knows.
+const COLS: usize = Col::ALL.len();
 
 fn measure(snapshot: &Snapshot, rows: &[&Connection], unreadable: bool) -> Measured {
     let mut m = Measured {
-        natural: [0; 11],
+        natural: [0; COLS],
         any_zwp: false,
         any_predicted: false,
+        any_keepalive: false,
     };
     for conn in rows {
         for (i, cell) in cells(snapshot, conn, unreadable).iter().enumerate() {
@@ -124,6 +135,7 @@ fn measure(snapshot: &Snapshot, rows: &[&Connection], unreadable: bool) -> Measu
         }
         m.any_zwp |= conn.timer.kind == TimerKind::ZeroWindowProbe;
         m.any_predicted |= snapshot.prediction(conn).is_some();
+        m.any_keepalive |= conn.keepalive.is_some();
     }
     m
 }
@@ -150,13 +162,9 @@ fn paint(line: &str, colour: Option<&str>) -> String {
     }
 }
 
-/// The marker that shows a finding's severity without colour.
+/// The marker that shows a finding's severity without colour ([`Severity::marker`], as in the live view).
 pub fn severity_marker(s: Severity) -> &'static str {
-    match s {
-        Severity::Critical => "!!",
-        Severity::Warning => "!",
-        Severity::Info => "~",
-    }
+    s.marker()
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -168,6 +176,7 @@ enum Col {
     Timer,
     Cnt,
     Dies,
+    Keepalive,
     RecvQ,
     SendQ,
     Process,
@@ -182,7 +191,7 @@ enum Elide {
 
 impl Col {
     /// Display order.
-    const ALL: [Col; 11] = [
+    const ALL: [Col; 12] = [
         Col::Netns,
         Col::State,
         Col::Local,
@@ -190,6 +199,7 @@ impl Col {
         Col::Timer,
         Col::Cnt,
         Col::Dies,
+        Col::Keepalive,
         Col::RecvQ,
         Col::SendQ,
         Col::Process,
@@ -205,6 +215,7 @@ impl Col {
             Col::Timer => "Timer",
             Col::Cnt => "Cnt",
             Col::Dies => "Dies",
+            Col::Keepalive => "Keepalive",
             Col::RecvQ => "Recv-Q",
             Col::SendQ => "Send-Q",
             Col::Process => "Process",
@@ -237,7 +248,8 @@ enum Step {
 }
 
 /// What gives way first when the terminal is narrow: long names and finding lists shrink to a comfortable width,
-/// then the queue and count columns go, then addresses shrink, then the timer goes, then everything shrinks to
+/// then the queue and count columns go, then addresses shrink, then the keepalive settings go and the timer after
+/// them (the settings answer "what will the kernel do", the timer "when next"), then everything shrinks to
 /// a bare minimum, and at last whole columns go, State staying longest.
 const STEPS: &[Step] = &[
     Step::Shrink(Col::Netns, 24),
@@ -254,6 +266,7 @@ const STEPS: &[Step] = &[
     Step::Shrink(Col::Peer, 15),
     Step::Shrink(Col::Process, 12),
     Step::Shrink(Col::Findings, 14),
+    Step::Drop(Col::Keepalive),
     Step::Drop(Col::Timer),
     Step::Drop(Col::Netns),
     Step::Shrink(Col::Local, 11),
@@ -268,7 +281,7 @@ const STEPS: &[Step] = &[
 
 /// Which columns to show and how wide, given each column's natural width (widest cell or header).
 /// A column of natural width 0 is not shown.
-fn layout(natural: &[usize; 11], width: Option<usize>) -> Vec<(Col, usize)> {
+fn layout(natural: &[usize; COLS], width: Option<usize>) -> Vec<(Col, usize)> {
     let mut cols: Vec<(Col, usize)> = Col::ALL
         .iter()
         .map(|c| (*c, natural[c.index()]))
@@ -306,7 +319,7 @@ fn layout(natural: &[usize; 11], width: Option<usize>) -> Vec<(Col, usize)> {
     cols
 }
 
-fn format_row(columns: &[(Col, usize)], cells: &[String; 11], width: Option<usize>) -> String {
+fn format_row(columns: &[(Col, usize)], cells: &[String; COLS], width: Option<usize>) -> String {
     let mut line = String::new();
     for (i, (col, w)) in columns.iter().enumerate() {
         if i > 0 {
@@ -335,7 +348,7 @@ fn format_row(columns: &[(Col, usize)], cells: &[String; 11], width: Option<usiz
 }
 
 /// The cells of one row, in `Col::ALL` order, untrusted text already escaped.
-fn cells(snapshot: &Snapshot, c: &Connection, unreadable: bool) -> [String; 11] {
+fn cells(snapshot: &Snapshot, c: &Connection, unreadable: bool) -> [String; COLS] {
     [
         netns(snapshot, c),
         c.state.label().to_string(),
@@ -348,6 +361,7 @@ fn cells(snapshot: &Snapshot, c: &Connection, unreadable: bool) -> [String; 11] 
             c.timer.count.to_string()
         },
         dies(snapshot.prediction(c)),
+        keepalive::compact(c.keepalive.as_ref()),
         c.recv_q.to_string(),
         c.send_q.to_string(),
         process(snapshot, c, unreadable),
@@ -516,17 +530,7 @@ fn footer(
         ));
     }
 
-    let unreadable = snapshot.unreadable.len() as u64;
-    if unreadable > 0 {
-        let noun = if unreadable == 1 {
-            "process"
-        } else {
-            "processes"
-        };
-        let text = format!(
-            "{unreadable} {noun} could not be read; {}",
-            snapshot.unreadable_hint()
-        );
+    if let Some(text) = snapshot.unreadable_line() {
         lines.push((text, Some(YELLOW)));
     }
 
@@ -746,16 +750,16 @@ mod tests {
 
     #[test]
     fn layout_without_limit_keeps_natural_widths() {
-        let natural = [12, 10, 16, 20, 15, 3, 5, 6, 6, 23, 35];
+        let natural = [12, 10, 16, 20, 15, 3, 5, 10, 6, 6, 23, 35];
         let cols = layout(&natural, None);
-        assert_eq!(cols.len(), 11);
+        assert_eq!(cols.len(), 12);
         assert!(cols.iter().zip(natural).all(|((_, w), n)| *w == n));
     }
 
     #[test]
     fn layout_drops_send_q_before_findings_and_process() {
-        let natural = [0, 10, 16, 20, 15, 3, 5, 6, 6, 20, 24];
-        let full: usize = natural.iter().sum::<usize>() + 2 * 9;
+        let natural = [0, 10, 16, 20, 15, 3, 5, 10, 6, 6, 20, 24];
+        let full: usize = natural.iter().sum::<usize>() + 2 * 10;
         let cols = layout(&natural, Some(full - 1));
         let names: Vec<Col> = cols.iter().map(|(c, _)| *c).collect();
         assert!(!names.contains(&Col::SendQ));
@@ -764,7 +768,7 @@ mod tests {
 
     #[test]
     fn layout_always_fits() {
-        let natural = [20, 10, 40, 40, 17, 3, 7, 6, 6, 40, 60];
+        let natural = [20, 10, 40, 40, 17, 3, 7, 10, 6, 6, 40, 60];
         for limit in 0..250 {
             let cols = layout(&natural, Some(limit));
             let total: usize =
@@ -776,10 +780,30 @@ mod tests {
 
     #[test]
     fn a_column_without_content_is_not_laid_out() {
-        let natural = [0, 10, 16, 20, 15, 3, 0, 6, 6, 23, 35];
+        let natural = [0, 10, 16, 20, 15, 3, 0, 10, 6, 6, 23, 35];
         let cols = layout(&natural, None);
         assert!(cols.iter().all(|(c, _)| *c != Col::Dies));
-        assert_eq!(cols.len(), 9);
+        assert_eq!(cols.len(), 10);
+    }
+
+    #[test]
+    fn keepalive_goes_after_the_queues_and_before_the_timer() {
+        let natural = [0, 10, 16, 20, 15, 3, 5, 10, 6, 6, 20, 24];
+        let names = |limit| -> Vec<Col> {
+            layout(&natural, Some(limit))
+                .iter()
+                .map(|(c, _)| *c)
+                .collect()
+        };
+        let narrow = names(120);
+        assert!(narrow.contains(&Col::Keepalive), "{narrow:?}");
+        assert!(!narrow.contains(&Col::SendQ) && !narrow.contains(&Col::Cnt));
+        let narrower = (40..120)
+            .rev()
+            .map(names)
+            .find(|cols| !cols.contains(&Col::Keepalive))
+            .unwrap_or_default();
+        assert!(narrower.contains(&Col::Timer), "{narrower:?}");
     }
 
     #[test]

@@ -30,6 +30,23 @@ pub fn cmdline(content: &[u8]) -> Vec<String> {
         .collect()
 }
 
+/// PF_KTHREAD in the task flags (include/linux/sched.h).
+const PF_KTHREAD: u64 = 0x0020_0000;
+
+/// Whether `/proc/PID/stat` describes a kernel thread (PF_KTHREAD in `flags`, its ninth field); `None` when the
+/// content does not parse. The name (second field) is in parentheses and may hold spaces and `)`, so the fields
+/// are counted after the last `)`.
+pub fn stat_is_kernel_thread(content: &[u8]) -> Option<bool> {
+    let close = content.iter().rposition(|b| *b == b')')?;
+    // After the name: state, ppid, pgrp, session, tty_nr, tpgid, flags.
+    let flags = content[close + 1..]
+        .split(|b| b.is_ascii_whitespace())
+        .filter(|f| !f.is_empty())
+        .nth(6)?;
+    let flags: u64 = std::str::from_utf8(flags).ok()?.parse().ok()?;
+    Some(flags & PF_KTHREAD != 0)
+}
+
 /// The real uid: the first number of the `Uid:` line of `/proc/PID/status`.
 pub fn status_uid(content: &[u8]) -> Option<u32> {
     content
@@ -42,9 +59,30 @@ pub fn status_uid(content: &[u8]) -> Option<u32> {
         .and_then(|field| std::str::from_utf8(field).ok()?.parse().ok())
 }
 
+/// The parent pid: the second field after the command of `/proc/PID/stat` (`PID (COMM) STATE PPID ...`). The
+/// command may hold spaces and parentheses of its own, so the fields are counted from the last `)`.
+pub fn stat_ppid(content: &[u8]) -> Option<u32> {
+    let close = content.iter().rposition(|b| *b == b')')?;
+    let mut fields = content[close + 1..]
+        .split(|b| b.is_ascii_whitespace())
+        .filter(|f| !f.is_empty());
+    let _state = fields.next()?;
+    std::str::from_utf8(fields.next()?).ok()?.parse().ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stat_ppid_counts_fields_after_the_last_parenthesis() {
+        assert_eq!(stat_ppid(b"812 (nginx) S 811 811 811 0 -1"), Some(811));
+        // A process may call itself anything, parentheses and spaces included.
+        assert_eq!(stat_ppid(b"9 (a) b) S 1 (x) R 77 9 9 0"), Some(77));
+        assert_eq!(stat_ppid(b"1 (init) S 0 1 1"), Some(0));
+        assert_eq!(stat_ppid(b"garbage"), None);
+        assert_eq!(stat_ppid(b"5 (x) S"), None);
+    }
 
     #[test]
     fn socket_inode_accepts_only_socket_links() {
@@ -100,5 +138,22 @@ mod tests {
         assert_eq!(status_uid(b"Uid:\t\n"), None);
         assert_eq!(status_uid(b"Uid:\tabc\t0\n"), None);
         assert_eq!(status_uid(b"Name:\tUid: 5\n"), None);
+    }
+
+    #[test]
+    fn kernel_threads_are_told_by_pf_kthread() {
+        // Real lines: kthreadd (flags 0x208040), a kworker, and a user process (flags 0x400100).
+        let kthreadd = b"2 (kthreadd) S 0 0 0 0 -1 2129984 0 0 0 0 0 0 0 0 20 0 1 0 3 0 0";
+        let kworker = b"7 (kworker/0:0H-events_highpri) I 2 0 0 0 -1 69238880 0 0 0 0";
+        let user = b"812 (my (odd) name) S 1 812 812 0 -1 4194560 120 0 0 0 1 2 0 0 20";
+        assert_eq!(stat_is_kernel_thread(kthreadd), Some(true));
+        assert_eq!(stat_is_kernel_thread(kworker), Some(true));
+        assert_eq!(stat_is_kernel_thread(user), Some(false));
+        assert_eq!(stat_is_kernel_thread(b"9 (short) S 1 2"), None);
+        assert_eq!(stat_is_kernel_thread(b"no parenthesis"), None);
+        assert_eq!(
+            stat_is_kernel_thread(b"9 (x) S 1 1 1 0 -1 notanumber"),
+            None
+        );
     }
 }

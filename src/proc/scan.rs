@@ -126,6 +126,10 @@ impl Scanner {
     pub fn scan_pid(&self, pid: u32) -> PidScan {
         match self.scan_fds(pid) {
             FdScan::Gone => PidScan::Gone,
+            // A kernel thread has no fd table that could hold a socket; only root may look into its (empty) one.
+            FdScan::Unreadable if super::is_kernel_thread(&self.proc_root, pid) => {
+                PidScan::NoSockets
+            }
             FdScan::Unreadable => match fs::read(self.pid_dir(pid).join("comm")) {
                 Ok(comm) => PidScan::Unreadable(UnreadableProcess {
                     pid,

@@ -199,6 +199,30 @@ fn unreadable_fd_tables_are_listed_with_their_comm() {
 }
 
 #[test]
+fn kernel_threads_are_not_counted_as_unreadable() {
+    let fake = standard_tree();
+    // Both fd tables are closed to us; only the stat flags tell the kernel thread (PF_KTHREAD) apart.
+    for (pid, comm, flags) in [(2, "kthreadd", 0x0020_8040u32), (500, "app", 0x0040_0100)] {
+        let dir = fake.process(pid, comm.as_bytes(), b"", 0, &[]);
+        fs::remove_dir(dir.join("fd")).unwrap();
+        fs::write(dir.join("fd"), "").unwrap();
+        fs::write(
+            dir.join("stat"),
+            format!("{pid} ({comm}) S 0 0 0 0 -1 {flags} 0 0 0 0 0 0 0 0 20 0 1 0 3 0 0\n"),
+        )
+        .unwrap();
+    }
+    let map = map_inodes_with(&fake.config(None));
+    assert_eq!(
+        map.unreadable,
+        [UnreadableProcess {
+            pid: 500,
+            comm: Some("app".into())
+        }]
+    );
+}
+
+#[test]
 fn vanished_processes_are_skipped_silently() {
     let fake = standard_tree();
     // Only a pid directory: the process exited between the listing and the fd scan.

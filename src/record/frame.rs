@@ -10,7 +10,12 @@
 //! socket count, op count, ops                             op = n << 1 | 0: n sockets equal to the previous
 //!                                                         frame's, from index start (zigzag delta follows);
 //!                                                         op = n << 1 | 1: n sockets written in full follow
-//! destroyed count, sockets                                destroy notifications received before this refresh
+//! destroyed count, destroyed                            destroy notifications received before this refresh:
+//!                                                         netns inode, cookie, probes + 1, retransmits + 1 (0:
+//!                                                         not known)
+//! held count, held                                        (socket inode, pid) pairs /proc showed holding a
+//!                                                         socket that left the dump
+//! lost                                                    destroy notifications lost before this refresh
 //! ```
 //! Sockets are stored with their times as moments on their clock's `base` ([`codec::to_moments`]), so a
 //! socket whose state, counters and timers did not change is equal to its previous record and costs a share of one
@@ -24,22 +29,22 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::codec::{self, DecodeError, Interner, Reader, put};
+use crate::events::Evidence;
+use crate::events::listener::Destroyed;
 use crate::model::{Connection, Snapshot, TimerKind};
 
 /// Frame flag: the first frame a recorder wrote after it started (what came before is another session).
 pub const FLAG_SESSION_START: u64 = 1;
-/// Frame flag: the recorder received destroy notifications (deaths are recorded).
+/// Frame flag: the recorder had a destroy notification subscription open (deaths are recorded).
 pub const FLAG_DEATHS: u64 = 2;
-/// Frame flag: some destroy notifications before this refresh were lost (the receive buffer overflowed).
-pub const FLAG_DEATHS_LOST: u64 = 4;
-const FLAGS_KNOWN: u64 = FLAG_SESSION_START | FLAG_DEATHS | FLAG_DEATHS_LOST;
+const FLAGS_KNOWN: u64 = FLAG_SESSION_START | FLAG_DEATHS;
 
-/// One decoded refresh: the snapshot as it was taken, the destroy notifications received before it, and the
-/// frame's flags.
+/// One decoded refresh: the snapshot as it was taken, what the recorder's feed heard and found before it, and
+/// the frame's flags.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Frame {
     pub snapshot: Snapshot,
-    pub destroyed: Vec<Connection>,
+    pub evidence: Evidence,
     pub flags: u64,
 }
 
@@ -69,7 +74,7 @@ impl Encoder {
     pub fn encode(
         &mut self,
         mut snapshot: Snapshot,
-        destroyed: &[Connection],
+        evidence: &Evidence,
         key: bool,
         flags: u64,
     ) -> Vec<u8> {
@@ -111,12 +116,7 @@ impl Encoder {
                 }
             }
         }
-        put(&mut buf, destroyed.len() as u64);
-        for d in destroyed {
-            let mut d = d.clone();
-            codec::to_moments(&mut d, base);
-            codec::put_connection(&mut buf, &d);
-        }
+        put_evidence(&mut buf, evidence);
         self.index.clear();
         self.index.reserve(snapshot.connections.len());
         for (i, c) in snapshot.connections.iter().enumerate() {
@@ -374,7 +374,6 @@ impl Decoder {
         if clocks[0].0 != 0 {
             return Err(DecodeError::Invalid("clock"));
         }
-        let base = clocks[0].1;
         let (dump_us, proc_scan_us) = (r.get()?, r.get()?);
         let mut snapshot = Snapshot {
             taken_at_unix_ms,
@@ -417,13 +416,7 @@ impl Decoder {
         if conns.len() != total {
             return Err(DecodeError::Invalid("socket count"));
         }
-        let n = r.get_len()?;
-        let mut destroyed = Vec::with_capacity(n);
-        for _ in 0..n {
-            let mut d = codec::get_connection(&mut r, &mut self.interner)?;
-            codec::from_moments(&mut d, base);
-            destroyed.push(d);
-        }
+        let evidence = get_evidence(&mut r)?;
         if !r.is_empty() {
             return Err(DecodeError::Invalid("frame length"));
         }
@@ -432,7 +425,7 @@ impl Decoder {
         Ok(Decoded {
             clocks,
             flags,
-            destroyed,
+            evidence,
         })
     }
 
@@ -451,7 +444,7 @@ impl Decoder {
             .collect();
         Some(Frame {
             snapshot,
-            destroyed: decoded.destroyed,
+            evidence: decoded.evidence,
             flags: decoded.flags,
         })
     }
@@ -468,7 +461,58 @@ pub struct Decoded {
     /// (first socket, base) in socket order.
     clocks: Vec<(usize, u64)>,
     pub flags: u64,
-    pub destroyed: Vec<Connection>,
+    pub evidence: Evidence,
+}
+
+/// An optional small count as one varint: 0 when unknown, else the count + 1.
+fn put_opt(buf: &mut Vec<u8>, v: Option<u8>) {
+    put(buf, v.map_or(0, |v| u64::from(v) + 1));
+}
+
+fn get_opt(r: &mut Reader) -> Result<Option<u8>, DecodeError> {
+    match r.get()? {
+        0 => Ok(None),
+        v => u8::try_from(v - 1)
+            .map(Some)
+            .map_err(|_| DecodeError::Invalid("count")),
+    }
+}
+
+fn put_evidence(buf: &mut Vec<u8>, e: &Evidence) {
+    put(buf, e.destroyed.len() as u64);
+    for d in &e.destroyed {
+        put(buf, d.netns);
+        put(buf, d.cookie);
+        put_opt(buf, d.probes);
+        put_opt(buf, d.retransmits);
+    }
+    put(buf, e.held.len() as u64);
+    for (inode, pid) in &e.held {
+        put(buf, *inode);
+        put(buf, u64::from(*pid));
+    }
+    put(buf, e.lost);
+}
+
+fn get_evidence(r: &mut Reader) -> Result<Evidence, DecodeError> {
+    let mut e = Evidence::default();
+    let n = r.get_len()?;
+    e.destroyed.reserve(n.min(r.remaining()));
+    for _ in 0..n {
+        e.destroyed.push(Destroyed {
+            netns: r.get()?,
+            cookie: r.get()?,
+            probes: get_opt(r)?,
+            retransmits: get_opt(r)?,
+        });
+    }
+    let n = r.get_len()?;
+    e.held.reserve(n.min(r.remaining()));
+    for _ in 0..n {
+        e.held.push((r.get()?, r.get_as("pid")?));
+    }
+    e.lost = r.get()?;
+    Ok(e)
 }
 
 #[cfg(test)]
@@ -523,15 +567,24 @@ mod tests {
         let mut dec = Decoder::new();
         let mut sizes = Vec::new();
         for (i, (s, key)) in series.iter().enumerate() {
-            let destroyed = vec![conn(1000 + i as u64, 5)];
-            let bytes = enc.encode(s.clone(), &destroyed, *key || i == 0, FLAG_DEATHS);
+            let evidence = Evidence {
+                destroyed: vec![Destroyed {
+                    netns: 4026531840,
+                    cookie: 1000 + i as u64,
+                    probes: Some(i as u8),
+                    retransmits: None,
+                }],
+                held: vec![(77 + i as u64, 1234)],
+                lost: i as u64,
+            };
+            let bytes = enc.encode(s.clone(), &evidence, *key || i == 0, FLAG_DEATHS);
             sizes.push(bytes.len());
             let decoded = dec
                 .decode(&bytes, *key || i == 0, s.taken_at_unix_ms)
                 .unwrap();
             let frame = dec.frame(decoded).unwrap();
             assert_eq!(frame.snapshot, *s, "frame {i}");
-            assert_eq!(frame.destroyed, destroyed);
+            assert_eq!(frame.evidence, evidence);
             assert_eq!(frame.flags, FLAG_DEATHS);
         }
         sizes
@@ -638,8 +691,8 @@ mod tests {
     #[test]
     fn a_delta_without_its_key_frame_or_damaged_bytes_are_errors() {
         let mut enc = Encoder::new();
-        let key = enc.encode(snap(1, vec![conn(1, 1)]), &[], true, 0);
-        let delta = enc.encode(snap(2, vec![conn(1, 1)]), &[], false, 0);
+        let key = enc.encode(snap(1, vec![conn(1, 1)]), &Evidence::default(), true, 0);
+        let delta = enc.encode(snap(2, vec![conn(1, 1)]), &Evidence::default(), false, 0);
         assert!(Decoder::new().decode(&delta, false, 2).is_err());
         for cut in 0..key.len() {
             assert!(Decoder::new().decode(&key[..cut], true, 1).is_err());

@@ -9,7 +9,7 @@ use anyhow::{Context as _, bail};
 use jiff::tz::TimeZone;
 use serde::Serialize;
 
-use super::frame::{Decoded, Decoder, FLAG_DEATHS, FLAG_DEATHS_LOST, FLAG_SESSION_START, Frame};
+use super::frame::{Decoded, Decoder, FLAG_DEATHS, FLAG_SESSION_START, Frame};
 use super::store::{self, Kind, Payload, Shard, ShardReader, StoreError};
 use super::time::format_local;
 use crate::events::{Event, Tracker, human_line};
@@ -253,6 +253,8 @@ pub fn events(cfg: &EventsConfig, out: &mut impl Write) -> anyhow::Result<()> {
         }
     };
     let mut stepped = false;
+    // Notifications lost since the window's start.
+    let mut lost_total = 0;
     while let Some(time) = cursor.peek()? {
         if time > cfg.to_ms {
             break;
@@ -280,7 +282,14 @@ pub fn events(cfg: &EventsConfig, out: &mut impl Write) -> anyhow::Result<()> {
                 )?;
             }
         }
-        let events = tracker.step(&frame.snapshot, &cfg.filter, &frame.destroyed, time);
+        let evidence = &frame.evidence;
+        let events = tracker.step(
+            &frame.snapshot,
+            &cfg.filter,
+            &evidence.destroyed,
+            time,
+            &mut |inode, owner| evidence.holds(inode, owner),
+        );
         stepped = true;
         if !in_window {
             continue;
@@ -296,12 +305,14 @@ pub fn events(cfg: &EventsConfig, out: &mut impl Write) -> anyhow::Result<()> {
                 },
             )?;
         }
-        if frame.flags & FLAG_DEATHS_LOST != 0 {
+        if evidence.lost > 0 {
+            lost_total += evidence.lost;
             emit(
                 out,
-                &Event::Warning {
+                &Event::Lost {
                     time_unix_ms: time,
-                    message: "destroy notifications may have been lost".to_string(),
+                    notifications: evidence.lost,
+                    total: lost_total,
                 },
             )?;
         }

@@ -1,60 +1,57 @@
 //! Connection deaths between scrapes: the kernel's destroy notifications joined with earlier snapshots.
 
-use crate::events::{Event, Subscriber, Tracker};
+use std::path::Path;
+
+use crate::events::{Event, Feed};
 use crate::filter::Filter;
-use crate::model::{Connection, Snapshot};
+use crate::model::Snapshot;
+use crate::netns::Scope;
 use crate::serve::metrics::{self, DeathCounts};
 
-/// Counts deaths of sockets seen in earlier snapshots, from the kernel's destroy notifications (kwatch's own
-/// namespace only). Notifications queue in the kernel between scrapes and are read at each collection.
+/// Counts deaths of sockets seen in earlier snapshots, from the destroy notifications of every namespace a
+/// snapshot lists (see [`Feed`]): kwatch's own is subscribed at once, others from the first snapshot that lists
+/// them. A reader thread queues notifications between scrapes; each collection takes them.
 pub struct DeathWatch {
-    subscriber: Option<Subscriber>,
-    tracker: Tracker,
-    destroyed: Vec<Connection>,
+    feed: Feed,
     counts: DeathCounts,
 }
 
 impl DeathWatch {
-    /// Subscribes to destroy notifications; without them (a warning on stderr) no deaths are counted.
+    /// Subscribes to kwatch's own namespace's destroy notifications; without them (a warning on stderr) no deaths
+    /// there are counted.
     pub fn open() -> DeathWatch {
-        let subscriber = match Subscriber::open() {
-            Ok(s) => Some(s),
-            Err(e) => {
-                eprintln!("kwatch: warning: no connection deaths: {e}");
-                None
-            }
-        };
         DeathWatch {
-            subscriber,
-            tracker: Tracker::new(),
-            destroyed: Vec::new(),
+            feed: Feed::open(&Scope::Current, Path::new("/proc")),
             counts: DeathCounts::default(),
         }
     }
 
-    /// Reads the notifications queued since the last collection (before the dump, as `--watch` does).
+    /// Takes the notifications queued since the last collection (before the dump, as `--watch` does).
     pub fn drain(&mut self) {
-        self.destroyed.clear();
-        if let Some(sub) = &mut self.subscriber {
-            if sub.drain(&mut self.destroyed).is_err() {
-                self.counts.lost += 1;
-            }
-        }
+        self.feed.drain();
     }
 
-    /// Counts the deaths among the drained notifications of sockets seen before; remembers `snapshot`'s.
+    /// Counts the deaths among the drained notifications of sockets seen before; remembers `snapshot`'s. `None`
+    /// while no namespace's notifications are received.
     pub fn step(&mut self, snapshot: &Snapshot, filter: &Filter) -> Option<DeathCounts> {
-        self.subscriber.as_ref()?;
-        for event in self.tracker.step(snapshot, filter, &self.destroyed, 0) {
-            if let Event::Destroy { cause, comm, .. } = event {
-                let comm = comm.unwrap_or_else(|| "?".to_string());
-                *self
-                    .counts
-                    .by_cause
-                    .entry((metrics::cause_name(cause), comm))
-                    .or_default() += 1;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        for event in self.feed.step(snapshot, filter, now) {
+            match event {
+                Event::Destroy { cause, comm, .. } => {
+                    let comm = comm.unwrap_or_else(|| "?".to_string());
+                    *self
+                        .counts
+                        .by_cause
+                        .entry((metrics::cause_name(cause), comm))
+                        .or_default() += 1;
+                }
+                Event::Lost { notifications, .. } => self.counts.lost += notifications,
+                Event::Warning { message, .. } => eprintln!("kwatch: warning: {message}"),
+                _ => {}
             }
         }
-        Some(self.counts.clone())
+        self.feed.is_listening().then(|| self.counts.clone())
     }
 }

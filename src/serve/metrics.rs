@@ -36,6 +36,8 @@ pub struct SelfStats {
     pub scrape_duration: Duration,
     /// Scrapes that got no snapshot (collection failed or timed out) since the server started.
     pub scrape_errors: u64,
+    /// Collections started since the server started (scrapes within `--min-interval` share one).
+    pub collections: u64,
     /// Connection deaths counted since the server started; `None` when destroy notifications are not received
     /// (no series then).
     pub deaths: Option<DeathCounts>,
@@ -46,7 +48,7 @@ pub struct SelfStats {
 pub struct DeathCounts {
     /// By (cause as [`cause_name`] names it, comm of the owner when last seen, raw; `?` when it had none).
     pub by_cause: BTreeMap<(&'static str, String), u64>,
-    /// Times notifications were lost because the kernel's queue overflowed between scrapes.
+    /// Destroy notifications lost (the kernel's buffer or kwatch's queue was full): deaths undercounted.
     pub lost: u64,
 }
 
@@ -175,6 +177,7 @@ pub fn render(
     sockets_by_state(&r, snapshot, labeling)?;
     findings(&r, snapshot)?;
     processes(&r, snapshot, labeling)?;
+    services(&r, snapshot, labeling)?;
     held_dead(&r, snapshot)?;
     settings(&r, snapshot, labeling)?;
     own(&r, snapshot, stats)?;
@@ -387,6 +390,143 @@ fn processes(
     Ok(())
 }
 
+/// Which series one service goes to: its name (the leader's comm), and the leader's namespace and unit when those
+/// labels are on. Services sharing all of them (two independent redis instances) are one series, summed.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct ServiceKey {
+    service: String,
+    netns: String,
+    unit: String,
+}
+
+impl ServiceKey {
+    fn values(&self, labeling: Labeling) -> Vec<&str> {
+        let mut v = vec![self.service.as_str()];
+        v.extend(labeling.netns.then_some(self.netns.as_str()));
+        v.extend(labeling.unit.then_some(self.unit.as_str()));
+        v
+    }
+}
+
+/// Per-service counts ([`analyze::services`]): each socket once per service, the service's own findings.
+#[derive(Debug, Default)]
+struct ServiceCounts {
+    processes: i64,
+    sockets: i64,
+    established: i64,
+    established_keepalive_off: i64,
+    established_keepalive_default: i64,
+    close_wait: i64,
+    held_dead_sockets: i64,
+    keepalive_off: i64,
+    keepalive_default: i64,
+}
+
+fn services(
+    r: &Registry,
+    snapshot: &Snapshot,
+    labeling: Labeling,
+) -> Result<(), prometheus::Error> {
+    // The namespace of each process's first socket, as for the per-process series.
+    let mut netns_of_pid: BTreeMap<u32, String> = BTreeMap::new();
+    for conn in &snapshot.connections {
+        for o in &conn.owners {
+            netns_of_pid
+                .entry(o.pid)
+                .or_insert_with(|| netns_label(conn));
+        }
+    }
+    let mut groups: BTreeMap<ServiceKey, ServiceCounts> = BTreeMap::new();
+    for s in analyze::services::services(snapshot, &snapshot.connections) {
+        let leader = s.leader_pid;
+        let key = ServiceKey {
+            service: escape(&s.name).into_owned(),
+            netns: if labeling.netns {
+                netns_of_pid.get(&leader).cloned().unwrap_or_default()
+            } else {
+                String::new()
+            },
+            unit: match snapshot.units.get(&leader) {
+                Some(u) if labeling.unit => escape(&u.label()).into_owned(),
+                _ => String::new(),
+            },
+        };
+        let t = &s.totals;
+        let has = |code: FindingCode| i64::from(t.process_findings.iter().any(|f| f.code == code));
+        let c = groups.entry(key).or_default();
+        c.processes += count(s.pids.len());
+        c.sockets += i64::from(t.sockets);
+        c.established += i64::from(t.established());
+        c.established_keepalive_off += i64::from(t.established_without_keepalive);
+        c.established_keepalive_default += i64::from(t.keepalive_default);
+        c.close_wait += i64::from(t.close_wait());
+        c.held_dead_sockets += i64::from(t.held_dead_sockets);
+        c.keepalive_off += has(FindingCode::KeepaliveOff);
+        c.keepalive_default += has(FindingCode::KeepaliveDefault);
+    }
+    let mut labels = vec!["service"];
+    labels.extend(labeling.netns.then_some("netns"));
+    labels.extend(labeling.unit.then_some("unit"));
+    type Field = fn(&ServiceCounts) -> i64;
+    let series: [(&str, &str, Field); 9] = [
+        (
+            "kwatch_service_processes",
+            "Processes of the service: those sharing a listening socket, or running one executable under one parent.",
+            |c| c.processes,
+        ),
+        (
+            "kwatch_service_sockets",
+            "TCP sockets the service's processes hold (a socket they share counts once).",
+            |c| c.sockets,
+        ),
+        (
+            "kwatch_service_established_sockets",
+            "Sockets of the service in ESTABLISHED.",
+            |c| c.established,
+        ),
+        (
+            "kwatch_service_established_keepalive_off",
+            "ESTABLISHED sockets of the service with SO_KEEPALIVE off: a vanished peer is never noticed.",
+            |c| c.established_keepalive_off,
+        ),
+        (
+            "kwatch_service_established_keepalive_default",
+            "ESTABLISHED sockets of the service with keepalive on and the default 7200 s idle.",
+            |c| c.established_keepalive_default,
+        ),
+        (
+            "kwatch_service_close_wait_sockets",
+            "Sockets of the service in CLOSE_WAIT: the peer closed, the program has not.",
+            |c| c.close_wait,
+        ),
+        (
+            "kwatch_service_held_dead_sockets",
+            "TCP sockets the kernel has ended that the service's processes still hold an fd of.",
+            |c| c.held_dead_sockets,
+        ),
+        (
+            "kwatch_service_keepalive_off",
+            "Services with the finding keepalive_off: at least half of their ESTABLISHED sockets have SO_KEEPALIVE \
+             off (1 for one service; more when services share every label).",
+            |c| c.keepalive_off,
+        ),
+        (
+            "kwatch_service_keepalive_default",
+            "Services with the finding keepalive_default: at least half of their ESTABLISHED sockets rely on the \
+             default 7200 s idle.",
+            |c| c.keepalive_default,
+        ),
+    ];
+    for (name, help, field) in series {
+        let g = int_gauge(r, name, help, &labels)?;
+        for (key, counts) in &groups {
+            g.with_label_values(&key.values(labeling))
+                .set(field(counts));
+        }
+    }
+    Ok(())
+}
+
 fn held_dead(r: &Registry, snapshot: &Snapshot) -> Result<(), prometheus::Error> {
     let g = int_gauge(
         r,
@@ -504,7 +644,7 @@ fn death_counters(r: &Registry, deaths: &DeathCounts) -> Result<(), prometheus::
         Opts::new(
             "kwatch_connection_deaths_total",
             "Connections the kernel destroyed since kwatch serve started, by inferred cause and owner \
-             (only sockets seen by an earlier scrape, in kwatch's own network namespace).",
+             (only sockets seen by an earlier scrape, in the namespaces inspected).",
         ),
         &["cause", "comm"],
     )?;
@@ -514,7 +654,7 @@ fn death_counters(r: &Registry, deaths: &DeathCounts) -> Result<(), prometheus::
     }
     let lost = IntCounter::new(
         "kwatch_connection_death_notifications_lost_total",
-        "Times the kernel's queue of destroy notifications overflowed between scrapes (deaths undercounted).",
+        "Destroy notifications lost because the kernel's buffer or kwatch's queue was full (deaths undercounted).",
     )?;
     r.register(Box::new(lost.clone()))?;
     lost.inc_by(deaths.lost);
@@ -556,5 +696,11 @@ fn own(r: &Registry, snapshot: &Snapshot, stats: &SelfStats) -> Result<(), prome
     )?;
     r.register(Box::new(errors.clone()))?;
     errors.inc_by(stats.scrape_errors);
+    let collections = IntCounter::new(
+        "kwatch_collections_total",
+        "Snapshots taken since kwatch serve started (scrapes within --min-interval of one share it).",
+    )?;
+    r.register(Box::new(collections.clone()))?;
+    collections.inc_by(stats.collections);
     Ok(())
 }

@@ -1,6 +1,9 @@
 //! Acting from the live view: `K` kills, `E` turns keepalive on (60/10/5), for the connection under the cursor or
 //! every socket of the process under the cursor, after a y/N question in the footer.
 //!
+//! A process's listening sockets are killed only when the filter names `state:listen`, as with `kwatch kill`; a
+//! listener row under the cursor is itself named, and the question says it is a listener.
+//!
 //! [`plan`] is pure (what the question names); [`perform`] does the work on the UI thread once the user said yes
 //! (a SOCK_DESTROY or a few setsockopt calls per socket: milliseconds) and returns one line for the footer.
 
@@ -9,7 +12,7 @@ use std::path::Path;
 use crate::act::keepalive::KeepaliveValues;
 use crate::act::{self, destroy::DestroyError};
 use crate::escape::escape;
-use crate::model::{Connection, Snapshot};
+use crate::model::{Connection, Snapshot, TcpState};
 use crate::sockopt::Reader;
 use crate::tui::app::{App, View};
 
@@ -28,8 +31,10 @@ pub struct Pending {
     pub targets: Vec<Connection>,
     /// What the question names: `ESTAB 10.0.0.1:443 -> 10.0.0.9:5123` or `nginx[1234]`.
     pub subject: String,
-    /// Sockets of the subject left out (wrong state, no owner).
+    /// Sockets of the subject left out (wrong state, no owner), listeners included.
     pub skipped: usize,
+    /// Of `skipped`, the listening sockets left out because the filter does not name `state:listen`.
+    pub listeners: usize,
 }
 
 impl Pending {
@@ -41,12 +46,27 @@ impl Pending {
         } else {
             format!("{n} sockets")
         };
-        let skipped = if self.skipped > 0 {
+        let mut skipped = if self.skipped > 0 {
             format!(", {} skipped", self.skipped)
         } else {
             String::new()
         };
+        if self.listeners > 0 {
+            skipped.push_str(&format!(
+                " ({} listening: filter state:listen to include)",
+                self.listeners
+            ));
+        }
+        let listening = self
+            .targets
+            .iter()
+            .filter(|c| c.state == TcpState::Listen)
+            .count();
         match self.kind {
+            ActKind::Kill if listening > 0 => format!(
+                "kill {sockets} of {}{skipped}, {listening} LISTENING: the service stops accepting?",
+                self.subject
+            ),
             ActKind::Kill => format!(
                 "kill {sockets} of {}{skipped}? the program keeps a dead fd",
                 self.subject
@@ -66,14 +86,19 @@ impl Pending {
 /// every visible socket of the process. `Err` says why there is nothing to ask about.
 pub fn plan(app: &App, kind: ActKind) -> Result<Pending, String> {
     let snap = app.snapshot.as_ref().ok_or("no snapshot yet")?;
-    let (candidates, subject): (Vec<&Connection>, String) = match app.view {
+    // The row under the cursor is named by pointing at it; a process's listeners only by the filter.
+    let (candidates, subject, listen_named): (Vec<&Connection>, String, bool) = match app.view {
         View::Connections => {
             let conn = match app.detail.as_ref() {
                 Some(d) if d.gone => return Err("that socket is gone".into()),
                 Some(d) => &d.conn,
                 None => app.selected_conn().ok_or("no connection selected")?,
             };
-            (vec![conn], act::socket_line(conn, &Snapshot::default()))
+            (
+                vec![conn],
+                act::socket_line(conn, &Snapshot::default()),
+                true,
+            )
         }
         View::Processes => {
             let p = app.selected_proc().ok_or("no process selected")?;
@@ -83,17 +108,24 @@ pub fn plan(app: &App, kind: ActKind) -> Result<Pending, String> {
                 .filter(|c| c.owners.iter().any(|o| o.pid == p.pid))
                 .filter(|c| app.filter.matches_in(c, snap))
                 .collect();
-            (conns, format!("{}[{}]", escape(&p.comm), p.pid))
+            (
+                conns,
+                format!("{}[{}]", escape(&p.comm), p.pid),
+                act::names_listen(&[&app.filter]),
+            )
         }
         View::Log => return Err("select a connection or a process first".into()),
     };
     let plan = match kind {
-        ActKind::Kill => act::plan_kill(&candidates),
+        ActKind::Kill => act::plan_kill(&candidates, listen_named),
         ActKind::Keepalive => act::plan_keepalive(&candidates),
     };
     let skipped = candidates.len() - plan.targets.len();
     if plan.targets.is_empty() {
         return Err(match kind {
+            ActKind::Kill if !plan.listeners.is_empty() => format!(
+                "nothing to kill in {subject} but listening sockets: filter state:listen to include them"
+            ),
             ActKind::Kill => format!("nothing to kill in {subject}"),
             ActKind::Keepalive => format!(
                 "keepalive: nothing to change in {subject} (only ESTABLISHED and CLOSE-WAIT sockets of a known process)"
@@ -102,6 +134,7 @@ pub fn plan(app: &App, kind: ActKind) -> Result<Pending, String> {
     }
     Ok(Pending {
         kind,
+        listeners: plan.listeners.len(),
         targets: plan.targets.into_iter().cloned().collect(),
         subject,
         skipped,
@@ -247,23 +280,78 @@ mod tests {
         assert!(p.question().ends_with("the program keeps a dead fd"));
     }
 
+    /// Switches to the processes view and moves the cursor to `pid`.
+    fn select_process(app: &mut App, pid: u32) {
+        update(app, Action::SwitchView);
+        while app.selected_proc().map(|p| p.pid) != Some(pid) {
+            update(app, Action::Down);
+        }
+    }
+
+    fn sorted_cookies(p: &Pending) -> Vec<u64> {
+        let mut cookies: Vec<u64> = p.targets.iter().map(|c| c.cookie).collect();
+        cookies.sort();
+        cookies
+    }
+
     #[test]
     fn a_process_row_takes_all_its_sockets_that_apply() {
         let mut app = app();
-        update(&mut app, Action::SwitchView);
-        while app.selected_proc().map(|p| p.pid) != Some(7) {
-            update(&mut app, Action::Down);
-        }
+        select_process(&mut app, 7);
         let kill = plan(&app, ActKind::Kill).unwrap();
-        let mut cookies: Vec<u64> = kill.targets.iter().map(|c| c.cookie).collect();
-        cookies.sort();
-        assert_eq!(cookies, vec![1, 2, 3]);
+        let cookies = sorted_cookies(&kill);
+        assert_eq!(cookies, vec![1, 2], "the listener is not killed unasked");
         assert_eq!(kill.subject, "web\\x1b[7]");
+        assert_eq!(
+            kill.question(),
+            "kill 2 sockets of web\\x1b[7], 1 skipped (1 listening: filter state:listen to include)? the \
+             program keeps a dead fd"
+        );
         let ka = plan(&app, ActKind::Keepalive).unwrap();
         assert_eq!(ka.targets.len(), 2, "the listener is skipped");
         assert_eq!(
             ka.question(),
             "keepalive on (idle 60s intvl 10s cnt 5) for 2 sockets of web\\x1b[7], 1 skipped?"
+        );
+    }
+
+    #[test]
+    fn a_process_listener_is_killed_only_when_the_filter_names_listen() {
+        let mut app = app();
+        update(&mut app, Action::FilterOpen);
+        for c in "state:listen,established".chars() {
+            update(&mut app, Action::FilterChar(c));
+        }
+        update(&mut app, Action::FilterApply);
+        select_process(&mut app, 7);
+        let kill = plan(&app, ActKind::Kill).unwrap();
+        let cookies = sorted_cookies(&kill);
+        assert_eq!(cookies, vec![1, 3]);
+        assert!(
+            kill.question().starts_with(
+                "kill 2 sockets of web\\x1b[7], 1 LISTENING: the service stops accepting?"
+            ),
+            "{}",
+            kill.question()
+        );
+    }
+
+    #[test]
+    fn a_listener_row_is_named_and_the_question_says_so() {
+        let mut app = app();
+        while app.selected_conn().map(|c| c.state) != Some(TcpState::Listen) {
+            update(&mut app, Action::Down);
+        }
+        let kill = plan(&app, ActKind::Kill).unwrap();
+        assert_eq!(kill.targets.len(), 1);
+        assert!(
+            kill.question()
+                .starts_with("kill 1 socket of LISTEN 10.0.0.1:443 -> 10.0.0.9:")
+                && kill
+                    .question()
+                    .ends_with(", 1 LISTENING: the service stops accepting?"),
+            "{}",
+            kill.question()
         );
     }
 

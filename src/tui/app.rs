@@ -637,6 +637,9 @@ pub struct Counts {
     /// Sockets with at least one finding, by their worst severity.
     pub by_severity: BTreeMap<Severity, u32>,
     pub by_code: BTreeMap<FindingCode, u32>,
+    /// Sockets whose keepalive settings were collected (read or assumed): without any, the connections view
+    /// shows no keepalive column.
+    pub with_keepalive: u32,
 }
 
 impl Counts {
@@ -645,8 +648,10 @@ impl Counts {
         let mut states = [0u32; TcpState::ALL.len() + 1];
         let mut by_severity = BTreeMap::new();
         let mut by_code = BTreeMap::new();
+        let mut with_keepalive = 0;
         for c in &snap.connections {
             states[c.state as usize] += 1;
+            with_keepalive += u32::from(c.keepalive.is_some());
             if let Some(w) = c.worst() {
                 *by_severity.entry(w).or_default() += 1;
             }
@@ -668,6 +673,7 @@ impl Counts {
             states,
             by_severity,
             by_code,
+            with_keepalive,
         }
     }
 
@@ -714,11 +720,13 @@ pub fn view_rows(snap: &Snapshot, spec: &ViewSpec) -> (Vec<usize>, Vec<ProcessSu
         ord.then(a.1.cmp(&b.1))
     });
     let rows: Vec<usize> = keyed.into_iter().map(|(_, _, i)| i).collect();
-    let filtered = snap
-        .connections
-        .iter()
-        .filter(|c| spec.filter.matches_in(c, snap));
-    let mut procs = rollup(snap, filtered);
+    let filtered = || {
+        snap.connections
+            .iter()
+            .filter(|c| spec.filter.matches_in(c, snap))
+    };
+    let mut procs = rollup(snap, filtered());
+    crate::analyze::services::attach(snap, filtered(), &mut procs);
     sort_procs(&mut procs, spec.proc_sort, spec.proc_reverse);
     (rows, procs)
 }

@@ -96,8 +96,8 @@ pub fn spawn_collector(
     thread::Builder::new()
         .name("kwatch-collector".into())
         .spawn(move || {
+            let mut feed = Feed::open(&opts);
             let mut collector = Collector::new(opts);
-            let mut feed = Feed::open();
             let mut view: Option<ViewSpec> = None;
             let mut stretched = None;
             loop {

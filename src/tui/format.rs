@@ -75,10 +75,15 @@ pub fn idle(conn: &Connection) -> String {
         .unwrap_or_default()
 }
 
-/// `2231/java`, `811/nginx +1` for a socket shared by two processes, empty when no owner is known.
+/// `2231/java`, `811/nginx +1` for a socket shared by two processes, `?` when its owner could not be read,
+/// empty when no process holds it.
 pub fn owner(conn: &Connection, snap: &Snapshot) -> String {
     let Some(first) = conn.owners.first() else {
-        return String::new();
+        return if snap.owner_unknown(conn) {
+            "?".to_string()
+        } else {
+            String::new()
+        };
     };
     let mut pids: Vec<u32> = conn.owners.iter().map(|o| o.pid).collect();
     pids.dedup();
@@ -90,12 +95,13 @@ pub fn owner(conn: &Connection, snap: &Snapshot) -> String {
     format!("{}/{}{more}", first.pid, escape(snap.comm(first.pid)))
 }
 
-/// The text marker that says "stuck" without colour: `!!` critical, `! ` warning, `i ` info.
+/// The text marker that says "stuck" without colour, two columns wide: `!!` critical, `! ` warning, `~ ` info
+/// ([`Severity::marker`], as in the `--once` table).
 pub fn marker(sev: Option<Severity>) -> &'static str {
     match sev {
         Some(Severity::Critical) => "!!",
         Some(Severity::Warning) => "! ",
-        Some(Severity::Info) => "i ",
+        Some(Severity::Info) => "~ ",
         None => "  ",
     }
 }
@@ -149,6 +155,16 @@ mod tests {
             endpoint("::ffff:10.0.0.1".parse().unwrap(), 80),
             "10.0.0.1:80"
         );
+    }
+
+    #[test]
+    fn markers_are_the_severity_markers_padded_to_two_columns() {
+        for sev in [Severity::Critical, Severity::Warning, Severity::Info] {
+            assert_eq!(marker(Some(sev)).trim_end(), sev.marker());
+            assert_eq!(marker(Some(sev)).len(), 2);
+        }
+        assert_eq!(marker(Some(Severity::Info)), "~ ");
+        assert_eq!(marker(None), "  ");
     }
 
     #[test]

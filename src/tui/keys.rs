@@ -78,7 +78,14 @@ pub const HELP: &[(&str, &str)] = &[
     ("Enter", "connection: details; process: its connections"),
     ("Esc", "close details, leave a process, clear the filter"),
     ("/", "filter: port:443 state:close-wait pid:1234 stuck"),
-    ("", "also sport: dport: code: netns: comm:/bare name, 4, 6"),
+    (
+        "",
+        "also sport: dport: code: netns: comm:NAME or NAME, 4, 6",
+    ),
+    (
+        "",
+        "a name is exact (case too); comm:php* globs with * and ?",
+    ),
     ("", "port:80,443 means either; terms combine with AND"),
     (
         "  in the prompt",

@@ -1,12 +1,13 @@
 //! The live view's event log: deaths and state changes of sockets the collector had seen, newest first and
 //! bounded ([`Log`], pure), and the [`Feed`] that produces them on the collector thread from kernel destroy
-//! notifications and each snapshot (the I/O side, as `kwatch --watch` does it).
+//! notifications and each snapshot (the I/O side, [`events::Feed`], as `kwatch --watch` does it).
 
 use std::collections::VecDeque;
 
-use crate::events::{Event, Subscriber, Tracker};
+use crate::collect::Options;
+use crate::events::{self, Event};
 use crate::filter::Filter;
-use crate::model::{Connection, Snapshot};
+use crate::model::Snapshot;
 
 /// Events the log keeps; older ones fall off the end.
 pub const LOG_MAX: usize = 500;
@@ -52,71 +53,32 @@ impl Log {
     }
 }
 
-/// Runs next to the collector: subscribes to TCP destroy notifications (unprivileged) and joins them with each
-/// snapshot through a [`Tracker`] that watches every collected socket (the view's filter applies to the tables,
-/// not to the log). Call [`Feed::drain`] right before a dump and [`Feed::step`] with its snapshot.
+/// Runs next to the collector: the destroy notifications of every namespace the collector lists, joined with
+/// each snapshot through a [`Tracker`](crate::events::Tracker) that watches every collected socket (the view's
+/// filter applies to the tables, not to the log). Call [`Feed::drain`] right before a dump and [`Feed::step`] with
+/// its snapshot.
 pub struct Feed {
-    subscriber: Result<Subscriber, String>,
-    tracker: Tracker,
+    inner: events::Feed,
     filter: Filter,
-    destroyed: Vec<Connection>,
-    /// Why the last drain stopped early (notifications were lost), reported at the next step.
-    lost: Option<String>,
-    started: bool,
 }
 
 impl Feed {
-    /// Subscribes; a failed subscription is reported by the first [`Feed::step`] (a warning, then a start event
-    /// with `destroy_events: false`), and state changes are still tracked.
-    pub fn open() -> Feed {
+    /// Subscribes in the namespaces the collector will list (see [`events::Feed::open`]).
+    pub fn open(opts: &Options) -> Feed {
         Feed {
-            subscriber: Subscriber::open().map_err(|e| e.to_string()),
-            tracker: Tracker::new(),
+            inner: events::Feed::open(&opts.netns, &opts.proc_root),
             filter: Filter::default(),
-            destroyed: Vec::new(),
-            lost: None,
-            started: false,
         }
     }
 
-    /// Reads every destroy notification received so far, without waiting.
+    /// Takes every destroy notification received so far, without waiting.
     pub fn drain(&mut self) {
-        if let Ok(sub) = self.subscriber.as_mut()
-            && let Err(e) = sub.drain(&mut self.destroyed)
-        {
-            self.lost = Some(e.to_string());
-        }
+        self.inner.drain();
     }
 
     /// The events of one snapshot taken after [`Feed::drain`], oldest first; `now_unix_ms` stamps them.
     pub fn step(&mut self, snapshot: &Snapshot, now_unix_ms: u64) -> Vec<Event> {
-        let mut out = Vec::new();
-        let events = self
-            .tracker
-            .step(snapshot, &self.filter, &self.destroyed, now_unix_ms);
-        self.destroyed.clear();
-        if !self.started {
-            self.started = true;
-            if let Err(e) = &self.subscriber {
-                out.push(Event::Warning {
-                    time_unix_ms: now_unix_ms,
-                    message: format!("no destroy notifications: {e}"),
-                });
-            }
-            out.push(Event::Start {
-                time_unix_ms: now_unix_ms,
-                sockets: self.tracker.watched() as u64,
-                destroy_events: self.subscriber.is_ok(),
-            });
-        }
-        if let Some(message) = self.lost.take() {
-            out.push(Event::Warning {
-                time_unix_ms: now_unix_ms,
-                message: format!("destroy notifications may have been lost: {message}"),
-            });
-        }
-        out.extend(events);
-        out
+        self.inner.step(snapshot, &self.filter, now_unix_ms)
     }
 }
 

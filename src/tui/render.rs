@@ -207,11 +207,14 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
     let theme = Theme { color: app.color };
     // A detail pane on a short screen needs the room more than the header's summary does.
     let compact = app.detail.is_some() && app.view == View::Connections && area.height < 40;
-    let header_h = if compact {
-        1
-    } else {
-        app.header_lines().min(area.height)
-    };
+    let full_header_h = if compact { 1 } else { app.header_lines() };
+    // The header, a table's title and column line, one row, and the footer: less shows nothing useful.
+    let need = (MIN_WIDTH, full_header_h + 3 + 1);
+    if area.width < need.0 || area.height < need.1 {
+        too_small(need, theme, area, buf);
+        return;
+    }
+    let header_h = full_header_h.min(area.height);
     // A filter error wraps over up to three lines above the prompt.
     let error_h = app
         .prompt
@@ -249,6 +252,27 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
     if app.help {
         help::render(theme, area, buf);
     }
+}
+
+/// The narrowest screen the views can use: the state, the local address and a little more.
+pub const MIN_WIDTH: u16 = 40;
+
+/// Instead of a screen with no row and no message: what size is needed, wrapped to whatever width there is.
+fn too_small((w, h): (u16, u16), theme: Theme, area: Rect, buf: &mut Buffer) {
+    let lines = vec![
+        Line::styled(
+            format!(
+                "terminal too small (need {w}x{h}, have {}x{})",
+                area.width, area.height
+            ),
+            theme.error(),
+        ),
+        Line::styled("q quits", theme.dim()),
+    ];
+    Paragraph::new(lines)
+        .alignment(Alignment::Center)
+        .wrap(Wrap { trim: true })
+        .render(area, buf);
 }
 
 /// A message in the middle of an empty table.

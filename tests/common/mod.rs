@@ -2,15 +2,24 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use std::fs::File;
+use std::io::{BufRead, BufReader};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
-use std::process::{Command, Output, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-pub const KWATCH: &str = env!("CARGO_BIN_EXE_kwatch");
+pub mod serve;
+
+/// The kwatch binary the tests run: the one cargo built, or the one named by `KWATCH_TEST_BIN` when the tests were
+/// compiled (packaging/ci-deb.sh runs them against the installed package's `/usr/bin/kwatch`).
+pub const KWATCH: &str = match option_env!("KWATCH_TEST_BIN") {
+    Some(path) => path,
+    None => env!("CARGO_BIN_EXE_kwatch"),
+};
 
 pub fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions and cannot fail.
@@ -18,7 +27,7 @@ pub fn is_root() -> bool {
 }
 
 /// True when privileged tests must run rather than skip: in CI, or when the developer asks for it.
-fn must_run_privileged() -> bool {
+pub fn must_run_privileged() -> bool {
     std::env::var_os("CI").is_some_and(|v| !v.is_empty())
         || std::env::var_os("KWATCH_REQUIRE_PRIVILEGED").is_some_and(|v| v == "1")
 }
@@ -39,6 +48,19 @@ pub fn can_use_netns(test: &str) -> bool {
         }
     };
     match reason {
+        None => true,
+        Some(r) if must_run_privileged() => panic!("{test}: must run in CI but cannot: {r}"),
+        Some(r) => {
+            eprintln!("skipping {test}: {r}");
+            false
+        }
+    }
+}
+
+/// Whether a test can run, given why not (`None`: it can). Prints the reason and returns false, except in CI
+/// where it panics: CI must run these tests, not skip them.
+pub fn runnable(test: &str, why_not: Option<String>) -> bool {
+    match why_not {
         None => true,
         Some(r) if must_run_privileged() => panic!("{test}: must run in CI but cannot: {r}"),
         Some(r) => {
@@ -351,5 +373,93 @@ pub fn poll<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T>
             return None;
         }
         std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The busy fixture's keepalive settings as a collection fills them: assumed from the sysctls for ESTABLISHED and
+/// CLOSE-WAIT sockets, read from the nginx listener (cookie 1001, `so_keepalive=30s:10s:3`) and from one accepted
+/// socket (1003: 300/100/3, redis's default).
+pub fn fill_busy_keepalive(snapshot: &mut kwatch::model::Snapshot) {
+    use kwatch::keepalive::{KeepaliveSettings, Source};
+    kwatch::sockopt::fill(snapshot, false, None);
+    let read = |idle, intvl, cnt| KeepaliveSettings {
+        enabled: Some(true),
+        idle_s: Some(idle),
+        intvl_s: Some(intvl),
+        cnt: Some(cnt),
+        user_timeout_ms: Some(0),
+        source: Source::Socket,
+    };
+    for c in &mut snapshot.connections {
+        match c.cookie {
+            1001 => c.keepalive = Some(read(30, 10, 3)),
+            1003 => c.keepalive = Some(read(300, 100, 3)),
+            _ => {}
+        }
+    }
+}
+
+/// A `kwatch --watch --ndjson` child whose lines arrive, parsed, on a channel; killed (by pid) on drop.
+pub struct Watcher {
+    pub child: Child,
+    lines: mpsc::Receiver<Value>,
+}
+
+impl Watcher {
+    /// `kwatch --watch --ndjson ARGS`, inside namespace `exec_in` (`ip netns exec`, which execs kwatch in place,
+    /// so the child's pid is kwatch's) when given.
+    pub fn start(exec_in: Option<&str>, args: &[&str]) -> Watcher {
+        let mut cmd = match exec_in {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns, KWATCH]);
+                c
+            }
+            None => Command::new(KWATCH),
+        };
+        let mut child = cmd
+            .args(["--watch", "--ndjson"])
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start kwatch --watch");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                let v: Value = serde_json::from_str(&line)
+                    .unwrap_or_else(|e| panic!("not one JSON object per line: {e}: {line}"));
+                if tx.send(v).is_err() {
+                    break;
+                }
+            }
+        });
+        Watcher { child, lines }
+    }
+
+    /// The next event for which `want` holds, skipping others, within `timeout`.
+    pub fn next(
+        &self,
+        timeout: Duration,
+        want: impl Fn(&Value) -> bool,
+    ) -> Option<(Instant, Value)> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.checked_duration_since(Instant::now())?;
+            let v = self.lines.recv_timeout(left).ok()?;
+            assert!(v["event"].is_string() && v["time_unix_ms"].is_u64(), "{v}");
+            if want(&v) {
+                return Some((Instant::now(), v));
+            }
+        }
+    }
+}
+
+impl Drop for Watcher {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }

@@ -23,6 +23,9 @@ enum C {
     Peer,
     Timer,
     Probes,
+    /// The socket's effective keepalive settings (`300/100/3`, `7200/75/9*` assumed, `off`); only shown when some
+    /// socket has settings.
+    Keepalive,
     RecvQ,
     SendQ,
     Idle,
@@ -33,7 +36,7 @@ enum C {
 /// (column, header, priority: lower matters more, right-aligned, cap on content width narrow and wide, sort column)
 type Spec = (C, &'static str, u8, bool, (u16, u16), Option<ConnSort>);
 
-const COLUMNS: [Spec; 13] = [
+const COLUMNS: [Spec; 14] = [
     (C::Mark, "", 0, false, (2, 2), Some(ConnSort::Severity)),
     (C::Netns, "NETNS", 6, false, (12, 28), None),
     (C::State, "STATE", 1, false, (10, 10), Some(ConnSort::State)),
@@ -49,6 +52,7 @@ const COLUMNS: [Spec; 13] = [
     (C::Peer, "PEER", 2, false, (22, 46), Some(ConnSort::Peer)),
     (C::Timer, "TIMER", 3, false, (16, 16), Some(ConnSort::Timer)),
     (C::Probes, "PROBES", 8, true, (6, 6), Some(ConnSort::Probes)),
+    (C::Keepalive, "KEEPALIVE", 6, false, (10, 12), None),
     (C::RecvQ, "RECV-Q", 9, true, (6, 6), Some(ConnSort::RecvQ)),
     (C::SendQ, "SEND-Q", 10, true, (6, 6), Some(ConnSort::SendQ)),
     (C::Idle, "IDLE", 6, true, (8, 8), Some(ConnSort::Idle)),
@@ -78,6 +82,7 @@ fn cell(c: C, conn: &Connection, snap: &Snapshot, wide: bool) -> String {
         C::Peer => format::peer(conn),
         C::Timer => format::timer(conn),
         C::Probes => format::probes(conn),
+        C::Keepalive => crate::keepalive::compact(conn.keepalive.as_ref()),
         C::RecvQ => format::bytes_short(u64::from(conn.recv_q)),
         C::SendQ => format::bytes_short(u64::from(conn.send_q)),
         C::Idle => format::idle(conn),
@@ -147,10 +152,12 @@ pub fn render(app: &App, theme: Theme, area: Rect, buf: &mut Buffer) {
         .filter_map(|i| snap.connections.get(*i))
         .collect();
     let wide = inner.width >= WIDE;
-    // One namespace: no column for it.
+    // One namespace: no column for it; no socket with settings: no column of dashes.
+    let any_keepalive = app.counts.with_keepalive > 0;
     let columns: Vec<&Spec> = COLUMNS
         .iter()
         .filter(|c| c.0 != C::Netns || snap.namespaces.len() > 1)
+        .filter(|c| c.0 != C::Keepalive || any_keepalive)
         .collect();
     let cells: Vec<Vec<String>> = visible
         .iter()

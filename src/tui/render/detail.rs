@@ -232,13 +232,16 @@ fn lines(
 fn owners(conn: &Connection, snap: &Snapshot, theme: Theme) -> Vec<Row> {
     if conn.owners.is_empty() {
         let why = if conn.inode == 0 {
-            "none (TIME-WAIT and orphaned sockets belong to no process)"
+            "none (TIME-WAIT and orphaned sockets belong to no process)".to_string()
         } else if snap.unreadable.is_empty() {
-            "unknown"
+            "unknown".to_string()
         } else {
-            "unknown: some processes could not be read; run kwatch as root"
+            format!(
+                "unknown: some processes could not be read; {}",
+                snap.unreadable_hint()
+            )
         };
-        return vec![text("process", theme, why.to_string())];
+        return vec![text("process", theme, why)];
     }
     let mut out = Vec::new();
     for (i, o) in conn.owners.iter().enumerate() {

@@ -44,6 +44,13 @@ pub fn render(theme: Theme, area: Rect, buf: &mut Buffer) {
         Span::styled(format!(" {:<KEYS$}", "columns"), theme.label()),
         Span::raw("PROBES unanswered probes or retransmits; IDLE since rx"),
     ]));
+    lines.push(Line::from(vec![
+        Span::raw(format!(" {:<KEYS$}", "")),
+        Span::raw(format!(
+            "KEEPALIVE idle/intvl/cnt, {} assumed; SERVICE its group",
+            crate::keepalive::ASSUMED_MARK
+        )),
+    ]));
     if usize::from(area.height) > lines.len() + 3 {
         lines.insert(HELP.len(), Line::default());
     }

@@ -209,7 +209,7 @@ fn severity(e: &Event) -> Option<Severity> {
         Event::Destroy { cause, .. } => Some(cause_severity(*cause))
             .filter(|_| !matches!(cause, DeathCause::Closed | DeathCause::Unknown)),
         Event::State { to, .. } if to.0 == TcpState::Close => Some(Severity::Warning),
-        Event::Warning { .. } => Some(Severity::Warning),
+        Event::Warning { .. } | Event::Lost { .. } => Some(Severity::Warning),
         _ => None,
     }
 }
@@ -279,6 +279,18 @@ fn ends(s: &SocketId) -> (String, String) {
         format::endpoint(s.peer_addr, s.peer_port)
     };
     (format::endpoint(s.local_addr, s.local_port), peer)
+}
+
+/// Cells of an event about no socket: marker, time, what happened.
+fn note(mark: String, time_unix_ms: u64, what: String) -> Vec<String> {
+    vec![
+        mark,
+        clock(time_unix_ms),
+        String::new(),
+        String::new(),
+        String::new(),
+        what,
+    ]
 }
 
 /// Cells: marker, time, process, local, peer, what happened.
@@ -354,17 +366,19 @@ fn event_cells(e: &Event) -> Vec<String> {
                 ),
             ]
         }
+        Event::Lost {
+            time_unix_ms,
+            notifications,
+            total,
+        } => note(
+            mark,
+            *time_unix_ms,
+            format!("lost {notifications} destroy notifications ({total} since the start)"),
+        ),
         Event::Warning {
             time_unix_ms,
             message,
-        } => vec![
-            mark,
-            clock(*time_unix_ms),
-            String::new(),
-            String::new(),
-            String::new(),
-            format!("warning: {}", escape(message)),
-        ],
+        } => note(mark, *time_unix_ms, format!("warning: {}", escape(message))),
     }
 }
 

@@ -26,13 +26,15 @@ enum C {
     Dead,
     NoKeepalive,
     Findings,
+    /// The service it belongs to with the others (`811/nginx ×3 ~keepalive_off`); blank for a process alone.
+    Service,
     Cmd,
 }
 
 /// (column, header, priority: lower matters more, right-aligned, cap on content width narrow and wide, sort column)
 type Spec = (C, &'static str, u8, bool, (u16, u16), Option<ProcSort>);
 
-const COLUMNS: [Spec; 11] = [
+const COLUMNS: [Spec; 12] = [
     (C::Mark, "", 0, false, (2, 2), Some(ProcSort::Worst)),
     (C::Pid, "PID", 1, true, (7, 7), Some(ProcSort::Pid)),
     (C::User, "USER", 8, false, (8, 12), None),
@@ -78,6 +80,7 @@ const COLUMNS: [Spec; 11] = [
         (24, 60),
         Some(ProcSort::Worst),
     ),
+    (C::Service, "SERVICE", 5, false, (22, 40), None),
     (C::Cmd, "COMMAND", 9, false, (20, 20), None),
 ];
 
@@ -120,12 +123,26 @@ fn cell(c: C, p: &ProcessSummary, snap: &Snapshot) -> String {
             parts.extend(p.process_findings.iter().map(|f| f.code.to_string()));
             parts.join(", ")
         }
+        C::Service => service(p),
         C::Cmd => snap
             .processes
             .get(&p.pid)
             .map(|pr| escape_cmdline(&pr.cmdline))
             .unwrap_or_default(),
     }
+}
+
+/// `811/nginx ×3`, then the service's own findings with their markers (`~keepalive_off`): the same for every
+/// member, whichever connections each holds. Blank for a process alone.
+fn service(p: &ProcessSummary) -> String {
+    let Some(s) = &p.service else {
+        return String::new();
+    };
+    let mut out = format!("{}/{} ×{}", s.leader_pid, escape(&s.name), s.members);
+    for (code, severity) in &s.findings {
+        out.push_str(&format!(" {}{code}", severity.marker()));
+    }
+    out
 }
 
 /// The worst severity among its sockets' findings and its own (process-level) findings; holding a dead socket

@@ -1,0 +1,799 @@
+//! Pure bookkeeping of watched sockets across snapshots: turns snapshots and destroy notifications into events.
+//!
+//! A socket that leaves the dump is told apart by what the same refresh's /proc shows:
+//! - an fd still holds it: the kernel ended it under the program (a `state` event to `close`, when the dump
+//!   lists every state: a narrower one may only have lost sight of it); its `destroy` comes at `close()`;
+//! - no fd holds it: its destroy notification is on its way (the kernel sends it from a work queue, seconds late
+//!   at times). It is awaited for [`NOTIFICATION_WAIT_MS`]; without one, it is reported dead with cause `unknown`.
+//!
+//! Sockets are keyed by (network namespace inode, cookie), and a namespace that could not be listed this time
+//! keeps its sockets as they were: missing from a failed listing is not dying.
+
+use std::sync::Arc;
+
+use rustc_hash::{FxHashMap, FxHashSet};
+
+use super::listener::Destroyed;
+use super::{Event, SocketId};
+use crate::filter::Filter;
+use crate::keepalive::{self, DeathCause, DeathEvidence, KeepaliveSettings};
+use crate::model::{Connection, Owner, Owners, Snapshot, TcpState};
+use crate::output::json::StateName;
+
+/// How long a socket that left the dump, held by no fd, waits for its destroy notification before it is reported
+/// dead with cause `unknown`. The kernel was seen 3 to 4 s late; 10 s leaves room for a busy host.
+pub const NOTIFICATION_WAIT_MS: u64 = 10_000;
+
+/// Sockets that left the dump are remembered this many at most, waiting for their destroy notification.
+const GONE_MAX: usize = 65_536;
+
+/// (network namespace inode, cookie): cookies are unique on the host, the namespace makes a notification meet
+/// only sockets of the namespace it was heard in.
+type Key = (u64, u64);
+
+fn key(c: &Connection) -> Key {
+    (c.netns.as_ref().map_or(0, |n| n.inode), c.cookie)
+}
+
+/// What kwatch last saw of a socket: only what events need, so that a step over 100k sockets that did not
+/// change allocates nothing.
+#[derive(Debug, Clone)]
+struct Seen {
+    id: SocketId,
+    state: TcpState,
+    inode: u64,
+    owners: Owners,
+    keepalive: Option<KeepaliveSettings>,
+    /// Shared by every socket of the process (one allocation per process, not per socket).
+    comm: Option<Arc<str>>,
+    /// The step that last saw it in the dump.
+    step: u64,
+}
+
+/// Why a socket that left the dump is still remembered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Wait {
+    /// An fd holds it: its notification comes when the last one is closed.
+    Held,
+    /// Nothing holds it: its notification is due by this time (unix ms).
+    Until(u64),
+}
+
+#[derive(Debug, Clone)]
+struct Gone {
+    seen: Seen,
+    wait: Wait,
+}
+
+/// The comm of `pid` in `snapshot`, one shared copy per process for the whole step.
+fn comm_of<'a>(
+    comms: &'a mut FxHashMap<u32, Arc<str>>,
+    snapshot: &Snapshot,
+    pid: u32,
+) -> &'a Arc<str> {
+    comms
+        .entry(pid)
+        .or_insert_with(|| Arc::from(snapshot.comm(pid)))
+}
+
+/// Pure bookkeeping of watched sockets across snapshots: turns snapshots and destroy notifications into events.
+#[derive(Debug, Default)]
+pub struct Tracker {
+    /// Kernel-assigned keys, so a fast hash without flooding protection is safe.
+    live: FxHashMap<Key, Seen>,
+    /// Left the dump but not destroyed yet.
+    gone: FxHashMap<Key, Gone>,
+    started: bool,
+    steps: u64,
+}
+
+impl Tracker {
+    pub fn new() -> Self {
+        Tracker::default()
+    }
+
+    /// Takes one step: `destroyed` are the notifications received since the last step, `snapshot` the dump taken
+    /// after them, `holds(inode, owner)` whether that fd holds that socket now (read from /proc). Emits deaths of
+    /// sockets seen before, then state changes of watched sockets.
+    pub fn step(
+        &mut self,
+        snapshot: &Snapshot,
+        filter: &Filter,
+        destroyed: &[Destroyed],
+        now_unix_ms: u64,
+        holds: &mut dyn FnMut(u64, Owner) -> bool,
+    ) -> Vec<Event> {
+        let mut events = Vec::new();
+        // A TIME-WAIT entry inherits the cookie of the connection that closed normally.
+        let time_wait: FxHashSet<Key> = if destroyed.is_empty() {
+            FxHashSet::default()
+        } else {
+            snapshot
+                .connections
+                .iter()
+                .filter(|c| c.state == TcpState::TimeWait)
+                .map(key)
+                .collect()
+        };
+        let retries2 = |netns: u64| {
+            snapshot
+                .namespaces
+                .iter()
+                .find(|n| n.netns.inode == netns)
+                .map_or(snapshot.settings.tcp_retries2, |n| n.settings.tcp_retries2)
+        };
+        for d in destroyed {
+            let k = (d.netns, d.cookie);
+            let Some(seen) = self
+                .live
+                .remove(&k)
+                .or_else(|| self.gone.remove(&k).map(|g| g.seen))
+            else {
+                continue;
+            };
+            let cause = keepalive::infer_cause(&DeathEvidence {
+                probes: d.probes,
+                retransmits: d.retransmits,
+                settings: seen.keepalive.as_ref(),
+                last_state: Some(seen.state),
+                orphan: seen.inode == 0,
+                tcp_retries2: retries2(d.netns),
+                time_wait_twin: time_wait.contains(&k),
+            });
+            events.push(destroy(seen, now_unix_ms, d.probes, d.retransmits, cause));
+        }
+        self.steps += 1;
+        let step = self.steps;
+        let started = self.started;
+        let mut listed = 0;
+        let mut comms: FxHashMap<u32, Arc<str>> = FxHashMap::default();
+        self.live
+            .reserve(snapshot.connections.len().saturating_sub(self.live.len()));
+        for c in snapshot
+            .connections
+            .iter()
+            .filter(|c| filter.matches_in(c, snapshot))
+        {
+            listed += 1;
+            let comm = c
+                .owners
+                .first()
+                .map(|o| comm_of(&mut comms, snapshot, o.pid));
+            match self.live.get_mut(&key(c)) {
+                Some(seen) => {
+                    if seen.state != c.state {
+                        if started {
+                            events.push(Event::State {
+                                time_unix_ms: now_unix_ms,
+                                socket: seen.id.clone(),
+                                owners: seen.owners.to_vec(),
+                                comm: seen.comm.as_deref().map(str::to_string),
+                                from: StateName(seen.state),
+                                to: StateName(c.state),
+                            });
+                        }
+                        seen.state = c.state;
+                    }
+                    if seen.owners != c.owners {
+                        seen.owners.clone_from(&c.owners);
+                    }
+                    // An earlier owner stays known when a later dump could not map it (the process exited).
+                    if let Some(comm) = comm
+                        && seen.comm.as_deref() != Some(&**comm)
+                    {
+                        seen.comm = Some(Arc::clone(comm));
+                    }
+                    seen.inode = c.inode;
+                    seen.keepalive = c.keepalive;
+                    seen.step = step;
+                }
+                None => {
+                    // Back in sight (a namespace listed again): no longer awaited.
+                    self.gone.remove(&key(c));
+                    self.live.insert(
+                        key(c),
+                        Seen {
+                            id: SocketId::of(c),
+                            state: c.state,
+                            inode: c.inode,
+                            owners: c.owners.clone(),
+                            keepalive: c.keepalive,
+                            comm: comm.cloned(),
+                            step,
+                        },
+                    );
+                }
+            }
+        }
+        // When every socket known is listed (keys are unique), none left: no pass over all of them.
+        let left: Vec<Key> = if self.live.len() == listed {
+            Vec::new()
+        } else {
+            self.live
+                .iter()
+                .filter(|(_, s)| s.step != step)
+                .map(|(k, _)| *k)
+                .collect()
+        };
+        if !left.is_empty() {
+            self.leave(snapshot, filter, left, now_unix_ms, holds, &mut events);
+        }
+        self.expire(now_unix_ms, holds, &mut events);
+        events.sort_by_key(|e| match e {
+            Event::Destroy { socket, .. } => (0, socket.cookie),
+            Event::State { socket, .. } => (1, socket.cookie),
+            _ => (2, 0),
+        });
+        self.started = true;
+        events
+    }
+
+    /// Handles watched sockets this step did not list: still in the dump (they no longer match the filter: no
+    /// longer watched), in a namespace that could not be listed (kept as they were), or gone from the dump.
+    fn leave(
+        &mut self,
+        snapshot: &Snapshot,
+        filter: &Filter,
+        left: Vec<Key>,
+        now_unix_ms: u64,
+        holds: &mut dyn FnMut(u64, Owner) -> bool,
+        events: &mut Vec<Event>,
+    ) {
+        let left_set: FxHashSet<Key> = left.iter().copied().collect();
+        let still_dumped: FxHashSet<Key> = snapshot
+            .connections
+            .iter()
+            .map(key)
+            .filter(|k| left_set.contains(k))
+            .collect();
+        let unlisted: FxHashSet<u64> = snapshot
+            .namespaces
+            .iter()
+            .filter(|n| n.error.is_some())
+            .map(|n| n.netns.inode)
+            .collect();
+        // A dump narrowed to some states loses sight of a socket that moves to another: not a death.
+        let every_state = filter.states.is_empty();
+        for k in left {
+            if unlisted.contains(&k.0) {
+                if let Some(seen) = self.live.get_mut(&k) {
+                    seen.step = self.steps;
+                }
+                continue;
+            }
+            let Some(seen) = self.live.remove(&k) else {
+                continue;
+            };
+            if still_dumped.contains(&k) {
+                continue;
+            }
+            // No notification comes for a TIME-WAIT entry or a request socket: leaving the dump is their end.
+            if matches!(
+                seen.state,
+                TcpState::TimeWait | TcpState::NewSynRecv | TcpState::SynRecv
+            ) && seen.inode == 0
+            {
+                continue;
+            }
+            let holders: Vec<Owner> = if seen.inode == 0 {
+                Vec::new()
+            } else {
+                seen.owners
+                    .iter()
+                    .copied()
+                    .filter(|o| holds(seen.inode, *o))
+                    .collect()
+            };
+            let wait = if holders.is_empty() {
+                Wait::Until(now_unix_ms + NOTIFICATION_WAIT_MS)
+            } else {
+                if self.started && every_state {
+                    events.push(Event::State {
+                        time_unix_ms: now_unix_ms,
+                        socket: seen.id.clone(),
+                        owners: holders,
+                        comm: seen.comm.as_deref().map(str::to_string),
+                        from: StateName(seen.state),
+                        to: StateName(TcpState::Close),
+                    });
+                }
+                Wait::Held
+            };
+            if self.gone.len() >= GONE_MAX {
+                self.gone.clear();
+            }
+            self.gone.insert(k, Gone { seen, wait });
+        }
+    }
+
+    /// Sockets whose notification is overdue are reported dead, cause unknown. A held one whose fds were all
+    /// closed since starts waiting for its notification.
+    fn expire(
+        &mut self,
+        now_unix_ms: u64,
+        holds: &mut dyn FnMut(u64, Owner) -> bool,
+        events: &mut Vec<Event>,
+    ) {
+        let mut overdue = Vec::new();
+        for (k, g) in &mut self.gone {
+            match g.wait {
+                Wait::Held => {
+                    let inode = g.seen.inode;
+                    if !g.seen.owners.iter().any(|o| holds(inode, *o)) {
+                        g.wait = Wait::Until(now_unix_ms + NOTIFICATION_WAIT_MS);
+                    }
+                }
+                Wait::Until(due) if due <= now_unix_ms => overdue.push(*k),
+                Wait::Until(_) => {}
+            }
+        }
+        for k in overdue {
+            if let Some(g) = self.gone.remove(&k) {
+                events.push(destroy(
+                    g.seen,
+                    now_unix_ms,
+                    None,
+                    None,
+                    DeathCause::Unknown,
+                ));
+            }
+        }
+    }
+
+    /// Sockets currently watched.
+    pub fn watched(&self) -> usize {
+        self.live.len()
+    }
+
+    /// Sockets that left the dump and wait for their destroy notification.
+    pub fn waiting(&self) -> usize {
+        self.gone.len()
+    }
+}
+
+fn destroy(
+    seen: Seen,
+    now_unix_ms: u64,
+    probes: Option<u8>,
+    retransmits: Option<u8>,
+    cause: DeathCause,
+) -> Event {
+    Event::Destroy {
+        time_unix_ms: now_unix_ms,
+        socket: seen.id,
+        owners: seen.owners.to_vec(),
+        comm: seen.comm.as_deref().map(str::to_string),
+        last_state: StateName(seen.state),
+        probes,
+        retransmits,
+        cause,
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::keepalive::Source;
+    use crate::model::{Family, NamespaceInfo, NetnsRef, Process, Settings, Timer, TimerKind};
+
+    fn conn(cookie: u64, state: TcpState) -> Connection {
+        Connection {
+            cookie,
+            family: Family::Ipv4,
+            state,
+            local_addr: "192.0.2.1".parse().unwrap(),
+            local_port: 40000 + cookie as u16,
+            peer_addr: "192.0.2.2".parse().unwrap(),
+            peer_port: 9100,
+            interface: 0,
+            inode: 1000 + cookie,
+            uid: 0,
+            recv_q: 0,
+            send_q: 0,
+            timer: Timer {
+                kind: TimerKind::Keepalive,
+                expires_ms: 1000,
+                count: 0,
+            },
+            shutdown: None,
+            congestion: None,
+            tcp_info: None,
+            owners: Owner { pid: 7, fd: 3 }.into(),
+            findings: Default::default(),
+            keepalive: Some(KeepaliveSettings {
+                enabled: Some(true),
+                idle_s: Some(3),
+                intvl_s: Some(2),
+                cnt: Some(3),
+                user_timeout_ms: Some(0),
+                source: Source::Socket,
+            }),
+            netns: None,
+        }
+    }
+
+    fn snap(conns: Vec<Connection>) -> Snapshot {
+        Snapshot {
+            connections: conns,
+            processes: BTreeMap::from([(
+                7,
+                Process {
+                    pid: 7,
+                    comm: "app".to_string(),
+                    cmdline: vec![],
+                    uid: Some(0),
+                    user: None,
+                },
+            )]),
+            ..Snapshot::default()
+        }
+    }
+
+    /// What the kernel says when it frees a socket: its cookie and final counters.
+    fn destroyed(cookie: u64, probes: u8, retransmits: u8) -> Destroyed {
+        Destroyed {
+            netns: 0,
+            cookie,
+            probes: Some(probes),
+            retransmits: Some(retransmits),
+        }
+    }
+
+    /// /proc as the tests set it: these inodes are held by every owner asked about, others by none.
+    fn held(inodes: &[u64]) -> impl FnMut(u64, Owner) -> bool + '_ {
+        move |inode, _| inodes.contains(&inode)
+    }
+
+    /// The cause of the one death among `ev`, which holds nothing else.
+    fn the_death(ev: &[Event]) -> DeathCause {
+        match ev {
+            [Event::Destroy { cause, .. }] => *cause,
+            _ => panic!("one death expected: {ev:?}"),
+        }
+    }
+
+    /// A tracker that has seen socket 1 ESTABLISHED in one snapshot (at time 0).
+    fn watching_one(f: &Filter) -> Tracker {
+        let mut t = Tracker::new();
+        let first = t.step(
+            &snap(vec![conn(1, TcpState::Established)]),
+            f,
+            &[],
+            0,
+            &mut held(&[]),
+        );
+        assert!(first.is_empty(), "{first:?}");
+        t
+    }
+
+    #[test]
+    fn a_keepalive_death_under_a_held_fd_shows_as_close_then_destroy_with_the_cause() {
+        let f = Filter::default();
+        let mut t = Tracker::new();
+        let mut fd = held(&[1001]);
+        assert!(
+            t.step(
+                &snap(vec![conn(1, TcpState::Established)]),
+                &f,
+                &[],
+                10,
+                &mut fd
+            )
+            .is_empty()
+        );
+        // The kernel ended it; /proc shows the program still holding the fd: gone from the dump, no notification.
+        let ev = t.step(&snap(vec![]), &f, &[], 30, &mut fd);
+        assert_eq!(ev.len(), 1);
+        let Event::State {
+            from,
+            to,
+            owners,
+            comm,
+            ..
+        } = &ev[0]
+        else {
+            panic!("{ev:?}")
+        };
+        assert_eq!((from.0, to.0), (TcpState::Established, TcpState::Close));
+        assert_eq!((owners[0].pid, comm.as_deref()), (7, Some("app")));
+        // Held, it waits for its close() however long that takes.
+        assert!(
+            t.step(&snap(vec![]), &f, &[], 30 + 60_000, &mut fd)
+                .is_empty()
+        );
+        // close(): the kernel frees it and says so.
+        let ev = t.step(&snap(vec![]), &f, &[destroyed(1, 3, 0)], 70_000, &mut fd);
+        assert_eq!(
+            ev,
+            vec![Event::Destroy {
+                time_unix_ms: 70_000,
+                socket: SocketId::of(&conn(1, TcpState::Established)),
+                owners: vec![Owner { pid: 7, fd: 3 }],
+                comm: Some("app".to_string()),
+                last_state: StateName(TcpState::Established),
+                probes: Some(3),
+                retransmits: Some(0),
+                cause: DeathCause::KeepaliveExhausted,
+            }]
+        );
+        // Told once.
+        assert!(
+            t.step(&snap(vec![]), &f, &[destroyed(1, 3, 0)], 70_100, &mut fd)
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn a_socket_no_fd_holds_is_not_called_held_and_its_late_notification_is_awaited() {
+        let f = Filter::default();
+        let mut t = watching_one(&f);
+        let mut none = held(&[]);
+        // It left the dump, its program had closed it: no "still held", no death yet.
+        assert!(t.step(&snap(vec![]), &f, &[], 1_000, &mut none).is_empty());
+        assert_eq!(t.waiting(), 1);
+        // The notification comes 4 s late: a death, with the evidence it carries.
+        let ev = t.step(&snap(vec![]), &f, &[destroyed(1, 0, 15)], 5_000, &mut none);
+        assert_eq!(the_death(&ev), DeathCause::RetransmitTimeout);
+        assert_eq!(t.waiting(), 0);
+    }
+
+    #[test]
+    fn without_a_notification_in_time_the_death_is_reported_with_cause_unknown() {
+        let f = Filter::default();
+        let mut t = watching_one(&f);
+        let mut none = held(&[]);
+        assert!(t.step(&snap(vec![]), &f, &[], 1_000, &mut none).is_empty());
+        let due = 1_000 + NOTIFICATION_WAIT_MS;
+        assert!(
+            t.step(&snap(vec![]), &f, &[], due - 1, &mut none)
+                .is_empty()
+        );
+        let ev = t.step(&snap(vec![]), &f, &[], due, &mut none);
+        let [
+            Event::Destroy {
+                cause,
+                probes,
+                retransmits,
+                last_state,
+                ..
+            },
+        ] = &ev[..]
+        else {
+            panic!("{ev:?}")
+        };
+        assert_eq!(*cause, DeathCause::Unknown);
+        assert_eq!((*probes, *retransmits), (None, None));
+        assert_eq!(last_state.0, TcpState::Established);
+        // A notification after that finds nothing to report twice.
+        assert!(
+            t.step(&snap(vec![]), &f, &[destroyed(1, 0, 0)], due + 1, &mut none)
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn a_held_socket_whose_fd_is_closed_without_a_notification_ends_unknown() {
+        let f = Filter::default();
+        let mut t = Tracker::new();
+        t.step(
+            &snap(vec![conn(1, TcpState::Established)]),
+            &f,
+            &[],
+            0,
+            &mut held(&[1001]),
+        );
+        assert_eq!(
+            t.step(&snap(vec![]), &f, &[], 1_000, &mut held(&[1001]))
+                .len(),
+            1
+        );
+        // The fd is closed, and the notification was lost: it is awaited from now, then given up.
+        assert!(
+            t.step(&snap(vec![]), &f, &[], 2_000, &mut held(&[]))
+                .is_empty()
+        );
+        let ev = t.step(
+            &snap(vec![]),
+            &f,
+            &[],
+            2_000 + NOTIFICATION_WAIT_MS,
+            &mut held(&[]),
+        );
+        assert_eq!(the_death(&ev), DeathCause::Unknown);
+    }
+
+    #[test]
+    fn unseen_sockets_are_not_reported_and_time_wait_twins_mean_a_normal_close() {
+        let f = Filter::default();
+        let mut t = Tracker::new();
+        let mut none = held(&[]);
+        t.step(
+            &snap(vec![
+                conn(1, TcpState::Established),
+                conn(2, TcpState::Established),
+            ]),
+            &f,
+            &[],
+            0,
+            &mut none,
+        );
+        let mut tw = conn(1, TcpState::TimeWait);
+        tw.owners.clear();
+        tw.inode = 0;
+        let ev = t.step(
+            &snap(vec![tw, conn(2, TcpState::Established)]),
+            &f,
+            &[destroyed(1, 0, 0), destroyed(99, 0, 0)],
+            5,
+            &mut none,
+        );
+        let kinds: Vec<(&str, u64)> = ev
+            .iter()
+            .map(|e| match e {
+                Event::Destroy { socket, cause, .. } => {
+                    assert_eq!(*cause, DeathCause::Closed);
+                    ("destroy", socket.cookie)
+                }
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        // The destroy took the entry away; the TIME-WAIT entry is new to the tracker.
+        assert_eq!(kinds, vec![("destroy", 1)]);
+    }
+
+    #[test]
+    fn a_fast_close_with_no_evidence_is_unknown_not_reset() {
+        let f = Filter::default();
+        let mut t = watching_one(&f);
+        let mut none = held(&[]);
+        let ev = t.step(&snap(vec![]), &f, &[destroyed(1, 0, 0)], 5, &mut none);
+        assert_eq!(the_death(&ev), DeathCause::Unknown);
+    }
+
+    #[test]
+    fn notifications_meet_only_sockets_of_their_namespace_and_unlisted_namespaces_keep_theirs() {
+        let f = Filter::default();
+        let ns = |inode: u64, error: Option<&str>| NamespaceInfo {
+            netns: NetnsRef { inode, name: None },
+            current: false,
+            pid: None,
+            settings: Settings::default(),
+            error: error.map(str::to_string),
+        };
+        let in_ns = |cookie: u64, inode: u64| {
+            let mut c = conn(cookie, TcpState::Established);
+            c.netns = Some(Arc::new(NetnsRef { inode, name: None }));
+            c
+        };
+        let mut t = Tracker::new();
+        let mut none = held(&[]);
+        let mut first = snap(vec![in_ns(1, 10), in_ns(2, 20)]);
+        first.namespaces = vec![ns(10, None), ns(20, None)];
+        t.step(&first, &f, &[], 0, &mut none);
+        // Namespace 20 could not be listed this time: its socket is not gone. A notification heard in namespace
+        // 20 for cookie 1 (of namespace 10) is not joined with it.
+        let mut second = snap(vec![in_ns(1, 10)]);
+        second.namespaces = vec![ns(10, None), ns(20, Some("cannot enter"))];
+        let wrong_ns = Destroyed {
+            netns: 20,
+            ..destroyed(1, 0, 0)
+        };
+        assert!(t.step(&second, &f, &[wrong_ns], 1, &mut none).is_empty());
+        assert_eq!((t.watched(), t.waiting()), (2, 0));
+        let right = Destroyed {
+            netns: 10,
+            ..destroyed(1, 3, 0)
+        };
+        let ev = t.step(&second, &f, &[right], 2, &mut none);
+        assert_eq!(the_death(&ev), DeathCause::KeepaliveExhausted);
+    }
+
+    #[test]
+    fn a_narrower_state_filter_does_not_call_a_held_socket_dead() {
+        let f = Filter {
+            states: vec![TcpState::Established],
+            ..Filter::default()
+        };
+        let mut t = Tracker::new();
+        let mut fd = held(&[1001]);
+        t.step(
+            &snap(vec![conn(1, TcpState::Established)]),
+            &f,
+            &[],
+            0,
+            &mut fd,
+        );
+        // Gone from an ESTABLISHED-only dump while held: maybe CLOSE-WAIT now. Nothing is claimed.
+        assert!(t.step(&snap(vec![]), &f, &[], 1, &mut fd).is_empty());
+        assert!(
+            t.step(&snap(vec![]), &f, &[], 1 + NOTIFICATION_WAIT_MS, &mut fd)
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn filters_limit_what_is_watched_and_events_serialize_as_documented() {
+        let f = Filter {
+            dports: vec![9100],
+            ..Filter::default()
+        };
+        let mut other = conn(2, TcpState::Established);
+        other.peer_port = 22;
+        let mut t = Tracker::new();
+        t.step(
+            &snap(vec![conn(1, TcpState::Established), other.clone()]),
+            &f,
+            &[],
+            0,
+            &mut held(&[]),
+        );
+        assert_eq!(t.watched(), 1);
+        let ev = t.step(
+            &snap(vec![conn(1, TcpState::CloseWait)]),
+            &f,
+            &[destroyed(2, 0, 0)],
+            1,
+            &mut held(&[]),
+        );
+        assert_eq!(ev.len(), 1, "{ev:?}");
+        let v = serde_json::to_value(&ev[0]).unwrap();
+        assert_eq!(v["event"], "state");
+        assert_eq!(v["from"], "established");
+        assert_eq!(v["to"], "close-wait");
+        assert_eq!(v["cookie"], 1);
+        assert_eq!(v["local_addr"], "192.0.2.1");
+        assert_eq!(v["owners"][0]["pid"], 7);
+        let line = crate::events::human_line(&ev[0]);
+        assert!(
+            line.contains("192.0.2.1:40001 > 192.0.2.2:9100 7/app established -> close-wait"),
+            "{line}"
+        );
+        let d = serde_json::to_value(Event::Destroy {
+            time_unix_ms: 1,
+            socket: SocketId::of(&conn(1, TcpState::Established)),
+            owners: Default::default(),
+            comm: None,
+            last_state: StateName(TcpState::FinWait1),
+            probes: None,
+            retransmits: Some(15),
+            cause: DeathCause::RetransmitTimeout,
+        })
+        .unwrap();
+        assert_eq!(d["event"], "destroy");
+        assert_eq!(d["last_state"], "fin-wait-1");
+        assert_eq!(d["cause"], "retransmit_timeout");
+        assert!(d["probes"].is_null());
+        let lost = Event::Lost {
+            time_unix_ms: 1,
+            notifications: 3,
+            total: 5,
+        };
+        let v = serde_json::to_value(&lost).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"event": "lost", "time_unix_ms": 1, "notifications": 3, "total": 5})
+        );
+        assert!(
+            crate::events::human_line(&lost)
+                .contains("lost 3 destroy notifications (5 since the start)"),
+            "{}",
+            crate::events::human_line(&lost)
+        );
+    }
+
+    #[test]
+    fn time_wait_entries_and_orphans_end_quietly() {
+        let f = Filter::default();
+        let mut t = Tracker::new();
+        let mut none = held(&[]);
+        let mut tw = conn(3, TcpState::TimeWait);
+        tw.inode = 0;
+        tw.owners.clear();
+        t.step(&snap(vec![tw]), &f, &[], 0, &mut none);
+        assert!(t.step(&snap(vec![]), &f, &[], 1, &mut none).is_empty());
+        assert_eq!(t.waiting(), 0);
+    }
+}
