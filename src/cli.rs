@@ -172,7 +172,8 @@ pub enum Command {
     Keepalive(crate::act::KeepaliveArgs),
     /// Record every refresh's sockets, owners, findings and deaths into DIR until stopped (docs/recording.md).
     Record(RecordArgs),
-    /// Show a recorded moment as `--once` did, or a window's events as `--watch` did (docs/recording.md).
+    /// Open the live view on a recording, print a recorded moment as `--once` did, or a window's events as
+    /// `--watch` did (docs/recording.md).
     Replay(ReplayArgs),
     /// Write the man pages or print shell completions (packages ship them already).
     Generate(crate::generate::GenerateArgs),
@@ -209,15 +210,15 @@ pub struct RecordArgs {
 
 /// `kwatch replay DIR`: filter flags narrow what is shown.
 #[derive(Debug, clap::Args)]
-#[command(group(clap::ArgGroup::new("mode").required(true).args(["once", "events"])))]
 pub struct ReplayArgs {
     /// Directory of the recording.
     #[arg(value_name = "DIR")]
     pub dir: PathBuf,
 
-    /// With --once: the moment to show, HH:MM[:SS] (the last such time), YYYY-MM-DD HH:MM[:SS] (local time),
-    /// -DURATION (ago, like -2h), @UNIX_MS or now (the default); the last refresh recorded at or before it is shown.
-    #[arg(long, value_parser = parse_time, value_name = "TIME", requires = "once", allow_hyphen_values = true)]
+    /// The moment to show (the live view starts there): HH:MM[:SS] (the last such time), YYYY-MM-DD HH:MM[:SS]
+    /// (local time), -DURATION (ago, like -2h), @UNIX_MS or now (the default); the last refresh recorded at or
+    /// before it is shown.
+    #[arg(long, value_parser = parse_time, value_name = "TIME", conflicts_with = "events", allow_hyphen_values = true)]
     pub at: Option<TimeSpec>,
 
     /// Print the recorded moment as `kwatch --once` printed it.
@@ -526,7 +527,11 @@ mod tests {
                 &["record", "d", "--retain", "soon"][..],
                 "invalid duration 'soon'",
             ),
-            (&["replay", "d"][..], "--once"),
+            (&["replay", "d", "--json"][..], "--once"),
+            (
+                &["replay", "d", "--events", "--at", "-2h"][..],
+                "cannot be used with",
+            ),
             (
                 &["replay", "d", "--once", "--at", "3:12"][..],
                 "invalid time '3:12'",

@@ -190,9 +190,21 @@ fn replay(rep: &ReplayArgs, args: &Args, filter: Filter) -> anyhow::Result<()> {
         }
         return replay::events(&cfg, &mut out);
     }
+    let at_ms = rep.at.as_ref().map(resolve).transpose()?.unwrap_or(now);
+    if !rep.once {
+        // The store is opened before the terminal is taken: a missing or damaged one is an error line.
+        replay::Cursor::seek(&rep.dir, at_ms)?;
+        let mut config = tui::Config::new(args.pace(), collect_options(args, &filter), filter);
+        config.replay = Some(crate::tui::replay::Source {
+            dir: rep.dir.clone(),
+            at_ms,
+            tz,
+        });
+        return tui::run(config);
+    }
     let cfg = replay::OnceConfig {
         dir: rep.dir.clone(),
-        at_ms: rep.at.as_ref().map(resolve).transpose()?.unwrap_or(now),
+        at_ms,
         filter,
         table: (!rep.json).then(|| table_options(args)),
     };

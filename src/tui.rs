@@ -12,6 +12,7 @@ pub mod history;
 pub mod keys;
 pub mod log;
 pub mod render;
+pub mod replay;
 
 use std::io::{IsTerminal, Write};
 use std::sync::Arc;
@@ -40,6 +41,8 @@ pub struct Config {
     pub filter: Filter,
     /// Use colours. [`Config::new`] sets it from `NO_COLOR`.
     pub color: bool,
+    /// Show this recording instead of the live host (`kwatch replay DIR`).
+    pub replay: Option<replay::Source>,
 }
 
 impl Config {
@@ -50,6 +53,7 @@ impl Config {
             collect,
             filter,
             color: color_from_env(),
+            replay: None,
         }
     }
 }
@@ -141,10 +145,21 @@ fn event_loop(
     // Dropping `control` (when this function returns) tells the collector to stop after its current dump.
     let (control, control_rx) = mpsc::channel::<Control>();
     let proc_root = config.collect.proc_root.clone();
-    let _collector = event::spawn_collector(config.collect, config.pace, tx, control_rx)
-        .context("cannot start the collector thread")?;
+    let tz = config.replay.as_ref().map(|s| s.tz.clone());
+    let _collector = match config.replay {
+        None => event::spawn_collector(config.collect, config.pace, tx, control_rx)
+            .context("cannot start the collector thread")?,
+        Some(source) => replay::spawn_source(source, tx, control_rx)
+            .context("cannot start the replay thread")?,
+    };
     let result = (|| {
         let mut app = App::new(config.filter, config.color);
+        app.replay = tz.map(replay::Replay::new);
+        // A replay's clock is the recorded time of the refresh shown: "for 5m" means then, not now.
+        let clock = |app: &App| match (&app.replay, &app.snapshot) {
+            (Some(_), Some(s)) => s.taken_at_unix_ms,
+            _ => now_ms(),
+        };
         let size = terminal.size()?;
         update(
             &mut app,
@@ -153,7 +168,8 @@ fn event_loop(
                 height: size.height,
             },
         );
-        update(&mut app, Action::Tick { now_ms: now_ms() });
+        let now = clock(&app);
+        update(&mut app, Action::Tick { now_ms: now });
         let mut told: Option<ViewSpec> = None;
         loop {
             terminal.draw(|frame| frame.render_widget(&app, frame.area()))?;
@@ -175,11 +191,17 @@ fn event_loop(
             // Handle everything already queued before drawing again, so a burst of keys draws once.
             let mut events: Vec<Event> = first.into_iter().collect();
             events.extend(rx.try_iter());
-            update(&mut app, Action::Tick { now_ms: now_ms() });
+            let now = clock(&app);
+            update(&mut app, Action::Tick { now_ms: now });
             for ev in events {
+                let Some(ev) = replay::intercept(&mut app, ev, &control, now_ms()) else {
+                    continue;
+                };
                 if let Some(exit) = handle(&mut app, ev)? {
                     return Ok(exit);
                 }
+                let now = clock(&app);
+                update(&mut app, Action::Tick { now_ms: now });
                 // `K`/`E` answered yes: done here (milliseconds), then a refresh at once shows the result.
                 if let Some(pending) = app.act_request.take() {
                     let line = act::perform(&pending, app.snapshot.as_ref(), &proc_root);
@@ -220,6 +242,8 @@ fn handle(app: &mut App, ev: Event) -> anyhow::Result<Option<Exit>> {
         Event::Stretched(period) => Some(Action::Stretched(period)),
         Event::Fatal(e) => bail!(e),
         Event::Signal(sig) => return Ok(Some(Exit::Signal(sig))),
+        // Handled by `replay::intercept`.
+        Event::Replay(_) => None,
     };
     if let Some(action) = action {
         update(app, action);

@@ -120,6 +120,18 @@ impl Cursor {
         self.decoder.frame(decoded)
     }
 
+    /// How many frames of the open shard from the next one on were recorded at or before `t_ms` (after
+    /// [`Cursor::seek`] to `t_ms`: the frames from the key frame to `t_ms`, which are all in that shard).
+    pub fn pending_until(&self, t_ms: u64) -> usize {
+        self.reader.as_ref().map_or(0, |r| {
+            r.entries
+                .iter()
+                .skip(self.entry)
+                .take_while(|e| e.time_ms <= t_ms)
+                .count()
+        })
+    }
+
     /// Time of the store's first frame.
     pub fn first_time(&self) -> u64 {
         self.shards.first().map_or(0, |s| s.start_ms)

@@ -92,12 +92,18 @@ pub const HELP: &[(&str, &str)] = &[
         "Enter apply (empty clears) · Esc cancel · Ctrl-U clear",
     ),
     ("s  S", "next sort column / reverse the sort"),
-    ("space", "pause / resume refreshing"),
+    ("space", "pause / resume refreshing (replay: play / pause)"),
     (
         "K  E",
         "kill · keepalive on 60/10/5 (row or process; asks y/N)",
     ),
     ("L", "event log: deaths, state changes, held dead fds"),
+    (
+        "Left/,  Right/.",
+        "replay: previous / next recorded refresh",
+    ),
+    ("[  ]   {  }", "replay: a minute / an hour back and forward"),
+    ("t", "replay: go to a time: 03:12, 2026-12-05 03:12:30, -2h"),
     ("? h F1", "this help"),
     ("q  Ctrl-C", "quit"),
 ];
