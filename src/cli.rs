@@ -302,7 +302,7 @@ impl Args {
 /// The shortest refresh interval: faster than this, the collector would dominate a busy host.
 pub const MIN_INTERVAL: Duration = Duration::from_millis(100);
 
-fn parse_interval(s: &str) -> Result<Duration, String> {
+pub(crate) fn parse_interval(s: &str) -> Result<Duration, String> {
     let d = Duration::from_millis(parse_duration(s)?);
     if d < MIN_INTERVAL {
         return Err(format!("invalid interval '{s}': must be at least 100ms"));
@@ -310,7 +310,7 @@ fn parse_interval(s: &str) -> Result<Duration, String> {
     Ok(d)
 }
 
-fn parse_cpu_budget(s: &str) -> Result<f64, String> {
+pub(crate) fn parse_cpu_budget(s: &str) -> Result<f64, String> {
     let invalid = || {
         format!(
             "invalid CPU budget '{s}': must be a percentage of one core, above 0 and at most 100"
@@ -323,12 +323,12 @@ fn parse_cpu_budget(s: &str) -> Result<f64, String> {
     Ok(percent)
 }
 
-fn parse_threshold(s: &str) -> Result<Duration, String> {
+pub(crate) fn parse_threshold(s: &str) -> Result<Duration, String> {
     parse_duration(s).map(Duration::from_millis)
 }
 
 /// A size in bytes: `1G`, `500M`, `64K`, `2T` (powers of 1024, an optional `B` or `iB` after the unit), or bytes.
-fn parse_size(s: &str) -> Result<u64, String> {
+pub(crate) fn parse_size(s: &str) -> Result<u64, String> {
     let invalid = || format!("invalid size '{s}': expected a number with a unit, like 500M or 1G");
     let text = s.trim();
     let text = text

@@ -11,7 +11,7 @@ pub mod time;
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -19,7 +19,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::Context as _;
 
 use crate::collect::{self, Collector, Options};
-use crate::events::{Event, Feed};
+use crate::events::{Event, Evidence, Feed};
 use crate::filter::Filter;
 use crate::model::{Connection, Snapshot};
 use crate::output::json;
@@ -52,11 +52,7 @@ pub fn record(cfg: &RecordConfig) -> anyhow::Result<()> {
         signal_hook::flag::register(signal, Arc::clone(&stop))
             .context("cannot install the signal handler")?;
     }
-    let (mut writer, warnings) =
-        Writer::open(&cfg.dir, cfg.retention).context("cannot open the recording")?;
-    for w in warnings {
-        eprintln!("kwatch: warning: {w}");
-    }
+    let mut recorder = Recorder::open(&cfg.dir, cfg.retention)?;
     let mut feed = Feed::open(&cfg.options.netns, &cfg.options.proc_root);
     feed.keep_evidence();
     let mut json_log = match &cfg.json_log {
@@ -70,9 +66,7 @@ pub fn record(cfg: &RecordConfig) -> anyhow::Result<()> {
         None => None,
     };
     let mut collector = Collector::new(cfg.options.clone());
-    let mut encoder = Encoder::new();
     let mut pace = cfg.pace.clone();
-    let mut flags = FLAG_SESSION_START;
     while !stop.load(Ordering::Relaxed) {
         let (started, cpu) = (Instant::now(), process_cpu());
         // Notifications first, then the dump: a socket destroyed in between is still in the feed's memory.
@@ -90,20 +84,7 @@ pub fn record(cfg: &RecordConfig) -> anyhow::Result<()> {
             json::write(log, &snapshot, &conns, 0)?;
             log.flush()?;
         }
-        let time = snapshot.taken_at_unix_ms;
-        let key = writer
-            .begin(time)
-            .context("cannot record; the recording keeps every refresh before this one")?;
-        if feed.is_listening() {
-            flags |= FLAG_DEATHS;
-        }
-        let bytes = encoder.encode(snapshot, &evidence, key, flags);
-        let kind = if key { Kind::Key } else { Kind::Delta };
-        writer
-            .append(kind, time, &bytes)
-            .context("cannot record; the recording keeps every refresh before this one")?;
-        flags = 0;
-        writer.enforce(unix_ms())?;
+        recorder.append(snapshot, &evidence, feed.is_listening())?;
         pace.record(process_cpu().saturating_sub(cpu));
         let next = started + pace.period();
         while !stop.load(Ordering::Relaxed) {
@@ -114,8 +95,60 @@ pub fn record(cfg: &RecordConfig) -> anyhow::Result<()> {
             std::thread::sleep(left.min(WAKE));
         }
     }
-    writer.sync()?;
-    Ok(())
+    recorder.sync()
+}
+
+/// A store being written: each refresh appended as a frame of what changed since the one before, retention
+/// enforced after each. Used by `kwatch record` and `kwatch serve --record`.
+pub struct Recorder {
+    writer: Writer,
+    encoder: Encoder,
+    /// Flags of the next frame.
+    flags: u64,
+}
+
+impl Recorder {
+    /// Opens (or creates) the store in `dir`, after its last good entry; what was skipped is warned of on stderr.
+    pub fn open(dir: &Path, retention: Retention) -> anyhow::Result<Recorder> {
+        let (writer, warnings) =
+            Writer::open(dir, retention).context("cannot open the recording")?;
+        for w in warnings {
+            eprintln!("kwatch: warning: {w}");
+        }
+        Ok(Recorder {
+            writer,
+            encoder: Encoder::new(),
+            flags: FLAG_SESSION_START,
+        })
+    }
+
+    /// Appends one refresh: its snapshot (taken over), what the feed heard and found before it, and whether a
+    /// destroy notification subscription was open (deaths are recorded). Then removes what retention says.
+    pub fn append(
+        &mut self,
+        snapshot: Snapshot,
+        evidence: &Evidence,
+        listening: bool,
+    ) -> anyhow::Result<()> {
+        const KEPT: &str = "cannot record; the recording keeps every refresh before this one";
+        let time = snapshot.taken_at_unix_ms;
+        let key = self.writer.begin(time).context(KEPT)?;
+        if listening {
+            self.flags |= FLAG_DEATHS;
+        }
+        let bytes = self.encoder.encode(snapshot, evidence, key, self.flags);
+        let kind = if key { Kind::Key } else { Kind::Delta };
+        self.writer.append(kind, time, &bytes).context(KEPT)?;
+        self.flags = 0;
+        self.writer.enforce(unix_ms()).context(KEPT)?;
+        Ok(())
+    }
+
+    /// Writes what the system still buffers to disk.
+    pub fn sync(&mut self) -> anyhow::Result<()> {
+        self.writer.sync().context("cannot record")?;
+        Ok(())
+    }
 }
 
 /// Says on stderr what the recorder's feed warns of: namespaces without destroy notifications, lost ones.

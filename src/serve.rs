@@ -63,6 +63,49 @@ pub struct ServeArgs {
     /// again on SIGHUP.
     #[arg(long, value_name = "FILE")]
     pub web_config_file: Option<PathBuf>,
+
+    /// Also record every collection into DIR, as `kwatch record DIR` does (docs/recording.md); collections
+    /// are taken at --record-interval when scrapes do not take them more often.
+    #[arg(long, value_name = "DIR")]
+    pub record: Option<PathBuf>,
+
+    /// With --record: time between recorded refreshes when no scrape comes sooner (at least 100ms). Without it:
+    /// the live view's pace, every second or less often where a refresh costs more than a quarter of a core.
+    #[arg(long, value_parser = crate::cli::parse_interval, value_name = "DURATION", requires = "record")]
+    pub record_interval: Option<Duration>,
+
+    /// With --record: remove recorded hours older than this.
+    #[arg(long, default_value = "7d", value_parser = crate::cli::parse_threshold, value_name = "DURATION", requires = "record")]
+    pub retain: Duration,
+
+    /// With --record: remove the oldest recorded hours while the recording is larger than this (K, M, G, T:
+    /// powers of 1024).
+    #[arg(long, default_value = "1G", value_parser = crate::cli::parse_size, value_name = "SIZE", requires = "record")]
+    pub max_size: u64,
+}
+
+/// Why serving stopped early: recording failed (a full disk). Set once by the collection, which wakes the server.
+#[derive(Default)]
+struct Failure {
+    error: Mutex<Option<anyhow::Error>>,
+    wake: tokio::sync::Notify,
+}
+
+impl Failure {
+    fn set(&self, e: anyhow::Error) {
+        let mut error = self.error.lock().unwrap_or_else(PoisonError::into_inner);
+        if error.is_none() {
+            *error = Some(e);
+            self.wake.notify_one();
+        }
+    }
+
+    fn take(&self) -> Option<anyhow::Error> {
+        self.error
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+    }
 }
 
 /// Binds the address, then serves until SIGTERM or SIGINT.
@@ -79,6 +122,17 @@ pub fn run(serve: &ServeArgs, args: &Args) -> anyhow::Result<()> {
     let limits = Limits::for_nofile(crate::rlimit::raise_nofile());
 
     let errors = Arc::new(AtomicU64::new(0));
+    let failure = Arc::new(Failure::default());
+    let recorder = match &serve.record {
+        Some(dir) => Some(crate::record::Recorder::open(
+            dir,
+            crate::record::store::Retention {
+                max_age_ms: serve.retain.as_millis() as u64,
+                max_bytes: serve.max_size,
+            },
+        )?),
+        None => None,
+    };
     let metrics = Coalescer::new(
         serve.min_interval,
         collection(
@@ -87,6 +141,7 @@ pub fn run(serve: &ServeArgs, args: &Args) -> anyhow::Result<()> {
                 pid_label: serve.pid_label,
             },
             Arc::clone(&errors),
+            recorder.map(|r| (r, Arc::clone(&failure))),
         ),
     );
     let exposed = web.tls.is_none() && web.users.is_empty() && !addr.ip().is_loopback();
@@ -127,16 +182,33 @@ pub fn run(serve: &ServeArgs, args: &Args) -> anyhow::Result<()> {
                  password: give --web-config-file to require them"
             );
         }
+        if serve.record.is_some() {
+            // Collections for the recording when scrapes do not take them often enough.
+            let site = Arc::clone(&site);
+            let mut pace = crate::pace::Pace::from_flags(serve.record_interval, None);
+            tokio::spawn(async move {
+                loop {
+                    let (started, cpu) = (Instant::now(), crate::pace::process_cpu());
+                    let _ = site.metrics.get(site.timeout).await;
+                    pace.record(crate::pace::process_cpu().saturating_sub(cpu));
+                    tokio::time::sleep_until((started + pace.period()).into()).await;
+                }
+            });
+        }
         let stop = async {
             tokio::select! {
                 _ = term.recv() => {}
                 _ = int.recv() => {}
+                _ = failure.wake.notified() => {}
             }
         };
         server::serve(listener, site, limits, stop).await
     })?;
     // The collection thread may still run: leaving main ends it.
     runtime.shutdown_background();
+    if let Some(e) = failure.take() {
+        return Err(e);
+    }
     eprintln!("kwatch: stopped");
     Ok(())
 }
@@ -160,10 +232,16 @@ fn collection(
     args: &Args,
     options: MetricsOptions,
     errors: Arc<AtomicU64>,
+    mut recording: Option<(crate::record::Recorder, Arc<Failure>)>,
 ) -> impl Fn() -> Collected + Send + Sync + 'static {
     let filter = args.filter();
     let collect_options = crate::run::collect_options(args, &filter);
-    let state = Mutex::new((Collector::new(collect_options), DeathWatch::open(), 0u64));
+    let mut deaths = DeathWatch::open();
+    if recording.is_some() {
+        deaths.keep_evidence();
+    }
+    let state = Mutex::new((Collector::new(collect_options), deaths, 0u64));
+    let recording = Mutex::new(recording.take());
     move || -> Collected {
         let started = Instant::now();
         let mut state = state.lock().unwrap_or_else(PoisonError::into_inner);
@@ -179,7 +257,7 @@ fn collection(
                 )));
             }
         };
-        let deaths = deaths.step(&snapshot, &filter);
+        let counts = deaths.step(&snapshot, &filter);
         if !filter.is_empty() {
             let keep: Vec<bool> = snapshot
                 .connections
@@ -195,13 +273,21 @@ fn collection(
             scrape_duration: started.elapsed(),
             scrape_errors: errors.load(Ordering::SeqCst),
             collections: *collections,
-            deaths,
+            deaths: counts,
         };
-        Arc::new(
-            metrics::render(&snapshot, &options, &stats)
-                .map(Bytes::from)
-                .map_err(|e| format!("cannot render metrics: {e}")),
-        )
+        let rendered = metrics::render(&snapshot, &options, &stats)
+            .map(Bytes::from)
+            .map_err(|e| format!("cannot render metrics: {e}"));
+        let mut recording = recording.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some((recorder, failure)) = recording.as_mut() {
+            let evidence = deaths.take_evidence();
+            if let Err(e) = recorder.append(snapshot, &evidence, deaths.is_listening()) {
+                // Recording stops here; the server stops with the error.
+                failure.set(e);
+                *recording = None;
+            }
+        }
+        Arc::new(rendered)
     }
 }
 

@@ -138,6 +138,52 @@ fn wait_logged(log: &Path, what: &str, f: impl Fn(&Value) -> bool) -> Value {
     .unwrap_or_else(|| panic!("never recorded: {what}"))
 }
 
+/// A 256 KiB tmpfs, mostly filled: a store in it fills it after a few frames of 600 sockets. Unmounted on drop.
+struct SmallDisk(PathBuf);
+
+impl SmallDisk {
+    fn mount(tmp: &Path) -> SmallDisk {
+        let mnt = tmp.join("small");
+        std::fs::create_dir(&mnt).unwrap();
+        sh(
+            "mount",
+            &[
+                "-t",
+                "tmpfs",
+                "-o",
+                "size=256k",
+                "tmpfs",
+                mnt.to_str().unwrap(),
+            ],
+        );
+        let disk = SmallDisk(mnt);
+        // Filler leaves a little room, so that the store starts and then meets the full disk.
+        let mut filler = std::fs::File::create(disk.0.join("filler")).unwrap();
+        filler.write_all(&vec![7u8; 200 << 10]).unwrap();
+        disk
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
+/// 300 loopback connections to one listener (600 sockets): frames big enough to fill a small disk quickly.
+fn many_connections() -> ((TcpListener, Vec<(TcpStream, TcpStream)>), u16) {
+    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+    let lport = listener.local_addr().unwrap().port();
+    let held = (0..300)
+        .map(|_| {
+            let c = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+            let (s, _) = listener.accept().unwrap();
+            (c, s)
+        })
+        .collect();
+    ((listener, held), lport)
+}
+
 #[test]
 fn a_recorded_lifecycle_replays_as_the_live_snapshots_showed_it() {
     if !can_use_netns("a_recorded_lifecycle_replays_as_the_live_snapshots_showed_it") {
@@ -372,44 +418,12 @@ fn a_full_disk_is_an_error_line_and_a_non_zero_exit_and_the_store_stays_readable
     ) {
         return;
     }
-    // A 256 KiB tmpfs, mostly filled, fills up after a few frames of 600 sockets.
     let tmp = tempfile::tempdir().unwrap();
-    let mnt = tmp.path().join("small");
-    std::fs::create_dir(&mnt).unwrap();
-    sh(
-        "mount",
-        &[
-            "-t",
-            "tmpfs",
-            "-o",
-            "size=256k",
-            "tmpfs",
-            mnt.to_str().unwrap(),
-        ],
-    );
-    struct Unmount(PathBuf);
-    impl Drop for Unmount {
-        fn drop(&mut self) {
-            let _ = Command::new("umount").arg(&self.0).status();
-        }
-    }
-    let _guard = Unmount(mnt.clone());
-    // Filler leaves a little room, so that the store starts and then meets the full disk.
-    let mut filler = std::fs::File::create(mnt.join("filler")).unwrap();
-    filler.write_all(&vec![7u8; 200 << 10]).unwrap();
-    drop(filler);
-    let dir = mnt.join("store");
+    let small = SmallDisk::mount(tmp.path());
+    let dir = small.0.join("store");
     let log = tmp.path().join("live.ndjson");
-    // Many sockets make frames big enough to fill the rest quickly.
     let (_l, _c, _s, port, _) = pair();
-    let mut held = Vec::new();
-    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
-    let lport = listener.local_addr().unwrap().port();
-    for _ in 0..300 {
-        let c = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
-        let (s, _) = listener.accept().unwrap();
-        held.push((c, s));
-    }
+    let (_many, lport) = many_connections();
     let ports = format!("{port},{lport}");
     let mut rec = Recorder::start(&dir, &log, &["--port", &ports]);
     let status = poll(Duration::from_secs(60), || rec.child.try_wait().unwrap())
@@ -495,4 +509,104 @@ fn a_peer_that_vanished_behind_a_veth_link_replays_with_its_probes_and_its_death
     assert_eq!(death["cause"], "keepalive_exhausted", "{death}");
     assert_eq!(death["probes"], 3, "{death}");
     assert_eq!(death["last_state"], "established", "{death}");
+}
+
+/// `kwatch replay DIR --once --json` (the last refresh), parsed; `None` while nothing is recorded.
+fn replay_last(dir: &Path) -> Option<Value> {
+    let out = replay(dir, &["--once", "--json"]);
+    out.status
+        .success()
+        .then(|| serde_json::from_slice(&out.stdout).unwrap())
+}
+
+#[test]
+fn serve_record_records_the_exporters_collections_with_or_without_scrapes() {
+    use common::serve::{http, start_kwatch};
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("store");
+    let (_l, client, _server, port, cport) = pair();
+    let (mut kwatch, addr, _lines) = start_kwatch(&[
+        "--record",
+        dir.to_str().unwrap(),
+        "--record-interval",
+        "200ms",
+        "--port",
+        &port.to_string(),
+    ]);
+    // A scrape and the recording see the same connection.
+    let (status, _, body) = http(addr, "GET", "/metrics");
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body.contains(r#"kwatch_sockets{state="established"} 2"#),
+        "{body}"
+    );
+    let state = |doc: &Value| {
+        find_socket(doc, port, cport).map(|s| s["state"].as_str().unwrap().to_string())
+    };
+    poll(Duration::from_secs(30), || {
+        replay_last(&dir).filter(|d| state(d).as_deref() == Some("established"))
+    })
+    .expect("the connection recorded");
+    // No scrape from here on: the recording goes on at its own interval.
+    drop(client);
+    let doc = poll(Duration::from_secs(30), || {
+        replay_last(&dir).filter(|d| state(d).as_deref() == Some("close-wait"))
+    })
+    .expect("CLOSE_WAIT recorded without a scrape");
+    assert_eq!(
+        find_socket(&doc, port, cport).unwrap()["owners"][0]["pid"],
+        u64::from(std::process::id())
+    );
+    let ev = events(&dir);
+    assert!(
+        ev.iter().any(|e| e["event"] == "state"
+            && e["local_port"] == port
+            && e["from"] == "established"
+            && e["to"] == "close-wait"),
+        "{ev:?}"
+    );
+    kwatch.signal(libc::SIGTERM);
+    let status = kwatch
+        .wait_exit(Duration::from_secs(30))
+        .expect("serve stops on SIGTERM");
+    assert!(status.success(), "{status}");
+}
+
+#[test]
+fn serve_record_on_a_full_disk_stops_with_an_error_line_and_a_non_zero_exit() {
+    if !can_use_netns("serve_record_on_a_full_disk_stops_with_an_error_line_and_a_non_zero_exit") {
+        return;
+    }
+    use common::serve::start_kwatch;
+    let tmp = tempfile::tempdir().unwrap();
+    let small = SmallDisk::mount(tmp.path());
+    let dir = small.0.join("store");
+    let (_many, lport) = many_connections();
+    let (mut kwatch, _addr, lines) = start_kwatch(&[
+        "--record",
+        dir.to_str().unwrap(),
+        "--record-interval",
+        "100ms",
+        "--min-interval",
+        "0",
+        "--port",
+        &lport.to_string(),
+    ]);
+    let status = kwatch
+        .wait_exit(Duration::from_secs(60))
+        .expect("serve stops when the recording meets a full disk");
+    let stderr: Vec<String> = lines.iter().collect();
+    assert_eq!(status.code(), Some(2), "{stderr:?}");
+    let last = stderr.last().cloned().unwrap_or_default();
+    assert!(
+        last.starts_with("kwatch: cannot record") && last.contains("No space left on device"),
+        "{stderr:?}"
+    );
+    assert!(!stderr.iter().any(|l| l.contains("panicked")), "{stderr:?}");
+    let out = replay(&dir, &["--once", "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
