@@ -1,7 +1,9 @@
 //! `kwatch record` and `kwatch replay` on real loopback connections: a recorded lifecycle (CLOSE_WAIT, a socket
 //! killed with `kwatch kill`) replays as the live snapshots showed it, byte for byte apart from the documented
 //! clock fields; `kill -9` of the recorder loses at most the refresh being written and a restarted recorder
-//! continues the same store; a store of a newer format or a damaged one is a clear error naming the file.
+//! continues the same store; a store of a newer format or a damaged one is a clear error naming the file;
+//! retention by age and size while recording removes old shards and nothing else; a full disk is an error line
+//! and a non-zero exit; `kwatch serve --record` records its collections, with scrapes and without.
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -609,4 +611,111 @@ fn serve_record_on_a_full_disk_stops_with_an_error_line_and_a_non_zero_exit() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// Shards written through the library at chosen times (a frame each, `host` padded with `pad` bytes that do not
+/// compress), as an older recording left them; their paths, oldest first.
+fn old_shards(dir: &Path, times: &[u64], pad: usize) -> Vec<PathBuf> {
+    use kwatch::record::{Recorder, store};
+    let keep_all = store::Retention {
+        max_age_ms: u64::MAX,
+        max_bytes: u64::MAX,
+    };
+    let mut recorder = Recorder::open(dir, keep_all).unwrap();
+    let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
+    for &t in times {
+        let host: String = (0..pad)
+            .map(|_| {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                char::from(b'!' + (seed % 90) as u8)
+            })
+            .collect();
+        let snapshot = kwatch::model::Snapshot {
+            taken_at_unix_ms: t,
+            host,
+            ..Default::default()
+        };
+        recorder
+            .append(snapshot, &Default::default(), false)
+            .unwrap();
+    }
+    recorder.sync().unwrap();
+    let shards: Vec<PathBuf> = store::list(dir)
+        .unwrap()
+        .into_iter()
+        .map(|s| s.path)
+        .collect();
+    assert_eq!(shards.len(), times.len(), "one shard per hour");
+    shards
+}
+
+/// Records into `dir` with `extra` flags until a refresh of this run is in the store, then stops it.
+fn record_a_moment(dir: &Path, extra: &[&str]) -> Vec<PathBuf> {
+    let tmp = tempfile::tempdir().unwrap();
+    let log = tmp.path().join("live.ndjson");
+    let rec = Recorder::start(dir, &log, extra);
+    let doc = wait_logged(&log, "a refresh", |_| true);
+    // Logged before written: wait for the store to have it too.
+    poll(Duration::from_secs(30), || {
+        replay_last(dir).filter(|d| d["taken_at_unix_ms"] == doc["taken_at_unix_ms"])
+    })
+    .expect("the refresh in the store");
+    let (status, stderr) = rec.stop();
+    assert!(status.success(), "{stderr}");
+    kwatch::record::store::list(dir)
+        .unwrap()
+        .into_iter()
+        .map(|s| s.path)
+        .collect()
+}
+
+#[test]
+fn retention_by_age_and_by_size_while_recording_removes_old_data_and_nothing_else() {
+    const HOUR: u64 = 3_600_000;
+    let now = kwatch::record::unix_ms();
+    let (_l, _c, _s, port, _) = pair();
+    let port = port.to_string();
+
+    // By age: hours of three days ago, of 71 h ago (its successor, 30 h ago, is within the 2 days kept), and of
+    // 30 and 29 h ago. Only the first is wholly older than two days.
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("age");
+    let old = old_shards(
+        &dir,
+        &[
+            now - 72 * HOUR,
+            now - 71 * HOUR,
+            now - 30 * HOUR,
+            now - 29 * HOUR,
+        ],
+        16,
+    );
+    let after = record_a_moment(&dir, &["--retain", "2d", "--port", &port]);
+    assert_eq!(
+        after[..3],
+        old[1..],
+        "only the shard older than 2 days is removed"
+    );
+    assert_eq!(after.len(), 4, "{after:?}");
+
+    // By size: four shards of about 300 KiB each (1.2 MiB) under --max-size 1M: the oldest goes, and only it.
+    let dir = tmp.path().join("size");
+    let old = old_shards(
+        &dir,
+        &[now - 4 * HOUR, now - 3 * HOUR, now - 2 * HOUR, now - HOUR],
+        400_000,
+    );
+    let total: u64 = old
+        .iter()
+        .map(|p| std::fs::metadata(p).unwrap().len())
+        .sum();
+    assert!(
+        total > 1 << 20 && total - std::fs::metadata(&old[0]).unwrap().len() < 1 << 20,
+        "{total}"
+    );
+    let after = record_a_moment(&dir, &["--max-size", "1M", "--port", &port]);
+    assert_eq!(after[..3], old[1..], "only the oldest shard is removed");
+    assert_eq!(after.len(), 4, "{after:?}");
 }
