@@ -193,7 +193,7 @@ fn replay(rep: &ReplayArgs, args: &Args, filter: Filter) -> anyhow::Result<()> {
     let at_ms = rep.at.as_ref().map(resolve).transpose()?.unwrap_or(now);
     if !rep.once {
         // The store is opened before the terminal is taken: a missing or damaged one is an error line.
-        replay::Cursor::seek(&rep.dir, at_ms)?;
+        replay::check(&rep.dir, at_ms)?;
         let mut config = tui::Config::new(args.pace(), collect_options(args, &filter), filter);
         config.replay = Some(crate::tui::replay::Source {
             dir: rep.dir.clone(),

@@ -368,31 +368,44 @@ fn a_store_of_a_newer_version_or_a_damaged_one_is_a_clear_error_naming_the_file(
     let t = logged(&log)[1]["taken_at_unix_ms"].as_u64().unwrap();
     let at = format!("@{t}");
     let fails_with = |needle: &str| {
-        let out = replay(&dir, &["--once", "--at", &at]);
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(2), "{stderr}");
-        assert!(
-            stderr.contains(&name) && stderr.contains(needle),
-            "{stderr}"
-        );
-        assert!(!stderr.contains("panicked"), "{stderr}");
+        // The table, the events, and the live view (which says so before it takes the terminal).
+        for args in [
+            &["--once", "--at", &at][..],
+            &["--events"][..],
+            &["--at", &at][..],
+        ] {
+            let out = replay(&dir, args);
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+            assert!(
+                stderr.contains(&name) && stderr.contains(needle),
+                "{args:?}: {stderr}"
+            );
+            assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        }
     };
     let mut newer = good.clone();
     newer[8..12].copy_from_slice(&7u32.to_le_bytes());
     std::fs::write(&shard, &newer).unwrap();
     fails_with("newer kwatch (store format version 7");
-    // A recorder refuses to append to it too.
-    let out = Command::new(KWATCH)
-        .arg("record")
-        .arg(&dir)
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{stderr}");
-    assert!(
-        stderr.contains(&name) && stderr.contains("newer kwatch"),
-        "{stderr}"
-    );
+    // A recorder refuses to append to it too, and so does the exporter before it serves.
+    for cmd in [
+        &["record"][..],
+        &["serve", "--listen", "127.0.0.1:0", "--record"][..],
+    ] {
+        let out = Command::new(KWATCH)
+            .args(cmd)
+            .arg(&dir)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{cmd:?}: {stderr}");
+        assert!(
+            stderr.contains(&name) && stderr.contains("newer kwatch"),
+            "{cmd:?}: {stderr}"
+        );
+    }
 
     std::fs::write(&shard, b"GIF89a, not a recording").unwrap();
     fails_with("not a kwatch recording");

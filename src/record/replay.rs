@@ -138,6 +138,20 @@ impl Cursor {
     }
 }
 
+/// Reads the frames from the key frame before `t_ms` to it (at least one) without building their snapshots:
+/// a store that cannot be shown there is an error naming its file before anything else happens.
+pub fn check(dir: &Path, t_ms: u64) -> Result<(), StoreError> {
+    let mut cursor = Cursor::seek(dir, t_ms)?;
+    let mut read = false;
+    while let Some(time) = cursor.peek()? {
+        if time > t_ms && read {
+            break;
+        }
+        read |= cursor.advance()?.is_some();
+    }
+    Ok(())
+}
+
 /// The last frame recorded at or before `t_ms`.
 pub fn frame_at(dir: &Path, t_ms: u64) -> anyhow::Result<Frame> {
     let mut cursor = Cursor::seek(dir, t_ms)?;
