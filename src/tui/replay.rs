@@ -536,6 +536,7 @@ fn step(tracker: &mut Tracker, frame: &Frame) -> Vec<WatchEvent> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
