@@ -33,6 +33,9 @@ pub struct Size {
     /// Replay of the last refresh of the first hour (the most deltas after a key frame): store opened, frames
     /// decoded, snapshot rebuilt.
     pub replay_wall: Duration,
+    /// The replay view's first frame at that moment: the store checked up to it, the refresh rebuilt, the rows of
+    /// the default view sorted (what `kwatch replay DIR --at T` does before it can draw).
+    pub view_first_wall: Duration,
 }
 
 const INTERVAL_MS: u64 = 10_000;
@@ -148,6 +151,17 @@ fn run(dir: &std::path::Path, n: usize, hours: u64) -> anyhow::Result<Size> {
         frame.snapshot.taken_at_unix_ms == last_of_hour,
         "replay found the wrong refresh"
     );
+    drop(frame);
+    let started = std::time::Instant::now();
+    kwatch::record::replay::check(dir, last_of_hour)?;
+    let frame = kwatch::record::replay::frame_at(dir, last_of_hour)?;
+    let spec = kwatch::tui::App::new(kwatch::filter::Filter::default(), false).view_spec();
+    let prepared = kwatch::tui::app::prepare(&frame.snapshot, &spec);
+    let view_first_wall = started.elapsed();
+    anyhow::ensure!(
+        prepared.rows.len() == frame.snapshot.connections.len(),
+        "the view lost rows"
+    );
     Ok(Size {
         connections: n,
         hours,
@@ -156,6 +170,7 @@ fn run(dir: &std::path::Path, n: usize, hours: u64) -> anyhow::Result<Size> {
         cpu_per_refresh: cpus.get(cpus.len() / 2).copied().unwrap_or_default(),
         key_frame_bytes,
         replay_wall,
+        view_first_wall,
     })
 }
 
@@ -315,7 +330,8 @@ pub fn table(s: &Size) -> String {
          | bytes on disk per day | {:.1} MB |\n\
          | key frame (every socket) | {:.0} kB |\n\
          | CPU per refresh: encode, compress, write (median) | {} |\n\
-         | replay of the last refresh of an hour (open, decode from the key frame, rebuild) | {} |\n",
+         | replay of the last refresh of an hour (open, decode from the key frame, rebuild) | {} |\n\
+         | the replay view's first frame there (check, rebuild, rows of the default view) | {} |\n",
         s.connections,
         CHURN_PER_MINUTE,
         CHURN_PER_MINUTE,
@@ -325,5 +341,6 @@ pub fn table(s: &Size) -> String {
         s.key_frame_bytes as f64 / 1e3,
         crate::report::fmt_duration(s.cpu_per_refresh),
         crate::report::fmt_duration(s.replay_wall),
+        crate::report::fmt_duration(s.view_first_wall),
     )
 }
