@@ -48,7 +48,7 @@ head -5 "$work/once.txt"
 grep -q '^State' "$work/once.txt" || grep -qi 'socket' "$work/once.txt" || fail "kwatch --once printed no table"
 
 step "man pages"
-for page in kwatch kwatch-serve kwatch-kill kwatch-keepalive kwatch-generate; do
+for page in kwatch kwatch-serve kwatch-kill kwatch-keepalive kwatch-record kwatch-replay kwatch-generate; do
   errors=$(MANWIDTH=80 MANPAGER=cat man --warnings "$page" 2>&1 >"$work/$page.txt") || fail "man $page failed: $errors"
   [ -z "$errors" ] || fail "man $page warns: $errors"
   grep -q "^NAME" "$work/$page.txt" || fail "man $page rendered no NAME section"
