@@ -232,7 +232,7 @@ fn collection(
     args: &Args,
     options: MetricsOptions,
     errors: Arc<AtomicU64>,
-    mut recording: Option<(crate::record::Recorder, Arc<Failure>)>,
+    recording: Option<(crate::record::Recorder, Arc<Failure>)>,
 ) -> impl Fn() -> Collected + Send + Sync + 'static {
     let filter = args.filter();
     let collect_options = crate::run::collect_options(args, &filter);
@@ -241,7 +241,7 @@ fn collection(
         deaths.keep_evidence();
     }
     let state = Mutex::new((Collector::new(collect_options), deaths, 0u64));
-    let recording = Mutex::new(recording.take());
+    let recording = Mutex::new(recording);
     move || -> Collected {
         let started = Instant::now();
         let mut state = state.lock().unwrap_or_else(PoisonError::into_inner);
