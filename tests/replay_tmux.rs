@@ -1,7 +1,7 @@
 //! End to end: `kwatch replay DIR` in a tmux pane, on a recording `kwatch record` made of loopback sockets this
 //! test opened (a connection A, then a second one B). Stepping back and forth changes the rows and the header's
-//! recorded time, a typed time jumps there (one before the recording shows its start and says so), and `q`
-//! leaves the terminal restored.
+//! recorded time, a typed time jumps there (one before the recording shows its start and says so), the event log
+//! at the last refresh shows A's change to CLOSE_WAIT, and `q` leaves the terminal restored.
 //!
 //! Skipped with a printed reason when tmux is missing, unless the environment variable CI is set (then it fails).
 #![allow(clippy::unwrap_used)]
@@ -99,6 +99,15 @@ fn replay_view_in_tmux() {
     wait("B recorded a while", &|docs| {
         docs.iter().filter(|d| has_port(d, b_port)).count() >= 6
     });
+    // A's client closes: its server end goes to CLOSE_WAIT, a change the event log shows.
+    drop(a);
+    wait("A's server end in CLOSE_WAIT", &|docs| {
+        docs.iter().any(|d| {
+            d["sockets"].as_array().unwrap().iter().any(|s| {
+                s["local_port"] == port && s["peer_port"] == a_port && s["state"] == "close-wait"
+            })
+        })
+    });
     drop(rec);
     let docs = logged(&log);
     let first_b = docs.iter().position(|d| has_port(d, b_port)).unwrap();
@@ -161,6 +170,14 @@ fn replay_view_in_tmux() {
         )),
         "{screen}"
     );
+    // An hour on: the last refresh; its event log, rebuilt from the refreshes before it, has A's change.
+    tmux.type_text("}");
+    shows("the last refresh", time(docs.last().unwrap()), true);
+    tmux.type_text("L");
+    tmux.wait_for("A's change of state in the event log", |s| {
+        s.lines()
+            .any(|l| l.contains(&format!(":{a_port}")) && l.contains("-> CLOSE-WAIT"))
+    });
     tmux.type_text("q");
     assert_terminal_restored(&tmux, "q");
 }
