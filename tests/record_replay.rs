@@ -732,3 +732,45 @@ fn retention_by_age_and_by_size_while_recording_removes_old_data_and_nothing_els
     assert_eq!(after[..3], old[1..], "only the oldest shard is removed");
     assert_eq!(after.len(), 4, "{after:?}");
 }
+
+#[test]
+fn deaths_in_a_namespace_made_after_the_recorder_started_are_recorded_with_all_netns() {
+    if !can_use_netns(
+        "deaths_in_a_namespace_made_after_the_recorder_started_are_recorded_with_all_netns",
+    ) {
+        return;
+    }
+    const PORT: u16 = 9119;
+    let tmp = tempfile::tempdir().unwrap();
+    let (dir, log) = (tmp.path().join("store"), tmp.path().join("live.ndjson"));
+    let rec = Recorder::start(&dir, &log, &["--all-netns", "--dport", &PORT.to_string()]);
+    wait_logged(&log, "a first refresh", |_| true);
+    // The namespaces appear after the recorder's first refresh: its feed must subscribe in them as they come.
+    let pair = NetnsPair::new();
+    let listener = in_netns(&pair.b, || TcpListener::bind((ADDR_B, PORT)).unwrap());
+    let client = in_netns(&pair.a, || TcpStream::connect((ADDR_B, PORT)).unwrap());
+    let (server, _) = listener.accept().unwrap();
+    let cport = client.local_addr().unwrap().port();
+    let seen = wait_logged(&log, "the client in the new namespace", |d| {
+        find_socket(d, cport, PORT).is_some()
+    });
+    let cookie = find_socket(&seen, cport, PORT).unwrap()["cookie"].clone();
+    assert_eq!(
+        find_socket(&seen, cport, PORT).unwrap()["netns"]["name"],
+        pair.a.as_str()
+    );
+    drop(server);
+    drop(client);
+    let death = poll(Duration::from_secs(30), || {
+        events(&dir)
+            .into_iter()
+            .find(|e| e["event"] == "destroy" && e["cookie"] == cookie)
+    })
+    .expect("the death in a namespace made after the start is recorded");
+    assert_eq!(death["local_port"], cport, "{death}");
+    // Heard from the namespace's own subscription: a death the feed only inferred after its bounded wait has no
+    // counts (and cause unknown).
+    assert!(death["probes"].is_u64(), "{death}");
+    let (status, stderr) = rec.stop();
+    assert!(status.success(), "{stderr}");
+}
