@@ -3,7 +3,9 @@
 //! clock fields; `kill -9` of the recorder loses at most the refresh being written and a restarted recorder
 //! continues the same store; a store of a newer format or a damaged one is a clear error naming the file;
 //! retention by age and size while recording removes old shards and nothing else; a full disk is an error line
-//! and a non-zero exit; `kwatch serve --record` records its collections, with scrapes and without.
+//! and a non-zero exit; `kwatch serve --record` records its collections, with scrapes and without; deaths are
+//! recorded from the subscription of the namespace they happen in (`--netns`, and `--all-netns` with a namespace
+//! made after the start).
 #![allow(clippy::unwrap_used)]
 
 mod common;
