@@ -16,6 +16,7 @@ pub mod model;
 pub mod netns;
 pub mod output;
 pub mod pace;
+pub mod parallel;
 pub mod proc;
 pub mod rlimit;
 pub mod run;

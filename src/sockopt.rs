@@ -277,7 +277,7 @@ pub fn fill(snapshot: &mut Snapshot, read: bool, mut memory: Option<&mut Memory>
             .collect::<Vec<_>>()
     };
     let mut denied = 0u64;
-    for (i, outcome) in crate::proc::parallel::map(&batches, read_batch)
+    for (i, outcome) in crate::parallel::map(&batches, read_batch)
         .into_iter()
         .flatten()
     {

@@ -21,7 +21,7 @@ use crate::duration::format_duration_ms;
 use crate::escape::escape;
 use crate::keepalive::{self, Prediction};
 use crate::model::{Connection, FindingCode, Settings, Severity, Snapshot, TcpState, TimerKind};
-use crate::proc::parallel;
+use crate::parallel;
 
 use super::chunks;
 
