@@ -27,11 +27,12 @@ use crate::cli::{Args, ColorChoice};
 use crate::collect;
 use crate::escape::escape;
 use crate::filter::Filter;
+use crate::model::keepalive::KeepaliveValues;
 use crate::model::{Connection, NamespaceInfo, Snapshot, TcpState};
 use crate::output::table;
 use crate::sockopt::Reader;
 use destroy::{DestroyError, Destroyer};
-use keepalive::{EnableError, KeepaliveValues};
+use keepalive::EnableError;
 
 #[derive(Debug, clap::Args)]
 #[command(
@@ -627,7 +628,7 @@ pub fn enable_keepalive(
     reader: &mut Reader,
     conn: &Connection,
     v: KeepaliveValues,
-) -> Result<crate::keepalive::KeepaliveSettings, EnableError> {
+) -> Result<crate::model::keepalive::KeepaliveSettings, EnableError> {
     let mut last = None;
     for owner in &conn.owners {
         match keepalive::enable(reader, *owner, conn.inode, v) {
@@ -644,7 +645,10 @@ pub fn enable_keepalive(
 }
 
 /// How a read-back compares with what was set: `keepalive on, idle 60s intvl 10s cnt 5`, plus what differs.
-pub fn readback_text(v: KeepaliveValues, read: &crate::keepalive::KeepaliveSettings) -> String {
+pub fn readback_text(
+    v: KeepaliveValues,
+    read: &crate::model::keepalive::KeepaliveSettings,
+) -> String {
     let show = |x: Option<u32>| x.map_or("?".to_string(), |x| x.to_string());
     let mut text = format!(
         "keepalive {}, idle {}s intvl {}s cnt {}",

@@ -24,7 +24,7 @@ use serde::Serialize;
 use crate::collect::{self, Options};
 use crate::escape::escape;
 use crate::filter::Filter;
-use crate::keepalive::DeathCause;
+use crate::model::keepalive::DeathCause;
 use crate::model::{Connection, Family, Owner};
 use crate::output::json::StateName;
 use crate::pace::{Pace, process_cpu};

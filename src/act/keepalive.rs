@@ -10,45 +10,14 @@ use std::time::Duration;
 
 use rustix::net::sockopt;
 
-use crate::keepalive::KeepaliveSettings;
 use crate::model::Owner;
+use crate::model::keepalive::{KeepaliveSettings, KeepaliveValues};
 use crate::sockopt::{Reader, SockoptError};
 
 /// The kernel's limits (`MAX_TCP_KEEPIDLE`, `MAX_TCP_KEEPINTVL`, `MAX_TCP_KEEPCNT`).
 pub const MAX_IDLE_S: u32 = 32_767;
 pub const MAX_INTVL_S: u32 = 32_767;
 pub const MAX_CNT: u32 = 127;
-
-/// Keepalive settings to apply: idle seconds before the first probe, seconds between probes, probes before
-/// the reset.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct KeepaliveValues {
-    pub idle_s: u32,
-    pub intvl_s: u32,
-    pub cnt: u32,
-}
-
-impl KeepaliveValues {
-    /// What the TUI's `E` applies: first probe after a minute of silence, a dead peer noticed in 110 s.
-    pub const DEFAULT: KeepaliveValues = KeepaliveValues {
-        idle_s: 60,
-        intvl_s: 10,
-        cnt: 5,
-    };
-
-    /// Seconds of silence after which the kernel resets the connection if no probe is answered.
-    pub fn dead_after_s(&self) -> u64 {
-        u64::from(self.idle_s) + u64::from(self.intvl_s) * u64::from(self.cnt)
-    }
-
-    /// True when `read` (read back from the socket) shows these values and keepalive on.
-    pub fn applied_in(&self, read: &KeepaliveSettings) -> bool {
-        read.enabled == Some(true)
-            && read.idle_s == Some(self.idle_s)
-            && read.intvl_s == Some(self.intvl_s)
-            && read.cnt == Some(self.cnt)
-    }
-}
 
 /// Parses `--idle` / `--intvl`: whole seconds, bare (`60`) or with a unit (`1m`, `90s`), within the kernel's
 /// limit. Errors: `invalid idle '0': must be 1-32767 seconds`.

@@ -2,7 +2,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 
 use super::*;
-use crate::keepalive::{KeepaliveSettings, Source};
+use crate::model::keepalive::{KeepaliveSettings, Source};
 use crate::model::{Family, Owner, Process, Timer};
 
 fn conn(state: TcpState, port: u16, owners: &[(u32, u32)]) -> Connection {
