@@ -14,43 +14,6 @@ use crate::model::Owner;
 use crate::model::keepalive::{KeepaliveSettings, KeepaliveValues};
 use crate::sockopt::{Reader, SockoptError};
 
-/// The kernel's limits (`MAX_TCP_KEEPIDLE`, `MAX_TCP_KEEPINTVL`, `MAX_TCP_KEEPCNT`).
-pub const MAX_IDLE_S: u32 = 32_767;
-pub const MAX_INTVL_S: u32 = 32_767;
-pub const MAX_CNT: u32 = 127;
-
-/// Parses `--idle` / `--intvl`: whole seconds, bare (`60`) or with a unit (`1m`, `90s`), within the kernel's
-/// limit. Errors: `invalid idle '0': must be 1-32767 seconds`.
-pub fn parse_seconds(name: &str, text: &str, max: u32) -> Result<u32, String> {
-    let invalid = || format!("invalid {name} '{text}': must be 1-{max} seconds");
-    let ms = crate::duration::parse_duration(text).map_err(|_| invalid())?;
-    if ms % 1000 != 0 {
-        return Err(format!(
-            "invalid {name} '{text}': must be whole seconds (the kernel counts in seconds)"
-        ));
-    }
-    match u32::try_from(ms / 1000) {
-        Ok(s) if (1..=max).contains(&s) => Ok(s),
-        _ => Err(invalid()),
-    }
-}
-
-pub fn parse_idle(text: &str) -> Result<u32, String> {
-    parse_seconds("idle", text, MAX_IDLE_S)
-}
-
-pub fn parse_intvl(text: &str) -> Result<u32, String> {
-    parse_seconds("intvl", text, MAX_INTVL_S)
-}
-
-/// Parses `--cnt`: 1-127 probes.
-pub fn parse_cnt(text: &str) -> Result<u32, String> {
-    match text.trim().parse::<u32>() {
-        Ok(n) if (1..=MAX_CNT).contains(&n) => Ok(n),
-        _ => Err(format!("invalid cnt '{text}': must be 1-{MAX_CNT} probes")),
-    }
-}
-
 /// Why keepalive could not be turned on for one socket.
 #[derive(Debug, thiserror::Error)]
 pub enum EnableError {
@@ -117,37 +80,6 @@ mod tests {
     use std::os::fd::AsRawFd;
 
     use super::*;
-
-    #[test]
-    fn values_are_checked_against_the_kernel_limits() {
-        assert_eq!(parse_idle("60"), Ok(60));
-        assert_eq!(parse_idle("1m"), Ok(60));
-        assert_eq!(parse_idle("32767"), Ok(32_767));
-        assert_eq!(parse_intvl("1"), Ok(1));
-        assert_eq!(parse_cnt("127"), Ok(127));
-        assert_eq!(parse_cnt(" 5 "), Ok(5));
-        for (got, want) in [
-            (parse_idle("0"), "invalid idle '0': must be 1-32767 seconds"),
-            (
-                parse_idle("32768"),
-                "invalid idle '32768': must be 1-32767 seconds",
-            ),
-            (
-                parse_idle("abc"),
-                "invalid idle 'abc': must be 1-32767 seconds",
-            ),
-            (
-                parse_intvl("0"),
-                "invalid intvl '0': must be 1-32767 seconds",
-            ),
-            (parse_cnt("0"), "invalid cnt '0': must be 1-127 probes"),
-            (parse_cnt("128"), "invalid cnt '128': must be 1-127 probes"),
-            (parse_cnt("-1"), "invalid cnt '-1': must be 1-127 probes"),
-        ] {
-            assert_eq!(got.unwrap_err(), want);
-        }
-        assert!(parse_idle("1500ms").unwrap_err().contains("whole seconds"));
-    }
 
     #[test]
     fn dead_after_is_idle_plus_the_probes() {

@@ -2,6 +2,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 
 use super::*;
+use crate::exit::EXIT_PARTIAL;
 use crate::model::keepalive::{KeepaliveSettings, Source};
 use crate::model::{Family, Owner, Process, Timer};
 
