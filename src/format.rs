@@ -1,4 +1,4 @@
-//! Values as a person reads them: sizes, keepalive settings in a few columns.
+//! Keepalive settings in a few columns, as a person reads them.
 
 use crate::model::keepalive::{KeepaliveSettings, Source};
 
