@@ -99,7 +99,7 @@ pub struct Prediction {
 }
 
 /// What ended a connection, as far as the evidence goes: each cause is given only when the data shows it (see
-/// [`infer_cause`]), `Unknown` otherwise.
+/// `analyze::predict::infer_cause`), `Unknown` otherwise.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum DeathCause {
