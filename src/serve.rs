@@ -17,19 +17,19 @@ pub mod rate;
 pub mod server;
 pub mod web_config;
 
-use std::net::{SocketAddr, TcpListener};
-use std::path::PathBuf;
+use std::net::TcpListener;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::Context as _;
 use bytes::Bytes;
 use tokio::signal::unix::{SignalKind, signal};
 
-use crate::cli::Args;
+use crate::cli::ServeArgs;
 use crate::collect::Collector;
-use crate::duration::parse_duration;
+use crate::config::Config;
+use crate::exit::error_line;
 use coalesce::Coalescer;
 use deaths::DeathWatch;
 use handler::{Collected, Site, Web};
@@ -37,36 +37,8 @@ use metrics::{MetricsOptions, SelfStats};
 use server::Limits;
 use web_config::WebConfig;
 
-#[derive(Debug, clap::Args)]
-pub struct ServeArgs {
-    /// Address to listen on (loopback by default; port 0 picks a free port, printed on stderr).
-    #[arg(long, default_value = "127.0.0.1:9813", value_name = "ADDR")]
-    pub listen: SocketAddr,
-
-    /// Label per-process series with the pid as well as the comm: one series per process instead of per
-    /// program name (many more series on a busy host).
-    #[arg(long)]
-    pub pid_label: bool,
-
-    /// Answer 503 when a scrape's snapshot is not ready within this time; the collection goes on and the next
-    /// scrape gets its result. Keep it below Prometheus's scrape_timeout.
-    #[arg(long, default_value = "8s", value_parser = parse_timeout, value_name = "DURATION")]
-    pub scrape_timeout: Duration,
-
-    /// Scrapes arriving within this time of the last collection's end get its result instead of a new
-    /// collection: at most one collection per interval, however many scrapers (0: collect for every scrape).
-    #[arg(long, default_value = "1s", value_parser = parse_interval, value_name = "DURATION")]
-    pub min_interval: Duration,
-
-    /// TLS and basic authentication, in the web configuration format of Prometheus exporters
-    /// (exporter-toolkit: tls_server_config, basic_auth_users, http_server_config.headers, rate_limit). Read
-    /// again on SIGHUP.
-    #[arg(long, value_name = "FILE")]
-    pub web_config_file: Option<PathBuf>,
-}
-
 /// Binds the address, then serves until SIGTERM or SIGINT.
-pub fn run(serve: &ServeArgs, args: &Args) -> anyhow::Result<()> {
+pub fn run(serve: &ServeArgs, config: &Config) -> anyhow::Result<()> {
     let web = match &serve.web_config_file {
         Some(path) => web_config::load(path)?,
         None => WebConfig::default(),
@@ -82,7 +54,7 @@ pub fn run(serve: &ServeArgs, args: &Args) -> anyhow::Result<()> {
     let metrics = Coalescer::new(
         serve.min_interval,
         collection(
-            args,
+            config,
             MetricsOptions {
                 pid_label: serve.pid_label,
             },
@@ -150,19 +122,19 @@ fn reload(site: &Site, path: &std::path::Path) {
         }
         Err(e) => eprintln!(
             "kwatch: warning: web config not reloaded, the previous one stays: {}",
-            crate::run::error_line(&e)
+            error_line(&e)
         ),
     }
 }
 
 /// The work of one collection: snapshot, deaths, filter, rendered once for every scrape that shares it.
 fn collection(
-    args: &Args,
+    config: &Config,
     options: MetricsOptions,
     errors: Arc<AtomicU64>,
 ) -> impl Fn() -> Collected + Send + Sync + 'static {
-    let filter = args.filter();
-    let collect_options = crate::run::collect_options(args, &filter);
+    let filter = config.filter.clone();
+    let collect_options = config.collect_options(&filter);
     let state = Mutex::new((Collector::new(collect_options), DeathWatch::open(), 0u64));
     move || -> Collected {
         let started = Instant::now();
@@ -173,10 +145,7 @@ fn collection(
         let mut snapshot = match collector.collect() {
             Ok(s) => s,
             Err(e) => {
-                return Arc::new(Err(format!(
-                    "cannot take a snapshot: {}",
-                    crate::run::error_line(&e)
-                )));
+                return Arc::new(Err(format!("cannot take a snapshot: {}", error_line(&e))));
             }
         };
         let deaths = deaths.step(&snapshot, &filter);
@@ -202,35 +171,5 @@ fn collection(
                 .map(Bytes::from)
                 .map_err(|e| format!("cannot render metrics: {e}")),
         )
-    }
-}
-
-fn parse_timeout(s: &str) -> Result<Duration, String> {
-    match parse_duration(s)? {
-        0 => Err(format!("invalid timeout '{s}': must be more than 0")),
-        ms => Ok(Duration::from_millis(ms)),
-    }
-}
-
-fn parse_interval(s: &str) -> Result<Duration, String> {
-    parse_duration(s).map(Duration::from_millis)
-}
-
-#[cfg(test)]
-#[allow(clippy::unwrap_used)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn timeout_must_be_positive() {
-        assert_eq!(parse_timeout("2s"), Ok(Duration::from_secs(2)));
-        assert!(
-            parse_timeout("0s")
-                .unwrap_err()
-                .contains("invalid timeout '0s'")
-        );
-        assert!(parse_timeout("x").is_err());
-        assert_eq!(parse_interval("0"), Ok(Duration::ZERO));
-        assert_eq!(parse_interval("1s"), Ok(Duration::from_secs(1)));
     }
 }

@@ -30,7 +30,7 @@ use crate::filter::Filter;
 use crate::pace::Pace;
 use event::{Control, Event};
 
-/// What `run` needs: built by `run.rs` from the command line.
+/// What `run` needs: built by `run.rs` from the resolved command line.
 #[derive(Debug, Clone)]
 pub struct Config {
     /// When snapshots are taken: `--interval`, or every second within a CPU budget.
@@ -38,25 +38,8 @@ pub struct Config {
     pub collect: collect::Options,
     /// The starting filter (from the CLI's filter flags); `/` edits it.
     pub filter: Filter,
-    /// Use colours. [`Config::new`] sets it from `NO_COLOR`.
+    /// Use colours (not with `--color never` or NO_COLOR).
     pub color: bool,
-}
-
-impl Config {
-    /// A config that uses colours unless `NO_COLOR` is set to a non-empty value.
-    pub fn new(pace: Pace, collect: collect::Options, filter: Filter) -> Config {
-        Config {
-            pace,
-            collect,
-            filter,
-            color: color_from_env(),
-        }
-    }
-}
-
-/// False when `NO_COLOR` is set and non-empty (<https://no-color.org>).
-pub fn color_from_env() -> bool {
-    std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
 }
 
 /// The error when stdout is not a terminal.

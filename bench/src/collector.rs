@@ -37,8 +37,9 @@ pub struct Steady {
 /// ([`kwatch::pace::Pace`]).
 pub fn measure(duration: Duration, stop: &AtomicBool) -> anyhow::Result<Steady> {
     let args = Args::try_parse_from(["kwatch"]).context("default kwatch flags do not parse")?;
-    let options = kwatch::run::collect_options(&args, &args.filter());
-    let mut pace = args.pace();
+    let config = kwatch::config::Config::new(&args);
+    let options = config.collect_options(&config.filter);
+    let mut pace = config.pace;
     let interval = pace.interval();
     let mut collector = Collector::new(options);
 

@@ -1,0 +1,72 @@
+//! `--watch`: a snapshot as often as the pace allows, and the events between them (state changes, deaths) streamed
+//! one per line, or as NDJSON.
+
+use std::io::{self, Write};
+use std::sync::mpsc;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context;
+
+use crate::collect;
+use crate::config::Config;
+use crate::events::{Event, Feed, human_line};
+use crate::pace::process_cpu;
+
+fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// Watches until the output closes or SIGTERM/SIGINT arrives (then it ends with status 0 after the line being
+/// written): a snapshot as often as `pace` says, events written one per line (JSON with `ndjson`) and flushed at
+/// once.
+pub fn run(config: &Config, ndjson: bool, out: &mut impl Write) -> anyhow::Result<()> {
+    let filter = &config.filter;
+    let opts = config.collect_options(filter);
+    let mut pace = config.pace.clone();
+    let stop = stop_on_signals().context("cannot install signal handlers")?;
+    let mut feed = Feed::open(&opts.netns, &opts.proc_root);
+    let mut collector = collect::Collector::new(opts);
+    let emit = |out: &mut dyn Write, e: &Event| -> io::Result<()> {
+        if ndjson {
+            serde_json::to_writer(&mut *out, e)?;
+            out.write_all(b"\n")?;
+        } else {
+            writeln!(out, "{}", human_line(e))?;
+        }
+        out.flush()
+    };
+    loop {
+        let (started, cpu) = (Instant::now(), process_cpu());
+        feed.drain();
+        let snapshot = collector.collect().context("cannot take a snapshot")?;
+        for e in &feed.step(&snapshot, filter, unix_ms()) {
+            emit(out, e)?;
+        }
+        pace.record(process_cpu().saturating_sub(cpu));
+        match stop.recv_timeout(pace.period().saturating_sub(started.elapsed())) {
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            // A signal, or the signal thread gone: stop between two refreshes, every line written whole.
+            _ => return Ok(()),
+        }
+    }
+}
+
+/// A channel that receives once SIGTERM or SIGINT arrives: they no longer end the process at once.
+fn stop_on_signals() -> io::Result<mpsc::Receiver<()>> {
+    let mut signals = signal_hook::iterator::Signals::new([
+        signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGINT,
+    ])?;
+    let (tx, rx) = mpsc::channel();
+    std::thread::Builder::new()
+        .name("kwatch-signals".into())
+        .spawn(move || {
+            if signals.forever().next().is_some() {
+                let _ = tx.send(());
+            }
+        })?;
+    Ok(rx)
+}
