@@ -5,6 +5,15 @@
 //! ([`metrics::render`]). Connections are served by [`server`] on one thread, with the limits it lists;
 //! [`web_config`] reads TLS and users. SIGTERM and SIGINT stop the server.
 
+/// One line on stderr that cannot fell the exporter: `eprintln!` panics when stderr is a pipe whose reader is gone
+/// (a supervisor restarted, `kwatch serve 2>&1 | head`), so a daemon writes its lines here and loses only them.
+macro_rules! log {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr().lock(), $($arg)*);
+    }};
+}
+
 pub mod accept;
 pub mod auth;
 pub mod coalesce;
@@ -92,9 +101,9 @@ pub fn run(serve: &ServeArgs, config: &Config) -> anyhow::Result<()> {
             });
         }
         let scheme = if tls { "https" } else { "http" };
-        eprintln!("kwatch: serving metrics on {scheme}://{addr}/metrics");
+        log!("kwatch: serving metrics on {scheme}://{addr}/metrics");
         if exposed {
-            eprintln!(
+            log!(
                 "kwatch: warning: '{addr}' is reachable beyond this host and serves without TLS or a \
                  password: give --web-config-file to require them"
             );
@@ -109,7 +118,7 @@ pub fn run(serve: &ServeArgs, config: &Config) -> anyhow::Result<()> {
     })?;
     // The collection thread may still run: leaving main ends it.
     runtime.shutdown_background();
-    eprintln!("kwatch: stopped");
+    log!("kwatch: stopped");
     Ok(())
 }
 
@@ -118,9 +127,9 @@ fn reload(site: &Site, path: &std::path::Path) {
     match web_config::load(path) {
         Ok(config) => {
             site.set_web(Web::new(config));
-            eprintln!("kwatch: reloaded web config '{}'", path.display());
+            log!("kwatch: reloaded web config '{}'", path.display());
         }
-        Err(e) => eprintln!(
+        Err(e) => log!(
             "kwatch: warning: web config not reloaded, the previous one stays: {}",
             error_line(&e)
         ),

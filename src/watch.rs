@@ -10,6 +10,7 @@ use anyhow::Context;
 use crate::collect;
 use crate::config::Config;
 use crate::events::{Event, Feed, human_line};
+use crate::output::json::escape_bidi;
 use crate::pace::process_cpu;
 
 fn unix_ms() -> u64 {
@@ -29,21 +30,12 @@ pub fn run(config: &Config, ndjson: bool, out: &mut impl Write) -> anyhow::Resul
     let stop = stop_on_signals().context("cannot install signal handlers")?;
     let mut feed = Feed::open(&opts.netns, &opts.proc_root);
     let mut collector = collect::Collector::new(opts);
-    let emit = |out: &mut dyn Write, e: &Event| -> io::Result<()> {
-        if ndjson {
-            serde_json::to_writer(&mut *out, e)?;
-            out.write_all(b"\n")?;
-        } else {
-            writeln!(out, "{}", human_line(e))?;
-        }
-        out.flush()
-    };
     loop {
         let (started, cpu) = (Instant::now(), process_cpu());
         feed.drain();
         let snapshot = collector.collect().context("cannot take a snapshot")?;
         for e in &feed.step(&snapshot, filter, unix_ms()) {
-            emit(out, e)?;
+            write_event(out, e, ndjson)?;
         }
         pace.record(process_cpu().saturating_sub(cpu));
         match stop.recv_timeout(pace.period().saturating_sub(started.elapsed())) {
@@ -52,6 +44,19 @@ pub fn run(config: &Config, ndjson: bool, out: &mut impl Write) -> anyhow::Resul
             _ => return Ok(()),
         }
     }
+}
+
+/// One event as one line, flushed: the `--watch` text line, or with `ndjson` one JSON object whose bidirectional
+/// formatting characters are escaped as in `--once --json` (a hostile process name cannot reorder the line).
+pub fn write_event(out: &mut dyn Write, e: &Event, ndjson: bool) -> io::Result<()> {
+    if ndjson {
+        let json = serde_json::to_vec(e).map_err(io::Error::other)?;
+        out.write_all(&escape_bidi(json))?;
+        out.write_all(b"\n")?;
+    } else {
+        writeln!(out, "{}", human_line(e))?;
+    }
+    out.flush()
 }
 
 /// A channel that receives once SIGTERM or SIGINT arrives: they no longer end the process at once.
@@ -69,4 +74,60 @@ fn stop_on_signals() -> io::Result<mpsc::Receiver<()>> {
             }
         })?;
     Ok(rx)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::events::SocketId;
+    use crate::model::TcpState;
+    use crate::output::json::StateName;
+
+    fn state_event(comm: &str) -> Event {
+        Event::State {
+            time_unix_ms: 1,
+            socket: SocketId {
+                cookie: 7,
+                family: crate::model::Family::Ipv4,
+                local_addr: [127, 0, 0, 1].into(),
+                local_port: 9000,
+                peer_addr: [127, 0, 0, 1].into(),
+                peer_port: 40000,
+            },
+            owners: Vec::new(),
+            comm: Some(comm.to_string()),
+            from: StateName(TcpState::Established),
+            to: StateName(TcpState::CloseWait),
+        }
+    }
+
+    #[test]
+    fn an_ndjson_line_escapes_bidirectional_characters_and_decodes_to_the_same_name() {
+        let name = "evil\u{202e}gnp.exe\u{2066}";
+        let mut out = Vec::new();
+        write_event(&mut out, &state_event(name), true).unwrap();
+        let line = String::from_utf8(out).unwrap();
+        assert!(
+            line.ends_with('\n') && line.matches('\n').count() == 1,
+            "{line:?}"
+        );
+        assert!(
+            !line.contains('\u{202e}') && !line.contains('\u{2066}'),
+            "{line:?}"
+        );
+        assert!(
+            line.contains("\\u202e") && line.contains("\\u2066"),
+            "{line:?}"
+        );
+        let back: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(back["comm"], name);
+    }
+
+    #[test]
+    fn a_text_line_shows_no_bidirectional_characters_either() {
+        let mut out = Vec::new();
+        write_event(&mut out, &state_event("evil\u{202e}x"), false).unwrap();
+        let line = String::from_utf8(out).unwrap();
+        assert!(!line.contains('\u{202e}'), "{line:?}");
+    }
 }
