@@ -77,6 +77,7 @@ fn stop_on_signals() -> io::Result<mpsc::Receiver<()>> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use crate::events::SocketId;
