@@ -21,92 +21,19 @@ use std::io::{self, BufRead, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use thiserror::Error;
 
-use crate::cli::{Args, ColorChoice};
+use crate::cli::{KeepaliveArgs, KillArgs};
 use crate::collect;
+use crate::config::Config;
 use crate::escape::escape;
+use crate::exit::{EXIT_FAILED, EXIT_NOTHING_TO_DO, Unfinished, failure_status};
 use crate::filter::Filter;
+use crate::model::keepalive::KeepaliveValues;
 use crate::model::{Connection, NamespaceInfo, Snapshot, TcpState};
 use crate::output::table;
 use crate::sockopt::Reader;
 use destroy::{DestroyError, Destroyer};
-use keepalive::{EnableError, KeepaliveValues};
-
-#[derive(Debug, clap::Args)]
-#[command(
-    after_help = "The owning program keeps its file descriptor: the socket becomes a dead fd in \
-that program (reads and writes fail with ECONNABORTED) until it closes it.\n\
-Listening sockets are killed only when the filter names state:listen (or --state listen): otherwise \
-they are listed as skipped.\n\
-Needs root or CAP_NET_ADMIN, and a kernel built with CONFIG_INET_DIAG_DESTROY.\n\
-Exit status: 0 every socket was killed (or had closed meanwhile); 1 nothing to do (nothing matched, \
-all skipped, or the answer was no); 2 error, or not one could be killed; 3 some could not be killed.\n\
-Examples:\n  kwatch kill --dry-run state:close-wait comm:myapp\n  kwatch kill dport:5432 pid:1234\n  \
-kwatch kill --port 5000 --state close-wait\n  kwatch kill --yes code:dead_peer_suspect"
-)]
-pub struct KillArgs {
-    /// Do not ask: kill at once (for scripts).
-    #[arg(short = 'y', long)]
-    pub yes: bool,
-
-    /// Only show which sockets would be killed.
-    #[arg(short = 'n', long, conflicts_with = "yes")]
-    pub dry_run: bool,
-
-    /// Which sockets, in the filter syntax of the live view: `port:443 state:close-wait pid:1234 stuck`;
-    /// `comm:NAME` is an owner's exact process name, `comm:php*` a glob (`*`, `?`). Optional when flags such
-    /// as --port or --pid narrow the sockets.
-    #[arg(value_name = "FILTER")]
-    pub filter: Vec<String>,
-}
-
-#[derive(Debug, clap::Args)]
-#[command(
-    after_help = "Only ESTABLISHED and CLOSE-WAIT sockets are changed; others are listed as skipped.\n\
-Needs root (or CAP_SYS_PTRACE over the owners) to duplicate their sockets with pidfd_getfd (Linux 5.6+).\n\
-Exit status: 0 every socket has the settings (read back); 1 nothing to do (nothing matched, all \
-skipped, or the answer was no); 2 error, or not one could be changed (a socket whose owner could not be \
-read counts as not changed); 3 some could not be changed.\n\
-Examples:\n  kwatch keepalive --dry-run comm:myapp state:established\n  \
-kwatch keepalive --idle 60 --intvl 10 --cnt 5 dport:5432\n  kwatch keepalive --yes --idle 5m code:no_keepalive_idle"
-)]
-pub struct KeepaliveArgs {
-    /// TCP_KEEPIDLE: seconds of silence before the first probe (1-32767; `90`, `90s` or `5m`).
-    #[arg(long, default_value = "60", value_parser = keepalive::parse_idle, value_name = "SECONDS")]
-    pub idle: u32,
-
-    /// TCP_KEEPINTVL: seconds between unanswered probes (1-32767).
-    #[arg(long, default_value = "10", value_parser = keepalive::parse_intvl, value_name = "SECONDS")]
-    pub intvl: u32,
-
-    /// TCP_KEEPCNT: unanswered probes before the kernel resets the connection (1-127).
-    #[arg(long, default_value = "5", value_parser = keepalive::parse_cnt, value_name = "N")]
-    pub cnt: u32,
-
-    /// Do not ask: apply at once (for scripts).
-    #[arg(short = 'y', long)]
-    pub yes: bool,
-
-    /// Only show which sockets would be changed.
-    #[arg(short = 'n', long, conflicts_with = "yes")]
-    pub dry_run: bool,
-
-    /// Which sockets, in the filter syntax of the live view (`comm:NAME` exact, `comm:php*` a glob).
-    /// Optional when flags such as --port or --pid narrow the sockets.
-    #[arg(value_name = "FILTER")]
-    pub filter: Vec<String>,
-}
-
-impl KeepaliveArgs {
-    pub fn values(&self) -> KeepaliveValues {
-        KeepaliveValues {
-            idle_s: self.idle,
-            intvl_s: self.intvl,
-            cnt: self.cnt,
-        }
-    }
-}
+use keepalive::EnableError;
 
 /// What the owner of a killed socket is left with, said before asking and after acting.
 pub const FD_NOTE: &str = "note: the owning program keeps its file descriptor: the socket becomes a dead fd in \
@@ -199,39 +126,6 @@ const SKIP_NO_OWNER: &str =
     "no owning process known (orphaned, or its fds are unreadable: run as root)";
 /// How many skipped listeners a preview names one by one.
 const LISTED_LISTENERS: usize = 20;
-
-/// Exit status 1: there was nothing to do.
-pub const EXIT_NOTHING_TO_DO: u8 = 1;
-/// Exit status 2: an error, or not one socket could be handled.
-pub const EXIT_FAILED: u8 = 2;
-/// Exit status 3: some sockets were handled, some not.
-pub const EXIT_PARTIAL: u8 = 3;
-
-/// A command that did not do all it was asked: the message for stderr and the exit status.
-#[derive(Debug, Error)]
-#[error("{message}")]
-pub struct Unfinished {
-    pub status: u8,
-    pub message: String,
-}
-
-impl Unfinished {
-    fn error(status: u8, message: impl Into<String>) -> anyhow::Error {
-        anyhow::Error::new(Unfinished {
-            status,
-            message: message.into(),
-        })
-    }
-}
-
-/// The exit status for `failed` of `asked` sockets not handled (`asked` > 0): `None` when all were.
-pub fn failure_status(failed: usize, asked: usize) -> Option<u8> {
-    match failed {
-        0 => None,
-        f if f >= asked => Some(EXIT_FAILED),
-        _ => Some(EXIT_PARTIAL),
-    }
-}
 
 /// The sockets of `snapshot` that `filters` all match, in snapshot order.
 pub fn select<'a>(snapshot: &'a Snapshot, filters: &[&Filter]) -> Vec<&'a Connection> {
@@ -335,30 +229,12 @@ pub fn parse_filter(words: &[String], flags: &Filter) -> anyhow::Result<Filter> 
 }
 
 /// Takes the snapshot the command acts on and the sockets both filters match.
-fn snapshot_for(filter: &Filter, args: &Args) -> anyhow::Result<Snapshot> {
-    let snapshot = collect::collect(&crate::run::collect_options(args, filter))?;
+fn snapshot_for(filter: &Filter, config: &Config) -> anyhow::Result<Snapshot> {
+    let snapshot = collect::collect(&config.collect_options(filter))?;
     for warning in &snapshot.warnings {
         eprintln!("kwatch: warning: {warning}");
     }
     Ok(snapshot)
-}
-
-fn table_options(args: &Args) -> table::TableOptions {
-    let is_tty = io::stdout().is_terminal();
-    table::TableOptions {
-        width: if is_tty {
-            crossterm::terminal::size().ok().map(|(w, _)| w as usize)
-        } else {
-            None
-        },
-        color: match args.color {
-            ColorChoice::Always => true,
-            ColorChoice::Never => false,
-            ColorChoice::Auto => {
-                is_tty && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
-            }
-        },
-    }
 }
 
 /// Asks `question [y/N]` on the terminal. Without a terminal on stdin, refuses: a script must say `--yes`.
@@ -386,14 +262,14 @@ fn preview(
     plan: &Plan,
     snapshot: &Snapshot,
     filter_text: &str,
-    args: &Args,
+    config: &Config,
 ) -> anyhow::Result<bool> {
     if plan.targets.is_empty() {
         writeln!(out, "no sockets to {what} match '{filter_text}'")?;
     } else {
         let n = plan.targets.len();
         writeln!(out, "{n} {} to {what}:", plural(n))?;
-        table::write(out, snapshot, &plan.targets, &table_options(args))?;
+        table::write(out, snapshot, &plan.targets, &config.table_options())?;
     }
     for line in plan.skipped_lines() {
         writeln!(out, "{line}")?;
@@ -431,15 +307,15 @@ fn plural(n: usize) -> &'static str {
 }
 
 /// `kwatch kill FILTER…`.
-pub fn kill(kill: &KillArgs, args: &Args) -> anyhow::Result<()> {
-    let flags = args.filter();
+pub fn kill(kill: &KillArgs, config: &Config) -> anyhow::Result<()> {
+    let flags = config.filter.clone();
     let filter = parse_filter(&kill.filter, &flags)?;
-    let snapshot = snapshot_for(&filter, args)?;
+    let snapshot = snapshot_for(&filter, config)?;
     let matching = select(&snapshot, &[&filter, &flags]);
     let plan = plan_kill(&matching, names_listen(&[&filter, &flags]));
     let mut out = io::stdout().lock();
     let asked = asked_text(&kill.filter, &flags);
-    if !preview(&mut out, "kill", &plan, &snapshot, &asked, args)? {
+    if !preview(&mut out, "kill", &plan, &snapshot, &asked, config)? {
         out.flush()?;
         return Err(nothing_done(&plan, "kill", &asked));
     }
@@ -462,7 +338,7 @@ pub fn kill(kill: &KillArgs, args: &Args) -> anyhow::Result<()> {
             "nothing was killed: the answer was no",
         ));
     }
-    let results = kill_all(&plan.targets, &snapshot.namespaces, &args.proc_root);
+    let results = kill_all(&plan.targets, &snapshot.namespaces, &config.proc_root);
     let mut failed = 0;
     let mut gone = 0;
     for (conn, result) in plan.targets.iter().zip(&results) {
@@ -627,7 +503,7 @@ pub fn enable_keepalive(
     reader: &mut Reader,
     conn: &Connection,
     v: KeepaliveValues,
-) -> Result<crate::keepalive::KeepaliveSettings, EnableError> {
+) -> Result<crate::model::keepalive::KeepaliveSettings, EnableError> {
     let mut last = None;
     for owner in &conn.owners {
         match keepalive::enable(reader, *owner, conn.inode, v) {
@@ -644,7 +520,10 @@ pub fn enable_keepalive(
 }
 
 /// How a read-back compares with what was set: `keepalive on, idle 60s intvl 10s cnt 5`, plus what differs.
-pub fn readback_text(v: KeepaliveValues, read: &crate::keepalive::KeepaliveSettings) -> String {
+pub fn readback_text(
+    v: KeepaliveValues,
+    read: &crate::model::keepalive::KeepaliveSettings,
+) -> String {
     let show = |x: Option<u32>| x.map_or("?".to_string(), |x| x.to_string());
     let mut text = format!(
         "keepalive {}, idle {}s intvl {}s cnt {}",
@@ -669,19 +548,19 @@ pub fn readback_text(v: KeepaliveValues, read: &crate::keepalive::KeepaliveSetti
 }
 
 /// `kwatch keepalive FILTER…`.
-pub fn keepalive(ka: &KeepaliveArgs, args: &Args) -> anyhow::Result<()> {
-    if args.no_processes {
+pub fn keepalive(ka: &KeepaliveArgs, config: &Config) -> anyhow::Result<()> {
+    if !config.map_processes {
         anyhow::bail!("keepalive needs the owning processes: drop --no-processes");
     }
-    let flags = args.filter();
+    let flags = config.filter.clone();
     let filter = parse_filter(&ka.filter, &flags)?;
-    let snapshot = snapshot_for(&filter, args)?;
+    let snapshot = snapshot_for(&filter, config)?;
     let matching = select(&snapshot, &[&filter, &flags]);
     let plan = plan_keepalive(&matching);
     let mut out = io::stdout().lock();
     let v = ka.values();
     let asked = asked_text(&ka.filter, &flags);
-    if !preview(&mut out, "change", &plan, &snapshot, &asked, args)? {
+    if !preview(&mut out, "change", &plan, &snapshot, &asked, config)? {
         out.flush()?;
         return Err(nothing_done(&plan, "change", &asked));
     }

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::duration::format_duration_ms;
 
+pub mod predict;
 pub mod services;
 use crate::model::{
     Connection, Finding, FindingCode, Findings, ProcessFinding, Severity, Snapshot, TcpInfo,

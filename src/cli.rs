@@ -1,16 +1,17 @@
-//! Command-line arguments: clap derive, validation only, no I/O; resolved into what `run` needs.
+//! Command-line arguments, subcommands included: clap derive, validation only, no I/O; `config` resolves them.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
+use clap_complete::Shell;
 
-use crate::analyze::Thresholds;
 use crate::duration::parse_duration;
-use crate::filter::{Filter, parse_pid, parse_port, parse_state};
-use crate::model::{Family, TcpState};
-use crate::netns::Scope;
-use crate::record::time::{TimeSpec, parse_time};
+use crate::filter::{parse_pid, parse_port, parse_state};
+use crate::model::TcpState;
+use crate::model::keepalive::KeepaliveValues;
+use crate::moment::{TimeSpec, parse_time};
 
 /// Shows every TCP socket with its timer, unanswered keepalive probes and owning processes, and flags the stuck
 /// ones: lingering CLOSE_WAIT, dead peers, idle connections without keepalive, retransmission and zero-window stalls.
@@ -157,26 +158,26 @@ macro_rules! filter_terms {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Serve Prometheus metrics of every snapshot over HTTP (`/metrics`).
-    Serve(crate::serve::ServeArgs),
+    Serve(ServeArgs),
     /// Destroy matching sockets with SOCK_DESTROY, as `ss -K` does, after showing them and asking.
     #[command(long_about = concat!(
         "Destroy matching sockets with SOCK_DESTROY, as `ss -K` does, after showing them and asking.\n\n",
         filter_terms!()
     ))]
-    Kill(crate::act::KillArgs),
+    Kill(KillArgs),
     /// Turn keepalive on, live, for matching sockets of running programs.
     #[command(long_about = concat!(
         "Turn keepalive on, live, for matching sockets of running programs.\n\n",
         filter_terms!()
     ))]
-    Keepalive(crate::act::KeepaliveArgs),
+    Keepalive(KeepaliveArgs),
     /// Record every refresh's sockets, owners, findings and deaths into DIR until stopped (docs/recording.md).
     Record(RecordArgs),
     /// Open the live view on a recording, print a recorded moment as `--once` did, or a window's events as
     /// `--watch` did (docs/recording.md).
     Replay(ReplayArgs),
     /// Write the man pages or print shell completions (packages ship them already).
-    Generate(crate::generate::GenerateArgs),
+    Generate(GenerateArgs),
 }
 
 /// `kwatch record DIR`: takes the snapshot flags (filters, thresholds, `--all-netns`) as well.
@@ -254,55 +255,161 @@ pub enum ColorChoice {
     Never,
 }
 
-impl Args {
-    /// The connection filter the flags describe, shared with the interactive view.
-    pub fn filter(&self) -> Filter {
-        Filter {
-            ports: self.port.clone(),
-            sports: self.sport.clone(),
-            dports: self.dport.clone(),
-            pids: self.pid.clone(),
-            states: self.state.clone(),
-            stuck: self.stuck,
-            family: match (self.ipv4, self.ipv6) {
-                (true, _) => Some(Family::Ipv4),
-                (_, true) => Some(Family::Ipv6),
-                _ => None,
-            },
-            ..Filter::default()
-        }
-    }
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    /// Address to listen on (loopback by default; port 0 picks a free port, printed on stderr).
+    #[arg(long, default_value = "127.0.0.1:9813", value_name = "ADDR")]
+    pub listen: SocketAddr,
 
-    /// Which network namespaces to inspect.
-    pub fn netns_scope(&self) -> Scope {
-        match (&self.netns, self.all_netns) {
-            (_, true) => Scope::All,
-            (Some(spec), false) => Scope::One(spec.clone()),
-            (None, false) => Scope::Current,
-        }
-    }
+    /// Label per-process series with the pid as well as the comm: one series per process instead of per
+    /// program name (many more series on a busy host).
+    #[arg(long)]
+    pub pid_label: bool,
 
-    /// How often the live view and `--watch` refresh (see [`Pace`](crate::pace::Pace)).
-    pub fn pace(&self) -> crate::pace::Pace {
-        crate::pace::Pace::from_flags(
-            self.interval,
-            self.cpu_budget.map(|percent| percent / 100.0),
-        )
-    }
+    /// Answer 503 when a scrape's snapshot is not ready within this time; the collection goes on and the next
+    /// scrape gets its result. Keep it below Prometheus's scrape_timeout.
+    #[arg(long, default_value = "8s", value_parser = parse_timeout, value_name = "DURATION")]
+    pub scrape_timeout: Duration,
 
-    pub fn thresholds(&self) -> Thresholds {
-        Thresholds {
-            close_wait_after_ms: self.close_wait_after.as_millis() as u64,
-            idle_after_ms: self.idle_after.as_millis() as u64,
-            retransmit_min: self.retransmit_min,
+    /// Scrapes arriving within this time of the last collection's end get its result instead of a new
+    /// collection: at most one collection per interval, however many scrapers (0: collect for every scrape).
+    #[arg(long, default_value = "1s", value_parser = parse_min_interval, value_name = "DURATION")]
+    pub min_interval: Duration,
+
+    /// TLS and basic authentication, in the web configuration format of Prometheus exporters
+    /// (exporter-toolkit: tls_server_config, basic_auth_users, http_server_config.headers, rate_limit). Read
+    /// again on SIGHUP.
+    #[arg(long, value_name = "FILE")]
+    pub web_config_file: Option<PathBuf>,
+
+    /// Also record every collection into DIR, as `kwatch record DIR` does (docs/recording.md); collections
+    /// are taken at --record-interval when scrapes do not take them more often.
+    #[arg(long, value_name = "DIR")]
+    pub record: Option<PathBuf>,
+
+    /// With --record: time between recorded refreshes when no scrape comes sooner (at least 100ms). Without it:
+    /// the live view's pace, every second or less often where a refresh costs more than a quarter of a core.
+    #[arg(long, value_parser = parse_interval, value_name = "DURATION", requires = "record")]
+    pub record_interval: Option<Duration>,
+
+    /// With --record: remove recorded hours older than this.
+    #[arg(long, default_value = "7d", value_parser = parse_threshold, value_name = "DURATION", requires = "record")]
+    pub retain: Duration,
+
+    /// With --record: remove the oldest recorded hours while the recording is larger than this (K, M, G, T:
+    /// powers of 1024).
+    #[arg(long, default_value = "1G", value_parser = parse_size, value_name = "SIZE", requires = "record")]
+    pub max_size: u64,
+}
+
+#[derive(Debug, clap::Args)]
+#[command(
+    after_help = "The owning program keeps its file descriptor: the socket becomes a dead fd in \
+that program (reads and writes fail with ECONNABORTED) until it closes it.\n\
+Listening sockets are killed only when the filter names state:listen (or --state listen): otherwise \
+they are listed as skipped.\n\
+Needs root or CAP_NET_ADMIN, and a kernel built with CONFIG_INET_DIAG_DESTROY.\n\
+Exit status: 0 every socket was killed (or had closed meanwhile); 1 nothing to do (nothing matched, \
+all skipped, or the answer was no); 2 error, or not one could be killed; 3 some could not be killed.\n\
+Examples:\n  kwatch kill --dry-run state:close-wait comm:myapp\n  kwatch kill dport:5432 pid:1234\n  \
+kwatch kill --port 5000 --state close-wait\n  kwatch kill --yes code:dead_peer_suspect"
+)]
+pub struct KillArgs {
+    /// Do not ask: kill at once (for scripts).
+    #[arg(short = 'y', long)]
+    pub yes: bool,
+
+    /// Only show which sockets would be killed.
+    #[arg(short = 'n', long, conflicts_with = "yes")]
+    pub dry_run: bool,
+
+    /// Which sockets, in the filter syntax of the live view: `port:443 state:close-wait pid:1234 stuck`;
+    /// `comm:NAME` is an owner's exact process name, `comm:php*` a glob (`*`, `?`). Optional when flags such
+    /// as --port or --pid narrow the sockets.
+    #[arg(value_name = "FILTER")]
+    pub filter: Vec<String>,
+}
+
+#[derive(Debug, clap::Args)]
+#[command(
+    after_help = "Only ESTABLISHED and CLOSE-WAIT sockets are changed; others are listed as skipped.\n\
+Needs root (or CAP_SYS_PTRACE over the owners) to duplicate their sockets with pidfd_getfd (Linux 5.6+).\n\
+Exit status: 0 every socket has the settings (read back); 1 nothing to do (nothing matched, all \
+skipped, or the answer was no); 2 error, or not one could be changed (a socket whose owner could not be \
+read counts as not changed); 3 some could not be changed.\n\
+Examples:\n  kwatch keepalive --dry-run comm:myapp state:established\n  \
+kwatch keepalive --idle 60 --intvl 10 --cnt 5 dport:5432\n  kwatch keepalive --yes --idle 5m code:no_keepalive_idle"
+)]
+pub struct KeepaliveArgs {
+    /// TCP_KEEPIDLE: seconds of silence before the first probe (1-32767; `90`, `90s` or `5m`).
+    #[arg(long, default_value = "60", value_parser = parse_idle, value_name = "SECONDS")]
+    pub idle: u32,
+
+    /// TCP_KEEPINTVL: seconds between unanswered probes (1-32767).
+    #[arg(long, default_value = "10", value_parser = parse_intvl, value_name = "SECONDS")]
+    pub intvl: u32,
+
+    /// TCP_KEEPCNT: unanswered probes before the kernel resets the connection (1-127).
+    #[arg(long, default_value = "5", value_parser = parse_cnt, value_name = "N")]
+    pub cnt: u32,
+
+    /// Do not ask: apply at once (for scripts).
+    #[arg(short = 'y', long)]
+    pub yes: bool,
+
+    /// Only show which sockets would be changed.
+    #[arg(short = 'n', long, conflicts_with = "yes")]
+    pub dry_run: bool,
+
+    /// Which sockets, in the filter syntax of the live view (`comm:NAME` exact, `comm:php*` a glob).
+    /// Optional when flags such as --port or --pid narrow the sockets.
+    #[arg(value_name = "FILTER")]
+    pub filter: Vec<String>,
+}
+
+impl KeepaliveArgs {
+    pub fn values(&self) -> KeepaliveValues {
+        KeepaliveValues {
+            idle_s: self.idle,
+            intvl_s: self.intvl,
+            cnt: self.cnt,
         }
     }
 }
 
+#[derive(Debug, clap::Args)]
+#[command(
+    after_help = "Examples:\n  kwatch generate man /usr/local/share/man/man1\n  \
+kwatch generate completions bash > ~/.local/share/bash-completion/completions/kwatch"
+)]
+pub struct GenerateArgs {
+    #[command(subcommand)]
+    pub what: Generate,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Generate {
+    /// Write the man pages, kwatch.1 and one per subcommand (kwatch-serve.1, ...), into DIR (created if missing).
+    Man {
+        #[arg(value_name = "DIR")]
+        dir: PathBuf,
+    },
+    /// Print the completion script for SHELL on stdout.
+    Completions {
+        #[arg(value_enum, value_name = "SHELL")]
+        shell: Shell,
+    },
+}
+
+/// The kernel's limits (`MAX_TCP_KEEPIDLE`, `MAX_TCP_KEEPINTVL`, `MAX_TCP_KEEPCNT`).
+pub const MAX_IDLE_S: u32 = 32_767;
+pub const MAX_INTVL_S: u32 = 32_767;
+pub const MAX_CNT: u32 = 127;
+
 /// The shortest refresh interval: faster than this, the collector would dominate a busy host.
 pub const MIN_INTERVAL: Duration = Duration::from_millis(100);
 
-pub(crate) fn parse_interval(s: &str) -> Result<Duration, String> {
+fn parse_interval(s: &str) -> Result<Duration, String> {
     let d = Duration::from_millis(parse_duration(s)?);
     if d < MIN_INTERVAL {
         return Err(format!("invalid interval '{s}': must be at least 100ms"));
@@ -310,7 +417,7 @@ pub(crate) fn parse_interval(s: &str) -> Result<Duration, String> {
     Ok(d)
 }
 
-pub(crate) fn parse_cpu_budget(s: &str) -> Result<f64, String> {
+fn parse_cpu_budget(s: &str) -> Result<f64, String> {
     let invalid = || {
         format!(
             "invalid CPU budget '{s}': must be a percentage of one core, above 0 and at most 100"
@@ -323,12 +430,12 @@ pub(crate) fn parse_cpu_budget(s: &str) -> Result<f64, String> {
     Ok(percent)
 }
 
-pub(crate) fn parse_threshold(s: &str) -> Result<Duration, String> {
+fn parse_threshold(s: &str) -> Result<Duration, String> {
     parse_duration(s).map(Duration::from_millis)
 }
 
 /// A size in bytes: `1G`, `500M`, `64K`, `2T` (powers of 1024, an optional `B` or `iB` after the unit), or bytes.
-pub(crate) fn parse_size(s: &str) -> Result<u64, String> {
+fn parse_size(s: &str) -> Result<u64, String> {
     let invalid = || format!("invalid size '{s}': expected a number with a unit, like 500M or 1G");
     let text = s.trim();
     let text = text
@@ -353,6 +460,49 @@ pub(crate) fn parse_size(s: &str) -> Result<u64, String> {
     Ok(bytes)
 }
 
+/// Parses `--idle` / `--intvl`: whole seconds, bare (`60`) or with a unit (`1m`, `90s`), within the kernel's
+/// limit. Errors: `invalid idle '0': must be 1-32767 seconds`.
+pub fn parse_seconds(name: &str, text: &str, max: u32) -> Result<u32, String> {
+    let invalid = || format!("invalid {name} '{text}': must be 1-{max} seconds");
+    let ms = crate::duration::parse_duration(text).map_err(|_| invalid())?;
+    if ms % 1000 != 0 {
+        return Err(format!(
+            "invalid {name} '{text}': must be whole seconds (the kernel counts in seconds)"
+        ));
+    }
+    match u32::try_from(ms / 1000) {
+        Ok(s) if (1..=max).contains(&s) => Ok(s),
+        _ => Err(invalid()),
+    }
+}
+
+pub fn parse_idle(text: &str) -> Result<u32, String> {
+    parse_seconds("idle", text, MAX_IDLE_S)
+}
+
+pub fn parse_intvl(text: &str) -> Result<u32, String> {
+    parse_seconds("intvl", text, MAX_INTVL_S)
+}
+
+/// Parses `--cnt`: 1-127 probes.
+pub fn parse_cnt(text: &str) -> Result<u32, String> {
+    match text.trim().parse::<u32>() {
+        Ok(n) if (1..=MAX_CNT).contains(&n) => Ok(n),
+        _ => Err(format!("invalid cnt '{text}': must be 1-{MAX_CNT} probes")),
+    }
+}
+
+fn parse_timeout(s: &str) -> Result<Duration, String> {
+    match parse_duration(s)? {
+        0 => Err(format!("invalid timeout '{s}': must be more than 0")),
+        ms => Ok(Duration::from_millis(ms)),
+    }
+}
+
+fn parse_min_interval(s: &str) -> Result<Duration, String> {
+    parse_duration(s).map(Duration::from_millis)
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -366,141 +516,6 @@ mod tests {
     #[test]
     fn clap_definition_is_consistent() {
         Args::command().debug_assert();
-    }
-
-    #[test]
-    fn defaults() {
-        let a = parse(&[]).unwrap();
-        assert!(!a.once && !a.json);
-        assert_eq!(a.interval, None);
-        assert_eq!(
-            a.pace(),
-            crate::pace::Pace::budgeted(Duration::from_secs(1), 0.25)
-        );
-        assert_eq!(a.filter(), Filter::default());
-        assert_eq!(a.thresholds().close_wait_after_ms, 30_000);
-    }
-
-    #[test]
-    fn filters_resolve() {
-        let a = parse(&[
-            "--once",
-            "-p",
-            "443,80",
-            "--state",
-            "close-wait",
-            "-s",
-            "established",
-            "--pid",
-            "12",
-            "--stuck",
-            "-6",
-        ])
-        .unwrap();
-        let f = a.filter();
-        assert_eq!(f.ports, vec![443, 80]);
-        assert_eq!(f.states, vec![TcpState::CloseWait, TcpState::Established]);
-        assert_eq!(f.pids, vec![12]);
-        assert!(f.stuck);
-        assert_eq!(f.family, Some(Family::Ipv6));
-    }
-
-    #[test]
-    fn snapshot_flags_also_follow_a_subcommand() {
-        let a = parse(&[
-            "kill",
-            "--netns",
-            "web",
-            "--dry-run",
-            "--pid",
-            "7",
-            "state:close-wait",
-        ])
-        .unwrap();
-        assert_eq!(a.netns_scope(), Scope::One("web".into()));
-        assert_eq!(a.filter().pids, vec![7]);
-        assert!(matches!(a.command, Some(Command::Kill(_))));
-        let a = parse(&["serve", "--all-netns", "--idle-after", "1m"]).unwrap();
-        assert_eq!(a.netns_scope(), Scope::All);
-        assert_eq!(a.thresholds().idle_after_ms, 60_000);
-    }
-
-    #[test]
-    fn record_and_replay_take_their_flags_and_the_snapshot_flags() {
-        let a = parse(&["record", "/var/lib/kwatch", "--all-netns", "--stuck"]).unwrap();
-        let Some(Command::Record(r)) = &a.command else {
-            panic!("{a:?}")
-        };
-        assert_eq!(r.max_size, 1 << 30);
-        assert_eq!(r.retain, Duration::from_secs(7 * 86_400));
-        assert_eq!(r.interval, None);
-        assert!(a.filter().stuck && a.netns_scope() == Scope::All);
-        let a = parse(&[
-            "record",
-            "d",
-            "-i",
-            "10s",
-            "--max-size",
-            "500MiB",
-            "--retain",
-            "2h",
-        ])
-        .unwrap();
-        let Some(Command::Record(r)) = &a.command else {
-            panic!("{a:?}")
-        };
-        assert_eq!(
-            (r.interval, r.max_size),
-            (Some(Duration::from_secs(10)), 500 << 20)
-        );
-        let a = parse(&[
-            "replay", "d", "--once", "--json", "--at", "-2h", "--port", "443",
-        ])
-        .unwrap();
-        let Some(Command::Replay(r)) = &a.command else {
-            panic!("{a:?}")
-        };
-        assert_eq!(r.at, Some(TimeSpec::Ago(7_200_000)));
-        assert!(r.once && r.json && a.filter().ports == vec![443]);
-        let a = parse(&["replay", "d", "--events", "--from", "-2h", "--to", "-90s"]).unwrap();
-        let Some(Command::Replay(r)) = &a.command else {
-            panic!("{a:?}")
-        };
-        assert_eq!(
-            (r.from, r.to),
-            (Some(TimeSpec::Ago(7_200_000)), Some(TimeSpec::Ago(90_000)))
-        );
-    }
-
-    #[test]
-    fn interval_and_cpu_budget_make_the_pace() {
-        use crate::pace::Pace;
-        let ms = Duration::from_millis;
-        let pace = |args: &[&str]| parse(args).unwrap().pace();
-        assert_eq!(pace(&["--interval", "2s"]), Pace::fixed(ms(2000)));
-        assert_eq!(pace(&["--cpu-budget", "5"]), Pace::budgeted(ms(1000), 0.05));
-        assert_eq!(
-            pace(&["--cpu-budget", "10%"]),
-            Pace::budgeted(ms(1000), 0.1)
-        );
-        assert_eq!(
-            pace(&["-i", "500ms", "--cpu-budget", "50"]),
-            Pace::budgeted(ms(500), 0.5)
-        );
-    }
-
-    #[test]
-    fn netns_flags_resolve_to_a_scope() {
-        assert_eq!(parse(&[]).unwrap().netns_scope(), Scope::Current);
-        assert_eq!(
-            parse(&["--netns", "web"]).unwrap().netns_scope(),
-            Scope::One("web".into())
-        );
-        assert_eq!(
-            parse(&["--netns", "/proc/1/ns/net"]).unwrap().netns_scope(),
-            Scope::One("/proc/1/ns/net".into())
-        );
-        assert_eq!(parse(&["--all-netns"]).unwrap().netns_scope(), Scope::All);
     }
 
     #[test]
@@ -544,5 +559,49 @@ mod tests {
             let err = parse(args).unwrap_err().to_string();
             assert!(err.contains(needle), "{args:?}: {err}");
         }
+    }
+
+    #[test]
+    fn values_are_checked_against_the_kernel_limits() {
+        assert_eq!(parse_idle("60"), Ok(60));
+        assert_eq!(parse_idle("1m"), Ok(60));
+        assert_eq!(parse_idle("32767"), Ok(32_767));
+        assert_eq!(parse_intvl("1"), Ok(1));
+        assert_eq!(parse_cnt("127"), Ok(127));
+        assert_eq!(parse_cnt(" 5 "), Ok(5));
+        for (got, want) in [
+            (parse_idle("0"), "invalid idle '0': must be 1-32767 seconds"),
+            (
+                parse_idle("32768"),
+                "invalid idle '32768': must be 1-32767 seconds",
+            ),
+            (
+                parse_idle("abc"),
+                "invalid idle 'abc': must be 1-32767 seconds",
+            ),
+            (
+                parse_intvl("0"),
+                "invalid intvl '0': must be 1-32767 seconds",
+            ),
+            (parse_cnt("0"), "invalid cnt '0': must be 1-127 probes"),
+            (parse_cnt("128"), "invalid cnt '128': must be 1-127 probes"),
+            (parse_cnt("-1"), "invalid cnt '-1': must be 1-127 probes"),
+        ] {
+            assert_eq!(got.unwrap_err(), want);
+        }
+        assert!(parse_idle("1500ms").unwrap_err().contains("whole seconds"));
+    }
+
+    #[test]
+    fn timeout_must_be_positive() {
+        assert_eq!(parse_timeout("2s"), Ok(Duration::from_secs(2)));
+        assert!(
+            parse_timeout("0s")
+                .unwrap_err()
+                .contains("invalid timeout '0s'")
+        );
+        assert!(parse_timeout("x").is_err());
+        assert_eq!(parse_min_interval("0"), Ok(Duration::ZERO));
+        assert_eq!(parse_min_interval("1s"), Ok(Duration::from_secs(1)));
     }
 }

@@ -1,4 +1,4 @@
-//! Watch mode: how connections change and die. Destroy notifications (sock_diag multicast, what `ss -E` reads)
+//! How connections change and die, as events: destroy notifications (sock_diag multicast, what `ss -E` reads)
 //! of every inspected network namespace joined with what earlier snapshots saw of each socket, as events streamed
 //! one per line.
 //!
@@ -15,19 +15,13 @@ pub mod tracker;
 
 use std::io::{self, Write};
 use std::net::IpAddr;
-use std::sync::mpsc;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use anyhow::Context;
 use serde::Serialize;
 
-use crate::collect::{self, Options};
 use crate::escape::escape;
-use crate::filter::Filter;
-use crate::keepalive::DeathCause;
+use crate::model::keepalive::DeathCause;
 use crate::model::{Connection, Family, Owner};
-use crate::output::json::StateName;
-use crate::pace::{Pace, process_cpu};
+use crate::output::json::{StateName, escape_bidi};
 
 pub use feed::{Evidence, Feed};
 pub use tracker::{NOTIFICATION_WAIT_MS, Tracker};
@@ -109,11 +103,17 @@ impl SocketId {
     }
 }
 
-fn unix_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
+/// One event as one line, not flushed: [`human_line`], or with `ndjson` one JSON object whose bidirectional
+/// formatting characters are escaped as in `--once --json` (a hostile process name cannot reorder the line). The
+/// line format of `--watch` and of `kwatch replay --events`.
+pub fn write_line(out: &mut dyn Write, e: &Event, ndjson: bool) -> io::Result<()> {
+    if ndjson {
+        let json = serde_json::to_vec(e).map_err(io::Error::other)?;
+        out.write_all(&escape_bidi(json))?;
+        out.write_all(b"\n")
+    } else {
+        writeln!(out, "{}", human_line(e))
+    }
 }
 
 /// One event as a line for people: `04:55:01 destroy 192.0.2.1:40000 > 192.0.2.2:9100 1234/app ...`.
@@ -203,59 +203,4 @@ pub fn human_line(e: &Event) -> String {
             message,
         } => format!("{} warning: {}", clock(*time_unix_ms), escape(message)),
     }
-}
-
-/// Watches until the output closes or SIGTERM/SIGINT arrives (then it ends with status 0 after the line being
-/// written): a snapshot as often as `pace` says, events written one per line (JSON with `ndjson`) and flushed at
-/// once.
-pub fn watch(
-    opts: &Options,
-    filter: &Filter,
-    mut pace: Pace,
-    ndjson: bool,
-    out: &mut impl Write,
-) -> anyhow::Result<()> {
-    let stop = stop_on_signals().context("cannot install signal handlers")?;
-    let mut feed = Feed::open(&opts.netns, &opts.proc_root);
-    let mut collector = collect::Collector::new(opts.clone());
-    let emit = |out: &mut dyn Write, e: &Event| -> io::Result<()> {
-        if ndjson {
-            serde_json::to_writer(&mut *out, e)?;
-            out.write_all(b"\n")?;
-        } else {
-            writeln!(out, "{}", human_line(e))?;
-        }
-        out.flush()
-    };
-    loop {
-        let (started, cpu) = (Instant::now(), process_cpu());
-        feed.drain();
-        let snapshot = collector.collect().context("cannot take a snapshot")?;
-        for e in &feed.step(&snapshot, filter, unix_ms()) {
-            emit(out, e)?;
-        }
-        pace.record(process_cpu().saturating_sub(cpu));
-        match stop.recv_timeout(pace.period().saturating_sub(started.elapsed())) {
-            Err(mpsc::RecvTimeoutError::Timeout) => {}
-            // A signal, or the signal thread gone: stop between two refreshes, every line written whole.
-            _ => return Ok(()),
-        }
-    }
-}
-
-/// A channel that receives once SIGTERM or SIGINT arrives: they no longer end the process at once.
-fn stop_on_signals() -> io::Result<mpsc::Receiver<()>> {
-    let mut signals = signal_hook::iterator::Signals::new([
-        signal_hook::consts::SIGTERM,
-        signal_hook::consts::SIGINT,
-    ])?;
-    let (tx, rx) = mpsc::channel();
-    std::thread::Builder::new()
-        .name("kwatch-signals".into())
-        .spawn(move || {
-            if signals.forever().next().is_some() {
-                let _ = tx.send(());
-            }
-        })?;
-    Ok(rx)
 }

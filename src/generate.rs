@@ -4,36 +4,12 @@
 //! (docs/install.md). Rendering is pure ([`man_pages`], [`completions`]); [`run`] only writes the result.
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
+use crate::cli::{Generate, GenerateArgs};
 use anyhow::Context;
-use clap::Subcommand;
 use clap_complete::Shell;
 use roff::{Roff, bold, roman};
-
-#[derive(Debug, clap::Args)]
-#[command(
-    after_help = "Examples:\n  kwatch generate man /usr/local/share/man/man1\n  \
-kwatch generate completions bash > ~/.local/share/bash-completion/completions/kwatch"
-)]
-pub struct GenerateArgs {
-    #[command(subcommand)]
-    pub what: Generate,
-}
-
-#[derive(Debug, Subcommand)]
-pub enum Generate {
-    /// Write the man pages, kwatch.1 and one per subcommand (kwatch-serve.1, ...), into DIR (created if missing).
-    Man {
-        #[arg(value_name = "DIR")]
-        dir: PathBuf,
-    },
-    /// Print the completion script for SHELL on stdout.
-    Completions {
-        #[arg(value_enum, value_name = "SHELL")]
-        shell: Shell,
-    },
-}
 
 /// Does what `kwatch generate ...` asked, for the command line `cmd` (the whole of kwatch's).
 pub fn run(args: &GenerateArgs, cmd: clap::Command) -> anyhow::Result<()> {

@@ -15,8 +15,9 @@ use std::path::Path;
 
 use rustc_hash::{FxHashMap, FxHashSet};
 
+use crate::analyze::predict::{DeathEvidence, infer_cause};
 use crate::diag::tcp_info;
-use crate::keepalive::{self, KeepaliveSettings};
+use crate::model::keepalive::KeepaliveSettings;
 use crate::model::{HeldDeadSocket, Owner, TcpInfo};
 use crate::proc::process_netns;
 use crate::sockopt::{self, Reader};
@@ -102,11 +103,11 @@ pub fn find(
         if !is_dead(&info) {
             continue;
         }
-        let cause = keepalive::infer_cause(&keepalive::DeathEvidence {
+        let cause = infer_cause(&DeathEvidence {
             probes: info.probes(),
             retransmits: info.retransmits(),
             settings: settings.as_ref(),
-            ..keepalive::DeathEvidence::default()
+            ..DeathEvidence::default()
         });
         for owner in holders {
             out.push(HeldDeadSocket {
@@ -290,7 +291,7 @@ mod tests {
         );
         assert_eq!(g.local_port, Some(l.local_addr().unwrap().port()));
         assert_eq!(g.local_addr, Some("127.0.0.1".parse().unwrap()));
-        assert_eq!(g.cause, keepalive::DeathCause::Unknown);
+        assert_eq!(g.cause, crate::model::keepalive::DeathCause::Unknown);
         assert_eq!(g.tcp_info.as_ref().unwrap().state(), Some(TCP_CLOSE));
     }
 }

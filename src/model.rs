@@ -10,12 +10,12 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::keepalive::{DeathCause, KeepaliveSettings, Prediction};
-
 mod findings;
+pub mod keepalive;
 mod owners;
 mod tcp_info;
 pub use findings::Findings;
+use keepalive::{DeathCause, KeepaliveSettings};
 pub use owners::Owners;
 pub use tcp_info::{TcpInfo, TcpInfoFields};
 
@@ -341,16 +341,6 @@ impl Connection {
     pub fn is_stuck(&self) -> bool {
         !self.findings.is_empty()
     }
-
-    /// Next keepalive probe and time of death if the peer stays silent, from the socket's keepalive settings and
-    /// `net`, the sysctls of its namespace ([`Snapshot::prediction`] finds them): for ESTABLISHED and CLOSE_WAIT
-    /// sockets whose settings were collected, `None` otherwise. Computed when asked rather than kept with every
-    /// socket of every snapshot (40 bytes each).
-    pub fn prediction(&self, net: &Settings) -> Option<Prediction> {
-        self.keepalive
-            .as_ref()
-            .and_then(|ka| crate::keepalive::predict(self, ka, net))
-    }
 }
 
 /// A network namespace as a socket carries it: the nsfs inode (what `lsns -t net` and `ls -iL /proc/PID/ns/net`
@@ -585,11 +575,6 @@ impl Snapshot {
     /// The TCP settings of the namespace a socket lives in (the snapshot's `settings` when not known).
     pub fn settings_of(&self, conn: &Connection) -> &Settings {
         settings_in(&self.namespaces, &self.settings, conn)
-    }
-
-    /// A socket's keepalive prediction, with the sysctls of its own namespace ([`Connection::prediction`]).
-    pub fn prediction(&self, conn: &Connection) -> Option<Prediction> {
-        conn.prediction(self.settings_of(conn))
     }
 
     /// The namespace with this inode, if inspected.

@@ -7,7 +7,6 @@
 //! [`ProcMap::from_scans`].
 
 mod cache;
-pub(crate) mod parallel;
 pub(crate) mod parse;
 mod passwd;
 mod scan;

@@ -5,6 +5,15 @@
 //! ([`metrics::render`]). Connections are served by [`server`] on one thread, with the limits it lists;
 //! [`web_config`] reads TLS and users. SIGTERM and SIGINT stop the server.
 
+/// One line on stderr that cannot fell the exporter: `eprintln!` panics when stderr is a pipe whose reader is gone
+/// (a supervisor restarted, `kwatch serve 2>&1 | head`), so a daemon writes its lines here and loses only them.
+macro_rules! log {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr().lock(), $($arg)*);
+    }};
+}
+
 pub mod accept;
 pub mod auth;
 pub mod coalesce;
@@ -17,72 +26,27 @@ pub mod rate;
 pub mod server;
 pub mod web_config;
 
-use std::net::{SocketAddr, TcpListener};
-use std::path::PathBuf;
+use std::net::TcpListener;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::Context as _;
 use bytes::Bytes;
 use tokio::signal::unix::{SignalKind, signal};
 
-use crate::cli::Args;
+use crate::cli::ServeArgs;
 use crate::collect::Collector;
-use crate::duration::parse_duration;
+use crate::config::Config;
+use crate::exit::error_line;
+use crate::recording::Recorder;
+use crate::recording::store::Retention;
 use coalesce::Coalescer;
 use deaths::DeathWatch;
 use handler::{Collected, Site, Web};
 use metrics::{MetricsOptions, SelfStats};
 use server::Limits;
 use web_config::WebConfig;
-
-#[derive(Debug, clap::Args)]
-pub struct ServeArgs {
-    /// Address to listen on (loopback by default; port 0 picks a free port, printed on stderr).
-    #[arg(long, default_value = "127.0.0.1:9813", value_name = "ADDR")]
-    pub listen: SocketAddr,
-
-    /// Label per-process series with the pid as well as the comm: one series per process instead of per
-    /// program name (many more series on a busy host).
-    #[arg(long)]
-    pub pid_label: bool,
-
-    /// Answer 503 when a scrape's snapshot is not ready within this time; the collection goes on and the next
-    /// scrape gets its result. Keep it below Prometheus's scrape_timeout.
-    #[arg(long, default_value = "8s", value_parser = parse_timeout, value_name = "DURATION")]
-    pub scrape_timeout: Duration,
-
-    /// Scrapes arriving within this time of the last collection's end get its result instead of a new
-    /// collection: at most one collection per interval, however many scrapers (0: collect for every scrape).
-    #[arg(long, default_value = "1s", value_parser = parse_interval, value_name = "DURATION")]
-    pub min_interval: Duration,
-
-    /// TLS and basic authentication, in the web configuration format of Prometheus exporters
-    /// (exporter-toolkit: tls_server_config, basic_auth_users, http_server_config.headers, rate_limit). Read
-    /// again on SIGHUP.
-    #[arg(long, value_name = "FILE")]
-    pub web_config_file: Option<PathBuf>,
-
-    /// Also record every collection into DIR, as `kwatch record DIR` does (docs/recording.md); collections
-    /// are taken at --record-interval when scrapes do not take them more often.
-    #[arg(long, value_name = "DIR")]
-    pub record: Option<PathBuf>,
-
-    /// With --record: time between recorded refreshes when no scrape comes sooner (at least 100ms). Without it:
-    /// the live view's pace, every second or less often where a refresh costs more than a quarter of a core.
-    #[arg(long, value_parser = crate::cli::parse_interval, value_name = "DURATION", requires = "record")]
-    pub record_interval: Option<Duration>,
-
-    /// With --record: remove recorded hours older than this.
-    #[arg(long, default_value = "7d", value_parser = crate::cli::parse_threshold, value_name = "DURATION", requires = "record")]
-    pub retain: Duration,
-
-    /// With --record: remove the oldest recorded hours while the recording is larger than this (K, M, G, T:
-    /// powers of 1024).
-    #[arg(long, default_value = "1G", value_parser = crate::cli::parse_size, value_name = "SIZE", requires = "record")]
-    pub max_size: u64,
-}
 
 /// Why serving stopped early: recording failed (a full disk). Set once by the collection, which wakes the server.
 #[derive(Default)]
@@ -109,7 +73,7 @@ impl Failure {
 }
 
 /// Binds the address, then serves until SIGTERM or SIGINT.
-pub fn run(serve: &ServeArgs, args: &Args) -> anyhow::Result<()> {
+pub fn run(serve: &ServeArgs, config: &Config) -> anyhow::Result<()> {
     let web = match &serve.web_config_file {
         Some(path) => web_config::load(path)?,
         None => WebConfig::default(),
@@ -124,19 +88,23 @@ pub fn run(serve: &ServeArgs, args: &Args) -> anyhow::Result<()> {
     let errors = Arc::new(AtomicU64::new(0));
     let failure = Arc::new(Failure::default());
     let recorder = match &serve.record {
-        Some(dir) => Some(crate::record::Recorder::open(
-            dir,
-            crate::record::store::Retention {
+        Some(dir) => {
+            let retention = Retention {
                 max_age_ms: serve.retain.as_millis() as u64,
                 max_bytes: serve.max_size,
-            },
-        )?),
+            };
+            let (recorder, warnings) = Recorder::open(dir, retention)?;
+            for w in warnings {
+                log!("kwatch: warning: {w}");
+            }
+            Some(recorder)
+        }
         None => None,
     };
     let metrics = Coalescer::new(
         serve.min_interval,
         collection(
-            args,
+            config,
             MetricsOptions {
                 pid_label: serve.pid_label,
             },
@@ -175,9 +143,9 @@ pub fn run(serve: &ServeArgs, args: &Args) -> anyhow::Result<()> {
             });
         }
         let scheme = if tls { "https" } else { "http" };
-        eprintln!("kwatch: serving metrics on {scheme}://{addr}/metrics");
+        log!("kwatch: serving metrics on {scheme}://{addr}/metrics");
         if exposed {
-            eprintln!(
+            log!(
                 "kwatch: warning: '{addr}' is reachable beyond this host and serves without TLS or a \
                  password: give --web-config-file to require them"
             );
@@ -209,7 +177,7 @@ pub fn run(serve: &ServeArgs, args: &Args) -> anyhow::Result<()> {
     if let Some(e) = failure.take() {
         return Err(e);
     }
-    eprintln!("kwatch: stopped");
+    log!("kwatch: stopped");
     Ok(())
 }
 
@@ -218,24 +186,24 @@ fn reload(site: &Site, path: &std::path::Path) {
     match web_config::load(path) {
         Ok(config) => {
             site.set_web(Web::new(config));
-            eprintln!("kwatch: reloaded web config '{}'", path.display());
+            log!("kwatch: reloaded web config '{}'", path.display());
         }
-        Err(e) => eprintln!(
+        Err(e) => log!(
             "kwatch: warning: web config not reloaded, the previous one stays: {}",
-            crate::run::error_line(&e)
+            error_line(&e)
         ),
     }
 }
 
 /// The work of one collection: snapshot, deaths, filter, rendered once for every scrape that shares it.
 fn collection(
-    args: &Args,
+    config: &Config,
     options: MetricsOptions,
     errors: Arc<AtomicU64>,
-    recording: Option<(crate::record::Recorder, Arc<Failure>)>,
+    recording: Option<(Recorder, Arc<Failure>)>,
 ) -> impl Fn() -> Collected + Send + Sync + 'static {
-    let filter = args.filter();
-    let collect_options = crate::run::collect_options(args, &filter);
+    let filter = config.filter.clone();
+    let collect_options = config.collect_options(&filter);
     let mut deaths = DeathWatch::open();
     if recording.is_some() {
         deaths.keep_evidence();
@@ -251,10 +219,7 @@ fn collection(
         let mut snapshot = match collector.collect() {
             Ok(s) => s,
             Err(e) => {
-                return Arc::new(Err(format!(
-                    "cannot take a snapshot: {}",
-                    crate::run::error_line(&e)
-                )));
+                return Arc::new(Err(format!("cannot take a snapshot: {}", error_line(&e))));
             }
         };
         let counts = deaths.step(&snapshot, &filter);
@@ -288,35 +253,5 @@ fn collection(
             }
         }
         Arc::new(rendered)
-    }
-}
-
-fn parse_timeout(s: &str) -> Result<Duration, String> {
-    match parse_duration(s)? {
-        0 => Err(format!("invalid timeout '{s}': must be more than 0")),
-        ms => Ok(Duration::from_millis(ms)),
-    }
-}
-
-fn parse_interval(s: &str) -> Result<Duration, String> {
-    parse_duration(s).map(Duration::from_millis)
-}
-
-#[cfg(test)]
-#[allow(clippy::unwrap_used)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn timeout_must_be_positive() {
-        assert_eq!(parse_timeout("2s"), Ok(Duration::from_secs(2)));
-        assert!(
-            parse_timeout("0s")
-                .unwrap_err()
-                .contains("invalid timeout '0s'")
-        );
-        assert!(parse_timeout("x").is_err());
-        assert_eq!(parse_interval("0"), Ok(Duration::ZERO));
-        assert_eq!(parse_interval("1s"), Ok(Duration::from_secs(1)));
     }
 }

@@ -13,7 +13,7 @@ use std::time::Duration;
 use rustix::net::sockopt;
 use rustix::process::{Pid, PidfdFlags, PidfdGetfdFlags, pidfd_getfd, pidfd_open};
 
-use crate::keepalive::{KeepaliveSettings, Source};
+use crate::model::keepalive::{KeepaliveSettings, Source};
 use crate::model::{Connection, Owner, Snapshot, TcpState, TimerKind, settings_in};
 
 /// Why a socket's options could not be read.
@@ -166,7 +166,7 @@ fn read_options_with(
     })
 }
 
-/// Whether a socket's keepalive matters: the states [`crate::keepalive::predict`] covers.
+/// Whether a socket's keepalive matters: the states [`crate::analyze::predict::predict`] covers.
 pub fn wanted(conn: &Connection) -> bool {
     matches!(conn.state, TcpState::Established | TcpState::CloseWait)
 }
@@ -277,7 +277,7 @@ pub fn fill(snapshot: &mut Snapshot, read: bool, mut memory: Option<&mut Memory>
             .collect::<Vec<_>>()
     };
     let mut denied = 0u64;
-    for (i, outcome) in crate::proc::parallel::map(&batches, read_batch)
+    for (i, outcome) in crate::parallel::map(&batches, read_batch)
         .into_iter()
         .flatten()
     {

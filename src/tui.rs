@@ -11,6 +11,7 @@ pub mod format;
 pub mod history;
 pub mod keys;
 pub mod log;
+pub mod playback;
 pub mod render;
 pub mod replay;
 
@@ -29,9 +30,10 @@ pub use keys::map_key;
 use crate::collect;
 use crate::filter::Filter;
 use crate::pace::Pace;
+use crate::recording;
 use event::{Control, Event};
 
-/// What `run` needs: built by `run.rs` from the command line.
+/// What `run` needs: built by `run.rs` from the resolved command line.
 #[derive(Debug, Clone)]
 pub struct Config {
     /// When snapshots are taken: `--interval`, or every second within a CPU budget.
@@ -39,28 +41,10 @@ pub struct Config {
     pub collect: collect::Options,
     /// The starting filter (from the CLI's filter flags); `/` edits it.
     pub filter: Filter,
-    /// Use colours. [`Config::new`] sets it from `NO_COLOR`.
+    /// Use colours (not with `--color never` or NO_COLOR).
     pub color: bool,
     /// Show this recording instead of the live host (`kwatch replay DIR`).
     pub replay: Option<replay::Source>,
-}
-
-impl Config {
-    /// A config that uses colours unless `NO_COLOR` is set to a non-empty value.
-    pub fn new(pace: Pace, collect: collect::Options, filter: Filter) -> Config {
-        Config {
-            pace,
-            collect,
-            filter,
-            color: color_from_env(),
-            replay: None,
-        }
-    }
-}
-
-/// False when `NO_COLOR` is set and non-empty (<https://no-color.org>).
-pub fn color_from_env() -> bool {
-    std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
 }
 
 /// The error when stdout is not a terminal.
@@ -73,6 +57,11 @@ const TICK: Duration = Duration::from_millis(500);
 /// error, panic (ratatui's chained hook plus ours for the mouse) and SIGTERM/SIGHUP/SIGINT, after which the
 /// process ends by that signal as it would have without kwatch's handler.
 pub fn run(config: Config) -> anyhow::Result<()> {
+    if let Some(source) = &config.replay {
+        // The recording is read up to the moment before the terminal is taken: a missing or damaged one is an
+        // error line.
+        recording::cursor::check(&source.dir, source.at_ms)?;
+    }
     if !std::io::stdout().is_terminal() {
         bail!(NO_TTY);
     }
@@ -149,8 +138,9 @@ fn event_loop(
     let _collector = match config.replay {
         None => event::spawn_collector(config.collect, config.pace, tx, control_rx)
             .context("cannot start the collector thread")?,
-        Some(source) => replay::spawn_source(source, tx, control_rx)
-            .context("cannot start the replay thread")?,
+        Some(source) => {
+            playback::spawn(source, tx, control_rx).context("cannot start the replay thread")?
+        }
     };
     let result = (|| {
         let mut app = App::new(config.filter, config.color);

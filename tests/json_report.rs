@@ -374,7 +374,7 @@ fn busy_fixture_reads_back_into_the_documented_shape() {
         assert!(STATES.contains(&row.state.as_str()));
         assert!(TIMER_KINDS.contains(&row.timer.kind.as_str()));
         assert_eq!(row.keepalive.is_some(), conn.keepalive.is_some());
-        let p = snapshot.prediction(conn).unwrap_or_default();
+        let p = kwatch::analyze::predict::prediction_in(&snapshot, conn).unwrap_or_default();
         assert_eq!(
             (row.next_probe_ms, row.dies_in_ms, row.dies_in_estimate),
             (p.next_probe_ms, p.dies_in_ms, p.dies_in_estimate)

@@ -134,7 +134,9 @@ fn the_table_shows_when_each_socket_dies_when_width_allows() {
     let never = s
         .connections
         .iter()
-        .filter(|c| s.prediction(c).is_some_and(|p| p.dies_in_ms.is_none()))
+        .filter(|c| {
+            kwatch::analyze::predict::prediction_in(&s, c).is_some_and(|p| p.dies_in_ms.is_none())
+        })
         .count();
     assert!(never > 0);
     assert_eq!(
@@ -161,7 +163,7 @@ fn the_table_shows_when_each_socket_dies_when_width_allows() {
 
 #[test]
 fn held_dead_sockets_reach_the_table_footer_the_json_and_the_process_rollup() {
-    use kwatch::keepalive::DeathCause;
+    use kwatch::model::keepalive::DeathCause;
     use kwatch::model::{HeldDeadSocket, TcpInfo, TcpInfoFields};
     use kwatch::output::table::{self, TableOptions};
     let mut s = busy_filled();

@@ -631,12 +631,12 @@ fn serve_record_on_a_full_disk_stops_with_an_error_line_and_a_non_zero_exit() {
 /// Shards written through the library at chosen times (a frame each, `host` padded with `pad` bytes that do not
 /// compress), as an older recording left them; their paths, oldest first.
 fn old_shards(dir: &Path, times: &[u64], pad: usize) -> Vec<PathBuf> {
-    use kwatch::record::{Recorder, store};
+    use kwatch::recording::{Recorder, store};
     let keep_all = store::Retention {
         max_age_ms: u64::MAX,
         max_bytes: u64::MAX,
     };
-    let mut recorder = Recorder::open(dir, keep_all).unwrap();
+    let (mut recorder, _) = Recorder::open(dir, keep_all).unwrap();
     let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
     for &t in times {
         let host: String = (0..pad)
@@ -679,7 +679,7 @@ fn record_a_moment(dir: &Path, extra: &[&str]) -> Vec<PathBuf> {
     .expect("the refresh in the store");
     let (status, stderr) = rec.stop();
     assert!(status.success(), "{stderr}");
-    kwatch::record::store::list(dir)
+    kwatch::recording::store::list(dir)
         .unwrap()
         .into_iter()
         .map(|s| s.path)
@@ -689,7 +689,7 @@ fn record_a_moment(dir: &Path, extra: &[&str]) -> Vec<PathBuf> {
 #[test]
 fn retention_by_age_and_by_size_while_recording_removes_old_data_and_nothing_else() {
     const HOUR: u64 = 3_600_000;
-    let now = kwatch::record::unix_ms();
+    let now = kwatch::recording::unix_ms();
     let (_l, _c, _s, port, _) = pair();
     let port = port.to_string();
 

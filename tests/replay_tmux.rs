@@ -17,7 +17,7 @@ use common::tmux::{Tmux, assert_terminal_restored};
 use common::{KWATCH, poll};
 use jiff::Timestamp;
 use jiff::tz::TimeZone;
-use kwatch::record::time::format_local;
+use kwatch::moment::format_local;
 use serde_json::Value;
 
 /// A running `kwatch record`, killed and reaped on drop.

@@ -4,7 +4,7 @@
 
 mod common;
 
-use std::io::{Read, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Ipv4Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -257,6 +257,34 @@ fn serves_metrics_index_and_404_and_stops_on_sigterm() {
     assert_eq!(http(addr, "GET", "/nope").0, 404);
     assert_eq!(http(addr, "POST", "/metrics").0, 405);
 
+    kwatch.signal(libc::SIGTERM);
+    let status = kwatch
+        .wait_exit(Duration::from_secs(10))
+        .expect("kwatch serve stops on SIGTERM");
+    assert!(status.success(), "{status:?}");
+}
+
+#[test]
+fn a_stderr_whose_reader_is_gone_loses_lines_not_the_exporter() {
+    let mut child = serve_command(&[]).spawn().expect("start kwatch serve");
+    let mut guard_stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut kwatch = ChildGuard {
+        name: "kwatch serve",
+        child,
+    };
+    let mut first = String::new();
+    guard_stderr.read_line(&mut first).unwrap();
+    let addr: SocketAddr = first
+        .trim_end()
+        .strip_prefix("kwatch: serving metrics on http://")
+        .and_then(|s| s.strip_suffix("/metrics"))
+        .unwrap_or_else(|| panic!("unexpected first line: {first}"))
+        .parse()
+        .unwrap();
+    // The reader goes away (a supervisor's log pipe closed): every later line kwatch writes meets EPIPE.
+    drop(guard_stderr);
+    assert_eq!(http(addr, "GET", "/metrics").0, 200);
+    // SIGTERM makes kwatch write "stopped" into the dead pipe: it must still end as asked, with status 0.
     kwatch.signal(libc::SIGTERM);
     let status = kwatch
         .wait_exit(Duration::from_secs(10))

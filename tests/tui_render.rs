@@ -6,7 +6,7 @@ mod common;
 use insta::assert_snapshot;
 use kwatch::analyze::{Thresholds, analyze};
 use kwatch::filter::Filter;
-use kwatch::keepalive::KeepaliveSettings;
+use kwatch::model::keepalive::KeepaliveSettings;
 use kwatch::model::{Snapshot, TimerKind};
 use kwatch::tui::{Action, App, update};
 use ratatui::Terminal;
@@ -372,7 +372,7 @@ fn socket(cookie: u64, local: &str, peer: &str) -> kwatch::events::SocketId {
 /// let die by keepalive; the hostile process (3107) keeps one that was reset; a few deaths and state changes.
 fn app_with_deaths(size: (u16, u16)) -> App {
     use kwatch::events::Event;
-    use kwatch::keepalive::DeathCause;
+    use kwatch::model::keepalive::DeathCause;
     use kwatch::model::{HeldDeadSocket, Owner, TcpInfo, TcpInfoFields, TcpState};
     use kwatch::output::json::StateName;
     let mut app = App::new(Filter::default(), false);

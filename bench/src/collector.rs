@@ -39,8 +39,9 @@ pub struct Steady {
 /// ([`kwatch::pace::Pace`]).
 pub fn measure(duration: Duration, stop: &AtomicBool) -> anyhow::Result<Steady> {
     let args = Args::try_parse_from(["kwatch"]).context("default kwatch flags do not parse")?;
-    let options = kwatch::run::collect_options(&args, &args.filter());
-    let mut pace = args.pace();
+    let config = kwatch::config::Config::new(&args);
+    let options = config.collect_options(&config.filter);
+    let mut pace = config.pace;
     let interval = pace.interval();
     let mut collector = Collector::new(options);
 
@@ -55,12 +56,12 @@ pub fn measure(duration: Duration, stop: &AtomicBool) -> anyhow::Result<Steady> 
     // The recorder's cost, measured on the same snapshots, into a store removed afterwards.
     let store = std::env::temp_dir().join(format!("kwatch-bench-store-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&store);
-    let retention = kwatch::record::store::Retention {
+    let retention = kwatch::recording::store::Retention {
         max_age_ms: u64::MAX,
         max_bytes: 1 << 40,
     };
-    let (mut writer, _) = kwatch::record::store::Writer::open(&store, retention)?;
-    let mut encoder = kwatch::record::frame::Encoder::new();
+    let (mut writer, _) = kwatch::recording::store::Writer::open(&store, retention)?;
+    let mut encoder = kwatch::recording::frame::Encoder::new();
     let mut records = vec![];
     let mut periods = vec![];
     let mut sockets = 0;
@@ -84,9 +85,9 @@ pub fn measure(duration: Duration, stop: &AtomicBool) -> anyhow::Result<Steady> 
         let key = writer.begin(time)?;
         let bytes = encoder.encode(snapshot, &kwatch::events::Evidence::default(), key, 0);
         let kind = if key {
-            kwatch::record::store::Kind::Key
+            kwatch::recording::store::Kind::Key
         } else {
-            kwatch::record::store::Kind::Delta
+            kwatch::recording::store::Kind::Delta
         };
         writer.append(kind, time, &bytes)?;
         records.push(self_cpu() - recording);

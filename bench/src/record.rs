@@ -9,13 +9,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use kwatch::keepalive::{KeepaliveSettings, Source};
+use kwatch::model::keepalive::{KeepaliveSettings, Source};
 use kwatch::model::{
     Connection, Family, NamespaceInfo, NetnsRef, Owner, Process, Snapshot, TcpInfo, TcpInfoFields,
     TcpState, Timer, TimerKind,
 };
-use kwatch::record::frame::Encoder;
-use kwatch::record::store::{Kind, Retention, Writer};
+use kwatch::recording::frame::Encoder;
+use kwatch::recording::store::{Kind, Retention, Writer};
 
 use crate::measure::self_cpu;
 
@@ -145,7 +145,7 @@ fn run(dir: &std::path::Path, n: usize, hours: u64) -> anyhow::Result<Size> {
     cpus.sort();
     let started = std::time::Instant::now();
     let last_of_hour = T0 + (3_600_000 / INTERVAL_MS - 1).min(refreshes - 1) * INTERVAL_MS;
-    let frame = kwatch::record::replay::frame_at(dir, last_of_hour)?;
+    let frame = kwatch::recording::cursor::frame_at(dir, last_of_hour)?;
     let replay_wall = started.elapsed();
     anyhow::ensure!(
         frame.snapshot.taken_at_unix_ms == last_of_hour,
@@ -153,8 +153,8 @@ fn run(dir: &std::path::Path, n: usize, hours: u64) -> anyhow::Result<Size> {
     );
     drop(frame);
     let started = std::time::Instant::now();
-    kwatch::record::replay::check(dir, last_of_hour)?;
-    let frame = kwatch::record::replay::frame_at(dir, last_of_hour)?;
+    kwatch::recording::cursor::check(dir, last_of_hour)?;
+    let frame = kwatch::recording::cursor::frame_at(dir, last_of_hour)?;
     let spec = kwatch::tui::App::new(kwatch::filter::Filter::default(), false).view_spec();
     let prepared = kwatch::tui::app::prepare(&frame.snapshot, &spec);
     let view_first_wall = started.elapsed();

@@ -10,77 +10,9 @@ use std::time::Duration;
 
 use rustix::net::sockopt;
 
-use crate::keepalive::KeepaliveSettings;
 use crate::model::Owner;
+use crate::model::keepalive::{KeepaliveSettings, KeepaliveValues};
 use crate::sockopt::{Reader, SockoptError};
-
-/// The kernel's limits (`MAX_TCP_KEEPIDLE`, `MAX_TCP_KEEPINTVL`, `MAX_TCP_KEEPCNT`).
-pub const MAX_IDLE_S: u32 = 32_767;
-pub const MAX_INTVL_S: u32 = 32_767;
-pub const MAX_CNT: u32 = 127;
-
-/// Keepalive settings to apply: idle seconds before the first probe, seconds between probes, probes before
-/// the reset.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct KeepaliveValues {
-    pub idle_s: u32,
-    pub intvl_s: u32,
-    pub cnt: u32,
-}
-
-impl KeepaliveValues {
-    /// What the TUI's `E` applies: first probe after a minute of silence, a dead peer noticed in 110 s.
-    pub const DEFAULT: KeepaliveValues = KeepaliveValues {
-        idle_s: 60,
-        intvl_s: 10,
-        cnt: 5,
-    };
-
-    /// Seconds of silence after which the kernel resets the connection if no probe is answered.
-    pub fn dead_after_s(&self) -> u64 {
-        u64::from(self.idle_s) + u64::from(self.intvl_s) * u64::from(self.cnt)
-    }
-
-    /// True when `read` (read back from the socket) shows these values and keepalive on.
-    pub fn applied_in(&self, read: &KeepaliveSettings) -> bool {
-        read.enabled == Some(true)
-            && read.idle_s == Some(self.idle_s)
-            && read.intvl_s == Some(self.intvl_s)
-            && read.cnt == Some(self.cnt)
-    }
-}
-
-/// Parses `--idle` / `--intvl`: whole seconds, bare (`60`) or with a unit (`1m`, `90s`), within the kernel's
-/// limit. Errors: `invalid idle '0': must be 1-32767 seconds`.
-pub fn parse_seconds(name: &str, text: &str, max: u32) -> Result<u32, String> {
-    let invalid = || format!("invalid {name} '{text}': must be 1-{max} seconds");
-    let ms = crate::duration::parse_duration(text).map_err(|_| invalid())?;
-    if ms % 1000 != 0 {
-        return Err(format!(
-            "invalid {name} '{text}': must be whole seconds (the kernel counts in seconds)"
-        ));
-    }
-    match u32::try_from(ms / 1000) {
-        Ok(s) if (1..=max).contains(&s) => Ok(s),
-        _ => Err(invalid()),
-    }
-}
-
-pub fn parse_idle(text: &str) -> Result<u32, String> {
-    parse_seconds("idle", text, MAX_IDLE_S)
-}
-
-pub fn parse_intvl(text: &str) -> Result<u32, String> {
-    parse_seconds("intvl", text, MAX_INTVL_S)
-}
-
-/// Parses `--cnt`: 1-127 probes.
-pub fn parse_cnt(text: &str) -> Result<u32, String> {
-    match text.trim().parse::<u32>() {
-        Ok(n) if (1..=MAX_CNT).contains(&n) => Ok(n),
-        _ => Err(format!("invalid cnt '{text}': must be 1-{MAX_CNT} probes")),
-    }
-}
 
 /// Why keepalive could not be turned on for one socket.
 #[derive(Debug, thiserror::Error)]
@@ -148,37 +80,6 @@ mod tests {
     use std::os::fd::AsRawFd;
 
     use super::*;
-
-    #[test]
-    fn values_are_checked_against_the_kernel_limits() {
-        assert_eq!(parse_idle("60"), Ok(60));
-        assert_eq!(parse_idle("1m"), Ok(60));
-        assert_eq!(parse_idle("32767"), Ok(32_767));
-        assert_eq!(parse_intvl("1"), Ok(1));
-        assert_eq!(parse_cnt("127"), Ok(127));
-        assert_eq!(parse_cnt(" 5 "), Ok(5));
-        for (got, want) in [
-            (parse_idle("0"), "invalid idle '0': must be 1-32767 seconds"),
-            (
-                parse_idle("32768"),
-                "invalid idle '32768': must be 1-32767 seconds",
-            ),
-            (
-                parse_idle("abc"),
-                "invalid idle 'abc': must be 1-32767 seconds",
-            ),
-            (
-                parse_intvl("0"),
-                "invalid intvl '0': must be 1-32767 seconds",
-            ),
-            (parse_cnt("0"), "invalid cnt '0': must be 1-127 probes"),
-            (parse_cnt("128"), "invalid cnt '128': must be 1-127 probes"),
-            (parse_cnt("-1"), "invalid cnt '-1': must be 1-127 probes"),
-        ] {
-            assert_eq!(got.unwrap_err(), want);
-        }
-        assert!(parse_idle("1500ms").unwrap_err().contains("whole seconds"));
-    }
 
     #[test]
     fn dead_after_is_idle_plus_the_probes() {

@@ -2,7 +2,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 
 use super::*;
-use crate::keepalive::{KeepaliveSettings, Source};
+use crate::exit::EXIT_PARTIAL;
+use crate::model::keepalive::{KeepaliveSettings, Source};
 use crate::model::{Family, Owner, Process, Timer};
 
 fn conn(state: TcpState, port: u16, owners: &[(u32, u32)]) -> Connection {

@@ -15,8 +15,9 @@ use rustc_hash::{FxHashMap, FxHashSet};
 
 use super::listener::Destroyed;
 use super::{Event, SocketId};
+use crate::analyze::predict::{DeathEvidence, infer_cause};
 use crate::filter::Filter;
-use crate::keepalive::{self, DeathCause, DeathEvidence, KeepaliveSettings};
+use crate::model::keepalive::{DeathCause, KeepaliveSettings};
 use crate::model::{Connection, Owner, Owners, Snapshot, TcpState};
 use crate::output::json::StateName;
 
@@ -131,7 +132,7 @@ impl Tracker {
             else {
                 continue;
             };
-            let cause = keepalive::infer_cause(&DeathEvidence {
+            let cause = infer_cause(&DeathEvidence {
                 probes: d.probes,
                 retransmits: d.retransmits,
                 settings: seen.keepalive.as_ref(),
@@ -376,7 +377,7 @@ mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
-    use crate::keepalive::Source;
+    use crate::model::keepalive::Source;
     use crate::model::{Family, NamespaceInfo, NetnsRef, Process, Settings, Timer, TimerKind};
 
     fn conn(cookie: u64, state: TcpState) -> Connection {

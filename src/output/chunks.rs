@@ -4,7 +4,7 @@
 use std::io::{self, Write};
 use std::num::NonZeroUsize;
 
-use crate::proc::parallel;
+use crate::parallel;
 
 /// Writes `items` in order: `render` turns `chunk` items at a time into bytes on every core
 /// ([`parallel::map`]), a window of one chunk per core at a time, so that only a few chunks are in memory.

@@ -14,7 +14,7 @@ use serde::ser::Serializer;
 use super::chunks;
 use crate::analyze::services::{self, ServiceSummary};
 use crate::analyze::{self, ProcessSummary};
-use crate::keepalive::{DeathBy, KeepaliveSettings};
+use crate::model::keepalive::{DeathBy, KeepaliveSettings};
 use crate::model::{
     Connection, Family, FindingCode, HeldDeadSocket, NetnsRef, Owner, ProcessFinding, Settings,
     Severity, Snapshot, TcpInfo, TcpState, Timer, Unit,
@@ -391,7 +391,7 @@ impl<'a> SocketReport<'a> {
 
     /// The row of `c`; `net` is its namespace's sysctls ([`Snapshot::settings_of`]), for the prediction.
     pub fn new(c: &'a Connection, net: &Settings) -> Self {
-        let prediction = c.prediction(net);
+        let prediction = crate::analyze::predict::prediction(c, net);
         SocketReport {
             cookie: c.cookie,
             family: c.family,

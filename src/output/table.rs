@@ -4,7 +4,7 @@
 //! retransmits for `retransmit`, unanswered probes for `keepalive` and `zwp`), Dies (when the kernel resets the
 //! connection if the peer stays silent: `never`, `8s`, `~15m24s` for an estimate; shown when predicted), Keepalive
 //! (the socket's effective idle/interval/count, `*` when assumed from the sysctls, `off`; see
-//! [`crate::keepalive::compact`]), Recv-Q, Send-Q, Process, Findings; with more than one network namespace (`--all-netns`), Netns first: the namespace's
+//! [`crate::format::compact`]), Recv-Q, Send-Q, Process, Findings; with more than one network namespace (`--all-netns`), Netns first: the namespace's
 //! name or `ns:INODE`, and the container its owner runs in.
 //! When the width is limited, wide columns shrink (addresses are elided in the middle so the port stays) and
 //! low-priority columns are dropped (Send-Q first) until every line fits. Rendering is pure: no clock, no
@@ -17,11 +17,13 @@ use std::net::IpAddr;
 
 use unicode_width::{UnicodeWidthChar, UnicodeWidthStr};
 
+use crate::analyze::predict::prediction_in;
 use crate::duration::format_duration_ms;
 use crate::escape::escape;
-use crate::keepalive::{self, Prediction};
+use crate::format::compact;
+use crate::model::keepalive::Prediction;
 use crate::model::{Connection, FindingCode, Settings, Severity, Snapshot, TcpState, TimerKind};
-use crate::proc::parallel;
+use crate::parallel;
 
 use super::chunks;
 
@@ -134,7 +136,7 @@ fn measure(snapshot: &Snapshot, rows: &[&Connection], unreadable: bool) -> Measu
             m.natural[i] = m.natural[i].max(cell.width());
         }
         m.any_zwp |= conn.timer.kind == TimerKind::ZeroWindowProbe;
-        m.any_predicted |= snapshot.prediction(conn).is_some();
+        m.any_predicted |= prediction_in(snapshot, conn).is_some();
         m.any_keepalive |= conn.keepalive.is_some();
     }
     m
@@ -360,8 +362,8 @@ fn cells(snapshot: &Snapshot, c: &Connection, unreadable: bool) -> [String; COLS
         } else {
             c.timer.count.to_string()
         },
-        dies(snapshot.prediction(c)),
-        keepalive::compact(c.keepalive.as_ref()),
+        dies(prediction_in(snapshot, c)),
+        compact(c.keepalive.as_ref()),
         c.recv_q.to_string(),
         c.send_q.to_string(),
         process(snapshot, c, unreadable),

@@ -16,9 +16,9 @@
 
 use std::collections::{HashMap, HashSet};
 
-use super::parallel;
 use super::scan::{PidList, PidScan, ScanError, Scanner};
 use super::{ProcMap, ScanConfig, Users, describe, process_netns, read_users};
+use crate::parallel;
 
 /// Every this many refreshes every process is read again, changed or not.
 pub const FULL_SCAN_EVERY: u64 = 60;

@@ -61,7 +61,7 @@ impl DeathWatch {
                         .or_default() += 1;
                 }
                 Event::Lost { notifications, .. } => self.counts.lost += notifications,
-                Event::Warning { message, .. } => eprintln!("kwatch: warning: {message}"),
+                Event::Warning { message, .. } => log!("kwatch: warning: {message}"),
                 _ => {}
             }
         }

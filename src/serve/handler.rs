@@ -186,7 +186,7 @@ async fn scrape(site: &Site) -> Response<Full<Bytes>> {
         Err(e) => e.to_string(),
     };
     site.errors.fetch_add(1, Ordering::SeqCst);
-    eprintln!("kwatch: warning: scrape failed: {failure}");
+    log!("kwatch: warning: scrape failed: {failure}");
     text(
         StatusCode::SERVICE_UNAVAILABLE,
         PLAIN,

@@ -15,7 +15,7 @@ use prometheus::{
 
 use crate::analyze;
 use crate::escape::escape;
-use crate::keepalive::DeathCause;
+use crate::model::keepalive::DeathCause;
 use crate::model::{Connection, FindingCode, Settings, Snapshot, TcpState, TimerKind};
 
 /// The `Content-Type` of what [`render`] returns.

@@ -94,7 +94,7 @@ pub async fn serve(
             Ok((stream, _)) => stream,
             Err(e) => {
                 if let Some(line) = failures.note(Instant::now(), &e) {
-                    eprintln!("{line}");
+                    log!("{line}");
                 }
                 match classify(&e) {
                     AcceptFailure::Retry => {}

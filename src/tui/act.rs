@@ -9,9 +9,9 @@
 
 use std::path::Path;
 
-use crate::act::keepalive::KeepaliveValues;
 use crate::act::{self, destroy::DestroyError};
 use crate::escape::escape;
+use crate::model::keepalive::KeepaliveValues;
 use crate::model::{Connection, Snapshot, TcpState};
 use crate::sockopt::Reader;
 use crate::tui::app::{App, View};

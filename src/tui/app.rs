@@ -1400,7 +1400,7 @@ mod tests {
 
     fn watch_event(n: u64) -> WatchEvent {
         use crate::events::SocketId;
-        use crate::keepalive::DeathCause;
+        use crate::model::keepalive::DeathCause;
         use crate::model::{Family, Owner};
         use crate::output::json::StateName;
         WatchEvent::Destroy {
@@ -1520,8 +1520,8 @@ mod tests {
 
     #[test]
     fn held_dead_sockets_add_a_header_line_and_count_per_process() {
-        use crate::keepalive::DeathCause;
         use crate::model::HeldDeadSocket;
+        use crate::model::keepalive::DeathCause;
         let mut app = app();
         let lines = app.header_lines();
         let mut snap = busy();

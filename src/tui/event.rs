@@ -135,7 +135,7 @@ pub fn spawn_collector(
                         }
                         Event::Snapshot(Box::new(snapshot), prepared)
                     }
-                    Ok(Err(e)) => Event::CollectorError(crate::run::error_line(&e)),
+                    Ok(Err(e)) => Event::CollectorError(crate::exit::error_line(&e)),
                     Err(panic) => {
                         let msg = panic
                             .downcast_ref::<&str>()

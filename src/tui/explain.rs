@@ -1,8 +1,9 @@
 //! Plain-language readings of a socket's timer and state, from its keepalive settings (read from the socket, or
-//! the namespace's) and the kernel-rule prediction in `keepalive`.
+//! the namespace's) and the kernel-rule prediction in `analyze::predict`.
 
+use crate::analyze::predict::predict;
 use crate::duration::format_duration_ms;
-use crate::keepalive::{DeathBy, KeepaliveSettings, Prediction, Source, predict};
+use crate::model::keepalive::{DeathBy, KeepaliveSettings, Prediction, Source};
 use crate::model::{Connection, Settings, TcpState, TimerKind};
 
 /// One or two sentences saying what the kernel will do with this socket and when. Uses the socket's own

@@ -381,7 +381,7 @@ pub fn poll<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T>
 /// CLOSE-WAIT sockets, read from the nginx listener (cookie 1001, `so_keepalive=30s:10s:3`) and from one accepted
 /// socket (1003: 300/100/3, redis's default).
 pub fn fill_busy_keepalive(snapshot: &mut kwatch::model::Snapshot) {
-    use kwatch::keepalive::{KeepaliveSettings, Source};
+    use kwatch::model::keepalive::{KeepaliveSettings, Source};
     kwatch::sockopt::fill(snapshot, false, None);
     let read = |idle, intvl, cnt| KeepaliveSettings {
         enabled: Some(true),

@@ -9,7 +9,7 @@
 use std::io;
 use std::net::IpAddr;
 
-use crate::keepalive::{DeathBy, KeepaliveSettings};
+use crate::model::keepalive::{DeathBy, KeepaliveSettings};
 use crate::model::{Family, NetnsRef, Owner, TcpInfo, Timer, Unit};
 
 use super::{Findings, StateName};

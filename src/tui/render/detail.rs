@@ -9,7 +9,7 @@ use super::Theme;
 use crate::analyze::format_bytes;
 use crate::duration::format_duration_ms;
 use crate::escape::{escape, escape_cmdline};
-use crate::keepalive::{KeepaliveSettings, Source};
+use crate::model::keepalive::{KeepaliveSettings, Source};
 use crate::model::{Connection, Snapshot, TcpInfo};
 use crate::tui::app::{App, Detail};
 use crate::tui::explain::reading;

@@ -48,7 +48,7 @@ pub fn render(theme: Theme, area: Rect, buf: &mut Buffer) {
         Span::raw(format!(" {:<KEYS$}", "")),
         Span::raw(format!(
             "KEEPALIVE idle/intvl/cnt, {} assumed; SERVICE its group",
-            crate::keepalive::ASSUMED_MARK
+            crate::format::ASSUMED_MARK
         )),
     ]));
     if usize::from(area.height) > lines.len() + 3 {

@@ -10,7 +10,7 @@ use super::connections::{body_cell, header_cell};
 use super::{Col, Theme, constraints, empty_message, fit};
 use crate::escape::escape;
 use crate::events::{Event, SocketId};
-use crate::keepalive::DeathCause;
+use crate::model::keepalive::DeathCause;
 use crate::model::{HeldDeadSocket, Owner, Severity, Snapshot, TcpInfo, TcpState};
 use crate::tui::app::{App, HELD_ROWS, clamp_offset};
 use crate::tui::format;

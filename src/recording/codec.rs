@@ -7,7 +7,7 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 
-use crate::keepalive::{KeepaliveSettings, Source};
+use crate::model::keepalive::{KeepaliveSettings, Source};
 use crate::model::{
     Connection, Family, Finding, FindingCode, NetnsRef, Owner, Owners, Severity, TcpInfo, TcpState,
     Timer, TimerKind,

@@ -1,4 +1,4 @@
-//! Pure keepalive arithmetic: per-socket settings, the honest next probe and when the kernel gives up.
+//! Pure keepalive arithmetic: the honest next probe, when the kernel gives up, and why a connection died.
 //!
 //! The rule follows the kernel's `tcp_keepalive_timer()` (net/ipv4/tcp_timer.c):
 //!
@@ -17,136 +17,25 @@
 //! Timer-wheel granularity makes every kernel timer fire a little late (never early): up to 1/8 of the delay
 //! for long timers (a 2 h idle may fire minutes late), a few tens of milliseconds for delays of seconds.
 
-use serde::{Deserialize, Serialize};
-
-use crate::model::{Connection, Settings, TcpState, TimerKind};
+use crate::model::keepalive::{DeathBy, DeathCause, KeepaliveSettings, Prediction};
+use crate::model::{Connection, Settings, Snapshot, TcpState, TimerKind};
 
 /// The kernel's TCP_RTO_MIN and TCP_RTO_MAX (ms): the retransmission model's base and ceiling.
 const RTO_MIN_MS: u64 = 200;
 const RTO_MAX_MS: u64 = 120_000;
-/// The kernel's default keepalive idle time (tcp_keepalive_time), 2 hours.
-pub const DEFAULT_IDLE_S: u32 = 7200;
 
-/// Where keepalive settings come from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Source {
-    /// Read from the socket itself with getsockopt (on a duplicate of the owner's fd).
-    Socket,
-    /// Not read: assumed from the namespace's sysctls (the values a socket has unless it overrides them).
-    Sysctl,
+/// A socket's prediction with `net`, the sysctls of its namespace: for ESTABLISHED and CLOSE_WAIT sockets whose
+/// keepalive settings were collected, `None` otherwise. Computed when asked rather than kept with every socket of
+/// every snapshot (40 bytes each).
+pub fn prediction(conn: &Connection, net: &Settings) -> Option<Prediction> {
+    conn.keepalive
+        .as_ref()
+        .and_then(|ka| predict(conn, ka, net))
 }
 
-/// A socket's keepalive settings. With `source: Sysctl` they are assumed, not read: `enabled` is then inferred
-/// from the timer (keepalive timer pending: on; ESTABLISHED or CLOSE_WAIT without any timer: off; otherwise
-/// unknown) and
-/// `user_timeout_ms` is unknown.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct KeepaliveSettings {
-    /// SO_KEEPALIVE.
-    pub enabled: Option<bool>,
-    /// TCP_KEEPIDLE: idle seconds before the first probe.
-    pub idle_s: Option<u32>,
-    /// TCP_KEEPINTVL: seconds between probes.
-    pub intvl_s: Option<u32>,
-    /// TCP_KEEPCNT: unanswered probes before the reset.
-    pub cnt: Option<u32>,
-    /// TCP_USER_TIMEOUT in milliseconds; 0 = not set.
-    pub user_timeout_ms: Option<u32>,
-    pub source: Source,
-}
-
-impl KeepaliveSettings {
-    /// Settings assumed from the namespace sysctls for this socket (see the type's doc for `enabled`).
-    pub fn assumed(conn: &Connection, net: &Settings) -> Self {
-        KeepaliveSettings {
-            enabled: inferred_enabled(conn),
-            idle_s: net.tcp_keepalive_time_s,
-            intvl_s: net.tcp_keepalive_intvl_s,
-            cnt: net.tcp_keepalive_probes,
-            user_timeout_ms: None,
-            source: Source::Sysctl,
-        }
-    }
-
-    /// True when keepalive is on with the kernel's default 7200 s idle (a dead peer goes unnoticed for hours).
-    pub fn default_idle(&self) -> bool {
-        self.enabled == Some(true) && self.idle_s == Some(DEFAULT_IDLE_S)
-    }
-}
-
-/// A socket's effective keepalive in a few columns, as the table and the live view show it:
-///
-/// - `300/100/3`: SO_KEEPALIVE on, TCP_KEEPIDLE/TCP_KEEPINTVL/TCP_KEEPCNT in seconds, seconds and probes, read from
-///   the socket; `7200/75/9*`: the same assumed from the namespace sysctls (not read: `--no-sockopt`, no
-///   permission); a value that is not known is `?`;
-/// - `off`: SO_KEEPALIVE off (read, or shown by the dump: no timer pending on an ESTABLISHED or CLOSE-WAIT socket);
-/// - `?`: not known whether it is on (not read, and another timer hides the keepalive timer);
-/// - `-`: no settings (a state where keepalive does not matter, or a listener whose options were not read).
-///
-/// A LISTEN socket's settings are what the sockets it accepts inherit; a program may change them after
-/// `accept()`, and those sockets' own rows show it.
-pub fn compact(ka: Option<&KeepaliveSettings>) -> String {
-    let Some(ka) = ka else {
-        return "-".to_string();
-    };
-    match ka.enabled {
-        None => "?".to_string(),
-        Some(false) => "off".to_string(),
-        Some(true) => {
-            let v = |x: Option<u32>| x.map_or_else(|| "?".to_string(), |x| x.to_string());
-            let assumed = match ka.source {
-                Source::Socket => "",
-                Source::Sysctl => ASSUMED_MARK,
-            };
-            format!("{}/{}/{}{assumed}", v(ka.idle_s), v(ka.intvl_s), v(ka.cnt))
-        }
-    }
-}
-
-/// What [`compact`] appends to settings assumed from the sysctls rather than read from the socket.
-pub const ASSUMED_MARK: &str = "*";
-
-/// What the timer says about SO_KEEPALIVE when the option could not be read.
-pub fn inferred_enabled(conn: &Connection) -> Option<bool> {
-    match conn.timer.kind {
-        TimerKind::Keepalive => Some(true),
-        // The keepalive timer runs in both states whenever SO_KEEPALIVE is on, and the dump shows it when no
-        // retransmit or window probe timer takes precedence.
-        TimerKind::None if matches!(conn.state, TcpState::Established | TcpState::CloseWait) => {
-            Some(false)
-        }
-        _ => None,
-    }
-}
-
-/// Which kernel mechanism would reset the connection.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum DeathBy {
-    /// `keepalive_probes` unanswered probes.
-    Keepalive,
-    /// TCP_USER_TIMEOUT elapsed with a probe unanswered (keepalive) or data unacknowledged.
-    UserTimeout,
-    /// `tcp_retries2` retransmissions timed out.
-    Retransmit,
-    /// `tcp_retries2` zero-window probes unanswered.
-    ZeroWindowProbe,
-}
-
-/// When the kernel acts on this socket if the peer stays silent from now on. Relative to the snapshot.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Prediction {
-    /// When the next keepalive probe really goes out; `None` when none will (keepalive off, data in flight,
-    /// or the next timer expiry resets the socket instead).
-    pub next_probe_ms: Option<u64>,
-    /// When the kernel resets the connection if nothing more arrives; `None` = never (keepalive off and
-    /// nothing in flight: a vanished peer goes unnoticed).
-    pub dies_in_ms: Option<u64>,
-    /// `dies_in_ms` is modelled from RTO backoff rather than computed from the keepalive rule, or depends on
-    /// values that were missing.
-    pub dies_in_estimate: bool,
-    pub dies_by: Option<DeathBy>,
+/// A socket's prediction with the sysctls of its own namespace ([`prediction`]).
+pub fn prediction_in(snapshot: &Snapshot, conn: &Connection) -> Option<Prediction> {
+    prediction(conn, snapshot.settings_of(conn))
 }
 
 /// Predicts the next probe and the time of death of an ESTABLISHED or CLOSE_WAIT socket (the states where a
@@ -319,26 +208,6 @@ fn zero_window(conn: &Connection, net: &Settings) -> Prediction {
     }
 }
 
-/// What ended a connection, as far as the evidence goes: each cause is given only when the data shows it (see
-/// [`infer_cause`]), `Unknown` otherwise.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum DeathCause {
-    /// Keepalive was on and its probes went unanswered up to `cnt` (or past TCP_USER_TIMEOUT).
-    KeepaliveExhausted,
-    /// Retransmissions reached the kernel's limit (tcp_retries2; for a connection its program had closed, the
-    /// orphan limit; in SYN-SENT, the SYN retries) or ran past TCP_USER_TIMEOUT.
-    RetransmitTimeout,
-    /// Ended while keepalive probes or retransmissions were outstanding, before any limit: only an RST (a
-    /// rebooted peer answers a probe with one) or a local abort (`ss -K`, a close with linger 0) ends it then.
-    Reset,
-    /// A FIN was exchanged: a TIME-WAIT entry took its place, or it was last seen in a closing state.
-    Closed,
-    /// Nothing tells: no probes or retransmissions outstanding and no closing state seen (a fast close, normal or
-    /// reset, looks the same), or no destroy notification came (see `events`).
-    Unknown,
-}
-
 /// The kernel's default limits where kwatch does not read the sysctl: SYN retransmissions (tcp_syn_retries) and
 /// retransmissions of a connection its program closed (tcp_orphan_retries 0 means 8 while the peer answers).
 const SYN_RETRIES: u8 = 6;
@@ -419,6 +288,8 @@ mod tests {
     use std::net::{IpAddr, Ipv4Addr};
 
     use super::*;
+    use crate::format::compact;
+    use crate::model::keepalive::Source;
     use crate::model::{Family, TcpInfo, Timer};
 
     const NET: Settings = Settings {

@@ -522,7 +522,7 @@ mod tests {
 
     use super::*;
     use crate::model::{Process, TcpInfoFields, TcpState, Timer, TimerKind};
-    use crate::record::codec::tests::busy_connection;
+    use crate::recording::codec::tests::busy_connection;
 
     fn snap(at: u64, conns: Vec<Connection>) -> Snapshot {
         Snapshot {

@@ -1,0 +1,126 @@
+//! `--watch`: a snapshot as often as the pace allows, and the events between them (state changes, deaths) streamed
+//! one per line, or as NDJSON.
+
+use std::io::{self, Write};
+use std::sync::mpsc;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context;
+
+use crate::collect;
+use crate::config::Config;
+use crate::events::{self, Event, Feed};
+use crate::pace::process_cpu;
+
+fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// Watches until the output closes or SIGTERM/SIGINT arrives (then it ends with status 0 after the line being
+/// written): a snapshot as often as `pace` says, events written one per line (JSON with `ndjson`) and flushed at
+/// once.
+pub fn run(config: &Config, ndjson: bool, out: &mut impl Write) -> anyhow::Result<()> {
+    let filter = &config.filter;
+    let opts = config.collect_options(filter);
+    let mut pace = config.pace.clone();
+    let stop = stop_on_signals().context("cannot install signal handlers")?;
+    let mut feed = Feed::open(&opts.netns, &opts.proc_root);
+    let mut collector = collect::Collector::new(opts);
+    loop {
+        let (started, cpu) = (Instant::now(), process_cpu());
+        feed.drain();
+        let snapshot = collector.collect().context("cannot take a snapshot")?;
+        for e in &feed.step(&snapshot, filter, unix_ms()) {
+            write_event(out, e, ndjson)?;
+        }
+        pace.record(process_cpu().saturating_sub(cpu));
+        match stop.recv_timeout(pace.period().saturating_sub(started.elapsed())) {
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            // A signal, or the signal thread gone: stop between two refreshes, every line written whole.
+            _ => return Ok(()),
+        }
+    }
+}
+
+/// One event as one line ([`events::write_line`]), flushed.
+pub fn write_event(out: &mut dyn Write, e: &Event, ndjson: bool) -> io::Result<()> {
+    events::write_line(out, e, ndjson)?;
+    out.flush()
+}
+
+/// A channel that receives once SIGTERM or SIGINT arrives: they no longer end the process at once.
+fn stop_on_signals() -> io::Result<mpsc::Receiver<()>> {
+    let mut signals = signal_hook::iterator::Signals::new([
+        signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGINT,
+    ])?;
+    let (tx, rx) = mpsc::channel();
+    std::thread::Builder::new()
+        .name("kwatch-signals".into())
+        .spawn(move || {
+            if signals.forever().next().is_some() {
+                let _ = tx.send(());
+            }
+        })?;
+    Ok(rx)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::events::SocketId;
+    use crate::model::TcpState;
+    use crate::output::json::StateName;
+
+    fn state_event(comm: &str) -> Event {
+        Event::State {
+            time_unix_ms: 1,
+            socket: SocketId {
+                cookie: 7,
+                family: crate::model::Family::Ipv4,
+                local_addr: [127, 0, 0, 1].into(),
+                local_port: 9000,
+                peer_addr: [127, 0, 0, 1].into(),
+                peer_port: 40000,
+            },
+            owners: Vec::new(),
+            comm: Some(comm.to_string()),
+            from: StateName(TcpState::Established),
+            to: StateName(TcpState::CloseWait),
+        }
+    }
+
+    #[test]
+    fn an_ndjson_line_escapes_bidirectional_characters_and_decodes_to_the_same_name() {
+        let name = "evil\u{202e}gnp.exe\u{2066}";
+        let mut out = Vec::new();
+        write_event(&mut out, &state_event(name), true).unwrap();
+        let line = String::from_utf8(out).unwrap();
+        assert!(
+            line.ends_with('\n') && line.matches('\n').count() == 1,
+            "{line:?}"
+        );
+        assert!(
+            !line.contains('\u{202e}') && !line.contains('\u{2066}'),
+            "{line:?}"
+        );
+        assert!(
+            line.contains("\\u202e") && line.contains("\\u2066"),
+            "{line:?}"
+        );
+        let back: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(back["comm"], name);
+    }
+
+    #[test]
+    fn a_text_line_shows_no_bidirectional_characters_either() {
+        let mut out = Vec::new();
+        write_event(&mut out, &state_event("evil\u{202e}x"), false).unwrap();
+        let line = String::from_utf8(out).unwrap();
+        assert!(!line.contains('\u{202e}'), "{line:?}");
+    }
+}
