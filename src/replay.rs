@@ -186,3 +186,80 @@ pub fn events(
     }
     Ok(())
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+    use crate::cli::Args;
+    use crate::model::{Owner, Process, Snapshot, TcpState};
+    use crate::recording::Recorder;
+    use crate::recording::codec::tests::busy_connection;
+    use crate::recording::store::Retention;
+
+    /// A recording of one socket owned by `comm`, ESTABLISHED and then CLOSE_WAIT.
+    fn recording(dir: &Path, comm: &str) {
+        let keep_all = Retention {
+            max_age_ms: u64::MAX,
+            max_bytes: u64::MAX,
+        };
+        let (mut recorder, warnings) = Recorder::open(dir, keep_all).unwrap();
+        assert!(warnings.is_empty(), "{warnings:?}");
+        for (time, state) in [(1_000, TcpState::Established), (2_000, TcpState::CloseWait)] {
+            let mut snapshot = Snapshot {
+                taken_at_unix_ms: time,
+                ..Default::default()
+            };
+            snapshot.processes.insert(
+                7,
+                Process {
+                    pid: 7,
+                    comm: comm.to_string(),
+                    cmdline: Vec::new(),
+                    uid: None,
+                    user: None,
+                },
+            );
+            let mut c = busy_connection();
+            c.state = state;
+            c.owners = [Owner { pid: 7, fd: 3 }].into();
+            snapshot.connections.push(c);
+            recorder
+                .append(snapshot, &Default::default(), false)
+                .unwrap();
+        }
+        recorder.sync().unwrap();
+    }
+
+    #[test]
+    fn events_are_written_as_watch_writes_them_bidi_escaped_in_ndjson() {
+        let dir = tempfile::tempdir().unwrap();
+        let name = "evil\u{202e}gnp.exe\u{2066}";
+        recording(dir.path(), name);
+        let config = Config::new(&Args::parse_from(["kwatch"]));
+        let mut out = Vec::new();
+        events(dir.path(), (0, 10_000), true, &config, &mut out).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 2, "a start and the state change: {text}");
+        assert!(
+            !text.contains('\u{202e}') && !text.contains('\u{2066}'),
+            "{text:?}"
+        );
+        assert!(
+            lines[1].contains("\\u202e") && lines[1].contains("\\u2066"),
+            "{text:?}"
+        );
+        let change: serde_json::Value = serde_json::from_str(lines[1]).unwrap();
+        assert_eq!(change["event"], "state");
+        assert_eq!(change["comm"], name);
+
+        let mut out = Vec::new();
+        events(dir.path(), (0, 10_000), false, &config, &mut out).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert_eq!(text.lines().count(), 2, "{text}");
+        assert!(!text.contains('\u{202e}'), "{text:?}");
+    }
+}
