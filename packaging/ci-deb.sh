@@ -80,6 +80,7 @@ systemd-analyze security --offline=true --threshold=21 "$unit" | tail -1
 caps=$(sed -n 's/^AmbientCapabilities=//p' "$unit" | tr 'A-Z' 'a-z' | sed 's/cap_/+/g; s/ /,/g')
 [ -n "$caps" ] || fail "no AmbientCapabilities in $unit"
 kwatch serve --listen 127.0.0.1:0 2>"$work/serve.err" & pids+=($!)
+server=$!
 for _ in $(seq 50); do grep -q 'serving metrics on' "$work/serve.err" && break; sleep 0.1; done
 port=$(sed -n 's|.*http://127.0.0.1:\([0-9]*\)/metrics.*|\1|p' "$work/serve.err")
 [ -n "$port" ] || fail "kwatch serve did not start: $(cat "$work/serve.err")"
@@ -92,12 +93,16 @@ port = int(sys.argv[1])
 rows = sorted((s["local_port"], s["peer_port"], s["state"], sorted(o["pid"] for o in s["owners"])) for s in doc["sockets"])
 print("\n".join(map(str, rows)))
 print("unreadable", len(doc["unreadable_processes"]))' "$port"; }
+# Both ends settled: the holder's socket, and the exporter's accepted one (owned by it once it has accepted), so
+# that root and the capped run below see the same sockets.
 for _ in $(seq 50); do
   kwatch --once --json --port "$port" | owners >"$work/root.txt"
-  grep -q "\[$holder\]" "$work/root.txt" && break
+  grep -q "\[$holder\]" "$work/root.txt" && grep -q "'established', \[$server\]" "$work/root.txt" && break
   sleep 0.1
 done
 grep -q "\[$holder\]" "$work/root.txt" || fail "root does not see the holder $holder: $(cat "$work/root.txt")"
+grep -q "'established', \[$server\]" "$work/root.txt" ||
+  fail "root does not see the exporter $server own its end of the holder's connection: $(cat "$work/root.txt")"
 setpriv --reuid nobody --regid nogroup --clear-groups --inh-caps="-all,$caps" --ambient-caps="$caps" \
   kwatch --once --json --port "$port" | owners >"$work/capped.txt"
 diff -u "$work/root.txt" "$work/capped.txt" || fail "with only $caps, kwatch sees less than root"
