@@ -170,9 +170,23 @@ fn replay_view_in_tmux() {
         )),
         "{screen}"
     );
-    // An hour on: the last refresh; its event log, rebuilt from the refreshes before it, has A's change.
+    // An hour on: the last refresh.
     tmux.type_text("}");
     shows("the last refresh", time(docs.last().unwrap()), true);
+    // The refresh that first saw A's server end in CLOSE_WAIT: its event log, rebuilt from the refreshes before
+    // it, has the change (also when that refresh was recorded as a key frame).
+    let closed = docs
+        .iter()
+        .find(|d| {
+            d["sockets"].as_array().unwrap().iter().any(|s| {
+                s["local_port"] == port && s["peer_port"] == a_port && s["state"] == "close-wait"
+            })
+        })
+        .map(time)
+        .unwrap();
+    tmux.type_text(&format!("t@{closed}"));
+    tmux.press("Enter");
+    shows("the refresh of A's change", closed, true);
     tmux.type_text("L");
     tmux.wait_for("A's change of state in the event log", |s| {
         s.lines()

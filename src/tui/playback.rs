@@ -228,8 +228,9 @@ impl Reader {
         Ok(frame)
     }
 
-    /// Reads the refreshes up to `at` again, the last [`SAMPLES`] of them (from the key frame before `at` on) in
-    /// full: the history and events a live view would have had at `at`. `None` when the UI asked for something
+    /// Reads the refreshes up to `at` again, from the key frame before the one before `at` (the last [`SAMPLES`] of
+    /// them in full): the history and events a live view would have had at `at`; every change since the key frame
+    /// before `at` is among them, one in that key frame's refresh included. `None` when the UI asked for something
     /// else meanwhile (kept in `pending`): a history half rebuilt is not sent.
     fn warm(
         &mut self,
@@ -237,13 +238,28 @@ impl Reader {
         flags: u64,
         control: &Receiver<Control>,
     ) -> Result<Option<(History, Vec<WatchEvent>)>, StoreError> {
-        let mut cursor = Cursor::seek(&self.source.dir, at)?;
+        let dir = &self.source.dir;
+        let mut cursor = Cursor::seek(dir, at)?;
+        // A change in the key frame's own refresh shows only against the refresh before it: start at the key frame
+        // before that one when the recording has one (at most about a key frame's bytes more to decode).
+        if let Some(key) = cursor.peek()?
+            && key > cursor.first_time()
+        {
+            cursor = Cursor::seek(dir, key - 1)?;
+        }
+        // Refreshes before the last sparkline's worth are decoded, not shown; the one just before those is stepped
+        // in the tracker, so that a change in the first refresh shown is one.
         let skip = cursor.pending_until(at).saturating_sub(SAMPLES);
-        for _ in 0..skip {
+        for _ in 1..skip {
             cursor.advance()?;
         }
         let mut history = History::default();
         let mut tracker = Tracker::new();
+        if skip > 0
+            && let Some(frame) = cursor.advance()?.and_then(|(_, d)| cursor.frame(d))
+        {
+            step(&mut tracker, &frame);
+        }
         let mut events = vec![WatchEvent::Start {
             time_unix_ms: at,
             sockets: 0,
