@@ -3,7 +3,7 @@
 //! Both commands take one snapshot, select sockets with the live view's filter syntax, show exactly those in the
 //! table of `--once`, ask on the terminal (`--yes` skips the question, `--dry-run` stops after showing), act on
 //! each socket and report each result. Selection and report lines are pure ([`plan_kill`], [`plan_keepalive`],
-//! [`socket_line`]); the kernel and the owners' fds are reached through [`destroy`] and [`keepalive`].
+//! [`socket_line`]); the kernel and the owners' fds are reached through `diag::sock_destroy` and `sockopt::enable`.
 //!
 //! Listening sockets are left alone unless the filter names `state:listen`: killing one stops a service from
 //! accepting, which `port:5000` alone does not ask for.
@@ -12,9 +12,6 @@
 //! socket that closed meanwhile counts as handled), or a dry run listed some; 1 when there was nothing to do
 //! (nothing matched, every match was left alone by rule, or the question was answered no); 2 on errors and when
 //! not one socket could be handled; 3 when some were and some were not.
-
-pub mod destroy;
-pub mod keepalive;
 
 use std::collections::BTreeMap;
 use std::io::{self, BufRead, IsTerminal, Write};
@@ -25,6 +22,7 @@ use anyhow::Context;
 use crate::cli::{KeepaliveArgs, KillArgs};
 use crate::collect;
 use crate::config::Config;
+use crate::diag::sock_destroy::{DestroyError, Destroyer};
 use crate::escape::escape;
 use crate::exit::{EXIT_FAILED, EXIT_NOTHING_TO_DO, Unfinished, failure_status};
 use crate::filter::Filter;
@@ -32,8 +30,7 @@ use crate::model::keepalive::KeepaliveValues;
 use crate::model::{Connection, NamespaceInfo, Snapshot, TcpState};
 use crate::output::table;
 use crate::sockopt::Reader;
-use destroy::{DestroyError, Destroyer};
-use keepalive::EnableError;
+use crate::sockopt::enable::{EnableError, enable_keepalive};
 
 /// What the owner of a killed socket is left with, said before asking and after acting.
 pub const FD_NOTE: &str = "note: the owning program keeps its file descriptor: the socket becomes a dead fd in \
@@ -496,27 +493,6 @@ fn destroy_group(conns: &[&Connection]) -> Vec<Option<Result<(), DestroyError>>>
     }
     results.resize_with(conns.len(), || None);
     results
-}
-
-/// Turns keepalive on for one socket through the first owner whose fd can be duplicated.
-pub fn enable_keepalive(
-    reader: &mut Reader,
-    conn: &Connection,
-    v: KeepaliveValues,
-) -> Result<crate::model::keepalive::KeepaliveSettings, EnableError> {
-    let mut last = None;
-    for owner in &conn.owners {
-        match keepalive::enable(reader, *owner, conn.inode, v) {
-            Ok(read) => return Ok(read),
-            // Setting failed on the shared socket: another owner's fd is the same socket.
-            Err(e @ EnableError::Set { .. }) => return Err(e),
-            Err(e) => last = Some(e),
-        }
-    }
-    Err(last.unwrap_or(EnableError::Set {
-        option: "SO_KEEPALIVE",
-        source: io::Error::other("no owning process known"),
-    }))
 }
 
 /// How a read-back compares with what was set: `keepalive on, idle 60s intvl 10s cnt 5`, plus what differs.

@@ -9,7 +9,8 @@
 
 use std::path::Path;
 
-use crate::act::{self, destroy::DestroyError};
+use crate::act;
+use crate::diag::sock_destroy::DestroyError;
 use crate::escape::escape;
 use crate::model::keepalive::KeepaliveValues;
 use crate::model::{Connection, Snapshot, TcpState};
@@ -175,7 +176,7 @@ pub fn perform(pending: &Pending, snapshot: Option<&Snapshot>, proc_root: &Path)
             let mut on = 0;
             let mut first_error = None;
             for conn in &targets {
-                match act::enable_keepalive(&mut reader, conn, v) {
+                match crate::sockopt::enable::enable_keepalive(&mut reader, conn, v) {
                     Ok(read) if v.applied_in(&read) => on += 1,
                     Ok(read) => {
                         first_error.get_or_insert_with(|| act::readback_text(v, &read));

@@ -14,7 +14,7 @@ use netlink_packet_sock_diag::SOCK_DESTROY;
 use netlink_packet_sock_diag::inet::{ExtensionFlags, InetRequest, SocketId, StateFlags};
 use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_SOCK_DIAG};
 
-use crate::diag::request::{INET_DIAG_REQ_V2_LEN, NLMSG_HDR_LEN};
+use super::request::{INET_DIAG_REQ_V2_LEN, NLMSG_HDR_LEN};
 use crate::model::{Connection, Family, TcpState};
 
 const NLM_F_REQUEST: u16 = libc::NLM_F_REQUEST as u16;
