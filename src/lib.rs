@@ -13,7 +13,7 @@ pub mod exit;
 pub mod filter;
 pub mod format;
 pub mod generate;
-pub mod ghost;
+pub mod held_dead;
 pub mod model;
 pub mod netns;
 pub mod once;

@@ -13,7 +13,7 @@ struct Source {
     shipped_uses: BTreeSet<Vec<String>>,
 }
 
-/// The screen of the live view: what draws and what the UI thread runs (not `tui/event.rs` and `tui/log.rs`,
+/// The screen of the live view: what draws and what the UI thread runs (not `tui/event.rs` and `tui/event_log.rs`,
 /// which run on the collector thread, nor `tui/act.rs`, see ARCHITECTURE.md).
 const SCREEN: &[&str] = &[
     "tui/app",
@@ -31,7 +31,7 @@ const IO: &[&str] = &[
     "netns",
     "sockopt",
     "sysctl",
-    "ghost",
+    "held_dead",
     "rlimit",
     "collect",
     "act",
@@ -67,6 +67,12 @@ const NEVER: &[Never] = &[
         except: &[],
         to: IO,
         why: "the screen never reaches the kernel or /proc",
+    },
+    Never {
+        from: &["events"],
+        except: &[],
+        to: &["output"],
+        why: "events are their own data: the reports and the --watch line format sit above them",
     },
     Never {
         from: &[],

@@ -61,16 +61,6 @@ pub fn predict(conn: &Connection, ka: &KeepaliveSettings, net: &Settings) -> Opt
     })
 }
 
-/// Milliseconds since anything was last received: what `keepalive_time_elapsed()` computes.
-pub fn idle_elapsed_ms(conn: &Connection) -> Option<u64> {
-    let info = conn.tcp_info.as_ref()?;
-    [info.last_data_recv_ms(), info.last_ack_recv_ms()]
-        .into_iter()
-        .flatten()
-        .min()
-        .map(u64::from)
-}
-
 fn keepalive(
     conn: &Connection,
     ka: &KeepaliveSettings,
@@ -86,7 +76,7 @@ fn keepalive(
     };
     let idle = u64::from(idle_s) * 1000;
     let intvl = u64::from(intvl_s) * 1000;
-    let elapsed = idle_elapsed_ms(conn);
+    let elapsed = conn.heard_ms();
     // The first timer expiry that acts (sends a probe or resets). With probes out, nothing was received since
     // the first probe (an ACK would have zeroed the count), so the pending expiry acts.
     let first = match (expires_ms, elapsed) {

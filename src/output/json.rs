@@ -17,7 +17,7 @@ use crate::analyze::{self, ProcessSummary};
 use crate::model::keepalive::{DeathBy, KeepaliveSettings};
 use crate::model::{
     Connection, Family, FindingCode, HeldDeadSocket, NetnsRef, Owner, ProcessFinding, Settings,
-    Severity, Snapshot, TcpInfo, TcpState, Timer, Unit,
+    Severity, Snapshot, StateName, TcpInfo, TcpState, Timer, Unit,
 };
 
 mod compact;
@@ -243,19 +243,6 @@ impl<'a> Report<'a> {
                 services,
             },
         }
-    }
-}
-
-/// A TCP state serialized by its documented name ([`TcpState::name`]: `fin-wait-1`), also as a map key.
-///
-/// The report pins its spelling here rather than relying on the model's serde attributes (which once wrote
-/// `fin-wait1`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub struct StateName(pub TcpState);
-
-impl Serialize for StateName {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(self.0.name())
     }
 }
 

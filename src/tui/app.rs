@@ -9,11 +9,11 @@ use crate::analyze::{ProcessSummary, rollup};
 use crate::filter::Filter;
 use std::net::IpAddr;
 
-use crate::events::Event as WatchEvent;
+use crate::events::WatchEvent;
 use crate::model::{Connection, FindingCode, Severity, Snapshot, TcpState, TimerKind};
 use crate::tui::act::{self, ActKind, Pending};
-use crate::tui::history::{History, idle_ms};
-use crate::tui::log::Log;
+use crate::tui::event_log::EventLog;
+use crate::tui::history::{History, heard_ms};
 
 /// Which table is showing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -258,7 +258,7 @@ pub struct App {
     /// Refreshes come this far apart instead of every interval, to stay within the CPU budget.
     pub stretched: Option<Duration>,
     /// Deaths and state changes of watched sockets, newest first.
-    pub log: Log,
+    pub log: EventLog,
     /// Events that arrived while paused.
     pub held_log: Vec<WatchEvent>,
     pub log_sel: usize,
@@ -316,7 +316,7 @@ impl App {
             retired: None,
             collector_error: None,
             stretched: None,
-            log: Log::default(),
+            log: EventLog::default(),
             held_log: Vec::new(),
             log_sel: 0,
             log_offset: 0,
@@ -733,7 +733,7 @@ pub fn view_rows(snap: &Snapshot, spec: &ViewSpec) -> (Vec<usize>, Vec<ProcessSu
 
 fn sort_key<'a>(sort: ConnSort, snap: &'a Snapshot, c: &Connection) -> Key<'a> {
     match sort {
-        ConnSort::Severity => Key::Severity(Reverse(c.worst()), Reverse(idle_ms(c)), c.state),
+        ConnSort::Severity => Key::Severity(Reverse(c.worst()), Reverse(heard_ms(c)), c.state),
         ConnSort::State => Key::State(c.state, Reverse(c.worst())),
         ConnSort::Process => {
             let owner = c.owners.first().map(|o| (snap.comm(o.pid), o.pid));
@@ -745,7 +745,7 @@ fn sort_key<'a>(sort: ConnSort, snap: &'a Snapshot, c: &Connection) -> Key<'a> {
         ConnSort::Probes => Key::Biggest(Reverse(u64::from(c.timer.count))),
         ConnSort::RecvQ => Key::Biggest(Reverse(u64::from(c.recv_q))),
         ConnSort::SendQ => Key::Biggest(Reverse(u64::from(c.send_q))),
-        ConnSort::Idle => Key::Idle(Reverse(idle_ms(c))),
+        ConnSort::Idle => Key::Idle(Reverse(heard_ms(c))),
     }
 }
 
@@ -955,7 +955,10 @@ pub fn update(app: &mut App, action: Action) {
         Action::Log(events) => {
             if app.paused {
                 app.held_log.extend(events);
-                let over = app.held_log.len().saturating_sub(crate::tui::log::LOG_MAX);
+                let over = app
+                    .held_log
+                    .len()
+                    .saturating_sub(crate::tui::event_log::LOG_MAX);
                 app.held_log.drain(..over);
             } else {
                 app.apply_log(events);
@@ -976,7 +979,7 @@ pub fn update(app: &mut App, action: Action) {
 mod tests {
     use super::*;
     use crate::analyze::{Thresholds, analyze};
-    use crate::tui::log::LOG_MAX;
+    use crate::tui::event_log::LOG_MAX;
 
     const T0: u64 = 1_700_000_000_000;
 
@@ -1397,9 +1400,9 @@ mod tests {
 
     fn watch_event(n: u64) -> WatchEvent {
         use crate::events::SocketId;
+        use crate::model::StateName;
         use crate::model::keepalive::DeathCause;
         use crate::model::{Family, Owner};
-        use crate::output::json::StateName;
         WatchEvent::Destroy {
             time_unix_ms: T0 + n,
             socket: SocketId {

@@ -14,18 +14,18 @@ use crate::collect::{Collector, Options};
 use crate::model::Snapshot;
 use crate::pace::{Pace, process_cpu};
 use crate::tui::app::{Prepared, ViewSpec, prepare};
-use crate::tui::log::Feed;
+use crate::tui::event_log::Feed;
 
 /// Everything the UI thread reacts to.
 #[derive(Debug)]
-pub enum Event {
+pub enum UiEvent {
     Key(KeyEvent),
     Mouse(MouseEvent),
     Resize(u16, u16),
     /// A snapshot, with its rows computed for the view the collector last heard of ([`Control::View`]).
     Snapshot(Box<Snapshot>, Option<Box<Prepared>>),
     /// Watch events (deaths, state changes) of the snapshot that follows, oldest first.
-    Log(Vec<crate::events::Event>),
+    Log(Vec<crate::events::WatchEvent>),
     /// Refreshes now come this far apart instead of every interval, to stay within the CPU budget (`None`: back
     /// to the interval). Sent when it changes.
     Stretched(Option<Duration>),
@@ -41,7 +41,7 @@ const INPUT_POLL: Duration = Duration::from_millis(100);
 
 /// Reads terminal events until `stop` is set or the receiver is gone. Only key presses are forwarded.
 pub fn spawn_input(
-    tx: Sender<Event>,
+    tx: Sender<UiEvent>,
     stop: Arc<AtomicBool>,
 ) -> std::io::Result<thread::JoinHandle<()>> {
     thread::Builder::new()
@@ -54,13 +54,13 @@ pub fn spawn_input(
                     Err(e) => Err(e),
                 };
                 let event = match event {
-                    Ok(ct::Event::Key(k)) if k.kind == ct::KeyEventKind::Press => Event::Key(k),
-                    Ok(ct::Event::Mouse(m)) => Event::Mouse(m),
-                    Ok(ct::Event::Resize(w, h)) => Event::Resize(w, h),
+                    Ok(ct::Event::Key(k)) if k.kind == ct::KeyEventKind::Press => UiEvent::Key(k),
+                    Ok(ct::Event::Mouse(m)) => UiEvent::Mouse(m),
+                    Ok(ct::Event::Resize(w, h)) => UiEvent::Resize(w, h),
                     Ok(_) => continue,
-                    Err(e) => Event::Fatal(format!("cannot read the terminal: {e}")),
+                    Err(e) => UiEvent::Fatal(format!("cannot read the terminal: {e}")),
                 };
-                let fatal = matches!(event, Event::Fatal(_));
+                let fatal = matches!(event, UiEvent::Fatal(_));
                 if tx.send(event).is_err() || fatal {
                     return;
                 }
@@ -90,7 +90,7 @@ pub enum Control {
 pub fn spawn_collector(
     opts: Options,
     mut pace: Pace,
-    tx: Sender<Event>,
+    tx: Sender<UiEvent>,
     control: Receiver<Control>,
 ) -> std::io::Result<thread::JoinHandle<()>> {
     thread::Builder::new()
@@ -126,19 +126,19 @@ pub fn spawn_collector(
                             });
                             (prepared, events)
                         });
-                        if !events.is_empty() && tx.send(Event::Log(events)).is_err() {
+                        if !events.is_empty() && tx.send(UiEvent::Log(events)).is_err() {
                             return;
                         }
-                        Event::Snapshot(Box::new(snapshot), prepared)
+                        UiEvent::Snapshot(Box::new(snapshot), prepared)
                     }
-                    Ok(Err(e)) => Event::CollectorError(crate::exit::error_line(&e)),
+                    Ok(Err(e)) => UiEvent::CollectorError(crate::exit::error_line(&e)),
                     Err(panic) => {
                         let msg = panic
                             .downcast_ref::<&str>()
                             .map(|s| s.to_string())
                             .or_else(|| panic.downcast_ref::<String>().cloned())
                             .unwrap_or_else(|| "unknown panic".to_string());
-                        let _ = tx.send(Event::Fatal(format!("the collector panicked: {msg}")));
+                        let _ = tx.send(UiEvent::Fatal(format!("the collector panicked: {msg}")));
                         return;
                     }
                 };
@@ -148,7 +148,7 @@ pub fn spawn_collector(
                 pace.record(process_cpu().saturating_sub(cpu));
                 if pace.stretched() != stretched {
                     stretched = pace.stretched();
-                    if tx.send(Event::Stretched(stretched)).is_err() {
+                    if tx.send(UiEvent::Stretched(stretched)).is_err() {
                         return;
                     }
                 }
@@ -198,7 +198,7 @@ fn drain(control: &Receiver<Control>, view: &mut Option<ViewSpec>) -> Result<(),
 }
 
 /// Forwards SIGTERM, SIGHUP and SIGINT to the UI so that it restores the terminal before the process ends.
-pub fn spawn_signals(tx: Sender<Event>) -> std::io::Result<signal_hook::iterator::Handle> {
+pub fn spawn_signals(tx: Sender<UiEvent>) -> std::io::Result<signal_hook::iterator::Handle> {
     use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
     let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGHUP, SIGINT])?;
     let handle = signals.handle();
@@ -206,7 +206,7 @@ pub fn spawn_signals(tx: Sender<Event>) -> std::io::Result<signal_hook::iterator
         .name("kwatch-signals".into())
         .spawn(move || {
             for sig in signals.forever() {
-                if tx.send(Event::Signal(sig)).is_err() {
+                if tx.send(UiEvent::Signal(sig)).is_err() {
                     return;
                 }
             }

@@ -115,7 +115,7 @@ impl History {
             }
             seen.samples.push_back(Sample {
                 probes: conn.timer.count,
-                idle_ms: idle_ms(conn),
+                idle_ms: heard_ms(conn),
             });
         } else if !wanted && has_samples {
             seen.samples = VecDeque::new();
@@ -129,18 +129,12 @@ impl History {
     }
 }
 
-/// Milliseconds since anything (data or ack) was last received on this socket, when tcp_info says. `None` for
-/// listeners, where it means nothing.
-pub fn idle_ms(conn: &Connection) -> Option<u64> {
+/// The idle column: [`Connection::heard_ms`], except for listeners, where it means nothing.
+pub fn heard_ms(conn: &Connection) -> Option<u64> {
     if conn.state == TcpState::Listen {
         return None;
     }
-    let info = conn.tcp_info.as_ref()?;
-    [info.last_data_recv_ms(), info.last_ack_recv_ms()]
-        .into_iter()
-        .flatten()
-        .min()
-        .map(u64::from)
+    conn.heard_ms()
 }
 
 #[cfg(test)]

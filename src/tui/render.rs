@@ -4,9 +4,9 @@
 mod act;
 mod connections;
 mod detail;
+mod event_log;
 mod header;
 mod help;
-mod log;
 mod processes;
 
 use ratatui::buffer::Buffer;
@@ -246,7 +246,7 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
         }
         (View::Connections, None) => connections::render(app, theme, body, buf),
         (View::Processes, _) => processes::render(app, theme, body, buf),
-        (View::Log, _) => log::render(app, theme, body, buf),
+        (View::Log, _) => event_log::render(app, theme, body, buf),
     }
     footer(app, theme, foot, buf);
     if app.help {
