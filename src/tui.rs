@@ -11,6 +11,7 @@ pub mod explain;
 pub mod format;
 pub mod history;
 pub mod keys;
+pub mod perform;
 pub mod render;
 
 use std::io::{IsTerminal, Write};
@@ -123,7 +124,6 @@ fn event_loop(
         event::spawn_input(tx.clone(), stop.clone()).context("cannot start the input thread")?;
     // Dropping `control` (when this function returns) tells the collector to stop after its current dump.
     let (control, control_rx) = mpsc::channel::<Control>();
-    let proc_root = config.collect.proc_root.clone();
     let _collector = event::spawn_collector(config.collect, config.pace, tx, control_rx)
         .context("cannot start the collector thread")?;
     let result = (|| {
@@ -163,11 +163,13 @@ fn event_loop(
                 if let Some(exit) = handle(&mut app, ev)? {
                     return Ok(exit);
                 }
-                // `K`/`E` answered yes: done here (milliseconds), then a refresh at once shows the result.
+                // `K`/`E` answered yes: the collector performs it, answers with `ActDone`, then refreshes at once.
                 if let Some(pending) = app.act_request.take() {
-                    let line = act::perform(&pending, app.snapshot.as_ref(), &proc_root);
-                    update(&mut app, Action::ActDone(line));
-                    let _ = control.send(Control::Refresh);
+                    let namespaces = app
+                        .snapshot
+                        .as_ref()
+                        .map_or_else(Vec::new, |s| s.namespaces.clone());
+                    let _ = control.send(Control::Act(Box::new((pending, namespaces))));
                 }
             }
             if app.quit {
@@ -201,6 +203,7 @@ fn handle(app: &mut App, ev: UiEvent) -> anyhow::Result<Option<Exit>> {
         UiEvent::CollectorError(e) => Some(Action::CollectorError(e)),
         UiEvent::Log(events) => Some(Action::Log(events)),
         UiEvent::Stretched(period) => Some(Action::Stretched(period)),
+        UiEvent::ActDone(line) => Some(Action::ActDone(line)),
         UiEvent::Fatal(e) => bail!(e),
         UiEvent::Signal(sig) => return Ok(Some(Exit::Signal(sig))),
     };

@@ -1,10 +1,11 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 
+use super::plan::{SKIP_LISTEN, SKIP_NO_OWNER, SKIP_STATE, SKIP_TIME_WAIT};
 use super::*;
 use crate::exit::EXIT_PARTIAL;
-use crate::model::keepalive::{KeepaliveSettings, Source};
-use crate::model::{Family, Owner, Process, Timer};
+use crate::model::keepalive::{KeepaliveSettings, KeepaliveValues, Source};
+use crate::model::{Family, Owner, Process, TcpState, Timer};
 
 fn conn(state: TcpState, port: u16, owners: &[(u32, u32)]) -> Connection {
     Connection {

@@ -164,7 +164,7 @@ pub enum Action {
     /// The answer to the question.
     ConfirmYes,
     ConfirmNo,
-    /// What `K`/`E` did, in one line for the footer (the event loop performs them after `ConfirmYes`).
+    /// What `K`/`E` did, in one line for the footer (the collector thread performs them after `ConfirmYes`).
     ActDone(String),
     /// A new snapshot arrived at wall-clock time `now_ms` (Unix ms).
     Snapshot {
@@ -273,7 +273,7 @@ pub struct App {
     pub height: u16,
     /// The `K`/`E` question waiting for y/N.
     pub confirm: Option<Pending>,
-    /// Answered yes: the event loop takes it, performs it and sends `ActDone`.
+    /// Answered yes: the event loop hands it to the collector thread, which performs it and sends `ActDone`.
     pub act_request: Option<Pending>,
     /// The last `K`/`E` outcome and when it came (Unix ms); shown in the footer for [`STATUS_MS`].
     pub status: Option<(String, u64)>,

@@ -1,7 +1,8 @@
-//! The one event channel: an input thread (keys, mouse, resize), a collector thread (snapshots) and a signal thread
-//! feed it; the UI thread only receives.
+//! The one event channel: an input thread (keys, mouse, resize), a collector thread (snapshots, and the results of
+//! `K`/`E`, which it performs) and a signal thread feed it; the UI thread only receives.
 
 use std::panic::AssertUnwindSafe;
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, TryRecvError};
@@ -11,10 +12,12 @@ use std::time::{Duration, Instant};
 use crossterm::event::{self as ct, KeyEvent, MouseEvent};
 
 use crate::collect::{Collector, Options};
-use crate::model::Snapshot;
+use crate::model::{NamespaceInfo, Snapshot};
 use crate::pace::{Pace, process_cpu};
+use crate::tui::act::Pending;
 use crate::tui::app::{Prepared, ViewSpec, prepare};
 use crate::tui::event_log::Feed;
+use crate::tui::perform::perform;
 
 /// Everything the UI thread reacts to.
 #[derive(Debug)]
@@ -26,6 +29,8 @@ pub enum UiEvent {
     Snapshot(Box<Snapshot>, Option<Box<Prepared>>),
     /// Watch events (deaths, state changes) of the snapshot that follows, oldest first.
     Log(Vec<crate::events::WatchEvent>),
+    /// What `K`/`E` did, in one line for the footer (performed on the collector thread).
+    ActDone(String),
     /// Refreshes now come this far apart instead of every interval, to stay within the CPU budget (`None`: back
     /// to the interval). Sent when it changes.
     Stretched(Option<Duration>),
@@ -71,8 +76,9 @@ pub fn spawn_input(
 /// What the UI thread tells the collector thread.
 #[derive(Debug)]
 pub enum Control {
-    /// Take the next snapshot now (after `K`/`E`).
-    Refresh,
+    /// `K`/`E` answered yes, with the namespaces of the snapshot it was planned on: perform it, answer with
+    /// [`UiEvent::ActDone`], then take the next snapshot at once.
+    Act(Box<(Pending, Vec<NamespaceInfo>)>),
     /// The view changed: compute the rows of the next snapshots for this one.
     View(Box<ViewSpec>),
     /// A snapshot the UI no longer shows: freed here, off the UI thread.
@@ -80,8 +86,8 @@ pub enum Control {
 }
 
 /// Takes a snapshot as often as `pace` says (every interval, or less often when refreshes are expensive and the
-/// user did not choose the interval) until the UI hangs up `control` (dropping its sender). [`Control::Refresh`]
-/// takes the next snapshot at once. Each snapshot goes with its rows, sorted and filtered for the view the UI
+/// user did not choose the interval) until the UI hangs up `control` (dropping its sender). [`Control::Act`]
+/// performs `K`/`E` here, off the UI thread, and takes the next snapshot at once. Each snapshot goes with its rows, sorted and filtered for the view the UI
 /// last sent, so that the UI thread does no per-socket work when it arrives (it does when the view changed in
 /// between). A dump that takes longer than the interval is followed by the next at once:
 /// the UI never waits on it, it just shows how old its data is. One [`Collector`] serves every refresh, so only
@@ -96,11 +102,14 @@ pub fn spawn_collector(
     thread::Builder::new()
         .name("kwatch-collector".into())
         .spawn(move || {
+            let proc_root = opts.proc_root.clone();
             let mut feed = Feed::open(&opts);
             let mut collector = Collector::new(opts);
             let mut view: Option<ViewSpec> = None;
             let mut stretched = None;
             loop {
+                // An action performed while this snapshot was taken: the one after it shows the result.
+                let mut acted = false;
                 // A refresh's cost, for the pace: the process's CPU time while the dump, the /proc update, the rows
                 // and the events are made (on several threads).
                 let (started, cpu) = (Instant::now(), process_cpu());
@@ -110,8 +119,10 @@ pub fn spawn_collector(
                 {
                     Ok(Ok(snapshot)) => {
                         // The newest view the UI has sent, including while this snapshot was taken.
-                        if drain(&control, &mut view).is_err() {
-                            return;
+                        match drain(&control, &mut view, &proc_root, &tx) {
+                            Ok(true) => acted = true,
+                            Ok(false) => {}
+                            Err(()) => return,
                         }
                         // The rows are prepared while the feed turns the snapshot into watch events (both only
                         // read it): on a big host each takes tens of milliseconds, and the first frame waits.
@@ -152,11 +163,14 @@ pub fn spawn_collector(
                         return;
                     }
                 }
+                if acted {
+                    continue;
+                }
                 let next = started + pace.period();
                 loop {
                     match control.recv_timeout(next.saturating_duration_since(Instant::now())) {
                         Ok(message) => {
-                            if obey(message, &mut view) {
+                            if obey(message, &mut view, &proc_root, &tx) {
                                 break;
                             }
                         }
@@ -168,10 +182,20 @@ pub fn spawn_collector(
         })
 }
 
-/// Acts on one message: keeps the newest view, frees a retired snapshot. True when it asks for a refresh now.
-fn obey(message: Control, view: &mut Option<ViewSpec>) -> bool {
+/// Acts on one message: performs `K`/`E` and answers, keeps the newest view, frees a retired snapshot. True when
+/// the next snapshot is due now (after an action).
+fn obey(
+    message: Control,
+    view: &mut Option<ViewSpec>,
+    proc_root: &Path,
+    tx: &Sender<UiEvent>,
+) -> bool {
     match message {
-        Control::Refresh => true,
+        Control::Act(act) => {
+            let (pending, namespaces) = *act;
+            let _ = tx.send(UiEvent::ActDone(perform(&pending, &namespaces, proc_root)));
+            true
+        }
         Control::View(v) => {
             *view = Some(*v);
             false
@@ -183,15 +207,19 @@ fn obey(message: Control, view: &mut Option<ViewSpec>) -> bool {
     }
 }
 
-/// Takes every message already waiting (a refresh asked for now is the one being taken). `Err` when the UI hung
-/// up.
-fn drain(control: &Receiver<Control>, view: &mut Option<ViewSpec>) -> Result<(), ()> {
+/// Takes every message already waiting. `Ok(true)` when it performed an action, which the snapshot just taken
+/// predates; `Err` when the UI hung up.
+fn drain(
+    control: &Receiver<Control>,
+    view: &mut Option<ViewSpec>,
+    proc_root: &Path,
+    tx: &Sender<UiEvent>,
+) -> Result<bool, ()> {
+    let mut acted = false;
     loop {
         match control.try_recv() {
-            Ok(message) => {
-                obey(message, view);
-            }
-            Err(TryRecvError::Empty) => return Ok(()),
+            Ok(message) => acted |= obey(message, view, proc_root, tx),
+            Err(TryRecvError::Empty) => return Ok(acted),
             Err(TryRecvError::Disconnected) => return Err(()),
         }
     }
