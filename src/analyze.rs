@@ -429,7 +429,7 @@ mod tests {
     use std::net::{IpAddr, Ipv4Addr};
 
     use super::*;
-    use crate::model::{Family, Owner, Process, TcpInfo, Timer};
+    use crate::model::{Owner, Process, TcpInfo, Timer};
 
     const T: Thresholds = Thresholds {
         close_wait_after_ms: 30_000,
@@ -439,30 +439,20 @@ mod tests {
 
     fn conn(state: TcpState, kind: TimerKind, count: u32) -> Connection {
         Connection {
-            cookie: 1,
-            family: Family::Ipv4,
             state,
             local_addr: IpAddr::V4(Ipv4Addr::new(10, 0, 0, 5)),
             local_port: 40000,
             peer_addr: IpAddr::V4(Ipv4Addr::new(10, 0, 0, 9)),
             peer_port: 5432,
-            interface: 0,
             inode: 100,
             uid: 1000,
-            recv_q: 0,
-            send_q: 0,
             timer: Timer {
                 kind,
                 expires_ms: 5_000,
                 count,
             },
-            shutdown: None,
-            congestion: None,
             tcp_info: Some(TcpInfo::default()),
-            owners: Default::default(),
-            keepalive: None,
-            netns: None,
-            findings: Default::default(),
+            ..crate::testing::conn()
         }
     }
 

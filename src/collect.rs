@@ -395,7 +395,7 @@ mod tests {
     use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
     use super::*;
-    use crate::model::{Family, TcpState, Timer};
+    use crate::model::Family;
 
     fn conn(family: Family, local_port: u16, peer_port: u16, cookie: u64) -> Connection {
         let addr = match family {
@@ -405,24 +405,12 @@ mod tests {
         Connection {
             cookie,
             family,
-            state: TcpState::Established,
             local_addr: addr,
             local_port,
             peer_addr: addr,
             peer_port,
-            interface: 0,
             inode: cookie,
-            uid: 0,
-            recv_q: 0,
-            send_q: 0,
-            timer: Timer::NONE,
-            shutdown: None,
-            congestion: None,
-            tcp_info: None,
-            owners: Default::default(),
-            keepalive: None,
-            netns: None,
-            findings: Default::default(),
+            ..crate::testing::conn()
         }
     }
 

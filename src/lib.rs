@@ -26,5 +26,7 @@ pub mod run;
 pub mod serve;
 pub mod sockopt;
 pub mod sysctl;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 pub mod tui;
 pub mod watch;

@@ -104,6 +104,11 @@ const ONLY: &[(&str, &[&str], &str)] = &[
         &["analyze", "model", "duration", "format"],
         "analysis is pure: the model and formatting only",
     ),
+    (
+        "testing",
+        &["testing", "model"],
+        "test support names only the model, so any module's tests may use it without a cycle",
+    ),
 ];
 
 /// Whether the file `rel` (`tui/render/header.rs`) is `prefix` (`tui/render`, `tui/app`) or under it.

@@ -16,10 +16,7 @@ use ratatui::backend::TestBackend;
 const T0: u64 = 1_700_000_000_000;
 
 fn load(name: &str) -> Snapshot {
-    let path = format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read '{path}': {e}"));
-    let mut snap: Snapshot =
-        serde_json::from_str(&text).unwrap_or_else(|e| panic!("parse '{path}': {e}"));
+    let mut snap = kwatch::testing::fixture(name);
     analyze(&mut snap, &Thresholds::default());
     snap
 }

@@ -280,7 +280,7 @@ mod tests {
     use super::*;
     use crate::format::compact;
     use crate::model::keepalive::Source;
-    use crate::model::{Family, TcpInfo, Timer};
+    use crate::model::{TcpInfo, Timer};
 
     const NET: Settings = Settings {
         tcp_keepalive_time_s: Some(7200),
@@ -292,30 +292,19 @@ mod tests {
 
     fn conn(state: TcpState, kind: TimerKind, expires_ms: u64, count: u32) -> Connection {
         Connection {
-            cookie: 1,
-            family: Family::Ipv4,
             state,
             local_addr: IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1)),
             local_port: 40000,
             peer_addr: IpAddr::V4(Ipv4Addr::new(192, 0, 2, 2)),
             peer_port: 9000,
-            interface: 0,
             inode: 100,
-            uid: 0,
-            recv_q: 0,
-            send_q: 0,
             timer: Timer {
                 kind,
                 expires_ms,
                 count,
             },
-            shutdown: None,
-            congestion: None,
             tcp_info: Some(TcpInfo::default()),
-            owners: Default::default(),
-            keepalive: None,
-            netns: None,
-            findings: Default::default(),
+            ..crate::testing::conn()
         }
     }
 

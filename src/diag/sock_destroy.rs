@@ -209,7 +209,6 @@ mod tests {
     use std::net::{Ipv4Addr, Ipv6Addr};
 
     use super::*;
-    use crate::model::Timer;
 
     fn conn(local: IpAddr, peer: IpAddr, family: Family) -> Connection {
         Connection {
@@ -222,17 +221,7 @@ mod tests {
             peer_port: 40_000,
             interface: 3,
             inode: 99,
-            uid: 0,
-            recv_q: 0,
-            send_q: 0,
-            timer: Timer::NONE,
-            shutdown: None,
-            congestion: None,
-            tcp_info: None,
-            owners: Default::default(),
-            findings: Default::default(),
-            keepalive: None,
-            netns: None,
+            ..crate::testing::conn()
         }
     }
 

@@ -377,32 +377,23 @@ mod tests {
 
     use super::*;
     use crate::model::keepalive::Source;
-    use crate::model::{Family, NamespaceInfo, NetnsRef, Process, Settings, Timer, TimerKind};
+    use crate::model::{NamespaceInfo, NetnsRef, Process, Settings, Timer, TimerKind};
 
     fn conn(cookie: u64, state: TcpState) -> Connection {
         Connection {
             cookie,
-            family: Family::Ipv4,
             state,
             local_addr: "192.0.2.1".parse().unwrap(),
             local_port: 40000 + cookie as u16,
             peer_addr: "192.0.2.2".parse().unwrap(),
             peer_port: 9100,
-            interface: 0,
             inode: 1000 + cookie,
-            uid: 0,
-            recv_q: 0,
-            send_q: 0,
             timer: Timer {
                 kind: TimerKind::Keepalive,
                 expires_ms: 1000,
                 count: 0,
             },
-            shutdown: None,
-            congestion: None,
-            tcp_info: None,
             owners: Owner { pid: 7, fd: 3 }.into(),
-            findings: Default::default(),
             keepalive: Some(KeepaliveSettings {
                 enabled: Some(true),
                 idle_s: Some(3),
@@ -411,7 +402,7 @@ mod tests {
                 user_timeout_ms: Some(0),
                 source: Source::Socket,
             }),
-            netns: None,
+            ..crate::testing::conn()
         }
     }
 

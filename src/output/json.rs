@@ -564,28 +564,8 @@ mod tests {
     fn conn(cookie: u64, state: TcpState, codes: &[FindingCode]) -> Connection {
         Connection {
             cookie,
-            family: Family::Ipv4,
             state,
-            local_addr: "127.0.0.1".parse().unwrap(),
-            local_port: 1000,
-            peer_addr: "127.0.0.1".parse().unwrap(),
-            peer_port: 2000,
-            interface: 0,
             inode: cookie,
-            uid: 0,
-            recv_q: 0,
-            send_q: 0,
-            timer: Timer {
-                kind: TimerKind::None,
-                expires_ms: 0,
-                count: 0,
-            },
-            shutdown: None,
-            congestion: None,
-            tcp_info: None,
-            owners: Default::default(),
-            keepalive: None,
-            netns: None,
             findings: codes
                 .iter()
                 .map(|c| Finding {
@@ -593,6 +573,7 @@ mod tests {
                     severity: Severity::Warning,
                 })
                 .collect(),
+            ..crate::testing::conn()
         }
     }
 
@@ -728,11 +709,7 @@ mod tests {
 
         use crate::model::{NetnsRef, Unit, UnitKind};
 
-        let text = include_str!(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/fixtures/busy.json"
-        ));
-        let mut snapshot: Snapshot = serde_json::from_str(text).unwrap();
+        let mut snapshot = crate::testing::fixture("busy.json");
         crate::sockopt::fill(&mut snapshot, false, None); // keepalive assumed from the sysctls
         crate::analyze::analyze(&mut snapshot, &crate::analyze::Thresholds::default());
         // What the fixture lacks: namespaces with a name (one that needs escaping) and without, a unit, a

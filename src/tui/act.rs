@@ -145,31 +145,20 @@ mod tests {
 
     use super::*;
     use crate::filter::Filter;
-    use crate::model::{Family, Owner, Process, TcpState, Timer};
+    use crate::model::{Owner, Process, TcpState};
     use crate::tui::app::{Action, STATUS_MS, update};
 
     fn conn(cookie: u64, state: TcpState, pid: Option<u32>) -> Connection {
         Connection {
             cookie,
-            family: Family::Ipv4,
             state,
             local_addr: IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)),
             local_port: 443,
             peer_addr: IpAddr::V4(Ipv4Addr::new(10, 0, 0, 9)),
             peer_port: 5000 + cookie as u16,
-            interface: 0,
             inode: cookie,
-            uid: 0,
-            recv_q: 0,
-            send_q: 0,
-            timer: Timer::NONE,
-            shutdown: None,
-            congestion: None,
-            tcp_info: None,
             owners: pid.map(|pid| Owner { pid, fd: 3 }).into_iter().collect(),
-            findings: Default::default(),
-            keepalive: None,
-            netns: None,
+            ..crate::testing::conn()
         }
     }
 

@@ -984,8 +984,7 @@ mod tests {
     const T0: u64 = 1_700_000_000_000;
 
     fn busy() -> Snapshot {
-        let mut s: Snapshot =
-            serde_json::from_str(include_str!("../../tests/fixtures/busy.json")).unwrap();
+        let mut s = crate::testing::fixture("busy.json");
         analyze(&mut s, &Thresholds::default());
         s
     }

@@ -141,34 +141,21 @@ pub fn heard_ms(conn: &Connection) -> Option<u64> {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use crate::model::{Family, Timer, TimerKind};
+    use crate::model::{Timer, TimerKind};
 
     fn conn(cookie: u64, state: TcpState, count: u32) -> Connection {
         Connection {
             cookie,
-            family: Family::Ipv4,
             state,
-            local_addr: "127.0.0.1".parse().unwrap(),
             local_port: 1,
-            peer_addr: "127.0.0.1".parse().unwrap(),
             peer_port: 2,
-            interface: 0,
             inode: 0,
-            uid: 0,
-            recv_q: 0,
-            send_q: 0,
             timer: Timer {
                 kind: TimerKind::Keepalive,
                 expires_ms: 0,
                 count,
             },
-            shutdown: None,
-            congestion: None,
-            tcp_info: None,
-            owners: Default::default(),
-            keepalive: None,
-            netns: None,
-            findings: Default::default(),
+            ..crate::testing::conn()
         }
     }
 
