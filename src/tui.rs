@@ -12,6 +12,7 @@ pub mod format;
 pub mod history;
 pub mod keys;
 pub mod perform;
+pub mod prepare;
 pub mod render;
 
 use std::io::{IsTerminal, Write};
@@ -23,8 +24,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::{Context, bail};
 use crossterm::event::{DisableMouseCapture, EnableMouseCapture, MouseEventKind};
 
-pub use app::{Action, App, Mode, View, ViewSpec, update};
+pub use app::{Action, App, Mode, View, update};
 pub use keys::map_key;
+pub use prepare::ViewSpec;
 
 use crate::collect;
 use crate::filter::Filter;

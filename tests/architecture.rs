@@ -23,6 +23,7 @@ const SCREEN: &[&str] = &[
     "tui/format",
     "tui/history",
     "tui/keys",
+    "tui/prepare",
 ];
 
 /// What reaches the kernel, /proc or other processes.

@@ -15,9 +15,9 @@ use crate::collect::{Collector, Options};
 use crate::model::{NamespaceInfo, Snapshot};
 use crate::pace::{Pace, process_cpu};
 use crate::tui::act::Pending;
-use crate::tui::app::{Prepared, ViewSpec, prepare};
 use crate::tui::event_log::Feed;
 use crate::tui::perform::perform;
+use crate::tui::prepare::{Prepared, ViewSpec, prepare};
 
 /// Everything the UI thread reacts to.
 #[derive(Debug)]

@@ -16,8 +16,9 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Paragraph, Widget, Wrap};
 
 use crate::model::Severity;
-use crate::tui::app::{App, ConnSort, ProcSort, View};
+use crate::tui::app::{App, View};
 use crate::tui::keys::{footer_hints, hint_keys};
+use crate::tui::prepare::{ConnSort, ProcSort};
 
 /// Styles, or their monochrome stand-ins under NO_COLOR (bold, reverse, underline only).
 #[derive(Debug, Clone, Copy)]
