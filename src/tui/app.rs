@@ -513,8 +513,34 @@ fn ask(app: &mut App, kind: ActKind) {
     }
 }
 
-/// Applies one action. Pure: no clock, no I/O; time arrives inside `Tick` and `Snapshot`.
+/// Applies one action. Pure: no clock, no I/O; time arrives inside `Tick` and `Snapshot`. Routes it to one of
+/// four parts: the filter prompt, `K`/`E`, what the other threads send, and moving around (keys and the mouse).
 pub fn update(app: &mut App, action: Action) {
+    match action {
+        Action::FilterOpen
+        | Action::FilterChar(_)
+        | Action::FilterBackspace
+        | Action::FilterClearLine
+        | Action::FilterApply
+        | Action::FilterCancel => filter_prompt(app, action),
+        Action::Kill
+        | Action::EnableKeepalive
+        | Action::ConfirmYes
+        | Action::ConfirmNo
+        | Action::ActDone(_) => act_keys(app, action),
+        Action::Snapshot { .. }
+        | Action::PreparedSnapshot { .. }
+        | Action::CollectorError(_)
+        | Action::Log(_)
+        | Action::Stretched(_)
+        | Action::Tick { .. }
+        | Action::Resize { .. } => incoming(app, action),
+        _ => navigate(app, action),
+    }
+}
+
+/// Moving around: the cursor, sort, views, detail, pause, help, quit.
+fn navigate(app: &mut App, action: Action) {
     match action {
         Action::Up => app.select(app.cursor().saturating_sub(1)),
         Action::Down => app.select(app.cursor() + 1),
@@ -617,6 +643,14 @@ pub fn update(app: &mut App, action: Action) {
         }
         Action::ToggleHelp => app.help = !app.help,
         Action::Quit => app.quit = true,
+        // Routed to another of update's parts.
+        _ => {}
+    }
+}
+
+/// The filter prompt: typing, applying (a bad filter shows its error), cancelling.
+fn filter_prompt(app: &mut App, action: Action) {
+    match action {
         Action::FilterOpen => {
             app.prompt = Some(Prompt {
                 text: app.filter_text.clone(),
@@ -655,15 +689,32 @@ pub fn update(app: &mut App, action: Action) {
             }
         }
         Action::FilterCancel => app.prompt = None,
+        // Routed to another of update's parts.
+        _ => {}
+    }
+}
+
+/// `K`/`E`: the question, its answer, and the outcome the collector thread sends back.
+fn act_keys(app: &mut App, action: Action) {
+    match action {
         Action::Kill => ask(app, ActKind::Kill),
         Action::EnableKeepalive => ask(app, ActKind::Keepalive),
         Action::ConfirmYes => app.act_request = app.confirm.take(),
         Action::ConfirmNo => {
-            if app.confirm.take().is_some() {
+            let asked = app.confirm.take().is_some();
+            if asked {
                 app.status = Some(("nothing done".to_string(), app.now_ms));
             }
         }
         Action::ActDone(line) => app.status = Some((line, app.now_ms)),
+        // Routed to another of update's parts.
+        _ => {}
+    }
+}
+
+/// What the collector, the terminal and the clock send: snapshots, errors, log events, pace, time, size.
+fn incoming(app: &mut App, action: Action) {
+    match action {
         Action::Snapshot { snapshot, now_ms } => app.receive(snapshot, None, now_ms),
         Action::PreparedSnapshot {
             snapshot,
@@ -690,6 +741,8 @@ pub fn update(app: &mut App, action: Action) {
             app.height = height;
             app.scroll_into_view();
         }
+        // Routed to another of update's parts.
+        _ => {}
     }
 }
 
