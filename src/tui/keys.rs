@@ -78,6 +78,10 @@ pub struct Key {
     pub hint: &'static str,
 }
 
+const fn key(keys: &'static str, what: &'static str, hint: &'static str) -> Key {
+    Key { keys, what, hint }
+}
+
 impl Key {
     /// The key's line in the help overlay: (keys, what they do).
     const fn line(self) -> (&'static str, &'static str) {
@@ -85,76 +89,32 @@ impl Key {
     }
 }
 
-pub const MOVE: Key = Key {
-    keys: "Up/k  Down/j",
-    what: "move the cursor",
-    hint: "↑↓",
-};
-pub const PAGE: Key = Key {
-    keys: "PgUp  PgDn",
-    what: "a page up / down (also Ctrl-B / Ctrl-F)",
-    hint: "",
-};
-pub const HOME_END: Key = Key {
-    keys: "Home/g  End/G",
-    what: "first / last row",
-    hint: "",
-};
-pub const WHEEL: Key = Key {
-    keys: "mouse wheel",
-    what: "scroll",
-    hint: "",
-};
-pub const SWITCH: Key = Key {
-    keys: "Tab",
-    what: "switch connections / processes",
-    hint: "Tab",
-};
-pub const ENTER: Key = Key {
-    keys: "Enter",
-    what: "connection: details; process: its connections",
-    hint: "Enter",
-};
-pub const BACK: Key = Key {
-    keys: "Esc",
-    what: "close details, leave a process, clear the filter",
-    hint: "Esc",
-};
-pub const FILTER: Key = Key {
-    keys: "/",
-    what: "filter: port:443 state:close-wait pid:1234 stuck",
-    hint: "/",
-};
-pub const SORT: Key = Key {
-    keys: "s  S",
-    what: "next sort column / reverse the sort",
-    hint: "s",
-};
-pub const PAUSE: Key = Key {
-    keys: "space",
-    what: "pause / resume refreshing",
-    hint: "Space",
-};
-pub const ACT: Key = Key {
-    keys: "K  E",
-    what: "kill · keepalive on 60/10/5 (row or process; asks y/N)",
-    hint: "",
-};
-pub const LOG: Key = Key {
-    keys: "L",
-    what: "event log: deaths, state changes, held dead fds",
-    hint: "L",
-};
-pub const HELP_KEYS: Key = Key {
-    keys: "? h F1",
-    what: "this help",
-    hint: "?",
-};
-pub const QUIT: Key = Key {
-    keys: "q  Ctrl-C",
-    what: "quit",
-    hint: "q",
-};
+pub const MOVE: Key = key("Up/k  Down/j", "move the cursor", "↑↓");
+pub const PAGE: Key = key("PgUp  PgDn", "a page up / down (also Ctrl-B / Ctrl-F)", "");
+pub const HOME_END: Key = key("Home/g  End/G", "first / last row", "");
+pub const WHEEL: Key = key("mouse wheel", "scroll", "");
+pub const SWITCH: Key = key("Tab", "switch connections / processes", "Tab");
+pub const ENTER: Key = key(
+    "Enter",
+    "connection: details; process: its connections",
+    "Enter",
+);
+pub const BACK: Key = key(
+    "Esc",
+    "close details, leave a process, clear the filter",
+    "Esc",
+);
+pub const FILTER: Key = key("/", "filter: port:443 state:close-wait pid:1234 stuck", "/");
+pub const SORT: Key = key("s  S", "next sort column / reverse the sort", "s");
+pub const PAUSE: Key = key("space", "pause / resume refreshing", "Space");
+pub const ACT: Key = key(
+    "K  E",
+    "kill · keepalive on 60/10/5 (row or process; asks y/N)",
+    "",
+);
+pub const LOG: Key = key("L", "event log: deaths, state changes, held dead fds", "L");
+pub const HELP_KEYS: Key = key("? h F1", "this help", "?");
+pub const QUIT: Key = key("q  Ctrl-C", "quit", "q");
 
 /// The help overlay's lines, in order: every key of the table, and the filter's syntax and prompt keys.
 pub const HELP: &[(&str, &str)] = &[
