@@ -291,7 +291,7 @@ fn the_live_views_feed_hears_deaths_in_the_namespace_it_shows() {
     }
     use kwatch::collect::{Collector, Options};
     use kwatch::diag::{DumpRequest, PortFilter};
-    use kwatch::events::Event;
+    use kwatch::events::WatchEvent;
     use kwatch::netns::Scope;
     let pair = NetnsPair::new();
     let (_l, client, server) = loopback_pair(&pair.a, 9430);
@@ -307,9 +307,9 @@ fn the_live_views_feed_hears_deaths_in_the_namespace_it_shows() {
         read_sockopts: true,
         netns: Scope::One(pair.a.clone()),
     };
-    let mut feed = kwatch::tui::log::Feed::open(&opts);
+    let mut feed = kwatch::tui::event_log::Feed::open(&opts);
     let mut collector = Collector::new(opts);
-    let mut step = |feed: &mut kwatch::tui::log::Feed| {
+    let mut step = |feed: &mut kwatch::tui::event_log::Feed| {
         feed.drain();
         let snapshot = collector.collect().unwrap();
         feed.step(&snapshot, snapshot.taken_at_unix_ms)
@@ -318,7 +318,7 @@ fn the_live_views_feed_hears_deaths_in_the_namespace_it_shows() {
     assert!(
         first.iter().any(|e| matches!(
             e,
-            Event::Start {
+            WatchEvent::Start {
                 sockets: 3,
                 destroy_events: true,
                 ..
@@ -333,8 +333,8 @@ fn the_live_views_feed_hears_deaths_in_the_namespace_it_shows() {
     while deaths.len() < 2 && Instant::now() < deadline {
         for e in step(&mut feed) {
             match e {
-                Event::Destroy { .. } => deaths.push(e),
-                Event::State { ref to, .. } => {
+                WatchEvent::Destroy { .. } => deaths.push(e),
+                WatchEvent::State { ref to, .. } => {
                     assert_ne!(
                         to.0,
                         kwatch::model::TcpState::Close,

@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use crate::events::{Event, Feed};
+use crate::events::{Feed, WatchEvent};
 use crate::filter::Filter;
 use crate::model::Snapshot;
 use crate::netns::Scope;
@@ -39,7 +39,7 @@ impl DeathWatch {
             .map_or(0, |d| d.as_millis() as u64);
         for event in self.feed.step(snapshot, filter, now) {
             match event {
-                Event::Destroy { cause, comm, .. } => {
+                WatchEvent::Destroy { cause, comm, .. } => {
                     let comm = comm.unwrap_or_else(|| "?".to_string());
                     *self
                         .counts
@@ -47,8 +47,8 @@ impl DeathWatch {
                         .entry((metrics::cause_name(cause), comm))
                         .or_default() += 1;
                 }
-                Event::Lost { notifications, .. } => self.counts.lost += notifications,
-                Event::Warning { message, .. } => log!("kwatch: warning: {message}"),
+                WatchEvent::Lost { notifications, .. } => self.counts.lost += notifications,
+                WatchEvent::Warning { message, .. } => log!("kwatch: warning: {message}"),
                 _ => {}
             }
         }
