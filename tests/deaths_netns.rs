@@ -147,12 +147,14 @@ fn watch_with_netns_reports_deaths_in_that_namespace_with_their_cause() {
 
 /// Makes a connection in `ns` on `port` that a watcher has seen established, proven by a state event: the server
 /// side half-closes a moment after connecting, and a snapshot in between must have seen it. Tries again with a new
-/// connection if the watcher missed that moment.
+/// connection if the watcher missed that moment. Nothing the watcher prints says a refresh has run, so the moment
+/// doubles on each try (0.4 s up to 12.8 s): a machine busy enough to stretch `--all-netns` refreshes over many
+/// namespaces still gets a window longer than one refresh, and the whole search stays bounded (about a minute).
 fn seen_pair(watch: &Watcher, ns: &str, port: u16) -> (TcpListener, TcpStream, TcpStream) {
-    for _ in 0..10 {
+    for attempt in 0..6 {
         let (l, c, s) = loopback_pair(ns, port);
         let cport = c.local_addr().unwrap().port();
-        std::thread::sleep(Duration::from_millis(800));
+        std::thread::sleep(Duration::from_millis(400) * (1 << attempt));
         s.shutdown(Shutdown::Write).unwrap();
         if watch
             .next(Duration::from_secs(5), |v| {
