@@ -133,6 +133,34 @@ fn phase<T>(what: &str, thread: bool, f: impl FnOnce() -> T) -> (T, Phase) {
     (out, p)
 }
 
+/// Runs a one-shot snapshot twice and keeps the faster run (the other's result is freed first).
+fn best_of_two<T>(what: &str, mut f: impl FnMut() -> T) -> (T, Phase) {
+    let (a, pa) = phase(what, false, &mut f);
+    drop(a);
+    let (b, pb) = phase(what, false, &mut f);
+    if pb.wall <= pa.wall {
+        (b, pb)
+    } else {
+        // Keep the slower run's result (the faster one's is gone), with the faster run's numbers: both hold the
+        // same snapshot size.
+        (b, pa)
+    }
+}
+
+/// The inline size of `Connection`'s larger fields.
+fn connection_sizes() -> String {
+    use std::mem::size_of;
+    format!(
+        "tcp_info {} B, keepalive {} B, timer {} B, owners {} B, findings {} B, two `IpAddr` {} B",
+        size_of::<Option<kwatch::model::TcpInfo>>(),
+        size_of::<Option<kwatch::keepalive::KeepaliveSettings>>(),
+        size_of::<kwatch::model::Timer>(),
+        size_of::<kwatch::model::Owners>(),
+        size_of::<kwatch::model::Findings>(),
+        2 * size_of::<std::net::IpAddr>(),
+    )
+}
+
 fn ms(d: Duration) -> String {
     format!("{:.0} ms", d.as_secs_f64() * 1e3)
 }
@@ -203,16 +231,17 @@ fn run() -> anyhow::Result<String> {
     );
     let second = second?;
     p.note = format!(
-        "`Connection` is {} B inline",
-        std::mem::size_of::<Connection>()
+        "`Connection` is {} B inline: {}",
+        std::mem::size_of::<Connection>(),
+        connection_sizes()
     );
     once.push(p);
     drop(second);
     drop(dumper);
 
-    let (snap, mut p) = phase(
-        "one-shot snapshot (`collect::collect`: dump ∥ /proc, join, socket options, sort, analysis)",
-        false,
+    // Best of two: the machine is shared, and the first pays for the page cache of /proc.
+    let (snap, mut p) = best_of_two(
+        "one-shot snapshot (`collect::collect`: dump ∥ /proc, join, socket options, sort, analysis), best of 2",
         || collect::collect(&opts),
     );
     let snap = snap?;
@@ -242,17 +271,17 @@ fn run() -> anyhow::Result<String> {
 
     for (what, tweak) in [
         (
-            "one-shot snapshot without socket options (`--no-sockopt`)",
+            "one-shot snapshot without socket options (`--no-sockopt`), best of 2",
             (|o: &mut Options| o.read_sockopts = false) as fn(&mut Options),
         ),
         (
-            "one-shot snapshot without processes (`--no-processes`)",
+            "one-shot snapshot without processes (`--no-processes`), best of 2",
             |o: &mut Options| o.map_processes = false,
         ),
     ] {
         let mut o = opts.clone();
         tweak(&mut o);
-        let (s, mut p) = phase(what, false, || collect::collect(&o));
+        let (s, mut p) = best_of_two(what, || collect::collect(&o));
         let s = s?;
         p.note = format!(
             "dump {} ∥ /proc {}",
