@@ -206,6 +206,7 @@ fn bench(cfg: &Config) -> anyhow::Result<bool> {
         signal_hook::flag::register(sig, Arc::clone(&stop))?;
     }
     let machine = machine();
+    let load_at_start = loadavg();
     let scratch = Scratch::new()?;
 
     // Declared first, dropped last: the namespace outlives the farms in it.
@@ -318,6 +319,11 @@ fn bench(cfg: &Config) -> anyhow::Result<bool> {
         group(cfg.n)
     );
     println!("{machine}\n");
+    println!(
+        "Load average (1, 5, 15 min) at the start: {load_at_start}; at the end: {}. Above the CPU count, other work \
+         competed for the CPUs and wall times are stretched: compare the CPU columns.\n",
+        loadavg()
+    );
     println!("{}", report::table(&rows));
     let mut targets = report::targets(cfg.n, &rows, "kwatch --once --json", "lsof -nP -iTCP");
     let target = |what: &str, measured: String, met: bool| report::Target {
@@ -668,6 +674,13 @@ fn machine() -> String {
         "Machine: {nproc} CPUs (nproc), {cpu}, {mem_gib} GiB RAM, kernel {kernel}; {ss}; lsof {lsof}; date {}.",
         first_line("date", &["-u", "+%Y-%m-%d"])
     )
+}
+
+/// The first three fields of /proc/loadavg: `0.52 0.71 0.80`.
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "?".into())
 }
 
 fn first_line(cmd: &str, args: &[&str]) -> String {
