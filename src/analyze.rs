@@ -9,12 +9,13 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::duration::format_duration_ms;
+use crate::format::format_bytes;
 
 pub mod predict;
 pub mod services;
 use crate::model::{
-    Connection, Finding, FindingCode, Findings, ProcessFinding, Severity, Snapshot, TcpInfo,
-    TcpState, TimerKind,
+    Connection, Finding, FindingCode, Findings, ProcessFinding, Severity, Snapshot, TcpState,
+    TimerKind,
 };
 
 /// When a socket counts as stuck.
@@ -101,34 +102,8 @@ fn process_finding(code: FindingCode, severity: Severity, message: String) -> Pr
     }
 }
 
-/// Milliseconds since the newest of the given tcp_info ages that are present; `None` when none are.
-fn newest(info: Option<&TcpInfo>, pick: &[fn(&TcpInfo) -> Option<u32>]) -> Option<u64> {
-    let info = info?;
-    pick.iter().filter_map(|f| f(info)).min().map(u64::from)
-}
-
-/// Time since anything was last heard from the peer (data or ack).
-fn heard_ms(conn: &Connection) -> Option<u64> {
-    newest(
-        conn.tcp_info.as_ref(),
-        &[TcpInfo::last_ack_recv_ms, TcpInfo::last_data_recv_ms],
-    )
-}
-
-/// Time since the last traffic either way: data received, ack received, data sent.
-fn idle_ms(conn: &Connection) -> Option<u64> {
-    newest(
-        conn.tcp_info.as_ref(),
-        &[
-            TcpInfo::last_data_recv_ms,
-            TcpInfo::last_ack_recv_ms,
-            TcpInfo::last_data_sent_ms,
-        ],
-    )
-}
-
 fn close_wait(conn: &Connection, t: &Thresholds) -> Option<Severity> {
-    if conn.state != TcpState::CloseWait || heard_ms(conn)? < t.close_wait_after_ms {
+    if conn.state != TcpState::CloseWait || conn.heard_ms()? < t.close_wait_after_ms {
         return None;
     }
     // The peer's FIN takes one sequence number: recv_q counts it until the program reads end-of-stream.
@@ -139,7 +114,7 @@ fn close_wait(conn: &Connection, t: &Thresholds) -> Option<Severity> {
 }
 
 fn explain_close_wait(conn: &Connection) -> String {
-    let closed = match heard_ms(conn) {
+    let closed = match conn.heard_ms() {
         Some(age) => format!(
             "peer closed at least {} ago and the program has not closed its end",
             format_duration_ms(age)
@@ -167,7 +142,7 @@ fn explain_dead_peer(conn: &Connection) -> String {
     } else {
         format!("{n} keepalive probes")
     };
-    let heard = match heard_ms(conn) {
+    let heard = match conn.heard_ms() {
         Some(ms) => format!(", nothing received for {}", format_duration_ms(ms)),
         None => String::new(),
     };
@@ -178,13 +153,13 @@ fn idle_without_keepalive(conn: &Connection, t: &Thresholds) -> Option<Severity>
     if conn.state != TcpState::Established || conn.timer.kind != TimerKind::None {
         return None;
     }
-    (idle_ms(conn)? >= t.idle_after_ms).then_some(Severity::Info)
+    (conn.quiet_ms()? >= t.idle_after_ms).then_some(Severity::Info)
 }
 
 fn explain_idle(conn: &Connection) -> String {
     format!(
         "idle {} with SO_KEEPALIVE off; a half-open connection here would never be noticed",
-        format_duration_ms(idle_ms(conn).unwrap_or(0))
+        format_duration_ms(conn.quiet_ms().unwrap_or(0))
     )
 }
 
@@ -245,22 +220,6 @@ fn explain_zero_window(conn: &Connection) -> String {
         "peer's receive window is zero after {probes}; {} waiting to be sent: the peer is alive but not reading",
         format_bytes(u64::from(conn.send_q))
     )
-}
-
-/// Formats a byte count for messages: `512 B`, `2.0 KiB`, `1.4 KiB`, `3.5 MiB` (one decimal, truncated).
-pub fn format_bytes(bytes: u64) -> String {
-    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
-    if bytes < 1024 {
-        return format!("{bytes} B");
-    }
-    let mut unit = 0;
-    let mut scale: u64 = 1024;
-    while unit + 1 < UNITS.len() && bytes / scale >= 1024 {
-        unit += 1;
-        scale *= 1024;
-    }
-    let tenths = (u128::from(bytes) * 10 / u128::from(scale)) as u64;
-    format!("{}.{} {}", tenths / 10, tenths % 10, UNITS[unit])
 }
 
 /// A process is flagged `keepalive_off` / `keepalive_default` when at least this percentage of its ESTABLISHED
@@ -470,7 +429,7 @@ mod tests {
     use std::net::{IpAddr, Ipv4Addr};
 
     use super::*;
-    use crate::model::{Family, Owner, Process, Timer};
+    use crate::model::{Owner, Process, TcpInfo, Timer};
 
     const T: Thresholds = Thresholds {
         close_wait_after_ms: 30_000,
@@ -480,30 +439,20 @@ mod tests {
 
     fn conn(state: TcpState, kind: TimerKind, count: u32) -> Connection {
         Connection {
-            cookie: 1,
-            family: Family::Ipv4,
             state,
             local_addr: IpAddr::V4(Ipv4Addr::new(10, 0, 0, 5)),
             local_port: 40000,
             peer_addr: IpAddr::V4(Ipv4Addr::new(10, 0, 0, 9)),
             peer_port: 5432,
-            interface: 0,
             inode: 100,
             uid: 1000,
-            recv_q: 0,
-            send_q: 0,
             timer: Timer {
                 kind,
                 expires_ms: 5_000,
                 count,
             },
-            shutdown: None,
-            congestion: None,
             tcp_info: Some(TcpInfo::default()),
-            owners: Default::default(),
-            keepalive: None,
-            netns: None,
-            findings: Default::default(),
+            ..crate::testing::conn()
         }
     }
 
@@ -822,23 +771,6 @@ mod tests {
         analyze(&mut snap, &T);
         assert!(snap.connections[0].findings.is_empty());
         assert_eq!(snap.connections[1].findings.len(), 1);
-    }
-
-    #[test]
-    fn formats_bytes() {
-        let cases = [
-            (0, "0 B"),
-            (1023, "1023 B"),
-            (1024, "1.0 KiB"),
-            (1448, "1.4 KiB"),
-            (2150, "2.0 KiB"),
-            (1024 * 1024 - 1, "1023.9 KiB"),
-            (3 * 1024 * 1024 + 512 * 1024, "3.5 MiB"),
-            (u64::MAX, "16777215.9 TiB"),
-        ];
-        for (bytes, want) in cases {
-            assert_eq!(format_bytes(bytes), want);
-        }
     }
 
     fn owned(mut c: Connection, owners: &[(u32, u32)]) -> Connection {

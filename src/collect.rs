@@ -8,7 +8,7 @@ use rustc_hash::FxHashSet;
 
 use crate::analyze::{self, Thresholds};
 use crate::diag::{self, DiagError, DumpRequest, Dumper};
-use crate::ghost;
+use crate::held_dead;
 use crate::model::{Connection, Snapshot};
 use crate::netns::{self, Scope};
 use crate::proc::{ProcCache, ProcMap, ScanConfig};
@@ -119,13 +119,13 @@ impl Collector {
         let connections = std::mem::take(&mut dumped.connections);
         // A socket a process holds is dead only if a complete dump lacks it: not if a filter left it out. A port
         // filter only cuts what is shown, so the search asks for the rest. Held dead sockets are looked for in
-        // every namespace listed (see `ghost::find`).
-        let ghosts = opts.read_sockopts
+        // every namespace listed (see `held_dead::find`).
+        let look_for_held_dead = opts.read_sockopts
             && opts.map_processes
             && opts.request.without_ports().is_complete()
             && dumped.namespaces.iter().any(|n| n.error.is_none());
         // Without a port filter the dump is every live socket; with one, a second dump without it says which.
-        let every = (ghosts && !opts.request.ports.is_empty())
+        let every = (look_for_held_dead && !opts.request.ports.is_empty())
             .then(|| every_inode(opts, &dumped, &connections));
         if let Some(cache) = procs.as_mut() {
             // Every live socket of the namespace, when the search for dead ones needs them, is accounted for: a
@@ -143,8 +143,8 @@ impl Collector {
             _ => Cow::Owned(procs.take().map(ProcCache::into_map).unwrap_or_default()),
         };
         // Built once the scans are let go: in a one-shot snapshot they, the map and the connections set the peak.
-        let every =
-            ghosts.then(|| every.unwrap_or_else(|| every_inode(opts, &dumped, &connections)));
+        let every = look_for_held_dead
+            .then(|| every.unwrap_or_else(|| every_inode(opts, &dumped, &connections)));
         let header = Snapshot {
             taken_at_unix_ms,
             dump_us,
@@ -207,18 +207,18 @@ fn finish(
         }
     }
     let mut reader = sockopt::Reader::new();
-    let mut ghost_processes = Vec::new();
+    let mut held_dead_processes = Vec::new();
     // `every`: the inode of every live socket of the namespaces listed, when held dead sockets are looked for.
     match every {
         Some(Ok(every)) => {
-            snapshot.held_dead = ghost::find(
+            snapshot.held_dead = held_dead::find(
                 &opts.proc_root,
                 &every.namespaces,
                 &every.inodes,
                 &map.owners,
                 &mut reader,
             );
-            ghost_processes = snapshot
+            held_dead_processes = snapshot
                 .held_dead
                 .iter()
                 .filter_map(|g| map.processes.get(&g.pid).cloned())
@@ -234,7 +234,7 @@ fn finish(
     if opts.map_processes {
         snapshot.units = netns::units(&opts.proc_root, snapshot.processes.keys().copied());
     }
-    for p in ghost_processes {
+    for p in held_dead_processes {
         snapshot.processes.entry(p.pid).or_insert(p);
     }
     if opts.map_processes {
@@ -395,7 +395,7 @@ mod tests {
     use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
     use super::*;
-    use crate::model::{Family, TcpState, Timer};
+    use crate::model::Family;
 
     fn conn(family: Family, local_port: u16, peer_port: u16, cookie: u64) -> Connection {
         let addr = match family {
@@ -405,24 +405,12 @@ mod tests {
         Connection {
             cookie,
             family,
-            state: TcpState::Established,
             local_addr: addr,
             local_port,
             peer_addr: addr,
             peer_port,
-            interface: 0,
             inode: cookie,
-            uid: 0,
-            recv_q: 0,
-            send_q: 0,
-            timer: Timer::NONE,
-            shutdown: None,
-            congestion: None,
-            tcp_info: None,
-            owners: Default::default(),
-            keepalive: None,
-            netns: None,
-            findings: Default::default(),
+            ..crate::testing::conn()
         }
     }
 

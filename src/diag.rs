@@ -1,5 +1,5 @@
 //! The kernel seam: a NETLINK_SOCK_DIAG dump of TCP sockets, parsed into `Connection`s, and the subscription to
-//! their destroy notifications ([`destroy`]).
+//! their destroy notifications ([`destroy`]); SOCK_DESTROY requests that abort one socket ([`sock_destroy`]).
 //!
 //! [`Dumper`] owns one netlink socket and one receive buffer, both reused across families and refreshes; the
 //! bytes are parsed in place by the pure [`parse::parse_buffer`], so tests need no kernel.
@@ -12,6 +12,7 @@ pub mod bytecode;
 pub mod destroy;
 pub mod parse;
 pub mod request;
+pub mod sock_destroy;
 pub mod tcp_info;
 
 #[cfg(test)]

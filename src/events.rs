@@ -13,15 +13,12 @@ pub mod feed;
 pub mod listener;
 pub mod tracker;
 
-use std::io::{self, Write};
 use std::net::IpAddr;
 
 use serde::Serialize;
 
-use crate::escape::escape;
 use crate::model::keepalive::DeathCause;
-use crate::model::{Connection, Family, Owner};
-use crate::output::json::{StateName, escape_bidi};
+use crate::model::{Connection, Family, Owner, StateName};
 
 pub use feed::{Evidence, Feed};
 pub use tracker::{NOTIFICATION_WAIT_MS, Tracker};
@@ -29,7 +26,7 @@ pub use tracker::{NOTIFICATION_WAIT_MS, Tracker};
 /// One line of `kwatch --watch --ndjson`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
-pub enum Event {
+pub enum WatchEvent {
     /// Watching started: the first snapshot was taken.
     Start {
         time_unix_ms: u64,
@@ -100,107 +97,5 @@ impl SocketId {
             peer_addr: c.peer_addr,
             peer_port: c.peer_port,
         }
-    }
-}
-
-/// One event as one line, not flushed: [`human_line`], or with `ndjson` one JSON object whose bidirectional
-/// formatting characters are escaped as in `--once --json` (a hostile process name cannot reorder the line). The
-/// line format of `--watch` and of `kwatch replay --events`.
-pub fn write_line(out: &mut dyn Write, e: &Event, ndjson: bool) -> io::Result<()> {
-    if ndjson {
-        let json = serde_json::to_vec(e).map_err(io::Error::other)?;
-        out.write_all(&escape_bidi(json))?;
-        out.write_all(b"\n")
-    } else {
-        writeln!(out, "{}", human_line(e))
-    }
-}
-
-/// One event as a line for people: `04:55:01 destroy 192.0.2.1:40000 > 192.0.2.2:9100 1234/app ...`.
-pub fn human_line(e: &Event) -> String {
-    let clock = |ms: u64| {
-        let s = ms / 1000 % 86_400;
-        format!("{:02}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60)
-    };
-    let sock = |s: &SocketId| {
-        let ep = |a: IpAddr, p: u16| match a {
-            IpAddr::V4(a) => format!("{a}:{p}"),
-            IpAddr::V6(a) => format!("[{a}]:{p}"),
-        };
-        format!(
-            "{} > {}",
-            ep(s.local_addr, s.local_port),
-            ep(s.peer_addr, s.peer_port)
-        )
-    };
-    let who = |owners: &[Owner], comm: &Option<String>| match (owners.first(), comm) {
-        (Some(o), Some(c)) => format!(" {}/{}", o.pid, escape(c)),
-        (Some(o), None) => format!(" {}", o.pid),
-        _ => String::new(),
-    };
-    match e {
-        Event::Start {
-            time_unix_ms,
-            sockets,
-            destroy_events,
-        } => format!(
-            "{} watching {sockets} sockets{}",
-            clock(*time_unix_ms),
-            if *destroy_events {
-                ""
-            } else {
-                " (no destroy events)"
-            }
-        ),
-        Event::State {
-            time_unix_ms,
-            socket,
-            owners,
-            comm,
-            from,
-            to,
-        } => format!(
-            "{} state {}{} {} -> {}",
-            clock(*time_unix_ms),
-            sock(socket),
-            who(owners, comm),
-            from.0.name(),
-            to.0.name()
-        ),
-        Event::Destroy {
-            time_unix_ms,
-            socket,
-            owners,
-            comm,
-            last_state,
-            probes,
-            retransmits,
-            cause,
-        } => format!(
-            "{} destroy {}{} {} (last {}, {} probes, {} retransmits)",
-            clock(*time_unix_ms),
-            sock(socket),
-            who(owners, comm),
-            serde_json::to_value(cause)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_string))
-                .unwrap_or_default(),
-            last_state.0.name(),
-            probes.unwrap_or(0),
-            retransmits.unwrap_or(0)
-        ),
-        Event::Lost {
-            time_unix_ms,
-            notifications,
-            total,
-        } => format!(
-            "{} lost {notifications} destroy notifications ({total} since the start): deaths in that time may be \
-             missing",
-            clock(*time_unix_ms)
-        ),
-        Event::Warning {
-            time_unix_ms,
-            message,
-        } => format!("{} warning: {}", clock(*time_unix_ms), escape(message)),
     }
 }

@@ -355,33 +355,18 @@ impl std::str::FromStr for Filter {
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
-    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+    use std::net::{IpAddr, Ipv6Addr};
 
     use super::*;
-    use crate::model::{Finding, Owner, Process, Severity, Timer};
+    use crate::model::{Finding, Owner, Process, Severity};
 
     fn conn(local_port: u16, peer_port: u16, pids: &[u32], state: TcpState) -> Connection {
         Connection {
-            cookie: 1,
-            family: Family::Ipv4,
             state,
-            local_addr: IpAddr::V4(Ipv4Addr::LOCALHOST),
             local_port,
-            peer_addr: IpAddr::V4(Ipv4Addr::LOCALHOST),
             peer_port,
-            interface: 0,
-            inode: 1,
-            uid: 0,
-            recv_q: 0,
-            send_q: 0,
-            timer: Timer::NONE,
-            shutdown: None,
-            congestion: None,
-            tcp_info: None,
             owners: pids.iter().map(|&pid| Owner { pid, fd: 3 }).collect(),
-            keepalive: None,
-            netns: None,
-            findings: Default::default(),
+            ..crate::testing::conn()
         }
     }
 

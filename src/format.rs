@@ -1,4 +1,4 @@
-//! Keepalive settings in a few columns, as a person reads them.
+//! Values as a person reads them: keepalive settings in a few columns, byte counts in messages.
 
 use crate::model::keepalive::{KeepaliveSettings, Source};
 
@@ -33,3 +33,41 @@ pub fn compact(ka: Option<&KeepaliveSettings>) -> String {
 
 /// What [`compact`] appends to settings assumed from the sysctls rather than read from the socket.
 pub const ASSUMED_MARK: &str = "*";
+
+/// Formats a byte count for messages: `512 B`, `2.0 KiB`, `1.4 KiB`, `3.5 MiB` (one decimal, truncated).
+pub fn format_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
+    if bytes < 1024 {
+        return format!("{bytes} B");
+    }
+    let mut unit = 0;
+    let mut scale: u64 = 1024;
+    while unit + 1 < UNITS.len() && bytes / scale >= 1024 {
+        unit += 1;
+        scale *= 1024;
+    }
+    let tenths = (u128::from(bytes) * 10 / u128::from(scale)) as u64;
+    format!("{}.{} {}", tenths / 10, tenths % 10, UNITS[unit])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_bytes() {
+        let cases = [
+            (0, "0 B"),
+            (1023, "1023 B"),
+            (1024, "1.0 KiB"),
+            (1448, "1.4 KiB"),
+            (2150, "2.0 KiB"),
+            (1024 * 1024 - 1, "1023.9 KiB"),
+            (3 * 1024 * 1024 + 512 * 1024, "3.5 MiB"),
+            (u64::MAX, "16777215.9 TiB"),
+        ];
+        for (bytes, want) in cases {
+            assert_eq!(format_bytes(bytes), want);
+        }
+    }
+}

@@ -13,7 +13,7 @@ pub mod exit;
 pub mod filter;
 pub mod format;
 pub mod generate;
-pub mod ghost;
+pub mod held_dead;
 pub mod model;
 pub mod moment;
 pub mod netns;
@@ -30,5 +30,7 @@ pub mod run;
 pub mod serve;
 pub mod sockopt;
 pub mod sysctl;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 pub mod tui;
 pub mod watch;

@@ -127,6 +127,19 @@ impl TcpState {
     }
 }
 
+/// A TCP state serialized by its documented name ([`TcpState::name`]: `fin-wait-1`), also as a map key.
+///
+/// The report pins its spelling here rather than relying on the model's serde attributes (which once wrote
+/// `fin-wait1`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct StateName(pub TcpState);
+
+impl Serialize for StateName {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.0.name())
+    }
+}
+
 impl fmt::Display for TcpState {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())
@@ -341,6 +354,34 @@ impl Connection {
     pub fn is_stuck(&self) -> bool {
         !self.findings.is_empty()
     }
+
+    /// Milliseconds since the peer was last heard (data or ack received), when tcp_info says: the quantity the
+    /// kernel's `keepalive_time_elapsed()` measures, and the one every "heard" and "idle" figure of kwatch shows.
+    pub fn heard_ms(&self) -> Option<u64> {
+        newest(
+            self.tcp_info.as_ref(),
+            &[TcpInfo::last_data_recv_ms, TcpInfo::last_ack_recv_ms],
+        )
+    }
+
+    /// Milliseconds since the last traffic either way (data received, ack received, data sent): how long the
+    /// connection has been quiet.
+    pub fn quiet_ms(&self) -> Option<u64> {
+        newest(
+            self.tcp_info.as_ref(),
+            &[
+                TcpInfo::last_data_recv_ms,
+                TcpInfo::last_ack_recv_ms,
+                TcpInfo::last_data_sent_ms,
+            ],
+        )
+    }
+}
+
+/// Milliseconds since the newest of the given tcp_info ages that are present; `None` when none are.
+fn newest(info: Option<&TcpInfo>, pick: &[fn(&TcpInfo) -> Option<u32>]) -> Option<u64> {
+    let info = info?;
+    pick.iter().filter_map(|f| f(info)).min().map(u64::from)
 }
 
 /// A network namespace as a socket carries it: the nsfs inode (what `lsns -t net` and `ls -iL /proc/PID/ns/net`

@@ -12,7 +12,7 @@ use anyhow::Context as _;
 use crate::cli::RecordArgs;
 use crate::collect::{self, Collector};
 use crate::config::Config;
-use crate::events::{Event, Feed};
+use crate::events::{Feed, WatchEvent};
 use crate::filter::Filter;
 use crate::model::{Connection, Snapshot};
 use crate::output::json;
@@ -95,14 +95,14 @@ fn log(line: &str) {
 }
 
 /// Says on stderr what the recorder's feed warns of: namespaces without destroy notifications, lost ones.
-fn warn(event: &Event) {
+fn warn(event: &WatchEvent) {
     match event {
-        Event::Warning { message, .. } => log(&format!("warning: {message}")),
-        Event::Start {
+        WatchEvent::Warning { message, .. } => log(&format!("warning: {message}")),
+        WatchEvent::Start {
             destroy_events: false,
             ..
         } => log("warning: deaths are not recorded: no destroy notifications"),
-        Event::Lost { notifications, .. } => log(&format!(
+        WatchEvent::Lost { notifications, .. } => log(&format!(
             "warning: {notifications} destroy notifications were lost: deaths in that time may be missing"
         )),
         _ => {}

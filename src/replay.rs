@@ -12,9 +12,10 @@ use serde::Serialize;
 
 use crate::collect;
 use crate::config::Config;
-use crate::events::{self, Event, Tracker};
+use crate::events::{Tracker, WatchEvent};
 use crate::model::Connection;
 use crate::moment::format_local;
+use crate::output::event_line;
 use crate::output::{json, table};
 use crate::recording::cursor::{Cursor, frame_at};
 use crate::recording::frame::{FLAG_DEATHS, FLAG_SESSION_START};
@@ -105,7 +106,7 @@ pub fn events(
     let mut cursor = Cursor::seek(dir, from_ms)?;
     let mut tracker = Tracker::new();
     let mut started = false;
-    let emit = |out: &mut dyn Write, e: &Event| events::write_line(out, e, ndjson);
+    let emit = |out: &mut dyn Write, e: &WatchEvent| event_line::write_line(out, e, ndjson);
     let mut stepped = false;
     // Notifications lost since the window's start.
     let mut lost_total = 0;
@@ -126,7 +127,7 @@ pub fn events(
             if in_window && started {
                 emit(
                     out,
-                    &Event::Warning {
+                    &WatchEvent::Warning {
                         time_unix_ms: time,
                         message:
                             "the recording resumes here: changes and deaths before this moment \
@@ -152,7 +153,7 @@ pub fn events(
             started = true;
             emit(
                 out,
-                &Event::Start {
+                &WatchEvent::Start {
                     time_unix_ms: time,
                     sockets: tracker.watched() as u64,
                     destroy_events: frame.flags & FLAG_DEATHS != 0,
@@ -163,7 +164,7 @@ pub fn events(
             lost_total += evidence.lost;
             emit(
                 out,
-                &Event::Lost {
+                &WatchEvent::Lost {
                     time_unix_ms: time,
                     notifications: evidence.lost,
                     total: lost_total,

@@ -5,6 +5,8 @@
 //! user under a permissive Yama scope). Where it fails, the caller falls back to the namespace sysctls and marks
 //! the values as assumed.
 
+pub mod enable;
+
 use std::collections::HashMap;
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};

@@ -1,17 +1,19 @@
 //! The interactive terminal UI: live connections and processes, detail pane, filter prompt; terminal always restored.
 //!
-//! Threads: input, collector and signals feed one channel of [`event::Event`]s; the calling thread owns the
+//! Threads: input, collector and signals feed one channel of [`event::UiEvent`]s; the calling thread owns the
 //! [`App`], turns events into [`Action`]s (keys through the pure [`keys::map_key`]) and draws with [`render`].
 
 pub mod act;
 pub mod app;
 pub mod event;
+pub mod event_log;
 pub mod explain;
 pub mod format;
 pub mod history;
 pub mod keys;
-pub mod log;
+pub mod perform;
 pub mod playback;
+pub mod prepare;
 pub mod render;
 pub mod replay;
 
@@ -24,14 +26,15 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::{Context, bail};
 use crossterm::event::{DisableMouseCapture, EnableMouseCapture, MouseEventKind};
 
-pub use app::{Action, App, Mode, View, ViewSpec, update};
+pub use app::{Action, App, Mode, View, update};
 pub use keys::map_key;
+pub use prepare::ViewSpec;
 
 use crate::collect;
 use crate::filter::Filter;
 use crate::pace::Pace;
 use crate::recording;
-use event::{Control, Event};
+use event::{Control, UiEvent};
 
 /// What `run` needs: built by `run.rs` from the resolved command line.
 #[derive(Debug, Clone)]
@@ -65,7 +68,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     if !std::io::stdout().is_terminal() {
         bail!(NO_TTY);
     }
-    let (tx, rx) = mpsc::channel::<Event>();
+    let (tx, rx) = mpsc::channel::<UiEvent>();
     let signals = event::spawn_signals(tx.clone()).context("cannot watch for signals")?;
 
     let outcome = {
@@ -125,15 +128,14 @@ fn now_ms() -> u64 {
 fn event_loop(
     terminal: &mut ratatui::DefaultTerminal,
     config: Config,
-    tx: mpsc::Sender<Event>,
-    rx: mpsc::Receiver<Event>,
+    tx: mpsc::Sender<UiEvent>,
+    rx: mpsc::Receiver<UiEvent>,
 ) -> anyhow::Result<Exit> {
     let stop = Arc::new(AtomicBool::new(false));
     let _input =
         event::spawn_input(tx.clone(), stop.clone()).context("cannot start the input thread")?;
     // Dropping `control` (when this function returns) tells the collector to stop after its current dump.
     let (control, control_rx) = mpsc::channel::<Control>();
-    let proc_root = config.collect.proc_root.clone();
     let tz = config.replay.as_ref().map(|s| s.tz.clone());
     let _collector = match config.replay {
         None => event::spawn_collector(config.collect, config.pace, tx, control_rx)
@@ -179,7 +181,7 @@ fn event_loop(
                 Err(RecvTimeoutError::Disconnected) => bail!("every event source stopped"),
             };
             // Handle everything already queued before drawing again, so a burst of keys draws once.
-            let mut events: Vec<Event> = first.into_iter().collect();
+            let mut events: Vec<UiEvent> = first.into_iter().collect();
             events.extend(rx.try_iter());
             let now = clock(&app);
             update(&mut app, Action::Tick { now_ms: now });
@@ -192,11 +194,13 @@ fn event_loop(
                 }
                 let now = clock(&app);
                 update(&mut app, Action::Tick { now_ms: now });
-                // `K`/`E` answered yes: done here (milliseconds), then a refresh at once shows the result.
+                // `K`/`E` answered yes: the collector performs it, answers with `ActDone`, then refreshes at once.
                 if let Some(pending) = app.act_request.take() {
-                    let line = act::perform(&pending, app.snapshot.as_ref(), &proc_root);
-                    update(&mut app, Action::ActDone(line));
-                    let _ = control.send(Control::Refresh);
+                    let namespaces = app
+                        .snapshot
+                        .as_ref()
+                        .map_or_else(Vec::new, |s| s.namespaces.clone());
+                    let _ = control.send(Control::Act(Box::new((pending, namespaces))));
                 }
             }
             if app.quit {
@@ -209,31 +213,32 @@ fn event_loop(
 }
 
 /// Applies one event to the app; `Some` when the UI must end.
-fn handle(app: &mut App, ev: Event) -> anyhow::Result<Option<Exit>> {
+fn handle(app: &mut App, ev: UiEvent) -> anyhow::Result<Option<Exit>> {
     let action = match ev {
-        Event::Key(key) => map_key(app.mode(), key),
-        Event::Mouse(m) => match m.kind {
+        UiEvent::Key(key) => map_key(app.mode(), key),
+        UiEvent::Mouse(m) => match m.kind {
             MouseEventKind::ScrollUp => Some(Action::ScrollUp),
             MouseEventKind::ScrollDown => Some(Action::ScrollDown),
             _ => None,
         },
-        Event::Resize(width, height) => Some(Action::Resize { width, height }),
-        Event::Snapshot(snapshot, None) => Some(Action::Snapshot {
+        UiEvent::Resize(width, height) => Some(Action::Resize { width, height }),
+        UiEvent::Snapshot(snapshot, None) => Some(Action::Snapshot {
             snapshot,
             now_ms: now_ms(),
         }),
-        Event::Snapshot(snapshot, Some(prepared)) => Some(Action::PreparedSnapshot {
+        UiEvent::Snapshot(snapshot, Some(prepared)) => Some(Action::PreparedSnapshot {
             snapshot,
             prepared,
             now_ms: now_ms(),
         }),
-        Event::CollectorError(e) => Some(Action::CollectorError(e)),
-        Event::Log(events) => Some(Action::Log(events)),
-        Event::Stretched(period) => Some(Action::Stretched(period)),
-        Event::Fatal(e) => bail!(e),
-        Event::Signal(sig) => return Ok(Some(Exit::Signal(sig))),
+        UiEvent::CollectorError(e) => Some(Action::CollectorError(e)),
+        UiEvent::Log(events) => Some(Action::Log(events)),
+        UiEvent::Stretched(period) => Some(Action::Stretched(period)),
+        UiEvent::ActDone(line) => Some(Action::ActDone(line)),
+        UiEvent::Fatal(e) => bail!(e),
+        UiEvent::Signal(sig) => return Ok(Some(Exit::Signal(sig))),
         // Handled by `replay::intercept`.
-        Event::Replay(_) => None,
+        UiEvent::Replay(_) => None,
     };
     if let Some(action) = action {
         update(app, action);

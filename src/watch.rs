@@ -9,7 +9,8 @@ use anyhow::Context;
 
 use crate::collect;
 use crate::config::Config;
-use crate::events::{self, Event, Feed};
+use crate::events::{Feed, WatchEvent};
+use crate::output::event_line;
 use crate::pace::process_cpu;
 
 fn unix_ms() -> u64 {
@@ -45,9 +46,9 @@ pub fn run(config: &Config, ndjson: bool, out: &mut impl Write) -> anyhow::Resul
     }
 }
 
-/// One event as one line ([`events::write_line`]), flushed.
-pub fn write_event(out: &mut dyn Write, e: &Event, ndjson: bool) -> io::Result<()> {
-    events::write_line(out, e, ndjson)?;
+/// One event as one line ([`event_line::write_line`]), flushed.
+pub fn write_event(out: &mut dyn Write, e: &WatchEvent, ndjson: bool) -> io::Result<()> {
+    event_line::write_line(out, e, ndjson)?;
     out.flush()
 }
 
@@ -66,61 +67,4 @@ fn stop_on_signals() -> io::Result<mpsc::Receiver<()>> {
             }
         })?;
     Ok(rx)
-}
-
-#[cfg(test)]
-#[allow(clippy::unwrap_used)]
-mod tests {
-    use super::*;
-    use crate::events::SocketId;
-    use crate::model::TcpState;
-    use crate::output::json::StateName;
-
-    fn state_event(comm: &str) -> Event {
-        Event::State {
-            time_unix_ms: 1,
-            socket: SocketId {
-                cookie: 7,
-                family: crate::model::Family::Ipv4,
-                local_addr: [127, 0, 0, 1].into(),
-                local_port: 9000,
-                peer_addr: [127, 0, 0, 1].into(),
-                peer_port: 40000,
-            },
-            owners: Vec::new(),
-            comm: Some(comm.to_string()),
-            from: StateName(TcpState::Established),
-            to: StateName(TcpState::CloseWait),
-        }
-    }
-
-    #[test]
-    fn an_ndjson_line_escapes_bidirectional_characters_and_decodes_to_the_same_name() {
-        let name = "evil\u{202e}gnp.exe\u{2066}";
-        let mut out = Vec::new();
-        write_event(&mut out, &state_event(name), true).unwrap();
-        let line = String::from_utf8(out).unwrap();
-        assert!(
-            line.ends_with('\n') && line.matches('\n').count() == 1,
-            "{line:?}"
-        );
-        assert!(
-            !line.contains('\u{202e}') && !line.contains('\u{2066}'),
-            "{line:?}"
-        );
-        assert!(
-            line.contains("\\u202e") && line.contains("\\u2066"),
-            "{line:?}"
-        );
-        let back: serde_json::Value = serde_json::from_str(&line).unwrap();
-        assert_eq!(back["comm"], name);
-    }
-
-    #[test]
-    fn a_text_line_shows_no_bidirectional_characters_either() {
-        let mut out = Vec::new();
-        write_event(&mut out, &state_event("evil\u{202e}x"), false).unwrap();
-        let line = String::from_utf8(out).unwrap();
-        assert!(!line.contains('\u{202e}'), "{line:?}");
-    }
 }

@@ -4,11 +4,7 @@ use kwatch::analyze::{Thresholds, analyze, rollup};
 use kwatch::filter::Filter;
 use kwatch::model::{FindingCode, Severity, Snapshot, TcpState};
 
-fn load(name: &str) -> Snapshot {
-    let path = format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read '{path}': {e}"));
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("parse '{path}': {e}"))
-}
+use kwatch::testing::fixture as load;
 
 #[test]
 fn fixtures_load_with_findings_empty() {

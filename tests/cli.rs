@@ -114,7 +114,8 @@ fn a_process_named_with_an_escape_sequence_does_not_reach_the_terminal_raw() {
     let lport = listener.local_addr().unwrap().port().to_string();
     let fd = listener.as_raw_fd();
     let mut cmd = Command::new(&evil);
-    cmd.arg("30").stdin(Stdio::null());
+    // Long enough to outlive every kwatch run below on a loaded machine (one took 23 s); the guard kills it.
+    cmd.arg("600").stdin(Stdio::null());
     // The listener is close-on-exec (std opens every fd so); the child keeps it under the same number once the
     // flag is cleared. (Moving it to a fixed number with dup2 fails when it already has that number: dup2(3, 3)
     // returns 3 and leaves close-on-exec set, so the child would own no socket.)

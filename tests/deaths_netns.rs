@@ -147,12 +147,14 @@ fn watch_with_netns_reports_deaths_in_that_namespace_with_their_cause() {
 
 /// Makes a connection in `ns` on `port` that a watcher has seen established, proven by a state event: the server
 /// side half-closes a moment after connecting, and a snapshot in between must have seen it. Tries again with a new
-/// connection if the watcher missed that moment.
+/// connection if the watcher missed that moment. Nothing the watcher prints says a refresh has run, so the moment
+/// doubles on each try (0.4 s up to 12.8 s): a machine busy enough to stretch `--all-netns` refreshes over many
+/// namespaces still gets a window longer than one refresh, and the whole search stays bounded (about a minute).
 fn seen_pair(watch: &Watcher, ns: &str, port: u16) -> (TcpListener, TcpStream, TcpStream) {
-    for _ in 0..10 {
+    for attempt in 0..6 {
         let (l, c, s) = loopback_pair(ns, port);
         let cport = c.local_addr().unwrap().port();
-        std::thread::sleep(Duration::from_millis(800));
+        std::thread::sleep(Duration::from_millis(400) * (1 << attempt));
         s.shutdown(Shutdown::Write).unwrap();
         if watch
             .next(Duration::from_secs(5), |v| {
@@ -291,7 +293,7 @@ fn the_live_views_feed_hears_deaths_in_the_namespace_it_shows() {
     }
     use kwatch::collect::{Collector, Options};
     use kwatch::diag::{DumpRequest, PortFilter};
-    use kwatch::events::Event;
+    use kwatch::events::WatchEvent;
     use kwatch::netns::Scope;
     let pair = NetnsPair::new();
     let (_l, client, server) = loopback_pair(&pair.a, 9430);
@@ -307,9 +309,9 @@ fn the_live_views_feed_hears_deaths_in_the_namespace_it_shows() {
         read_sockopts: true,
         netns: Scope::One(pair.a.clone()),
     };
-    let mut feed = kwatch::tui::log::Feed::open(&opts);
+    let mut feed = kwatch::tui::event_log::Feed::open(&opts);
     let mut collector = Collector::new(opts);
-    let mut step = |feed: &mut kwatch::tui::log::Feed| {
+    let mut step = |feed: &mut kwatch::tui::event_log::Feed| {
         feed.drain();
         let snapshot = collector.collect().unwrap();
         feed.step(&snapshot, snapshot.taken_at_unix_ms)
@@ -318,7 +320,7 @@ fn the_live_views_feed_hears_deaths_in_the_namespace_it_shows() {
     assert!(
         first.iter().any(|e| matches!(
             e,
-            Event::Start {
+            WatchEvent::Start {
                 sockets: 3,
                 destroy_events: true,
                 ..
@@ -333,8 +335,8 @@ fn the_live_views_feed_hears_deaths_in_the_namespace_it_shows() {
     while deaths.len() < 2 && Instant::now() < deadline {
         for e in step(&mut feed) {
             match e {
-                Event::Destroy { .. } => deaths.push(e),
-                Event::State { ref to, .. } => {
+                WatchEvent::Destroy { .. } => deaths.push(e),
+                WatchEvent::State { ref to, .. } => {
                     assert_ne!(
                         to.0,
                         kwatch::model::TcpState::Close,

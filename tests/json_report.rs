@@ -10,11 +10,7 @@ use kwatch::model::{Connection, Snapshot};
 use kwatch::output::json;
 use serde::Deserialize;
 
-fn load(name: &str) -> Snapshot {
-    let path = format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read '{path}': {e}"));
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("parse '{path}': {e}"))
-}
+use kwatch::testing::fixture as load;
 
 fn analyzed(name: &str) -> Snapshot {
     let mut snapshot = load(name);

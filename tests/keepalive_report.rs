@@ -7,8 +7,7 @@ use kwatch::model::{Connection, Snapshot};
 use serde_json::Value;
 
 fn busy_filled() -> Snapshot {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/busy.json");
-    let mut s: Snapshot = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let mut s = kwatch::testing::fixture("busy.json");
     kwatch::sockopt::fill(&mut s, false, None);
     analyze::analyze(&mut s, &Thresholds::default());
     s

@@ -13,8 +13,7 @@ const T0: u64 = 1_700_000_000_000;
 const SIZE: (u16, u16) = (160, 50);
 
 fn busy() -> Snapshot {
-    let path = format!("{}/tests/fixtures/busy.json", env!("CARGO_MANIFEST_DIR"));
-    let mut snap: Snapshot = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let mut snap = kwatch::testing::fixture("busy.json");
     analyze(&mut snap, &Thresholds::default());
     snap
 }

@@ -18,8 +18,7 @@ use kwatch::serve::metrics::{DeathCounts, MetricsOptions, SelfStats, render};
 use serde_json::Value;
 
 fn busy() -> Snapshot {
-    let mut snap: Snapshot =
-        serde_json::from_str(include_str!("fixtures/busy.json")).expect("busy fixture parses");
+    let mut snap = kwatch::testing::fixture("busy.json");
     analyze::analyze(&mut snap, &Thresholds::default());
     snap
 }

@@ -10,10 +10,7 @@ use kwatch::output::table::{self, TableOptions};
 use unicode_width::UnicodeWidthStr;
 
 fn load(name: &str) -> Snapshot {
-    let path = format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read '{path}': {e}"));
-    let mut snapshot: Snapshot =
-        serde_json::from_str(&text).unwrap_or_else(|e| panic!("parse '{path}': {e}"));
+    let mut snapshot = kwatch::testing::fixture(name);
     analyze::analyze(&mut snapshot, &Thresholds::default());
     snapshot
 }

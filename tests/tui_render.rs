@@ -16,10 +16,7 @@ use ratatui::backend::TestBackend;
 const T0: u64 = 1_700_000_000_000;
 
 fn load(name: &str) -> Snapshot {
-    let path = format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read '{path}': {e}"));
-    let mut snap: Snapshot =
-        serde_json::from_str(&text).unwrap_or_else(|e| panic!("parse '{path}': {e}"));
+    let mut snap = kwatch::testing::fixture(name);
     analyze(&mut snap, &Thresholds::default());
     snap
 }
@@ -371,10 +368,10 @@ fn socket(cookie: u64, local: &str, peer: &str) -> kwatch::events::SocketId {
 /// What the log view and the held dead sockets are drawn from: java (2231) kept the fd of a connection its peer
 /// let die by keepalive; the hostile process (3107) keeps one that was reset; a few deaths and state changes.
 fn app_with_deaths(size: (u16, u16)) -> App {
-    use kwatch::events::Event;
+    use kwatch::events::WatchEvent;
+    use kwatch::model::StateName;
     use kwatch::model::keepalive::DeathCause;
     use kwatch::model::{HeldDeadSocket, Owner, TcpInfo, TcpInfoFields, TcpState};
-    use kwatch::output::json::StateName;
     let mut app = App::new(Filter::default(), false);
     update(
         &mut app,
@@ -419,7 +416,7 @@ fn app_with_deaths(size: (u16, u16)) -> App {
     );
     let java = |fd| vec![Owner { pid: 2231, fd }];
     let destroy =
-        |t, s, owners, comm: Option<&str>, last, probes, retransmits, cause| Event::Destroy {
+        |t, s, owners, comm: Option<&str>, last, probes, retransmits, cause| WatchEvent::Destroy {
             time_unix_ms: T0 + t,
             socket: s,
             owners,
@@ -430,12 +427,12 @@ fn app_with_deaths(size: (u16, u16)) -> App {
             cause,
         };
     let events = vec![
-        Event::Start {
+        WatchEvent::Start {
             time_unix_ms: T0,
             sockets: 14,
             destroy_events: true,
         },
-        Event::State {
+        WatchEvent::State {
             time_unix_ms: T0 + 61_000,
             socket: socket(2001, "10.0.0.5:40180", "10.0.0.13:5432"),
             owners: java(17),
@@ -443,7 +440,7 @@ fn app_with_deaths(size: (u16, u16)) -> App {
             from: StateName(TcpState::Established),
             to: StateName(TcpState::Close),
         },
-        Event::State {
+        WatchEvent::State {
             time_unix_ms: T0 + 62_000,
             socket: socket(1003, "10.0.0.5:443", "203.0.113.7:51234"),
             owners: vec![Owner { pid: 812, fd: 11 }],
@@ -491,7 +488,7 @@ fn app_with_deaths(size: (u16, u16)) -> App {
             15,
             DeathCause::RetransmitTimeout,
         ),
-        Event::Warning {
+        WatchEvent::Warning {
             time_unix_ms: T0 + 96_000,
             message: "destroy notifications may have been lost: no buffer space available".into(),
         },
@@ -542,12 +539,12 @@ fn log_view_without_destroy_notifications() {
         &mut app,
         [
             Action::Log(vec![
-                kwatch::events::Event::Warning {
+                kwatch::events::WatchEvent::Warning {
                     time_unix_ms: T0,
                     message: "no destroy notifications: cannot open a sock_diag socket: permission denied"
                         .into(),
                 },
-                kwatch::events::Event::Start {
+                kwatch::events::WatchEvent::Start {
                     time_unix_ms: T0,
                     sockets: 14,
                     destroy_events: false,

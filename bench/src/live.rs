@@ -19,6 +19,8 @@ const ROWS: u16 = 50;
 const POLL: Duration = Duration::from_millis(2);
 /// A key not answered in this long is counted as unanswered.
 const KEY_TIMEOUT: Duration = Duration::from_secs(5);
+/// How often RSS is read while the view is watched without keys.
+const RSS_EVERY: Duration = Duration::from_millis(250);
 /// The target: every key answered within this.
 pub const KEY_TARGET: Duration = Duration::from_millis(100);
 
@@ -31,8 +33,10 @@ pub struct Live {
     pub quiet: Duration,
     /// CPU time of the whole process (every thread) over `quiet`, as a share of one core.
     pub cpu_share: f64,
-    /// RSS at the end of the quiet window, and the process's peak, in KiB.
+    /// RSS over the quiet window (read every 250 ms): median and largest, and the process's peak so far
+    /// (VmHWM, which includes the first refreshes), in KiB.
     pub rss_kib: u64,
+    pub rss_max_kib: u64,
     pub hwm_kib: u64,
     /// What the header said of the refresh pace at the end of the quiet window: `every 1.8s (CPU budget)` when
     /// it stretched the interval, `None` when it refreshed every interval.
@@ -40,6 +44,8 @@ pub struct Live {
     /// Time to answer each key, sorted.
     pub keys: Vec<Duration>,
     pub unanswered: usize,
+    /// Keys the run set out to press (it stops earlier only at its deadline).
+    pub keys_wanted: usize,
 }
 
 impl Live {
@@ -92,12 +98,12 @@ impl Drop for Tmux {
     }
 }
 
-/// Runs `kwatch` (default flags) in a pane, watches it for `quiet` without keys, then presses keys for
-/// `keys_for`, then quits it with `q`.
+/// Runs `kwatch` (default flags) in a pane, watches it for `quiet` without keys, then presses `presses` keys
+/// (at most for `presses` × 6 s), then quits it with `q`.
 pub fn measure(
     kwatch: &Path,
     quiet: Duration,
-    keys_for: Duration,
+    presses: usize,
     stop: &AtomicBool,
 ) -> anyhow::Result<Live> {
     let mut tmux = Tmux {
@@ -131,20 +137,29 @@ pub fn measure(
     // Let the first refreshes pass, then watch the process alone.
     pause(Duration::from_secs(2), stop)?;
     let (cpu0, t0) = (process_cpu(pid)?, Instant::now());
-    pause(quiet, stop)?;
+    let mut rss = Vec::new();
+    // Bounded by `quiet`; one RSS reading per step.
+    while t0.elapsed() < quiet {
+        rss.push(process_rss(pid)?.0);
+        pause(RSS_EVERY.min(quiet.saturating_sub(t0.elapsed())), stop)?;
+    }
     let cpu = process_cpu(pid)?.saturating_sub(cpu0);
     let watched = t0.elapsed();
-    let (rss_kib, hwm_kib) = process_rss(pid)?;
+    let (last_rss, hwm_kib) = process_rss(pid)?;
+    rss.push(last_rss);
+    rss.sort_unstable();
+    let (rss_kib, rss_max_kib) = (rss[rss.len() / 2], rss[rss.len() - 1]);
     let pace = header_pace(&tmux.screen()?);
 
     let mut keys = Vec::new();
     let mut unanswered = 0;
     let mut help_open = false;
-    let until = Instant::now() + keys_for;
+    // Bounded: `presses` keys, each answered or given up within KEY_TIMEOUT after a gap under 1 s.
+    let until = Instant::now() + (KEY_TIMEOUT + Duration::from_secs(1)) * presses as u32;
     // Keys at irregular moments (a fixed sequence of gaps), so that some land while a refresh is applied.
     let gaps = [130u64, 70, 210, 90, 170, 50, 240, 110];
     let mut i = 0;
-    while Instant::now() < until {
+    while i < presses && Instant::now() < until {
         pause(Duration::from_millis(gaps[i % gaps.len()]), stop)?;
         i += 1;
         let want = !help_open;
@@ -173,10 +188,12 @@ pub fn measure(
         quiet: watched,
         cpu_share: cpu.as_secs_f64() / watched.as_secs_f64().max(1e-9),
         rss_kib,
+        rss_max_kib,
         hwm_kib,
         pace,
         keys,
         unanswered,
+        keys_wanted: presses,
     })
 }
 
@@ -227,7 +244,7 @@ fn wait_until(
     }
 }
 
-fn pause(d: Duration, stop: &AtomicBool) -> anyhow::Result<()> {
+pub fn pause(d: Duration, stop: &AtomicBool) -> anyhow::Result<()> {
     let until = Instant::now() + d;
     while Instant::now() < until {
         if stop.load(Ordering::Relaxed) {
@@ -244,7 +261,7 @@ fn pause(d: Duration, stop: &AtomicBool) -> anyhow::Result<()> {
 
 /// User + system CPU time of every thread of `pid` so far (`/proc/PID/stat` fields 14 and 15), exited threads
 /// included.
-fn process_cpu(pid: u32) -> anyhow::Result<Duration> {
+pub fn process_cpu(pid: u32) -> anyhow::Result<Duration> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .with_context(|| format!("kwatch (pid {pid}) is gone"))?;
     cpu_from_stat(&stat).context("cannot read /proc/PID/stat")
@@ -261,7 +278,7 @@ fn cpu_from_stat(stat: &str) -> Option<Duration> {
 }
 
 /// (VmRSS, VmHWM) of `pid` in KiB.
-fn process_rss(pid: u32) -> anyhow::Result<(u64, u64)> {
+pub fn process_rss(pid: u32) -> anyhow::Result<(u64, u64)> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
         .with_context(|| format!("kwatch (pid {pid}) is gone"))?;
     let kib = |key: &str| {
@@ -282,20 +299,28 @@ pub fn table(l: &Live) -> String {
          | first frame listing the sockets | {} |\n\
          | refresh pace the header shows | {} |\n\
          | whole process, share of one core ({:.0} s without keys) | {:.1} % |\n\
-         | RSS then / peak RSS | {:.1} / {:.1} MiB |\n\
+         | RSS without keys: median / largest (read every {} ms) | {:.1} / {:.1} MiB |\n\
+         | peak RSS of the process (VmHWM, first refreshes included) | {:.1} MiB |\n\
          | keys answered: median / 90th percentile / slowest | {} / {} / {} |\n\
-         | keys answered later than {} (of {}) | {} |\n",
+         | keys answered later than {} (of {} pressed{}) | {} |\n",
         fmt_duration(l.first_frame),
         l.pace.as_deref().unwrap_or("every interval (1 s)"),
         l.quiet.as_secs_f64(),
         l.cpu_share * 100.0,
+        RSS_EVERY.as_millis(),
         l.rss_kib as f64 / 1024.0,
+        l.rss_max_kib as f64 / 1024.0,
         l.hwm_kib as f64 / 1024.0,
         ms(l.key_quantile(0.5)),
         ms(l.key_quantile(0.9)),
         ms(l.key_max()),
         ms(KEY_TARGET),
         l.keys.len() + l.unanswered,
+        if l.keys.len() + l.unanswered < l.keys_wanted {
+            format!(", {} wanted: stopped at its deadline", l.keys_wanted)
+        } else {
+            String::new()
+        },
         l.keys_late(),
     )
 }

@@ -1,17 +1,19 @@
 //! kwatch-bench: N loopback connections in a fresh network namespace, then kwatch timed against ss and lsof.
 //!
-//! Usage: `kwatch-bench N [--rounds R] [--tui-secs S] [--budget S] [--timeout S] [--kwatch PATH]`
-//! (normally through `bench/run.sh`, which builds both). Needs root. The table goes to stdout, progress to stderr.
+//! Usage: `kwatch-bench N [--rounds R] [--tui-secs S] [--budget S] [--timeout S] [--kwatch PATH] ...` (normally
+//! through `bench/run.sh`, which builds them). Needs root. The tables go to stdout, progress to stderr.
 
 mod check;
 mod cmd;
 mod collector;
+mod exporter;
 mod farm;
 mod farms;
 mod live;
 mod measure;
 mod netns;
 mod plan;
+mod profile;
 mod record;
 mod report;
 
@@ -28,15 +30,22 @@ use crate::netns::Netns;
 use crate::report::Row;
 
 const USAGE: &str = "usage: kwatch-bench N [--rounds R] [--tui-secs S] [--budget S] [--timeout S] \
-[--per-process P] [--kwatch PATH]
+[--cap S] [--keys K] [--scrapes K] [--profile] [--per-process P] [--kwatch PATH] [--hold S]
   N              loopback connections to open (2N sockets)
   --rounds R     timed rounds per command after one warm-up round (default 5)
   --budget S     stop repeating a command once its measured runs add up to S seconds (default 60):
                  slow commands (ss -tanop at N=100,000) get fewer rounds, at least one
   --tui-secs S   how long to measure the TUI collector in steady state (default 60; 0 skips it)
-  --live-secs S  run the real live view in tmux: watch it S seconds without keys, then press keys for S
-                 seconds (default 20; 0 skips it)
+  --live-secs S  run the real live view in tmux: watch it S seconds without keys (default 20; 0 skips it),
+                 then press --keys keys
+  --keys K       keys pressed in the live view, each timed until the pane shows the change (default 100)
+  --scrapes K    scrapes of `kwatch serve`, 1.5 s apart (default 3; 0 skips it)
+  --profile      also break one snapshot down (kernel dump, /proc, socket options, output) and what the live
+                 view keeps per socket (kwatch-bench-profile), sample `kwatch --once --json` with perf, and
+                 time `ss -tanoi` (the kernel work of kwatch's own dump) beside the other commands
   --timeout S    kill any one command after S seconds (default 600)
+  --cap S        stop `ss -tanop` (quadratic: minutes at a million sockets) after S seconds and report a
+                 lower bound (default 60)
   --per-process P  connections per farm process (default 16000; the fd limit is per process)
   --kwatch PATH  the kwatch binary (default: target/release/kwatch next to bench/)
   --hold S       set up and check, then keep the connections open for S seconds (or until Ctrl-C) without
@@ -49,7 +58,11 @@ struct Config {
     budget: Duration,
     tui: Duration,
     live: Duration,
+    keys: usize,
+    scrapes: usize,
+    profile: bool,
     timeout: Duration,
+    cap: Duration,
     per_process: usize,
     kwatch: PathBuf,
     hold: Duration,
@@ -62,7 +75,11 @@ fn parse_args(args: &[String]) -> anyhow::Result<Config> {
         budget: Duration::from_secs(60),
         tui: Duration::from_secs(60),
         live: Duration::from_secs(20),
+        keys: 100,
+        scrapes: 3,
+        profile: false,
         timeout: Duration::from_secs(600),
+        cap: Duration::from_secs(60),
         per_process: 16_000,
         kwatch: default_kwatch(),
         hold: Duration::ZERO,
@@ -86,6 +103,10 @@ fn parse_args(args: &[String]) -> anyhow::Result<Config> {
             "--tui-secs" => cfg.tui = Duration::from_secs(num(value(arg)?)?),
             "--live-secs" => cfg.live = Duration::from_secs(num(value(arg)?)?),
             "--timeout" => cfg.timeout = Duration::from_secs(num(value(arg)?)?.max(1)),
+            "--cap" => cfg.cap = Duration::from_secs(num(value(arg)?)?.max(1)),
+            "--keys" => cfg.keys = num(value(arg)?)? as usize,
+            "--scrapes" => cfg.scrapes = num(value(arg)?)? as usize,
+            "--profile" => cfg.profile = true,
             "--per-process" => cfg.per_process = num(value(arg)?)? as usize,
             "--kwatch" => cfg.kwatch = PathBuf::from(value(arg)?),
             "--hold" => cfg.hold = Duration::from_secs(num(value(arg)?)?),
@@ -159,23 +180,35 @@ fn record_size(args: &[String]) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The labels of the commands compared, and how to run them.
-fn commands(kwatch: &Path) -> Vec<(String, Vec<String>)> {
+/// One command compared: its label, how to run it, and the cap after which it is stopped and reported as a
+/// lower bound (`None`: it must finish within `--timeout`).
+struct Cmd {
+    label: String,
+    argv: Vec<String>,
+    cap: Option<Duration>,
+}
+
+/// The commands compared. `ss -tanop` is quadratic in the sockets (10 s at 200,000, minutes at a million): it is
+/// stopped at `cap`. `netstat -tanp` is left out at every size. With `profile`, `ss -tanoi` too: it asks the
+/// kernel for what kwatch's dump asks (timers, `tcp_info`, congestion control), so it shows that dump's cost.
+fn commands(kwatch: &Path, cap: Duration, profile: bool) -> Vec<Cmd> {
     let k = kwatch.to_string_lossy().to_string();
+    let cmd = |label: &str, argv: &[&str], cap: Option<Duration>| Cmd {
+        label: label.to_string(),
+        argv: argv.iter().map(|a| a.to_string()).collect(),
+        cap,
+    };
     let mut out = vec![
-        (
-            "kwatch --once --json".to_string(),
-            vec![k.clone(), "--once".into(), "--json".into()],
-        ),
-        ("kwatch --once".to_string(), vec![k, "--once".into()]),
-        (report::SS_P.to_string(), vec!["ss".into(), "-tanop".into()]),
-        (report::SS.to_string(), vec!["ss".into(), "-tano".into()]),
+        cmd("kwatch --once --json", &[&k, "--once", "--json"], None),
+        cmd("kwatch --once", &[&k, "--once"], None),
+        cmd(report::SS_P, &["ss", "-tanop"], Some(cap)),
+        cmd(report::SS, &["ss", "-tano"], None),
     ];
+    if profile {
+        out.push(cmd("ss -tanoi", &["ss", "-tanoi"], None));
+    }
     if which("lsof") {
-        out.push((
-            "lsof -nP -iTCP".to_string(),
-            vec!["lsof".into(), "-nP".into(), "-iTCP".into()],
-        ));
+        out.push(cmd("lsof -nP -iTCP", &["lsof", "-nP", "-iTCP"], None));
     } else {
         progress("lsof is not installed: its row is left out (apt-get install lsof)");
     }
@@ -205,6 +238,7 @@ fn bench(cfg: &Config) -> anyhow::Result<bool> {
         signal_hook::flag::register(sig, Arc::clone(&stop))?;
     }
     let machine = machine();
+    let load_at_start = loadavg();
     let scratch = Scratch::new()?;
 
     // Declared first, dropped last: the namespace outlives the farms in it.
@@ -227,6 +261,11 @@ fn bench(cfg: &Config) -> anyhow::Result<bool> {
     let mut farms = Farms::new();
     let setup = Instant::now();
     let ready_timeout = Duration::from_secs(60 + cfg.n as u64 / 1000);
+    progress(&format!(
+        "{} farm processes ({} pairs), at most {per_process} connections each",
+        2 * pairs.len(),
+        pairs.len()
+    ));
     for p in &pairs {
         farms.start(p.server.clone())?;
     }
@@ -235,7 +274,11 @@ fn bench(cfg: &Config) -> anyhow::Result<bool> {
         farms.start(p.client.clone())?;
     }
     farms.wait_for(0..2 * pairs.len(), "ready", ready_timeout, &stop)?;
-    let count = wait_for_sockets(expected, Duration::from_secs(60), &stop)?;
+    let count = wait_for_sockets(
+        expected,
+        Duration::from_secs(60 + cfg.n as u64 / 5000),
+        &stop,
+    )?;
     progress(&format!(
         "{} connections by {} server and {} client processes: {count} sockets, in {:.1} s",
         cfg.n,
@@ -260,7 +303,12 @@ fn bench(cfg: &Config) -> anyhow::Result<bool> {
         return Ok(verdict.ok);
     }
 
-    let rows = time_commands(&commands(&kwatch), cfg, &scratch, &stop)?;
+    let rows = time_commands(
+        &commands(&kwatch, cfg.cap, cfg.profile),
+        cfg,
+        &scratch,
+        &stop,
+    )?;
     let steady = if cfg.tui.is_zero() {
         None
     } else {
@@ -277,11 +325,23 @@ fn bench(cfg: &Config) -> anyhow::Result<bool> {
         None
     } else {
         progress(&format!(
-            "live view in tmux: {} s without keys, {} s of keys",
+            "live view in tmux: {} s without keys, then {} keys",
             cfg.live.as_secs(),
-            cfg.live.as_secs()
+            cfg.keys
         ));
-        Some(live::measure(&kwatch, cfg.live, cfg.live, &stop)?)
+        Some(live::measure(&kwatch, cfg.live, cfg.keys, &stop)?)
+    };
+    let served = if cfg.scrapes == 0 {
+        None
+    } else {
+        progress(&format!("kwatch serve: {} scrapes", cfg.scrapes));
+        Some(exporter::measure(&kwatch, cfg.scrapes, &stop)?)
+    };
+    let profiled = if cfg.profile {
+        progress("profile: one snapshot broken down, what the live view keeps, perf");
+        Some(profile::run(&kwatch, &scratch.dir, &stop)?)
+    } else {
+        None
     };
     drop(farms);
     drop(ns);
@@ -291,6 +351,11 @@ fn bench(cfg: &Config) -> anyhow::Result<bool> {
         group(cfg.n)
     );
     println!("{machine}\n");
+    println!(
+        "Load average (1, 5, 15 min) at the start: {load_at_start}; at the end: {}. Above the CPU count, other work \
+         competed for the CPUs and wall times are stretched: compare the CPU columns.\n",
+        loadavg()
+    );
     println!("{}", report::table(&rows));
     let mut targets = report::targets(cfg.n, &rows, "kwatch --once --json", "lsof -nP -iTCP");
     let target = |what: &str, measured: String, met: bool| report::Target {
@@ -339,12 +404,25 @@ fn bench(cfg: &Config) -> anyhow::Result<bool> {
             l.keys_late() == 0 && !l.keys.is_empty(),
         ));
     }
+    if let Some(e) = &served {
+        println!("{}", exporter::table(e));
+    }
     let targets_md = report::targets_table(&targets);
     println!("Targets of issue 5 that apply at this N:\n\n{targets_md}");
+    if cfg.n >= 500_000 {
+        let million = million_targets(&rows, steady.as_ref(), live.as_ref(), served.as_ref());
+        println!(
+            "Targets of issue 19 (a million sockets):\n\n{}\n`kwatch record`: not measured in this run (`kwatch-bench record-size N` measures its size).\n",
+            report::targets_table(&million)
+        );
+    }
+    if let Some(p) = &profiled {
+        println!("{p}");
+    }
     println!("Correctness: {}", verdict.summary);
     let failed: Vec<&str> = rows
         .iter()
-        .filter(|r| r.samples.iter().any(|s| s.status != 0))
+        .filter(|r| r.samples.iter().any(|s| s.status != 0 && !s.timed_out))
         .map(|r| r.label.as_str())
         .collect();
     if !failed.is_empty() {
@@ -399,7 +477,13 @@ fn check_correctness(
         "--once".into(),
         "--json".into(),
     ];
-    let sample = measured(&argv, &json, cfg, scratch, stop)?;
+    let sample = measured(&argv, &json, cfg.timeout, scratch, stop)?;
+    if sample.timed_out {
+        bail!(
+            "'kwatch --once --json' did not finish within {} s",
+            cfg.timeout.as_secs()
+        );
+    }
     if sample.status != 0 {
         let err = std::fs::read_to_string(scratch.path("stderr")).unwrap_or_default();
         return Ok(Verdict {
@@ -465,31 +549,48 @@ fn check_correctness(
     })
 }
 
-/// One warm-up round, then `rounds` rounds of every command in turn, each command's output to /dev/null.
+/// One warm-up round, then `rounds` rounds of every command in turn, each command's output to /dev/null. A
+/// command stopped at its cap is not run again.
 fn time_commands(
-    cmds: &[(String, Vec<String>)],
+    cmds: &[Cmd],
     cfg: &Config,
     scratch: &Scratch,
     stop: &AtomicBool,
 ) -> anyhow::Result<Vec<Row>> {
     let mut rows: Vec<Row> = cmds
         .iter()
-        .map(|(label, _)| Row {
-            label: label.clone(),
+        .map(|c| Row {
+            label: c.label.clone(),
             samples: Vec::new(),
         })
         .collect();
     let devnull = Path::new("/dev/null");
     let err_path = scratch.path("stderr");
     for round in 0..=cfg.rounds {
-        for ((label, argv), row) in cmds.iter().zip(rows.iter_mut()) {
+        for (cmd, row) in cmds.iter().zip(rows.iter_mut()) {
+            let label = &cmd.label;
             let spent: Duration = row.samples.iter().map(|s| s.wall).sum();
             let last = row.samples.last().map_or(Duration::ZERO, |s| s.wall);
             if round > 0 && !row.samples.is_empty() && spent + last > cfg.budget {
                 continue;
             }
-            let s = measured(argv, devnull, cfg, scratch, stop)
+            if row.samples.iter().any(|s| s.timed_out) {
+                continue;
+            }
+            let timeout = cmd.cap.unwrap_or(cfg.timeout).min(cfg.timeout);
+            let s = measured(&cmd.argv, devnull, timeout, scratch, stop)
                 .with_context(|| format!("running '{label}'"))?;
+            if s.timed_out {
+                if cmd.cap.is_none() {
+                    bail!("'{label}' did not finish within {} s", timeout.as_secs());
+                }
+                progress(&format!(
+                    "round {round} {label}: stopped at its cap of {} s (reported as a lower bound, not run again)",
+                    timeout.as_secs()
+                ));
+                row.samples.push(s);
+                continue;
+            }
             if s.status != 0 {
                 let err = std::fs::read_to_string(&err_path).unwrap_or_default();
                 progress(&format!(
@@ -515,32 +616,29 @@ fn time_commands(
     Ok(rows)
 }
 
-/// Runs `argv` through `kwatch-bench-spawn` (see there why) and returns what it measured; stdout goes to
-/// `stdout_to`, stderr to the scratch file `stderr`.
+/// Runs `argv` through `kwatch-bench-spawn` (see there why) and returns what it measured (`timed_out` when it
+/// was stopped after `timeout`); stdout goes to `stdout_to`, stderr to the scratch file `stderr`.
 fn measured(
     argv: &[String],
     stdout_to: &Path,
-    cfg: &Config,
+    timeout: Duration,
     scratch: &Scratch,
     stop: &AtomicBool,
 ) -> anyhow::Result<measure::Sample> {
     let spawner = std::env::current_exe()?.with_file_name("kwatch-bench-spawn");
     let mut full: Vec<String> = vec![
         spawner.to_string_lossy().into(),
-        cfg.timeout.as_millis().to_string(),
+        timeout.as_millis().to_string(),
         stdout_to.to_string_lossy().into(),
         scratch.path("stderr").to_string_lossy().into(),
         "--".into(),
     ];
     full.extend(argv.iter().cloned());
     let (out, err) = (scratch.path("spawn.out"), scratch.path("spawn.err"));
-    let spawn = measure::run(
-        &full,
-        &out,
-        &err,
-        cfg.timeout + Duration::from_secs(30),
-        stop,
-    )?;
+    let spawn = measure::run(&full, &out, &err, timeout + Duration::from_secs(30), stop)?;
+    if spawn.timed_out {
+        bail!("kwatch-bench-spawn did not return within its timeout");
+    }
     if spawn.status != 0 {
         bail!(
             "{}",
@@ -610,6 +708,13 @@ fn machine() -> String {
     )
 }
 
+/// The first three fields of /proc/loadavg: `0.52 0.71 0.80`.
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "?".into())
+}
+
 fn first_line(cmd: &str, args: &[&str]) -> String {
     Command::new(cmd)
         .args(args)
@@ -645,6 +750,94 @@ fn group(n: usize) -> String {
             out.push(',');
         }
         out.push(c);
+    }
+    out
+}
+
+/// The targets of issue 19 at N=500,000 (a million sockets), from every part of the run that measured them.
+fn million_targets(
+    rows: &[Row],
+    steady: Option<&collector::Steady>,
+    live: Option<&live::Live>,
+    served: Option<&exporter::Exporter>,
+) -> Vec<report::Target> {
+    let mut out = report::million_targets(rows, "kwatch --once --json", "lsof -nP -iTCP");
+    let target = |what: &str, measured: String, met: bool| report::Target {
+        what: what.to_string(),
+        measured,
+        met,
+    };
+    let mib = |kib: u64| kib as f64 / 1024.0;
+    if let Some(l) = live {
+        out.push(target(
+            "live view: first frame listing the sockets ≤ 3 s",
+            report::fmt_duration(l.first_frame),
+            l.first_frame <= Duration::from_secs(3),
+        ));
+        out.push(target(
+            "live view: RSS in steady state ≤ 400 MiB",
+            format!(
+                "{:.0} MiB (median; largest {:.0} MiB)",
+                mib(l.rss_kib),
+                mib(l.rss_max_kib)
+            ),
+            mib(l.rss_kib) <= 400.0,
+        ));
+        out.push(target(
+            "live view: peak RSS ≤ 500 MiB",
+            format!("{:.0} MiB", mib(l.hwm_kib)),
+            mib(l.hwm_kib) <= 500.0,
+        ));
+        out.push(target(
+            "live view: share of one core with default flags ≤ 25 %, the header saying the pace",
+            format!(
+                "{:.1} %, header: {}",
+                l.cpu_share * 100.0,
+                l.pace.as_deref().unwrap_or("no stretched pace shown")
+            ),
+            l.cpu_share <= 0.25 && l.pace.is_some(),
+        ));
+        out.push(target(
+            "live view: keys answered ≤ 100 ms while refreshing, slowest of 100 presses",
+            format!(
+                "slowest {:.0} ms of {} pressed, {} later",
+                l.key_max().as_secs_f64() * 1e3,
+                l.keys.len() + l.unanswered,
+                l.keys_late()
+            ),
+            l.keys_late() == 0 && l.keys.len() >= 100,
+        ));
+    }
+    if let Some(s) = steady {
+        out.push(target(
+            "TUI collector alone (in the harness): share of one core at the default pace ≤ 25 %",
+            format!(
+                "{:.1} %, a refresh every {}",
+                s.core_share * 100.0,
+                report::fmt_duration(s.period)
+            ),
+            s.core_share <= 0.25,
+        ));
+    }
+    if let Some(e) = served {
+        out.push(target(
+            "`kwatch serve`: every scrape answered within the scrape timeout (8 s)",
+            match e.slowest_ok() {
+                Some(t) => format!(
+                    "slowest {} ({} of {} answered 200)",
+                    report::fmt_duration(t),
+                    e.scrapes.iter().filter(|s| s.status == 200).count(),
+                    e.scrapes.len()
+                ),
+                None => "no scrape answered 200".to_string(),
+            },
+            e.all_within_timeout(),
+        ));
+        out.push(target(
+            "`kwatch serve`: exporter RSS ≤ 400 MiB",
+            format!("{:.0} MiB (peak {:.0} MiB)", mib(e.rss_kib), mib(e.hwm_kib)),
+            mib(e.hwm_kib) <= 400.0,
+        ));
     }
     out
 }

@@ -20,8 +20,9 @@ pub struct Pair {
 }
 
 /// Splits `n` connections into pairs of at most `per_process` connections each (at least [`MIN_PAIRS`] pairs
-/// when `n` allows). Server k listens on 127.0.0.1:(5001+k); client k connects from 127.0.0.(11+k), so every
-/// client has a whole ephemeral port range to itself.
+/// when `n` allows). Server k listens on 127.0.0.1:(5001+k); client k connects from 127.0.0.11 + k (counted on
+/// as one number past 127.0.0.255: all of 127/8 is on `lo`), so every client has a whole ephemeral port range to
+/// itself. N=500,000 at 16,000 per process is 32 pairs: 64 processes.
 pub fn plan(n: usize, per_process: usize) -> Vec<Pair> {
     let per_process = per_process.max(1);
     let pairs = n.div_ceil(per_process).max(MIN_PAIRS.min(n));
@@ -39,7 +40,7 @@ pub fn plan(n: usize, per_process: usize) -> Vec<Pair> {
                     keepalive,
                 },
                 client: Role::Client {
-                    src: IpAddr::V4(Ipv4Addr::new(127, 0, 0, 11 + k as u8)),
+                    src: client_addr(k),
                     dst: listen,
                     count,
                     keepalive,
@@ -51,12 +52,20 @@ pub fn plan(n: usize, per_process: usize) -> Vec<Pair> {
         .collect()
 }
 
+/// Client k's source address: 127.0.0.11 + k, carried into the higher octets (127.0.1.10 after 127.0.0.255).
+fn client_addr(k: usize) -> IpAddr {
+    IpAddr::V4(Ipv4Addr::from(
+        u32::from(Ipv4Addr::new(127, 0, 0, 11)) + k as u32,
+    ))
+}
+
 /// The sockets `ss -tanH` should list: both ends of each connection plus one listener per pair.
 pub fn expected_sockets(pairs: &[Pair]) -> usize {
     pairs.iter().map(|p| 2 * p.count + 1).sum()
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -85,6 +94,27 @@ mod tests {
         };
         assert_eq!(keepalive, count / 4);
         assert_eq!(close_wait, count / 10);
+    }
+
+    #[test]
+    fn half_a_million_spreads_over_more_than_fifty_processes_with_distinct_addresses() {
+        let pairs = plan(500_000, 16_000);
+        assert_eq!(pairs.len(), 32);
+        assert!(2 * pairs.len() >= 50);
+        assert_eq!(expected_sockets(&pairs), 1_000_032);
+        // Small per-process caps need more pairs than 127.0.0.x holds: addresses carry into the next octet.
+        let many = plan(500_000, 1_000);
+        assert_eq!(many.len(), 500);
+        let srcs: std::collections::HashSet<IpAddr> = many
+            .iter()
+            .map(|p| match p.client {
+                Role::Client { src, .. } => src,
+                Role::Server { .. } => panic!("client role expected"),
+            })
+            .collect();
+        assert_eq!(srcs.len(), 500);
+        assert!(srcs.contains(&"127.0.0.11".parse().unwrap()));
+        assert!(srcs.contains(&"127.0.1.0".parse().unwrap()));
     }
 
     #[test]

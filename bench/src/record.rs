@@ -156,7 +156,7 @@ fn run(dir: &std::path::Path, n: usize, hours: u64) -> anyhow::Result<Size> {
     kwatch::recording::cursor::check(dir, last_of_hour)?;
     let frame = kwatch::recording::cursor::frame_at(dir, last_of_hour)?;
     let spec = kwatch::tui::App::new(kwatch::filter::Filter::default(), false).view_spec();
-    let prepared = kwatch::tui::app::prepare(&frame.snapshot, &spec);
+    let prepared = kwatch::tui::prepare::prepare(&frame.snapshot, &spec);
     let view_first_wall = started.elapsed();
     anyhow::ensure!(
         prepared.rows.len() == frame.snapshot.connections.len(),

@@ -1,33 +1,22 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 
+use super::plan::{SKIP_LISTEN, SKIP_NO_OWNER, SKIP_STATE, SKIP_TIME_WAIT};
 use super::*;
 use crate::exit::EXIT_PARTIAL;
-use crate::model::keepalive::{KeepaliveSettings, Source};
-use crate::model::{Family, Owner, Process, Timer};
+use crate::model::keepalive::{KeepaliveSettings, KeepaliveValues, Source};
+use crate::model::{Owner, Process, TcpState};
 
 fn conn(state: TcpState, port: u16, owners: &[(u32, u32)]) -> Connection {
     Connection {
         cookie: u64::from(port),
-        family: Family::Ipv4,
         state,
-        local_addr: IpAddr::V4(Ipv4Addr::LOCALHOST),
         local_port: port,
         peer_addr: IpAddr::V4(Ipv4Addr::new(192, 0, 2, 9)),
         peer_port: 443,
-        interface: 0,
         inode: u64::from(port),
-        uid: 0,
-        recv_q: 0,
-        send_q: 0,
-        timer: Timer::NONE,
-        shutdown: None,
-        congestion: None,
-        tcp_info: None,
         owners: owners.iter().map(|&(pid, fd)| Owner { pid, fd }).collect(),
-        findings: Default::default(),
-        keepalive: None,
-        netns: None,
+        ..crate::testing::conn()
     }
 }
 

@@ -61,16 +61,6 @@ pub fn predict(conn: &Connection, ka: &KeepaliveSettings, net: &Settings) -> Opt
     })
 }
 
-/// Milliseconds since anything was last received: what `keepalive_time_elapsed()` computes.
-pub fn idle_elapsed_ms(conn: &Connection) -> Option<u64> {
-    let info = conn.tcp_info.as_ref()?;
-    [info.last_data_recv_ms(), info.last_ack_recv_ms()]
-        .into_iter()
-        .flatten()
-        .min()
-        .map(u64::from)
-}
-
 fn keepalive(
     conn: &Connection,
     ka: &KeepaliveSettings,
@@ -86,7 +76,7 @@ fn keepalive(
     };
     let idle = u64::from(idle_s) * 1000;
     let intvl = u64::from(intvl_s) * 1000;
-    let elapsed = idle_elapsed_ms(conn);
+    let elapsed = conn.heard_ms();
     // The first timer expiry that acts (sends a probe or resets). With probes out, nothing was received since
     // the first probe (an ACK would have zeroed the count), so the pending expiry acts.
     let first = match (expires_ms, elapsed) {
@@ -290,7 +280,7 @@ mod tests {
     use super::*;
     use crate::format::compact;
     use crate::model::keepalive::Source;
-    use crate::model::{Family, TcpInfo, Timer};
+    use crate::model::{TcpInfo, Timer};
 
     const NET: Settings = Settings {
         tcp_keepalive_time_s: Some(7200),
@@ -302,30 +292,19 @@ mod tests {
 
     fn conn(state: TcpState, kind: TimerKind, expires_ms: u64, count: u32) -> Connection {
         Connection {
-            cookie: 1,
-            family: Family::Ipv4,
             state,
             local_addr: IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1)),
             local_port: 40000,
             peer_addr: IpAddr::V4(Ipv4Addr::new(192, 0, 2, 2)),
             peer_port: 9000,
-            interface: 0,
             inode: 100,
-            uid: 0,
-            recv_q: 0,
-            send_q: 0,
             timer: Timer {
                 kind,
                 expires_ms,
                 count,
             },
-            shutdown: None,
-            congestion: None,
             tcp_info: Some(TcpInfo::default()),
-            owners: Default::default(),
-            keepalive: None,
-            netns: None,
-            findings: Default::default(),
+            ..crate::testing::conn()
         }
     }
 

@@ -275,8 +275,7 @@ mod tests {
     use crate::model::{Lineage, Owner, Unit, UnitKind};
 
     fn busy() -> Snapshot {
-        let mut snap: Snapshot =
-            serde_json::from_str(include_str!("../../tests/fixtures/busy.json")).unwrap();
+        let mut snap = crate::testing::fixture("busy.json");
         analyze(&mut snap, &Thresholds::default());
         snap
     }

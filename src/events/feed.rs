@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::Event;
+use super::WatchEvent;
 use super::listener::{Destroyed, Listener};
 use super::tracker::Tracker;
 use crate::filter::Filter;
@@ -75,7 +75,12 @@ impl Feed {
     /// The events of one snapshot taken after [`Feed::drain`], oldest first, for the sockets `filter` keeps;
     /// `now_unix_ms` stamps them. Subscribes in namespaces the snapshot lists for the first time and drops those it
     /// no longer lists.
-    pub fn step(&mut self, snapshot: &Snapshot, filter: &Filter, now_unix_ms: u64) -> Vec<Event> {
+    pub fn step(
+        &mut self,
+        snapshot: &Snapshot,
+        filter: &Filter,
+        now_unix_ms: u64,
+    ) -> Vec<WatchEvent> {
         let mut out = Vec::new();
         let proc_root = &self.proc_root;
         let mut held = Vec::new();
@@ -100,13 +105,13 @@ impl Feed {
         self.destroyed.clear();
         let followed = self.listener.follow(&snapshot.namespaces, &self.proc_root);
         self.warnings.extend(followed);
-        out.extend(self.warnings.drain(..).map(|message| Event::Warning {
+        out.extend(self.warnings.drain(..).map(|message| WatchEvent::Warning {
             time_unix_ms: now_unix_ms,
             message,
         }));
         if !self.started {
             self.started = true;
-            out.push(Event::Start {
+            out.push(WatchEvent::Start {
                 time_unix_ms: now_unix_ms,
                 sockets: self.tracker.watched() as u64,
                 destroy_events: self.listener.is_listening(),
@@ -114,7 +119,7 @@ impl Feed {
         }
         if self.lost > 0 {
             self.lost_total += self.lost;
-            out.push(Event::Lost {
+            out.push(WatchEvent::Lost {
                 time_unix_ms: now_unix_ms,
                 notifications: std::mem::take(&mut self.lost),
                 total: self.lost_total,

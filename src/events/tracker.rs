@@ -14,12 +14,11 @@ use std::sync::Arc;
 use rustc_hash::{FxHashMap, FxHashSet};
 
 use super::listener::Destroyed;
-use super::{Event, SocketId};
+use super::{SocketId, WatchEvent};
 use crate::analyze::predict::{DeathEvidence, infer_cause};
 use crate::filter::Filter;
 use crate::model::keepalive::{DeathCause, KeepaliveSettings};
-use crate::model::{Connection, Owner, Owners, Snapshot, TcpState};
-use crate::output::json::StateName;
+use crate::model::{Connection, Owner, Owners, Snapshot, StateName, TcpState};
 
 /// How long a socket that left the dump, held by no fd, waits for its destroy notification before it is reported
 /// dead with cause `unknown`. The kernel was seen 3 to 4 s late; 10 s leaves room for a busy host.
@@ -103,7 +102,7 @@ impl Tracker {
         destroyed: &[Destroyed],
         now_unix_ms: u64,
         holds: &mut dyn FnMut(u64, Owner) -> bool,
-    ) -> Vec<Event> {
+    ) -> Vec<WatchEvent> {
         let mut events = Vec::new();
         // A TIME-WAIT entry inherits the cookie of the connection that closed normally.
         let time_wait: FxHashSet<Key> = if destroyed.is_empty() {
@@ -164,7 +163,7 @@ impl Tracker {
                 Some(seen) => {
                     if seen.state != c.state {
                         if started {
-                            events.push(Event::State {
+                            events.push(WatchEvent::State {
                                 time_unix_ms: now_unix_ms,
                                 socket: seen.id.clone(),
                                 owners: seen.owners.to_vec(),
@@ -221,8 +220,8 @@ impl Tracker {
         }
         self.expire(now_unix_ms, holds, &mut events);
         events.sort_by_key(|e| match e {
-            Event::Destroy { socket, .. } => (0, socket.cookie),
-            Event::State { socket, .. } => (1, socket.cookie),
+            WatchEvent::Destroy { socket, .. } => (0, socket.cookie),
+            WatchEvent::State { socket, .. } => (1, socket.cookie),
             _ => (2, 0),
         });
         self.started = true;
@@ -238,7 +237,7 @@ impl Tracker {
         left: Vec<Key>,
         now_unix_ms: u64,
         holds: &mut dyn FnMut(u64, Owner) -> bool,
-        events: &mut Vec<Event>,
+        events: &mut Vec<WatchEvent>,
     ) {
         let left_set: FxHashSet<Key> = left.iter().copied().collect();
         let still_dumped: FxHashSet<Key> = snapshot
@@ -289,7 +288,7 @@ impl Tracker {
                 Wait::Until(now_unix_ms + NOTIFICATION_WAIT_MS)
             } else {
                 if self.started && every_state {
-                    events.push(Event::State {
+                    events.push(WatchEvent::State {
                         time_unix_ms: now_unix_ms,
                         socket: seen.id.clone(),
                         owners: holders,
@@ -313,7 +312,7 @@ impl Tracker {
         &mut self,
         now_unix_ms: u64,
         holds: &mut dyn FnMut(u64, Owner) -> bool,
-        events: &mut Vec<Event>,
+        events: &mut Vec<WatchEvent>,
     ) {
         let mut overdue = Vec::new();
         for (k, g) in &mut self.gone {
@@ -358,8 +357,8 @@ fn destroy(
     probes: Option<u8>,
     retransmits: Option<u8>,
     cause: DeathCause,
-) -> Event {
-    Event::Destroy {
+) -> WatchEvent {
+    WatchEvent::Destroy {
         time_unix_ms: now_unix_ms,
         socket: seen.id,
         owners: seen.owners.to_vec(),
@@ -378,32 +377,23 @@ mod tests {
 
     use super::*;
     use crate::model::keepalive::Source;
-    use crate::model::{Family, NamespaceInfo, NetnsRef, Process, Settings, Timer, TimerKind};
+    use crate::model::{NamespaceInfo, NetnsRef, Process, Settings, Timer, TimerKind};
 
     fn conn(cookie: u64, state: TcpState) -> Connection {
         Connection {
             cookie,
-            family: Family::Ipv4,
             state,
             local_addr: "192.0.2.1".parse().unwrap(),
             local_port: 40000 + cookie as u16,
             peer_addr: "192.0.2.2".parse().unwrap(),
             peer_port: 9100,
-            interface: 0,
             inode: 1000 + cookie,
-            uid: 0,
-            recv_q: 0,
-            send_q: 0,
             timer: Timer {
                 kind: TimerKind::Keepalive,
                 expires_ms: 1000,
                 count: 0,
             },
-            shutdown: None,
-            congestion: None,
-            tcp_info: None,
             owners: Owner { pid: 7, fd: 3 }.into(),
-            findings: Default::default(),
             keepalive: Some(KeepaliveSettings {
                 enabled: Some(true),
                 idle_s: Some(3),
@@ -412,7 +402,7 @@ mod tests {
                 user_timeout_ms: Some(0),
                 source: Source::Socket,
             }),
-            netns: None,
+            ..crate::testing::conn()
         }
     }
 
@@ -449,9 +439,9 @@ mod tests {
     }
 
     /// The cause of the one death among `ev`, which holds nothing else.
-    fn the_death(ev: &[Event]) -> DeathCause {
+    fn the_death(ev: &[WatchEvent]) -> DeathCause {
         match ev {
-            [Event::Destroy { cause, .. }] => *cause,
+            [WatchEvent::Destroy { cause, .. }] => *cause,
             _ => panic!("one death expected: {ev:?}"),
         }
     }
@@ -488,7 +478,7 @@ mod tests {
         // The kernel ended it; /proc shows the program still holding the fd: gone from the dump, no notification.
         let ev = t.step(&snap(vec![]), &f, &[], 30, &mut fd);
         assert_eq!(ev.len(), 1);
-        let Event::State {
+        let WatchEvent::State {
             from,
             to,
             owners,
@@ -509,7 +499,7 @@ mod tests {
         let ev = t.step(&snap(vec![]), &f, &[destroyed(1, 3, 0)], 70_000, &mut fd);
         assert_eq!(
             ev,
-            vec![Event::Destroy {
+            vec![WatchEvent::Destroy {
                 time_unix_ms: 70_000,
                 socket: SocketId::of(&conn(1, TcpState::Established)),
                 owners: vec![Owner { pid: 7, fd: 3 }],
@@ -554,7 +544,7 @@ mod tests {
         );
         let ev = t.step(&snap(vec![]), &f, &[], due, &mut none);
         let [
-            Event::Destroy {
+            WatchEvent::Destroy {
                 cause,
                 probes,
                 retransmits,
@@ -634,7 +624,7 @@ mod tests {
         let kinds: Vec<(&str, u64)> = ev
             .iter()
             .map(|e| match e {
-                Event::Destroy { socket, cause, .. } => {
+                WatchEvent::Destroy { socket, cause, .. } => {
                     assert_eq!(*cause, DeathCause::Closed);
                     ("destroy", socket.cookie)
                 }
@@ -747,12 +737,7 @@ mod tests {
         assert_eq!(v["cookie"], 1);
         assert_eq!(v["local_addr"], "192.0.2.1");
         assert_eq!(v["owners"][0]["pid"], 7);
-        let line = crate::events::human_line(&ev[0]);
-        assert!(
-            line.contains("192.0.2.1:40001 > 192.0.2.2:9100 7/app established -> close-wait"),
-            "{line}"
-        );
-        let d = serde_json::to_value(Event::Destroy {
+        let d = serde_json::to_value(WatchEvent::Destroy {
             time_unix_ms: 1,
             socket: SocketId::of(&conn(1, TcpState::Established)),
             owners: Default::default(),
@@ -767,7 +752,7 @@ mod tests {
         assert_eq!(d["last_state"], "fin-wait-1");
         assert_eq!(d["cause"], "retransmit_timeout");
         assert!(d["probes"].is_null());
-        let lost = Event::Lost {
+        let lost = WatchEvent::Lost {
             time_unix_ms: 1,
             notifications: 3,
             total: 5,
@@ -776,12 +761,6 @@ mod tests {
         assert_eq!(
             v,
             serde_json::json!({"event": "lost", "time_unix_ms": 1, "notifications": 3, "total": 5})
-        );
-        assert!(
-            crate::events::human_line(&lost)
-                .contains("lost 3 destroy notifications (5 since the start)"),
-            "{}",
-            crate::events::human_line(&lost)
         );
     }
 

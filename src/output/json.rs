@@ -17,7 +17,7 @@ use crate::analyze::{self, ProcessSummary};
 use crate::model::keepalive::{DeathBy, KeepaliveSettings};
 use crate::model::{
     Connection, Family, FindingCode, HeldDeadSocket, NetnsRef, Owner, ProcessFinding, Settings,
-    Severity, Snapshot, TcpInfo, TcpState, Timer, Unit,
+    Severity, Snapshot, StateName, TcpInfo, TcpState, Timer, Unit,
 };
 
 mod compact;
@@ -243,19 +243,6 @@ impl<'a> Report<'a> {
                 services,
             },
         }
-    }
-}
-
-/// A TCP state serialized by its documented name ([`TcpState::name`]: `fin-wait-1`), also as a map key.
-///
-/// The report pins its spelling here rather than relying on the model's serde attributes (which once wrote
-/// `fin-wait1`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub struct StateName(pub TcpState);
-
-impl Serialize for StateName {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(self.0.name())
     }
 }
 
@@ -577,28 +564,8 @@ mod tests {
     fn conn(cookie: u64, state: TcpState, codes: &[FindingCode]) -> Connection {
         Connection {
             cookie,
-            family: Family::Ipv4,
             state,
-            local_addr: "127.0.0.1".parse().unwrap(),
-            local_port: 1000,
-            peer_addr: "127.0.0.1".parse().unwrap(),
-            peer_port: 2000,
-            interface: 0,
             inode: cookie,
-            uid: 0,
-            recv_q: 0,
-            send_q: 0,
-            timer: Timer {
-                kind: TimerKind::None,
-                expires_ms: 0,
-                count: 0,
-            },
-            shutdown: None,
-            congestion: None,
-            tcp_info: None,
-            owners: Default::default(),
-            keepalive: None,
-            netns: None,
             findings: codes
                 .iter()
                 .map(|c| Finding {
@@ -606,6 +573,7 @@ mod tests {
                     severity: Severity::Warning,
                 })
                 .collect(),
+            ..crate::testing::conn()
         }
     }
 
@@ -741,11 +709,7 @@ mod tests {
 
         use crate::model::{NetnsRef, Unit, UnitKind};
 
-        let text = include_str!(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/fixtures/busy.json"
-        ));
-        let mut snapshot: Snapshot = serde_json::from_str(text).unwrap();
+        let mut snapshot = crate::testing::fixture("busy.json");
         crate::sockopt::fill(&mut snapshot, false, None); // keepalive assumed from the sysctls
         crate::analyze::analyze(&mut snapshot, &crate::analyze::Thresholds::default());
         // What the fixture lacks: namespaces with a name (one that needs escaping) and without, a unit, a

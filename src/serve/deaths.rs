@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use crate::events::{Event, Feed};
+use crate::events::{Feed, WatchEvent};
 use crate::filter::Filter;
 use crate::model::Snapshot;
 use crate::netns::Scope;
@@ -52,7 +52,7 @@ impl DeathWatch {
         // Stamped with the dump's time, as the live view's feed and a replay of a recording do.
         for event in self.feed.step(snapshot, filter, snapshot.taken_at_unix_ms) {
             match event {
-                Event::Destroy { cause, comm, .. } => {
+                WatchEvent::Destroy { cause, comm, .. } => {
                     let comm = comm.unwrap_or_else(|| "?".to_string());
                     *self
                         .counts
@@ -60,8 +60,8 @@ impl DeathWatch {
                         .entry((metrics::cause_name(cause), comm))
                         .or_default() += 1;
                 }
-                Event::Lost { notifications, .. } => self.counts.lost += notifications,
-                Event::Warning { message, .. } => log!("kwatch: warning: {message}"),
+                WatchEvent::Lost { notifications, .. } => self.counts.lost += notifications,
+                WatchEvent::Warning { message, .. } => log!("kwatch: warning: {message}"),
                 _ => {}
             }
         }

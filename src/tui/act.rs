@@ -4,16 +4,13 @@
 //! A process's listening sockets are killed only when the filter names `state:listen`, as with `kwatch kill`; a
 //! listener row under the cursor is itself named, and the question says it is a listener.
 //!
-//! [`plan`] is pure (what the question names); [`perform`] does the work on the UI thread once the user said yes
-//! (a SOCK_DESTROY or a few setsockopt calls per socket: milliseconds) and returns one line for the footer.
+//! [`plan`] is pure (what the question names). Once the user said yes, the UI thread hands the [`Pending`] action to
+//! the collector thread, which performs it (`tui/perform.rs`) and sends one line for the footer back.
 
-use std::path::Path;
-
-use crate::act::{self, destroy::DestroyError};
+use crate::act::plan;
 use crate::escape::escape;
 use crate::model::keepalive::KeepaliveValues;
 use crate::model::{Connection, Snapshot, TcpState};
-use crate::sockopt::Reader;
 use crate::tui::app::{App, View};
 
 /// What `K` and `E` do.
@@ -23,7 +20,7 @@ pub enum ActKind {
     Keepalive,
 }
 
-/// An action waiting for its y/N answer, then for [`perform`].
+/// An action waiting for its y/N answer, then to be performed on the collector thread.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Pending {
     pub kind: ActKind,
@@ -96,7 +93,7 @@ pub fn plan(app: &App, kind: ActKind) -> Result<Pending, String> {
             };
             (
                 vec![conn],
-                act::socket_line(conn, &Snapshot::default()),
+                plan::socket_line(conn, &Snapshot::default()),
                 true,
             )
         }
@@ -111,14 +108,14 @@ pub fn plan(app: &App, kind: ActKind) -> Result<Pending, String> {
             (
                 conns,
                 format!("{}[{}]", escape(&p.comm), p.pid),
-                act::names_listen(&[&app.filter]),
+                plan::names_listen(&[&app.filter]),
             )
         }
         View::Log => return Err("select a connection or a process first".into()),
     };
     let plan = match kind {
-        ActKind::Kill => act::plan_kill(&candidates, listen_named),
-        ActKind::Keepalive => act::plan_keepalive(&candidates),
+        ActKind::Kill => plan::plan_kill(&candidates, listen_named),
+        ActKind::Keepalive => plan::plan_keepalive(&candidates),
     };
     let skipped = candidates.len() - plan.targets.len();
     if plan.targets.is_empty() {
@@ -141,62 +138,6 @@ pub fn plan(app: &App, kind: ActKind) -> Result<Pending, String> {
     })
 }
 
-/// Does what `pending` asks and says how it went, in one line.
-pub fn perform(pending: &Pending, snapshot: Option<&Snapshot>, proc_root: &Path) -> String {
-    let targets: Vec<&Connection> = pending.targets.iter().collect();
-    let n = targets.len();
-    match pending.kind {
-        ActKind::Kill => {
-            let namespaces = snapshot.map_or(&[][..], |s| &s.namespaces[..]);
-            let results = act::kill_all(&targets, namespaces, proc_root);
-            let killed = results.iter().filter(|r| matches!(r, Some(Ok(())))).count();
-            let gone = results
-                .iter()
-                .filter(|r| matches!(r, Some(Err(DestroyError::Gone))))
-                .count();
-            let first_error = results.iter().find_map(|r| match r {
-                Some(Err(e)) if !matches!(e, DestroyError::Gone) => Some(e.to_string()),
-                _ => None,
-            });
-            let mut line = format!("killed {killed} of {n}");
-            if gone > 0 {
-                line.push_str(&format!(", {gone} already gone"));
-            }
-            if let Some(e) = first_error {
-                line.push_str(&format!(": {e}"));
-            } else if killed > 0 {
-                line.push_str("; the owning program keeps a dead fd until it closes it");
-            }
-            line
-        }
-        ActKind::Keepalive => {
-            let v = KeepaliveValues::DEFAULT;
-            let mut reader = Reader::new();
-            let mut on = 0;
-            let mut first_error = None;
-            for conn in &targets {
-                match act::enable_keepalive(&mut reader, conn, v) {
-                    Ok(read) if v.applied_in(&read) => on += 1,
-                    Ok(read) => {
-                        first_error.get_or_insert_with(|| act::readback_text(v, &read));
-                    }
-                    Err(e) => {
-                        first_error.get_or_insert_with(|| e.to_string());
-                    }
-                }
-            }
-            let mut line = format!(
-                "keepalive on for {on} of {n} (idle {}s intvl {}s cnt {}, read back)",
-                v.idle_s, v.intvl_s, v.cnt
-            );
-            if let Some(e) = first_error {
-                line.push_str(&format!(": {e}"));
-            }
-            line
-        }
-    }
-}
-
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -204,31 +145,20 @@ mod tests {
 
     use super::*;
     use crate::filter::Filter;
-    use crate::model::{Family, Owner, Process, TcpState, Timer};
+    use crate::model::{Owner, Process, TcpState};
     use crate::tui::app::{Action, STATUS_MS, update};
 
     fn conn(cookie: u64, state: TcpState, pid: Option<u32>) -> Connection {
         Connection {
             cookie,
-            family: Family::Ipv4,
             state,
             local_addr: IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)),
             local_port: 443,
             peer_addr: IpAddr::V4(Ipv4Addr::new(10, 0, 0, 9)),
             peer_port: 5000 + cookie as u16,
-            interface: 0,
             inode: cookie,
-            uid: 0,
-            recv_q: 0,
-            send_q: 0,
-            timer: Timer::NONE,
-            shutdown: None,
-            congestion: None,
-            tcp_info: None,
             owners: pid.map(|pid| Owner { pid, fd: 3 }).into_iter().collect(),
-            findings: Default::default(),
-            keepalive: None,
-            netns: None,
+            ..crate::testing::conn()
         }
     }
 

@@ -1,19 +1,16 @@
 //! UI state and the pure `update(&mut App, Action)` that every key, snapshot and tick goes through.
 
-use std::cmp::{Ordering, Reverse};
-
-use std::collections::BTreeMap;
 use std::time::Duration;
 
-use crate::analyze::{ProcessSummary, rollup};
+use crate::analyze::ProcessSummary;
 use crate::filter::Filter;
-use std::net::IpAddr;
 
-use crate::events::Event as WatchEvent;
-use crate::model::{Connection, FindingCode, Severity, Snapshot, TcpState, TimerKind};
+use crate::events::WatchEvent;
+use crate::model::{Connection, Snapshot};
 use crate::tui::act::{self, ActKind, Pending};
-use crate::tui::history::{History, idle_ms};
-use crate::tui::log::Log;
+use crate::tui::event_log::EventLog;
+use crate::tui::history::History;
+use crate::tui::prepare::{ConnSort, Counts, Prepared, ProcSort, ViewSpec, view_rows};
 
 /// Which table is showing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,89 +34,6 @@ pub enum Mode {
     Help,
     /// A `K` or `E` question waits for y/N in the footer.
     Confirm,
-}
-
-/// Sort columns of the connections view, in the order `s` cycles through them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ConnSort {
-    /// Worst finding first, then longest idle.
-    Severity,
-    State,
-    Process,
-    Local,
-    Peer,
-    Timer,
-    Probes,
-    RecvQ,
-    SendQ,
-    Idle,
-}
-
-impl ConnSort {
-    pub const ALL: [ConnSort; 10] = [
-        ConnSort::Severity,
-        ConnSort::State,
-        ConnSort::Process,
-        ConnSort::Local,
-        ConnSort::Peer,
-        ConnSort::Timer,
-        ConnSort::Probes,
-        ConnSort::RecvQ,
-        ConnSort::SendQ,
-        ConnSort::Idle,
-    ];
-
-    pub fn label(self) -> &'static str {
-        match self {
-            ConnSort::Severity => "severity",
-            ConnSort::State => "state",
-            ConnSort::Process => "process",
-            ConnSort::Local => "local",
-            ConnSort::Peer => "peer",
-            ConnSort::Timer => "timer",
-            ConnSort::Probes => "probes",
-            ConnSort::RecvQ => "recv-q",
-            ConnSort::SendQ => "send-q",
-            ConnSort::Idle => "idle",
-        }
-    }
-}
-
-/// Sort columns of the processes view, in the order `s` cycles through them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ProcSort {
-    /// The rollup's order: most critical findings, then warnings, then CLOSE_WAIT, then sockets.
-    Worst,
-    Sockets,
-    Established,
-    CloseWait,
-    NoKeepalive,
-    Pid,
-    Comm,
-}
-
-impl ProcSort {
-    pub const ALL: [ProcSort; 7] = [
-        ProcSort::Worst,
-        ProcSort::Sockets,
-        ProcSort::Established,
-        ProcSort::CloseWait,
-        ProcSort::NoKeepalive,
-        ProcSort::Pid,
-        ProcSort::Comm,
-    ];
-
-    pub fn label(self) -> &'static str {
-        match self {
-            ProcSort::Worst => "worst",
-            ProcSort::Sockets => "sockets",
-            ProcSort::Established => "estab",
-            ProcSort::CloseWait => "close-wait",
-            ProcSort::NoKeepalive => "no-keepalive",
-            ProcSort::Pid => "pid",
-            ProcSort::Comm => "comm",
-        }
-    }
 }
 
 fn next_in<T: Copy + PartialEq>(all: &[T], cur: T) -> T {
@@ -164,7 +78,7 @@ pub enum Action {
     /// The answer to the question.
     ConfirmYes,
     ConfirmNo,
-    /// What `K`/`E` did, in one line for the footer (the event loop performs them after `ConfirmYes`).
+    /// What `K`/`E` did, in one line for the footer (the collector thread performs them after `ConfirmYes`).
     ActDone(String),
     /// A new snapshot arrived at wall-clock time `now_ms` (Unix ms).
     Snapshot {
@@ -258,7 +172,7 @@ pub struct App {
     /// Refreshes come this far apart instead of every interval, to stay within the CPU budget.
     pub stretched: Option<Duration>,
     /// Deaths and state changes of watched sockets, newest first.
-    pub log: Log,
+    pub log: EventLog,
     /// Events that arrived while paused.
     pub held_log: Vec<WatchEvent>,
     pub log_sel: usize,
@@ -273,7 +187,7 @@ pub struct App {
     pub height: u16,
     /// The `K`/`E` question waiting for y/N.
     pub confirm: Option<Pending>,
-    /// Answered yes: the event loop takes it, performs it and sends `ActDone`.
+    /// Answered yes: the event loop hands it to the collector thread, which performs it and sends `ActDone`.
     pub act_request: Option<Pending>,
     /// The last `K`/`E` outcome and when it came (Unix ms); shown in the footer for [`STATUS_MS`].
     pub status: Option<(String, u64)>,
@@ -318,7 +232,7 @@ impl App {
             retired: None,
             collector_error: None,
             stretched: None,
-            log: Log::default(),
+            log: EventLog::default(),
             held_log: Vec::new(),
             log_sel: 0,
             log_offset: 0,
@@ -594,201 +508,6 @@ pub fn clamp_offset(offset: usize, sel: usize, page: usize) -> usize {
     }
 }
 
-/// A connection's sort key: computed once per row, so sorting 100k sockets compares plain values. Within one
-/// sort every key is the same variant. Natural order: worst, biggest, longest first for numbers; alphabetical for
-/// names.
-#[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
-enum Key<'a> {
-    Severity(Reverse<Option<Severity>>, Reverse<Option<u64>>, TcpState),
-    State(TcpState, Reverse<Option<Severity>>),
-    /// Sockets without a known owner last.
-    Process(bool, Option<(&'a str, u32)>),
-    Addr(IpAddr, u16),
-    /// No timer last, then soonest first.
-    Timer(bool, u64),
-    Biggest(Reverse<u64>),
-    Idle(Reverse<Option<u64>>),
-}
-
-/// What orders and filters the tables: the part of the [`App`] the collector thread needs to compute a snapshot's
-/// rows before the UI thread gets it ([`prepare`]).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ViewSpec {
-    pub filter: Filter,
-    pub drill_pid: Option<u32>,
-    pub conn_sort: ConnSort,
-    pub conn_reverse: bool,
-    pub proc_sort: ProcSort,
-    pub proc_reverse: bool,
-}
-
-/// One snapshot's visible rows (sorted), process summaries (sorted) and header counts, for one [`ViewSpec`].
-#[derive(Debug, Clone, PartialEq)]
-pub struct Prepared {
-    pub spec: ViewSpec,
-    pub rows: Vec<usize>,
-    pub procs: Vec<ProcessSummary>,
-    pub counts: Counts,
-}
-
-/// Sockets per state and per finding over the whole snapshot, for the header: counted once per snapshot rather
-/// than at every frame.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Counts {
-    /// Per state label (`SYN-RECV` covers two states), most first.
-    pub states: Vec<(&'static str, u32, TcpState)>,
-    /// Sockets with at least one finding, by their worst severity.
-    pub by_severity: BTreeMap<Severity, u32>,
-    pub by_code: BTreeMap<FindingCode, u32>,
-    /// Sockets whose keepalive settings were collected (read or assumed): without any, the connections view
-    /// shows no keepalive column.
-    pub with_keepalive: u32,
-}
-
-impl Counts {
-    pub fn of(snap: &Snapshot) -> Counts {
-        // Indexed by the kernel's state number (1 to 12).
-        let mut states = [0u32; TcpState::ALL.len() + 1];
-        let mut by_severity = BTreeMap::new();
-        let mut by_code = BTreeMap::new();
-        let mut with_keepalive = 0;
-        for c in &snap.connections {
-            states[c.state as usize] += 1;
-            with_keepalive += u32::from(c.keepalive.is_some());
-            if let Some(w) = c.worst() {
-                *by_severity.entry(w).or_default() += 1;
-            }
-            for f in &c.findings {
-                *by_code.entry(f.code).or_default() += 1;
-            }
-        }
-        let mut labelled: BTreeMap<&'static str, (u32, TcpState)> = BTreeMap::new();
-        for state in TcpState::ALL {
-            let n = states[state as usize];
-            if n > 0 {
-                labelled.entry(state.label()).or_insert((0, state)).0 += n;
-            }
-        }
-        let mut states: Vec<(&'static str, u32, TcpState)> =
-            labelled.into_iter().map(|(l, (n, s))| (l, n, s)).collect();
-        states.sort_by_key(|(_, n, s)| (Reverse(*n), *s));
-        Counts {
-            states,
-            by_severity,
-            by_code,
-            with_keepalive,
-        }
-    }
-
-    /// Sockets with at least one finding.
-    pub fn stuck(&self) -> u32 {
-        self.by_severity.values().sum()
-    }
-}
-
-/// Computes a snapshot's rows, process summaries and counts for `spec`, on the collector thread.
-pub fn prepare(snap: &Snapshot, spec: &ViewSpec) -> Prepared {
-    let (rows, procs) = view_rows(snap, spec);
-    Prepared {
-        spec: spec.clone(),
-        rows,
-        procs,
-        counts: Counts::of(snap),
-    }
-}
-
-/// The visible rows, sorted, and the process summaries of the filtered sockets, sorted, for `spec`. Pure, so it
-/// runs on the collector thread and (when the view changed) on the UI thread alike.
-pub fn view_rows(snap: &Snapshot, spec: &ViewSpec) -> (Vec<usize>, Vec<ProcessSummary>) {
-    let visible = |c: &Connection| {
-        spec.filter.matches_in(c, snap)
-            && spec
-                .drill_pid
-                .is_none_or(|pid| c.owners.iter().any(|o| o.pid == pid))
-    };
-    let (sort, reverse) = (spec.conn_sort, spec.conn_reverse);
-    let mut keyed: Vec<(Key, u64, usize)> = snap
-        .connections
-        .iter()
-        .enumerate()
-        .filter(|(_, c)| visible(c))
-        .map(|(i, c)| (sort_key(sort, snap, c), c.cookie, i))
-        .collect();
-    keyed.sort_unstable_by(|a, b| {
-        let ord = if reverse {
-            b.0.cmp(&a.0)
-        } else {
-            a.0.cmp(&b.0)
-        };
-        ord.then(a.1.cmp(&b.1))
-    });
-    let rows: Vec<usize> = keyed.into_iter().map(|(_, _, i)| i).collect();
-    let filtered = || {
-        snap.connections
-            .iter()
-            .filter(|c| spec.filter.matches_in(c, snap))
-    };
-    let mut procs = rollup(snap, filtered());
-    crate::analyze::services::attach(snap, filtered(), &mut procs);
-    sort_procs(&mut procs, spec.proc_sort, spec.proc_reverse);
-    (rows, procs)
-}
-
-fn sort_key<'a>(sort: ConnSort, snap: &'a Snapshot, c: &Connection) -> Key<'a> {
-    match sort {
-        ConnSort::Severity => Key::Severity(Reverse(c.worst()), Reverse(idle_ms(c)), c.state),
-        ConnSort::State => Key::State(c.state, Reverse(c.worst())),
-        ConnSort::Process => {
-            let owner = c.owners.first().map(|o| (snap.comm(o.pid), o.pid));
-            Key::Process(owner.is_none(), owner)
-        }
-        ConnSort::Local => Key::Addr(c.local_addr, c.local_port),
-        ConnSort::Peer => Key::Addr(c.peer_addr, c.peer_port),
-        ConnSort::Timer => Key::Timer(c.timer.kind == TimerKind::None, c.timer.expires_ms),
-        ConnSort::Probes => Key::Biggest(Reverse(u64::from(c.timer.count))),
-        ConnSort::RecvQ => Key::Biggest(Reverse(u64::from(c.recv_q))),
-        ConnSort::SendQ => Key::Biggest(Reverse(u64::from(c.send_q))),
-        ConnSort::Idle => Key::Idle(Reverse(idle_ms(c))),
-    }
-}
-
-fn sort_procs(procs: &mut [ProcessSummary], sort: ProcSort, reverse: bool) {
-    // The rollup's order is the worst-first order; keep it as the tie-break for every other column.
-    let rank: std::collections::HashMap<u32, usize> =
-        procs.iter().enumerate().map(|(i, p)| (p.pid, i)).collect();
-    let established = |p: &ProcessSummary| {
-        p.by_state
-            .get(&crate::model::TcpState::Established)
-            .copied()
-            .unwrap_or(0)
-    };
-    procs.sort_by(|a, b| {
-        let ord = match sort {
-            ProcSort::Worst => Ordering::Equal,
-            ProcSort::Sockets => b.sockets.cmp(&a.sockets),
-            ProcSort::Established => established(b).cmp(&established(a)),
-            ProcSort::CloseWait => b.close_wait().cmp(&a.close_wait()),
-            ProcSort::NoKeepalive => no_keepalive_share(b)
-                .partial_cmp(&no_keepalive_share(a))
-                .unwrap_or(Ordering::Equal),
-            ProcSort::Pid => a.pid.cmp(&b.pid),
-            ProcSort::Comm => a.comm.cmp(&b.comm),
-        };
-        let ord = ord.then(rank[&a.pid].cmp(&rank[&b.pid]));
-        if reverse { ord.reverse() } else { ord }
-    });
-}
-
-/// Share (0..=1) of a process's ESTABLISHED sockets that run without keepalive; `None` with none established.
-pub fn no_keepalive_share(p: &ProcessSummary) -> Option<f64> {
-    let est = p
-        .by_state
-        .get(&crate::model::TcpState::Established)
-        .copied()
-        .unwrap_or(0);
-    (est > 0).then(|| f64::from(p.established_without_keepalive) / f64::from(est))
-}
-
 /// `K`/`E`: the question, or why there is nothing to ask about.
 fn ask(app: &mut App, kind: ActKind) {
     match act::plan(app, kind) {
@@ -797,8 +516,34 @@ fn ask(app: &mut App, kind: ActKind) {
     }
 }
 
-/// Applies one action. Pure: no clock, no I/O; time arrives inside `Tick` and `Snapshot`.
+/// Applies one action. Pure: no clock, no I/O; time arrives inside `Tick` and `Snapshot`. Routes it to one of
+/// four parts: the filter prompt, `K`/`E`, what the other threads send, and moving around (keys and the mouse).
 pub fn update(app: &mut App, action: Action) {
+    match action {
+        Action::FilterOpen
+        | Action::FilterChar(_)
+        | Action::FilterBackspace
+        | Action::FilterClearLine
+        | Action::FilterApply
+        | Action::FilterCancel => filter_prompt(app, action),
+        Action::Kill
+        | Action::EnableKeepalive
+        | Action::ConfirmYes
+        | Action::ConfirmNo
+        | Action::ActDone(_) => act_keys(app, action),
+        Action::Snapshot { .. }
+        | Action::PreparedSnapshot { .. }
+        | Action::CollectorError(_)
+        | Action::Log(_)
+        | Action::Stretched(_)
+        | Action::Tick { .. }
+        | Action::Resize { .. } => incoming(app, action),
+        _ => navigate(app, action),
+    }
+}
+
+/// Moving around: the cursor, sort, views, detail, pause, help, quit.
+fn navigate(app: &mut App, action: Action) {
     match action {
         Action::Up => app.select(app.cursor().saturating_sub(1)),
         Action::Down => app.select(app.cursor() + 1),
@@ -901,6 +646,14 @@ pub fn update(app: &mut App, action: Action) {
         }
         Action::ToggleHelp => app.help = !app.help,
         Action::Quit => app.quit = true,
+        // Routed to another of update's parts.
+        _ => {}
+    }
+}
+
+/// The filter prompt: typing, applying (a bad filter shows its error), cancelling.
+fn filter_prompt(app: &mut App, action: Action) {
+    match action {
         Action::FilterOpen => {
             app.prompt = Some(Prompt {
                 text: app.filter_text.clone(),
@@ -939,15 +692,32 @@ pub fn update(app: &mut App, action: Action) {
             }
         }
         Action::FilterCancel => app.prompt = None,
+        // Routed to another of update's parts.
+        _ => {}
+    }
+}
+
+/// `K`/`E`: the question, its answer, and the outcome the collector thread sends back.
+fn act_keys(app: &mut App, action: Action) {
+    match action {
         Action::Kill => ask(app, ActKind::Kill),
         Action::EnableKeepalive => ask(app, ActKind::Keepalive),
         Action::ConfirmYes => app.act_request = app.confirm.take(),
         Action::ConfirmNo => {
-            if app.confirm.take().is_some() {
+            let asked = app.confirm.take().is_some();
+            if asked {
                 app.status = Some(("nothing done".to_string(), app.now_ms));
             }
         }
         Action::ActDone(line) => app.status = Some((line, app.now_ms)),
+        // Routed to another of update's parts.
+        _ => {}
+    }
+}
+
+/// What the collector, the terminal and the clock send: snapshots, errors, log events, pace, time, size.
+fn incoming(app: &mut App, action: Action) {
+    match action {
         Action::Snapshot { snapshot, now_ms } => app.receive(snapshot, None, now_ms),
         Action::PreparedSnapshot {
             snapshot,
@@ -958,7 +728,10 @@ pub fn update(app: &mut App, action: Action) {
         Action::Log(events) => {
             if app.paused {
                 app.held_log.extend(events);
-                let over = app.held_log.len().saturating_sub(crate::tui::log::LOG_MAX);
+                let over = app
+                    .held_log
+                    .len()
+                    .saturating_sub(crate::tui::event_log::LOG_MAX);
                 app.held_log.drain(..over);
             } else {
                 app.apply_log(events);
@@ -971,6 +744,8 @@ pub fn update(app: &mut App, action: Action) {
             app.height = height;
             app.scroll_into_view();
         }
+        // Routed to another of update's parts.
+        _ => {}
     }
 }
 
@@ -979,13 +754,14 @@ pub fn update(app: &mut App, action: Action) {
 mod tests {
     use super::*;
     use crate::analyze::{Thresholds, analyze};
-    use crate::tui::log::LOG_MAX;
+    use crate::model::TcpState;
+    use crate::tui::event_log::LOG_MAX;
+    use crate::tui::prepare::prepare;
 
     const T0: u64 = 1_700_000_000_000;
 
     fn busy() -> Snapshot {
-        let mut s: Snapshot =
-            serde_json::from_str(include_str!("../../tests/fixtures/busy.json")).unwrap();
+        let mut s = crate::testing::fixture("busy.json");
         analyze(&mut s, &Thresholds::default());
         s
     }
@@ -1400,9 +1176,9 @@ mod tests {
 
     fn watch_event(n: u64) -> WatchEvent {
         use crate::events::SocketId;
+        use crate::model::StateName;
         use crate::model::keepalive::DeathCause;
         use crate::model::{Family, Owner};
-        use crate::output::json::StateName;
         WatchEvent::Destroy {
             time_unix_ms: T0 + n,
             socket: SocketId {

@@ -1,7 +1,8 @@
-//! The one event channel: an input thread (keys, mouse, resize), a collector thread (snapshots) and a signal thread
-//! feed it; the UI thread only receives.
+//! The one event channel: an input thread (keys, mouse, resize), a collector thread (snapshots, and the results of
+//! `K`/`E`, which it performs) and a signal thread feed it; the UI thread only receives.
 
 use std::panic::AssertUnwindSafe;
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, TryRecvError};
@@ -11,21 +12,25 @@ use std::time::{Duration, Instant};
 use crossterm::event::{self as ct, KeyEvent, MouseEvent};
 
 use crate::collect::{Collector, Options};
-use crate::model::Snapshot;
+use crate::model::{NamespaceInfo, Snapshot};
 use crate::pace::{Pace, process_cpu};
-use crate::tui::app::{Prepared, ViewSpec, prepare};
-use crate::tui::log::Feed;
+use crate::tui::act::Pending;
+use crate::tui::event_log::Feed;
+use crate::tui::perform::perform;
+use crate::tui::prepare::{Prepared, ViewSpec, prepare};
 
 /// Everything the UI thread reacts to.
 #[derive(Debug)]
-pub enum Event {
+pub enum UiEvent {
     Key(KeyEvent),
     Mouse(MouseEvent),
     Resize(u16, u16),
     /// A snapshot, with its rows computed for the view the collector last heard of ([`Control::View`]).
     Snapshot(Box<Snapshot>, Option<Box<Prepared>>),
     /// Watch events (deaths, state changes) of the snapshot that follows, oldest first.
-    Log(Vec<crate::events::Event>),
+    Log(Vec<crate::events::WatchEvent>),
+    /// What `K`/`E` did, in one line for the footer (performed on the collector thread).
+    ActDone(String),
     /// Refreshes now come this far apart instead of every interval, to stay within the CPU budget (`None`: back
     /// to the interval). Sent when it changes.
     Stretched(Option<Duration>),
@@ -43,7 +48,7 @@ const INPUT_POLL: Duration = Duration::from_millis(100);
 
 /// Reads terminal events until `stop` is set or the receiver is gone. Only key presses are forwarded.
 pub fn spawn_input(
-    tx: Sender<Event>,
+    tx: Sender<UiEvent>,
     stop: Arc<AtomicBool>,
 ) -> std::io::Result<thread::JoinHandle<()>> {
     thread::Builder::new()
@@ -56,13 +61,13 @@ pub fn spawn_input(
                     Err(e) => Err(e),
                 };
                 let event = match event {
-                    Ok(ct::Event::Key(k)) if k.kind == ct::KeyEventKind::Press => Event::Key(k),
-                    Ok(ct::Event::Mouse(m)) => Event::Mouse(m),
-                    Ok(ct::Event::Resize(w, h)) => Event::Resize(w, h),
+                    Ok(ct::Event::Key(k)) if k.kind == ct::KeyEventKind::Press => UiEvent::Key(k),
+                    Ok(ct::Event::Mouse(m)) => UiEvent::Mouse(m),
+                    Ok(ct::Event::Resize(w, h)) => UiEvent::Resize(w, h),
                     Ok(_) => continue,
-                    Err(e) => Event::Fatal(format!("cannot read the terminal: {e}")),
+                    Err(e) => UiEvent::Fatal(format!("cannot read the terminal: {e}")),
                 };
-                let fatal = matches!(event, Event::Fatal(_));
+                let fatal = matches!(event, UiEvent::Fatal(_));
                 if tx.send(event).is_err() || fatal {
                     return;
                 }
@@ -73,8 +78,9 @@ pub fn spawn_input(
 /// What the UI thread tells the collector thread.
 #[derive(Debug)]
 pub enum Control {
-    /// Take the next snapshot now (after `K`/`E`).
-    Refresh,
+    /// `K`/`E` answered yes, with the namespaces of the snapshot it was planned on: perform it, answer with
+    /// [`UiEvent::ActDone`], then take the next snapshot at once.
+    Act(Box<(Pending, Vec<NamespaceInfo>)>),
     /// The view changed: compute the rows of the next snapshots for this one.
     View(Box<ViewSpec>),
     /// A snapshot the UI no longer shows: freed here, off the UI thread.
@@ -84,8 +90,8 @@ pub enum Control {
 }
 
 /// Takes a snapshot as often as `pace` says (every interval, or less often when refreshes are expensive and the
-/// user did not choose the interval) until the UI hangs up `control` (dropping its sender). [`Control::Refresh`]
-/// takes the next snapshot at once. Each snapshot goes with its rows, sorted and filtered for the view the UI
+/// user did not choose the interval) until the UI hangs up `control` (dropping its sender). [`Control::Act`]
+/// performs `K`/`E` here, off the UI thread, and takes the next snapshot at once. Each snapshot goes with its rows, sorted and filtered for the view the UI
 /// last sent, so that the UI thread does no per-socket work when it arrives (it does when the view changed in
 /// between). A dump that takes longer than the interval is followed by the next at once:
 /// the UI never waits on it, it just shows how old its data is. One [`Collector`] serves every refresh, so only
@@ -94,17 +100,20 @@ pub enum Control {
 pub fn spawn_collector(
     opts: Options,
     mut pace: Pace,
-    tx: Sender<Event>,
+    tx: Sender<UiEvent>,
     control: Receiver<Control>,
 ) -> std::io::Result<thread::JoinHandle<()>> {
     thread::Builder::new()
         .name("kwatch-collector".into())
         .spawn(move || {
+            let proc_root = opts.proc_root.clone();
             let mut feed = Feed::open(&opts);
             let mut collector = Collector::new(opts);
             let mut view: Option<ViewSpec> = None;
             let mut stretched = None;
             loop {
+                // An action performed while this snapshot was taken: the one after it shows the result.
+                let mut acted = false;
                 // A refresh's cost, for the pace: the process's CPU time while the dump, the /proc update, the rows
                 // and the events are made (on several threads).
                 let (started, cpu) = (Instant::now(), process_cpu());
@@ -114,8 +123,10 @@ pub fn spawn_collector(
                 {
                     Ok(Ok(snapshot)) => {
                         // The newest view the UI has sent, including while this snapshot was taken.
-                        if drain(&control, &mut view).is_err() {
-                            return;
+                        match drain(&control, &mut view, &proc_root, &tx) {
+                            Ok(true) => acted = true,
+                            Ok(false) => {}
+                            Err(()) => return,
                         }
                         // The rows are prepared while the feed turns the snapshot into watch events (both only
                         // read it): on a big host each takes tens of milliseconds, and the first frame waits.
@@ -130,19 +141,19 @@ pub fn spawn_collector(
                             });
                             (prepared, events)
                         });
-                        if !events.is_empty() && tx.send(Event::Log(events)).is_err() {
+                        if !events.is_empty() && tx.send(UiEvent::Log(events)).is_err() {
                             return;
                         }
-                        Event::Snapshot(Box::new(snapshot), prepared)
+                        UiEvent::Snapshot(Box::new(snapshot), prepared)
                     }
-                    Ok(Err(e)) => Event::CollectorError(crate::exit::error_line(&e)),
+                    Ok(Err(e)) => UiEvent::CollectorError(crate::exit::error_line(&e)),
                     Err(panic) => {
                         let msg = panic
                             .downcast_ref::<&str>()
                             .map(|s| s.to_string())
                             .or_else(|| panic.downcast_ref::<String>().cloned())
                             .unwrap_or_else(|| "unknown panic".to_string());
-                        let _ = tx.send(Event::Fatal(format!("the collector panicked: {msg}")));
+                        let _ = tx.send(UiEvent::Fatal(format!("the collector panicked: {msg}")));
                         return;
                     }
                 };
@@ -152,15 +163,18 @@ pub fn spawn_collector(
                 pace.record(process_cpu().saturating_sub(cpu));
                 if pace.stretched() != stretched {
                     stretched = pace.stretched();
-                    if tx.send(Event::Stretched(stretched)).is_err() {
+                    if tx.send(UiEvent::Stretched(stretched)).is_err() {
                         return;
                     }
+                }
+                if acted {
+                    continue;
                 }
                 let next = started + pace.period();
                 loop {
                     match control.recv_timeout(next.saturating_duration_since(Instant::now())) {
                         Ok(message) => {
-                            if obey(message, &mut view) {
+                            if obey(message, &mut view, &proc_root, &tx) {
                                 break;
                             }
                         }
@@ -172,10 +186,20 @@ pub fn spawn_collector(
         })
 }
 
-/// Acts on one message: keeps the newest view, frees a retired snapshot. True when it asks for a refresh now.
-fn obey(message: Control, view: &mut Option<ViewSpec>) -> bool {
+/// Acts on one message: performs `K`/`E` and answers, keeps the newest view, frees a retired snapshot. True when
+/// the next snapshot is due now (after an action).
+fn obey(
+    message: Control,
+    view: &mut Option<ViewSpec>,
+    proc_root: &Path,
+    tx: &Sender<UiEvent>,
+) -> bool {
     match message {
-        Control::Refresh => true,
+        Control::Act(act) => {
+            let (pending, namespaces) = *act;
+            let _ = tx.send(UiEvent::ActDone(perform(&pending, &namespaces, proc_root)));
+            true
+        }
         Control::View(v) => {
             *view = Some(*v);
             false
@@ -188,22 +212,26 @@ fn obey(message: Control, view: &mut Option<ViewSpec>) -> bool {
     }
 }
 
-/// Takes every message already waiting (a refresh asked for now is the one being taken). `Err` when the UI hung
-/// up.
-fn drain(control: &Receiver<Control>, view: &mut Option<ViewSpec>) -> Result<(), ()> {
+/// Takes every message already waiting. `Ok(true)` when it performed an action, which the snapshot just taken
+/// predates; `Err` when the UI hung up.
+fn drain(
+    control: &Receiver<Control>,
+    view: &mut Option<ViewSpec>,
+    proc_root: &Path,
+    tx: &Sender<UiEvent>,
+) -> Result<bool, ()> {
+    let mut acted = false;
     loop {
         match control.try_recv() {
-            Ok(message) => {
-                obey(message, view);
-            }
-            Err(TryRecvError::Empty) => return Ok(()),
+            Ok(message) => acted |= obey(message, view, proc_root, tx),
+            Err(TryRecvError::Empty) => return Ok(acted),
             Err(TryRecvError::Disconnected) => return Err(()),
         }
     }
 }
 
 /// Forwards SIGTERM, SIGHUP and SIGINT to the UI so that it restores the terminal before the process ends.
-pub fn spawn_signals(tx: Sender<Event>) -> std::io::Result<signal_hook::iterator::Handle> {
+pub fn spawn_signals(tx: Sender<UiEvent>) -> std::io::Result<signal_hook::iterator::Handle> {
     use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
     let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGHUP, SIGINT])?;
     let handle = signals.handle();
@@ -211,7 +239,7 @@ pub fn spawn_signals(tx: Sender<Event>) -> std::io::Result<signal_hook::iterator
         .name("kwatch-signals".into())
         .spawn(move || {
             for sig in signals.forever() {
-                if tx.send(Event::Signal(sig)).is_err() {
+                if tx.send(UiEvent::Signal(sig)).is_err() {
                     return;
                 }
             }

@@ -150,7 +150,7 @@ fn plural(n: u32) -> &'static str {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use crate::model::{Family, Timer};
+    use crate::model::Timer;
 
     fn defaults() -> Settings {
         Settings {
@@ -164,30 +164,17 @@ mod tests {
 
     fn conn(state: TcpState, kind: TimerKind, expires_ms: u64, count: u32) -> Connection {
         Connection {
-            cookie: 1,
-            family: Family::Ipv4,
             state,
             local_addr: "10.0.0.5".parse().unwrap(),
             local_port: 40112,
             peer_addr: "10.0.0.9".parse().unwrap(),
             peer_port: 5432,
-            interface: 0,
-            inode: 1,
-            uid: 0,
-            recv_q: 0,
-            send_q: 0,
             timer: Timer {
                 kind,
                 expires_ms,
                 count,
             },
-            shutdown: None,
-            congestion: None,
-            tcp_info: None,
-            owners: Default::default(),
-            keepalive: None,
-            netns: None,
-            findings: Default::default(),
+            ..crate::testing::conn()
         }
     }
 

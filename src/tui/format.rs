@@ -70,7 +70,7 @@ pub fn bytes_short(n: u64) -> String {
 }
 
 pub fn idle(conn: &Connection) -> String {
-    crate::tui::history::idle_ms(conn)
+    crate::tui::history::heard_ms(conn)
         .map(format_duration_ms)
         .unwrap_or_default()
 }

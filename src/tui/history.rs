@@ -115,7 +115,7 @@ impl History {
             }
             seen.samples.push_back(Sample {
                 probes: conn.timer.count,
-                idle_ms: idle_ms(conn),
+                idle_ms: heard_ms(conn),
             });
         } else if !wanted && has_samples {
             seen.samples = VecDeque::new();
@@ -129,52 +129,33 @@ impl History {
     }
 }
 
-/// Milliseconds since anything (data or ack) was last received on this socket, when tcp_info says. `None` for
-/// listeners, where it means nothing.
-pub fn idle_ms(conn: &Connection) -> Option<u64> {
+/// The idle column: [`Connection::heard_ms`], except for listeners, where it means nothing.
+pub fn heard_ms(conn: &Connection) -> Option<u64> {
     if conn.state == TcpState::Listen {
         return None;
     }
-    let info = conn.tcp_info.as_ref()?;
-    [info.last_data_recv_ms(), info.last_ack_recv_ms()]
-        .into_iter()
-        .flatten()
-        .min()
-        .map(u64::from)
+    conn.heard_ms()
 }
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use crate::model::{Family, Timer, TimerKind};
+    use crate::model::{Timer, TimerKind};
 
     fn conn(cookie: u64, state: TcpState, count: u32) -> Connection {
         Connection {
             cookie,
-            family: Family::Ipv4,
             state,
-            local_addr: "127.0.0.1".parse().unwrap(),
             local_port: 1,
-            peer_addr: "127.0.0.1".parse().unwrap(),
             peer_port: 2,
-            interface: 0,
             inode: 0,
-            uid: 0,
-            recv_q: 0,
-            send_q: 0,
             timer: Timer {
                 kind: TimerKind::Keepalive,
                 expires_ms: 0,
                 count,
             },
-            shutdown: None,
-            congestion: None,
-            tcp_info: None,
-            owners: Default::default(),
-            keepalive: None,
-            netns: None,
-            findings: Default::default(),
+            ..crate::testing::conn()
         }
     }
 

@@ -1,8 +1,11 @@
-//! The key map: a pure function from (mode, key) to an action, and the help text that lists it.
+//! The key maps: pure functions from (mode, key) to an action, and in a replay from a key to a move through
+//! recorded time; and the key table that the help overlay, the footer hints and README's key table are checked
+//! against or drawn from.
 
 use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 
-use crate::tui::app::{Action, Mode};
+use crate::tui::app::{Action, Mode, View};
+use crate::tui::replay::{Go, HOUR_MS, MINUTE_MS, ReplayKey};
 
 /// Maps one key to an action in `mode`. Only presses count (not repeats' releases on terminals that report them).
 pub fn map_key(mode: Mode, key: KeyEvent) -> Option<Action> {
@@ -68,16 +71,115 @@ fn browse(code: KeyCode, ctrl: bool) -> Option<Action> {
     })
 }
 
-/// Every key, as the help overlay lists it: (keys, what they do).
+/// Maps a key in a replay, before [`map_key`] is asked: every key while the time prompt is open, the replay keys while browsing
+/// (`browsing`: no filter prompt, help or confirmation open). `None`: the live view's key map decides.
+pub fn map_replay_key(prompt_open: bool, browsing: bool, key: KeyEvent) -> Option<ReplayKey> {
+    if key.kind != KeyEventKind::Press {
+        return None;
+    }
+    let ctrl = key.modifiers.contains(KeyModifiers::CONTROL);
+    if prompt_open {
+        return match key.code {
+            KeyCode::Char('c') if ctrl => None,
+            KeyCode::Esc => Some(ReplayKey::PromptCancel),
+            KeyCode::Enter => Some(ReplayKey::PromptApply),
+            KeyCode::Backspace => Some(ReplayKey::PromptBackspace),
+            KeyCode::Char(c) if !ctrl => Some(ReplayKey::PromptChar(c)),
+            _ => Some(ReplayKey::PromptCancel),
+        };
+    }
+    if !browsing || ctrl {
+        return None;
+    }
+    Some(match key.code {
+        KeyCode::Left | KeyCode::Char(',') => ReplayKey::Go(Go::Prev),
+        KeyCode::Right | KeyCode::Char('.') => ReplayKey::Go(Go::Next),
+        KeyCode::Char('[') => ReplayKey::Go(Go::By(-MINUTE_MS)),
+        KeyCode::Char(']') => ReplayKey::Go(Go::By(MINUTE_MS)),
+        KeyCode::Char('{') => ReplayKey::Go(Go::By(-HOUR_MS)),
+        KeyCode::Char('}') => ReplayKey::Go(Go::By(HOUR_MS)),
+        KeyCode::Char('t') => ReplayKey::OpenPrompt,
+        KeyCode::Char(' ') => ReplayKey::TogglePlay,
+        _ => return None,
+    })
+}
+
+/// One line of the key table: the keys as the help overlay and README name them, what they do, and how the
+/// footer names them (empty: not in the footer).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Key {
+    pub keys: &'static str,
+    pub what: &'static str,
+    pub hint: &'static str,
+}
+
+const fn key(keys: &'static str, what: &'static str, hint: &'static str) -> Key {
+    Key { keys, what, hint }
+}
+
+impl Key {
+    /// The key's line in the help overlay: (keys, what they do).
+    const fn line(self) -> (&'static str, &'static str) {
+        (self.keys, self.what)
+    }
+}
+
+pub const MOVE: Key = key("Up/k  Down/j", "move the cursor", "↑↓");
+pub const PAGE: Key = key("PgUp  PgDn", "a page up / down (also Ctrl-B / Ctrl-F)", "");
+pub const HOME_END: Key = key("Home/g  End/G", "first / last row", "");
+pub const WHEEL: Key = key("mouse wheel", "scroll", "");
+pub const SWITCH: Key = key("Tab", "switch connections / processes", "Tab");
+pub const ENTER: Key = key(
+    "Enter",
+    "connection: details; process: its connections",
+    "Enter",
+);
+pub const BACK: Key = key(
+    "Esc",
+    "close details, leave a process, clear the filter",
+    "Esc",
+);
+pub const FILTER: Key = key("/", "filter: port:443 state:close-wait pid:1234 stuck", "/");
+pub const SORT: Key = key("s  S", "next sort column / reverse the sort", "s");
+pub const PAUSE: Key = key(
+    "space",
+    "pause / resume refreshing (replay: play / pause)",
+    "Space",
+);
+pub const ACT: Key = key(
+    "K  E",
+    "kill · keepalive on 60/10/5 (row or process; asks y/N)",
+    "",
+);
+pub const LOG: Key = key("L", "event log: deaths, state changes, held dead fds", "L");
+pub const REPLAY_STEP: Key = key(
+    "Left/,  Right/.",
+    "replay: previous / next recorded refresh",
+    "←→",
+);
+pub const REPLAY_JUMP: Key = key(
+    "[  ]   {  }",
+    "replay: a minute / an hour back and forward",
+    "[]{}",
+);
+pub const REPLAY_TIME: Key = key(
+    "t",
+    "replay: go to a time: 03:12, 2026-12-05 03:12:30, -2h",
+    "t",
+);
+pub const HELP_KEYS: Key = key("? h F1", "this help", "?");
+pub const QUIT: Key = key("q  Ctrl-C", "quit", "q");
+
+/// The help overlay's lines, in order: every key of the table, and the filter's syntax and prompt keys.
 pub const HELP: &[(&str, &str)] = &[
-    ("Up/k  Down/j", "move the cursor"),
-    ("PgUp  PgDn", "a page up / down (also Ctrl-B / Ctrl-F)"),
-    ("Home/g  End/G", "first / last row"),
-    ("mouse wheel", "scroll"),
-    ("Tab", "switch connections / processes"),
-    ("Enter", "connection: details; process: its connections"),
-    ("Esc", "close details, leave a process, clear the filter"),
-    ("/", "filter: port:443 state:close-wait pid:1234 stuck"),
+    MOVE.line(),
+    PAGE.line(),
+    HOME_END.line(),
+    WHEEL.line(),
+    SWITCH.line(),
+    ENTER.line(),
+    BACK.line(),
+    FILTER.line(),
     (
         "",
         "also sport: dport: code: netns: comm:NAME or NAME, 4, 6",
@@ -91,22 +193,110 @@ pub const HELP: &[(&str, &str)] = &[
         "  in the prompt",
         "Enter apply (empty clears) · Esc cancel · Ctrl-U clear",
     ),
-    ("s  S", "next sort column / reverse the sort"),
-    ("space", "pause / resume refreshing (replay: play / pause)"),
-    (
-        "K  E",
-        "kill · keepalive on 60/10/5 (row or process; asks y/N)",
-    ),
-    ("L", "event log: deaths, state changes, held dead fds"),
-    (
-        "Left/,  Right/.",
-        "replay: previous / next recorded refresh",
-    ),
-    ("[  ]   {  }", "replay: a minute / an hour back and forward"),
-    ("t", "replay: go to a time: 03:12, 2026-12-05 03:12:30, -2h"),
-    ("? h F1", "this help"),
-    ("q  Ctrl-C", "quit"),
+    SORT.line(),
+    PAUSE.line(),
+    ACT.line(),
+    LOG.line(),
+    REPLAY_STEP.line(),
+    REPLAY_JUMP.line(),
+    REPLAY_TIME.line(),
+    HELP_KEYS.line(),
+    QUIT.line(),
 ];
+
+/// Every key of the table, each once.
+pub const TABLE: &[Key] = &[
+    MOVE,
+    PAGE,
+    HOME_END,
+    WHEEL,
+    SWITCH,
+    ENTER,
+    BACK,
+    FILTER,
+    SORT,
+    PAUSE,
+    ACT,
+    LOG,
+    REPLAY_STEP,
+    REPLAY_JUMP,
+    REPLAY_TIME,
+    HELP_KEYS,
+    QUIT,
+];
+
+/// One footer hint: keys of the table (shown by their hints, joined with `/`) and what they do here.
+pub type Hint = (&'static [Key], &'static str);
+
+/// The footer hints for `mode` in `view` (`drilled`: the connections of one process).
+pub fn footer_hints(mode: Mode, view: View, drilled: bool) -> &'static [Hint] {
+    match (mode, view) {
+        (_, View::Log) => &[
+            (&[HELP_KEYS], "Help"),
+            (&[MOVE], "Scroll"),
+            (&[LOG, BACK], "Back"),
+            (&[PAUSE], "Pause"),
+            (&[QUIT], "Quit"),
+        ],
+        (Mode::Detail, _) => &[
+            (&[BACK], "Back"),
+            (&[MOVE], "Prev/next"),
+            (&[SWITCH], "Processes"),
+            (&[HELP_KEYS], "Help"),
+            (&[QUIT], "Quit"),
+        ],
+        (_, View::Connections) if drilled => &[
+            (&[HELP_KEYS], "Help"),
+            (&[FILTER], "Filter"),
+            (&[SORT], "Sort"),
+            (&[ENTER], "Details"),
+            (&[BACK], "Processes"),
+            (&[PAUSE], "Pause"),
+            (&[QUIT], "Quit"),
+        ],
+        (_, View::Connections) => &[
+            (&[HELP_KEYS], "Help"),
+            (&[FILTER], "Filter"),
+            (&[SORT], "Sort"),
+            (&[SWITCH], "Processes"),
+            (&[ENTER], "Details"),
+            (&[PAUSE], "Pause"),
+            (&[QUIT], "Quit"),
+        ],
+        (_, View::Processes) => &[
+            (&[HELP_KEYS], "Help"),
+            (&[FILTER], "Filter"),
+            (&[SORT], "Sort"),
+            (&[SWITCH], "Connections"),
+            (&[ENTER], "Its sockets"),
+            (&[PAUSE], "Pause"),
+            (&[QUIT], "Quit"),
+        ],
+    }
+}
+
+/// The footer hints of a replay while browsing (`playing`: space pauses).
+pub fn replay_hints(playing: bool) -> &'static [Hint] {
+    const fn hints(space: &'static str) -> [Hint; 7] {
+        [
+            (&[HELP_KEYS], "Help"),
+            (&[REPLAY_STEP], "Refresh"),
+            (&[REPLAY_JUMP], "Minute/Hour"),
+            (&[REPLAY_TIME], "Time"),
+            (&[PAUSE], space),
+            (&[FILTER], "Filter"),
+            (&[QUIT], "Quit"),
+        ]
+    }
+    const PLAYING: [Hint; 7] = hints("Pause");
+    const PAUSED: [Hint; 7] = hints("Play");
+    if playing { &PLAYING } else { &PAUSED }
+}
+
+/// A hint's keys as the footer shows them: `?`, `L/Esc`.
+pub fn hint_keys(keys: &[Key]) -> String {
+    keys.iter().map(|k| k.hint).collect::<Vec<_>>().join("/")
+}
 
 #[cfg(test)]
 mod tests {
@@ -231,6 +421,53 @@ mod tests {
     }
 
     #[test]
+    fn replay_key_table() {
+        use KeyCode::*;
+        for (code, want) in [
+            (Left, Some(ReplayKey::Go(Go::Prev))),
+            (Char(','), Some(ReplayKey::Go(Go::Prev))),
+            (Right, Some(ReplayKey::Go(Go::Next))),
+            (Char('.'), Some(ReplayKey::Go(Go::Next))),
+            (Char('['), Some(ReplayKey::Go(Go::By(-MINUTE_MS)))),
+            (Char(']'), Some(ReplayKey::Go(Go::By(MINUTE_MS)))),
+            (Char('{'), Some(ReplayKey::Go(Go::By(-HOUR_MS)))),
+            (Char('}'), Some(ReplayKey::Go(Go::By(HOUR_MS)))),
+            (Char('t'), Some(ReplayKey::OpenPrompt)),
+            (Char(' '), Some(ReplayKey::TogglePlay)),
+            // The live view's keys stay the live view's.
+            (Char('/'), None),
+            (Char('q'), None),
+            (Down, None),
+            (Tab, None),
+        ] {
+            assert_eq!(map_replay_key(false, true, press(code)), want, "{code:?}");
+        }
+        // With the filter prompt, help or a question open, the live view's map decides.
+        assert_eq!(map_replay_key(false, false, press(Char('t'))), None);
+        // The time prompt takes every key.
+        for (code, want) in [
+            (Char('q'), ReplayKey::PromptChar('q')),
+            (Char(':'), ReplayKey::PromptChar(':')),
+            (Backspace, ReplayKey::PromptBackspace),
+            (Enter, ReplayKey::PromptApply),
+            (Esc, ReplayKey::PromptCancel),
+            (Tab, ReplayKey::PromptCancel),
+        ] {
+            assert_eq!(
+                map_replay_key(true, true, press(code)),
+                Some(want),
+                "{code:?}"
+            );
+        }
+        let ctrl_c = KeyEvent::new(Char('c'), KeyModifiers::CONTROL);
+        assert_eq!(
+            map_replay_key(true, true, ctrl_c),
+            None,
+            "Ctrl-C still quits"
+        );
+    }
+
+    #[test]
     fn only_presses_count() {
         for kind in [KeyEventKind::Release, KeyEventKind::Repeat] {
             let key = KeyEvent::new_with_kind_and_state(
@@ -240,6 +477,152 @@ mod tests {
                 KeyEventState::NONE,
             );
             assert_eq!(map_key(Mode::Browse, key), None, "{kind:?}");
+        }
+    }
+
+    /// The key names in a table cell: `Up/k  Down/j` is `Up`, `k`, `Down`, `j`; `` `/` `` is `/`; README separates
+    /// keys with `, ` (`?, h, F1`), while a comma after `/` is the comma key (`Left/,`, README's ``Left/`,` ``).
+    fn key_names(cell: &str) -> Vec<&str> {
+        let mut names = Vec::new();
+        for word in cell.split(' ').filter(|w| !w.is_empty()) {
+            let word = match word.strip_suffix(',') {
+                Some(w) if !w.is_empty() && !w.ends_with('/') => w,
+                _ => word,
+            };
+            if word.trim_matches('`') == "/" {
+                names.push("/");
+            } else {
+                names.extend(
+                    word.split('/')
+                        .map(|n| n.trim_matches('`'))
+                        .filter(|n| !n.is_empty()),
+                );
+            }
+        }
+        names
+    }
+
+    #[test]
+    fn key_names_read_the_help_and_readme_alike() {
+        assert_eq!(key_names("Left/,  Right/."), ["Left", ",", "Right", "."]);
+        assert_eq!(
+            key_names("Left/`,`, Right/`.`"),
+            ["Left", ",", "Right", "."]
+        );
+        assert_eq!(key_names("?, h, F1"), ["?", "h", "F1"]);
+        assert_eq!(key_names("`[` `]`, `{` `}`"), ["[", "]", "{", "}"]);
+        assert_eq!(key_names("[  ]   {  }"), ["[", "]", "{", "}"]);
+        assert_eq!(key_names("`/`"), ["/"]);
+        assert_eq!(key_names("Up/k  Down/j"), ["Up", "k", "Down", "j"]);
+    }
+
+    /// How the help names a key: `k`, `Up`, `PgUp`, `space`, `F1`, `Ctrl-B`.
+    fn key_name(key: KeyEvent) -> String {
+        match key.code {
+            KeyCode::Char(' ') => "space".to_string(),
+            KeyCode::Char(c) if key.modifiers.contains(KeyModifiers::CONTROL) => {
+                format!("Ctrl-{}", c.to_ascii_uppercase())
+            }
+            KeyCode::Char(c) => c.to_string(),
+            KeyCode::PageUp => "PgUp".to_string(),
+            KeyCode::PageDown => "PgDn".to_string(),
+            // Shift-Tab switches back: the same line as Tab.
+            KeyCode::BackTab => "Tab".to_string(),
+            KeyCode::F(n) => format!("F{n}"),
+            code => format!("{code:?}"),
+        }
+    }
+
+    #[test]
+    fn every_key_the_map_takes_is_in_the_help() {
+        let named: Vec<&str> = TABLE.iter().flat_map(|k| key_names(k.keys)).collect();
+        let text: String = HELP.iter().map(|(k, w)| format!("{k} {w}\n")).collect();
+        let mut keys: Vec<KeyEvent> = (' '..='~').map(|c| press(KeyCode::Char(c))).collect();
+        keys.extend(('a'..='z').map(ctrl));
+        keys.extend((1..=12).map(|n| press(KeyCode::F(n))));
+        use KeyCode::*;
+        for code in [
+            Up, Down, Left, Right, PageUp, PageDown, Home, End, Tab, BackTab, Enter, Esc,
+            Backspace, Delete, Insert,
+        ] {
+            keys.push(press(code));
+        }
+        let mut checked = 0;
+        for mode in [Mode::Browse, Mode::Detail] {
+            for key in &keys {
+                // In a replay the replay's map is asked first (its time prompt closed: it takes text).
+                if map_key(mode, *key).is_none() && map_replay_key(false, true, *key).is_none() {
+                    continue;
+                }
+                checked += 1;
+                let name = key_name(*key);
+                let listed = if name.starts_with("Ctrl-") {
+                    text.contains(&name)
+                } else {
+                    named.contains(&name.as_str())
+                };
+                assert!(
+                    listed,
+                    "{mode:?}: '{name}' does something but the help does not list it"
+                );
+            }
+        }
+        assert!(checked > 40, "only {checked} keys checked");
+    }
+
+    #[test]
+    fn the_help_shows_every_key_of_the_table() {
+        for key in TABLE {
+            assert!(HELP.contains(&key.line()), "{key:?}");
+        }
+    }
+
+    #[test]
+    fn readme_key_table_lists_every_key() {
+        let readme = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"));
+        let rows: Vec<&str> = readme
+            .lines()
+            .skip_while(|l| !l.starts_with("| key | does |"))
+            .skip(2)
+            .take_while(|l| l.starts_with('|'))
+            .collect();
+        assert!(rows.len() > 5, "README has no key table");
+        let listed: Vec<&str> = rows
+            .iter()
+            .flat_map(|row| key_names(row.split('|').nth(1).unwrap_or("")))
+            .collect();
+        for key in TABLE {
+            for name in key_names(key.keys) {
+                assert!(
+                    listed.contains(&name),
+                    "README's key table misses '{name}' ({})",
+                    key.what
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn footer_hints_name_keys_of_the_table() {
+        for playing in [false, true] {
+            for (keys, label) in replay_hints(playing) {
+                assert!(!keys.is_empty(), "{label}");
+                for key in *keys {
+                    assert!(TABLE.contains(key) && !key.hint.is_empty(), "{key:?}");
+                }
+            }
+        }
+        for mode in [Mode::Browse, Mode::Detail] {
+            for view in [View::Connections, View::Processes, View::Log] {
+                for drilled in [false, true] {
+                    for (keys, label) in footer_hints(mode, view, drilled) {
+                        assert!(!keys.is_empty(), "{label}");
+                        for key in *keys {
+                            assert!(TABLE.contains(key) && !key.hint.is_empty(), "{key:?}");
+                        }
+                    }
+                }
+            }
         }
     }
 }

@@ -9,23 +9,23 @@
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, TryRecvError};
 use std::thread;
 
-use crate::events::{Event as WatchEvent, Tracker};
+use crate::events::{Tracker, WatchEvent};
 use crate::filter::Filter;
 use crate::model::Snapshot;
 use crate::moment::format_local;
 use crate::recording::cursor::Cursor;
 use crate::recording::frame::{FLAG_DEATHS, FLAG_SESSION_START, Frame};
 use crate::recording::store::StoreError;
-use crate::tui::app::{ViewSpec, prepare};
-use crate::tui::event::{Control, Event};
+use crate::tui::event::{Control, UiEvent};
 use crate::tui::history::{History, SAMPLES};
+use crate::tui::prepare::{ViewSpec, prepare};
 use crate::tui::replay::{Go, Message, PLAY_STEP, Source};
 
 /// Starts the thread that reads the recording: the refresh at `source.at_ms` first, then as `Go` messages say,
 /// until the UI hangs up `control`.
 pub fn spawn(
     source: Source,
-    tx: Sender<Event>,
+    tx: Sender<UiEvent>,
     control: Receiver<Control>,
 ) -> std::io::Result<thread::JoinHandle<()>> {
     thread::Builder::new()
@@ -47,7 +47,7 @@ pub fn spawn(
 /// The source thread's state.
 struct Reader {
     source: Source,
-    tx: Sender<Event>,
+    tx: Sender<UiEvent>,
     view: Option<ViewSpec>,
     /// Positioned after the refresh shown.
     cursor: Option<Cursor>,
@@ -79,12 +79,15 @@ impl Reader {
             match message {
                 Control::View(v) => self.view = Some(*v),
                 Control::Retire(old) => drop(old),
-                Control::Refresh => {}
+                // Never sent on a recording (`replay::intercept` answers K and E), but never silent either.
+                Control::Act(_) => self.send(UiEvent::ActDone(
+                    "a recording cannot be changed: K and E act on live sockets".to_string(),
+                ))?,
                 Control::Replay(Go::Play(on)) => playing = on,
                 Control::Replay(Go::Next) => {
                     if !self.next()? && playing {
                         playing = false;
-                        self.send(Event::Replay(Message::Stopped))?;
+                        self.send(UiEvent::Replay(Message::Stopped))?;
                     }
                 }
                 Control::Replay(Go::Prev) => match self.shown {
@@ -105,23 +108,23 @@ impl Reader {
         }
     }
 
-    fn send(&self, event: Event) -> Result<(), Gone> {
+    fn send(&self, event: UiEvent) -> Result<(), Gone> {
         self.tx.send(event).map_err(|_| Gone)
     }
 
     fn status(&self, line: String) -> Result<(), Gone> {
-        self.send(Event::Replay(Message::Status(line)))
+        self.send(UiEvent::Replay(Message::Status(line)))
     }
 
     fn error(&self, e: &StoreError) -> Result<(), Gone> {
-        self.send(Event::CollectorError(e.to_string()))
+        self.send(UiEvent::CollectorError(e.to_string()))
     }
 
     /// Sends a refresh with its rows for the view the UI last sent.
     fn show(&mut self, snapshot: Snapshot) -> Result<(), Gone> {
         self.shown = Some(snapshot.taken_at_unix_ms);
         let prepared = self.view.as_ref().map(|v| Box::new(prepare(&snapshot, v)));
-        self.send(Event::Snapshot(Box::new(snapshot), prepared))
+        self.send(UiEvent::Snapshot(Box::new(snapshot), prepared))
     }
 
     /// Shows the refresh after the one shown; false at the end of the recording.
@@ -158,7 +161,7 @@ impl Reader {
         };
         let events = step(&mut self.tracker, &frame);
         if !events.is_empty() {
-            self.send(Event::Log(events))?;
+            self.send(UiEvent::Log(events))?;
         }
         self.show(frame.snapshot)?;
         Ok(true)
@@ -206,7 +209,7 @@ impl Reader {
         self.tracker = Tracker::new();
         match self.warm(at, flags, control) {
             Ok(Some((history, events))) => {
-                self.send(Event::Replay(Message::Warm(Box::new(history), events)))
+                self.send(UiEvent::Replay(Message::Warm(Box::new(history), events)))
             }
             Ok(None) => Ok(()),
             Err(e) => self.error(&e),

@@ -4,9 +4,9 @@
 mod act;
 mod connections;
 mod detail;
+mod event_log;
 mod header;
 mod help;
-mod log;
 mod processes;
 mod replay;
 
@@ -17,7 +17,9 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Paragraph, Widget, Wrap};
 
 use crate::model::Severity;
-use crate::tui::app::{App, ConnSort, Mode, ProcSort, View};
+use crate::tui::app::{App, View};
+use crate::tui::keys::{footer_hints, hint_keys};
+use crate::tui::prepare::{ConnSort, ProcSort};
 
 /// Styles, or their monochrome stand-ins under NO_COLOR (bold, reverse, underline only).
 #[derive(Debug, Clone, Copy)]
@@ -247,7 +249,7 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
         }
         (View::Connections, None) => connections::render(app, theme, body, buf),
         (View::Processes, _) => processes::render(app, theme, body, buf),
-        (View::Log, _) => log::render(app, theme, body, buf),
+        (View::Log, _) => event_log::render(app, theme, body, buf),
     }
     footer(app, theme, foot, buf);
     if app.help {
@@ -320,52 +322,13 @@ fn footer(app: &App, theme: Theme, area: Rect, buf: &mut Buffer) {
         Paragraph::new(rows).render(area, buf);
         return;
     }
-    let hints: &[(&str, &str)] = match (app.mode(), app.view) {
-        (_, View::Log) => &[
-            ("?", "Help"),
-            ("↑↓", "Scroll"),
-            ("L/Esc", "Back"),
-            ("Space", "Pause"),
-            ("q", "Quit"),
-        ],
-        (Mode::Detail, _) => &[
-            ("Esc", "Back"),
-            ("↑↓", "Prev/next"),
-            ("Tab", "Processes"),
-            ("?", "Help"),
-            ("q", "Quit"),
-        ],
-        (_, View::Connections) if app.drill_pid.is_some() => &[
-            ("?", "Help"),
-            ("/", "Filter"),
-            ("s", "Sort"),
-            ("Enter", "Details"),
-            ("Esc", "Processes"),
-            ("Space", "Pause"),
-            ("q", "Quit"),
-        ],
-        (_, View::Connections) => &[
-            ("?", "Help"),
-            ("/", "Filter"),
-            ("s", "Sort"),
-            ("Tab", "Processes"),
-            ("Enter", "Details"),
-            ("Space", "Pause"),
-            ("q", "Quit"),
-        ],
-        (_, View::Processes) => &[
-            ("?", "Help"),
-            ("/", "Filter"),
-            ("s", "Sort"),
-            ("Tab", "Connections"),
-            ("Enter", "Its sockets"),
-            ("Space", "Pause"),
-            ("q", "Quit"),
-        ],
-    };
+    let hints: Vec<(String, &str)> = footer_hints(app.mode(), app.view, app.drill_pid.is_some())
+        .iter()
+        .map(|(keys, label)| (hint_keys(keys), *label))
+        .collect();
     let mut spans = Vec::new();
-    for (key, label) in hints {
-        spans.push(Span::styled(key.to_string(), theme.key()));
+    for (key, label) in &hints {
+        spans.push(Span::styled(key.clone(), theme.key()));
         spans.push(Span::raw(format!("{label} ")));
     }
     Paragraph::new(Line::from(spans)).render(area, buf);

@@ -1,20 +1,20 @@
-//! The live view on a recording (`kwatch replay DIR`), on the UI thread: the keys that move through recorded
-//! time, the `t` prompt, and what the source thread ([`super::playback`]) sends besides snapshots. No I/O here.
+//! The live view on a recording (`kwatch replay DIR`), on the UI thread: what the keys that move through recorded
+//! time do (mapped in [`super::keys`]), the `t` prompt, and what the source thread ([`super::playback`]) sends
+//! besides snapshots. No I/O here.
 
 use std::path::PathBuf;
 use std::sync::mpsc::Sender;
 use std::time::Duration;
 
-use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 use jiff::tz::TimeZone;
 
-use crate::events::Event as WatchEvent;
+use crate::events::WatchEvent;
 use crate::moment::{format_local, parse_time};
 use crate::tui::app::{Action, App, Mode, Prompt, update};
-use crate::tui::event::{Control, Event};
+use crate::tui::event::{Control, UiEvent};
+use crate::tui::event_log::EventLog;
 use crate::tui::history::History;
 use crate::tui::keys;
-use crate::tui::log::Log;
 
 /// Where the replay starts: a recording and a moment in it.
 #[derive(Debug, Clone)]
@@ -85,39 +85,6 @@ pub enum ReplayKey {
     PromptCancel,
 }
 
-/// Maps a key to a replay action: every key while the time prompt is open, the replay keys while browsing
-/// (`browsing`: no filter prompt, help or confirmation open). `None`: the live view's key map decides.
-pub fn map_key(prompt_open: bool, browsing: bool, key: KeyEvent) -> Option<ReplayKey> {
-    if key.kind != KeyEventKind::Press {
-        return None;
-    }
-    let ctrl = key.modifiers.contains(KeyModifiers::CONTROL);
-    if prompt_open {
-        return match key.code {
-            KeyCode::Char('c') if ctrl => None,
-            KeyCode::Esc => Some(ReplayKey::PromptCancel),
-            KeyCode::Enter => Some(ReplayKey::PromptApply),
-            KeyCode::Backspace => Some(ReplayKey::PromptBackspace),
-            KeyCode::Char(c) if !ctrl => Some(ReplayKey::PromptChar(c)),
-            _ => Some(ReplayKey::PromptCancel),
-        };
-    }
-    if !browsing || ctrl {
-        return None;
-    }
-    Some(match key.code {
-        KeyCode::Left | KeyCode::Char(',') => ReplayKey::Go(Go::Prev),
-        KeyCode::Right | KeyCode::Char('.') => ReplayKey::Go(Go::Next),
-        KeyCode::Char('[') => ReplayKey::Go(Go::By(-MINUTE_MS)),
-        KeyCode::Char(']') => ReplayKey::Go(Go::By(MINUTE_MS)),
-        KeyCode::Char('{') => ReplayKey::Go(Go::By(-HOUR_MS)),
-        KeyCode::Char('}') => ReplayKey::Go(Go::By(HOUR_MS)),
-        KeyCode::Char('t') => ReplayKey::OpenPrompt,
-        KeyCode::Char(' ') => ReplayKey::TogglePlay,
-        _ => return None,
-    })
-}
-
 /// Resolves what was typed at the `t` prompt against the wall clock `now_ms`.
 pub fn resolve(text: &str, now_ms: u64, tz: &TimeZone) -> Result<u64, String> {
     parse_time(text)?.resolve(now_ms, tz)
@@ -128,38 +95,38 @@ pub fn resolve(text: &str, now_ms: u64, tz: &TimeZone) -> Result<u64, String> {
 /// is not the replay's; `wall_ms` (the wall clock) resolves typed times like `-2h`.
 pub fn intercept(
     app: &mut App,
-    ev: Event,
+    ev: UiEvent,
     control: &Sender<Control>,
     wall_ms: u64,
-) -> Option<Event> {
+) -> Option<UiEvent> {
     if app.replay.is_none() {
         return Some(ev);
     }
     match ev {
-        Event::Replay(Message::Warm(history, events)) => {
+        UiEvent::Replay(Message::Warm(history, events)) => {
             app.history = *history;
-            app.log = Log::default();
+            app.log = EventLog::default();
             app.held_log.clear();
             app.log_sel = 0;
             app.log_offset = 0;
             update(app, Action::Log(events));
             None
         }
-        Event::Replay(Message::Status(line)) => {
+        UiEvent::Replay(Message::Status(line)) => {
             app.status = Some((line, app.now_ms));
             None
         }
-        Event::Replay(Message::Stopped) => {
+        UiEvent::Replay(Message::Stopped) => {
             if let Some(r) = app.replay.as_mut() {
                 r.playing = false;
             }
             None
         }
-        Event::Key(key) => {
+        UiEvent::Key(key) => {
             let mode = app.mode();
             let prompt_open = app.replay.as_ref().is_some_and(|r| r.prompt.is_some());
             let browsing = matches!(mode, Mode::Browse | Mode::Detail);
-            match map_key(prompt_open, browsing, key) {
+            match keys::map_replay_key(prompt_open, browsing, key) {
                 Some(k) => apply(app, k, control, wall_ms),
                 None => match keys::map_key(mode, key) {
                     Some(Action::Kill | Action::EnableKeepalive) => {
@@ -169,7 +136,7 @@ pub fn intercept(
                             app.now_ms,
                         ));
                     }
-                    _ => return Some(Event::Key(key)),
+                    _ => return Some(UiEvent::Key(key)),
                 },
             }
             None
@@ -244,49 +211,6 @@ pub enum Message {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-
-    fn press(code: KeyCode) -> KeyEvent {
-        KeyEvent::new(code, KeyModifiers::NONE)
-    }
-
-    #[test]
-    fn replay_key_table() {
-        use KeyCode::*;
-        for (code, want) in [
-            (Left, Some(ReplayKey::Go(Go::Prev))),
-            (Char(','), Some(ReplayKey::Go(Go::Prev))),
-            (Right, Some(ReplayKey::Go(Go::Next))),
-            (Char('.'), Some(ReplayKey::Go(Go::Next))),
-            (Char('['), Some(ReplayKey::Go(Go::By(-MINUTE_MS)))),
-            (Char(']'), Some(ReplayKey::Go(Go::By(MINUTE_MS)))),
-            (Char('{'), Some(ReplayKey::Go(Go::By(-HOUR_MS)))),
-            (Char('}'), Some(ReplayKey::Go(Go::By(HOUR_MS)))),
-            (Char('t'), Some(ReplayKey::OpenPrompt)),
-            (Char(' '), Some(ReplayKey::TogglePlay)),
-            // The live view's keys stay the live view's.
-            (Char('/'), None),
-            (Char('q'), None),
-            (Down, None),
-            (Tab, None),
-        ] {
-            assert_eq!(map_key(false, true, press(code)), want, "{code:?}");
-        }
-        // With the filter prompt, help or a question open, the live view's map decides.
-        assert_eq!(map_key(false, false, press(Char('t'))), None);
-        // The time prompt takes every key.
-        for (code, want) in [
-            (Char('q'), ReplayKey::PromptChar('q')),
-            (Char(':'), ReplayKey::PromptChar(':')),
-            (Backspace, ReplayKey::PromptBackspace),
-            (Enter, ReplayKey::PromptApply),
-            (Esc, ReplayKey::PromptCancel),
-            (Tab, ReplayKey::PromptCancel),
-        ] {
-            assert_eq!(map_key(true, true, press(code)), Some(want), "{code:?}");
-        }
-        let ctrl_c = KeyEvent::new(Char('c'), KeyModifiers::CONTROL);
-        assert_eq!(map_key(true, true, ctrl_c), None, "Ctrl-C still quits");
-    }
 
     #[test]
     fn typed_times_resolve_or_say_why_not() {

@@ -10,9 +10,9 @@ use std::io;
 use std::net::IpAddr;
 
 use crate::model::keepalive::{DeathBy, KeepaliveSettings};
-use crate::model::{Family, NetnsRef, Owner, TcpInfo, Timer, Unit};
+use crate::model::{Family, NetnsRef, Owner, StateName, TcpInfo, Timer, Unit};
 
-use super::{Findings, StateName};
+use super::Findings;
 
 /// A value that writes itself as compact JSON, byte for byte what serde_json writes for it.
 pub trait WriteJson {

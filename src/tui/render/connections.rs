@@ -8,8 +8,9 @@ use ratatui::widgets::{Block, Borders, Cell, Row, Table, Widget};
 use super::{Col, Theme, conn_header, constraints, empty_message, fit, truncate};
 use crate::escape::escape;
 use crate::model::{Connection, Snapshot, UnitKind};
-use crate::tui::app::{App, ConnSort, clamp_offset};
+use crate::tui::app::{App, clamp_offset};
 use crate::tui::format;
+use crate::tui::prepare::ConnSort;
 
 /// Columns in display order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -6,9 +6,9 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Paragraph, Sparkline, Widget};
 
 use super::Theme;
-use crate::analyze::format_bytes;
 use crate::duration::format_duration_ms;
 use crate::escape::{escape, escape_cmdline};
+use crate::format::format_bytes;
 use crate::model::keepalive::{KeepaliveSettings, Source};
 use crate::model::{Connection, Snapshot, TcpInfo};
 use crate::tui::app::{App, Detail};

@@ -1,6 +1,6 @@
 //! The header: host and kernel, keepalive settings, socket counts by state, stuck counts, what could not be read.
 
-use crate::tui::app::Counts;
+use crate::tui::prepare::Counts;
 
 use ratatui::buffer::Buffer;
 use ratatui::layout::{Alignment, Rect};

@@ -10,8 +10,9 @@ use super::{Col, Theme, constraints, empty_message, fit, proc_header};
 use crate::analyze::ProcessSummary;
 use crate::escape::{escape, escape_cmdline};
 use crate::model::{Snapshot, TcpState};
-use crate::tui::app::{App, ProcSort, clamp_offset, no_keepalive_share};
+use crate::tui::app::{App, clamp_offset};
 use crate::tui::format;
+use crate::tui::prepare::{ProcSort, no_keepalive_share};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum C {

@@ -1,5 +1,5 @@
 //! What a replay adds to the screen: REPLAY and the recorded time in the header, the `t` prompt and the replay
-//! keys in the footer.
+//! keys in the footer (from the key table of [`crate::tui::keys`]).
 
 use ratatui::buffer::Buffer;
 use ratatui::layout::Rect;
@@ -10,6 +10,7 @@ use super::Theme;
 use crate::escape::escape;
 use crate::model::Snapshot;
 use crate::tui::app::{App, Mode};
+use crate::tui::keys::{hint_keys, replay_hints};
 use crate::tui::replay::Replay;
 
 /// The header's first spans after the name: `REPLAY 2026-12-05 03:12:30.000 UTC`, and whether it plays.
@@ -57,19 +58,9 @@ pub fn footer(app: &App, theme: Theme, area: Rect, buf: &mut Buffer) -> bool {
             Span::raw(escape(text).into_owned()),
         ])
     } else {
-        let hints: &[(&str, &str)] = &[
-            ("?", "Help"),
-            ("←→", "Refresh"),
-            ("[]", "Minute"),
-            ("{}", "Hour"),
-            ("t", "Time"),
-            ("Space", if replay.playing { "Pause" } else { "Play" }),
-            ("/", "Filter"),
-            ("q", "Quit"),
-        ];
         let mut spans = Vec::new();
-        for (key, label) in hints {
-            spans.push(Span::styled(key.to_string(), theme.key()));
+        for (keys, label) in replay_hints(replay.playing) {
+            spans.push(Span::styled(hint_keys(keys), theme.key()));
             spans.push(Span::raw(format!("{label} ")));
         }
         Line::from(spans)

@@ -10,9 +10,9 @@ use std::time::Duration;
 
 use rustix::net::sockopt;
 
-use crate::model::Owner;
+use super::{Reader, SockoptError};
 use crate::model::keepalive::{KeepaliveSettings, KeepaliveValues};
-use crate::sockopt::{Reader, SockoptError};
+use crate::model::{Connection, Owner};
 
 /// Why keepalive could not be turned on for one socket.
 #[derive(Debug, thiserror::Error)]
@@ -71,6 +71,27 @@ pub fn enable(
     drop(dup);
     applied?;
     reader.read(owner, inode).map_err(EnableError::ReadBack)
+}
+
+/// Turns keepalive on for one socket through the first owner whose fd can be duplicated.
+pub fn enable_keepalive(
+    reader: &mut Reader,
+    conn: &Connection,
+    v: KeepaliveValues,
+) -> Result<KeepaliveSettings, EnableError> {
+    let mut last = None;
+    for owner in &conn.owners {
+        match enable(reader, *owner, conn.inode, v) {
+            Ok(read) => return Ok(read),
+            // Setting failed on the shared socket: another owner's fd is the same socket.
+            Err(e @ EnableError::Set { .. }) => return Err(e),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or(EnableError::Set {
+        option: "SO_KEEPALIVE",
+        source: io::Error::other("no owning process known"),
+    }))
 }
 
 #[cfg(test)]

@@ -1,10 +1,10 @@
-//! Ghost sockets: TCP socket fds processes still hold after the kernel ended the connection.
+//! Held dead sockets: TCP socket fds processes still hold after the kernel ended the connection.
 //!
 //! A killed connection (keepalive timeout, reset, `ss -K`) leaves every sock_diag dump while the program that
 //! holds its fd may never notice. Candidates are socket inodes found in /proc but not in a complete dump; the
 //! `system.sockprotoname` xattr of `/proc/PID/fd/N` keeps only TCP ones without touching the socket. Each is then
 //! duplicated (pidfd_getfd) and confirmed: in one of the inspected network namespaces, each dumped completely
-//! (SIOCGSKNS), TCP_INFO state CLOSE, and it once carried traffic (a fresh, never-connected socket is not a ghost).
+//! (SIOCGSKNS), TCP_INFO state CLOSE, and it once carried traffic (a fresh, never-connected socket is not held dead).
 //! Nothing is changed: TCP_INFO and getsockname only read, and SO_ERROR, which would clear the error the program
 //! has yet to see, is not used.
 

@@ -14,7 +14,7 @@ use netlink_packet_sock_diag::SOCK_DESTROY;
 use netlink_packet_sock_diag::inet::{ExtensionFlags, InetRequest, SocketId, StateFlags};
 use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_SOCK_DIAG};
 
-use crate::diag::request::{INET_DIAG_REQ_V2_LEN, NLMSG_HDR_LEN};
+use super::request::{INET_DIAG_REQ_V2_LEN, NLMSG_HDR_LEN};
 use crate::model::{Connection, Family, TcpState};
 
 const NLM_F_REQUEST: u16 = libc::NLM_F_REQUEST as u16;
@@ -209,7 +209,6 @@ mod tests {
     use std::net::{Ipv4Addr, Ipv6Addr};
 
     use super::*;
-    use crate::model::Timer;
 
     fn conn(local: IpAddr, peer: IpAddr, family: Family) -> Connection {
         Connection {
@@ -222,17 +221,7 @@ mod tests {
             peer_port: 40_000,
             interface: 3,
             inode: 99,
-            uid: 0,
-            recv_q: 0,
-            send_q: 0,
-            timer: Timer::NONE,
-            shutdown: None,
-            congestion: None,
-            tcp_info: None,
-            owners: Default::default(),
-            findings: Default::default(),
-            keepalive: None,
-            netns: None,
+            ..crate::testing::conn()
         }
     }
 

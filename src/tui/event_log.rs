@@ -1,11 +1,11 @@
 //! The live view's event log: deaths and state changes of sockets the collector had seen, newest first and
-//! bounded ([`Log`], pure), and the [`Feed`] that produces them on the collector thread from kernel destroy
+//! bounded ([`EventLog`], pure), and the [`Feed`] that produces them on the collector thread from kernel destroy
 //! notifications and each snapshot (the I/O side, [`events::Feed`], as `kwatch --watch` does it).
 
 use std::collections::VecDeque;
 
 use crate::collect::Options;
-use crate::events::{self, Event};
+use crate::events::{self, WatchEvent};
 use crate::filter::Filter;
 use crate::model::Snapshot;
 
@@ -14,15 +14,15 @@ pub const LOG_MAX: usize = 500;
 
 /// Watch events, newest first, at most [`LOG_MAX`].
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Log {
-    events: VecDeque<Event>,
+pub struct EventLog {
+    events: VecDeque<WatchEvent>,
     /// Events ever added (also those that fell off), so a cursor can tell how far the list moved.
     added: u64,
 }
 
-impl Log {
+impl EventLog {
     /// Adds events given oldest first (as the tracker emits them): the last one ends up on top.
-    pub fn extend(&mut self, events: impl IntoIterator<Item = Event>) {
+    pub fn extend(&mut self, events: impl IntoIterator<Item = WatchEvent>) {
         for e in events {
             self.events.push_front(e);
             self.added += 1;
@@ -31,11 +31,11 @@ impl Log {
     }
 
     /// Newest first.
-    pub fn iter(&self) -> impl Iterator<Item = &Event> {
+    pub fn iter(&self) -> impl Iterator<Item = &WatchEvent> {
         self.events.iter()
     }
 
-    pub fn get(&self, i: usize) -> Option<&Event> {
+    pub fn get(&self, i: usize) -> Option<&WatchEvent> {
         self.events.get(i)
     }
 
@@ -77,7 +77,7 @@ impl Feed {
     }
 
     /// The events of one snapshot taken after [`Feed::drain`], oldest first; `now_unix_ms` stamps them.
-    pub fn step(&mut self, snapshot: &Snapshot, now_unix_ms: u64) -> Vec<Event> {
+    pub fn step(&mut self, snapshot: &Snapshot, now_unix_ms: u64) -> Vec<WatchEvent> {
         self.inner.step(snapshot, &self.filter, now_unix_ms)
     }
 }
@@ -86,17 +86,17 @@ impl Feed {
 mod tests {
     use super::*;
 
-    fn warning(n: u64) -> Event {
-        Event::Warning {
+    fn warning(n: u64) -> WatchEvent {
+        WatchEvent::Warning {
             time_unix_ms: n,
             message: n.to_string(),
         }
     }
 
-    fn times(log: &Log) -> Vec<u64> {
+    fn times(log: &EventLog) -> Vec<u64> {
         log.iter()
             .map(|e| match e {
-                Event::Warning { time_unix_ms, .. } => *time_unix_ms,
+                WatchEvent::Warning { time_unix_ms, .. } => *time_unix_ms,
                 _ => u64::MAX,
             })
             .collect()
@@ -104,7 +104,7 @@ mod tests {
 
     #[test]
     fn newest_first_and_bounded() {
-        let mut log = Log::default();
+        let mut log = EventLog::default();
         log.extend([warning(1), warning(2)]);
         log.extend([warning(3)]);
         assert_eq!(times(&log), [3, 2, 1]);

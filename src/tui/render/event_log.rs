@@ -9,7 +9,7 @@ use ratatui::widgets::{Block, Borders, Row, Table, Widget};
 use super::connections::{body_cell, header_cell};
 use super::{Col, Theme, constraints, empty_message, fit};
 use crate::escape::escape;
-use crate::events::{Event, SocketId};
+use crate::events::{SocketId, WatchEvent};
 use crate::model::keepalive::DeathCause;
 use crate::model::{HeldDeadSocket, Owner, Severity, Snapshot, TcpInfo, TcpState};
 use crate::tui::app::{App, HELD_ROWS, clamp_offset};
@@ -134,7 +134,7 @@ fn last_peer(app: &App, g: &HeldDeadSocket) -> Option<String> {
         fd: g.fd,
     };
     app.log.iter().find_map(|e| match e {
-        Event::State { socket, owners, .. } if owners.contains(&owner) => {
+        WatchEvent::State { socket, owners, .. } if owners.contains(&owner) => {
             Some(format::endpoint(socket.peer_addr, socket.peer_port))
         }
         _ => None,
@@ -204,12 +204,12 @@ fn events(app: &App, theme: Theme, area: Rect, buf: &mut Buffer) {
 
 /// How bad an event is: deaths by timeout critical, resets and sockets that left the dump under a held fd
 /// warnings.
-fn severity(e: &Event) -> Option<Severity> {
+fn severity(e: &WatchEvent) -> Option<Severity> {
     match e {
-        Event::Destroy { cause, .. } => Some(cause_severity(*cause))
+        WatchEvent::Destroy { cause, .. } => Some(cause_severity(*cause))
             .filter(|_| !matches!(cause, DeathCause::Closed | DeathCause::Unknown)),
-        Event::State { to, .. } if to.0 == TcpState::Close => Some(Severity::Warning),
-        Event::Warning { .. } | Event::Lost { .. } => Some(Severity::Warning),
+        WatchEvent::State { to, .. } if to.0 == TcpState::Close => Some(Severity::Warning),
+        WatchEvent::Warning { .. } | WatchEvent::Lost { .. } => Some(Severity::Warning),
         _ => None,
     }
 }
@@ -294,10 +294,10 @@ fn note(mark: String, time_unix_ms: u64, what: String) -> Vec<String> {
 }
 
 /// Cells: marker, time, process, local, peer, what happened.
-fn event_cells(e: &Event) -> Vec<String> {
+fn event_cells(e: &WatchEvent) -> Vec<String> {
     let mark = format::marker(severity(e)).to_string();
     match e {
-        Event::Start {
+        WatchEvent::Start {
             time_unix_ms,
             sockets,
             destroy_events,
@@ -316,7 +316,7 @@ fn event_cells(e: &Event) -> Vec<String> {
                 what,
             ]
         }
-        Event::State {
+        WatchEvent::State {
             time_unix_ms,
             socket,
             owners,
@@ -342,7 +342,7 @@ fn event_cells(e: &Event) -> Vec<String> {
                 what,
             ]
         }
-        Event::Destroy {
+        WatchEvent::Destroy {
             time_unix_ms,
             socket,
             owners,
@@ -366,7 +366,7 @@ fn event_cells(e: &Event) -> Vec<String> {
                 ),
             ]
         }
-        Event::Lost {
+        WatchEvent::Lost {
             time_unix_ms,
             notifications,
             total,
@@ -375,7 +375,7 @@ fn event_cells(e: &Event) -> Vec<String> {
             *time_unix_ms,
             format!("lost {notifications} destroy notifications ({total} since the start)"),
         ),
-        Event::Warning {
+        WatchEvent::Warning {
             time_unix_ms,
             message,
         } => note(mark, *time_unix_ms, format!("warning: {}", escape(message))),

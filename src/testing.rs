@@ -1,0 +1,44 @@
+//! Test support shared by unit tests (`cfg(test)`) and integration tests (the `testing` feature, which the tests
+//! turn on through the crate's dev-dependency on itself): one `Connection` builder and one fixture loader.
+//!
+//! Names only the model, so any module's tests may use it without an import cycle.
+
+use std::net::{IpAddr, Ipv4Addr};
+
+use crate::model::{Connection, Family, Snapshot, TcpState, Timer};
+
+/// A connection with every field at its plainest: cookie and inode 1, IPv4 ESTABLISHED 127.0.0.1:1000 ->
+/// 127.0.0.1:2000, no timer, no tcp_info, no owner, no finding, no settings, no namespace. A test states what it
+/// needs and takes the rest from here: `Connection { state: TcpState::CloseWait, ..conn() }`.
+pub fn conn() -> Connection {
+    Connection {
+        cookie: 1,
+        family: Family::Ipv4,
+        state: TcpState::Established,
+        local_addr: IpAddr::V4(Ipv4Addr::LOCALHOST),
+        local_port: 1000,
+        peer_addr: IpAddr::V4(Ipv4Addr::LOCALHOST),
+        peer_port: 2000,
+        interface: 0,
+        inode: 1,
+        uid: 0,
+        recv_q: 0,
+        send_q: 0,
+        timer: Timer::NONE,
+        shutdown: None,
+        congestion: None,
+        tcp_info: None,
+        owners: Default::default(),
+        findings: Default::default(),
+        keepalive: None,
+        netns: None,
+    }
+}
+
+/// The snapshot in `tests/fixtures/NAME` (`busy.json`, `empty.json`), as saved: not analyzed. Panics, naming the
+/// file, when it cannot be read or parsed.
+pub fn fixture(name: &str) -> Snapshot {
+    let path = format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read '{path}': {e}"));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("parse '{path}': {e}"))
+}
