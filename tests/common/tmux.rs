@@ -137,9 +137,13 @@ pub fn assert_terminal_restored(tmux: &Tmux, how: &str) {
         "clear; stty -a | tr ';' '\\n' | tr ' ' '\\n' | grep -x -e '-*icanon' -e '-*echo' | sed 's/^/tty:/'",
     );
     tmux.press("Enter");
+    // Both lines, whichever their values: the pane may be captured between the two.
     let screen = tmux.wait_for("stty output", |s| {
-        s.split_whitespace()
-            .any(|w| w == "tty:icanon" || w == "tty:-icanon")
+        let words: Vec<&str> = s.split_whitespace().collect();
+        words
+            .iter()
+            .any(|w| *w == "tty:icanon" || *w == "tty:-icanon")
+            && words.iter().any(|w| *w == "tty:echo" || *w == "tty:-echo")
     });
     let words: Vec<&str> = screen.split_whitespace().collect();
     assert!(
