@@ -11,6 +11,7 @@ use crate::duration::parse_duration;
 use crate::filter::{parse_pid, parse_port, parse_state};
 use crate::model::TcpState;
 use crate::model::keepalive::KeepaliveValues;
+use crate::moment::{TimeSpec, parse_time};
 
 /// Shows every TCP socket with its timer, unanswered keepalive probes and owning processes, and flags the stuck
 /// ones: lingering CLOSE_WAIT, dead peers, idle connections without keepalive, retransmission and zero-window stalls.
@@ -170,8 +171,80 @@ pub enum Command {
         filter_terms!()
     ))]
     Keepalive(KeepaliveArgs),
+    /// Record every refresh's sockets, owners, findings and deaths into DIR until stopped (docs/recording.md).
+    Record(RecordArgs),
+    /// Open the live view on a recording, print a recorded moment as `--once` did, or a window's events as
+    /// `--watch` did (docs/recording.md).
+    Replay(ReplayArgs),
     /// Write the man pages or print shell completions (packages ship them already).
     Generate(GenerateArgs),
+}
+
+/// `kwatch record DIR`: takes the snapshot flags (filters, thresholds, `--all-netns`) as well.
+#[derive(Debug, clap::Args)]
+pub struct RecordArgs {
+    /// Directory of the recording (created if missing; an existing recording is continued).
+    #[arg(value_name = "DIR")]
+    pub dir: PathBuf,
+
+    /// Time between refreshes (at least 100ms). Without it: the live view's pace, every second or less often
+    /// where a refresh costs more than --cpu-budget.
+    #[arg(short = 'i', long, value_parser = parse_interval, value_name = "DURATION")]
+    pub interval: Option<Duration>,
+
+    /// Share of one core, in percent, that refreshes may use (default 25 without --interval).
+    #[arg(long, value_parser = parse_cpu_budget, value_name = "PERCENT")]
+    pub cpu_budget: Option<f64>,
+
+    /// Remove recorded hours older than this.
+    #[arg(long, default_value = "7d", value_parser = parse_threshold, value_name = "DURATION")]
+    pub retain: Duration,
+
+    /// Remove the oldest recorded hours while the recording is larger than this (K, M, G, T: powers of 1024).
+    #[arg(long, default_value = "1G", value_parser = parse_size, value_name = "SIZE")]
+    pub max_size: u64,
+
+    /// Test hook: append each refresh's `--once --json` document to this file.
+    #[arg(long, hide = true, value_name = "FILE")]
+    pub json_log: Option<PathBuf>,
+}
+
+/// `kwatch replay DIR`: filter flags narrow what is shown.
+#[derive(Debug, clap::Args)]
+pub struct ReplayArgs {
+    /// Directory of the recording.
+    #[arg(value_name = "DIR")]
+    pub dir: PathBuf,
+
+    /// The moment to show (the live view starts there): HH:MM[:SS] (the last such time), YYYY-MM-DD HH:MM[:SS]
+    /// (local time), -DURATION (ago, like -2h), @UNIX_MS or now (the default); the last refresh recorded at or
+    /// before it is shown.
+    #[arg(long, value_parser = parse_time, value_name = "TIME", conflicts_with = "events", allow_hyphen_values = true)]
+    pub at: Option<TimeSpec>,
+
+    /// Print the recorded moment as `kwatch --once` printed it.
+    #[arg(long)]
+    pub once: bool,
+
+    /// With --once: the JSON document (the live schema plus `replay`; docs/recording.md).
+    #[arg(long, requires = "once")]
+    pub json: bool,
+
+    /// Print the state changes and deaths of a window (--from, --to) in the `--watch` format.
+    #[arg(long, conflicts_with = "once")]
+    pub events: bool,
+
+    /// With --events: start of the window (default: the start of the recording).
+    #[arg(long, value_parser = parse_time, value_name = "TIME", requires = "events", allow_hyphen_values = true)]
+    pub from: Option<TimeSpec>,
+
+    /// With --events: end of the window (default: now).
+    #[arg(long, value_parser = parse_time, value_name = "TIME", requires = "events", allow_hyphen_values = true)]
+    pub to: Option<TimeSpec>,
+
+    /// With --events: one JSON object per line, as `--watch --ndjson`.
+    #[arg(long, requires = "events")]
+    pub ndjson: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -208,6 +281,25 @@ pub struct ServeArgs {
     /// again on SIGHUP.
     #[arg(long, value_name = "FILE")]
     pub web_config_file: Option<PathBuf>,
+
+    /// Also record every collection into DIR, as `kwatch record DIR` does (docs/recording.md); collections
+    /// are taken at --record-interval when scrapes do not take them more often.
+    #[arg(long, value_name = "DIR")]
+    pub record: Option<PathBuf>,
+
+    /// With --record: time between recorded refreshes when no scrape comes sooner (at least 100ms). Without it:
+    /// the live view's pace, every second or less often where a refresh costs more than a quarter of a core.
+    #[arg(long, value_parser = parse_interval, value_name = "DURATION", requires = "record")]
+    pub record_interval: Option<Duration>,
+
+    /// With --record: remove recorded hours older than this.
+    #[arg(long, default_value = "7d", value_parser = parse_threshold, value_name = "DURATION", requires = "record")]
+    pub retain: Duration,
+
+    /// With --record: remove the oldest recorded hours while the recording is larger than this (K, M, G, T:
+    /// powers of 1024).
+    #[arg(long, default_value = "1G", value_parser = parse_size, value_name = "SIZE", requires = "record")]
+    pub max_size: u64,
 }
 
 #[derive(Debug, clap::Args)]
@@ -342,6 +434,32 @@ fn parse_threshold(s: &str) -> Result<Duration, String> {
     parse_duration(s).map(Duration::from_millis)
 }
 
+/// A size in bytes: `1G`, `500M`, `64K`, `2T` (powers of 1024, an optional `B` or `iB` after the unit), or bytes.
+fn parse_size(s: &str) -> Result<u64, String> {
+    let invalid = || format!("invalid size '{s}': expected a number with a unit, like 500M or 1G");
+    let text = s.trim();
+    let text = text
+        .strip_suffix("iB")
+        .or_else(|| text.strip_suffix('B'))
+        .unwrap_or(text);
+    let digits = text.bytes().take_while(u8::is_ascii_digit).count();
+    let (number, unit) = text.split_at(digits);
+    let n: u64 = number.parse().map_err(|_| invalid())?;
+    let shift = match unit.to_ascii_uppercase().as_str() {
+        "" => 0,
+        "K" => 10,
+        "M" => 20,
+        "G" => 30,
+        "T" => 40,
+        _ => return Err(invalid()),
+    };
+    let bytes = n.checked_mul(1 << shift).ok_or_else(invalid)?;
+    if bytes < 1 << 20 {
+        return Err(format!("invalid size '{s}': must be at least 1M"));
+    }
+    Ok(bytes)
+}
+
 /// Parses `--idle` / `--intvl`: whole seconds, bare (`60`) or with a unit (`1m`, `90s`), within the kernel's
 /// limit. Errors: `invalid idle '0': must be 1-32767 seconds`.
 pub fn parse_seconds(name: &str, text: &str, max: u32) -> Result<u32, String> {
@@ -415,6 +533,28 @@ mod tests {
             (&["--json"][..], "--once"),
             (&["-4", "-6"][..], "cannot be used with"),
             (&["--netns", "a", "--all-netns"][..], "cannot be used with"),
+            (
+                &["record", "d", "--max-size", "1X"][..],
+                "invalid size '1X'",
+            ),
+            (&["record", "d", "--max-size", "100K"][..], "at least 1M"),
+            (
+                &["record", "d", "--retain", "soon"][..],
+                "invalid duration 'soon'",
+            ),
+            (&["replay", "d", "--json"][..], "--once"),
+            (
+                &["replay", "d", "--events", "--at", "-2h"][..],
+                "cannot be used with",
+            ),
+            (
+                &["replay", "d", "--once", "--at", "3:12"][..],
+                "invalid time '3:12'",
+            ),
+            (
+                &["replay", "d", "--once", "--events"][..],
+                "cannot be used with",
+            ),
         ] {
             let err = parse(args).unwrap_err().to_string();
             assert!(err.contains(needle), "{args:?}: {err}");

@@ -356,7 +356,7 @@ fn timed<T>(f: impl FnOnce() -> T) -> (T, u64) {
 /// sort gives the one order. Sorting cached keys moves each socket once but needs an 11 MB key table for 200,000
 /// sockets, which set the peak RSS of a one-shot snapshot; this allocates nothing, and the swaps of 296-byte
 /// sockets are its price. A long list is split at its median and the halves sorted side by side on two threads.
-fn sort_by_address(connections: &mut [Connection]) {
+pub fn sort_by_address(connections: &mut [Connection]) {
     let key = |c: &Connection| {
         (
             c.family,

@@ -2,14 +2,21 @@
 //! colour, the pace and the thresholds.
 
 use std::io::{self, IsTerminal};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+use jiff::tz::TimeZone;
 
 use crate::analyze::Thresholds;
-use crate::cli::{Args, ColorChoice, Command, GenerateArgs, KeepaliveArgs, KillArgs, ServeArgs};
+use crate::cli::{
+    Args, ColorChoice, Command, GenerateArgs, KeepaliveArgs, KillArgs, RecordArgs, ReplayArgs,
+    ServeArgs,
+};
 use crate::collect::Options;
 use crate::diag::{DumpRequest, PortFilter};
 use crate::filter::Filter;
 use crate::model::{Family, TcpState};
+use crate::moment::TimeSpec;
 use crate::netns::Scope;
 use crate::output::table::TableOptions;
 use crate::pace::Pace;
@@ -21,6 +28,29 @@ pub enum Mode<'a> {
     Kill(&'a KillArgs),
     Keepalive(&'a KeepaliveArgs),
     Generate(&'a GenerateArgs),
+    /// `kwatch record DIR`.
+    Record(&'a RecordArgs),
+    /// `kwatch replay DIR --once`: the refresh recorded at or before `at_ms`, as the table or (`json`) the
+    /// document.
+    ReplayOnce {
+        dir: &'a Path,
+        at_ms: u64,
+        json: bool,
+    },
+    /// `kwatch replay DIR --events`: the events recorded from `from_ms` to `to_ms`, one line each (or NDJSON).
+    ReplayEvents {
+        dir: &'a Path,
+        from_ms: u64,
+        to_ms: u64,
+        ndjson: bool,
+    },
+    /// `kwatch replay DIR`: the interactive view on the recording, from the refresh at or before `at_ms`; its
+    /// times shown in `tz`.
+    ReplayLive {
+        dir: &'a Path,
+        at_ms: u64,
+        tz: TimeZone,
+    },
     /// `--once`: one snapshot as a table, or JSON.
     Once {
         json: bool,
@@ -136,19 +166,71 @@ impl Config {
     }
 }
 
-/// The mode the command line asks for.
-pub fn mode(args: &Args) -> Mode<'_> {
-    match &args.command {
+/// The mode the command line asks for; the moments `replay` names are resolved against the wall clock in the
+/// local time zone.
+pub fn mode(args: &Args) -> anyhow::Result<Mode<'_>> {
+    mode_at(args, unix_ms(), TimeZone::system())
+}
+
+/// [`mode`] at the wall-clock time `now_ms` in the time zone `tz`.
+pub fn mode_at(args: &Args, now_ms: u64, tz: TimeZone) -> anyhow::Result<Mode<'_>> {
+    Ok(match &args.command {
         Some(Command::Serve(serve)) => Mode::Serve(serve),
         Some(Command::Kill(kill)) => Mode::Kill(kill),
         Some(Command::Keepalive(ka)) => Mode::Keepalive(ka),
         Some(Command::Generate(g)) => Mode::Generate(g),
+        Some(Command::Record(rec)) => Mode::Record(rec),
+        Some(Command::Replay(rep)) => replay_mode(rep, now_ms, tz)?,
         None if args.once => Mode::Once { json: args.json },
         None if args.watch => Mode::Watch {
             ndjson: args.ndjson,
         },
         None => Mode::Live,
+    })
+}
+
+/// `kwatch replay`: `--at` (default now), or the window `--from` (default: the start of the recording) to `--to`
+/// (default now).
+fn replay_mode(rep: &ReplayArgs, now_ms: u64, tz: TimeZone) -> anyhow::Result<Mode<'_>> {
+    let resolve = |spec: &Option<TimeSpec>, default: u64| -> anyhow::Result<u64> {
+        match spec {
+            Some(spec) => spec
+                .resolve(now_ms, &tz)
+                .map_err(anyhow::Error::msg)
+                .context("invalid time"),
+            None => Ok(default),
+        }
+    };
+    let dir = rep.dir.as_path();
+    if rep.events {
+        let (from_ms, to_ms) = (resolve(&rep.from, 0)?, resolve(&rep.to, now_ms)?);
+        if from_ms > to_ms {
+            anyhow::bail!("invalid window: --from is after --to");
+        }
+        return Ok(Mode::ReplayEvents {
+            dir,
+            from_ms,
+            to_ms,
+            ndjson: rep.ndjson,
+        });
     }
+    let at_ms = resolve(&rep.at, now_ms)?;
+    Ok(if rep.once {
+        Mode::ReplayOnce {
+            dir,
+            at_ms,
+            json: rep.json,
+        }
+    } else {
+        Mode::ReplayLive { dir, at_ms, tz }
+    })
+}
+
+/// The wall clock, milliseconds since the Unix epoch.
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// False when `NO_COLOR` is set and non-empty (<https://no-color.org>).
@@ -240,6 +322,82 @@ mod tests {
         let a = parse(&["serve", "--all-netns", "--idle-after", "1m"]).unwrap();
         assert_eq!(Config::new(&a).netns, Scope::All);
         assert_eq!(Config::new(&a).thresholds.idle_after_ms, 60_000);
+    }
+
+    #[test]
+    fn record_and_replay_take_their_flags_and_the_snapshot_flags() {
+        let a = parse(&["record", "/var/lib/kwatch", "--all-netns", "--stuck"]).unwrap();
+        let Some(Command::Record(r)) = &a.command else {
+            panic!("{a:?}")
+        };
+        assert_eq!(r.max_size, 1 << 30);
+        assert_eq!(r.retain, Duration::from_secs(7 * 86_400));
+        assert_eq!(r.interval, None);
+        assert!(Config::new(&a).filter.stuck && Config::new(&a).netns == Scope::All);
+        let a = parse(&[
+            "record",
+            "d",
+            "-i",
+            "10s",
+            "--max-size",
+            "500MiB",
+            "--retain",
+            "2h",
+        ])
+        .unwrap();
+        let Some(Command::Record(r)) = &a.command else {
+            panic!("{a:?}")
+        };
+        assert_eq!(
+            (r.interval, r.max_size),
+            (Some(Duration::from_secs(10)), 500 << 20)
+        );
+        assert!(matches!(
+            mode_at(&a, 0, TimeZone::UTC).unwrap(),
+            Mode::Record(_)
+        ));
+    }
+
+    #[test]
+    fn replay_moments_resolve_against_the_clock() {
+        // 2026-12-05 04:00:00 UTC.
+        let now = 1_796_443_200_000;
+        let mode = |args: &[&str]| {
+            let a = parse(args).unwrap();
+            let m = format!(
+                "{:?}",
+                mode_at(&a, now, TimeZone::UTC).map_err(|e| format!("{e:#}"))
+            );
+            (m, Config::new(&a).filter)
+        };
+        let (m, filter) = mode(&[
+            "replay", "d", "--once", "--json", "--at", "-2h", "--port", "443",
+        ]);
+        assert!(
+            m.contains("ReplayOnce") && m.contains(&format!("at_ms: {}", now - 7_200_000)),
+            "{m}"
+        );
+        assert!(m.contains("json: true"), "{m}");
+        assert_eq!(filter.ports, vec![443]);
+        let (m, _) = mode(&["replay", "d", "--events", "--from", "-2h", "--to", "-90s"]);
+        assert!(
+            m.contains(&format!("from_ms: {}", now - 7_200_000))
+                && m.contains(&format!("to_ms: {}", now - 90_000))
+                && m.contains("ndjson: false"),
+            "{m}"
+        );
+        let (m, _) = mode(&["replay", "d", "--events"]);
+        assert!(
+            m.contains("from_ms: 0") && m.contains(&format!("to_ms: {now}")),
+            "{m}"
+        );
+        let (m, _) = mode(&["replay", "d", "--at", "03:12"]);
+        assert!(
+            m.contains("ReplayLive") && m.contains(&format!("at_ms: {}", now - 48 * 60_000)),
+            "{m}"
+        );
+        let (m, _) = mode(&["replay", "d", "--events", "--from", "-1m", "--to", "-2h"]);
+        assert!(m.contains("invalid window: --from is after --to"), "{m}");
     }
 
     #[test]

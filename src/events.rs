@@ -20,7 +20,7 @@ use serde::Serialize;
 use crate::model::keepalive::DeathCause;
 use crate::model::{Connection, Family, Owner, StateName};
 
-pub use feed::Feed;
+pub use feed::{Evidence, Feed};
 pub use tracker::{NOTIFICATION_WAIT_MS, Tracker};
 
 /// One line of `kwatch --watch --ndjson`.

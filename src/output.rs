@@ -1,5 +1,6 @@
-//! Snapshot outputs for scripts and people: the text table and the JSON document.
+//! Outputs for scripts and people: the text table and the JSON document of a snapshot, and the line of an event.
 
 mod chunks;
+pub mod event_line;
 pub mod json;
 pub mod table;

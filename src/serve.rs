@@ -39,12 +39,38 @@ use crate::cli::ServeArgs;
 use crate::collect::Collector;
 use crate::config::Config;
 use crate::exit::error_line;
+use crate::recording::Recorder;
+use crate::recording::store::Retention;
 use coalesce::Coalescer;
 use deaths::DeathWatch;
 use handler::{Collected, Site, Web};
 use metrics::{MetricsOptions, SelfStats};
 use server::Limits;
 use web_config::WebConfig;
+
+/// Why serving stopped early: recording failed (a full disk). Set once by the collection, which wakes the server.
+#[derive(Default)]
+struct Failure {
+    error: Mutex<Option<anyhow::Error>>,
+    wake: tokio::sync::Notify,
+}
+
+impl Failure {
+    fn set(&self, e: anyhow::Error) {
+        let mut error = self.error.lock().unwrap_or_else(PoisonError::into_inner);
+        if error.is_none() {
+            *error = Some(e);
+            self.wake.notify_one();
+        }
+    }
+
+    fn take(&self) -> Option<anyhow::Error> {
+        self.error
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+    }
+}
 
 /// Binds the address, then serves until SIGTERM or SIGINT.
 pub fn run(serve: &ServeArgs, config: &Config) -> anyhow::Result<()> {
@@ -60,6 +86,21 @@ pub fn run(serve: &ServeArgs, config: &Config) -> anyhow::Result<()> {
     let limits = Limits::for_nofile(crate::rlimit::raise_nofile());
 
     let errors = Arc::new(AtomicU64::new(0));
+    let failure = Arc::new(Failure::default());
+    let recorder = match &serve.record {
+        Some(dir) => {
+            let retention = Retention {
+                max_age_ms: serve.retain.as_millis() as u64,
+                max_bytes: serve.max_size,
+            };
+            let (recorder, warnings) = Recorder::open(dir, retention)?;
+            for w in warnings {
+                log!("kwatch: warning: {w}");
+            }
+            Some(recorder)
+        }
+        None => None,
+    };
     let metrics = Coalescer::new(
         serve.min_interval,
         collection(
@@ -68,6 +109,7 @@ pub fn run(serve: &ServeArgs, config: &Config) -> anyhow::Result<()> {
                 pid_label: serve.pid_label,
             },
             Arc::clone(&errors),
+            recorder.map(|r| (r, Arc::clone(&failure))),
         ),
     );
     let exposed = web.tls.is_none() && web.users.is_empty() && !addr.ip().is_loopback();
@@ -108,16 +150,33 @@ pub fn run(serve: &ServeArgs, config: &Config) -> anyhow::Result<()> {
                  password: give --web-config-file to require them"
             );
         }
+        if serve.record.is_some() {
+            // Collections for the recording when scrapes do not take them often enough.
+            let site = Arc::clone(&site);
+            let mut pace = crate::pace::Pace::from_flags(serve.record_interval, None);
+            tokio::spawn(async move {
+                loop {
+                    let (started, cpu) = (Instant::now(), crate::pace::process_cpu());
+                    let _ = site.metrics.get(site.timeout).await;
+                    pace.record(crate::pace::process_cpu().saturating_sub(cpu));
+                    tokio::time::sleep_until((started + pace.period()).into()).await;
+                }
+            });
+        }
         let stop = async {
             tokio::select! {
                 _ = term.recv() => {}
                 _ = int.recv() => {}
+                _ = failure.wake.notified() => {}
             }
         };
         server::serve(listener, site, limits, stop).await
     })?;
     // The collection thread may still run: leaving main ends it.
     runtime.shutdown_background();
+    if let Some(e) = failure.take() {
+        return Err(e);
+    }
     log!("kwatch: stopped");
     Ok(())
 }
@@ -141,10 +200,16 @@ fn collection(
     config: &Config,
     options: MetricsOptions,
     errors: Arc<AtomicU64>,
+    recording: Option<(Recorder, Arc<Failure>)>,
 ) -> impl Fn() -> Collected + Send + Sync + 'static {
     let filter = config.filter.clone();
     let collect_options = config.collect_options(&filter);
-    let state = Mutex::new((Collector::new(collect_options), DeathWatch::open(), 0u64));
+    let mut deaths = DeathWatch::open();
+    if recording.is_some() {
+        deaths.keep_evidence();
+    }
+    let state = Mutex::new((Collector::new(collect_options), deaths, 0u64));
+    let recording = Mutex::new(recording);
     move || -> Collected {
         let started = Instant::now();
         let mut state = state.lock().unwrap_or_else(PoisonError::into_inner);
@@ -157,7 +222,7 @@ fn collection(
                 return Arc::new(Err(format!("cannot take a snapshot: {}", error_line(&e))));
             }
         };
-        let deaths = deaths.step(&snapshot, &filter);
+        let counts = deaths.step(&snapshot, &filter);
         if !filter.is_empty() {
             let keep: Vec<bool> = snapshot
                 .connections
@@ -173,12 +238,20 @@ fn collection(
             scrape_duration: started.elapsed(),
             scrape_errors: errors.load(Ordering::SeqCst),
             collections: *collections,
-            deaths,
+            deaths: counts,
         };
-        Arc::new(
-            metrics::render(&snapshot, &options, &stats)
-                .map(Bytes::from)
-                .map_err(|e| format!("cannot render metrics: {e}")),
-        )
+        let rendered = metrics::render(&snapshot, &options, &stats)
+            .map(Bytes::from)
+            .map_err(|e| format!("cannot render metrics: {e}"));
+        let mut recording = recording.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some((recorder, failure)) = recording.as_mut() {
+            let evidence = deaths.take_evidence();
+            if let Err(e) = recorder.append(snapshot, &evidence, deaths.is_listening()) {
+                // Recording stops here; the server stops with the error.
+                failure.set(e);
+                *recording = None;
+            }
+        }
+        Arc::new(rendered)
     }
 }

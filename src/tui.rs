@@ -12,8 +12,10 @@ pub mod format;
 pub mod history;
 pub mod keys;
 pub mod perform;
+pub mod playback;
 pub mod prepare;
 pub mod render;
+pub mod replay;
 
 use std::io::{IsTerminal, Write};
 use std::sync::Arc;
@@ -31,6 +33,7 @@ pub use prepare::ViewSpec;
 use crate::collect;
 use crate::filter::Filter;
 use crate::pace::Pace;
+use crate::recording;
 use event::{Control, UiEvent};
 
 /// What `run` needs: built by `run.rs` from the resolved command line.
@@ -43,6 +46,8 @@ pub struct Config {
     pub filter: Filter,
     /// Use colours (not with `--color never` or NO_COLOR).
     pub color: bool,
+    /// Show this recording instead of the live host (`kwatch replay DIR`).
+    pub replay: Option<replay::Source>,
 }
 
 /// The error when stdout is not a terminal.
@@ -55,6 +60,11 @@ const TICK: Duration = Duration::from_millis(500);
 /// error, panic (ratatui's chained hook plus ours for the mouse) and SIGTERM/SIGHUP/SIGINT, after which the
 /// process ends by that signal as it would have without kwatch's handler.
 pub fn run(config: Config) -> anyhow::Result<()> {
+    if let Some(source) = &config.replay {
+        // The recording is read up to the moment before the terminal is taken: a missing or damaged one is an
+        // error line.
+        recording::cursor::check(&source.dir, source.at_ms)?;
+    }
     if !std::io::stdout().is_terminal() {
         bail!(NO_TTY);
     }
@@ -126,10 +136,22 @@ fn event_loop(
         event::spawn_input(tx.clone(), stop.clone()).context("cannot start the input thread")?;
     // Dropping `control` (when this function returns) tells the collector to stop after its current dump.
     let (control, control_rx) = mpsc::channel::<Control>();
-    let _collector = event::spawn_collector(config.collect, config.pace, tx, control_rx)
-        .context("cannot start the collector thread")?;
+    let tz = config.replay.as_ref().map(|s| s.tz.clone());
+    let _collector = match config.replay {
+        None => event::spawn_collector(config.collect, config.pace, tx, control_rx)
+            .context("cannot start the collector thread")?,
+        Some(source) => {
+            playback::spawn(source, tx, control_rx).context("cannot start the replay thread")?
+        }
+    };
     let result = (|| {
         let mut app = App::new(config.filter, config.color);
+        app.replay = tz.map(replay::Replay::new);
+        // A replay's clock is the recorded time of the refresh shown: "for 5m" means then, not now.
+        let clock = |app: &App| match (&app.replay, &app.snapshot) {
+            (Some(_), Some(s)) => s.taken_at_unix_ms,
+            _ => now_ms(),
+        };
         let size = terminal.size()?;
         update(
             &mut app,
@@ -138,7 +160,8 @@ fn event_loop(
                 height: size.height,
             },
         );
-        update(&mut app, Action::Tick { now_ms: now_ms() });
+        let now = clock(&app);
+        update(&mut app, Action::Tick { now_ms: now });
         let mut told: Option<ViewSpec> = None;
         loop {
             terminal.draw(|frame| frame.render_widget(&app, frame.area()))?;
@@ -160,11 +183,17 @@ fn event_loop(
             // Handle everything already queued before drawing again, so a burst of keys draws once.
             let mut events: Vec<UiEvent> = first.into_iter().collect();
             events.extend(rx.try_iter());
-            update(&mut app, Action::Tick { now_ms: now_ms() });
+            let now = clock(&app);
+            update(&mut app, Action::Tick { now_ms: now });
             for ev in events {
+                let Some(ev) = replay::intercept(&mut app, ev, &control, now_ms()) else {
+                    continue;
+                };
                 if let Some(exit) = handle(&mut app, ev)? {
                     return Ok(exit);
                 }
+                let now = clock(&app);
+                update(&mut app, Action::Tick { now_ms: now });
                 // `K`/`E` answered yes: the collector performs it, answers with `ActDone`, then refreshes at once.
                 if let Some(pending) = app.act_request.take() {
                     let namespaces = app
@@ -208,6 +237,8 @@ fn handle(app: &mut App, ev: UiEvent) -> anyhow::Result<Option<Exit>> {
         UiEvent::ActDone(line) => Some(Action::ActDone(line)),
         UiEvent::Fatal(e) => bail!(e),
         UiEvent::Signal(sig) => return Ok(Some(Exit::Signal(sig))),
+        // Handled by `replay::intercept`.
+        UiEvent::Replay(_) => None,
     };
     if let Some(action) = action {
         update(app, action);

@@ -14,7 +14,7 @@ struct Source {
 }
 
 /// The screen of the live view: what draws and what the UI thread runs (not `tui/event.rs`, `tui/event_log.rs` and
-/// `tui/perform.rs`, which run on the collector thread).
+/// `tui/perform.rs`, which run on the collector thread, nor `tui/playback.rs`, replay's source thread).
 const SCREEN: &[&str] = &[
     "tui/act",
     "tui/app",
@@ -24,6 +24,7 @@ const SCREEN: &[&str] = &[
     "tui/history",
     "tui/keys",
     "tui/prepare",
+    "tui/replay",
 ];
 
 /// What reaches the kernel, /proc or other processes.
@@ -45,11 +46,14 @@ const IO: &[&str] = &[
 const PURE_PARTS: &[&str] = &["act::plan"];
 
 /// The modes only `run` starts.
-const MODES: &[&str] = &["once", "watch", "serve", "generate", "tui", "run"];
+const MODES: &[&str] = &[
+    "once", "watch", "serve", "generate", "tui", "record", "replay", "run",
+];
 
 /// Who may read the command line: `run`, `config` and the modes that take their own arguments or the `Config`.
-const COMMAND_LINE_READERS: &[&str] =
-    &["run", "config", "act", "serve", "generate", "once", "watch"];
+const COMMAND_LINE_READERS: &[&str] = &[
+    "run", "config", "act", "serve", "generate", "once", "watch", "record", "replay",
+];
 
 /// An arrow that must never exist: a file under one of `from` (path prefixes under src/; empty: every file except
 /// those under `except`) naming a path that starts with one of `to`.
@@ -72,6 +76,18 @@ const NEVER: &[Never] = &[
         except: &[],
         to: IO,
         why: "the screen never reaches the kernel or /proc",
+    },
+    Never {
+        from: SCREEN,
+        except: &[],
+        to: &["recording"],
+        why: "the screen never reads the recording: replay's source thread (tui/playback.rs) does",
+    },
+    Never {
+        from: &["output"],
+        except: &[],
+        to: &["recording"],
+        why: "the reports render a snapshot, wherever it came from",
     },
     Never {
         from: &["events"],

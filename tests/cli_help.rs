@@ -49,6 +49,16 @@ fn help_of_keepalive() {
 }
 
 #[test]
+fn help_of_record() {
+    insta::assert_snapshot!("record", run(&["record", "--help"]));
+}
+
+#[test]
+fn help_of_replay() {
+    insta::assert_snapshot!("replay", run(&["replay", "--help"]));
+}
+
+#[test]
 fn help_of_generate() {
     insta::assert_snapshot!("generate", run(&["generate", "--help"]));
 }
@@ -60,7 +70,10 @@ fn every_subcommand_has_a_help_snapshot() {
         .get_subcommands()
         .map(|c| c.get_name().to_string())
         .collect();
-    assert_eq!(commands, ["serve", "kill", "keepalive", "generate"]);
+    assert_eq!(
+        commands,
+        ["serve", "kill", "keepalive", "record", "replay", "generate"]
+    );
 }
 
 #[test]

@@ -61,6 +61,8 @@ fn one_man_page_per_command() {
             "kwatch-generate.1",
             "kwatch-keepalive.1",
             "kwatch-kill.1",
+            "kwatch-record.1",
+            "kwatch-replay.1",
             "kwatch-serve.1",
             "kwatch.1"
         ]

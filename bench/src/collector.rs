@@ -31,6 +31,8 @@ pub struct Steady {
     /// CPU time over elapsed time of the steady phase: the share of one core the collector uses.
     pub core_share: f64,
     pub sockets: usize,
+    /// The flight recorder's work on each refresh's snapshot (encode, compress, append to a store), CPU, median.
+    pub record_per_refresh: Duration,
 }
 
 /// Refreshes for `duration` the way the TUI's collector does with default flags, paced the same way
@@ -51,6 +53,16 @@ pub fn measure(duration: Duration, stop: &AtomicBool) -> anyhow::Result<Steady> 
     pause(pace.period().saturating_sub(first_wall), stop)?;
 
     let (mut cpus, mut walls, mut dumps, mut scans) = (vec![], vec![], vec![], vec![]);
+    // The recorder's cost, measured on the same snapshots, into a store removed afterwards.
+    let store = std::env::temp_dir().join(format!("kwatch-bench-store-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&store);
+    let retention = kwatch::recording::store::Retention {
+        max_age_ms: u64::MAX,
+        max_bytes: 1 << 40,
+    };
+    let (mut writer, _) = kwatch::recording::store::Writer::open(&store, retention)?;
+    let mut encoder = kwatch::recording::frame::Encoder::new();
+    let mut records = vec![];
     let mut periods = vec![];
     let mut sockets = 0;
     let (phase_cpu, phase_start) = (self_cpu(), Instant::now());
@@ -68,10 +80,22 @@ pub fn measure(duration: Duration, stop: &AtomicBool) -> anyhow::Result<Steady> 
         dumps.push(Duration::from_micros(snapshot.dump_us));
         scans.push(Duration::from_micros(snapshot.proc_scan_us));
         sockets = snapshot.connections.len();
-        drop(snapshot);
+        let recording = self_cpu();
+        let time = snapshot.taken_at_unix_ms;
+        let key = writer.begin(time)?;
+        let bytes = encoder.encode(snapshot, &kwatch::events::Evidence::default(), key, 0);
+        let kind = if key {
+            kwatch::recording::store::Kind::Key
+        } else {
+            kwatch::recording::store::Kind::Delta
+        };
+        writer.append(kind, time, &bytes)?;
+        records.push(self_cpu() - recording);
         pause(pace.period().saturating_sub(wall), stop)?;
     }
-    let phase_cpu = self_cpu() - phase_cpu;
+    drop(writer);
+    let _ = std::fs::remove_dir_all(&store);
+    let phase_cpu = self_cpu() - phase_cpu - records.iter().sum::<Duration>();
     let phase_wall = phase_start.elapsed();
     let refreshes = cpus.len();
     Ok(Steady {
@@ -86,6 +110,7 @@ pub fn measure(duration: Duration, stop: &AtomicBool) -> anyhow::Result<Steady> 
         proc_scan_per_refresh: median(scans),
         core_share: phase_cpu.as_secs_f64() / phase_wall.as_secs_f64().max(1e-9),
         sockets,
+        record_per_refresh: median(records),
     })
 }
 
@@ -117,7 +142,8 @@ pub fn table(s: &Steady) -> String {
          | wall per refresh (median) | {} |\n\
          | of which kernel dump / /proc scan (median) | {} / {} |\n\
          | share of one core, steady state | {:.1} % |\n\
-         | share of one core at a fixed `--interval {}` (CPU per refresh / interval) | {:.1} % |\n",
+         | share of one core at a fixed `--interval {}` (CPU per refresh / interval) | {:.1} % |\n\
+         | flight recorder per refresh: encode, compress, write (median; not in the figures above) | {} ({:.1} % of a refresh) |\n",
         fmt_duration(s.interval),
         s.sockets,
         fmt_duration(s.period),
@@ -131,6 +157,8 @@ pub fn table(s: &Steady) -> String {
         s.core_share * 100.0,
         fmt_duration(s.interval),
         fixed_share(s) * 100.0,
+        fmt_duration(s.record_per_refresh),
+        s.record_per_refresh.as_secs_f64() / s.cpu_per_refresh.as_secs_f64().max(1e-9) * 100.0,
     )
 }
 

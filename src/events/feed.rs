@@ -8,7 +8,7 @@ use super::WatchEvent;
 use super::listener::{Destroyed, Listener};
 use super::tracker::Tracker;
 use crate::filter::Filter;
-use crate::model::Snapshot;
+use crate::model::{Owner, Snapshot};
 use crate::netns::Scope;
 use crate::proc;
 
@@ -24,6 +24,26 @@ pub struct Feed {
     lost: u64,
     lost_total: u64,
     started: bool,
+    /// What the steps heard and found, kept for the flight recorder when asked for ([`Feed::keep_evidence`]).
+    evidence: Option<Evidence>,
+}
+
+/// What steps of a feed heard (destroy notifications, lost ones) and found in /proc (fds still holding a socket
+/// that left the dump): with the snapshots, enough for a [`Tracker`] to make the same events again later.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Evidence {
+    pub destroyed: Vec<Destroyed>,
+    /// (socket inode, pid) pairs that /proc showed holding the socket when the tracker asked; other pairs did not.
+    pub held: Vec<(u64, u32)>,
+    /// Notifications lost.
+    pub lost: u64,
+}
+
+impl Evidence {
+    /// Answers the tracker's question from what was found when it was asked the first time.
+    pub fn holds(&self, inode: u64, owner: Owner) -> bool {
+        self.held.contains(&(inode, owner.pid))
+    }
 }
 
 impl Feed {
@@ -41,6 +61,7 @@ impl Feed {
             lost: 0,
             lost_total: 0,
             started: false,
+            evidence: None,
         }
     }
 
@@ -62,13 +83,25 @@ impl Feed {
     ) -> Vec<WatchEvent> {
         let mut out = Vec::new();
         let proc_root = &self.proc_root;
+        let mut held = Vec::new();
         let events = self.tracker.step(
             snapshot,
             filter,
             &self.destroyed,
             now_unix_ms,
-            &mut |inode, owner| proc::holds(proc_root, owner, inode),
+            &mut |inode, owner| {
+                let holds = proc::holds(proc_root, owner, inode);
+                if holds {
+                    held.push((inode, owner.pid));
+                }
+                holds
+            },
         );
+        if let Some(evidence) = self.evidence.as_mut() {
+            evidence.destroyed.append(&mut self.destroyed);
+            evidence.held.append(&mut held);
+            evidence.lost += self.lost;
+        }
         self.destroyed.clear();
         let followed = self.listener.follow(&snapshot.namespaces, &self.proc_root);
         self.warnings.extend(followed);
@@ -94,6 +127,19 @@ impl Feed {
         }
         out.extend(events);
         out
+    }
+
+    /// Keeps what every step heard and found from now on, for [`Feed::take_evidence`].
+    pub fn keep_evidence(&mut self) {
+        self.evidence.get_or_insert_with(Evidence::default);
+    }
+
+    /// What the steps since the last call heard and found (empty unless [`Feed::keep_evidence`] was called).
+    pub fn take_evidence(&mut self) -> Evidence {
+        self.evidence
+            .as_mut()
+            .map(std::mem::take)
+            .unwrap_or_default()
     }
 
     /// Notifications lost since the start.

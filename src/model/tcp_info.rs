@@ -53,6 +53,27 @@ macro_rules! tcp_info {
                 [$( (stringify!($name), self.$name().map(u64::from)), )*]
             }
 
+            /// Sets the field at `index` in table order (the order of [`TcpInfo::by_name`]) from a value widened
+            /// to `u64`, as `by_name` reads it. False (and nothing set) when there is no such field or the value
+            /// does not fit it.
+            pub fn set_by_index(&mut self, index: usize, value: Option<u64>) -> bool {
+                let mut at = 0;
+                $(
+                    if at == index {
+                        let value = match value.map(<$ty>::try_from) {
+                            Some(Ok(v)) => Some(v),
+                            Some(Err(_)) => return false,
+                            None => None,
+                        };
+                        self.$set(value);
+                        return true;
+                    }
+                    at += 1;
+                )*
+                let _ = at;
+                false
+            }
+
             $(
                 $(#[doc = $doc])*
                 pub fn $name(&self) -> Option<$ty> {

@@ -27,6 +27,21 @@ impl DeathWatch {
     }
 
     /// Takes the notifications queued since the last collection (before the dump, as `--watch` does).
+    /// Keeps what the feed hears and finds, for the flight recorder ([`DeathWatch::take_evidence`]).
+    pub fn keep_evidence(&mut self) {
+        self.feed.keep_evidence();
+    }
+
+    /// What the feed heard and found since the last call.
+    pub fn take_evidence(&mut self) -> crate::events::Evidence {
+        self.feed.take_evidence()
+    }
+
+    /// Whether a destroy notification subscription is open.
+    pub fn is_listening(&self) -> bool {
+        self.feed.is_listening()
+    }
+
     pub fn drain(&mut self) {
         self.feed.drain();
     }
@@ -34,10 +49,8 @@ impl DeathWatch {
     /// Counts the deaths among the drained notifications of sockets seen before; remembers `snapshot`'s. `None`
     /// while no namespace's notifications are received.
     pub fn step(&mut self, snapshot: &Snapshot, filter: &Filter) -> Option<DeathCounts> {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64);
-        for event in self.feed.step(snapshot, filter, now) {
+        // Stamped with the dump's time, as the live view's feed and a replay of a recording do.
+        for event in self.feed.step(snapshot, filter, snapshot.taken_at_unix_ms) {
             match event {
                 WatchEvent::Destroy { cause, comm, .. } => {
                     let comm = comm.unwrap_or_else(|| "?".to_string());

@@ -191,6 +191,8 @@ pub struct App {
     pub act_request: Option<Pending>,
     /// The last `K`/`E` outcome and when it came (Unix ms); shown in the footer for [`STATUS_MS`].
     pub status: Option<(String, u64)>,
+    /// Set when the view shows a recording (`kwatch replay DIR`), not the live host.
+    pub replay: Option<crate::tui::replay::Replay>,
 }
 
 /// How long a `K`/`E` outcome stays in the footer.
@@ -242,6 +244,7 @@ impl App {
             confirm: None,
             act_request: None,
             status: None,
+            replay: None,
         }
     }
 

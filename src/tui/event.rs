@@ -39,6 +39,8 @@ pub enum UiEvent {
     Fatal(String),
     /// SIGTERM, SIGHUP or SIGINT arrived.
     Signal(i32),
+    /// From the source thread of a replay.
+    Replay(crate::tui::replay::Message),
 }
 
 /// How often the input thread checks whether it should stop.
@@ -83,6 +85,8 @@ pub enum Control {
     View(Box<ViewSpec>),
     /// A snapshot the UI no longer shows: freed here, off the UI thread.
     Retire(Box<Snapshot>),
+    /// A move through recorded time (only a replay's source thread acts on it).
+    Replay(crate::tui::replay::Go),
 }
 
 /// Takes a snapshot as often as `pace` says (every interval, or less often when refreshes are expensive and the
@@ -204,6 +208,7 @@ fn obey(
             drop(old);
             false
         }
+        Control::Replay(_) => false,
     }
 }
 

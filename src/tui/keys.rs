@@ -1,9 +1,11 @@
-//! The key map: a pure function from (mode, key) to an action, and the key table that the help overlay, the
-//! footer hints and README's key table are checked against or drawn from.
+//! The key maps: pure functions from (mode, key) to an action, and in a replay from a key to a move through
+//! recorded time; and the key table that the help overlay, the footer hints and README's key table are checked
+//! against or drawn from.
 
 use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 
 use crate::tui::app::{Action, Mode, View};
+use crate::tui::replay::{Go, HOUR_MS, MINUTE_MS, ReplayKey};
 
 /// Maps one key to an action in `mode`. Only presses count (not repeats' releases on terminals that report them).
 pub fn map_key(mode: Mode, key: KeyEvent) -> Option<Action> {
@@ -69,6 +71,39 @@ fn browse(code: KeyCode, ctrl: bool) -> Option<Action> {
     })
 }
 
+/// Maps a key in a replay, before [`map_key`] is asked: every key while the time prompt is open, the replay keys while browsing
+/// (`browsing`: no filter prompt, help or confirmation open). `None`: the live view's key map decides.
+pub fn map_replay_key(prompt_open: bool, browsing: bool, key: KeyEvent) -> Option<ReplayKey> {
+    if key.kind != KeyEventKind::Press {
+        return None;
+    }
+    let ctrl = key.modifiers.contains(KeyModifiers::CONTROL);
+    if prompt_open {
+        return match key.code {
+            KeyCode::Char('c') if ctrl => None,
+            KeyCode::Esc => Some(ReplayKey::PromptCancel),
+            KeyCode::Enter => Some(ReplayKey::PromptApply),
+            KeyCode::Backspace => Some(ReplayKey::PromptBackspace),
+            KeyCode::Char(c) if !ctrl => Some(ReplayKey::PromptChar(c)),
+            _ => Some(ReplayKey::PromptCancel),
+        };
+    }
+    if !browsing || ctrl {
+        return None;
+    }
+    Some(match key.code {
+        KeyCode::Left | KeyCode::Char(',') => ReplayKey::Go(Go::Prev),
+        KeyCode::Right | KeyCode::Char('.') => ReplayKey::Go(Go::Next),
+        KeyCode::Char('[') => ReplayKey::Go(Go::By(-MINUTE_MS)),
+        KeyCode::Char(']') => ReplayKey::Go(Go::By(MINUTE_MS)),
+        KeyCode::Char('{') => ReplayKey::Go(Go::By(-HOUR_MS)),
+        KeyCode::Char('}') => ReplayKey::Go(Go::By(HOUR_MS)),
+        KeyCode::Char('t') => ReplayKey::OpenPrompt,
+        KeyCode::Char(' ') => ReplayKey::TogglePlay,
+        _ => return None,
+    })
+}
+
 /// One line of the key table: the keys as the help overlay and README name them, what they do, and how the
 /// footer names them (empty: not in the footer).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -106,13 +141,32 @@ pub const BACK: Key = key(
 );
 pub const FILTER: Key = key("/", "filter: port:443 state:close-wait pid:1234 stuck", "/");
 pub const SORT: Key = key("s  S", "next sort column / reverse the sort", "s");
-pub const PAUSE: Key = key("space", "pause / resume refreshing", "Space");
+pub const PAUSE: Key = key(
+    "space",
+    "pause / resume refreshing (replay: play / pause)",
+    "Space",
+);
 pub const ACT: Key = key(
     "K  E",
     "kill · keepalive on 60/10/5 (row or process; asks y/N)",
     "",
 );
 pub const LOG: Key = key("L", "event log: deaths, state changes, held dead fds", "L");
+pub const REPLAY_STEP: Key = key(
+    "Left/,  Right/.",
+    "replay: previous / next recorded refresh",
+    "←→",
+);
+pub const REPLAY_JUMP: Key = key(
+    "[  ]   {  }",
+    "replay: a minute / an hour back and forward",
+    "[]{}",
+);
+pub const REPLAY_TIME: Key = key(
+    "t",
+    "replay: go to a time: 03:12, 2026-12-05 03:12:30, -2h",
+    "t",
+);
 pub const HELP_KEYS: Key = key("? h F1", "this help", "?");
 pub const QUIT: Key = key("q  Ctrl-C", "quit", "q");
 
@@ -143,13 +197,31 @@ pub const HELP: &[(&str, &str)] = &[
     PAUSE.line(),
     ACT.line(),
     LOG.line(),
+    REPLAY_STEP.line(),
+    REPLAY_JUMP.line(),
+    REPLAY_TIME.line(),
     HELP_KEYS.line(),
     QUIT.line(),
 ];
 
 /// Every key of the table, each once.
 pub const TABLE: &[Key] = &[
-    MOVE, PAGE, HOME_END, WHEEL, SWITCH, ENTER, BACK, FILTER, SORT, PAUSE, ACT, LOG, HELP_KEYS,
+    MOVE,
+    PAGE,
+    HOME_END,
+    WHEEL,
+    SWITCH,
+    ENTER,
+    BACK,
+    FILTER,
+    SORT,
+    PAUSE,
+    ACT,
+    LOG,
+    REPLAY_STEP,
+    REPLAY_JUMP,
+    REPLAY_TIME,
+    HELP_KEYS,
     QUIT,
 ];
 
@@ -201,6 +273,24 @@ pub fn footer_hints(mode: Mode, view: View, drilled: bool) -> &'static [Hint] {
             (&[QUIT], "Quit"),
         ],
     }
+}
+
+/// The footer hints of a replay while browsing (`playing`: space pauses).
+pub fn replay_hints(playing: bool) -> &'static [Hint] {
+    const fn hints(space: &'static str) -> [Hint; 7] {
+        [
+            (&[HELP_KEYS], "Help"),
+            (&[REPLAY_STEP], "Refresh"),
+            (&[REPLAY_JUMP], "Minute/Hour"),
+            (&[REPLAY_TIME], "Time"),
+            (&[PAUSE], space),
+            (&[FILTER], "Filter"),
+            (&[QUIT], "Quit"),
+        ]
+    }
+    const PLAYING: [Hint; 7] = hints("Pause");
+    const PAUSED: [Hint; 7] = hints("Play");
+    if playing { &PLAYING } else { &PAUSED }
 }
 
 /// A hint's keys as the footer shows them: `?`, `L/Esc`.
@@ -331,6 +421,53 @@ mod tests {
     }
 
     #[test]
+    fn replay_key_table() {
+        use KeyCode::*;
+        for (code, want) in [
+            (Left, Some(ReplayKey::Go(Go::Prev))),
+            (Char(','), Some(ReplayKey::Go(Go::Prev))),
+            (Right, Some(ReplayKey::Go(Go::Next))),
+            (Char('.'), Some(ReplayKey::Go(Go::Next))),
+            (Char('['), Some(ReplayKey::Go(Go::By(-MINUTE_MS)))),
+            (Char(']'), Some(ReplayKey::Go(Go::By(MINUTE_MS)))),
+            (Char('{'), Some(ReplayKey::Go(Go::By(-HOUR_MS)))),
+            (Char('}'), Some(ReplayKey::Go(Go::By(HOUR_MS)))),
+            (Char('t'), Some(ReplayKey::OpenPrompt)),
+            (Char(' '), Some(ReplayKey::TogglePlay)),
+            // The live view's keys stay the live view's.
+            (Char('/'), None),
+            (Char('q'), None),
+            (Down, None),
+            (Tab, None),
+        ] {
+            assert_eq!(map_replay_key(false, true, press(code)), want, "{code:?}");
+        }
+        // With the filter prompt, help or a question open, the live view's map decides.
+        assert_eq!(map_replay_key(false, false, press(Char('t'))), None);
+        // The time prompt takes every key.
+        for (code, want) in [
+            (Char('q'), ReplayKey::PromptChar('q')),
+            (Char(':'), ReplayKey::PromptChar(':')),
+            (Backspace, ReplayKey::PromptBackspace),
+            (Enter, ReplayKey::PromptApply),
+            (Esc, ReplayKey::PromptCancel),
+            (Tab, ReplayKey::PromptCancel),
+        ] {
+            assert_eq!(
+                map_replay_key(true, true, press(code)),
+                Some(want),
+                "{code:?}"
+            );
+        }
+        let ctrl_c = KeyEvent::new(Char('c'), KeyModifiers::CONTROL);
+        assert_eq!(
+            map_replay_key(true, true, ctrl_c),
+            None,
+            "Ctrl-C still quits"
+        );
+    }
+
+    #[test]
     fn only_presses_count() {
         for kind in [KeyEventKind::Release, KeyEventKind::Repeat] {
             let key = KeyEvent::new_with_kind_and_state(
@@ -343,17 +480,40 @@ mod tests {
         }
     }
 
-    /// The key names in a table cell: `Up/k  Down/j` is `Up`, `k`, `Down`, `j`; `` `/` `` is `/`.
+    /// The key names in a table cell: `Up/k  Down/j` is `Up`, `k`, `Down`, `j`; `` `/` `` is `/`; README separates
+    /// keys with `, ` (`?, h, F1`), while a comma after `/` is the comma key (`Left/,`, README's ``Left/`,` ``).
     fn key_names(cell: &str) -> Vec<&str> {
         let mut names = Vec::new();
-        for word in cell.split([' ', ',']).map(|w| w.trim_matches('`')) {
-            if word == "/" {
-                names.push(word);
+        for word in cell.split(' ').filter(|w| !w.is_empty()) {
+            let word = match word.strip_suffix(',') {
+                Some(w) if !w.is_empty() && !w.ends_with('/') => w,
+                _ => word,
+            };
+            if word.trim_matches('`') == "/" {
+                names.push("/");
             } else {
-                names.extend(word.split('/').filter(|n| !n.is_empty()));
+                names.extend(
+                    word.split('/')
+                        .map(|n| n.trim_matches('`'))
+                        .filter(|n| !n.is_empty()),
+                );
             }
         }
         names
+    }
+
+    #[test]
+    fn key_names_read_the_help_and_readme_alike() {
+        assert_eq!(key_names("Left/,  Right/."), ["Left", ",", "Right", "."]);
+        assert_eq!(
+            key_names("Left/`,`, Right/`.`"),
+            ["Left", ",", "Right", "."]
+        );
+        assert_eq!(key_names("?, h, F1"), ["?", "h", "F1"]);
+        assert_eq!(key_names("`[` `]`, `{` `}`"), ["[", "]", "{", "}"]);
+        assert_eq!(key_names("[  ]   {  }"), ["[", "]", "{", "}"]);
+        assert_eq!(key_names("`/`"), ["/"]);
+        assert_eq!(key_names("Up/k  Down/j"), ["Up", "k", "Down", "j"]);
     }
 
     /// How the help names a key: `k`, `Up`, `PgUp`, `space`, `F1`, `Ctrl-B`.
@@ -390,7 +550,8 @@ mod tests {
         let mut checked = 0;
         for mode in [Mode::Browse, Mode::Detail] {
             for key in &keys {
-                if map_key(mode, *key).is_none() {
+                // In a replay the replay's map is asked first (its time prompt closed: it takes text).
+                if map_key(mode, *key).is_none() && map_replay_key(false, true, *key).is_none() {
                     continue;
                 }
                 checked += 1;
@@ -443,6 +604,14 @@ mod tests {
 
     #[test]
     fn footer_hints_name_keys_of_the_table() {
+        for playing in [false, true] {
+            for (keys, label) in replay_hints(playing) {
+                assert!(!keys.is_empty(), "{label}");
+                for key in *keys {
+                    assert!(TABLE.contains(key) && !key.hint.is_empty(), "{key:?}");
+                }
+            }
+        }
         for mode in [Mode::Browse, Mode::Detail] {
             for view in [View::Connections, View::Processes, View::Log] {
                 for drilled in [false, true] {

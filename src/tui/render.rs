@@ -8,6 +8,7 @@ mod event_log;
 mod header;
 mod help;
 mod processes;
+mod replay;
 
 use ratatui::buffer::Buffer;
 use ratatui::layout::{Alignment, Constraint, Layout, Rect};
@@ -298,7 +299,7 @@ fn empty_message(text: &str, hint: &str, theme: Theme, area: Rect, buf: &mut Buf
 }
 
 fn footer(app: &App, theme: Theme, area: Rect, buf: &mut Buffer) {
-    if act::footer(app, theme, area, buf) {
+    if replay::footer(app, theme, area, buf) || act::footer(app, theme, area, buf) {
         return;
     }
     if let Some(prompt) = app.prompt.as_ref() {

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 pub mod serve;
+pub mod tmux;
 
 /// The kwatch binary the tests run: the one cargo built, or the one named by `KWATCH_TEST_BIN` when the tests were
 /// compiled (packaging/ci-deb.sh runs them against the installed package's `/usr/bin/kwatch`).

@@ -17,7 +17,15 @@ use crate::tui::format::marker;
 pub fn render(app: &App, theme: Theme, area: Rect, buf: &mut Buffer) {
     let mut lines: Vec<Line> = Vec::new();
     let mut first = vec![Span::styled("kwatch", theme.title())];
+    if let Some(replay) = app.replay.as_ref() {
+        first.extend(super::replay::header(replay, app.snapshot.as_ref(), theme));
+    }
     match app.snapshot.as_ref() {
+        None if app.replay.is_some() => {
+            first.push(Span::raw("  reading the recording…"));
+            lines.push(Line::from(first));
+            lines.push(Line::default());
+        }
         None => {
             first.push(Span::raw("  taking the first snapshot…"));
             lines.push(Line::from(first));
@@ -91,7 +99,9 @@ pub fn render(app: &App, theme: Theme, area: Rect, buf: &mut Buffer) {
         right.push(Span::styled(" PAUSED ", theme.key()));
         right.push(Span::raw(" "));
     }
-    if let Some(snap) = app.snapshot.as_ref() {
+    if let Some(snap) = app.snapshot.as_ref()
+        && app.replay.is_none()
+    {
         let age = app.now_ms.saturating_sub(snap.taken_at_unix_ms);
         right.push(Span::raw(format!(
             "refreshed {} ago",
@@ -104,6 +114,8 @@ pub fn render(app: &App, theme: Theme, area: Rect, buf: &mut Buffer) {
                 micros(period.as_micros() as u64)
             )));
         }
+    }
+    if let Some(snap) = app.snapshot.as_ref() {
         right.push(Span::styled(
             format!(
                 " · dump {} + /proc {}",

@@ -1,0 +1,79 @@
+//! The flight recorder's recording: every refresh's snapshot and the destroy notifications received before it,
+//! kept in a store of kwatch's own ([`store`], format in docs/recording.md) as frames that hold only what changed
+//! ([`frame`], [`codec`]); [`Recorder`] writes one (for `kwatch record` and `kwatch serve --record`), [`cursor`]
+//! reads one back into snapshots (for `kwatch replay`).
+
+pub mod codec;
+pub mod cursor;
+pub mod frame;
+pub mod store;
+
+use std::path::Path;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::Context as _;
+
+use crate::events::Evidence;
+use crate::model::Snapshot;
+use frame::{Encoder, FLAG_DEATHS, FLAG_SESSION_START};
+use store::{Kind, Retention, Writer};
+
+/// A store being written: each refresh appended as a frame of what changed since the one before, retention
+/// enforced after each. Used by `kwatch record` and `kwatch serve --record`.
+pub struct Recorder {
+    writer: Writer,
+    encoder: Encoder,
+    /// Flags of the next frame.
+    flags: u64,
+}
+
+impl Recorder {
+    /// Opens (or creates) the store in `dir`, after its last good entry; with warnings of what was skipped, for
+    /// the caller to write.
+    pub fn open(dir: &Path, retention: Retention) -> anyhow::Result<(Recorder, Vec<String>)> {
+        let (writer, warnings) =
+            Writer::open(dir, retention).context("cannot open the recording")?;
+        let recorder = Recorder {
+            writer,
+            encoder: Encoder::new(),
+            flags: FLAG_SESSION_START,
+        };
+        Ok((recorder, warnings))
+    }
+
+    /// Appends one refresh: its snapshot (taken over), what the feed heard and found before it, and whether a
+    /// destroy notification subscription was open (deaths are recorded). Then removes what retention says.
+    pub fn append(
+        &mut self,
+        snapshot: Snapshot,
+        evidence: &Evidence,
+        listening: bool,
+    ) -> anyhow::Result<()> {
+        const KEPT: &str = "cannot record; the recording keeps every refresh before this one";
+        let time = snapshot.taken_at_unix_ms;
+        let key = self.writer.begin(time).context(KEPT)?;
+        if listening {
+            self.flags |= FLAG_DEATHS;
+        }
+        let bytes = self.encoder.encode(snapshot, evidence, key, self.flags);
+        let kind = if key { Kind::Key } else { Kind::Delta };
+        self.writer.append(kind, time, &bytes).context(KEPT)?;
+        self.flags = 0;
+        self.writer.enforce(unix_ms()).context(KEPT)?;
+        Ok(())
+    }
+
+    /// Writes what the system still buffers to disk.
+    pub fn sync(&mut self) -> anyhow::Result<()> {
+        self.writer.sync().context("cannot record")?;
+        Ok(())
+    }
+}
+
+/// The wall clock, milliseconds since the Unix epoch.
+pub fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}

@@ -1,0 +1,706 @@
+//! One recorded refresh as bytes, and back: key frames hold every socket, delta frames what changed since the
+//! frame before (pure; compression and files are [`super::store`]'s).
+//!
+//! A frame (before compression):
+//! ```text
+//! flags, clock count, clocks, dump_us, proc_scan_us      varints; a clock: zigzag(first socket - previous
+//!                                                         clock's), zigzag(base - previous clock's base)
+//! part mask, then each part present: length + JSON        host, kernel, settings, as_root, namespaces,
+//!                                                         processes, unreadable, warnings, held_dead, units
+//! socket count, op count, ops                             op = n << 1 | 0: n sockets equal to the previous
+//!                                                         frame's, from index start (zigzag delta follows);
+//!                                                         op = n << 1 | 1: n sockets written in full follow
+//! destroyed count, destroyed                            destroy notifications received before this refresh:
+//!                                                         netns inode, cookie, probes + 1, retransmits + 1 (0:
+//!                                                         not known)
+//! held count, held                                        (socket inode, pid) pairs /proc showed holding a
+//!                                                         socket that left the dump
+//! lost                                                    destroy notifications lost before this refresh
+//! ```
+//! Sockets are stored with their times as moments on their clock's `base` ([`codec::to_moments`]), so a
+//! socket whose state, counters and timers did not change is equal to its previous record and costs a share of one
+//! copy op. A part of the snapshot that did not change (the process table, the namespaces) is left out of a delta
+//! frame. Key frames write every part and every socket.
+
+use std::rc::Rc;
+
+use rustc_hash::FxHashMap;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::codec::{self, DecodeError, Interner, Reader, put};
+use crate::events::Evidence;
+use crate::events::listener::Destroyed;
+use crate::model::{Connection, Snapshot, TimerKind};
+
+/// Frame flag: the first frame a recorder wrote after it started (what came before is another session).
+pub const FLAG_SESSION_START: u64 = 1;
+/// Frame flag: the recorder had a destroy notification subscription open (deaths are recorded).
+pub const FLAG_DEATHS: u64 = 2;
+const FLAGS_KNOWN: u64 = FLAG_SESSION_START | FLAG_DEATHS;
+
+/// One decoded refresh: the snapshot as it was taken, what the recorder's feed heard and found before it, and
+/// the frame's flags.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Frame {
+    pub snapshot: Snapshot,
+    pub evidence: Evidence,
+    pub flags: u64,
+}
+
+/// Turns snapshots into frames, remembering the last one to write only what changed.
+#[derive(Default)]
+pub struct Encoder {
+    /// The previous frame's snapshot, its sockets as moments.
+    prev: Option<Snapshot>,
+    /// The previous frame's first clock.
+    base: u64,
+    /// Socket key -> index in `prev.connections` (the first socket with that key).
+    index: FxHashMap<(u64, u64), u32>,
+}
+
+fn key_of(c: &Connection) -> (u64, u64) {
+    (c.cookie, c.netns.as_ref().map_or(0, |n| n.inode))
+}
+
+impl Encoder {
+    pub fn new() -> Encoder {
+        Encoder::default()
+    }
+
+    /// Encodes `snapshot` (taken over: its sockets are changed into moments and kept for the next delta) and the
+    /// destroy notifications received before it. `key` writes a key frame, which reads without any frame before
+    /// it; the first frame is always one.
+    pub fn encode(
+        &mut self,
+        mut snapshot: Snapshot,
+        evidence: &Evidence,
+        key: bool,
+        flags: u64,
+    ) -> Vec<u8> {
+        let prev = if key { None } else { self.prev.take() };
+        let matches = self.matches(prev.as_ref(), &snapshot.connections);
+        let clocks = self.clocks(prev.as_ref(), &snapshot, &matches);
+        for (c, base) in snapshot.connections.iter_mut().zip(bases(&clocks)) {
+            codec::to_moments(c, base);
+        }
+        let base = clocks[0].1;
+        let mut buf = Vec::with_capacity(64 + snapshot.connections.len() * 8);
+        put(&mut buf, flags);
+        put(&mut buf, clocks.len() as u64);
+        let mut last = (0, 0);
+        for &(from, base) in &clocks {
+            put(&mut buf, zigzag(from as i64 - last.0 as i64));
+            put(&mut buf, zigzag(base.wrapping_sub(last.1) as i64));
+            last = (from, base);
+        }
+        put(&mut buf, snapshot.dump_us);
+        put(&mut buf, snapshot.proc_scan_us);
+        put_parts(&mut buf, prev.as_ref(), &snapshot);
+        put(&mut buf, snapshot.connections.len() as u64);
+        let ops = ops(prev.as_ref(), &snapshot.connections, &matches);
+        put(&mut buf, ops.len() as u64);
+        let mut expected: u64 = 0;
+        for op in ops {
+            match op {
+                Op::Copy { start, n } => {
+                    put(&mut buf, (n as u64) << 1);
+                    put(&mut buf, zigzag(start as i64 - expected as i64));
+                    expected = start as u64 + n as u64;
+                }
+                Op::Full { from, n } => {
+                    put(&mut buf, (n as u64) << 1 | 1);
+                    for c in &snapshot.connections[from..from + n] {
+                        codec::put_connection(&mut buf, c);
+                    }
+                }
+            }
+        }
+        put_evidence(&mut buf, evidence);
+        self.index.clear();
+        self.index.reserve(snapshot.connections.len());
+        for (i, c) in snapshot.connections.iter().enumerate() {
+            self.index.entry(key_of(c)).or_insert(i as u32);
+        }
+        self.base = base;
+        self.prev = Some(snapshot);
+        buf
+    }
+
+    /// The frame's clocks, as (first socket, base) in dump order. A clock is how far the kernel's clock moved since
+    /// the frame before, told by the sockets that did not change: a base that keeps a steady socket's moments
+    /// (its timer's expiry, its last receive) where they were. The kernel's clock ticks (4 ms jiffies) while a
+    /// dump runs, so sockets listed later in a dump need a later base: a new clock starts where two sockets in a
+    /// row agree on another base than the current one. Any clocks decode exactly; good ones make steady sockets
+    /// free.
+    fn clocks(
+        &self,
+        prev: Option<&Snapshot>,
+        now: &Snapshot,
+        matches: &[Option<u32>],
+    ) -> Vec<(usize, u64)> {
+        let fallback = match prev {
+            Some(p) => self
+                .base
+                .wrapping_add(now.taken_at_unix_ms.wrapping_sub(p.taken_at_unix_ms)),
+            None => now.taken_at_unix_ms,
+        };
+        let Some(prev) = prev else {
+            return vec![(0, fallback)];
+        };
+        let wanted: Vec<Option<u64>> = now
+            .connections
+            .iter()
+            .zip(matches)
+            .map(|(c, j)| wanted_base(&prev.connections[(*j)? as usize], c, fallback))
+            .collect();
+        // The next socket's wish after each socket, from the end.
+        let mut next_wish = vec![None; wanted.len()];
+        let mut after = None;
+        for i in (0..wanted.len()).rev() {
+            next_wish[i] = after;
+            if wanted[i].is_some() {
+                after = wanted[i];
+            }
+        }
+        let mut clocks: Vec<(usize, u64)> = Vec::new();
+        for (i, wish) in wanted.iter().enumerate() {
+            let Some(base) = *wish else {
+                continue;
+            };
+            match clocks.last() {
+                Some(&(_, current)) if current == base => {}
+                Some(_) if next_wish[i] != Some(base) => {}
+                _ => clocks.push((i, base)),
+            }
+        }
+        match clocks.first_mut() {
+            Some(first) => first.0 = 0,
+            None => clocks.push((0, fallback)),
+        }
+        clocks
+    }
+
+    /// For each socket, the index of the previous frame's socket with its key, if any. A dump lists sockets in the
+    /// same order from one refresh to the next, so the one after the last match is tried before a lookup.
+    fn matches(&self, prev: Option<&Snapshot>, conns: &[Connection]) -> Vec<Option<u32>> {
+        let Some(prev) = prev else {
+            return vec![None; conns.len()];
+        };
+        let mut next = 0;
+        conns
+            .iter()
+            .map(|c| {
+                let j = match prev.connections.get(next) {
+                    Some(n) if key_of(n) == key_of(c) => next as u32,
+                    _ => *self.index.get(&key_of(c))?,
+                };
+                next = j as usize + 1;
+                Some(j)
+            })
+            .collect()
+    }
+}
+
+/// Runs of sockets equal to their match in the previous frame, and runs of sockets to write in full.
+fn ops(prev: Option<&Snapshot>, conns: &[Connection], matches: &[Option<u32>]) -> Vec<Op> {
+    let mut ops: Vec<Op> = Vec::new();
+    for (i, (c, j)) in conns.iter().zip(matches).enumerate() {
+        let same = prev.and_then(|p| {
+            let j = (*j)? as usize;
+            (p.connections[j] == *c).then_some(j)
+        });
+        match (same, ops.last_mut()) {
+            (Some(j), Some(Op::Copy { start, n })) if *start + *n == j => *n += 1,
+            (Some(j), _) => ops.push(Op::Copy { start: j, n: 1 }),
+            (None, Some(Op::Full { n, .. })) => *n += 1,
+            (None, _) => ops.push(Op::Full { from: i, n: 1 }),
+        }
+    }
+    ops
+}
+
+/// The base on which socket `now` keeps the moments of its previous record `p` (a moment), if it tells: by its
+/// timer when it did not change kind or count, else by its last receive. `near` is a base close to the answer (to
+/// widen the 32-bit last-receive moments).
+fn wanted_base(p: &Connection, now: &Connection, near: u64) -> Option<u64> {
+    if now.timer.kind != TimerKind::None
+        && p.timer.kind == now.timer.kind
+        && p.timer.count == now.timer.count
+    {
+        // moment = base + expires_ms
+        return Some(p.timer.expires_ms.wrapping_sub(now.timer.expires_ms));
+    }
+    let moment = p.tcp_info.as_ref()?.last_ack_recv_ms()?;
+    let ago = now.tcp_info.as_ref()?.last_ack_recv_ms()?;
+    // moment = base - ago (mod 2^32)
+    let base32 = moment.wrapping_add(ago);
+    Some(near.wrapping_add(base32.wrapping_sub(near as u32) as i32 as i64 as u64))
+}
+
+/// The base of each socket, in order, from the clocks.
+fn bases(clocks: &[(usize, u64)]) -> impl Iterator<Item = u64> + '_ {
+    let mut at = 0;
+    (0..).map(move |i| {
+        while clocks.get(at + 1).is_some_and(|(from, _)| *from <= i) {
+            at += 1;
+        }
+        clocks.get(at).map_or(0, |(_, base)| *base)
+    })
+}
+
+enum Op {
+    Copy { start: usize, n: usize },
+    Full { from: usize, n: usize },
+}
+
+fn zigzag(v: i64) -> u64 {
+    ((v << 1) ^ (v >> 63)) as u64
+}
+
+fn unzigzag(v: u64) -> i64 {
+    (v >> 1) as i64 ^ -((v & 1) as i64)
+}
+
+/// The snapshot's parts other than its sockets, each stored as JSON when it changed (rare: the process table,
+/// the namespaces); JSON so that a part's type can gain a field without making older recordings unreadable.
+macro_rules! parts {
+    ($($bit:literal => $field:ident),* $(,)?) => {
+        fn put_parts(buf: &mut Vec<u8>, prev: Option<&Snapshot>, now: &Snapshot) {
+            let mut mask: u64 = 0;
+            $( if prev.is_none_or(|p| p.$field != now.$field) { mask |= 1 << $bit; } )*
+            put(buf, mask);
+            $( if mask & 1 << $bit != 0 { put_json(buf, &now.$field); } )*
+        }
+
+        fn get_parts(r: &mut Reader, snapshot: &mut Snapshot, key: bool) -> Result<(), DecodeError> {
+            let mask = r.get()?;
+            const ALL: u64 = $( 1 << $bit | )* 0;
+            if mask & !ALL != 0 || (key && mask != ALL) {
+                return Err(DecodeError::Invalid("part mask"));
+            }
+            $( if mask & 1 << $bit != 0 { snapshot.$field = get_json(r)?; } )*
+            Ok(())
+        }
+    };
+}
+
+parts! {
+    0 => host,
+    1 => kernel,
+    2 => settings,
+    3 => as_root,
+    4 => namespaces,
+    5 => processes,
+    6 => unreadable,
+    7 => warnings,
+    8 => held_dead,
+    9 => units,
+}
+
+fn put_json(buf: &mut Vec<u8>, value: &impl Serialize) {
+    // Serializing these plain data types to memory cannot fail.
+    let bytes = serde_json::to_vec(value).unwrap_or_default();
+    codec::put_part(buf, &bytes);
+}
+
+fn get_json<T: DeserializeOwned>(r: &mut Reader) -> Result<T, DecodeError> {
+    serde_json::from_slice(r.get_bytes()?).map_err(|_| DecodeError::Invalid("snapshot part"))
+}
+
+/// Turns frames back into snapshots, from a key frame on.
+#[derive(Default)]
+pub struct Decoder {
+    /// The last frame's snapshot without its sockets.
+    prev: Option<Snapshot>,
+    /// The last frame's sockets, as moments. Shared, so that a frame copying 200,000 sockets from the one before
+    /// copies pointers, not sockets.
+    conns: Vec<Rc<Connection>>,
+    interner: Interner,
+}
+
+impl Decoder {
+    pub fn new() -> Decoder {
+        Decoder::default()
+    }
+
+    /// Decodes one frame taken at `taken_at_unix_ms`; `key` says whether it is a key frame (a delta frame needs the
+    /// frame before it decoded first). [`Decoder::frame`] builds its snapshot.
+    pub fn decode(
+        &mut self,
+        bytes: &[u8],
+        key: bool,
+        taken_at_unix_ms: u64,
+    ) -> Result<Decoded, DecodeError> {
+        let prev = if key {
+            None
+        } else {
+            Some(
+                self.prev
+                    .take()
+                    .ok_or(DecodeError::Invalid("delta frame without key frame"))?,
+            )
+        };
+        let prev_conns = if key {
+            Vec::new()
+        } else {
+            std::mem::take(&mut self.conns)
+        };
+        self.conns.clear();
+        let mut r = Reader::new(bytes);
+        let flags = r.get()?;
+        if flags & !FLAGS_KNOWN != 0 {
+            return Err(DecodeError::Invalid("frame flags"));
+        }
+        let count = r.get_len()?;
+        if count == 0 {
+            return Err(DecodeError::Invalid("clock count"));
+        }
+        let mut clocks: Vec<(usize, u64)> = Vec::with_capacity(count);
+        let mut last: (i64, u64) = (0, 0);
+        for _ in 0..count {
+            let from = last
+                .0
+                .checked_add(unzigzag(r.get()?))
+                .filter(|f| *f >= last.0)
+                .ok_or(DecodeError::Invalid("clock"))?;
+            let base = last.1.wrapping_add(unzigzag(r.get()?) as u64);
+            clocks.push((
+                usize::try_from(from).map_err(|_| DecodeError::Invalid("clock"))?,
+                base,
+            ));
+            last = (from, base);
+        }
+        if clocks[0].0 != 0 {
+            return Err(DecodeError::Invalid("clock"));
+        }
+        let (dump_us, proc_scan_us) = (r.get()?, r.get()?);
+        let mut snapshot = Snapshot {
+            taken_at_unix_ms,
+            dump_us,
+            proc_scan_us,
+            ..prev.unwrap_or_default()
+        };
+        get_parts(&mut r, &mut snapshot, key)?;
+        let total = r.get_as::<usize>("socket count")?;
+        let mut conns: Vec<Rc<Connection>> =
+            Vec::with_capacity(total.min(prev_conns.len() + r_len(&r)));
+        let ops = r.get_len()?;
+        let mut expected: i64 = 0;
+        for _ in 0..ops {
+            let op = r.get()?;
+            let n = usize::try_from(op >> 1).map_err(|_| DecodeError::Invalid("op"))?;
+            if op & 1 == 0 {
+                let start = expected
+                    .checked_add(unzigzag(r.get()?))
+                    .and_then(|s| usize::try_from(s).ok())
+                    .ok_or(DecodeError::Invalid("copy op"))?;
+                let run = start
+                    .checked_add(n)
+                    .and_then(|end| prev_conns.get(start..end))
+                    .ok_or(DecodeError::Invalid("copy op"))?;
+                conns.extend(run.iter().cloned());
+                expected = (start + n) as i64;
+            } else {
+                if n > r_len(&r) {
+                    return Err(DecodeError::Truncated);
+                }
+                for _ in 0..n {
+                    conns.push(Rc::new(codec::get_connection(&mut r, &mut self.interner)?));
+                }
+            }
+            if conns.len() > total {
+                return Err(DecodeError::Invalid("socket count"));
+            }
+        }
+        if conns.len() != total {
+            return Err(DecodeError::Invalid("socket count"));
+        }
+        let evidence = get_evidence(&mut r)?;
+        if !r.is_empty() {
+            return Err(DecodeError::Invalid("frame length"));
+        }
+        self.prev = Some(snapshot);
+        self.conns = conns;
+        Ok(Decoded {
+            clocks,
+            flags,
+            evidence,
+        })
+    }
+
+    /// The snapshot of the frame decoded last, as it was taken (times relative to its moment again).
+    pub fn frame(&self, decoded: Decoded) -> Option<Frame> {
+        let mut snapshot = self.prev.clone()?;
+        snapshot.connections = self
+            .conns
+            .iter()
+            .zip(bases(&decoded.clocks))
+            .map(|(c, base)| {
+                let mut c = Connection::clone(c);
+                codec::from_moments(&mut c, base);
+                c
+            })
+            .collect();
+        Some(Frame {
+            snapshot,
+            evidence: decoded.evidence,
+            flags: decoded.flags,
+        })
+    }
+}
+
+fn r_len(r: &Reader) -> usize {
+    // An upper bound on how many more sockets the entry can hold (each takes well over one byte).
+    r.remaining()
+}
+
+/// What [`Decoder::decode`] read besides the sockets.
+#[derive(Debug, Clone)]
+pub struct Decoded {
+    /// (first socket, base) in socket order.
+    clocks: Vec<(usize, u64)>,
+    pub flags: u64,
+    pub evidence: Evidence,
+}
+
+/// An optional small count as one varint: 0 when unknown, else the count + 1.
+fn put_opt(buf: &mut Vec<u8>, v: Option<u8>) {
+    put(buf, v.map_or(0, |v| u64::from(v) + 1));
+}
+
+fn get_opt(r: &mut Reader) -> Result<Option<u8>, DecodeError> {
+    match r.get()? {
+        0 => Ok(None),
+        v => u8::try_from(v - 1)
+            .map(Some)
+            .map_err(|_| DecodeError::Invalid("count")),
+    }
+}
+
+fn put_evidence(buf: &mut Vec<u8>, e: &Evidence) {
+    put(buf, e.destroyed.len() as u64);
+    for d in &e.destroyed {
+        put(buf, d.netns);
+        put(buf, d.cookie);
+        put_opt(buf, d.probes);
+        put_opt(buf, d.retransmits);
+    }
+    put(buf, e.held.len() as u64);
+    for (inode, pid) in &e.held {
+        put(buf, *inode);
+        put(buf, u64::from(*pid));
+    }
+    put(buf, e.lost);
+}
+
+fn get_evidence(r: &mut Reader) -> Result<Evidence, DecodeError> {
+    let mut e = Evidence::default();
+    let n = r.get_len()?;
+    e.destroyed.reserve(n.min(r.remaining()));
+    for _ in 0..n {
+        e.destroyed.push(Destroyed {
+            netns: r.get()?,
+            cookie: r.get()?,
+            probes: get_opt(r)?,
+            retransmits: get_opt(r)?,
+        });
+    }
+    let n = r.get_len()?;
+    e.held.reserve(n.min(r.remaining()));
+    for _ in 0..n {
+        e.held.push((r.get()?, r.get_as("pid")?));
+    }
+    e.lost = r.get()?;
+    Ok(e)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::model::{Process, TcpInfoFields, TcpState, Timer, TimerKind};
+    use crate::recording::codec::tests::busy_connection;
+
+    fn snap(at: u64, conns: Vec<Connection>) -> Snapshot {
+        Snapshot {
+            taken_at_unix_ms: at,
+            dump_us: at % 1000,
+            host: "h".into(),
+            connections: conns,
+            processes: BTreeMap::from([(
+                1,
+                Process {
+                    pid: 1,
+                    comm: "init".into(),
+                    cmdline: vec!["/sbin/init".into()],
+                    uid: Some(0),
+                    user: Some("root".into()),
+                },
+            )]),
+            warnings: vec![format!("w{at}")],
+            ..Snapshot::default()
+        }
+    }
+
+    fn conn(cookie: u64, expires: u64) -> Connection {
+        let mut c = busy_connection();
+        c.cookie = cookie;
+        c.state = TcpState::Established;
+        c.timer = Timer {
+            kind: TimerKind::Keepalive,
+            expires_ms: expires,
+            count: 0,
+        };
+        // Linux always reports 0 here: steady, not a time that moves.
+        let mut info = TcpInfoFields::from(c.tcp_info.take().unwrap());
+        info.last_ack_sent_ms = Some(0);
+        c.tcp_info = Some(info.into());
+        c
+    }
+
+    /// Encodes a series, decodes it back, and returns the sizes of the frames.
+    fn round_trip(series: &[(Snapshot, bool)]) -> Vec<usize> {
+        let mut enc = Encoder::new();
+        let mut dec = Decoder::new();
+        let mut sizes = Vec::new();
+        for (i, (s, key)) in series.iter().enumerate() {
+            let evidence = Evidence {
+                destroyed: vec![Destroyed {
+                    netns: 4026531840,
+                    cookie: 1000 + i as u64,
+                    probes: Some(i as u8),
+                    retransmits: None,
+                }],
+                held: vec![(77 + i as u64, 1234)],
+                lost: i as u64,
+            };
+            let bytes = enc.encode(s.clone(), &evidence, *key || i == 0, FLAG_DEATHS);
+            sizes.push(bytes.len());
+            let decoded = dec
+                .decode(&bytes, *key || i == 0, s.taken_at_unix_ms)
+                .unwrap();
+            let frame = dec.frame(decoded).unwrap();
+            assert_eq!(frame.snapshot, *s, "frame {i}");
+            assert_eq!(frame.evidence, evidence);
+            assert_eq!(frame.flags, FLAG_DEATHS);
+        }
+        sizes
+    }
+
+    #[test]
+    fn steady_sockets_cost_nothing_and_changes_read_back_exactly() {
+        let steady: Vec<Connection> = (0..1000).map(|k| conn(k, 7_000_000 + k)).collect();
+        let mut series = Vec::new();
+        for step in 0..6u64 {
+            // The clock moves 10 s: every keepalive timer is 10 s nearer; one socket changes state, one
+            // leaves, one arrives; the warnings change.
+            let mut conns: Vec<Connection> = steady
+                .iter()
+                .filter(|c| c.cookie != 500 + step)
+                .map(|c| {
+                    let mut c = c.clone();
+                    c.timer.expires_ms -= step * 10_000;
+                    let mut info = TcpInfoFields::from(c.tcp_info.take().unwrap());
+                    let age = |v: Option<u32>| v.map(|v| v.wrapping_add(step as u32 * 10_000));
+                    info.last_ack_recv_ms = age(info.last_ack_recv_ms);
+                    info.last_data_recv_ms = age(info.last_data_recv_ms);
+                    c.tcp_info = Some(info.into());
+                    c
+                })
+                .collect();
+            conns[10].state = TcpState::CloseWait;
+            conns[10].recv_q = step as u32;
+            conns.push(conn(5000 + step, 42));
+            series.push((snap(1_000_000 + step * 10_000, conns), step == 4));
+        }
+        let sizes = round_trip(&series);
+        // A key frame holds every socket; a delta a few of them and a few copy ops.
+        assert!(sizes[0] > 50_000, "{sizes:?}");
+        for (i, size) in sizes
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| ![0, 4].contains(i))
+        {
+            assert!(*size < 1500, "frame {i}: {sizes:?}");
+        }
+        assert!(sizes[4] > 50_000, "{sizes:?}");
+    }
+
+    #[test]
+    fn a_kernel_clock_that_ticks_during_the_dump_keeps_steady_sockets_free() {
+        // Sockets with a keepalive timer and sockets with none (told by their last receive) alternate; the clock
+        // moves 10 s between dumps and one more 4 ms jiffy partway through each dump, at a different socket.
+        let base: Vec<Connection> = (0..1000)
+            .map(|k| {
+                let mut c = conn(k, 7_000_000 + k);
+                if k % 2 == 1 {
+                    c.timer = Timer::NONE;
+                }
+                c
+            })
+            .collect();
+        let mut series = Vec::new();
+        for step in 0..5u64 {
+            let tick_at = 200 * step as usize + 100;
+            let conns = base
+                .iter()
+                .enumerate()
+                .map(|(i, c)| {
+                    let mut c = c.clone();
+                    let moved = step * 10_000 + if i >= tick_at { 4 } else { 0 };
+                    if c.timer.kind != TimerKind::None {
+                        c.timer.expires_ms -= moved;
+                    }
+                    let mut info = TcpInfoFields::from(c.tcp_info.take().unwrap());
+                    let age = |v: Option<u32>| v.map(|v| v.wrapping_add(moved as u32));
+                    info.last_ack_recv_ms = age(info.last_ack_recv_ms);
+                    info.last_data_recv_ms = age(info.last_data_recv_ms);
+                    c.tcp_info = Some(info.into());
+                    c
+                })
+                .collect();
+            series.push((snap(1_000_000 + step * 10_000, conns), false));
+        }
+        let sizes = round_trip(&series);
+        for (i, size) in sizes.iter().enumerate().skip(1) {
+            assert!(*size < 300, "frame {i}: {sizes:?}");
+        }
+    }
+
+    #[test]
+    fn duplicates_reorders_and_empty_frames_read_back() {
+        let a = conn(1, 100);
+        let mut b = conn(2, 100);
+        b.netns = None;
+        let series = vec![
+            (snap(10, vec![a.clone(), b.clone(), a.clone()]), false),
+            (
+                snap(20, vec![b.clone(), a.clone(), a.clone(), b.clone()]),
+                false,
+            ),
+            (snap(30, vec![]), false),
+            (snap(40, vec![a.clone()]), false),
+            (snap(5, vec![a, b]), false),
+        ];
+        round_trip(&series);
+    }
+
+    #[test]
+    fn a_delta_without_its_key_frame_or_damaged_bytes_are_errors() {
+        let mut enc = Encoder::new();
+        let key = enc.encode(snap(1, vec![conn(1, 1)]), &Evidence::default(), true, 0);
+        let delta = enc.encode(snap(2, vec![conn(1, 1)]), &Evidence::default(), false, 0);
+        assert!(Decoder::new().decode(&delta, false, 2).is_err());
+        for cut in 0..key.len() {
+            assert!(Decoder::new().decode(&key[..cut], true, 1).is_err());
+        }
+        for i in 0..key.len() {
+            let mut bad = key.clone();
+            bad[i] ^= 0x55;
+            let _ = Decoder::new().decode(&bad, true, 1);
+        }
+    }
+}
