@@ -97,10 +97,33 @@ impl Pace {
     }
 
     /// The period, when the budget made it longer than the interval (for the header to say so).
-    pub fn stretched(&self) -> Option<Duration> {
+    pub fn stretched(&self) -> Option<Stretch> {
         let period = self.period();
-        (period > self.interval).then_some(period)
+        (period > self.interval).then(|| Stretch {
+            period,
+            over_budget: self.over_budget(period),
+        })
     }
+
+    /// Whether refreshes every `period` still cost more than the budget: the period is at [`MAX_PERIOD`] and a
+    /// refresh costs more than the budget's share of it (a million sockets: ~2 s of CPU every 5 s).
+    fn over_budget(&self, period: Duration) -> bool {
+        match (self.budget, self.cost) {
+            (Some(budget), Some(cost)) if !period.is_zero() => {
+                cost.as_secs_f64() / period.as_secs_f64() > budget
+            }
+            _ => false,
+        }
+    }
+}
+
+/// Refreshes less often than the interval, because of the CPU budget.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stretch {
+    /// Time from the start of one refresh to the start of the next.
+    pub period: Duration,
+    /// Even so, refreshes use more than the budget: the period is capped at [`MAX_PERIOD`].
+    pub over_budget: bool,
 }
 
 /// CPU time this process has used so far, all threads (a refresh runs on several).
@@ -140,7 +163,13 @@ mod tests {
         pace.record(ms(450));
         // 450 ms of CPU per refresh at a quarter of a core: one every 1.8 s.
         assert_eq!(pace.period(), ms(1800));
-        assert_eq!(pace.stretched(), Some(ms(1800)));
+        assert_eq!(
+            pace.stretched(),
+            Some(Stretch {
+                period: ms(1800),
+                over_budget: false
+            })
+        );
         // Steady cost within the budget at that period.
         assert!(ms(450).as_secs_f64() / pace.period().as_secs_f64() <= 0.25);
     }
@@ -167,6 +196,14 @@ mod tests {
         pace.record(SEC);
         pace.record(ms(4000));
         assert_eq!(pace.period(), MAX_PERIOD);
+        // 2.5 s of CPU every 5 s is half a core: the pace says it is over the budget, not within it.
+        assert_eq!(
+            pace.stretched(),
+            Some(Stretch {
+                period: MAX_PERIOD,
+                over_budget: true
+            })
+        );
         // An interval longer than the cap is kept as it is.
         let mut slow = Pace::budgeted(ms(8000), 0.25);
         slow.record(SEC);

@@ -8,6 +8,7 @@ use kwatch::analyze::{Thresholds, analyze};
 use kwatch::filter::Filter;
 use kwatch::model::keepalive::KeepaliveSettings;
 use kwatch::model::{Snapshot, TimerKind};
+use kwatch::pace::Stretch;
 use kwatch::tui::{Action, App, update};
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
@@ -587,12 +588,28 @@ fn the_header_says_when_refreshes_come_less_often_than_the_interval() {
     );
     update(
         &mut app,
-        Action::Stretched(Some(std::time::Duration::from_millis(1800))),
+        Action::Stretched(Some(Stretch {
+            period: std::time::Duration::from_millis(1800),
+            over_budget: false,
+        })),
     );
     let stretched = first_line(&draw(&app, size));
     assert!(
         stretched.ends_with("refreshed 1s ago, every 1.8s (CPU budget) · dump 1.8ms + /proc 5.2ms"),
         "{stretched}"
+    );
+    // At the longest period a refresh still costs more than the budget (a million sockets): the header says so.
+    update(
+        &mut app,
+        Action::Stretched(Some(Stretch {
+            period: std::time::Duration::from_secs(5),
+            over_budget: true,
+        })),
+    );
+    let over = first_line(&draw(&app, size));
+    assert!(
+        over.ends_with("refreshed 1s ago, every 5.0s (over CPU budget) · dump 1.8ms + /proc 5.2ms"),
+        "{over}"
     );
     update(&mut app, Action::Stretched(None));
     assert_eq!(first_line(&draw(&app, size)), plain);

@@ -1,9 +1,8 @@
 //! UI state and the pure `update(&mut App, Action)` that every key, snapshot and tick goes through.
 
-use std::time::Duration;
-
 use crate::analyze::ProcessSummary;
 use crate::filter::Filter;
+use crate::pace::Stretch;
 
 use crate::events::WatchEvent;
 use crate::model::{Connection, Snapshot};
@@ -95,7 +94,7 @@ pub enum Action {
     /// Watch events from the collector, oldest first.
     Log(Vec<WatchEvent>),
     /// Refreshes come this far apart to stay within the CPU budget (`None`: every interval).
-    Stretched(Option<Duration>),
+    Stretched(Option<Stretch>),
     /// Time passed: the header's "refreshed ... ago" moves.
     Tick {
         now_ms: u64,
@@ -170,7 +169,7 @@ pub struct App {
     pub retired: Option<Snapshot>,
     pub collector_error: Option<String>,
     /// Refreshes come this far apart instead of every interval, to stay within the CPU budget.
-    pub stretched: Option<Duration>,
+    pub stretched: Option<Stretch>,
     /// Deaths and state changes of watched sockets, newest first.
     pub log: EventLog,
     /// Events that arrived while paused.

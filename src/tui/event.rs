@@ -13,7 +13,7 @@ use crossterm::event::{self as ct, KeyEvent, MouseEvent};
 
 use crate::collect::{Collector, Options};
 use crate::model::{NamespaceInfo, Snapshot};
-use crate::pace::{Pace, process_cpu};
+use crate::pace::{Pace, Stretch, process_cpu};
 use crate::tui::act::Pending;
 use crate::tui::event_log::Feed;
 use crate::tui::perform::perform;
@@ -33,7 +33,7 @@ pub enum UiEvent {
     ActDone(String),
     /// Refreshes now come this far apart instead of every interval, to stay within the CPU budget (`None`: back
     /// to the interval). Sent when it changes.
-    Stretched(Option<Duration>),
+    Stretched(Option<Stretch>),
     CollectorError(String),
     /// The input thread could not read the terminal, or the collector panicked: the UI must end.
     Fatal(String),

@@ -107,11 +107,13 @@ pub fn render(app: &App, theme: Theme, area: Rect, buf: &mut Buffer) {
             "refreshed {} ago",
             format_duration_ms(age)
         )));
-        if let Some(period) = app.stretched {
-            // Slower than the interval to keep refreshes within a quarter of a core (`--interval` overrides).
+        if let Some(stretch) = app.stretched {
+            // Slower than the interval to keep refreshes within a quarter of a core (`--interval` overrides); at
+            // the longest period a refresh may still cost more, and then the header says so.
             right.push(Span::raw(format!(
-                ", every {} (CPU budget)",
-                micros(period.as_micros() as u64)
+                ", every {} ({}CPU budget)",
+                micros(stretch.period.as_micros() as u64),
+                if stretch.over_budget { "over " } else { "" }
             )));
         }
     }
