@@ -388,7 +388,7 @@ pub fn keepalive(ka: &KeepaliveArgs, config: &Config) -> anyhow::Result<()> {
         let line = socket_line(conn, &snapshot);
         match enable_keepalive(&mut reader, conn, v) {
             Ok(read) if v.applied_in(&read) => {
-                writeln!(out, "on       {line}: {}", readback_text(v, &read))?
+                writeln!(out, "on       {line}: {}", readback_text(v, &read))?;
             }
             Ok(read) => {
                 failed += 1;

@@ -167,7 +167,7 @@ fn explain_idle(conn: &Connection) -> String {
 fn backoff(conn: &Connection) -> u32 {
     conn.tcp_info
         .as_ref()
-        .and_then(|i| i.backoff())
+        .and_then(crate::model::TcpInfo::backoff)
         .map_or(0, u32::from)
 }
 

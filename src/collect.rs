@@ -86,8 +86,7 @@ impl Collector {
     fn take(&mut self, last: bool) -> anyhow::Result<Snapshot> {
         let taken_at_unix_ms = SystemTime::now()
             .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_millis() as u64)
-            .unwrap_or(0);
+            .map_or(0, |d| d.as_millis() as u64);
         let Collector {
             opts,
             dumper,
@@ -130,7 +129,7 @@ impl Collector {
         if let Some(cache) = procs.as_mut() {
             // Every live socket of the namespace, when the search for dead ones needs them, is accounted for: a
             // process of another namespace that holds one (and maybe a dead one) is read too.
-            let (_, resolve_us) = timed(|| match &every {
+            let ((), resolve_us) = timed(|| match &every {
                 Some(Ok(all)) => cache.resolve(all.inodes.iter().copied()),
                 _ => cache.resolve(connections.iter().map(|c| c.inode)),
             });
@@ -336,7 +335,7 @@ pub fn join(
                 .into_iter()
                 .filter_map(|pid| map.processes.get(&pid).map(|p| (pid, p.clone())))
                 .collect();
-            snapshot.unreadable = map.unreadable.clone();
+            snapshot.unreadable.clone_from(&map.unreadable);
         }
     }
     if sort {
@@ -385,9 +384,7 @@ pub fn sort_by_address(connections: &mut [Connection]) {
 const PARALLEL_SORT_MIN: usize = 20_000;
 
 fn read_line(path: &Path) -> String {
-    std::fs::read_to_string(path)
-        .map(|s| s.trim().to_string())
-        .unwrap_or_else(|_| "?".to_string())
+    std::fs::read_to_string(path).map_or_else(|_| "?".to_string(), |s| s.trim().to_string())
 }
 
 #[cfg(test)]

@@ -63,6 +63,7 @@ impl DumpRequest {
     }
 
     /// The same request without its port filter.
+    #[must_use]
     pub fn without_ports(&self) -> DumpRequest {
         DumpRequest {
             ports: PortFilter::default(),
@@ -228,7 +229,7 @@ impl Dumper {
             match self.socket.send(&self.req, 0) {
                 Ok(n) if n == self.req.len() => break,
                 Ok(_) => return Err(DiagError::Send(io::Error::other("short write"))),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {} // send again
                 Err(e) => return Err(DiagError::Send(e)),
             }
         }

@@ -449,12 +449,12 @@ mod tests {
         use std::sync::Arc;
         let mut named = conn(1, 2, &[], TcpState::Established);
         named.netns = Some(Arc::new(NetnsRef {
-            inode: 4026532,
+            inode: 4_026_532,
             name: Some("web".into()),
         }));
         let mut anon = conn(1, 2, &[], TcpState::Established);
         anon.netns = Some(Arc::new(NetnsRef {
-            inode: 4026999,
+            inode: 4_026_999,
             name: None,
         }));
         let unknown = conn(1, 2, &[], TcpState::Established);

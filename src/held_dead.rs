@@ -60,6 +60,8 @@ pub fn is_dead(info: &TcpInfo) -> bool {
 /// Only processes that run in one of those namespaces or hold a live socket in one are examined: checking the
 /// namespace of each socket costs a duplicated fd, and a host can hold hundreds of thousands of sockets in other
 /// namespaces. A dead socket held by a process that lives entirely elsewhere is therefore not reported.
+// The collector's FxHash sets and maps are the only callers; a generic hasher parameter would serve nobody.
+#[allow(clippy::implicit_hasher)]
 pub fn find(
     proc_root: &Path,
     namespaces: &FxHashSet<u64>,
@@ -147,7 +149,7 @@ fn inspect(
                 Some(v4) => SocketAddr::new(IpAddr::V4(v4), v6.port()),
                 None => SocketAddr::V6(v6),
             },
-            v4 => v4,
+            v4 @ SocketAddr::V4(_) => v4,
         });
     let settings = sockopt::read_options(&dup).ok();
     Some((info, local, settings))
@@ -176,7 +178,7 @@ fn read_tcp_info(sock: &impl AsFd) -> Option<TcpInfo> {
             libc::IPPROTO_TCP,
             libc::TCP_INFO,
             buf.as_mut_ptr().cast(),
-            &mut len,
+            &raw mut len,
         )
     };
     if rc != 0 {

@@ -607,10 +607,7 @@ impl Snapshot {
 
     /// A display name for a pid: its comm, or `?` when unknown.
     pub fn comm(&self, pid: u32) -> &str {
-        self.processes
-            .get(&pid)
-            .map(|p| p.comm.as_str())
-            .unwrap_or("?")
+        self.processes.get(&pid).map_or("?", |p| p.comm.as_str())
     }
 
     /// The TCP settings of the namespace a socket lives in (the snapshot's `settings` when not known).

@@ -195,6 +195,7 @@ mod tests {
 
     use super::*;
     use crate::cli::Args;
+    use crate::events::Evidence;
     use crate::model::{Owner, Process, Snapshot, TcpState};
     use crate::recording::Recorder;
     use crate::recording::codec::tests::busy_connection;
@@ -228,7 +229,7 @@ mod tests {
             c.owners = [Owner { pid: 7, fd: 3 }].into();
             snapshot.connections.push(c);
             recorder
-                .append(snapshot, &Default::default(), false)
+                .append(snapshot, &Evidence::default(), false)
                 .unwrap();
         }
         recorder.sync().unwrap();

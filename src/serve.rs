@@ -167,7 +167,7 @@ pub fn run(serve: &ServeArgs, config: &Config) -> anyhow::Result<()> {
             tokio::select! {
                 _ = term.recv() => {}
                 _ = int.recv() => {}
-                _ = failure.wake.notified() => {}
+                () = failure.wake.notified() => {}
             }
         };
         server::serve(listener, site, limits, stop).await

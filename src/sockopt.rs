@@ -50,10 +50,7 @@ impl SockoptError {
             | SockoptError::Get { source, .. } => source,
             SockoptError::Stale { .. } => return false,
         };
-        matches!(
-            source.raw_os_error(),
-            Some(libc::EPERM) | Some(libc::EACCES)
-        )
+        matches!(source.raw_os_error(), Some(libc::EPERM | libc::EACCES))
     }
 }
 
@@ -362,7 +359,7 @@ mod tests {
             .with_interval(Duration::from_secs(5))
             .with_retries(4);
         sock.set_tcp_keepalive(&ka).unwrap();
-        sock.set_tcp_user_timeout(Some(Duration::from_millis(45_000)))
+        sock.set_tcp_user_timeout(Some(Duration::from_secs(45)))
             .unwrap();
         let owner = Owner {
             pid: std::process::id(),

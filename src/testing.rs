@@ -5,7 +5,7 @@
 
 use std::net::{IpAddr, Ipv4Addr};
 
-use crate::model::{Connection, Family, Snapshot, TcpState, Timer};
+use crate::model::{Connection, Family, Findings, Owners, Snapshot, TcpState, Timer};
 
 /// A connection with every field at its plainest: cookie and inode 1, IPv4 ESTABLISHED 127.0.0.1:1000 ->
 /// 127.0.0.1:2000, no timer, no tcp_info, no owner, no finding, no settings, no namespace. A test states what it
@@ -28,8 +28,8 @@ pub fn conn() -> Connection {
         shutdown: None,
         congestion: None,
         tcp_info: None,
-        owners: Default::default(),
-        findings: Default::default(),
+        owners: Owners::default(),
+        findings: Findings::default(),
         keepalive: None,
         netns: None,
     }

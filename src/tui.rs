@@ -72,7 +72,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     let signals = event::spawn_signals(tx.clone()).context("cannot watch for signals")?;
 
     let outcome = {
-        let _guard = TerminalGuard::enter()?;
+        let _guard = TerminalGuard::enter();
         let mut terminal = ratatui::try_init().context("cannot set up the terminal")?;
         crossterm::execute!(std::io::stdout(), EnableMouseCapture)
             .context("cannot enable the mouse")?;
@@ -102,13 +102,13 @@ enum Exit {
 struct TerminalGuard;
 
 impl TerminalGuard {
-    fn enter() -> anyhow::Result<TerminalGuard> {
+    fn enter() -> TerminalGuard {
         let previous = std::panic::take_hook();
         std::panic::set_hook(Box::new(move |info| {
             let _ = crossterm::execute!(std::io::stdout(), DisableMouseCapture);
             previous(info);
         }));
-        Ok(TerminalGuard)
+        TerminalGuard
     }
 }
 

@@ -16,8 +16,7 @@ use crate::pace::process_cpu;
 fn unix_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// Watches until the output closes or SIGTERM/SIGINT arrives (then it ends with status 0 after the line being

@@ -214,7 +214,7 @@ fn answers() {
 
 #[test]
 fn filters_are_parsed_and_an_empty_one_refused() {
-    let words = |w: &[&str]| w.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    let words = |w: &[&str]| w.iter().map(ToString::to_string).collect::<Vec<_>>();
     let f = parse_filter(
         &words(&["port:443", "state:close-wait"]),
         &Filter::default(),

@@ -95,7 +95,7 @@ fn keepalive(
         // is (time since last receive now) + first + k * intvl.
         let at_first = elapsed.unwrap_or(0) + first;
         let needed = user_timeout.saturating_sub(at_first).div_ceil(intvl.max(1));
-        let min_k = if p > 0 { 0 } else { 1 };
+        let min_k = u64::from(p == 0);
         (needed.max(min_k), DeathBy::UserTimeout)
     };
     Prediction {
@@ -124,11 +124,11 @@ fn retransmit(conn: &Connection, ka: &KeepaliveSettings, net: &Settings) -> Pred
     let timer = conn.timer;
     let info = conn.tcp_info.as_ref();
     let backoff = info
-        .and_then(|i| i.backoff())
+        .and_then(crate::model::TcpInfo::backoff)
         .map_or(timer.count, u32::from)
         .min(32);
     let rto = info
-        .and_then(|i| i.rto_us())
+        .and_then(crate::model::TcpInfo::rto_us)
         .map_or(RTO_MIN_MS, |us| u64::from(us) / 1000)
         .clamp(1, RTO_MAX_MS);
     let base = (rto >> backoff).max(RTO_MIN_MS.min(rto));
@@ -181,7 +181,7 @@ fn zero_window(conn: &Connection, net: &Settings) -> Prediction {
     let rto = conn
         .tcp_info
         .as_ref()
-        .and_then(|i| i.rto_us())
+        .and_then(crate::model::TcpInfo::rto_us)
         .map_or(RTO_MIN_MS, |us| u64::from(us) / 1000)
         .clamp(1, RTO_MAX_MS);
     let mut at = timer.expires_ms;

@@ -111,7 +111,7 @@ pub fn group(snapshot: &Snapshot) -> BTreeMap<u32, u32> {
             .get(&pid)
             .and_then(|l| l.exe.as_deref())
             .or_else(|| snapshot.processes.get(&pid).map(|p| p.comm.as_str()))?;
-        Some((exe, snapshot.units.get(&pid).map(|u| u.label())))
+        Some((exe, snapshot.units.get(&pid).map(crate::model::Unit::label)))
     };
     let cmdline = |pid: u32| snapshot.processes.get(&pid).map(|p| p.cmdline.as_slice());
     type Sibling<'s> = (u32, (&'s str, Option<String>), Option<&'s [String]>);

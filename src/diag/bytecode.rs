@@ -165,7 +165,7 @@ fn clause_len(n: usize) -> usize {
 /// Appends one `struct inet_diag_bc_op`; `no` (like the port it carries in a test's second op) is a u16 in host
 /// byte order. `yes` is at most 8 here and `no` at most `MAX_LEN + 4`, so the casts keep every bit.
 fn push_op(out: &mut Vec<u8>, code: u8, yes: usize, no: usize) {
-    debug_assert!(yes <= usize::from(u8::MAX) && no <= usize::from(u16::MAX));
+    debug_assert!(u8::try_from(yes).is_ok() && u16::try_from(no).is_ok());
     out.push(code);
     out.push(yes as u8);
     out.extend_from_slice(&(no as u16).to_ne_bytes());

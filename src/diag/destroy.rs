@@ -88,7 +88,7 @@ impl Subscriber {
                     received.notifications += out.len() - before;
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {} // receive again
                 Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => overflowed = true,
                 Err(e) => return Err(DiagError::Recv(e)),
             }
@@ -122,7 +122,7 @@ fn set_rcvbuf(socket: &Socket, bytes: usize) {
                 socket.as_raw_fd(),
                 libc::SOL_SOCKET,
                 option,
-                (&value as *const libc::c_int).cast(),
+                (&raw const value).cast(),
                 std::mem::size_of::<libc::c_int>() as libc::socklen_t,
             )
         };
@@ -144,7 +144,7 @@ fn read_drops(socket: &Socket) -> Option<u32> {
             libc::SOL_SOCKET,
             libc::SO_MEMINFO,
             info.as_mut_ptr().cast(),
-            &mut len,
+            &raw mut len,
         )
     };
     if rc != 0 || (len as usize) < std::mem::size_of_val(&info) {
@@ -200,7 +200,7 @@ mod tests {
                 socket.as_raw_fd(),
                 libc::SOL_SOCKET,
                 libc::SO_RCVBUF,
-                (&bytes as *const libc::c_int).cast(),
+                (&raw const bytes).cast(),
                 std::mem::size_of::<libc::c_int>() as libc::socklen_t,
             )
         };

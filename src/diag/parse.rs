@@ -153,7 +153,7 @@ pub fn parse_inet(
     }
     // u8 idiag_family, idiag_state, idiag_timer, idiag_retrans
     let (family, state, timer, retrans) = (p[0], p[1], p[2], p[3]);
-    let family = match family as i32 {
+    let family = match i32::from(family) {
         libc::AF_INET => Family::Ipv4,
         libc::AF_INET6 => Family::Ipv6,
         _ => return Ok(None),
@@ -180,13 +180,13 @@ pub fn parse_inet(
     let local_addr = addr(8);
     let peer_addr = addr(24);
     let interface = u32_at(p, 40);
-    let cookie = u32_at(p, 44) as u64 | (u32_at(p, 48) as u64) << 32;
+    let cookie = u64::from(u32_at(p, 44)) | u64::from(u32_at(p, 48)) << 32;
     // u32 idiag_expires (ms), idiag_rqueue, idiag_wqueue, idiag_uid, idiag_inode
-    let expires_ms = u32_at(p, 52) as u64;
+    let expires_ms = u64::from(u32_at(p, 52));
     let recv_q = u32_at(p, 56);
     let send_q = u32_at(p, 60);
     let uid = u32_at(p, 64);
-    let inode = u32_at(p, 68) as u64;
+    let inode = u64::from(u32_at(p, 68));
 
     let mut conn = Connection {
         cookie,
@@ -204,7 +204,7 @@ pub fn parse_inet(
         timer: Timer {
             kind: timer_kind,
             expires_ms,
-            count: retrans as u32,
+            count: u32::from(retrans),
         },
         shutdown: None,
         congestion: None,

@@ -180,7 +180,7 @@ impl Destroyer {
             match self.socket.send(&self.req, 0) {
                 Ok(n) if n == self.req.len() => break,
                 Ok(_) => return Err(DestroyError::Send(io::Error::other("short write"))),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {} // send again
                 Err(e) => return Err(DestroyError::Send(e)),
             }
         }
@@ -196,7 +196,7 @@ impl Destroyer {
             match parse_ack(&self.buf, self.seq)? {
                 Some(0) => return Ok(()),
                 Some(errno) => return Err(DestroyError::from_errno(errno)),
-                None => continue,
+                None => {} // not our ack: read the next message
             }
         }
         Err(DestroyError::Malformed("no answer to the request"))
@@ -271,17 +271,14 @@ mod tests {
     fn encodes_ipv6_and_maps_ipv4_addresses_of_ipv6_sockets() {
         let peer = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 7);
         let c = conn(
-            IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1)),
+            IpAddr::V4(Ipv4Addr::LOCALHOST),
             IpAddr::V6(peer),
             Family::Ipv6,
         );
         let mut out = Vec::new();
         encode(&c, 1, &mut out);
         assert_eq!(out[16], libc::AF_INET6 as u8);
-        assert_eq!(
-            &out[28..44],
-            &Ipv4Addr::new(127, 0, 0, 1).to_ipv6_mapped().octets()
-        );
+        assert_eq!(&out[28..44], &Ipv4Addr::LOCALHOST.to_ipv6_mapped().octets());
         assert_eq!(&out[44..60], &peer.octets());
     }
 

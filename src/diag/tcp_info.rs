@@ -165,11 +165,11 @@ mod tests {
             (Some(60), Some(68), Some(72), Some(80))
         );
         assert_eq!(t.total_retrans(), Some(100));
-        assert_eq!(t.bytes_acked(), Some(120 | 1 << 40));
-        assert_eq!(t.bytes_received(), Some(128 | 1 << 40));
+        assert_eq!(t.bytes_acked(), Some(120 + (1 << 40)));
+        assert_eq!(t.bytes_received(), Some(128 + (1 << 40)));
         assert_eq!((t.notsent_bytes(), t.min_rtt_us()), (Some(144), Some(148)));
-        assert_eq!(t.bytes_sent(), Some(200 | 1 << 40));
-        assert_eq!(t.bytes_retrans(), Some(208 | 1 << 40));
+        assert_eq!(t.bytes_sent(), Some(200 + (1 << 40)));
+        assert_eq!(t.bytes_retrans(), Some(208 + (1 << 40)));
         assert_eq!(t.snd_wnd(), Some(228));
     }
 
@@ -191,7 +191,7 @@ mod tests {
         assert_eq!(t.bytes_acked(), None);
         // 230 bytes: snd_wnd (228..232) cut.
         let t = parse(&numbered(230));
-        assert_eq!(t.bytes_retrans(), Some(208 | 1 << 40));
+        assert_eq!(t.bytes_retrans(), Some(208 + (1 << 40)));
         assert_eq!(t.snd_wnd(), None);
     }
 

@@ -46,8 +46,8 @@ impl Destroyed {
         Destroyed {
             netns,
             cookie: c.cookie,
-            probes: info.and_then(|i| i.probes()),
-            retransmits: info.and_then(|i| i.retransmits()),
+            probes: info.and_then(crate::model::TcpInfo::probes),
+            retransmits: info.and_then(crate::model::TcpInfo::retransmits),
         }
     }
 }

@@ -159,50 +159,47 @@ impl Tracker {
                 .owners
                 .first()
                 .map(|o| comm_of(&mut comms, snapshot, o.pid));
-            match self.live.get_mut(&key(c)) {
-                Some(seen) => {
-                    if seen.state != c.state {
-                        if started {
-                            events.push(WatchEvent::State {
-                                time_unix_ms: now_unix_ms,
-                                socket: seen.id.clone(),
-                                owners: seen.owners.to_vec(),
-                                comm: seen.comm.as_deref().map(str::to_string),
-                                from: StateName(seen.state),
-                                to: StateName(c.state),
-                            });
-                        }
-                        seen.state = c.state;
+            if let Some(seen) = self.live.get_mut(&key(c)) {
+                if seen.state != c.state {
+                    if started {
+                        events.push(WatchEvent::State {
+                            time_unix_ms: now_unix_ms,
+                            socket: seen.id.clone(),
+                            owners: seen.owners.to_vec(),
+                            comm: seen.comm.as_deref().map(str::to_string),
+                            from: StateName(seen.state),
+                            to: StateName(c.state),
+                        });
                     }
-                    if seen.owners != c.owners {
-                        seen.owners.clone_from(&c.owners);
-                    }
-                    // An earlier owner stays known when a later dump could not map it (the process exited).
-                    if let Some(comm) = comm
-                        && seen.comm.as_deref() != Some(&**comm)
-                    {
-                        seen.comm = Some(Arc::clone(comm));
-                    }
-                    seen.inode = c.inode;
-                    seen.keepalive = c.keepalive;
-                    seen.step = step;
+                    seen.state = c.state;
                 }
-                None => {
-                    // Back in sight (a namespace listed again): no longer awaited.
-                    self.gone.remove(&key(c));
-                    self.live.insert(
-                        key(c),
-                        Seen {
-                            id: SocketId::of(c),
-                            state: c.state,
-                            inode: c.inode,
-                            owners: c.owners.clone(),
-                            keepalive: c.keepalive,
-                            comm: comm.cloned(),
-                            step,
-                        },
-                    );
+                if seen.owners != c.owners {
+                    seen.owners.clone_from(&c.owners);
                 }
+                // An earlier owner stays known when a later dump could not map it (the process exited).
+                if let Some(comm) = comm
+                    && seen.comm.as_deref() != Some(&**comm)
+                {
+                    seen.comm = Some(Arc::clone(comm));
+                }
+                seen.inode = c.inode;
+                seen.keepalive = c.keepalive;
+                seen.step = step;
+            } else {
+                // Back in sight (a namespace listed again): no longer awaited.
+                self.gone.remove(&key(c));
+                self.live.insert(
+                    key(c),
+                    Seen {
+                        id: SocketId::of(c),
+                        state: c.state,
+                        inode: c.inode,
+                        owners: c.owners.clone(),
+                        keepalive: c.keepalive,
+                        comm: comm.cloned(),
+                        step,
+                    },
+                );
             }
         }
         // When every socket known is listed (keys are unique), none left: no pass over all of them.
@@ -740,7 +737,7 @@ mod tests {
         let d = serde_json::to_value(WatchEvent::Destroy {
             time_unix_ms: 1,
             socket: SocketId::of(&conn(1, TcpState::Established)),
-            owners: Default::default(),
+            owners: Vec::default(),
             comm: None,
             last_state: StateName(TcpState::FinWait1),
             probes: None,

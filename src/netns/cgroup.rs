@@ -129,6 +129,8 @@ mod tests {
     const ID: &str = "3f4e1b2c9d8a7b6c5d4e3f2a1b0c9d8e7f6a5b4c3d2e1f0a9b8c7d6e5f4a3b2c";
     const POD: &str = "8a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d";
 
+    // Builds the Some arm of the cases table, whose expectations are Option<Unit>.
+    #[allow(clippy::unnecessary_wraps)]
     fn unit(kind: UnitKind, id: &str, pod: Option<&str>) -> Option<Unit> {
         Some(Unit {
             kind,

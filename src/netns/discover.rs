@@ -353,7 +353,7 @@ mod tests {
         assert!(d.found[0].current);
         assert_eq!((d.found[0].dev, d.found[0].inode), own);
         let mut ids: Vec<_> = d.found.iter().map(|f| (f.dev, f.inode)).collect();
-        ids.sort();
+        ids.sort_unstable();
         ids.dedup();
         assert_eq!(ids.len(), d.found.len(), "each namespace once");
     }

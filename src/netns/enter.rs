@@ -104,6 +104,6 @@ mod tests {
         );
         let results = run_in_each(&[&file, &file, &file], 2, |i| i);
         assert_eq!(results.len(), 3);
-        assert!(results.iter().all(|r| r.is_err()));
+        assert!(results.iter().all(Result::is_err));
     }
 }

@@ -47,14 +47,14 @@ mod tests {
             write(&mut out, &items, 10, b"|", |part| {
                 Ok(part
                     .iter()
-                    .map(|i| format!("{i};"))
+                    .map(|i| i.to_string() + ";")
                     .collect::<String>()
                     .into_bytes())
             })
             .unwrap();
             let expected = items
                 .chunks(10)
-                .map(|c| c.iter().map(|i| format!("{i};")).collect::<String>())
+                .map(|c| c.iter().map(|i| i.to_string() + ";").collect::<String>())
                 .collect::<Vec<_>>()
                 .join("|");
             assert_eq!(String::from_utf8(out).unwrap(), expected);

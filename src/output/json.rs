@@ -94,15 +94,12 @@ pub fn escape_bidi(json: Vec<u8>) -> Vec<u8> {
     let mut out = Vec::with_capacity(json.len() + 16);
     let mut i = 0;
     while i < json.len() {
-        match bidi_at(&json, i) {
-            Some(c) => {
-                out.extend_from_slice(format!("\\u{c:04x}").as_bytes());
-                i += if c == 0x061c { 2 } else { 3 };
-            }
-            None => {
-                out.push(json[i]);
-                i += 1;
-            }
+        if let Some(c) = bidi_at(&json, i) {
+            out.extend_from_slice(format!("\\u{c:04x}").as_bytes());
+            i += if c == 0x061c { 2 } else { 3 };
+        } else {
+            out.push(json[i]);
+            i += 1;
         }
     }
     out
@@ -470,7 +467,7 @@ impl<'a> ProcessReport<'a> {
         ProcessReport {
             pid: s.pid,
             comm: s.comm,
-            cmdline: process.map(|p| p.cmdline.as_slice()).unwrap_or(&[]),
+            cmdline: process.map_or(&[][..], |p| p.cmdline.as_slice()),
             uid: process.and_then(|p| p.uid),
             user: s.user,
             unit: snapshot.units.get(&s.pid),
@@ -559,7 +556,7 @@ impl<'a> ServiceReport<'a> {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use crate::model::{Finding, TimerKind};
+    use crate::model::{Finding, Owners, TimerKind};
 
     fn conn(cookie: u64, state: TcpState, codes: &[FindingCode]) -> Connection {
         Connection {
@@ -724,11 +721,11 @@ mod tests {
             },
         );
         let named = Arc::new(NetnsRef {
-            inode: 4026532174,
+            inode: 4_026_532_174,
             name: Some(Arc::from("blue\n\u{7}")),
         });
         let unnamed = Arc::new(NetnsRef {
-            inode: 4026531840,
+            inode: 4_026_531_840,
             name: None,
         });
         let conns = &mut snapshot.connections;
@@ -736,7 +733,7 @@ mod tests {
         conns[1].netns = Some(unnamed);
         conns[2].congestion = Some(Arc::from("cu\"bic\\\u{0}"));
         conns[3].tcp_info = None;
-        conns[4].owners = Default::default();
+        conns[4].owners = Owners::default();
         // Two findings on one socket (the sentences are written from the socket, whatever it is).
         for code in [FindingCode::Retransmitting, FindingCode::ZeroWindow] {
             conns[5].findings.insert(Finding {

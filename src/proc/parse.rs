@@ -40,7 +40,7 @@ pub fn stat_is_kernel_thread(content: &[u8]) -> Option<bool> {
     let close = content.iter().rposition(|b| *b == b')')?;
     // After the name: state, ppid, pgrp, session, tty_nr, tpgid, flags.
     let flags = content[close + 1..]
-        .split(|b| b.is_ascii_whitespace())
+        .split(u8::is_ascii_whitespace)
         .filter(|f| !f.is_empty())
         .nth(6)?;
     let flags: u64 = std::str::from_utf8(flags).ok()?.parse().ok()?;
@@ -53,7 +53,7 @@ pub fn status_uid(content: &[u8]) -> Option<u32> {
         .split(|b| *b == b'\n')
         .find_map(|line| line.strip_prefix(b"Uid:"))
         .and_then(|rest| {
-            rest.split(|b| b.is_ascii_whitespace())
+            rest.split(u8::is_ascii_whitespace)
                 .find(|field| !field.is_empty())
         })
         .and_then(|field| std::str::from_utf8(field).ok()?.parse().ok())
@@ -64,7 +64,7 @@ pub fn status_uid(content: &[u8]) -> Option<u32> {
 pub fn stat_ppid(content: &[u8]) -> Option<u32> {
     let close = content.iter().rposition(|b| *b == b')')?;
     let mut fields = content[close + 1..]
-        .split(|b| b.is_ascii_whitespace())
+        .split(u8::is_ascii_whitespace)
         .filter(|f| !f.is_empty());
     let _state = fields.next()?;
     std::str::from_utf8(fields.next()?).ok()?.parse().ok()

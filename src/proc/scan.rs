@@ -173,9 +173,8 @@ impl Scanner {
             let Some(fd) = parse_fd_name(name.to_bytes()) else {
                 continue; // `.`, `..`
             };
-            let dir_fd = match dir.fd() {
-                Ok(fd) => fd,
-                Err(_) => return FdScan::Unreadable,
+            let Ok(dir_fd) = dir.fd() else {
+                return FdScan::Unreadable;
             };
             match rustix::fs::readlinkat_raw(dir_fd, name, &mut buf[..]) {
                 Ok(len) if len < LINK_BUF => {
@@ -183,9 +182,9 @@ impl Scanner {
                         sockets.push(SocketFd { fd, inode });
                     }
                 }
-                Ok(_) => {}             // filled the buffer: too long to be a socket
-                Err(Errno::NOENT) => {} // closed since the listing
-                Err(Errno::INVAL) => {} // not a symlink (only in fake trees)
+                // Filled the buffer: too long to be a socket; NOENT: closed since the listing; INVAL: not a
+                // symlink (only in fake trees).
+                Ok(_) | Err(Errno::NOENT | Errno::INVAL) => {}
                 Err(Errno::SRCH) => return FdScan::Gone,
                 Err(_) => return FdScan::Unreadable,
             }

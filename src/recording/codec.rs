@@ -212,7 +212,7 @@ pub fn put_connection(buf: &mut Vec<u8>, c: &Connection) {
     };
     put(
         buf,
-        family | (c.state as u64) << 1 | (timer_kind_code(c.timer.kind) as u64) << 5,
+        family | (c.state as u64) << 1 | u64::from(timer_kind_code(c.timer.kind)) << 5,
     );
     put_addr(buf, c.local_addr);
     put(buf, u64::from(c.local_port));
@@ -245,13 +245,16 @@ pub fn put_connection(buf: &mut Vec<u8>, c: &Connection) {
         }
     }
     put(buf, c.owners.len() as u64);
-    for o in c.owners.iter() {
+    for o in &c.owners {
         put(buf, u64::from(o.pid));
         put(buf, u64::from(o.fd));
     }
     put(buf, c.findings.len() as u64);
-    for f in c.findings.iter() {
-        put(buf, f.code as u64 | (severity_code(f.severity) as u64) << 4);
+    for f in &c.findings {
+        put(
+            buf,
+            f.code as u64 | u64::from(severity_code(f.severity)) << 4,
+        );
     }
     match &c.keepalive {
         None => put(buf, 0),
@@ -516,7 +519,7 @@ pub(crate) mod tests {
                 source: Source::Socket,
             }),
             netns: Some(Arc::new(NetnsRef {
-                inode: 4026531840,
+                inode: 4_026_531_840,
                 name: Some(Arc::from("web")),
             })),
         }

@@ -91,7 +91,6 @@ impl Cursor {
             match reader.frame(i)? {
                 Payload::Torn => {
                     self.entry = reader.entries.len();
-                    continue;
                 }
                 Payload::Frame(bytes) => {
                     self.entry += 1;

@@ -235,7 +235,7 @@ fn wanted_base(p: &Connection, now: &Connection, near: u64) -> Option<u64> {
     let ago = now.tcp_info.as_ref()?.last_ack_recv_ms()?;
     // moment = base - ago (mod 2^32)
     let base32 = moment.wrapping_add(ago);
-    Some(near.wrapping_add(base32.wrapping_sub(near as u32) as i32 as i64 as u64))
+    Some(near.wrapping_add(i64::from(base32.wrapping_sub(near as u32) as i32) as u64))
 }
 
 /// The base of each socket, in order, from the clocks.
@@ -569,7 +569,7 @@ mod tests {
         for (i, (s, key)) in series.iter().enumerate() {
             let evidence = Evidence {
                 destroyed: vec![Destroyed {
-                    netns: 4026531840,
+                    netns: 4_026_531_840,
                     cookie: 1000 + i as u64,
                     probes: Some(i as u8),
                     retransmits: None,

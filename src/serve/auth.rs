@@ -68,14 +68,10 @@ impl Users {
         if known && self.remembered(&key) {
             return Verdict::Allowed;
         }
-        let permit = match tokio::time::timeout(
-            QUEUE_WAIT,
-            Arc::clone(&self.checks).acquire_owned(),
-        )
-        .await
-        {
-            Ok(Ok(p)) => p,
-            _ => return Verdict::Busy,
+        let Ok(Ok(permit)) =
+            tokio::time::timeout(QUEUE_WAIT, Arc::clone(&self.checks).acquire_owned()).await
+        else {
+            return Verdict::Busy;
         };
         // A request queued behind the same credential's check finds it remembered now.
         if known && self.remembered(&key) {

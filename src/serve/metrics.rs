@@ -61,7 +61,7 @@ struct Labeling {
 }
 
 impl Labeling {
-    fn of(snapshot: &Snapshot, opts: &MetricsOptions) -> Labeling {
+    fn of(snapshot: &Snapshot, opts: MetricsOptions) -> Labeling {
         Labeling {
             pid: opts.pid_label,
             netns: snapshot.namespaces.len() > 1 || snapshot.namespaces.iter().any(|n| !n.current),
@@ -173,7 +173,7 @@ pub fn render(
     stats: &SelfStats,
 ) -> Result<String, prometheus::Error> {
     let r = Registry::new();
-    let labeling = Labeling::of(snapshot, opts);
+    let labeling = Labeling::of(snapshot, *opts);
     sockets_by_state(&r, snapshot, labeling)?;
     findings(&r, snapshot)?;
     processes(&r, snapshot, labeling)?;

@@ -220,7 +220,7 @@ mod tests {
 
     fn sorted_cookies(p: &Pending) -> Vec<u64> {
         let mut cookies: Vec<u64> = p.targets.iter().map(|c| c.cookie).collect();
-        cookies.sort();
+        cookies.sort_unstable();
         cookies
     }
 

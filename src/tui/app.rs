@@ -466,7 +466,7 @@ impl App {
         for e in &events {
             match e {
                 WatchEvent::Start { destroy_events, .. } => {
-                    self.destroy_events = Some(*destroy_events)
+                    self.destroy_events = Some(*destroy_events);
                 }
                 WatchEvent::Warning { message, .. } => self.log_warning = Some(message.clone()),
                 _ => {}

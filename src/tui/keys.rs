@@ -81,11 +81,10 @@ pub fn map_replay_key(prompt_open: bool, browsing: bool, key: KeyEvent) -> Optio
     if prompt_open {
         return match key.code {
             KeyCode::Char('c') if ctrl => None,
-            KeyCode::Esc => Some(ReplayKey::PromptCancel),
             KeyCode::Enter => Some(ReplayKey::PromptApply),
             KeyCode::Backspace => Some(ReplayKey::PromptBackspace),
             KeyCode::Char(c) if !ctrl => Some(ReplayKey::PromptChar(c)),
-            _ => Some(ReplayKey::PromptCancel),
+            _ => Some(ReplayKey::PromptCancel), // Esc, and any other key
         };
     }
     if !browsing || ctrl {
@@ -536,7 +535,10 @@ mod tests {
     #[test]
     fn every_key_the_map_takes_is_in_the_help() {
         let named: Vec<&str> = TABLE.iter().flat_map(|k| key_names(k.keys)).collect();
-        let text: String = HELP.iter().map(|(k, w)| format!("{k} {w}\n")).collect();
+        let text: String = HELP
+            .iter()
+            .map(|(k, w)| [*k, " ", *w, "\n"].concat())
+            .collect();
         let mut keys: Vec<KeyEvent> = (' '..='~').map(|c| press(KeyCode::Char(c))).collect();
         keys.extend(('a'..='z').map(ctrl));
         keys.extend((1..=12).map(|n| press(KeyCode::F(n))));

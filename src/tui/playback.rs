@@ -133,7 +133,7 @@ impl Reader {
             return Ok(false);
         };
         // Read through: the recorder may have written more since; the store is listed again.
-        let at_end = match self.cursor.as_mut().map(|c| c.peek()) {
+        let at_end = match self.cursor.as_mut().map(Cursor::peek) {
             Some(Ok(Some(_))) => false,
             Some(Err(e)) => return self.error(&e).map(|()| false),
             _ => true,

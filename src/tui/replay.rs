@@ -45,7 +45,7 @@ pub const MINUTE_MS: i64 = 60_000;
 pub const HOUR_MS: i64 = 3_600_000;
 
 /// While playing, the next recorded refresh is shown this long after the last one.
-pub const PLAY_STEP: Duration = Duration::from_millis(1000);
+pub const PLAY_STEP: Duration = Duration::from_secs(1);
 
 /// What the UI keeps of the replay: the time zone of the times it shows, whether it plays, the `t` prompt.
 #[derive(Debug, Clone)]
@@ -160,7 +160,7 @@ fn apply(app: &mut App, key: ReplayKey, control: &Sender<Control>, wall_ms: u64)
             replay.prompt = Some(Prompt {
                 text: String::new(),
                 error: None,
-            })
+            });
         }
         ReplayKey::PromptChar(c) => {
             if let Some(p) = replay.prompt.as_mut() {

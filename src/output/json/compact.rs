@@ -94,12 +94,11 @@ impl WriteJson for bool {
 
 impl<T: WriteJson> WriteJson for Option<T> {
     fn write_json(&self, out: &mut Vec<u8>) -> io::Result<()> {
-        match self {
-            Some(value) => value.write_json(out),
-            None => {
-                out.extend_from_slice(b"null");
-                Ok(())
-            }
+        if let Some(value) = self {
+            value.write_json(out)
+        } else {
+            out.extend_from_slice(b"null");
+            Ok(())
         }
     }
 }

@@ -298,21 +298,19 @@ fn keepalive(ka: &KeepaliveSettings) -> String {
 }
 
 fn ms(v: Option<u32>) -> String {
-    v.map(|v| format_duration_ms(u64::from(v)))
-        .unwrap_or_else(|| "-".to_string())
+    v.map_or_else(|| "-".to_string(), |v| format_duration_ms(u64::from(v)))
 }
 
 fn us(v: Option<u32>) -> String {
-    v.map(|v| super::header::micros(u64::from(v)))
-        .unwrap_or_else(|| "-".to_string())
+    v.map_or_else(|| "-".to_string(), |v| super::header::micros(u64::from(v)))
 }
 
 fn n<T: ToString>(v: Option<T>) -> String {
-    v.map(|v| v.to_string()).unwrap_or_else(|| "-".to_string())
+    v.map_or_else(|| "-".to_string(), |v| v.to_string())
 }
 
 fn b(v: Option<u64>) -> String {
-    v.map(format_bytes).unwrap_or_else(|| "-".to_string())
+    v.map_or_else(|| "-".to_string(), format_bytes)
 }
 
 fn tcp_info(i: &TcpInfo, theme: Theme) -> Vec<Row> {
@@ -395,9 +393,7 @@ fn sparklines(seen: &Seen, theme: Theme, area: Rect, buf: &mut Buffer) {
         (
             "idle",
             idle,
-            last_idle
-                .map(format_duration_ms)
-                .unwrap_or_else(|| "-".to_string()),
+            last_idle.map_or_else(|| "-".to_string(), format_duration_ms),
         ),
     ];
     let n = seen.samples.len();
@@ -411,13 +407,14 @@ fn sparklines(seen: &Seen, theme: Theme, area: Rect, buf: &mut Buffer) {
             height: 1,
             ..area
         };
-        let [l, s, r] = Layout::horizontal([
+        let [label_area, spark_area, now_area] = Layout::horizontal([
             Constraint::Length(LABEL as u16 + 2),
             Constraint::Length(n as u16),
             Constraint::Min(0),
         ])
         .areas(line);
-        Paragraph::new(Line::styled(format!(" {label:<LABEL$} "), theme.label())).render(l, buf);
+        Paragraph::new(Line::styled(format!(" {label:<LABEL$} "), theme.label()))
+            .render(label_area, buf);
         let max = data.iter().copied().max().unwrap_or(0).max(1);
         Sparkline::default()
             .data(&data)
@@ -427,11 +424,11 @@ fn sparklines(seen: &Seen, theme: Theme, area: Rect, buf: &mut Buffer) {
                 ..ratatui::symbols::bar::NINE_LEVELS
             })
             .style(theme.flag())
-            .render(s, buf);
+            .render(spark_area, buf);
         Paragraph::new(Line::styled(
             format!(" now {now} · last {n} refreshes"),
             theme.dim(),
         ))
-        .render(r, buf);
+        .render(now_area, buf);
     }
 }

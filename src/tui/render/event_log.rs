@@ -263,7 +263,7 @@ pub fn clock(ms: u64) -> String {
     format!("{:02}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60)
 }
 
-fn who(owners: &[Owner], comm: &Option<String>) -> String {
+fn who(owners: &[Owner], comm: Option<&String>) -> String {
     match (owners.first(), comm) {
         (Some(o), Some(c)) => format!("{}/{}", o.pid, escape(c)),
         (Some(o), None) => o.pid.to_string(),
@@ -336,7 +336,7 @@ fn event_cells(e: &WatchEvent) -> Vec<String> {
             vec![
                 mark,
                 clock(*time_unix_ms),
-                who(owners, comm),
+                who(owners, comm.as_ref()),
                 local,
                 peer,
                 what,
@@ -356,7 +356,7 @@ fn event_cells(e: &WatchEvent) -> Vec<String> {
             vec![
                 mark,
                 clock(*time_unix_ms),
-                who(owners, comm),
+                who(owners, comm.as_ref()),
                 local,
                 peer,
                 format!(

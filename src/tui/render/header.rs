@@ -4,6 +4,7 @@ use crate::tui::prepare::Counts;
 
 use ratatui::buffer::Buffer;
 use ratatui::layout::{Alignment, Rect};
+use ratatui::style::Style;
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Paragraph, Widget};
 
@@ -82,10 +83,9 @@ pub fn render(app: &App, theme: Theme, area: Rect, buf: &mut Buffer) {
             Span::raw(format!("{}{last}", escape(err))),
         ]));
     }
-    let left: usize = lines
-        .first()
-        .map(|l| l.spans.iter().map(|s| s.content.chars().count()).sum())
-        .unwrap_or(0);
+    let left: usize = lines.first().map_or(0, |l| {
+        l.spans.iter().map(|s| s.content.chars().count()).sum()
+    });
     let width = usize::from(area.width);
     let lines: Vec<Line> = lines
         .into_iter()
@@ -194,7 +194,7 @@ fn states(snap: &Snapshot, counts: &Counts, theme: Theme) -> Line<'static> {
         let style = if state == TcpState::CloseWait {
             theme.flag()
         } else {
-            Default::default()
+            Style::default()
         };
         spans.push(Span::styled(format!(" {label} {n}"), style));
         spans.push(Span::raw(" "));

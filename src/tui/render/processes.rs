@@ -92,17 +92,16 @@ fn cell(c: C, p: &ProcessSummary, snap: &Snapshot) -> String {
     match c {
         C::Mark => format::marker(worst(p)).to_string(),
         C::Pid => p.pid.to_string(),
-        C::User => p
-            .user
-            .as_deref()
-            .map(|u| escape(u).into_owned())
-            .unwrap_or_else(|| {
+        C::User => p.user.as_deref().map_or_else(
+            || {
                 snap.processes
                     .get(&p.pid)
                     .and_then(|pr| pr.uid)
                     .map(|u| u.to_string())
                     .unwrap_or_default()
-            }),
+            },
+            |u| escape(u).into_owned(),
+        ),
         C::Comm => escape(&p.comm).into_owned(),
         C::Sockets => p.sockets.to_string(),
         C::Estab => p
