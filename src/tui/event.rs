@@ -150,7 +150,7 @@ pub fn spawn_collector(
                     Err(panic) => {
                         let msg = panic
                             .downcast_ref::<&str>()
-                            .map(std::string::ToString::to_string)
+                            .map(ToString::to_string)
                             .or_else(|| panic.downcast_ref::<String>().cloned())
                             .unwrap_or_else(|| "unknown panic".to_string());
                         let _ = tx.send(UiEvent::Fatal(format!("the collector panicked: {msg}")));
