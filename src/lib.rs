@@ -31,6 +31,15 @@
 // Handlers take their message (an Action, a channel, a config) by value as dispatched, like the event loop hands it.
 #![allow(clippy::needless_pass_by_value)]
 
+/// One line on stderr that cannot fell a daemon (`kwatch serve`, `kwatch record`): `eprintln!` panics when stderr
+/// is a pipe whose reader is gone (a supervisor restarted, `kwatch serve 2>&1 | head`); here only the line is lost.
+macro_rules! log {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr().lock(), $($arg)*);
+    }};
+}
+
 pub mod act;
 pub mod analyze;
 pub mod cli;

@@ -2,7 +2,7 @@
 //! notifications received before it, until SIGTERM or SIGINT.
 
 use std::fs::File;
-use std::io::{self, BufWriter, Write};
+use std::io::{BufWriter, Write};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -39,7 +39,7 @@ pub fn run(rec: &RecordArgs, config: &Config) -> anyhow::Result<()> {
     };
     let (mut recorder, warnings) = Recorder::open(&rec.dir, retention)?;
     for w in warnings {
-        log(&format!("warning: {w}"));
+        log!("kwatch: warning: {w}");
     }
     let filter = &config.filter;
     let options = config.collect_options(filter);
@@ -88,23 +88,17 @@ pub fn run(rec: &RecordArgs, config: &Config) -> anyhow::Result<()> {
     recorder.sync()
 }
 
-/// One line on stderr, `kwatch: ...`: a recorder runs as a daemon, and `eprintln!` would panic when stderr is a
-/// pipe whose reader is gone; only the line is lost then.
-fn log(line: &str) {
-    let _ = writeln!(io::stderr().lock(), "kwatch: {line}");
-}
-
 /// Says on stderr what the recorder's feed warns of: namespaces without destroy notifications, lost ones.
 fn warn(event: &WatchEvent) {
     match event {
-        WatchEvent::Warning { message, .. } => log(&format!("warning: {message}")),
+        WatchEvent::Warning { message, .. } => log!("kwatch: warning: {message}"),
         WatchEvent::Start {
             destroy_events: false,
             ..
-        } => log("warning: deaths are not recorded: no destroy notifications"),
-        WatchEvent::Lost { notifications, .. } => log(&format!(
-            "warning: {notifications} destroy notifications were lost: deaths in that time may be missing"
-        )),
+        } => log!("kwatch: warning: deaths are not recorded: no destroy notifications"),
+        WatchEvent::Lost { notifications, .. } => log!(
+            "kwatch: warning: {notifications} destroy notifications were lost: deaths in that time may be missing"
+        ),
         _ => {}
     }
 }

@@ -5,15 +5,6 @@
 //! ([`metrics::render`]). Connections are served by [`server`] on one thread, with the limits it lists;
 //! [`web_config`] reads TLS and users. SIGTERM and SIGINT stop the server.
 
-/// One line on stderr that cannot fell the exporter: `eprintln!` panics when stderr is a pipe whose reader is gone
-/// (a supervisor restarted, `kwatch serve 2>&1 | head`), so a daemon writes its lines here and loses only them.
-macro_rules! log {
-    ($($arg:tt)*) => {{
-        use std::io::Write as _;
-        let _ = writeln!(std::io::stderr().lock(), $($arg)*);
-    }};
-}
-
 pub mod accept;
 pub mod auth;
 pub mod coalesce;
