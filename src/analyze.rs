@@ -287,11 +287,16 @@ impl ProcessSummary {
         if conn.state == TcpState::Established {
             let enabled = conn
                 .keepalive
+                .as_deref()
                 .and_then(|k| k.enabled)
                 .unwrap_or(conn.timer.kind != TimerKind::None);
             if !enabled {
                 self.established_without_keepalive += 1;
-            } else if conn.keepalive.is_some_and(|k| k.default_idle()) {
+            } else if conn
+                .keepalive
+                .as_deref()
+                .is_some_and(crate::model::keepalive::KeepaliveSettings::default_idle)
+            {
                 self.keepalive_default += 1;
             }
         }

@@ -312,7 +312,7 @@ pub fn join(
         Cow::Owned(mut map) => {
             for conn in &mut connections {
                 if conn.inode != 0 {
-                    if let Some(owners) = map.owners.remove(&conn.inode) {
+                    if let Some(owners) = map.owners.get(conn.inode) {
                         conn.owners = owners;
                     }
                 }
@@ -326,8 +326,8 @@ pub fn join(
         Cow::Borrowed(map) => {
             for conn in &mut connections {
                 if conn.inode != 0 {
-                    if let Some(owners) = map.owners.get(&conn.inode) {
-                        conn.owners.clone_from(owners);
+                    if let Some(owners) = map.owners.get(conn.inode) {
+                        conn.owners = owners;
                     }
                 }
             }
@@ -341,6 +341,10 @@ pub fn join(
     if sort {
         sort_by_address(&mut connections);
     }
+    // Grown by doubling while the dump was read, the vector can hold up to twice the sockets; kept for as long
+    // as the snapshot lives (the live view holds one or two). For a vector this large, the allocator returns the
+    // slack to the kernel in place (mremap) instead of copying.
+    connections.shrink_to_fit();
     snapshot.connections = connections;
 }
 

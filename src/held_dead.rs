@@ -13,7 +13,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::path::Path;
 
-use rustc_hash::{FxHashMap, FxHashSet};
+use rustc_hash::FxHashSet;
 
 use crate::analyze::predict::{DeathEvidence, infer_cause};
 use crate::diag::tcp_info;
@@ -66,16 +66,17 @@ pub fn find(
     proc_root: &Path,
     namespaces: &FxHashSet<u64>,
     dumped: &FxHashSet<u64>,
-    owners: &FxHashMap<u64, crate::model::Owners>,
+    owners: &crate::proc::OwnerIndex,
     reader: &mut Reader,
 ) -> Vec<HeldDeadSocket> {
     if namespaces.is_empty() {
         return Vec::new();
     }
     let live: HashSet<u32> = owners
+        .pairs()
         .iter()
         .filter(|(inode, _)| dumped.contains(inode))
-        .flat_map(|(_, holders)| holders.iter().map(|o| o.pid))
+        .map(|(_, o)| o.pid)
         .collect();
     let mut netns_of: HashMap<u32, Option<u64>> = HashMap::new();
     let mut eligible = |pid: u32| {
@@ -86,8 +87,8 @@ pub fn find(
                 .is_some_and(|ns| namespaces.contains(&ns))
     };
     let mut out = Vec::new();
-    for (inode, holders) in owners {
-        if dumped.contains(inode) {
+    for (inode, holders) in owners.iter() {
+        if dumped.contains(&inode) {
             continue;
         }
         let Some(first) = holders.iter().copied().find(|o| eligible(o.pid)) else {
@@ -98,7 +99,7 @@ pub fn find(
         }
         let Some((info, local, settings)) = holders
             .iter()
-            .find_map(|o| inspect(reader, *o, *inode, namespaces))
+            .find_map(|o| inspect(reader, *o, inode, namespaces))
         else {
             continue;
         };
@@ -111,11 +112,11 @@ pub fn find(
             settings: settings.as_ref(),
             ..DeathEvidence::default()
         });
-        for owner in holders {
+        for owner in &holders {
             out.push(HeldDeadSocket {
                 pid: owner.pid,
                 fd: owner.fd,
-                inode: *inode,
+                inode,
                 local_addr: local.map(|a| a.ip()),
                 local_port: local.map(|a| a.port()),
                 tcp_info: Some(info.clone()),
@@ -264,7 +265,7 @@ mod tests {
                 .map(|m| std::os::unix::fs::MetadataExt::ino(&m))
                 .unwrap()
         };
-        let owners: FxHashMap<u64, crate::model::Owners> = [
+        let owners: crate::proc::OwnerIndex = [
             (inode(&s), [me(&s)].into()),
             (inode(&fresh), [me(&fresh)].into()),
             (inode(&l), [me(&l)].into()),

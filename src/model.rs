@@ -17,7 +17,7 @@ mod tcp_info;
 pub use findings::Findings;
 use keepalive::{DeathCause, KeepaliveSettings};
 pub use owners::Owners;
-pub use tcp_info::{TcpInfo, TcpInfoFields};
+pub use tcp_info::{FIELDS as TCP_INFO_FIELDS, TcpInfo, TcpInfoFields};
 
 /// Address family of a socket.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -339,7 +339,10 @@ pub struct Connection {
     /// Keepalive options of ESTABLISHED and CLOSE_WAIT sockets: read from the socket, or assumed from the
     /// namespace sysctls (`source` says which). `None` for other states or when not collected.
     #[serde(default)]
-    pub keepalive: Option<KeepaliveSettings>,
+    ///
+    /// Shared: a host's sockets have a handful of distinct settings, and one per socket was 36 bytes of the
+    /// ~300 each socket took (see [`crate::sockopt::Interner`]).
+    pub keepalive: Option<Arc<KeepaliveSettings>>,
     /// The network namespace the socket lives in. `None` when not known (older snapshots).
     #[serde(default)]
     pub netns: Option<Arc<NetnsRef>>,

@@ -7,6 +7,7 @@
 //! [`ProcMap::from_scans`].
 
 mod cache;
+mod owner_index;
 pub(crate) mod parse;
 mod passwd;
 mod scan;
@@ -17,12 +18,11 @@ use std::io::{self, BufReader};
 use std::path::{Path, PathBuf};
 
 pub use cache::{FULL_SCAN_EVERY, ProcCache, RefreshStats};
+pub use owner_index::OwnerIndex;
 pub use passwd::Users;
 pub use scan::{FdScan, PidList, PidScan, ScanError, Scanner, SocketFd};
 
-use rustc_hash::FxHashMap;
-
-use crate::model::{Lineage, Owner, Owners, Process, UnreadableProcess};
+use crate::model::{Lineage, Owner, Process, UnreadableProcess};
 
 /// Whether kwatch runs as root (effective uid 0): then "run as root" is no advice for what it may not read.
 pub fn running_as_root() -> bool {
@@ -42,7 +42,7 @@ pub fn is_kernel_thread(proc_root: &Path, pid: u32) -> bool {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ProcMap {
     /// Every (pid, fd) holding each socket inode, sorted.
-    pub owners: FxHashMap<u64, Owners>,
+    pub owners: OwnerIndex,
     /// Every process that holds at least one socket fd.
     pub processes: BTreeMap<u32, Process>,
     /// Processes whose fd table could not be read, by pid.
@@ -62,8 +62,7 @@ impl ProcMap {
     pub fn from_scan_refs<'a>(scans: impl IntoIterator<Item = &'a PidScan>) -> ProcMap {
         let scans: Vec<&PidScan> = scans.into_iter().collect();
         let mut map = ProcMap::default();
-        // Sized once: grown step by step, a map of 200,000 sockets would hold its old and new tables at once.
-        map.owners.reserve(
+        let mut pairs = Vec::with_capacity(
             scans
                 .iter()
                 .map(|scan| match scan {
@@ -77,19 +76,20 @@ impl ProcMap {
                 PidScan::Gone | PidScan::NoSockets => {}
                 PidScan::Unreadable(process) => map.unreadable.push(process.clone()),
                 PidScan::Sockets { process, sockets } => {
-                    for &SocketFd { fd, inode } in sockets {
-                        map.owners.entry(inode).or_default().push(Owner {
-                            pid: process.pid,
-                            fd,
-                        });
-                    }
+                    pairs.extend(sockets.iter().map(|&SocketFd { fd, inode }| {
+                        (
+                            inode,
+                            Owner {
+                                pid: process.pid,
+                                fd,
+                            },
+                        )
+                    }));
                     map.processes.insert(process.pid, process.clone());
                 }
             }
         }
-        for owners in map.owners.values_mut() {
-            owners.sort_dedup();
-        }
+        map.owners = OwnerIndex::from_pairs(pairs);
         map.unreadable.sort_by_key(|p| p.pid);
         map.unreadable.dedup_by_key(|p| p.pid);
         map

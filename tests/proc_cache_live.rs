@@ -35,7 +35,7 @@ fn cache_follows_sockets_opened_and_replaced_between_refreshes() {
     let first_inode = socket_inode(first_fd);
 
     let map = cache.refresh(&[first_inode]);
-    assert_eq!(map.owners.get(&first_inode), Some(&me(first_fd)));
+    assert_eq!(map.owners.get(first_inode), Some(me(first_fd)));
     let pids = cache.stats().pids;
     assert!(pids > 1, "{:?}", cache.stats());
 
@@ -43,7 +43,7 @@ fn cache_follows_sockets_opened_and_replaced_between_refreshes() {
     let second = TcpListener::bind("127.0.0.1:0").unwrap();
     let second_inode = socket_inode(second.as_raw_fd());
     let map = cache.refresh(&[first_inode, second_inode]);
-    assert_eq!(map.owners.get(&second_inode), Some(&me(second.as_raw_fd())));
+    assert_eq!(map.owners.get(second_inode), Some(me(second.as_raw_fd())));
     assert!(
         cache.stats().scanned < pids,
         "processes whose fds did not change are not read again: {:?}",
@@ -57,12 +57,18 @@ fn cache_follows_sockets_opened_and_replaced_between_refreshes() {
     assert_eq!(unsafe { libc::dup2(second_fd, first_fd) }, first_fd);
     std::mem::forget(first);
     let map = cache.refresh(&[second_inode]);
-    let mut both: Vec<u32> = map.owners[&second_inode].iter().map(|o| o.fd).collect();
+    let mut both: Vec<u32> = map
+        .owners
+        .get(second_inode)
+        .unwrap()
+        .iter()
+        .map(|o| o.fd)
+        .collect();
     both.sort_unstable();
     let mut expected = vec![first_fd as u32, second_fd as u32];
     expected.sort_unstable();
     assert_eq!(both, expected);
-    assert!(!map.owners.contains_key(&first_inode));
+    assert!(!map.owners.contains_key(first_inode));
     // SAFETY: both fds are ours and closed once each.
     unsafe {
         libc::close(first_fd);

@@ -35,7 +35,7 @@ fn finds_our_own_listener() {
 
     let owners = map
         .owners
-        .get(&inode)
+        .get(inode)
         .unwrap_or_else(|| panic!("inode {inode} not mapped"));
     assert_eq!(
         &owners[..],
@@ -60,9 +60,9 @@ fn only_pids_finds_us_and_nobody_else() {
 
     let map = map_inodes(Path::new("/proc"), Some(&[pid]));
 
-    assert!(map.owners.contains_key(&inode));
+    assert!(map.owners.contains_key(inode));
     assert!(
-        map.owners.values().flatten().all(|o| o.pid == pid),
+        map.owners.pairs().iter().all(|(_, o)| o.pid == pid),
         "{:?}",
         map.owners
     );

@@ -290,7 +290,8 @@ fn connection(s: &Synthetic, kernel: u64, netns: &Arc<NetnsRef>, cubic: &Arc<str
                 cnt: Some(9),
                 user_timeout_ms: Some(0),
                 source: Source::Socket,
-            }),
+            }
+            .into()),
         ),
     };
     Connection {

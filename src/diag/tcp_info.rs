@@ -66,37 +66,38 @@ fn u64_at(b: &[u8], at: usize) -> Option<u64> {
 /// Reads the fields `model::TcpInfo` carries from an `INET_DIAG_INFO` payload of any length, straight into the
 /// compact form (one per socket of every dump).
 pub fn parse(b: &[u8]) -> TcpInfo {
-    let mut info = TcpInfo::default();
-    info.set_state(u8_at(b, off::STATE));
-    info.set_ca_state(u8_at(b, off::CA_STATE));
-    info.set_retransmits(u8_at(b, off::RETRANSMITS));
-    info.set_probes(u8_at(b, off::PROBES));
-    info.set_backoff(u8_at(b, off::BACKOFF));
-    info.set_rto_us(u32_at(b, off::RTO));
-    info.set_ato_us(u32_at(b, off::ATO));
-    info.set_snd_mss(u32_at(b, off::SND_MSS));
-    info.set_rcv_mss(u32_at(b, off::RCV_MSS));
-    info.set_unacked(u32_at(b, off::UNACKED));
-    info.set_sacked(u32_at(b, off::SACKED));
-    info.set_lost(u32_at(b, off::LOST));
-    info.set_retrans(u32_at(b, off::RETRANS));
-    info.set_last_data_sent_ms(u32_at(b, off::LAST_DATA_SENT));
-    info.set_last_ack_sent_ms(u32_at(b, off::LAST_ACK_SENT));
-    info.set_last_data_recv_ms(u32_at(b, off::LAST_DATA_RECV));
-    info.set_last_ack_recv_ms(u32_at(b, off::LAST_ACK_RECV));
-    info.set_pmtu(u32_at(b, off::PMTU));
-    info.set_rtt_us(u32_at(b, off::RTT));
-    info.set_rttvar_us(u32_at(b, off::RTTVAR));
-    info.set_snd_cwnd(u32_at(b, off::SND_CWND));
-    info.set_total_retrans(u32_at(b, off::TOTAL_RETRANS));
-    info.set_bytes_acked(u64_at(b, off::BYTES_ACKED));
-    info.set_bytes_received(u64_at(b, off::BYTES_RECEIVED));
-    info.set_notsent_bytes(u32_at(b, off::NOTSENT_BYTES));
-    info.set_min_rtt_us(u32_at(b, off::MIN_RTT));
-    info.set_bytes_sent(u64_at(b, off::BYTES_SENT));
-    info.set_bytes_retrans(u64_at(b, off::BYTES_RETRANS));
-    info.set_snd_wnd(u32_at(b, off::SND_WND));
-    info
+    // Packed once, in table order (see `model::tcp_info`).
+    TcpInfo::from_values(&[
+        u8_at(b, off::STATE).map(u64::from),
+        u8_at(b, off::CA_STATE).map(u64::from),
+        u8_at(b, off::RETRANSMITS).map(u64::from),
+        u8_at(b, off::PROBES).map(u64::from),
+        u8_at(b, off::BACKOFF).map(u64::from),
+        u32_at(b, off::RTO).map(u64::from),
+        u32_at(b, off::ATO).map(u64::from),
+        u32_at(b, off::SND_MSS).map(u64::from),
+        u32_at(b, off::RCV_MSS).map(u64::from),
+        u32_at(b, off::UNACKED).map(u64::from),
+        u32_at(b, off::SACKED).map(u64::from),
+        u32_at(b, off::LOST).map(u64::from),
+        u32_at(b, off::RETRANS).map(u64::from),
+        u32_at(b, off::LAST_DATA_SENT).map(u64::from),
+        u32_at(b, off::LAST_ACK_SENT).map(u64::from),
+        u32_at(b, off::LAST_DATA_RECV).map(u64::from),
+        u32_at(b, off::LAST_ACK_RECV).map(u64::from),
+        u32_at(b, off::PMTU).map(u64::from),
+        u32_at(b, off::RTT).map(u64::from),
+        u32_at(b, off::RTTVAR).map(u64::from),
+        u32_at(b, off::SND_CWND).map(u64::from),
+        u32_at(b, off::TOTAL_RETRANS).map(u64::from),
+        u64_at(b, off::BYTES_ACKED),
+        u64_at(b, off::BYTES_RECEIVED),
+        u32_at(b, off::NOTSENT_BYTES).map(u64::from),
+        u32_at(b, off::MIN_RTT).map(u64::from),
+        u64_at(b, off::BYTES_SENT),
+        u64_at(b, off::BYTES_RETRANS),
+        u32_at(b, off::SND_WND).map(u64::from),
+    ])
 }
 
 #[cfg(test)]

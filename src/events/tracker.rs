@@ -183,7 +183,7 @@ impl Tracker {
                     seen.comm = Some(Arc::clone(comm));
                 }
                 seen.inode = c.inode;
-                seen.keepalive = c.keepalive;
+                seen.keepalive = c.keepalive.as_deref().copied();
                 seen.step = step;
             } else {
                 // Back in sight (a namespace listed again): no longer awaited.
@@ -195,7 +195,7 @@ impl Tracker {
                         state: c.state,
                         inode: c.inode,
                         owners: c.owners.clone(),
-                        keepalive: c.keepalive,
+                        keepalive: c.keepalive.as_deref().copied(),
                         comm: comm.cloned(),
                         step,
                     },
@@ -391,14 +391,17 @@ mod tests {
                 count: 0,
             },
             owners: Owner { pid: 7, fd: 3 }.into(),
-            keepalive: Some(KeepaliveSettings {
-                enabled: Some(true),
-                idle_s: Some(3),
-                intvl_s: Some(2),
-                cnt: Some(3),
-                user_timeout_ms: Some(0),
-                source: Source::Socket,
-            }),
+            keepalive: Some(
+                KeepaliveSettings {
+                    enabled: Some(true),
+                    idle_s: Some(3),
+                    intvl_s: Some(2),
+                    cnt: Some(3),
+                    user_timeout_ms: Some(0),
+                    source: Source::Socket,
+                }
+                .into(),
+            ),
             ..crate::testing::conn()
         }
     }

@@ -22,7 +22,7 @@ pub enum Source {
 /// from the timer (keepalive timer pending: on; ESTABLISHED or CLOSE_WAIT without any timer: off; otherwise
 /// unknown) and
 /// `user_timeout_ms` is unknown.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct KeepaliveSettings {
     /// SO_KEEPALIVE.
     pub enabled: Option<bool>,

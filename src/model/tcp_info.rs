@@ -1,38 +1,69 @@
-//! `TcpInfo`: the part of the kernel's `struct tcp_info` kwatch keeps per socket, stored compactly.
+//! `TcpInfo`: the part of the kernel's `struct tcp_info` kwatch keeps per socket, packed.
 //!
-//! A busy host has hundreds of thousands of sockets, so the struct holds plain integers and one bit per field
-//! saying whether the kernel sent it (128 bytes rather than 240 with an `Option` per field). Readers see
-//! `Option`s through accessors; [`TcpInfoFields`] is the same data with an `Option` per field, the shape of the
-//! JSON and the convenient way to build a `TcpInfo` in tests.
-
-use std::num::NonZeroU32;
+//! A million sockets each carry one, so its size is most of a snapshot's. The 29 fields held as plain integers
+//! with a presence bit each took 128 bytes inline; most values are small (counters at 0, MSS and RTO in two or
+//! three bytes), so here they are one allocation of LEB128 varints behind a 16-byte pointer: the presence word
+//! first (never zero), then each present field in table order. A loopback connection packs into ~50 bytes (a
+//! 64-byte allocation): 80 bytes a socket instead of 128. Readers see `Option`s through accessors, which decode
+//! the one field asked for; [`TcpInfo::values`] decodes them all at once (the JSON row and the recorder do).
+//! [`TcpInfoFields`] is the same data with an `Option` per field: the shape of the JSON and the convenient way to
+//! build a `TcpInfo` in tests.
 
 use serde::{Deserialize, Serialize};
 
-/// The presence word's top bit, set in every `TcpInfo`: the word is never zero, so `Option<TcpInfo>` needs no
-/// separate tag (8 bytes less per socket). Fields use the bits below it.
-const NEVER_ZERO: NonZeroU32 = NonZeroU32::new(1 << 31).expect("not zero");
+/// The presence word's top bit, set in every `TcpInfo`: fields use the bits below it.
+const NEVER_ZERO: u32 = 1 << 31;
 
-/// Declares, from one table, the compact `TcpInfo` (plain fields + presence bits), its accessors and setters,
-/// `TcpInfoFields` (an `Option` per field) and the lossless conversions between them.
+/// Appends `v` as an unsigned LEB128 varint.
+fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+/// Reads a varint at `*at`, moving past it; 0 past the end (never produced by [`put_varint`]).
+fn get_varint(bytes: &[u8], at: &mut usize) -> u64 {
+    let mut v = 0u64;
+    let mut shift = 0;
+    while let Some(&b) = bytes.get(*at) {
+        *at += 1;
+        v |= u64::from(b & 0x7f) << shift;
+        if b & 0x80 == 0 {
+            break;
+        }
+        shift += 7;
+    }
+    v
+}
+
+/// Declares, from one table, the packed `TcpInfo`, its accessors and setters, `TcpInfoFields` (an `Option` per
+/// field) and the lossless conversions between them.
 macro_rules! tcp_info {
     ($( $(#[doc = $doc:expr])* $name:ident, $set:ident: $ty:ty; )*) => {
         /// The part of the kernel's `struct tcp_info` kwatch uses. Each field reads `None` when the kernel's
         /// reply was too short to contain it (older kernels send a shorter struct). Serialized as
         /// [`TcpInfoFields`].
-        #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+        #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
         #[serde(from = "TcpInfoFields", into = "TcpInfoFields")]
         pub struct TcpInfo {
-            /// Bit `Field::x as u32` set when field `x` was sent, and [`NEVER_ZERO`] always. An absent field
-            /// holds 0, so the derived equality compares what the accessors return.
-            present: NonZeroU32,
-            $( $name: $ty, )*
+            /// The presence word (bit `Field::x as u32` set when field `x` was sent, [`NEVER_ZERO`] always) as a
+            /// varint, then the present fields' values as varints, in table order. The encoding of a set of
+            /// values is unique, so the derived equality compares what the accessors return.
+            packed: Box<[u8]>,
         }
 
         impl Default for TcpInfo {
             /// No field present.
             fn default() -> Self {
-                TcpInfo { present: NEVER_ZERO, $( $name: 0, )* }
+                TcpInfo::from_values(&[None; FIELDS])
+            }
+        }
+
+        impl std::fmt::Debug for TcpInfo {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                TcpInfoFields::from(self.clone()).fmt(f)
             }
         }
 
@@ -46,52 +77,104 @@ macro_rules! tcp_info {
         // Every field's bit lies below `NEVER_ZERO`'s.
         const _: () = assert!(FIELDS < 31);
 
+        /// Field names in table order (the order of the JSON).
+        const NAMES: [&str; FIELDS] = [$( stringify!($name), )*];
+
+        /// The largest value each field's type holds, in table order.
+        const MAX: [u64; FIELDS] = [$( <$ty>::MAX as u64, )*];
+
         impl TcpInfo {
+            /// Packs values given in table order, each widened to `u64`. A value too large for its field's type
+            /// is kept only up to that type's maximum (never produced by the kernel's parser, which reads each
+            /// field at its width).
+            pub fn from_values(values: &[Option<u64>; FIELDS]) -> TcpInfo {
+                let mut present = NEVER_ZERO;
+                for (i, v) in values.iter().enumerate() {
+                    if v.is_some() {
+                        present |= 1 << i;
+                    }
+                }
+                let mut out = Vec::with_capacity(64);
+                put_varint(&mut out, u64::from(present));
+                for (v, max) in values.iter().zip(MAX) {
+                    if let Some(v) = v {
+                        put_varint(&mut out, (*v).min(max));
+                    }
+                }
+                TcpInfo { packed: out.into_boxed_slice() }
+            }
+
+            /// [`TcpInfo::from_values`], or `None` when a value does not fit its field's type.
+            pub fn try_from_values(values: &[Option<u64>; FIELDS]) -> Option<TcpInfo> {
+                values
+                    .iter()
+                    .zip(MAX)
+                    .all(|(v, max)| v.is_none_or(|v| v <= max))
+                    .then(|| TcpInfo::from_values(values))
+            }
+
+            /// Every field in table order, widened to `u64`; `None` when the kernel did not send it.
+            pub fn values(&self) -> [Option<u64>; FIELDS] {
+                let mut at = 0;
+                let present = get_varint(&self.packed, &mut at);
+                let mut out = [None; FIELDS];
+                for (i, slot) in out.iter_mut().enumerate() {
+                    if present & (1 << i) != 0 {
+                        *slot = Some(get_varint(&self.packed, &mut at));
+                    }
+                }
+                out
+            }
+
+            /// Field `index` (table order), widened to `u64`: skips the varints of the present fields before it.
+            fn get(&self, index: usize) -> Option<u64> {
+                let mut at = 0;
+                let present = get_varint(&self.packed, &mut at);
+                if present & (1 << index) == 0 {
+                    return None;
+                }
+                let mut skip = (present & ((1 << index) - 1)).count_ones();
+                while skip > 0 {
+                    // Each byte without the continuation bit ends one varint.
+                    skip -= u32::from(self.packed[at] & 0x80 == 0);
+                    at += 1;
+                }
+                Some(get_varint(&self.packed, &mut at))
+            }
+
+            /// Heap bytes of the packed fields (for the benchmark's profile).
+            pub fn heap_bytes(&self) -> usize {
+                self.packed.len()
+            }
+
             /// Every field by name, in table order (the order of the JSON), widened to `u64`; `None` when the
             /// kernel did not send it.
             pub fn by_name(&self) -> [(&'static str, Option<u64>); FIELDS] {
-                [$( (stringify!($name), self.$name().map(u64::from)), )*]
+                let values = self.values();
+                std::array::from_fn(|i| (NAMES[i], values[i]))
             }
 
             /// Sets the field at `index` in table order (the order of [`TcpInfo::by_name`]) from a value widened
             /// to `u64`, as `by_name` reads it. False (and nothing set) when there is no such field or the value
             /// does not fit it.
             pub fn set_by_index(&mut self, index: usize, value: Option<u64>) -> bool {
-                let mut at = 0;
-                $(
-                    if at == index {
-                        let value = match value.map(<$ty>::try_from) {
-                            Some(Ok(v)) => Some(v),
-                            Some(Err(_)) => return false,
-                            None => None,
-                        };
-                        self.$set(value);
-                        return true;
-                    }
-                    at += 1;
-                )*
-                let _ = at;
-                false
+                if index >= FIELDS || value.is_some_and(|v| v > MAX[index]) {
+                    return false;
+                }
+                let mut values = self.values();
+                values[index] = value;
+                *self = TcpInfo::from_values(&values);
+                true
             }
 
             $(
                 $(#[doc = $doc])*
                 pub fn $name(&self) -> Option<$ty> {
-                    (self.present.get() & (1 << Field::$name as u32) != 0).then_some(self.$name)
+                    self.get(Field::$name as usize).and_then(|v| <$ty>::try_from(v).ok())
                 }
 
                 pub fn $set(&mut self, value: Option<$ty>) {
-                    let bit = 1 << Field::$name as u32;
-                    match value {
-                        Some(v) => {
-                            self.present |= bit;
-                            self.$name = v;
-                        }
-                        None => {
-                            self.present = NEVER_ZERO | (self.present.get() & !bit);
-                            self.$name = 0;
-                        }
-                    }
+                    self.set_by_index(Field::$name as usize, value.map(u64::from));
                 }
             )*
         }
@@ -104,15 +187,14 @@ macro_rules! tcp_info {
 
         impl From<TcpInfoFields> for TcpInfo {
             fn from(f: TcpInfoFields) -> Self {
-                let mut info = TcpInfo::default();
-                $( info.$set(f.$name); )*
-                info
+                TcpInfo::from_values(&[$( f.$name.map(u64::from), )*])
             }
         }
 
         impl From<TcpInfo> for TcpInfoFields {
             fn from(info: TcpInfo) -> Self {
-                TcpInfoFields { $( $name: info.$name(), )* }
+                let [$( $name, )*] = info.values();
+                TcpInfoFields { $( $name: $name.and_then(|v| <$ty>::try_from(v).ok()), )* }
             }
         }
     };
@@ -221,11 +303,40 @@ mod tests {
     }
 
     #[test]
-    fn the_compact_form_is_about_half_the_size() {
-        assert!(std::mem::size_of::<TcpInfo>() <= 128);
-        assert_eq!(
-            std::mem::size_of::<Option<TcpInfo>>(),
-            std::mem::size_of::<TcpInfo>()
-        );
+    fn the_packed_form_is_a_pointer_and_a_few_bytes() {
+        assert_eq!(std::mem::size_of::<TcpInfo>(), 16);
+        assert_eq!(std::mem::size_of::<Option<TcpInfo>>(), 16);
+        // A loopback connection's values: well under the 128 bytes the plain fields took.
+        let mut values = [Some(0u64); FIELDS];
+        values[5] = Some(204_000); // rto_us
+        values[7] = Some(65_483); // snd_mss
+        values[13] = Some(1_234_567); // last_data_sent_ms
+        values[22] = Some(1 << 40); // bytes_acked
+        let info = TcpInfo::from_values(&values);
+        assert!(info.heap_bytes() <= 48, "{}", info.heap_bytes());
+        assert_eq!(info.values(), values);
+    }
+
+    #[test]
+    fn every_field_reads_back_at_every_width() {
+        // Each field alone and all together, at 0, a one-byte, a multi-byte and its type's largest value.
+        for i in 0..FIELDS {
+            for v in [0, 1, 127, 128, 300, 1 << 20, MAX[i]] {
+                let mut values = [None; FIELDS];
+                values[i] = Some(v.min(MAX[i]));
+                let info = TcpInfo::from_values(&values);
+                assert_eq!(info.values(), values);
+                assert_eq!(info.by_name()[i].1, values[i]);
+                let all: [Option<u64>; FIELDS] = std::array::from_fn(|j| Some(MAX[j].min(v)));
+                let info = TcpInfo::from_values(&all);
+                assert_eq!(info.values(), all);
+                assert!((0..FIELDS).all(|j| info.get(j) == all[j]));
+            }
+        }
+        let mut info = TcpInfo::default();
+        assert!(!info.set_by_index(0, Some(256)), "state is a u8");
+        assert!(!info.set_by_index(FIELDS, Some(1)));
+        assert!(info.set_by_index(FIELDS - 1, Some(7)));
+        assert_eq!(info.snd_wnd(), Some(7));
     }
 }

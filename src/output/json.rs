@@ -88,11 +88,14 @@ pub fn escape_bidi(json: Vec<u8>) -> Vec<u8> {
             _ => None,
         }
     };
-    if !json.iter().any(|&b| b == 0xd8 || b == 0xe2) {
+    // Candidates are found with memchr (several GB/s): the rows of a million sockets are a gigabyte of JSON, and
+    // a byte-by-byte look was 7.5 % of `--once --json`'s samples there.
+    let Some(first) = memchr::memchr2(0xd8, 0xe2, &json) else {
         return json;
-    }
+    };
     let mut out = Vec::with_capacity(json.len() + 16);
-    let mut i = 0;
+    out.extend_from_slice(&json[..first]);
+    let mut i = first;
     while i < json.len() {
         if let Some(c) = bidi_at(&json, i) {
             out.extend_from_slice(format!("\\u{c:04x}").as_bytes());
@@ -101,6 +104,9 @@ pub fn escape_bidi(json: Vec<u8>) -> Vec<u8> {
             out.push(json[i]);
             i += 1;
         }
+        let next = memchr::memchr2(0xd8, 0xe2, &json[i..]).map_or(json.len(), |n| i + n);
+        out.extend_from_slice(&json[i..next]);
+        i = next;
     }
     out
 }
@@ -395,7 +401,7 @@ impl<'a> SocketReport<'a> {
             tcp_info: c.tcp_info.as_ref(),
             owners: &c.owners,
             findings: Findings(c),
-            keepalive: c.keepalive.as_ref(),
+            keepalive: c.keepalive.as_deref(),
             next_probe_ms: prediction.and_then(|p| p.next_probe_ms),
             dies_in_ms: prediction.and_then(|p| p.dies_in_ms),
             dies_in_estimate: prediction.is_some_and(|p| p.dies_in_estimate),

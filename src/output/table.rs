@@ -363,7 +363,7 @@ fn cells(snapshot: &Snapshot, c: &Connection, unreadable: bool) -> [String; COLS
             c.timer.count.to_string()
         },
         dies(prediction_in(snapshot, c)),
-        compact(c.keepalive.as_ref()),
+        compact(c.keepalive.as_deref()),
         c.recv_q.to_string(),
         c.send_q.to_string(),
         process(snapshot, c, unreadable),

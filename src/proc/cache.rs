@@ -146,7 +146,7 @@ impl ProcCache {
         // Whatever is still unknown has no owner in this proc root: do not look for it again.
         self.unowned = wanted
             .into_iter()
-            .filter(|i| *i != 0 && !self.map.owners.contains_key(i))
+            .filter(|i| *i != 0 && !self.map.owners.contains_key(*i))
             .collect();
     }
 
@@ -178,7 +178,7 @@ impl ProcCache {
         let mut unowned = HashSet::new();
         let mut unknown = 0;
         for inode in wanted {
-            if inode == 0 || self.map.owners.contains_key(&inode) {
+            if inode == 0 || self.map.owners.contains_key(inode) {
                 continue;
             }
             if self.unowned.contains(&inode) {

@@ -66,7 +66,7 @@ impl FakeProc {
 
 fn owners(map: &ProcMap, inode: u64) -> Vec<(u32, u32)> {
     map.owners
-        .get(&inode)
+        .get(inode)
         .map(|o| o.iter().map(|o| (o.pid, o.fd)).collect())
         .unwrap_or_default()
 }
@@ -238,7 +238,7 @@ fn vanished_processes_are_skipped_silently() {
     let map = map_inodes_with(&fake.config(None));
 
     assert!(map.unreadable.is_empty(), "{:?}", map.unreadable);
-    assert!(!map.owners.contains_key(&4242));
+    assert!(!map.owners.contains_key(4242));
     assert_eq!(
         map.processes.keys().copied().collect::<Vec<_>>(),
         [100, 200]
@@ -275,7 +275,7 @@ fn odd_fd_entries_are_not_sockets() {
 
     let map = map_inodes_with(&fake.config(None));
 
-    assert_eq!(map.owners.keys().copied().collect::<Vec<_>>(), [77]);
+    assert_eq!(map.owners.keys().collect::<Vec<_>>(), [77]);
     assert!(map.unreadable.is_empty());
 }
 
@@ -563,7 +563,7 @@ fn cache_does_not_read_everything_again_for_sockets_nobody_holds() {
     let mut cache = ProcCache::new(&fake.config(None));
     // 4242: a kernel socket, in the dump but in no fd table. 0: a socket without a file.
     cache.refresh(&[1234, 4242, 0]);
-    assert!(!cache.map().owners.contains_key(&4242));
+    assert!(!cache.map().owners.contains_key(4242));
 
     cache.refresh(&[1234, 4242, 0]);
     assert_eq!(

@@ -142,6 +142,7 @@ impl<'a> Reader<'a> {
 pub struct Interner {
     congestion: Vec<Arc<str>>,
     netns: Vec<Arc<NetnsRef>>,
+    keepalive: crate::sockopt::Interner,
 }
 
 impl Interner {
@@ -316,21 +317,18 @@ pub fn get_connection(r: &mut Reader, interner: &mut Interner) -> Result<Connect
     let tcp_info = match r.get()? {
         0 => None,
         present => {
-            let mut info = TcpInfo::default();
-            let count = info.by_name().len();
+            let count = crate::model::TCP_INFO_FIELDS;
             let fields = present & ((1 << 31) - 1);
             if present >> 31 != 1 || fields >> count != 0 {
                 return Err(DecodeError::Invalid("tcp_info fields"));
             }
-            for i in 0..count {
+            let mut values = [None; crate::model::TCP_INFO_FIELDS];
+            for (i, value) in values.iter_mut().enumerate() {
                 if present & 1 << i != 0 {
-                    let v = r.get()?;
-                    if !info.set_by_index(i, Some(v)) {
-                        return Err(DecodeError::Invalid("tcp_info field"));
-                    }
+                    *value = Some(r.get()?);
                 }
             }
-            Some(info)
+            Some(TcpInfo::try_from_values(&values).ok_or(DecodeError::Invalid("tcp_info field"))?)
         }
     };
     let n = r.get_len()?;
@@ -376,7 +374,8 @@ pub fn get_connection(r: &mut Reader, interner: &mut Interner) -> Result<Connect
             cnt: r.get_opt_as("keepalive count")?,
             user_timeout_ms: r.get_opt_as("user timeout")?,
         }),
-    };
+    }
+    .map(|k| interner.keepalive.get(k));
     let netns = match r.get()? {
         0 => None,
         1 => {
@@ -510,14 +509,17 @@ pub(crate) mod tests {
             ]
             .into_iter()
             .collect(),
-            keepalive: Some(KeepaliveSettings {
-                enabled: Some(false),
-                idle_s: Some(7200),
-                intvl_s: None,
-                cnt: Some(9),
-                user_timeout_ms: Some(0),
-                source: Source::Socket,
-            }),
+            keepalive: Some(
+                KeepaliveSettings {
+                    enabled: Some(false),
+                    idle_s: Some(7200),
+                    intvl_s: None,
+                    cnt: Some(9),
+                    user_timeout_ms: Some(0),
+                    source: Source::Socket,
+                }
+                .into(),
+            ),
             netns: Some(Arc::new(NetnsRef {
                 inode: 4_026_531_840,
                 name: Some(Arc::from("web")),

@@ -145,6 +145,7 @@ impl ProcessCounts {
                 // As the rollup decides it: the option read from the socket, else what the timer shows.
                 let enabled = conn
                     .keepalive
+                    .as_deref()
                     .and_then(|k| k.enabled)
                     .unwrap_or(conn.timer.kind != TimerKind::None);
                 if !enabled {

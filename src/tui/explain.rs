@@ -11,6 +11,8 @@ use crate::model::{Connection, Settings, TcpState, TimerKind};
 pub fn reading(conn: &Connection, settings: &Settings) -> String {
     let ka = conn
         .keepalive
+        .as_deref()
+        .copied()
         .unwrap_or_else(|| KeepaliveSettings::assumed(conn, settings));
     let pred = predict(conn, &ka, settings);
     let timer = conn.timer;
@@ -220,14 +222,17 @@ mod tests {
     #[test]
     fn settings_read_from_the_socket_win_over_the_namespace() {
         let mut c = conn(TcpState::Established, TimerKind::Keepalive, 5_000, 2);
-        c.keepalive = Some(KeepaliveSettings {
-            enabled: Some(true),
-            idle_s: Some(60),
-            intvl_s: Some(10),
-            cnt: Some(5),
-            user_timeout_ms: Some(0),
-            source: Source::Socket,
-        });
+        c.keepalive = Some(
+            KeepaliveSettings {
+                enabled: Some(true),
+                idle_s: Some(60),
+                intvl_s: Some(10),
+                cnt: Some(5),
+                user_timeout_ms: Some(0),
+                source: Source::Socket,
+            }
+            .into(),
+        );
         assert_eq!(
             reading(&c, &defaults()),
             "2 keepalive probes unanswered; with 10s x 5 the kernel resets this connection in about 35s (set on \

@@ -393,8 +393,8 @@ pub fn fill_busy_keepalive(snapshot: &mut kwatch::model::Snapshot) {
     };
     for c in &mut snapshot.connections {
         match c.cookie {
-            1001 => c.keepalive = Some(read(30, 10, 3)),
-            1003 => c.keepalive = Some(read(300, 100, 3)),
+            1001 => c.keepalive = Some(read(30, 10, 3).into()),
+            1003 => c.keepalive = Some(read(300, 100, 3).into()),
             _ => {}
         }
     }

@@ -83,7 +83,7 @@ fn cell(c: C, conn: &Connection, snap: &Snapshot, wide: bool) -> String {
         C::Peer => format::peer(conn),
         C::Timer => format::timer(conn),
         C::Probes => format::probes(conn),
-        C::Keepalive => crate::format::compact(conn.keepalive.as_ref()),
+        C::Keepalive => crate::format::compact(conn.keepalive.as_deref()),
         C::RecvQ => format::bytes_short(u64::from(conn.recv_q)),
         C::SendQ => format::bytes_short(u64::from(conn.send_q)),
         C::Idle => format::idle(conn),
