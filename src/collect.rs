@@ -115,7 +115,11 @@ impl Collector {
         });
         let (dumped, dump_us) = dumped;
         let mut dumped = dumped?;
-        let connections = std::mem::take(&mut dumped.connections);
+        let mut connections = std::mem::take(&mut dumped.connections);
+        // Grown by doubling while the dump was read, the vector can hold up to twice the sockets: give the slack
+        // back before the map, the held-dead search and the join add theirs (for a vector this large the
+        // allocator returns it in place, with mremap, instead of copying).
+        connections.shrink_to_fit();
         // A socket a process holds is dead only if a complete dump lacks it: not if a filter left it out. A port
         // filter only cuts what is shown, so the search asks for the rest. Held dead sockets are looked for in
         // every namespace listed (see `held_dead::find`).
@@ -261,12 +265,9 @@ fn every_inode(
             .collect()
     };
     if opts.request.ports.is_empty() {
-        let mut inodes = FxHashSet::default();
-        inodes.reserve(connections.len());
-        inodes.extend(connections.iter().map(|c| c.inode));
         return Ok(Every {
             namespaces: listed(dumped),
-            inodes,
+            inodes: sorted_inodes(connections),
         });
     }
     let all = netns::dump_scope(
@@ -282,14 +283,23 @@ fn every_inode(
             .into_iter()
             .filter(|n| again.contains(n))
             .collect(),
-        inodes: all.connections.iter().map(|c| c.inode).collect(),
+        inodes: sorted_inodes(&all.connections),
     })
 }
 
 /// What the held-dead-socket search needs: the namespaces it covers and every live socket in them.
 struct Every {
     namespaces: FxHashSet<u64>,
-    inodes: FxHashSet<u64>,
+    /// Sorted, without duplicates: 8 bytes a socket (a hash set took ~18 at its load factor, at the moment the
+    /// one-shot snapshot peaks), and merged against the /proc map's inode order.
+    inodes: Vec<u64>,
+}
+
+fn sorted_inodes(connections: &[Connection]) -> Vec<u64> {
+    let mut inodes: Vec<u64> = connections.iter().map(|c| c.inode).collect();
+    inodes.sort_unstable();
+    inodes.dedup();
+    inodes
 }
 
 /// Attaches owners to connections and keeps the processes that hold at least one of them; with `sort`, orders
@@ -341,9 +351,7 @@ pub fn join(
     if sort {
         sort_by_address(&mut connections);
     }
-    // Grown by doubling while the dump was read, the vector can hold up to twice the sockets; kept for as long
-    // as the snapshot lives (the live view holds one or two). For a vector this large, the allocator returns the
-    // slack to the kernel in place (mremap) instead of copying.
+    // A no-op after `Collector::take`; other callers may hand over a vector grown by doubling.
     connections.shrink_to_fit();
     snapshot.connections = connections;
 }

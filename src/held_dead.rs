@@ -55,7 +55,7 @@ pub fn is_dead(info: &TcpInfo) -> bool {
 
 /// Finds held dead TCP sockets among `owners` (inode → holders from /proc) whose inode is not in `dumped`, in the
 /// network namespaces `namespaces` (inodes). Call only with complete dumps (all states, both families) of every one
-/// of them: `dumped` holds every live socket of each.
+/// of them: `dumped` holds every live socket of each, sorted.
 ///
 /// Only processes that run in one of those namespaces or hold a live socket in one are examined: checking the
 /// namespace of each socket costs a duplicated fd, and a host can hold hundreds of thousands of sockets in other
@@ -65,17 +65,27 @@ pub fn is_dead(info: &TcpInfo) -> bool {
 pub fn find(
     proc_root: &Path,
     namespaces: &FxHashSet<u64>,
-    dumped: &FxHashSet<u64>,
+    dumped: &[u64],
     owners: &crate::proc::OwnerIndex,
     reader: &mut Reader,
 ) -> Vec<HeldDeadSocket> {
     if namespaces.is_empty() {
         return Vec::new();
     }
+    // Both in increasing inode order: one merge instead of a lookup per fd.
+    fn in_dump(mut rest: &[u64]) -> impl FnMut(u64) -> bool + '_ {
+        move |inode: u64| {
+            while rest.first().is_some_and(|&d| d < inode) {
+                rest = &rest[1..];
+            }
+            rest.first() == Some(&inode)
+        }
+    }
+    let mut live_inode = in_dump(dumped);
     let live: HashSet<u32> = owners
         .pairs()
         .iter()
-        .filter(|(inode, _)| dumped.contains(inode))
+        .filter(|(inode, _)| live_inode(*inode))
         .map(|(_, o)| o.pid)
         .collect();
     let mut netns_of: HashMap<u32, Option<u64>> = HashMap::new();
@@ -87,8 +97,9 @@ pub fn find(
                 .is_some_and(|ns| namespaces.contains(&ns))
     };
     let mut out = Vec::new();
+    let mut dumped_inode = in_dump(dumped);
     for (inode, holders) in owners.iter() {
-        if dumped.contains(&inode) {
+        if dumped_inode(inode) {
             continue;
         }
         let Some(first) = holders.iter().copied().find(|o| eligible(o.pid)) else {
@@ -272,7 +283,7 @@ mod tests {
         ]
         .into_iter()
         .collect();
-        let dumped: FxHashSet<u64> = [inode(&l)].into_iter().collect();
+        let dumped = [inode(&l)];
         let mut reader = Reader::new();
         let own: FxHashSet<u64> = [rustix::fs::stat("/proc/thread-self/ns/net").unwrap().st_ino]
             .into_iter()
