@@ -199,8 +199,10 @@ impl Interner {
 /// each refresh, so a later `setsockopt` shows within that many refreshes.
 #[derive(Debug, Default)]
 pub struct Memory {
-    by_cookie: HashMap<u64, Remembered>,
-    refresh: u64,
+    /// Cookies are the kernel's, so a fast hash without flooding protection is safe. 24 bytes an entry.
+    by_cookie: FxHashMap<u64, Remembered>,
+    /// Counts refreshes, wrapping: only compared for equality with `seen`.
+    refresh: u32,
 }
 
 #[derive(Debug, Clone)]
@@ -209,7 +211,7 @@ struct Remembered {
     state: TcpState,
     timer: TimerKind,
     /// The refresh that last saw the socket.
-    seen: u64,
+    seen: u32,
 }
 
 impl Memory {
@@ -219,7 +221,7 @@ impl Memory {
 
     /// Settings read earlier that still hold for `conn` in this refresh.
     fn recall(&mut self, conn: &Connection) -> Option<Arc<KeepaliveSettings>> {
-        let due = conn.cookie.wrapping_add(self.refresh) % REREAD_EVERY == 0;
+        let due = conn.cookie.wrapping_add(u64::from(self.refresh)) % REREAD_EVERY == 0;
         let r = self.by_cookie.get_mut(&conn.cookie)?;
         if due || r.state != conn.state || r.timer != conn.timer.kind {
             return None;
@@ -242,7 +244,7 @@ impl Memory {
     fn end_refresh(&mut self) {
         let now = self.refresh;
         self.by_cookie.retain(|_, r| r.seen == now);
-        self.refresh += 1;
+        self.refresh = self.refresh.wrapping_add(1);
     }
 }
 
