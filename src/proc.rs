@@ -11,6 +11,7 @@ mod owner_index;
 pub(crate) mod parse;
 mod passwd;
 mod scan;
+mod task_file_iter;
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -148,6 +149,9 @@ pub struct ScanConfig {
     /// only when a socket of the dump is still without an owner after the others were read (a process can hold
     /// sockets of a namespace it does not run in, but rarely does). `None`: every process.
     pub netns: Option<u64>,
+    /// Read socket fds through the BPF iterator when at least this many fds are to be read (see
+    /// [`task_file_iter`]); `usize::MAX` never does.
+    pub bpf_min_fds: usize,
 }
 
 impl ScanConfig {
@@ -158,6 +162,7 @@ impl ScanConfig {
             passwd_path: PathBuf::from("/etc/passwd"),
             only_pids: None,
             netns: None,
+            bpf_min_fds: task_file_iter::MIN_FDS,
         }
     }
 }

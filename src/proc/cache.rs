@@ -16,7 +16,8 @@
 
 use std::collections::{HashMap, HashSet};
 
-use super::scan::{PidList, PidScan, ScanError, Scanner};
+use super::scan::{PidList, PidScan, ScanError, Scanner, SocketFd};
+use super::task_file_iter::TaskFiles;
 use super::{ProcMap, ScanConfig, Users, describe, process_netns, read_users};
 use crate::parallel;
 
@@ -51,6 +52,8 @@ pub struct RefreshStats {
     pub scanned: usize,
     /// Whether sockets nobody was known to hold made every process be read.
     pub full: bool,
+    /// Whether the socket fds came from the BPF iterator (see [`super::task_file_iter`]) rather than /proc.
+    pub bpf: bool,
 }
 
 /// Socket inode → processes, kept up to date across refreshes at the cost of reading only what changed.
@@ -76,6 +79,9 @@ pub struct ProcCache {
     stale: bool,
     refreshes: u64,
     stats: RefreshStats,
+    /// The BPF iterator that reads every fd table at once, used when at least `bpf_min_fds` fds are to be read.
+    bpf: TaskFiles,
+    bpf_min_fds: usize,
 }
 
 impl ProcCache {
@@ -104,6 +110,8 @@ impl ProcCache {
             stale: true,
             refreshes: 0,
             stats: RefreshStats::default(),
+            bpf: TaskFiles::new(&config.proc_root),
+            bpf_min_fds: config.bpf_min_fds,
         }
     }
 
@@ -172,6 +180,11 @@ impl ProcCache {
         self.stats
     }
 
+    /// Why the BPF iterator is not used, if it is not.
+    pub fn bpf_unusable(&self) -> Option<&str> {
+        self.bpf.unusable()
+    }
+
     /// How many inodes of `wanted` are neither owned nor known to be unowned; prunes `unowned` to `wanted`.
     fn unknown(&mut self, wanted: impl IntoIterator<Item = u64>) -> usize {
         self.map();
@@ -230,14 +243,44 @@ impl ProcCache {
         // Our own fd count moves with the directories this scan holds open, so its stamp means nothing: kwatch
         // is read every time (it holds few fds).
         let own_pid = std::process::id();
-        let read = parallel::map(&pids, |&pid| {
+        let stale: Vec<(u32, Option<FdStamp>)> = parallel::map(&pids, |&pid| {
             let stamp = stamp(scanner, pid);
             let fresh = match entries.get(&pid) {
                 Some(e) if force => e.read_in == refresh,
                 Some(e) => stamps_work && pid != own_pid && stamp.is_some() && e.stamp == stamp,
                 None => false,
             };
-            (!fresh).then(|| (pid, stamp, scanner.scan_pid(pid)))
+            (!fresh).then_some((pid, stamp))
+        })
+        .into_iter()
+        .flatten()
+        .collect();
+        // Many fds to read: the kernel's fd tables through the BPF iterator, when it can be used.
+        let fds: usize = stale
+            .iter()
+            .filter_map(|(_, stamp)| stamp.and_then(|s| usize::try_from(s.size).ok()))
+            .sum();
+        let mut by_bpf = if stamps_work && fds >= self.bpf_min_fds && self.bpf.usable() {
+            self.bpf.socket_fds()
+        } else {
+            None
+        };
+        self.stats.bpf |= by_bpf.is_some();
+        let scanner = &self.scanner;
+        let given: Vec<(u32, Option<FdStamp>, Option<Vec<SocketFd>>)> = stale
+            .into_iter()
+            .map(|(pid, stamp)| {
+                let fds = by_bpf.as_mut().map(|b| b.remove(&pid).unwrap_or_default());
+                (pid, stamp, fds)
+            })
+            .collect();
+        drop(by_bpf);
+        let read = parallel::map(&given, |(pid, stamp, fds)| {
+            let scan = match fds {
+                Some(fds) => scanner.scan_pid_given(*pid, fds.clone()),
+                None => scanner.scan_pid(*pid),
+            };
+            Some((*pid, *stamp, scan))
         });
         for (pid, stamp, scan) in read.into_iter().flatten() {
             self.stats.scanned += 1;

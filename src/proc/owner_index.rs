@@ -89,6 +89,7 @@ impl FromIterator<(u64, Owners)> for OwnerIndex {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

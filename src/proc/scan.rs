@@ -146,6 +146,18 @@ impl Scanner {
         }
     }
 
+    /// [`scan_pid`](Self::scan_pid) with the socket fds already known (read by the BPF iterator): only the
+    /// process's comm, cmdline and user are read. A process that cannot be described is read the usual way.
+    pub fn scan_pid_given(&self, pid: u32, sockets: Vec<SocketFd>) -> PidScan {
+        if sockets.is_empty() {
+            return self.scan_pid(pid);
+        }
+        match self.describe(pid) {
+            Some(process) => PidScan::Sockets { process, sockets },
+            None => self.scan_pid(pid),
+        }
+    }
+
     /// Lists `PID/fd` and reads each link once (readlinkat relative to the open directory; no stat, no
     /// allocation per fd).
     pub fn scan_fds(&self, pid: u32) -> FdScan {

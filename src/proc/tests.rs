@@ -35,6 +35,7 @@ impl FakeProc {
             passwd_path: self.dir.path().join("passwd"),
             only_pids,
             netns: None,
+            bpf_min_fds: usize::MAX,
         }
     }
 
@@ -495,7 +496,8 @@ fn cache_reads_each_process_once_while_nothing_changes() {
         RefreshStats {
             pids: 3,
             scanned: 0,
-            full: false
+            full: false,
+            bpf: false
         }
     );
 }
@@ -524,7 +526,8 @@ fn cache_rereads_a_process_whose_fd_table_changed_and_forgets_exited_ones() {
         RefreshStats {
             pids: 3,
             scanned: 2,
-            full: false
+            full: false,
+            bpf: false
         },
         "only 300 (changed) and 400 (new) are read"
     );
@@ -552,7 +555,8 @@ fn cache_finds_a_socket_its_stamps_missed_by_reading_everything() {
         RefreshStats {
             pids: 3,
             scanned: 3,
-            full: true
+            full: true,
+            bpf: false
         }
     );
 }
@@ -571,7 +575,8 @@ fn cache_does_not_read_everything_again_for_sockets_nobody_holds() {
         RefreshStats {
             pids: 3,
             scanned: 0,
-            full: false
+            full: false,
+            bpf: false
         }
     );
 
