@@ -292,6 +292,34 @@ fn run() -> anyhow::Result<String> {
         once.push(p);
         let _ = phase("", false, || drop(s));
     }
+    // Who holds which socket, both ways: a readlink per fd under /proc, and the BPF iterator (as root).
+    for (what, bpf_min_fds) in [
+        ("owners alone: /proc walk, a readlink per fd", usize::MAX),
+        ("owners alone: BPF task_file iterator (loading it included)", 0),
+    ] {
+        let config = kwatch::proc::ScanConfig {
+            bpf_min_fds,
+            ..kwatch::proc::ScanConfig::new(&opts.proc_root)
+        };
+        let (map, mut p) = phase(what, false, || {
+            let mut cache = kwatch::proc::ProcCache::new(&config);
+            cache.update();
+            let used = cache.stats().bpf;
+            let why = cache.bpf_unusable().map(str::to_string);
+            (cache.into_map(), used, why)
+        });
+        let (map, used, why) = map;
+        p.note = format!(
+            "{} socket fds{}",
+            map.owners.pairs().len(),
+            match (bpf_min_fds, used, why) {
+                (0, false, why) => format!("; iterator not used: {}", why.unwrap_or_default()),
+                _ => String::new(),
+            }
+        );
+        once.push(p);
+        let _ = phase("", false, || drop(map));
+    }
     let _ = writeln!(
         out,
         "### Profile: where `kwatch --once --json` spends time and memory ({n} sockets)\n"
