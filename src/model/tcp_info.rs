@@ -1,26 +1,56 @@
 //! `TcpInfo`: the part of the kernel's `struct tcp_info` kwatch keeps per socket, packed.
 //!
 //! A million sockets each carry one, so its size is most of a snapshot's. The 29 fields held as plain integers
-//! with a presence bit each took 128 bytes inline; most values are small (counters at 0, MSS and RTO in two or
-//! three bytes), so here they are one allocation of LEB128 varints behind a 16-byte pointer: the presence word
-//! first (never zero), then each present field in table order. A loopback connection packs into ~50 bytes (a
-//! 64-byte allocation): 80 bytes a socket instead of 128. Readers see `Option`s through accessors, which decode
-//! the one field asked for; [`TcpInfo::values`] decodes them all at once (the JSON row and the recorder do).
-//! [`TcpInfoFields`] is the same data with an `Option` per field: the shape of the JSON and the convenient way to
-//! build a `TcpInfo` in tests.
+//! with a presence bit each took 128 bytes; most values are small (counters at 0, MSS and RTO in two or three
+//! bytes), so here they are LEB128 varints: first the fields the kernel did not send (a bit each, one byte when
+//! it sent them all), then each present field in table order. A loopback connection packs into ~45 bytes, kept in
+//! the struct itself (48 bytes); a longer one (large byte counters) goes to the heap. Inline storage matters as
+//! much as the size: a heap allocation per socket per refresh left the long-running live view and exporter with
+//! tens of MiB of fragmented heap. Readers see `Option`s through accessors, which decode the one field asked for;
+//! [`TcpInfo::values`] decodes them all at once (the JSON row and the recorder do). [`TcpInfoFields`] is the same
+//! data with an `Option` per field: the shape of the JSON and the convenient way to build a `TcpInfo` in tests.
 
 use serde::{Deserialize, Serialize};
 
-/// The presence word's top bit, set in every `TcpInfo`: fields use the bits below it.
-const NEVER_ZERO: u32 = 1 << 31;
+/// Packed bytes kept in the struct itself: 46 bytes and a length fit the 48 bytes of the heap variant's place.
+const INLINE: usize = 46;
 
-/// Appends `v` as an unsigned LEB128 varint.
-fn put_varint(out: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        out.push((v as u8) | 0x80);
-        v >>= 7;
+/// The packed bytes, inline when they fit. Canonical (inline exactly when they fit, unused bytes zero), so the
+/// derived equality compares contents.
+#[derive(Clone, PartialEq, Eq)]
+enum Packed {
+    Inline(u8, [u8; INLINE]),
+    Heap(Box<[u8]>),
+}
+
+impl Packed {
+    fn new(bytes: &[u8]) -> Packed {
+        if bytes.len() <= INLINE {
+            let mut inline = [0; INLINE];
+            inline[..bytes.len()].copy_from_slice(bytes);
+            Packed::Inline(bytes.len() as u8, inline)
+        } else {
+            Packed::Heap(bytes.into())
+        }
     }
-    out.push(v as u8);
+
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Packed::Inline(len, bytes) => &bytes[..usize::from(*len)],
+            Packed::Heap(bytes) => bytes,
+        }
+    }
+}
+
+/// Writes `v` as an unsigned LEB128 varint at `out[at..]`; returns the index past it.
+fn put_varint(out: &mut [u8], mut at: usize, mut v: u64) -> usize {
+    while v >= 0x80 {
+        out[at] = (v as u8) | 0x80;
+        v >>= 7;
+        at += 1;
+    }
+    out[at] = v as u8;
+    at + 1
 }
 
 /// Reads a varint at `*at`, moving past it; 0 past the end (never produced by [`put_varint`]).
@@ -48,10 +78,10 @@ macro_rules! tcp_info {
         #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
         #[serde(from = "TcpInfoFields", into = "TcpInfoFields")]
         pub struct TcpInfo {
-            /// The presence word (bit `Field::x as u32` set when field `x` was sent, [`NEVER_ZERO`] always) as a
-            /// varint, then the present fields' values as varints, in table order. The encoding of a set of
-            /// values is unique, so the derived equality compares what the accessors return.
-            packed: Box<[u8]>,
+            /// The absence word (bit `Field::x as u32` set when field `x` was not sent) as a varint, then the
+            /// present fields' values as varints, in table order. The encoding of a set of values is unique, so
+            /// the derived equality compares what the accessors return.
+            packed: Packed,
         }
 
         impl Default for TcpInfo {
@@ -74,7 +104,7 @@ macro_rules! tcp_info {
         /// How many fields `TcpInfo` has.
         pub const FIELDS: usize = [$( Field::$name ),*].len();
 
-        // Every field's bit lies below `NEVER_ZERO`'s.
+        // Every field has a bit of the absence word below bit 31 (the recording's field mask keeps bit 31 set).
         const _: () = assert!(FIELDS < 31);
 
         /// Field names in table order (the order of the JSON).
@@ -88,20 +118,21 @@ macro_rules! tcp_info {
             /// is kept only up to that type's maximum (never produced by the kernel's parser, which reads each
             /// field at its width).
             pub fn from_values(values: &[Option<u64>; FIELDS]) -> TcpInfo {
-                let mut present = NEVER_ZERO;
+                let mut absent = 0u64;
                 for (i, v) in values.iter().enumerate() {
-                    if v.is_some() {
-                        present |= 1 << i;
+                    if v.is_none() {
+                        absent |= 1 << i;
                     }
                 }
-                let mut out = Vec::with_capacity(64);
-                put_varint(&mut out, u64::from(present));
+                // At most 5 bytes of absence word and 10 per field.
+                let mut out = [0u8; 5 + 10 * FIELDS];
+                let mut len = put_varint(&mut out, 0, absent);
                 for (v, max) in values.iter().zip(MAX) {
                     if let Some(v) = v {
-                        put_varint(&mut out, (*v).min(max));
+                        len = put_varint(&mut out, len, (*v).min(max));
                     }
                 }
-                TcpInfo { packed: out.into_boxed_slice() }
+                TcpInfo { packed: Packed::new(&out[..len]) }
             }
 
             /// [`TcpInfo::from_values`], or `None` when a value does not fit its field's type.
@@ -115,12 +146,13 @@ macro_rules! tcp_info {
 
             /// Every field in table order, widened to `u64`; `None` when the kernel did not send it.
             pub fn values(&self) -> [Option<u64>; FIELDS] {
+                let bytes = self.packed.bytes();
                 let mut at = 0;
-                let present = get_varint(&self.packed, &mut at);
+                let absent = get_varint(bytes, &mut at);
                 let mut out = [None; FIELDS];
                 for (i, slot) in out.iter_mut().enumerate() {
-                    if present & (1 << i) != 0 {
-                        *slot = Some(get_varint(&self.packed, &mut at));
+                    if absent & (1 << i) == 0 {
+                        *slot = Some(get_varint(bytes, &mut at));
                     }
                 }
                 out
@@ -128,23 +160,30 @@ macro_rules! tcp_info {
 
             /// Field `index` (table order), widened to `u64`: skips the varints of the present fields before it.
             fn get(&self, index: usize) -> Option<u64> {
+                let bytes = self.packed.bytes();
                 let mut at = 0;
-                let present = get_varint(&self.packed, &mut at);
-                if present & (1 << index) == 0 {
+                let absent = get_varint(bytes, &mut at);
+                if absent & (1 << index) != 0 {
                     return None;
                 }
-                let mut skip = (present & ((1 << index) - 1)).count_ones();
+                let mut skip = index as u32 - (absent & ((1 << index) - 1)).count_ones();
                 while skip > 0 {
                     // Each byte without the continuation bit ends one varint.
-                    skip -= u32::from(self.packed[at] & 0x80 == 0);
+                    skip -= u32::from(bytes.get(at)? & 0x80 == 0);
                     at += 1;
                 }
-                Some(get_varint(&self.packed, &mut at))
+                Some(get_varint(bytes, &mut at))
             }
 
-            /// Heap bytes of the packed fields (for the benchmark's profile).
-            pub fn heap_bytes(&self) -> usize {
-                self.packed.len()
+            /// Bytes of the packed fields, inline or not.
+            pub fn packed_len(&self) -> usize {
+                self.packed.bytes().len()
+            }
+
+            /// Decoded, an `Option` per field.
+            pub fn fields(&self) -> TcpInfoFields {
+                let [$( $name, )*] = self.values();
+                TcpInfoFields { $( $name: $name.and_then(|v| <$ty>::try_from(v).ok()), )* }
             }
 
             /// Every field by name, in table order (the order of the JSON), widened to `u64`; `None` when the
@@ -193,8 +232,7 @@ macro_rules! tcp_info {
 
         impl From<TcpInfo> for TcpInfoFields {
             fn from(info: TcpInfo) -> Self {
-                let [$( $name, )*] = info.values();
-                TcpInfoFields { $( $name: $name.and_then(|v| <$ty>::try_from(v).ok()), )* }
+                info.fields()
             }
         }
     };
@@ -303,9 +341,9 @@ mod tests {
     }
 
     #[test]
-    fn the_packed_form_is_a_pointer_and_a_few_bytes() {
-        assert_eq!(std::mem::size_of::<TcpInfo>(), 16);
-        assert_eq!(std::mem::size_of::<Option<TcpInfo>>(), 16);
+    fn the_packed_form_is_inline_and_a_few_bytes() {
+        assert_eq!(std::mem::size_of::<TcpInfo>(), 48);
+        assert_eq!(std::mem::size_of::<Option<TcpInfo>>(), 48);
         // A loopback connection's values: well under the 128 bytes the plain fields took.
         let mut values = [Some(0u64); FIELDS];
         values[5] = Some(204_000); // rto_us
@@ -313,8 +351,16 @@ mod tests {
         values[13] = Some(1_234_567); // last_data_sent_ms
         values[22] = Some(1 << 40); // bytes_acked
         let info = TcpInfo::from_values(&values);
-        assert!(info.heap_bytes() <= 48, "{}", info.heap_bytes());
+        assert!(info.packed_len() <= INLINE, "{}", info.packed_len());
+        assert!(matches!(info.packed, Packed::Inline(..)));
         assert_eq!(info.values(), values);
+        // Every field at its largest does not fit inline, and reads back the same.
+        let all: [Option<u64>; FIELDS] = std::array::from_fn(|i| Some(MAX[i]));
+        let big = TcpInfo::from_values(&all);
+        assert!(matches!(big.packed, Packed::Heap(_)));
+        assert_eq!(big.values(), all);
+        assert_eq!(big.clone(), big);
+        assert_ne!(big, info);
     }
 
     #[test]

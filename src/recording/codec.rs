@@ -197,10 +197,13 @@ pub fn from_moments(c: &mut Connection, base: u64) {
     }
 }
 
+/// Decoded and packed once: a setter per field would pack three times.
 fn shift_ago(info: &mut TcpInfo, f: impl Fn(u32) -> u32) {
-    info.set_last_data_sent_ms(info.last_data_sent_ms().map(&f));
-    info.set_last_data_recv_ms(info.last_data_recv_ms().map(&f));
-    info.set_last_ack_recv_ms(info.last_ack_recv_ms().map(&f));
+    let mut t = info.fields();
+    t.last_data_sent_ms = t.last_data_sent_ms.map(&f);
+    t.last_data_recv_ms = t.last_data_recv_ms.map(&f);
+    t.last_ack_recv_ms = t.last_ack_recv_ms.map(&f);
+    *info = TcpInfo::from(t);
 }
 
 /// Appends one socket, as it is (call [`to_moments`] first).
