@@ -173,7 +173,7 @@ fn event_loop(
                 told = Some(spec);
             }
             if let Some(old) = app.retired.take() {
-                let _ = control.send(Control::Retire(Box::new(old)));
+                let _ = control.send(Control::Retire(old));
             }
             let first = match rx.recv_timeout(TICK) {
                 Ok(ev) => Some(ev),

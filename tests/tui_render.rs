@@ -34,7 +34,7 @@ fn app_of(snap: Snapshot, (width, height): (u16, u16)) -> App {
     update(
         &mut app,
         Action::Snapshot {
-            snapshot: Box::new(snap),
+            snapshot: std::sync::Arc::new(snap),
             now_ms: T0 + 1_200,
         },
     );
@@ -214,7 +214,7 @@ fn app_with_history(size: (u16, u16)) -> App {
         update(
             &mut app,
             Action::Snapshot {
-                snapshot: Box::new(snap),
+                snapshot: std::sync::Arc::new(snap),
                 now_ms: T0 + step * 75_000 + 1_200,
             },
         );
@@ -411,7 +411,7 @@ fn app_with_deaths(size: (u16, u16)) -> App {
     update(
         &mut app,
         Action::Snapshot {
-            snapshot: Box::new(snap),
+            snapshot: std::sync::Arc::new(snap),
             now_ms: T0 + 101_200,
         },
     );

@@ -306,14 +306,15 @@ fn run() -> anyhow::Result<String> {
         false,
         || collector.collect(),
     );
-    let first = first?;
+    // Shared, as the live view shares each snapshot between the view and the event tracker.
+    let first = std::sync::Arc::new(first?);
     live.push(p);
     let (second, mut p) = phase(
         "steady refresh (second `collect`): the new snapshot",
         false,
         || collector.collect(),
     );
-    let second = second?;
+    let second = std::sync::Arc::new(second?);
     // The collector's own memory is in place after the first refresh: what the second keeps is its snapshot.
     let snapshot_bytes = p.kept;
     p.note = format!(
@@ -343,13 +344,13 @@ fn run() -> anyhow::Result<String> {
     live.push(p);
     let mut feed = kwatch::tui::event_log::Feed::open(&opts);
     let (_, p) = phase(
-        "event tracker (`tui::event_log::Feed`, collector thread), first step",
+        "event tracker (`tui::event_log::Feed`, collector thread, keeps the snapshot it shares), first step",
         false,
-        || feed.step(&first, now),
+        || feed.step_shared(&first, now),
     );
     live.push(p);
     let (_, p) = phase("event tracker, steady step", false, || {
-        feed.step(&second, now + 1000)
+        feed.step_shared(&second, now + 1000)
     });
     live.push(p);
     let spec = kwatch::tui::app::App::new(kwatch::filter::Filter::default(), false).view_spec();

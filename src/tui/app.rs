@@ -1,5 +1,7 @@
 //! UI state and the pure `update(&mut App, Action)` that every key, snapshot and tick goes through.
 
+use std::sync::Arc;
+
 use crate::analyze::ProcessSummary;
 use crate::filter::Filter;
 use crate::pace::Stretch;
@@ -81,12 +83,12 @@ pub enum Action {
     ActDone(String),
     /// A new snapshot arrived at wall-clock time `now_ms` (Unix ms).
     Snapshot {
-        snapshot: Box<Snapshot>,
+        snapshot: Arc<Snapshot>,
         now_ms: u64,
     },
     /// A new snapshot with its rows computed by the collector thread for the view it last heard of.
     PreparedSnapshot {
-        snapshot: Box<Snapshot>,
+        snapshot: Arc<Snapshot>,
         prepared: Box<Prepared>,
         now_ms: u64,
     },
@@ -130,9 +132,9 @@ const TABLE_CHROME: u16 = 3;
 /// The whole UI state. Built from snapshots; rendered by `render`; changed only by `update`.
 #[derive(Debug, Clone)]
 pub struct App {
-    pub snapshot: Option<Snapshot>,
+    pub snapshot: Option<Arc<Snapshot>>,
     /// The newest snapshot that arrived while paused.
-    pub held: Option<Box<Snapshot>>,
+    pub held: Option<Arc<Snapshot>>,
     /// Wall clock (Unix ms) as of the last tick or snapshot: what "ago" is measured against.
     pub now_ms: u64,
     pub view: View,
@@ -166,7 +168,7 @@ pub struct App {
     pub counts: Counts,
     /// The snapshot the newest one replaced: the event loop hands it to the collector thread to free, so that
     /// freeing 200,000 sockets does not hold up keys.
-    pub retired: Option<Snapshot>,
+    pub retired: Option<Arc<Snapshot>>,
     pub collector_error: Option<String>,
     /// Refreshes come this far apart instead of every interval, to stay within the CPU budget.
     pub stretched: Option<Stretch>,
@@ -394,16 +396,17 @@ impl App {
 
     /// A snapshot from the collector, with its rows when they were prepared there: shown, or held while paused
     /// (a held one is shown at resume, its rows computed then).
-    fn receive(&mut self, snapshot: Box<Snapshot>, prepared: Option<Box<Prepared>>, now_ms: u64) {
+    fn receive(&mut self, snapshot: Arc<Snapshot>, prepared: Option<Box<Prepared>>, now_ms: u64) {
         self.now_ms = now_ms;
         match prepared {
-            _ if self.paused => self.held = Some(snapshot),
-            Some(prepared) => self.apply_prepared(*snapshot, *prepared),
-            None => self.apply_snapshot(*snapshot),
+            // The one held before is freed on the collector thread too.
+            _ if self.paused => self.retired = self.held.replace(snapshot).or(self.retired.take()),
+            Some(prepared) => self.apply_prepared(snapshot, *prepared),
+            None => self.apply_snapshot(snapshot),
         }
     }
 
-    fn apply_snapshot(&mut self, snapshot: Snapshot) {
+    fn apply_snapshot(&mut self, snapshot: Arc<Snapshot>) {
         let counts = Counts::of(&snapshot);
         self.take_snapshot(snapshot, counts);
         self.refresh();
@@ -411,7 +414,7 @@ impl App {
 
     /// A snapshot with its rows already computed (on the collector thread): used when they were computed for
     /// the view as it is now, else computed again here.
-    fn apply_prepared(&mut self, snapshot: Snapshot, prepared: Prepared) {
+    fn apply_prepared(&mut self, snapshot: Arc<Snapshot>, prepared: Prepared) {
         self.take_snapshot(snapshot, prepared.counts);
         if prepared.spec == self.view_spec() {
             self.install(prepared.rows, prepared.procs);
@@ -421,7 +424,7 @@ impl App {
     }
 
     /// Counts belong to the snapshot: taken with it, not redone when only the view changes.
-    fn take_snapshot(&mut self, snapshot: Snapshot, counts: Counts) {
+    fn take_snapshot(&mut self, snapshot: Arc<Snapshot>, counts: Counts) {
         self.counts = counts;
         self.history
             .observe(&snapshot, snapshot.taken_at_unix_ms, self.conn_cookie);
@@ -627,7 +630,7 @@ fn navigate(app: &mut App, action: Action) {
             if !app.paused
                 && let Some(held) = app.held.take()
             {
-                app.apply_snapshot(*held);
+                app.apply_snapshot(held);
             }
             if !app.paused && !app.held_log.is_empty() {
                 let held = std::mem::take(&mut app.held_log);
@@ -777,7 +780,7 @@ mod tests {
         update(
             &mut app,
             Action::Snapshot {
-                snapshot: Box::new(busy()),
+                snapshot: std::sync::Arc::new(busy()),
                 now_ms: T0 + 500,
             },
         );
@@ -804,7 +807,7 @@ mod tests {
         update(
             &mut plain,
             Action::Snapshot {
-                snapshot: Box::new(busy()),
+                snapshot: std::sync::Arc::new(busy()),
                 now_ms: T0 + 1_500,
             },
         );
@@ -817,7 +820,7 @@ mod tests {
         update(
             &mut fresh,
             Action::PreparedSnapshot {
-                snapshot: Box::new(busy()),
+                snapshot: std::sync::Arc::new(busy()),
                 prepared: Box::new(prepared),
                 now_ms: T0 + 1_500,
             },
@@ -835,7 +838,7 @@ mod tests {
         update(
             &mut stale,
             Action::PreparedSnapshot {
-                snapshot: Box::new(busy()),
+                snapshot: std::sync::Arc::new(busy()),
                 prepared: Box::new(old),
                 now_ms: T0 + 1_500,
             },
@@ -1010,7 +1013,7 @@ mod tests {
         update(
             &mut app,
             Action::Snapshot {
-                snapshot: Box::new(busy()),
+                snapshot: std::sync::Arc::new(busy()),
                 now_ms: T0,
             },
         );
@@ -1037,7 +1040,7 @@ mod tests {
         update(
             &mut app,
             Action::Snapshot {
-                snapshot: Box::new(next),
+                snapshot: std::sync::Arc::new(next),
                 now_ms: T0 + 1_500,
             },
         );
@@ -1051,7 +1054,7 @@ mod tests {
         update(
             &mut app,
             Action::Snapshot {
-                snapshot: Box::new(next),
+                snapshot: std::sync::Arc::new(next),
                 now_ms: T0 + 2_500,
             },
         );
@@ -1071,7 +1074,7 @@ mod tests {
         update(
             &mut app,
             Action::Snapshot {
-                snapshot: Box::new(next),
+                snapshot: std::sync::Arc::new(next),
                 now_ms: T0 + 1_500,
             },
         );
@@ -1131,7 +1134,7 @@ mod tests {
         update(
             &mut app,
             Action::Snapshot {
-                snapshot: Box::new(next),
+                snapshot: std::sync::Arc::new(next),
                 now_ms: T0 + 1_000,
             },
         );
@@ -1166,7 +1169,7 @@ mod tests {
         update(
             &mut app,
             Action::Snapshot {
-                snapshot: Box::new(busy()),
+                snapshot: std::sync::Arc::new(busy()),
                 now_ms: T0 + 1_000,
             },
         );
@@ -1312,7 +1315,7 @@ mod tests {
         update(
             &mut app,
             Action::Snapshot {
-                snapshot: Box::new(snap),
+                snapshot: std::sync::Arc::new(snap),
                 now_ms: T0 + 1_000,
             },
         );

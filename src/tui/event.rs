@@ -3,9 +3,9 @@
 
 use std::panic::AssertUnwindSafe;
 use std::path::Path;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, TryRecvError};
+use std::sync::{Arc, Weak};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -26,7 +26,7 @@ pub enum UiEvent {
     Mouse(MouseEvent),
     Resize(u16, u16),
     /// A snapshot, with its rows computed for the view the collector last heard of ([`Control::View`]).
-    Snapshot(Box<Snapshot>, Option<Box<Prepared>>),
+    Snapshot(Arc<Snapshot>, Option<Box<Prepared>>),
     /// Watch events (deaths, state changes) of the snapshot that follows, oldest first.
     Log(Vec<crate::events::WatchEvent>),
     /// What `K`/`E` did, in one line for the footer (performed on the collector thread).
@@ -84,7 +84,7 @@ pub enum Control {
     /// The view changed: compute the rows of the next snapshots for this one.
     View(Box<ViewSpec>),
     /// A snapshot the UI no longer shows: freed here, off the UI thread.
-    Retire(Box<Snapshot>),
+    Retire(Arc<Snapshot>),
     /// A move through recorded time (only a replay's source thread acts on it).
     Replay(crate::tui::replay::Go),
 }
@@ -111,7 +111,16 @@ pub fn spawn_collector(
             let mut collector = Collector::new(opts);
             let mut view: Option<ViewSpec> = None;
             let mut stretched = None;
+            // The snapshots sent last and before it: the UI shows the last, and hands the one it replaced back
+            // here to be freed.
+            let (mut last_sent, mut replaced) = (Weak::new(), Weak::new());
             loop {
+                // Never three snapshots at once (shown, replaced, being taken): the replaced one is freed before
+                // the next is taken, waiting a little for the UI to hand it back. One the UI keeps (paused, it
+                // shows an older one) is waited for only that long.
+                if let Err(()) = wait_retired(&replaced, &control, &mut view, &proc_root, &tx) {
+                    return;
+                }
                 // An action performed while this snapshot was taken: the one after it shows the result.
                 let mut acted = false;
                 // A refresh's cost, for the pace: the process's CPU time while the dump, the /proc update, the rows
@@ -122,6 +131,8 @@ pub fn spawn_collector(
                 let event = match std::panic::catch_unwind(AssertUnwindSafe(|| collector.collect()))
                 {
                     Ok(Ok(snapshot)) => {
+                        // Shared by the view and the feed's tracker, which keeps it until the next step.
+                        let snapshot = Arc::new(snapshot);
                         // The newest view the UI has sent, including while this snapshot was taken.
                         match drain(&control, &mut view, &proc_root, &tx) {
                             Ok(true) => acted = true,
@@ -134,7 +145,7 @@ pub fn spawn_collector(
                             let prepared = view
                                 .as_ref()
                                 .map(|v| s.spawn(|| Box::new(prepare(&snapshot, v))));
-                            let events = feed.step(&snapshot, snapshot.taken_at_unix_ms);
+                            let events = feed.step_shared(&snapshot, snapshot.taken_at_unix_ms);
                             let prepared = prepared.map(|h| {
                                 h.join()
                                     .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
@@ -144,7 +155,8 @@ pub fn spawn_collector(
                         if !events.is_empty() && tx.send(UiEvent::Log(events)).is_err() {
                             return;
                         }
-                        UiEvent::Snapshot(Box::new(snapshot), prepared)
+                        replaced = std::mem::replace(&mut last_sent, Arc::downgrade(&snapshot));
+                        UiEvent::Snapshot(snapshot, prepared)
                     }
                     Ok(Err(e)) => UiEvent::CollectorError(crate::exit::error_line(&e)),
                     Err(panic) => {
@@ -210,6 +222,31 @@ fn obey(
         }
         Control::Replay(_) => false,
     }
+}
+
+/// How long the collector waits for the UI to hand back the snapshot it replaced before taking the next.
+const RETIRE_WAIT: Duration = Duration::from_secs(2);
+
+/// Obeys messages until `replaced` is freed (the UI handed it back) or [`RETIRE_WAIT`] passed; `Err` when the UI
+/// hung up. An action performed meanwhile needs nothing more: the next snapshot is taken right after.
+fn wait_retired(
+    replaced: &Weak<Snapshot>,
+    control: &Receiver<Control>,
+    view: &mut Option<ViewSpec>,
+    proc_root: &Path,
+    tx: &Sender<UiEvent>,
+) -> Result<(), ()> {
+    let deadline = Instant::now() + RETIRE_WAIT;
+    while replaced.strong_count() > 0 {
+        match control.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            Ok(message) => {
+                obey(message, view, proc_root, tx);
+            }
+            Err(RecvTimeoutError::Timeout) => return Ok(()),
+            Err(RecvTimeoutError::Disconnected) => return Err(()),
+        }
+    }
+    Ok(())
 }
 
 /// Takes every message already waiting. `Ok(true)` when it performed an action, which the snapshot just taken

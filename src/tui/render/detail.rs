@@ -60,7 +60,7 @@ pub fn render(app: &App, detail: &Detail, theme: Theme, area: Rect, buf: &mut Bu
         Layout::vertical([Constraint::Min(0), Constraint::Length(spark_h)]).areas(inner);
 
     let empty = Snapshot::default();
-    let snap = app.snapshot.as_ref().unwrap_or(&empty);
+    let snap = app.snapshot.as_deref().unwrap_or(&empty);
     let width = usize::from(text_area.width);
     let lines: Vec<Line> = lines(app, conn, snap, seen, theme)
         .into_iter()
