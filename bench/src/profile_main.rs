@@ -326,11 +326,11 @@ fn run() -> anyhow::Result<String> {
     );
     live.push(p);
     let now = second.taken_at_unix_ms;
-    let mut history = kwatch::tui::history::History::default();
+    let history = kwatch::tui::history::Shared::default();
     let (_, mut p) = phase(
-        "session history (`tui::history`, UI thread), first observe",
+        "session history (`tui::history`, collector thread after the snapshot is sent), first observe",
         false,
-        || history.observe(&first, now, None),
+        || history.observe(&first, now),
     );
     p.note = format!(
         "`Seen` is {} B inline; samples kept only below {} sockets",
@@ -339,7 +339,7 @@ fn run() -> anyhow::Result<String> {
     );
     live.push(p);
     let (_, p) = phase("session history, steady observe", false, || {
-        history.observe(&second, now + 1000, None)
+        history.observe(&second, now + 1000)
     });
     live.push(p);
     let mut feed = kwatch::tui::event_log::Feed::open(&opts);

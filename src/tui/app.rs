@@ -10,7 +10,7 @@ use crate::events::WatchEvent;
 use crate::model::{Connection, Snapshot};
 use crate::tui::act::{self, ActKind, Pending};
 use crate::tui::event_log::EventLog;
-use crate::tui::history::History;
+use crate::tui::history::Shared;
 use crate::tui::prepare::{ConnSort, Counts, Prepared, ProcSort, ViewSpec, view_rows};
 
 /// Which table is showing.
@@ -163,7 +163,11 @@ pub struct App {
     pub proc_pid: Option<u32>,
     pub proc_offset: usize,
     pub detail: Option<Detail>,
-    pub history: History,
+    /// What the session has seen of each socket, shared with the collector thread.
+    pub history: Shared,
+    /// The collector thread records each snapshot in `history` (the live view); otherwise `update` does, when the
+    /// snapshot arrives (a replay, tests).
+    pub history_elsewhere: bool,
     /// Header counts of the current snapshot.
     pub counts: Counts,
     /// The snapshot the newest one replaced: the event loop hands it to the collector thread to free, so that
@@ -228,7 +232,8 @@ impl App {
             proc_pid: None,
             proc_offset: 0,
             detail: None,
-            history: History::default(),
+            history: Shared::default(),
+            history_elsewhere: false,
             counts: Counts::default(),
             retired: None,
             collector_error: None,
@@ -426,8 +431,13 @@ impl App {
     /// Counts belong to the snapshot: taken with it, not redone when only the view changes.
     fn take_snapshot(&mut self, snapshot: Arc<Snapshot>, counts: Counts) {
         self.counts = counts;
-        self.history
-            .observe(&snapshot, snapshot.taken_at_unix_ms, self.conn_cookie);
+        if !self.history_elsewhere {
+            self.history.lock().history.observe(
+                &snapshot,
+                snapshot.taken_at_unix_ms,
+                self.conn_cookie,
+            );
+        }
         self.retired = self.snapshot.replace(snapshot);
         self.collector_error = None;
     }

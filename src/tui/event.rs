@@ -16,6 +16,7 @@ use crate::model::{NamespaceInfo, Snapshot};
 use crate::pace::{Pace, Stretch, process_cpu};
 use crate::tui::act::Pending;
 use crate::tui::event_log::Feed;
+use crate::tui::history::Shared;
 use crate::tui::perform::perform;
 use crate::tui::prepare::{Prepared, ViewSpec, prepare};
 
@@ -93,13 +94,14 @@ pub enum Control {
 /// user did not choose the interval) until the UI hangs up `control` (dropping its sender). [`Control::Act`]
 /// performs `K`/`E` here, off the UI thread, and takes the next snapshot at once. Each snapshot goes with its rows, sorted and filtered for the view the UI
 /// last sent, so that the UI thread does no per-socket work when it arrives (it does when the view changed in
-/// between). A dump that takes longer than the interval is followed by the next at once:
+/// between); the session `history` is recorded here too. A dump that takes longer than the interval is followed by the next at once:
 /// the UI never waits on it, it just shows how old its data is. One [`Collector`] serves every refresh, so only
 /// what changed in /proc is read again. A [`Feed`] turns destroy notifications and each snapshot into watch events,
 /// sent just before that snapshot.
 pub fn spawn_collector(
     opts: Options,
     mut pace: Pace,
+    history: Shared,
     tx: Sender<UiEvent>,
     control: Receiver<Control>,
 ) -> std::io::Result<thread::JoinHandle<()>> {
@@ -128,8 +130,9 @@ pub fn spawn_collector(
                 let (started, cpu) = (Instant::now(), process_cpu());
                 // Notifications first, then the dump: a socket destroyed in between is still in `feed`'s memory.
                 feed.drain();
-                let event = match std::panic::catch_unwind(AssertUnwindSafe(|| collector.collect()))
-                {
+                let (event, sent) = match std::panic::catch_unwind(AssertUnwindSafe(|| {
+                    collector.collect()
+                })) {
                     Ok(Ok(snapshot)) => {
                         // Shared by the view and the feed's tracker, which keeps it until the next step.
                         let snapshot = Arc::new(snapshot);
@@ -156,9 +159,12 @@ pub fn spawn_collector(
                             return;
                         }
                         replaced = std::mem::replace(&mut last_sent, Arc::downgrade(&snapshot));
-                        UiEvent::Snapshot(snapshot, prepared)
+                        (
+                            UiEvent::Snapshot(Arc::clone(&snapshot), prepared),
+                            Some(snapshot),
+                        )
                     }
-                    Ok(Err(e)) => UiEvent::CollectorError(crate::exit::error_line(&e)),
+                    Ok(Err(e)) => (UiEvent::CollectorError(crate::exit::error_line(&e)), None),
                     Err(panic) => {
                         let msg = panic
                             .downcast_ref::<&str>()
@@ -171,6 +177,11 @@ pub fn spawn_collector(
                 };
                 if tx.send(event).is_err() {
                     return;
+                }
+                // The history records the snapshot after the UI has it (the UI draws meanwhile), here rather than
+                // on the UI thread: a million sockets take a second the first time, 0.1 s at each refresh.
+                if let Some(snapshot) = sent {
+                    history.observe(&snapshot, snapshot.taken_at_unix_ms);
                 }
                 pace.record(process_cpu().saturating_sub(cpu));
                 if pace.stretched() != stretched {
