@@ -159,17 +159,23 @@ impl Tracker {
         let dead = self.hear(snapshot, destroyed, now_unix_ms, &mut reader, &mut events);
         let started = self.started;
         // The sockets this step watches, sorted by key to be merged with those watched so far.
-        let mut listed: Vec<Slot> = snapshot
-            .connections
-            .iter()
-            .enumerate()
-            .filter(|(_, c)| filter.matches_in(c, snapshot))
-            .map(|(i, c)| Slot {
-                key: key(c),
-                at: u32::try_from(i).unwrap_or(KEPT),
-            })
-            .filter(|s| s.at != KEPT)
-            .collect();
+        // Sized once: grown by doubling, it would keep up to twice the slots it needs.
+        let mut listed: Vec<Slot> = Vec::with_capacity(snapshot.connections.len());
+        listed.extend(
+            snapshot
+                .connections
+                .iter()
+                .enumerate()
+                .filter(|(_, c)| filter.matches_in(c, snapshot))
+                .map(|(i, c)| Slot {
+                    key: key(c),
+                    at: u32::try_from(i).unwrap_or(KEPT),
+                })
+                .filter(|s| s.at != KEPT),
+        );
+        if listed.len() < listed.capacity() / 2 {
+            listed.shrink_to_fit();
+        }
         // A socket listed twice counts once, as it was last listed.
         listed.sort_unstable_by_key(|s| (s.key, u32::MAX - s.at));
         listed.dedup_by_key(|s| s.key);
