@@ -294,3 +294,47 @@ pub fn spawn_signals(tx: Sender<UiEvent>) -> std::io::Result<signal_hook::iterat
         })?;
     Ok(handle)
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use std::sync::mpsc;
+
+    use super::*;
+
+    #[test]
+    fn the_replaced_snapshot_handed_back_is_freed_before_the_next_is_taken() {
+        let (tx, _ui) = mpsc::channel();
+        let (to_collector, control) = mpsc::channel();
+        let mut view = None;
+        let replaced = Arc::new(Snapshot::default());
+        let weak = Arc::downgrade(&replaced);
+        // The UI handed it back: freed here, and the wait ends without its deadline.
+        to_collector.send(Control::Retire(replaced)).unwrap();
+        let started = Instant::now();
+        assert_eq!(
+            wait_retired(&weak, &control, &mut view, Path::new("/proc"), &tx),
+            Ok(())
+        );
+        assert_eq!(weak.strong_count(), 0);
+        assert!(started.elapsed() < RETIRE_WAIT);
+        // Nothing to wait for: at once.
+        assert_eq!(
+            wait_retired(&Weak::new(), &control, &mut view, Path::new("/proc"), &tx),
+            Ok(())
+        );
+        // The UI hung up while it still held one: the collector stops.
+        let held = Arc::new(Snapshot::default());
+        drop(to_collector);
+        assert_eq!(
+            wait_retired(
+                &Arc::downgrade(&held),
+                &control,
+                &mut view,
+                Path::new("/proc"),
+                &tx
+            ),
+            Err(())
+        );
+    }
+}

@@ -361,7 +361,10 @@ mod tests {
         let steps = [
             (snap(conns(n, TcpState::Established)), 1_000),
             (snap(conns(n, TcpState::CloseWait)), 2_000),
-            (snap(conns(n / 2, TcpState::CloseWait)), 2_000 + FORGET_AFTER_MS),
+            (
+                snap(conns(n / 2, TcpState::CloseWait)),
+                2_000 + FORGET_AFTER_MS,
+            ),
         ];
         let mut whole = History::default();
         let shared = Shared::default();
