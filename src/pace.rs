@@ -11,8 +11,10 @@ pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(1);
 /// The share of one core refreshes may use when the user did not choose an interval.
 pub const CPU_BUDGET: f64 = 0.25;
 
-/// The longest the budget stretches the time between refreshes: the view is never staler than this for cost.
-pub const MAX_PERIOD: Duration = Duration::from_secs(5);
+/// The longest the budget stretches the time between refreshes: the view is never staler than this for cost. A
+/// million sockets cost about 2.5 s of CPU a refresh, a quarter of a core at one every 10 s; the cap leaves room
+/// for a busier host before the header has to say the refreshes are over the budget.
+pub const MAX_PERIOD: Duration = Duration::from_secs(30);
 
 /// Periods are rounded up to this step, so that the one shown stays put while costs wobble.
 const STEP_MS: u64 = 100;
@@ -106,7 +108,7 @@ impl Pace {
     }
 
     /// Whether refreshes every `period` still cost more than the budget: the period is at [`MAX_PERIOD`] and a
-    /// refresh costs more than the budget's share of it (a million sockets: ~2 s of CPU every 5 s).
+    /// refresh costs more than the budget's share of it (over 7.5 s of CPU a refresh at the default budget).
     fn over_budget(&self, period: Duration) -> bool {
         match (self.budget, self.cost) {
             (Some(budget), Some(cost)) if !period.is_zero() => {
@@ -191,12 +193,29 @@ mod tests {
     }
 
     #[test]
+    fn a_million_sockets_stretch_the_period_past_5_s_within_the_budget() {
+        // A refresh at a million sockets costs about 2.5 s of CPU: one every 10 s keeps to a quarter of a core.
+        let mut pace = Pace::budgeted(SEC, 0.25);
+        pace.record(ms(9000));
+        pace.record(ms(2500));
+        assert_eq!(pace.period(), ms(10_000));
+        assert_eq!(
+            pace.stretched(),
+            Some(Stretch {
+                period: ms(10_000),
+                over_budget: false
+            })
+        );
+        assert!(ms(2500).as_secs_f64() / pace.period().as_secs_f64() <= 0.25);
+    }
+
+    #[test]
     fn the_stretch_is_capped() {
         let mut pace = Pace::budgeted(SEC, 0.25);
         pace.record(SEC);
-        pace.record(ms(4000));
+        pace.record(ms(10_000));
         assert_eq!(pace.period(), MAX_PERIOD);
-        // 2.5 s of CPU every 5 s is half a core: the pace says it is over the budget, not within it.
+        // 10 s of CPU every 30 s is a third of a core: the pace says it is over the budget, not within it.
         assert_eq!(
             pace.stretched(),
             Some(Stretch {
@@ -205,10 +224,10 @@ mod tests {
             })
         );
         // An interval longer than the cap is kept as it is.
-        let mut slow = Pace::budgeted(ms(8000), 0.25);
+        let mut slow = Pace::budgeted(ms(40_000), 0.25);
         slow.record(SEC);
-        slow.record(ms(4000));
-        assert_eq!(slow.period(), ms(8000));
+        slow.record(ms(10_000));
+        assert_eq!(slow.period(), ms(40_000));
     }
 
     #[test]

@@ -137,9 +137,14 @@ fn event_loop(
     // Dropping `control` (when this function returns) tells the collector to stop after its current dump.
     let (control, control_rx) = mpsc::channel::<Control>();
     let tz = config.replay.as_ref().map(|s| s.tz.clone());
+    // The live view's collector records the session history; a replay's is recorded as snapshots arrive.
+    let history = history::Shared::default();
+    let history_elsewhere = config.replay.is_none();
     let _collector = match config.replay {
-        None => event::spawn_collector(config.collect, config.pace, tx, control_rx)
-            .context("cannot start the collector thread")?,
+        None => {
+            event::spawn_collector(config.collect, config.pace, history.clone(), tx, control_rx)
+                .context("cannot start the collector thread")?
+        }
         Some(source) => {
             playback::spawn(source, tx, control_rx).context("cannot start the replay thread")?
         }
@@ -147,6 +152,8 @@ fn event_loop(
     let result = (|| {
         let mut app = App::new(config.filter, config.color);
         app.replay = tz.map(replay::Replay::new);
+        app.history = history;
+        app.history_elsewhere = history_elsewhere;
         // A replay's clock is the recorded time of the refresh shown: "for 5m" means then, not now.
         let clock = |app: &App| match (&app.replay, &app.snapshot) {
             (Some(_), Some(s)) => s.taken_at_unix_ms,
@@ -173,7 +180,7 @@ fn event_loop(
                 told = Some(spec);
             }
             if let Some(old) = app.retired.take() {
-                let _ = control.send(Control::Retire(Box::new(old)));
+                let _ = control.send(Control::Retire(old));
             }
             let first = match rx.recv_timeout(TICK) {
                 Ok(ev) => Some(ev),
@@ -205,6 +212,14 @@ fn event_loop(
             }
             if app.quit {
                 return Ok(Exit::Quit);
+            }
+            // The selected socket keeps samples on any host: the collector thread reads which one it is.
+            if app.history_elsewhere {
+                let selected = app.conn_cookie;
+                let mut session = app.history.lock();
+                if session.selected != selected {
+                    session.selected = selected;
+                }
             }
         }
     })();

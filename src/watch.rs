@@ -2,7 +2,7 @@
 //! one per line, or as NDJSON.
 
 use std::io::{self, Write};
-use std::sync::mpsc;
+use std::sync::{Arc, mpsc};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
@@ -32,8 +32,9 @@ pub fn run(config: &Config, ndjson: bool, out: &mut impl Write) -> anyhow::Resul
     loop {
         let (started, cpu) = (Instant::now(), process_cpu());
         feed.drain();
-        let snapshot = collector.collect().context("cannot take a snapshot")?;
-        for e in &feed.step(&snapshot, filter, unix_ms()) {
+        // Shared with the feed's tracker, which keeps it until the next step instead of a copy of each socket.
+        let snapshot = Arc::new(collector.collect().context("cannot take a snapshot")?);
+        for e in &feed.step_shared(&snapshot, filter, unix_ms()) {
             write_event(out, e, ndjson)?;
         }
         pace.record(process_cpu().saturating_sub(cpu));

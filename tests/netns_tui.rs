@@ -76,7 +76,7 @@ fn screen(snap: Snapshot, filter: &str) -> String {
     update(
         &mut app,
         Action::Snapshot {
-            snapshot: Box::new(snap),
+            snapshot: std::sync::Arc::new(snap),
             now_ms: T0 + 1_200,
         },
     );

@@ -34,7 +34,7 @@ fn app_of(snap: Snapshot, (width, height): (u16, u16)) -> App {
     update(
         &mut app,
         Action::Snapshot {
-            snapshot: Box::new(snap),
+            snapshot: std::sync::Arc::new(snap),
             now_ms: T0 + 1_200,
         },
     );
@@ -214,12 +214,42 @@ fn app_with_history(size: (u16, u16)) -> App {
         update(
             &mut app,
             Action::Snapshot {
-                snapshot: Box::new(snap),
+                snapshot: std::sync::Arc::new(snap),
                 now_ms: T0 + step * 75_000 + 1_200,
             },
         );
     }
     app
+}
+
+/// The live view records the history on the collector thread, which may already hold the next snapshot: the
+/// detail pane then does not give the time in a state the row does not show.
+#[test]
+fn detail_pane_gives_no_time_in_a_state_the_history_has_moved_past() {
+    let size = (80, 24);
+    let mut app = app_with_history(size);
+    press(&mut app, [Action::Home, Action::Enter]);
+    let session = |app: &App| {
+        let screen = format!("{}", draw(app, size).backend());
+        screen
+            .lines()
+            .find(|l| l.contains("session"))
+            .unwrap_or_default()
+            .to_string()
+    };
+    assert!(session(&app).contains("already ESTAB"), "{}", session(&app));
+    let mut next = load("busy.json");
+    next.taken_at_unix_ms = T0 + 12 * 75_000;
+    for c in next.connections.iter_mut().filter(|c| c.cookie == 1004) {
+        c.state = kwatch::model::TcpState::CloseWait;
+    }
+    app.history
+        .lock()
+        .history
+        .observe(&next, next.taken_at_unix_ms, None);
+    let line = session(&app);
+    assert!(line.contains("first seen 13m46s ago "), "{line}");
+    assert!(!line.contains("ESTAB") && !line.contains("CLOSE"), "{line}");
 }
 
 #[test]
@@ -411,7 +441,7 @@ fn app_with_deaths(size: (u16, u16)) -> App {
     update(
         &mut app,
         Action::Snapshot {
-            snapshot: Box::new(snap),
+            snapshot: std::sync::Arc::new(snap),
             now_ms: T0 + 101_200,
         },
     );

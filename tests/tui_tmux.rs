@@ -173,8 +173,8 @@ fn live_view_in_tmux() {
     assert!(status.success());
     assert_terminal_restored(&tmux, "SIGTERM");
 
-    // Third run: a CPU budget far below what a refresh costs stretches refreshes to the 5 s cap, and the header
-    // says that even so they are over the budget, once the first steady refresh has been measured.
+    // Third run: a CPU budget far below what a refresh costs stretches refreshes (past the interval, up to the
+    // 30 s cap), and the header says how often they come, once the first steady refresh has been measured.
     tmux.type_text("clear");
     tmux.press("Enter");
     tmux.type_text(&format!("{bin} --cpu-budget 0.01"));
@@ -182,7 +182,7 @@ fn live_view_in_tmux() {
     tmux.wait_for("the header's stretched refresh pace", |s| {
         s.lines()
             .next()
-            .is_some_and(|l| l.contains("every 5.0s (over CPU budget)"))
+            .is_some_and(|l| l.contains("s (CPU budget)") || l.contains("s (over CPU budget)"))
     });
     tmux.type_text("q");
     assert_terminal_restored(&tmux, "q after the CPU budget run");

@@ -334,14 +334,15 @@ fn run() -> anyhow::Result<String> {
         false,
         || collector.collect(),
     );
-    let first = first?;
+    // Shared, as the live view shares each snapshot between the view and the event tracker.
+    let first = std::sync::Arc::new(first?);
     live.push(p);
     let (second, mut p) = phase(
         "steady refresh (second `collect`): the new snapshot",
         false,
         || collector.collect(),
     );
-    let second = second?;
+    let second = std::sync::Arc::new(second?);
     // The collector's own memory is in place after the first refresh: what the second keeps is its snapshot.
     let snapshot_bytes = p.kept;
     p.note = format!(
@@ -353,11 +354,11 @@ fn run() -> anyhow::Result<String> {
     );
     live.push(p);
     let now = second.taken_at_unix_ms;
-    let mut history = kwatch::tui::history::History::default();
+    let history = kwatch::tui::history::Shared::default();
     let (_, mut p) = phase(
-        "session history (`tui::history`, UI thread), first observe",
+        "session history (`tui::history`, collector thread after the snapshot is sent), first observe",
         false,
-        || history.observe(&first, now, None),
+        || history.observe(&first, now),
     );
     p.note = format!(
         "`Seen` is {} B inline; samples kept only below {} sockets",
@@ -366,18 +367,18 @@ fn run() -> anyhow::Result<String> {
     );
     live.push(p);
     let (_, p) = phase("session history, steady observe", false, || {
-        history.observe(&second, now + 1000, None)
+        history.observe(&second, now + 1000)
     });
     live.push(p);
     let mut feed = kwatch::tui::event_log::Feed::open(&opts);
     let (_, p) = phase(
-        "event tracker (`tui::event_log::Feed`, collector thread), first step",
+        "event tracker (`tui::event_log::Feed`, collector thread, keeps the snapshot it shares), first step",
         false,
-        || feed.step(&first, now),
+        || feed.step_shared(&first, now),
     );
     live.push(p);
     let (_, p) = phase("event tracker, steady step", false, || {
-        feed.step(&second, now + 1000)
+        feed.step_shared(&second, now + 1000)
     });
     live.push(p);
     let spec = kwatch::tui::app::App::new(kwatch::filter::Filter::default(), false).view_spec();

@@ -3,6 +3,7 @@
 //! [`Tracker`] that asks /proc whether a socket that left the dump is still held.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use super::WatchEvent;
 use super::listener::{Destroyed, Listener};
@@ -72,19 +73,30 @@ impl Feed {
         self.warnings.extend(warnings);
     }
 
-    /// The events of one snapshot taken after [`Feed::drain`], oldest first, for the sockets `filter` keeps;
-    /// `now_unix_ms` stamps them. Subscribes in namespaces the snapshot lists for the first time and drops those it
-    /// no longer lists.
+    /// [`Feed::step_shared`] with a copy of `snapshot` (the tracker keeps it until the next step), for callers
+    /// that go on changing theirs.
     pub fn step(
         &mut self,
         snapshot: &Snapshot,
         filter: &Filter,
         now_unix_ms: u64,
     ) -> Vec<WatchEvent> {
+        self.step_shared(&Arc::new(snapshot.clone()), filter, now_unix_ms)
+    }
+
+    /// The events of one snapshot taken after [`Feed::drain`], oldest first, for the sockets `filter` keeps;
+    /// `now_unix_ms` stamps them. Subscribes in namespaces the snapshot lists for the first time and drops those it
+    /// no longer lists. The tracker keeps `snapshot` until the next step (what it knows of each socket).
+    pub fn step_shared(
+        &mut self,
+        snapshot: &Arc<Snapshot>,
+        filter: &Filter,
+        now_unix_ms: u64,
+    ) -> Vec<WatchEvent> {
         let mut out = Vec::new();
         let proc_root = &self.proc_root;
         let mut held = Vec::new();
-        let events = self.tracker.step(
+        let events = self.tracker.step_shared(
             snapshot,
             filter,
             &self.destroyed,

@@ -8,6 +8,11 @@
 //!
 //! Sockets are keyed by (network namespace inode, cookie), and a namespace that could not be listed this time
 //! keeps its sockets as they were: missing from a failed listing is not dying.
+//!
+//! Memory: the tracker keeps the snapshot of its last step (shared, when the caller shares it: the live view
+//! shows the same one) and, per watched socket, its key and its place in that snapshot (24 bytes). A socket's
+//! details are copied only when it leaves the dump (into the bounded set that awaits its notification) or when
+//! its namespace could not be listed.
 
 use std::sync::Arc;
 
@@ -35,19 +40,27 @@ fn key(c: &Connection) -> Key {
     (c.netns.as_ref().map_or(0, |n| n.inode), c.cookie)
 }
 
-/// What kwatch last saw of a socket: only what events need, so that a step over 100k sockets that did not
-/// change allocates nothing.
+/// A watched socket: its key and where its details are.
+#[derive(Debug, Clone, Copy)]
+struct Slot {
+    key: Key,
+    /// Index into the last step's snapshot, or [`KEPT`].
+    at: u32,
+}
+
+/// The slot's details are in [`Tracker::kept`], not in the last snapshot.
+const KEPT: u32 = u32::MAX;
+
+/// What kwatch last saw of a socket that is no longer in the last snapshot: only what events need.
 #[derive(Debug, Clone)]
 struct Seen {
     id: SocketId,
     state: TcpState,
     inode: u64,
     owners: Owners,
-    keepalive: Option<KeepaliveSettings>,
+    keepalive: Option<Arc<KeepaliveSettings>>,
     /// Shared by every socket of the process (one allocation per process, not per socket).
     comm: Option<Arc<str>>,
-    /// The step that last saw it in the dump.
-    step: u64,
 }
 
 /// Why a socket that left the dump is still remembered.
@@ -65,26 +78,42 @@ struct Gone {
     wait: Wait,
 }
 
-/// The comm of `pid` in `snapshot`, one shared copy per process for the whole step.
-fn comm_of<'a>(
-    comms: &'a mut FxHashMap<u32, Arc<str>>,
-    snapshot: &Snapshot,
-    pid: u32,
-) -> &'a Arc<str> {
-    comms
-        .entry(pid)
-        .or_insert_with(|| Arc::from(snapshot.comm(pid)))
-}
-
 /// Pure bookkeeping of watched sockets across snapshots: turns snapshots and destroy notifications into events.
 #[derive(Debug, Default)]
 pub struct Tracker {
-    /// Kernel-assigned keys, so a fast hash without flooding protection is safe.
-    live: FxHashMap<Key, Seen>,
+    /// The snapshot of the last step: the details of every watched socket in it.
+    last: Option<Arc<Snapshot>>,
+    /// Watched sockets, sorted by key.
+    live: Vec<Slot>,
+    /// Details of watched sockets that are not in `last` (their namespace could not be listed).
+    kept: FxHashMap<Key, Seen>,
+    /// The comm of a watched socket whose owner a later dump could not map (the process exited): an earlier
+    /// owner stays known. Kernel-assigned keys, so a fast hash without flooding protection is safe.
+    comms: FxHashMap<Key, Arc<str>>,
     /// Left the dump but not destroyed yet.
     gone: FxHashMap<Key, Gone>,
     started: bool,
-    steps: u64,
+}
+
+/// Reads the details of watched sockets out of the last snapshot, one shared comm per process.
+struct Reader<'a> {
+    last: Option<&'a Snapshot>,
+    comms: FxHashMap<u32, Arc<str>>,
+}
+
+impl<'a> Reader<'a> {
+    fn conn(&self, slot: Slot) -> Option<&'a Connection> {
+        self.last?.connections.get(slot.at as usize)
+    }
+
+    fn comm_of(&mut self, pid: u32) -> Option<Arc<str>> {
+        let last = self.last?;
+        Some(Arc::clone(
+            self.comms
+                .entry(pid)
+                .or_insert_with(|| Arc::from(last.comm(pid))),
+        ))
+    }
 }
 
 impl Tracker {
@@ -92,9 +121,7 @@ impl Tracker {
         Tracker::default()
     }
 
-    /// Takes one step: `destroyed` are the notifications received since the last step, `snapshot` the dump taken
-    /// after them, `holds(inode, owner)` whether that fd holds that socket now (read from /proc). Emits deaths of
-    /// sockets seen before, then state changes of watched sockets.
+    /// [`Tracker::step_shared`] with a copy of `snapshot`, for callers that go on changing theirs.
     pub fn step(
         &mut self,
         snapshot: &Snapshot,
@@ -103,118 +130,130 @@ impl Tracker {
         now_unix_ms: u64,
         holds: &mut dyn FnMut(u64, Owner) -> bool,
     ) -> Vec<WatchEvent> {
+        self.step_shared(
+            &Arc::new(snapshot.clone()),
+            filter,
+            destroyed,
+            now_unix_ms,
+            holds,
+        )
+    }
+
+    /// Takes one step: `destroyed` are the notifications received since the last step, `snapshot` the dump taken
+    /// after them (kept until the next step), `holds(inode, owner)` whether that fd holds that socket now (read
+    /// from /proc). Emits deaths of sockets seen before, then state changes of watched sockets.
+    pub fn step_shared(
+        &mut self,
+        snapshot: &Arc<Snapshot>,
+        filter: &Filter,
+        destroyed: &[Destroyed],
+        now_unix_ms: u64,
+        holds: &mut dyn FnMut(u64, Owner) -> bool,
+    ) -> Vec<WatchEvent> {
         let mut events = Vec::new();
-        // A TIME-WAIT entry inherits the cookie of the connection that closed normally.
-        let time_wait: FxHashSet<Key> = if destroyed.is_empty() {
-            FxHashSet::default()
-        } else {
+        let last = self.last.take();
+        let mut reader = Reader {
+            last: last.as_deref(),
+            comms: FxHashMap::default(),
+        };
+        let dead = self.hear(snapshot, destroyed, now_unix_ms, &mut reader, &mut events);
+        let started = self.started;
+        // The sockets this step watches, sorted by key to be merged with those watched so far.
+        // Sized once: grown by doubling, it would keep up to twice the slots it needs.
+        let mut listed: Vec<Slot> = Vec::with_capacity(snapshot.connections.len());
+        listed.extend(
             snapshot
                 .connections
                 .iter()
-                .filter(|c| c.state == TcpState::TimeWait)
-                .map(key)
-                .collect()
-        };
-        let retries2 = |netns: u64| {
-            snapshot
-                .namespaces
-                .iter()
-                .find(|n| n.netns.inode == netns)
-                .map_or(snapshot.settings.tcp_retries2, |n| n.settings.tcp_retries2)
-        };
-        for d in destroyed {
-            let k = (d.netns, d.cookie);
-            let Some(seen) = self
-                .live
-                .remove(&k)
-                .or_else(|| self.gone.remove(&k).map(|g| g.seen))
-            else {
-                continue;
-            };
-            let cause = infer_cause(&DeathEvidence {
-                probes: d.probes,
-                retransmits: d.retransmits,
-                settings: seen.keepalive.as_ref(),
-                last_state: Some(seen.state),
-                orphan: seen.inode == 0,
-                tcp_retries2: retries2(d.netns),
-                time_wait_twin: time_wait.contains(&k),
-            });
-            events.push(destroy(seen, now_unix_ms, d.probes, d.retransmits, cause));
+                .enumerate()
+                .filter(|(_, c)| filter.matches_in(c, snapshot))
+                .map(|(i, c)| Slot {
+                    key: key(c),
+                    at: u32::try_from(i).unwrap_or(KEPT),
+                })
+                .filter(|s| s.at != KEPT),
+        );
+        if listed.len() < listed.capacity() / 2 {
+            listed.shrink_to_fit();
         }
-        self.steps += 1;
-        let step = self.steps;
-        let started = self.started;
-        let mut listed = 0;
-        let mut comms: FxHashMap<u32, Arc<str>> = FxHashMap::default();
-        self.live
-            .reserve(snapshot.connections.len().saturating_sub(self.live.len()));
-        for c in snapshot
-            .connections
-            .iter()
-            .filter(|c| filter.matches_in(c, snapshot))
-        {
-            listed += 1;
-            let comm = c
-                .owners
-                .first()
-                .map(|o| comm_of(&mut comms, snapshot, o.pid));
-            if let Some(seen) = self.live.get_mut(&key(c)) {
-                if seen.state != c.state {
-                    if started {
+        // A socket listed twice counts once, as it was last listed.
+        listed.sort_unstable_by_key(|s| (s.key, u32::MAX - s.at));
+        listed.dedup_by_key(|s| s.key);
+        let old = std::mem::take(&mut self.live);
+        let mut comms = FxHashMap::default();
+        let mut left = Vec::new();
+        let (mut at_old, mut at_new) = (0, 0);
+        while at_old < old.len() || at_new < listed.len() {
+            let order = match (old.get(at_old), listed.get(at_new)) {
+                (Some(was), Some(now)) => was.key.cmp(&now.key),
+                (Some(_), None) => std::cmp::Ordering::Less,
+                _ => std::cmp::Ordering::Greater,
+            };
+            match order {
+                std::cmp::Ordering::Less => {
+                    if !dead.contains(&old[at_old].key) {
+                        left.push(old[at_old]);
+                    }
+                    at_old += 1;
+                }
+                std::cmp::Ordering::Greater => {
+                    // New, or back in sight (a namespace listed again): no longer awaited.
+                    self.gone.remove(&listed[at_new].key);
+                    at_new += 1;
+                }
+                std::cmp::Ordering::Equal => {
+                    let (was, now) = (old[at_old], listed[at_new]);
+                    at_old += 1;
+                    at_new += 1;
+                    if dead.contains(&was.key) {
+                        // Destroyed since the last step: this is another socket by the same key.
+                        self.gone.remove(&now.key);
+                        continue;
+                    }
+                    let conn = &snapshot.connections[now.at as usize];
+                    let (state, comm) = self.glance(was, &mut reader);
+                    if state != conn.state
+                        && started
+                        && let Some(seen) = self.seen(was, &mut reader)
+                    {
                         events.push(WatchEvent::State {
                             time_unix_ms: now_unix_ms,
-                            socket: seen.id.clone(),
+                            socket: seen.id,
                             owners: seen.owners.to_vec(),
                             comm: seen.comm.as_deref().map(str::to_string),
                             from: StateName(seen.state),
-                            to: StateName(c.state),
+                            to: StateName(conn.state),
                         });
                     }
-                    seen.state = c.state;
+                    if conn.owners.is_empty()
+                        && let Some(comm) = comm
+                    {
+                        comms.insert(now.key, comm);
+                    }
+                    if was.at == KEPT {
+                        self.kept.remove(&was.key);
+                    }
                 }
-                if seen.owners != c.owners {
-                    seen.owners.clone_from(&c.owners);
-                }
-                // An earlier owner stays known when a later dump could not map it (the process exited).
-                if let Some(comm) = comm
-                    && seen.comm.as_deref() != Some(&**comm)
-                {
-                    seen.comm = Some(Arc::clone(comm));
-                }
-                seen.inode = c.inode;
-                seen.keepalive = c.keepalive.as_deref().copied();
-                seen.step = step;
-            } else {
-                // Back in sight (a namespace listed again): no longer awaited.
-                self.gone.remove(&key(c));
-                self.live.insert(
-                    key(c),
-                    Seen {
-                        id: SocketId::of(c),
-                        state: c.state,
-                        inode: c.inode,
-                        owners: c.owners.clone(),
-                        keepalive: c.keepalive.as_deref().copied(),
-                        comm: comm.cloned(),
-                        step,
-                    },
-                );
             }
         }
-        // When every socket known is listed (keys are unique), none left: no pass over all of them.
-        let left: Vec<Key> = if self.live.len() == listed {
-            Vec::new()
-        } else {
-            self.live
-                .iter()
-                .filter(|(_, s)| s.step != step)
-                .map(|(k, _)| *k)
-                .collect()
-        };
+        self.live = listed;
+        let left = self.leave(
+            snapshot,
+            filter,
+            left,
+            now_unix_ms,
+            holds,
+            &mut reader,
+            &mut events,
+        );
+        drop(reader);
+        self.comms = comms;
         if !left.is_empty() {
-            self.leave(snapshot, filter, left, now_unix_ms, holds, &mut events);
+            self.live.extend(left);
+            self.live.sort_unstable_by_key(|s| s.key);
         }
+        self.last = Some(Arc::clone(snapshot));
+        drop(last);
         self.expire(now_unix_ms, holds, &mut events);
         events.sort_by_key(|e| match e {
             WatchEvent::Destroy { socket, .. } => (0, socket.cookie),
@@ -225,18 +264,123 @@ impl Tracker {
         events
     }
 
+    /// The deaths the kernel announced of sockets seen before (watched, or awaited). Returns the keys of the
+    /// watched ones, no longer watched.
+    fn hear(
+        &mut self,
+        snapshot: &Snapshot,
+        destroyed: &[Destroyed],
+        now_unix_ms: u64,
+        reader: &mut Reader,
+        events: &mut Vec<WatchEvent>,
+    ) -> FxHashSet<Key> {
+        let mut dead = FxHashSet::default();
+        if destroyed.is_empty() {
+            return dead;
+        }
+        // A TIME-WAIT entry inherits the cookie of the connection that closed normally.
+        let time_wait: FxHashSet<Key> = snapshot
+            .connections
+            .iter()
+            .filter(|c| c.state == TcpState::TimeWait)
+            .map(key)
+            .collect();
+        let retries2 = |netns: u64| {
+            snapshot
+                .namespaces
+                .iter()
+                .find(|n| n.netns.inode == netns)
+                .map_or(snapshot.settings.tcp_retries2, |n| n.settings.tcp_retries2)
+        };
+        for d in destroyed {
+            let k = (d.netns, d.cookie);
+            let watched = self
+                .live
+                .binary_search_by_key(&k, |s| s.key)
+                .ok()
+                .map(|i| self.live[i])
+                .filter(|s| !dead.contains(&s.key));
+            let seen = if let Some(slot) = watched {
+                dead.insert(k);
+                let seen = self.seen(slot, reader);
+                self.kept.remove(&k);
+                let Some(seen) = seen else { continue };
+                seen
+            } else if let Some(g) = self.gone.remove(&k) {
+                g.seen
+            } else {
+                continue;
+            };
+            let cause = infer_cause(&DeathEvidence {
+                probes: d.probes,
+                retransmits: d.retransmits,
+                settings: seen.keepalive.as_deref(),
+                last_state: Some(seen.state),
+                orphan: seen.inode == 0,
+                tcp_retries2: retries2(d.netns),
+                time_wait_twin: time_wait.contains(&k),
+            });
+            events.push(destroy(seen, now_unix_ms, d.probes, d.retransmits, cause));
+        }
+        dead
+    }
+
+    /// A watched socket's last state and comm, without copying the rest.
+    fn glance(&self, slot: Slot, reader: &mut Reader) -> (TcpState, Option<Arc<str>>) {
+        if slot.at == KEPT {
+            return self
+                .kept
+                .get(&slot.key)
+                .map_or((TcpState::Close, None), |s| (s.state, s.comm.clone()));
+        }
+        let Some(c) = reader.conn(slot) else {
+            return (TcpState::Close, None);
+        };
+        let state = c.state;
+        let comm = match c.owners.first() {
+            Some(o) => reader.comm_of(o.pid),
+            None => self.comms.get(&slot.key).cloned(),
+        };
+        (state, comm)
+    }
+
+    /// What was last seen of a watched socket, copied (`None` never happens: a slot points into the last
+    /// snapshot or at a kept entry).
+    fn seen(&self, slot: Slot, reader: &mut Reader) -> Option<Seen> {
+        if slot.at == KEPT {
+            return self.kept.get(&slot.key).cloned();
+        }
+        let c = reader.conn(slot)?;
+        let (_, comm) = self.glance(slot, reader);
+        Some(Seen {
+            id: SocketId::of(c),
+            state: c.state,
+            inode: c.inode,
+            owners: c.owners.clone(),
+            keepalive: c.keepalive.clone(),
+            comm,
+        })
+    }
+
     /// Handles watched sockets this step did not list: still in the dump (they no longer match the filter: no
-    /// longer watched), in a namespace that could not be listed (kept as they were), or gone from the dump.
+    /// longer watched), in a namespace that could not be listed (kept as they were: returned, to stay watched),
+    /// or gone from the dump.
+    #[allow(clippy::too_many_arguments)]
     fn leave(
         &mut self,
         snapshot: &Snapshot,
         filter: &Filter,
-        left: Vec<Key>,
+        left: Vec<Slot>,
         now_unix_ms: u64,
         holds: &mut dyn FnMut(u64, Owner) -> bool,
+        reader: &mut Reader,
         events: &mut Vec<WatchEvent>,
-    ) {
-        let left_set: FxHashSet<Key> = left.iter().copied().collect();
+    ) -> Vec<Slot> {
+        let mut still_watched = Vec::new();
+        if left.is_empty() {
+            return still_watched;
+        }
+        let left_set: FxHashSet<Key> = left.iter().map(|s| s.key).collect();
         let still_dumped: FxHashSet<Key> = snapshot
             .connections
             .iter()
@@ -251,16 +395,20 @@ impl Tracker {
             .collect();
         // A dump narrowed to some states loses sight of a socket that moves to another: not a death.
         let every_state = filter.states.is_empty();
-        for k in left {
+        for slot in left {
+            let k = slot.key;
             if unlisted.contains(&k.0) {
-                if let Some(seen) = self.live.get_mut(&k) {
-                    seen.step = self.steps;
+                if slot.at != KEPT
+                    && let Some(seen) = self.seen(slot, reader)
+                {
+                    self.kept.insert(k, seen);
                 }
+                still_watched.push(Slot { key: k, at: KEPT });
                 continue;
             }
-            let Some(seen) = self.live.remove(&k) else {
-                continue;
-            };
+            let seen = self.seen(slot, reader);
+            self.kept.remove(&k);
+            let Some(seen) = seen else { continue };
             if still_dumped.contains(&k) {
                 continue;
             }
@@ -301,6 +449,7 @@ impl Tracker {
             }
             self.gone.insert(k, Gone { seen, wait });
         }
+        still_watched
     }
 
     /// Sockets whose notification is overdue are reported dead, cause unknown. A held one whose fds were all
@@ -366,6 +515,9 @@ fn destroy(
         cause,
     }
 }
+
+#[cfg(test)]
+mod reference;
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
@@ -775,5 +927,179 @@ mod tests {
         t.step(&snap(vec![tw]), &f, &[], 0, &mut none);
         assert!(t.step(&snap(vec![]), &f, &[], 1, &mut none).is_empty());
         assert_eq!(t.waiting(), 0);
+    }
+
+    /// A small deterministic generator (xorshift), so the sequence below is the same on every run.
+    struct Dice(u64);
+
+    impl Dice {
+        fn roll(&mut self, sides: u64) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0 % sides
+        }
+    }
+
+    /// A host whose sockets change state, lose their owner, leave the dump (held or not, announced or not, in
+    /// time or late), come back in namespaces that could not be listed for a while, and are filtered.
+    fn world_steps(seed: u64, steps: usize) -> Vec<(Snapshot, Vec<Destroyed>, Vec<u64>, u64)> {
+        let mut dice = Dice(seed);
+        let states = [
+            TcpState::Established,
+            TcpState::CloseWait,
+            TcpState::FinWait1,
+            TcpState::SynSent,
+            TcpState::Listen,
+            TcpState::TimeWait,
+        ];
+        let ns = |inode: u64, error: bool| NamespaceInfo {
+            netns: NetnsRef { inode, name: None },
+            current: inode == 10,
+            pid: None,
+            settings: Settings::default(),
+            error: error.then(|| "cannot enter".to_string()),
+        };
+        // Live sockets: cookie -> connection; dead ones: cookie and inode, for late notifications and held fds.
+        let mut alive: BTreeMap<u64, Connection> = BTreeMap::new();
+        let mut dead: Vec<(u64, u64, u64)> = Vec::new();
+        let mut next = 1;
+        let mut out = Vec::new();
+        for step in 0..steps {
+            let now = step as u64 * 3_000;
+            for _ in 0..dice.roll(6) {
+                let mut c = conn(next, states[dice.roll(5) as usize]);
+                c.peer_port = [9100, 22][dice.roll(2) as usize];
+                c.owners = Owner {
+                    pid: [7, 8][dice.roll(2) as usize],
+                    fd: 3,
+                }
+                .into();
+                c.netns = Some(Arc::new(NetnsRef {
+                    inode: [10, 20][dice.roll(2) as usize],
+                    name: None,
+                }));
+                alive.insert(next, c);
+                next += 1;
+            }
+            let mut destroyed = Vec::new();
+            let cookies: Vec<u64> = alive.keys().copied().collect();
+            for cookie in cookies {
+                let netns = alive[&cookie].netns.as_ref().map_or(0, |n| n.inode);
+                match dice.roll(12) {
+                    0 => {
+                        let c = alive.remove(&cookie).unwrap();
+                        dead.push((netns, cookie, c.inode));
+                    }
+                    1 => {
+                        // Ended normally: a TIME-WAIT twin with the same cookie, and the notification.
+                        let c = alive.get_mut(&cookie).unwrap();
+                        c.state = TcpState::TimeWait;
+                        c.owners.clear();
+                        c.inode = 0;
+                        destroyed.push(Destroyed {
+                            netns,
+                            ..destroyed_note(cookie, 0, 0)
+                        });
+                    }
+                    2 => alive.get_mut(&cookie).unwrap().state = states[dice.roll(6) as usize],
+                    3 => alive.get_mut(&cookie).unwrap().owners.clear(),
+                    4 => {
+                        alive.get_mut(&cookie).unwrap().owners = Owner { pid: 8, fd: 4 }.into();
+                    }
+                    _ => {}
+                }
+            }
+            // Late, lost and stray notifications.
+            dead.retain(|&(netns, cookie, _)| match dice.roll(4) {
+                0 => {
+                    destroyed.push(Destroyed {
+                        netns,
+                        ..destroyed_note(cookie, dice.roll(4) as u8, dice.roll(16) as u8)
+                    });
+                    false
+                }
+                1 => false,
+                _ => true,
+            });
+            if dice.roll(5) == 0 {
+                destroyed.push(destroyed_note(10_000 + dice.roll(50), 1, 1));
+            }
+            let held: Vec<u64> = dead
+                .iter()
+                .filter(|_| dice.roll(2) == 0)
+                .map(|&(_, _, inode)| inode)
+                .collect();
+            let unlisted = dice.roll(4) == 0;
+            let mut snapshot = snap(
+                alive
+                    .values()
+                    .filter(|c| !(unlisted && c.netns.as_ref().is_some_and(|n| n.inode == 20)))
+                    .cloned()
+                    .collect(),
+            );
+            if dice.roll(3) == 0 {
+                snapshot.processes.insert(
+                    8,
+                    Process {
+                        pid: 8,
+                        comm: "db".to_string(),
+                        cmdline: vec![],
+                        uid: Some(0),
+                        user: None,
+                    },
+                );
+            }
+            snapshot.namespaces = vec![ns(10, false), ns(20, unlisted)];
+            out.push((snapshot, destroyed, held, now));
+        }
+        out
+    }
+
+    fn destroyed_note(cookie: u64, probes: u8, retransmits: u8) -> Destroyed {
+        destroyed(cookie, probes, retransmits)
+    }
+
+    #[test]
+    fn the_shared_snapshot_tracker_says_what_the_copying_one_said() {
+        let filters = [
+            Filter::default(),
+            Filter {
+                states: vec![TcpState::Established],
+                ..Filter::default()
+            },
+            Filter {
+                dports: vec![9100],
+                ..Filter::default()
+            },
+        ];
+        let mut events = 0;
+        for seed in 1..=40u64 {
+            for f in &filters {
+                let mut old = reference::Tracker::new();
+                let mut new = Tracker::new();
+                for (i, (snapshot, destroyed, held_inodes, now)) in
+                    world_steps(seed * 7919, 60).into_iter().enumerate()
+                {
+                    let want = old.step(&snapshot, f, &destroyed, now, &mut held(&held_inodes));
+                    let got = new.step_shared(
+                        &Arc::new(snapshot),
+                        f,
+                        &destroyed,
+                        now,
+                        &mut held(&held_inodes),
+                    );
+                    assert_eq!(got, want, "seed {seed}, step {i}, filter {f:?}");
+                    assert_eq!(
+                        (new.watched(), new.waiting()),
+                        (old.watched(), old.waiting()),
+                        "seed {seed}, step {i}"
+                    );
+                    events += want.len();
+                }
+            }
+        }
+        // The sequences exercise every kind of event, not just quiet steps.
+        assert!(events > 1_000, "{events}");
     }
 }

@@ -186,7 +186,7 @@ mod tests {
         update(
             &mut app,
             Action::Snapshot {
-                snapshot: Box::new(snap),
+                snapshot: std::sync::Arc::new(snap),
                 now_ms: 0,
             },
         );

@@ -1,5 +1,7 @@
 //! UI state and the pure `update(&mut App, Action)` that every key, snapshot and tick goes through.
 
+use std::sync::Arc;
+
 use crate::analyze::ProcessSummary;
 use crate::filter::Filter;
 use crate::pace::Stretch;
@@ -8,7 +10,7 @@ use crate::events::WatchEvent;
 use crate::model::{Connection, Snapshot};
 use crate::tui::act::{self, ActKind, Pending};
 use crate::tui::event_log::EventLog;
-use crate::tui::history::History;
+use crate::tui::history::Shared;
 use crate::tui::prepare::{ConnSort, Counts, Prepared, ProcSort, ViewSpec, view_rows};
 
 /// Which table is showing.
@@ -81,12 +83,12 @@ pub enum Action {
     ActDone(String),
     /// A new snapshot arrived at wall-clock time `now_ms` (Unix ms).
     Snapshot {
-        snapshot: Box<Snapshot>,
+        snapshot: Arc<Snapshot>,
         now_ms: u64,
     },
     /// A new snapshot with its rows computed by the collector thread for the view it last heard of.
     PreparedSnapshot {
-        snapshot: Box<Snapshot>,
+        snapshot: Arc<Snapshot>,
         prepared: Box<Prepared>,
         now_ms: u64,
     },
@@ -130,9 +132,9 @@ const TABLE_CHROME: u16 = 3;
 /// The whole UI state. Built from snapshots; rendered by `render`; changed only by `update`.
 #[derive(Debug, Clone)]
 pub struct App {
-    pub snapshot: Option<Snapshot>,
+    pub snapshot: Option<Arc<Snapshot>>,
     /// The newest snapshot that arrived while paused.
-    pub held: Option<Box<Snapshot>>,
+    pub held: Option<Arc<Snapshot>>,
     /// Wall clock (Unix ms) as of the last tick or snapshot: what "ago" is measured against.
     pub now_ms: u64,
     pub view: View,
@@ -161,12 +163,16 @@ pub struct App {
     pub proc_pid: Option<u32>,
     pub proc_offset: usize,
     pub detail: Option<Detail>,
-    pub history: History,
+    /// What the session has seen of each socket, shared with the collector thread.
+    pub history: Shared,
+    /// The collector thread records each snapshot in `history` (the live view); otherwise `update` does, when the
+    /// snapshot arrives (a replay, tests).
+    pub history_elsewhere: bool,
     /// Header counts of the current snapshot.
     pub counts: Counts,
     /// The snapshot the newest one replaced: the event loop hands it to the collector thread to free, so that
     /// freeing 200,000 sockets does not hold up keys.
-    pub retired: Option<Snapshot>,
+    pub retired: Option<Arc<Snapshot>>,
     pub collector_error: Option<String>,
     /// Refreshes come this far apart instead of every interval, to stay within the CPU budget.
     pub stretched: Option<Stretch>,
@@ -226,7 +232,8 @@ impl App {
             proc_pid: None,
             proc_offset: 0,
             detail: None,
-            history: History::default(),
+            history: Shared::default(),
+            history_elsewhere: false,
             counts: Counts::default(),
             retired: None,
             collector_error: None,
@@ -394,16 +401,17 @@ impl App {
 
     /// A snapshot from the collector, with its rows when they were prepared there: shown, or held while paused
     /// (a held one is shown at resume, its rows computed then).
-    fn receive(&mut self, snapshot: Box<Snapshot>, prepared: Option<Box<Prepared>>, now_ms: u64) {
+    fn receive(&mut self, snapshot: Arc<Snapshot>, prepared: Option<Box<Prepared>>, now_ms: u64) {
         self.now_ms = now_ms;
         match prepared {
-            _ if self.paused => self.held = Some(snapshot),
-            Some(prepared) => self.apply_prepared(*snapshot, *prepared),
-            None => self.apply_snapshot(*snapshot),
+            // The one held before is freed on the collector thread too.
+            _ if self.paused => self.retired = self.held.replace(snapshot).or(self.retired.take()),
+            Some(prepared) => self.apply_prepared(snapshot, *prepared),
+            None => self.apply_snapshot(snapshot),
         }
     }
 
-    fn apply_snapshot(&mut self, snapshot: Snapshot) {
+    fn apply_snapshot(&mut self, snapshot: Arc<Snapshot>) {
         let counts = Counts::of(&snapshot);
         self.take_snapshot(snapshot, counts);
         self.refresh();
@@ -411,7 +419,7 @@ impl App {
 
     /// A snapshot with its rows already computed (on the collector thread): used when they were computed for
     /// the view as it is now, else computed again here.
-    fn apply_prepared(&mut self, snapshot: Snapshot, prepared: Prepared) {
+    fn apply_prepared(&mut self, snapshot: Arc<Snapshot>, prepared: Prepared) {
         self.take_snapshot(snapshot, prepared.counts);
         if prepared.spec == self.view_spec() {
             self.install(prepared.rows, prepared.procs);
@@ -421,10 +429,15 @@ impl App {
     }
 
     /// Counts belong to the snapshot: taken with it, not redone when only the view changes.
-    fn take_snapshot(&mut self, snapshot: Snapshot, counts: Counts) {
+    fn take_snapshot(&mut self, snapshot: Arc<Snapshot>, counts: Counts) {
         self.counts = counts;
-        self.history
-            .observe(&snapshot, snapshot.taken_at_unix_ms, self.conn_cookie);
+        if !self.history_elsewhere {
+            self.history.lock().history.observe(
+                &snapshot,
+                snapshot.taken_at_unix_ms,
+                self.conn_cookie,
+            );
+        }
         self.retired = self.snapshot.replace(snapshot);
         self.collector_error = None;
     }
@@ -627,7 +640,7 @@ fn navigate(app: &mut App, action: Action) {
             if !app.paused
                 && let Some(held) = app.held.take()
             {
-                app.apply_snapshot(*held);
+                app.apply_snapshot(held);
             }
             if !app.paused && !app.held_log.is_empty() {
                 let held = std::mem::take(&mut app.held_log);
@@ -777,7 +790,7 @@ mod tests {
         update(
             &mut app,
             Action::Snapshot {
-                snapshot: Box::new(busy()),
+                snapshot: std::sync::Arc::new(busy()),
                 now_ms: T0 + 500,
             },
         );
@@ -804,7 +817,7 @@ mod tests {
         update(
             &mut plain,
             Action::Snapshot {
-                snapshot: Box::new(busy()),
+                snapshot: std::sync::Arc::new(busy()),
                 now_ms: T0 + 1_500,
             },
         );
@@ -817,7 +830,7 @@ mod tests {
         update(
             &mut fresh,
             Action::PreparedSnapshot {
-                snapshot: Box::new(busy()),
+                snapshot: std::sync::Arc::new(busy()),
                 prepared: Box::new(prepared),
                 now_ms: T0 + 1_500,
             },
@@ -835,7 +848,7 @@ mod tests {
         update(
             &mut stale,
             Action::PreparedSnapshot {
-                snapshot: Box::new(busy()),
+                snapshot: std::sync::Arc::new(busy()),
                 prepared: Box::new(old),
                 now_ms: T0 + 1_500,
             },
@@ -1010,7 +1023,7 @@ mod tests {
         update(
             &mut app,
             Action::Snapshot {
-                snapshot: Box::new(busy()),
+                snapshot: std::sync::Arc::new(busy()),
                 now_ms: T0,
             },
         );
@@ -1037,7 +1050,7 @@ mod tests {
         update(
             &mut app,
             Action::Snapshot {
-                snapshot: Box::new(next),
+                snapshot: std::sync::Arc::new(next),
                 now_ms: T0 + 1_500,
             },
         );
@@ -1051,7 +1064,7 @@ mod tests {
         update(
             &mut app,
             Action::Snapshot {
-                snapshot: Box::new(next),
+                snapshot: std::sync::Arc::new(next),
                 now_ms: T0 + 2_500,
             },
         );
@@ -1071,7 +1084,7 @@ mod tests {
         update(
             &mut app,
             Action::Snapshot {
-                snapshot: Box::new(next),
+                snapshot: std::sync::Arc::new(next),
                 now_ms: T0 + 1_500,
             },
         );
@@ -1131,7 +1144,7 @@ mod tests {
         update(
             &mut app,
             Action::Snapshot {
-                snapshot: Box::new(next),
+                snapshot: std::sync::Arc::new(next),
                 now_ms: T0 + 1_000,
             },
         );
@@ -1166,7 +1179,7 @@ mod tests {
         update(
             &mut app,
             Action::Snapshot {
-                snapshot: Box::new(busy()),
+                snapshot: std::sync::Arc::new(busy()),
                 now_ms: T0 + 1_000,
             },
         );
@@ -1312,7 +1325,7 @@ mod tests {
         update(
             &mut app,
             Action::Snapshot {
-                snapshot: Box::new(snap),
+                snapshot: std::sync::Arc::new(snap),
                 now_ms: T0 + 1_000,
             },
         );

@@ -3,9 +3,9 @@
 
 use std::panic::AssertUnwindSafe;
 use std::path::Path;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, TryRecvError};
+use std::sync::{Arc, Weak};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -16,6 +16,7 @@ use crate::model::{NamespaceInfo, Snapshot};
 use crate::pace::{Pace, Stretch, process_cpu};
 use crate::tui::act::Pending;
 use crate::tui::event_log::Feed;
+use crate::tui::history::Shared;
 use crate::tui::perform::perform;
 use crate::tui::prepare::{Prepared, ViewSpec, prepare};
 
@@ -26,7 +27,7 @@ pub enum UiEvent {
     Mouse(MouseEvent),
     Resize(u16, u16),
     /// A snapshot, with its rows computed for the view the collector last heard of ([`Control::View`]).
-    Snapshot(Box<Snapshot>, Option<Box<Prepared>>),
+    Snapshot(Arc<Snapshot>, Option<Box<Prepared>>),
     /// Watch events (deaths, state changes) of the snapshot that follows, oldest first.
     Log(Vec<crate::events::WatchEvent>),
     /// What `K`/`E` did, in one line for the footer (performed on the collector thread).
@@ -84,7 +85,7 @@ pub enum Control {
     /// The view changed: compute the rows of the next snapshots for this one.
     View(Box<ViewSpec>),
     /// A snapshot the UI no longer shows: freed here, off the UI thread.
-    Retire(Box<Snapshot>),
+    Retire(Arc<Snapshot>),
     /// A move through recorded time (only a replay's source thread acts on it).
     Replay(crate::tui::replay::Go),
 }
@@ -93,13 +94,14 @@ pub enum Control {
 /// user did not choose the interval) until the UI hangs up `control` (dropping its sender). [`Control::Act`]
 /// performs `K`/`E` here, off the UI thread, and takes the next snapshot at once. Each snapshot goes with its rows, sorted and filtered for the view the UI
 /// last sent, so that the UI thread does no per-socket work when it arrives (it does when the view changed in
-/// between). A dump that takes longer than the interval is followed by the next at once:
+/// between); the session `history` is recorded here too. A dump that takes longer than the interval is followed by the next at once:
 /// the UI never waits on it, it just shows how old its data is. One [`Collector`] serves every refresh, so only
 /// what changed in /proc is read again. A [`Feed`] turns destroy notifications and each snapshot into watch events,
 /// sent just before that snapshot.
 pub fn spawn_collector(
     opts: Options,
     mut pace: Pace,
+    history: Shared,
     tx: Sender<UiEvent>,
     control: Receiver<Control>,
 ) -> std::io::Result<thread::JoinHandle<()>> {
@@ -111,7 +113,16 @@ pub fn spawn_collector(
             let mut collector = Collector::new(opts);
             let mut view: Option<ViewSpec> = None;
             let mut stretched = None;
+            // The snapshots sent last and before it: the UI shows the last, and hands the one it replaced back
+            // here to be freed.
+            let (mut last_sent, mut replaced) = (Weak::new(), Weak::new());
             loop {
+                // Never three snapshots at once (shown, replaced, being taken): the replaced one is freed before
+                // the next is taken, waiting a little for the UI to hand it back. One the UI keeps (paused, it
+                // shows an older one) is waited for only that long.
+                if let Err(()) = wait_retired(&replaced, &control, &mut view, &proc_root, &tx) {
+                    return;
+                }
                 // An action performed while this snapshot was taken: the one after it shows the result.
                 let mut acted = false;
                 // A refresh's cost, for the pace: the process's CPU time while the dump, the /proc update, the rows
@@ -119,9 +130,12 @@ pub fn spawn_collector(
                 let (started, cpu) = (Instant::now(), process_cpu());
                 // Notifications first, then the dump: a socket destroyed in between is still in `feed`'s memory.
                 feed.drain();
-                let event = match std::panic::catch_unwind(AssertUnwindSafe(|| collector.collect()))
-                {
+                let (event, sent) = match std::panic::catch_unwind(AssertUnwindSafe(|| {
+                    collector.collect()
+                })) {
                     Ok(Ok(snapshot)) => {
+                        // Shared by the view and the feed's tracker, which keeps it until the next step.
+                        let snapshot = Arc::new(snapshot);
                         // The newest view the UI has sent, including while this snapshot was taken.
                         match drain(&control, &mut view, &proc_root, &tx) {
                             Ok(true) => acted = true,
@@ -134,7 +148,7 @@ pub fn spawn_collector(
                             let prepared = view
                                 .as_ref()
                                 .map(|v| s.spawn(|| Box::new(prepare(&snapshot, v))));
-                            let events = feed.step(&snapshot, snapshot.taken_at_unix_ms);
+                            let events = feed.step_shared(&snapshot, snapshot.taken_at_unix_ms);
                             let prepared = prepared.map(|h| {
                                 h.join()
                                     .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
@@ -144,9 +158,13 @@ pub fn spawn_collector(
                         if !events.is_empty() && tx.send(UiEvent::Log(events)).is_err() {
                             return;
                         }
-                        UiEvent::Snapshot(Box::new(snapshot), prepared)
+                        replaced = std::mem::replace(&mut last_sent, Arc::downgrade(&snapshot));
+                        (
+                            UiEvent::Snapshot(Arc::clone(&snapshot), prepared),
+                            Some(snapshot),
+                        )
                     }
-                    Ok(Err(e)) => UiEvent::CollectorError(crate::exit::error_line(&e)),
+                    Ok(Err(e)) => (UiEvent::CollectorError(crate::exit::error_line(&e)), None),
                     Err(panic) => {
                         let msg = panic
                             .downcast_ref::<&str>()
@@ -159,6 +177,11 @@ pub fn spawn_collector(
                 };
                 if tx.send(event).is_err() {
                     return;
+                }
+                // The history records the snapshot after the UI has it (the UI draws meanwhile), here rather than
+                // on the UI thread: a million sockets take a second the first time, 0.1 s at each refresh.
+                if let Some(snapshot) = sent {
+                    history.observe(&snapshot, snapshot.taken_at_unix_ms);
                 }
                 pace.record(process_cpu().saturating_sub(cpu));
                 if pace.stretched() != stretched {
@@ -212,6 +235,31 @@ fn obey(
     }
 }
 
+/// How long the collector waits for the UI to hand back the snapshot it replaced before taking the next.
+const RETIRE_WAIT: Duration = Duration::from_secs(2);
+
+/// Obeys messages until `replaced` is freed (the UI handed it back) or [`RETIRE_WAIT`] passed; `Err` when the UI
+/// hung up. An action performed meanwhile needs nothing more: the next snapshot is taken right after.
+fn wait_retired(
+    replaced: &Weak<Snapshot>,
+    control: &Receiver<Control>,
+    view: &mut Option<ViewSpec>,
+    proc_root: &Path,
+    tx: &Sender<UiEvent>,
+) -> Result<(), ()> {
+    let deadline = Instant::now() + RETIRE_WAIT;
+    while replaced.strong_count() > 0 {
+        match control.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            Ok(message) => {
+                obey(message, view, proc_root, tx);
+            }
+            Err(RecvTimeoutError::Timeout) => return Ok(()),
+            Err(RecvTimeoutError::Disconnected) => return Err(()),
+        }
+    }
+    Ok(())
+}
+
 /// Takes every message already waiting. `Ok(true)` when it performed an action, which the snapshot just taken
 /// predates; `Err` when the UI hung up.
 fn drain(
@@ -245,4 +293,48 @@ pub fn spawn_signals(tx: Sender<UiEvent>) -> std::io::Result<signal_hook::iterat
             }
         })?;
     Ok(handle)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use std::sync::mpsc;
+
+    use super::*;
+
+    #[test]
+    fn the_replaced_snapshot_handed_back_is_freed_before_the_next_is_taken() {
+        let (tx, _ui) = mpsc::channel();
+        let (to_collector, control) = mpsc::channel();
+        let mut view = None;
+        let replaced = Arc::new(Snapshot::default());
+        let weak = Arc::downgrade(&replaced);
+        // The UI handed it back: freed here, and the wait ends without its deadline.
+        to_collector.send(Control::Retire(replaced)).unwrap();
+        let started = Instant::now();
+        assert_eq!(
+            wait_retired(&weak, &control, &mut view, Path::new("/proc"), &tx),
+            Ok(())
+        );
+        assert_eq!(weak.strong_count(), 0);
+        assert!(started.elapsed() < RETIRE_WAIT);
+        // Nothing to wait for: at once.
+        assert_eq!(
+            wait_retired(&Weak::new(), &control, &mut view, Path::new("/proc"), &tx),
+            Ok(())
+        );
+        // The UI hung up while it still held one: the collector stops.
+        let held = Arc::new(Snapshot::default());
+        drop(to_collector);
+        assert_eq!(
+            wait_retired(
+                &Arc::downgrade(&held),
+                &control,
+                &mut view,
+                Path::new("/proc"),
+                &tx
+            ),
+            Err(())
+        );
+    }
 }

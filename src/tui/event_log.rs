@@ -3,6 +3,7 @@
 //! notifications and each snapshot (the I/O side, [`events::Feed`], as `kwatch --watch` does it).
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 
 use crate::collect::Options;
 use crate::events::{self, WatchEvent};
@@ -79,6 +80,12 @@ impl Feed {
     /// The events of one snapshot taken after [`Feed::drain`], oldest first; `now_unix_ms` stamps them.
     pub fn step(&mut self, snapshot: &Snapshot, now_unix_ms: u64) -> Vec<WatchEvent> {
         self.inner.step(snapshot, &self.filter, now_unix_ms)
+    }
+
+    /// [`Feed::step`] with a shared snapshot: the feed keeps it until the next step (the one the view shows, not
+    /// a copy).
+    pub fn step_shared(&mut self, snapshot: &Arc<Snapshot>, now_unix_ms: u64) -> Vec<WatchEvent> {
+        self.inner.step_shared(snapshot, &self.filter, now_unix_ms)
     }
 }
 

@@ -1,6 +1,11 @@
 //! What the session has seen of each socket (by cookie): first sight, time in the current state, recent samples.
+//!
+//! The live view keeps it on the collector thread's side ([`Shared`]): observed there after each snapshot is sent,
+//! a slice at a time, so that the UI thread does no per-socket work when a snapshot arrives and waits at most one
+//! slice when the detail pane reads it.
 
 use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use rustc_hash::FxHashMap;
 
@@ -24,6 +29,42 @@ pub struct Sample {
     pub idle_ms: Option<u64>,
 }
 
+/// Recent samples of one socket, oldest first: no allocation (one word) for the sockets that keep none, which on
+/// a big host is nearly all.
+/// Boxed on purpose: an empty `VecDeque` is four words in every socket's entry, a box one.
+#[allow(clippy::box_collection)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Samples(Option<Box<VecDeque<Sample>>>);
+
+impl Samples {
+    pub fn len(&self) -> usize {
+        self.0.as_ref().map_or(0, |s| s.len())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Sample> {
+        self.0.iter().flat_map(|s| s.iter())
+    }
+
+    pub fn back(&self) -> Option<&Sample> {
+        self.0.as_ref().and_then(|s| s.back())
+    }
+
+    /// Adds one, dropping the oldest past [`SAMPLES`].
+    fn push(&mut self, sample: Sample) {
+        let s = self
+            .0
+            .get_or_insert_with(|| Box::new(VecDeque::with_capacity(SAMPLES)));
+        if s.len() == SAMPLES {
+            s.pop_front();
+        }
+        s.push_back(sample);
+    }
+}
+
 /// The session's memory of one socket.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Seen {
@@ -36,7 +77,7 @@ pub struct Seen {
     pub state_since_start: bool,
     /// Wall clock (Unix ms) of the last snapshot that contained this socket.
     pub last_seen_ms: u64,
-    pub samples: VecDeque<Sample>,
+    pub samples: Samples,
 }
 
 /// Session history for every socket seen recently, keyed by cookie. Memory is bounded: entries of sockets gone
@@ -64,16 +105,33 @@ impl History {
 
     /// Records one snapshot taken at `now_ms`. `selected` always keeps samples, even on very large hosts.
     pub fn observe(&mut self, snapshot: &Snapshot, now_ms: u64, selected: Option<u64>) {
+        self.observe_part(snapshot, &snapshot.connections, now_ms, selected);
+        self.forget(snapshot, now_ms);
+    }
+
+    /// Records `part` of the connections of `snapshot` (see [`History::observe`]); [`History::forget`] ends the
+    /// snapshot.
+    fn observe_part(
+        &mut self,
+        snapshot: &Snapshot,
+        part: &[Connection],
+        now_ms: u64,
+        selected: Option<u64>,
+    ) {
         let sample_all = snapshot.connections.len() <= SAMPLE_ALL_LIMIT;
         // Grown once to its size rather than doubling through 200,000 first sightings (the first frame waits).
         self.seen
             .reserve(snapshot.connections.len().saturating_sub(self.seen.len()));
-        for conn in &snapshot.connections {
+        for conn in part {
             let wanted = sample_all
                 || selected == Some(conn.cookie)
                 || conn.worst().is_some_and(|s| s >= Severity::Warning);
             self.observe_one(conn, now_ms, wanted, sample_all);
         }
+    }
+
+    /// Forgets the sockets not seen for [`FORGET_AFTER_MS`], once every part of `snapshot` was recorded.
+    fn forget(&mut self, snapshot: &Snapshot, now_ms: u64) {
         if self.seen.len() == snapshot.connections.len() {
             // Every socket remembered is in this snapshot (cookies are unique): none to forget.
             return;
@@ -96,7 +154,7 @@ impl History {
             state_since_ms: now_ms,
             state_since_start: true,
             last_seen_ms: now_ms,
-            samples: VecDeque::new(),
+            samples: Samples::default(),
         });
         if seen.state != conn.state {
             seen.state = conn.state;
@@ -108,17 +166,13 @@ impl History {
         if wanted && (has_samples || unbounded || self.sampled < SAMPLE_ALL_LIMIT) {
             if !has_samples {
                 self.sampled += 1;
-                seen.samples.reserve_exact(SAMPLES);
             }
-            if seen.samples.len() == SAMPLES {
-                seen.samples.pop_front();
-            }
-            seen.samples.push_back(Sample {
+            seen.samples.push(Sample {
                 probes: conn.timer.count,
                 idle_ms: heard_ms(conn),
             });
         } else if !wanted && has_samples {
-            seen.samples = VecDeque::new();
+            seen.samples = Samples::default();
             self.sampled -= 1;
         }
     }
@@ -126,6 +180,40 @@ impl History {
     /// How many sockets keep samples.
     pub fn sampled(&self) -> usize {
         self.sampled
+    }
+}
+
+/// Sockets recorded per hold of the lock of a [`Shared`] history: a few milliseconds, the longest the detail pane
+/// waits for it.
+const PART: usize = 8_192;
+
+/// The live view's history: observed on the collector thread, read by the detail pane on the UI thread.
+#[derive(Debug, Clone, Default)]
+pub struct Shared(Arc<Mutex<Session>>);
+
+/// The history and the socket the view has selected (which keeps samples on any host).
+#[derive(Debug, Default)]
+pub struct Session {
+    pub history: History,
+    pub selected: Option<u64>,
+}
+
+impl Shared {
+    /// The history, for reading or replacing; the collector thread holds it at most one part at a time.
+    pub fn lock(&self) -> MutexGuard<'_, Session> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Records one snapshot taken at `now_ms`, [`PART`] sockets per hold of the lock.
+    pub fn observe(&self, snapshot: &Snapshot, now_ms: u64) {
+        for part in snapshot.connections.chunks(PART) {
+            let mut session = self.lock();
+            let selected = session.selected;
+            session
+                .history
+                .observe_part(snapshot, part, now_ms, selected);
+        }
+        self.lock().history.forget(snapshot, now_ms);
     }
 }
 
@@ -252,5 +340,56 @@ mod tests {
         // Everything gone for long enough: forgotten, and the count with it.
         h.observe(&snap(vec![]), 2_000 + FORGET_AFTER_MS, None);
         assert_eq!((h.len(), h.sampled()), (0, 0));
+    }
+
+    #[test]
+    fn the_shared_history_recorded_in_parts_equals_one_recorded_whole() {
+        // More sockets than a part and than the sampling limit, one of them selected; then some leave for good.
+        let n = 2 * PART as u64 + 17;
+        let conns = |n: u64, state: TcpState| -> Vec<Connection> {
+            (0..n)
+                .map(|c| {
+                    let plain = conn(c, state, 0);
+                    if c % 5 == 0 {
+                        stuck(plain, Severity::Warning)
+                    } else {
+                        plain
+                    }
+                })
+                .collect()
+        };
+        let steps = [
+            (snap(conns(n, TcpState::Established)), 1_000),
+            (snap(conns(n, TcpState::CloseWait)), 2_000),
+            (
+                snap(conns(n / 2, TcpState::CloseWait)),
+                2_000 + FORGET_AFTER_MS,
+            ),
+        ];
+        let mut whole = History::default();
+        let shared = Shared::default();
+        shared.lock().selected = Some(PART as u64 + 3);
+        for (snapshot, now) in &steps {
+            whole.observe(snapshot, *now, Some(PART as u64 + 3));
+            shared.observe(snapshot, *now);
+        }
+        let session = shared.lock();
+        assert_eq!(session.history, whole);
+        assert_eq!(session.history.len(), n as usize / 2);
+        assert_eq!(
+            session.history.get(PART as u64 + 3).unwrap().samples.len(),
+            3,
+            "the selected socket keeps samples on a big host"
+        );
+        assert_eq!(
+            session.history.get(1).unwrap().samples.len(),
+            1,
+            "a healthy socket is sampled only once the host has few enough sockets"
+        );
+        assert_eq!(
+            session.history.get(1).unwrap().state_since_ms,
+            2_000,
+            "in CLOSE-WAIT since the second snapshot"
+        );
     }
 }

@@ -124,7 +124,7 @@ impl Reader {
     fn show(&mut self, snapshot: Snapshot) -> Result<(), Gone> {
         self.shown = Some(snapshot.taken_at_unix_ms);
         let prepared = self.view.as_ref().map(|v| Box::new(prepare(&snapshot, v)));
-        self.send(UiEvent::Snapshot(Box::new(snapshot), prepared))
+        self.send(UiEvent::Snapshot(std::sync::Arc::new(snapshot), prepared))
     }
 
     /// Shows the refresh after the one shown; false at the end of the recording.

@@ -222,7 +222,10 @@ pub fn view_rows(snap: &Snapshot, spec: &ViewSpec) -> (Vec<usize>, Vec<ProcessSu
         };
         ord.then(a.1.cmp(&b.1))
     });
-    let rows: Vec<usize> = keyed.into_iter().map(|(_, _, i)| i).collect();
+    // A new, exact allocation: collected from `keyed.into_iter()`, the rows would reuse the keys' (six times the
+    // size) and keep it while the view shows them (48 B a socket instead of 8).
+    let rows: Vec<usize> = keyed.iter().map(|(_, _, i)| *i).collect();
+    drop(keyed);
     let filtered = || {
         snap.connections
             .iter()

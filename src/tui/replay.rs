@@ -104,7 +104,7 @@ pub fn intercept(
     }
     match ev {
         UiEvent::Replay(Message::Warm(history, events)) => {
-            app.history = *history;
+            app.history.lock().history = *history;
             app.log = EventLog::default();
             app.held_log.clear();
             app.log_sel = 0;

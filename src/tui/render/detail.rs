@@ -49,7 +49,8 @@ pub fn render(app: &App, detail: &Detail, theme: Theme, area: Rect, buf: &mut Bu
     let inner = block.inner(area);
     block.render(area, buf);
 
-    let seen = app.history.get(conn.cookie);
+    let session = app.history.lock();
+    let seen = session.history.get(conn.cookie);
     let samples = seen.map_or(0, |s| s.samples.len());
     let spark_h = if samples > 0 && inner.height >= 12 {
         2
@@ -60,7 +61,7 @@ pub fn render(app: &App, detail: &Detail, theme: Theme, area: Rect, buf: &mut Bu
         Layout::vertical([Constraint::Min(0), Constraint::Length(spark_h)]).areas(inner);
 
     let empty = Snapshot::default();
-    let snap = app.snapshot.as_ref().unwrap_or(&empty);
+    let snap = app.snapshot.as_deref().unwrap_or(&empty);
     let width = usize::from(text_area.width);
     let lines: Vec<Line> = lines(app, conn, snap, seen, theme)
         .into_iter()
@@ -185,7 +186,11 @@ fn lines(
     if let Some(seen) = seen {
         let in_state = format_duration_ms(app.now_ms.saturating_sub(seen.state_since_ms));
         let first = format_duration_ms(app.now_ms.saturating_sub(seen.first_seen_ms));
-        let session = if seen.state_since_start {
+        // The history is recorded on the collector thread and may already hold the next snapshot: its time in
+        // a state other than the one shown is not this state's.
+        let session = if seen.state != conn.state {
+            format!("first seen {first} ago")
+        } else if seen.state_since_start {
             format!("first seen {first} ago, already {}", conn.state.label())
         } else {
             format!(

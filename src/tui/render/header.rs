@@ -19,7 +19,11 @@ pub fn render(app: &App, theme: Theme, area: Rect, buf: &mut Buffer) {
     let mut lines: Vec<Line> = Vec::new();
     let mut first = vec![Span::styled("kwatch", theme.title())];
     if let Some(replay) = app.replay.as_ref() {
-        first.extend(super::replay::header(replay, app.snapshot.as_ref(), theme));
+        first.extend(super::replay::header(
+            replay,
+            app.snapshot.as_deref(),
+            theme,
+        ));
     }
     match app.snapshot.as_ref() {
         None if app.replay.is_some() => {
