@@ -75,6 +75,56 @@ impl Collector {
         &self.opts
     }
 
+    /// Whether the next snapshot is worth showing in two steps (see [`Collector::collect_dump_only`]): the
+    /// processes are mapped and kwatch's namespace holds at least `sockets` TCP sockets (`/proc/net/sockstat`).
+    pub fn expects_at_least(&self, sockets: u64) -> bool {
+        self.opts.map_processes
+            && crate::proc::tcp_sockets_in_use(&self.opts.proc_root).is_some_and(|n| n >= sockets)
+    }
+
+    /// The dump alone, analysed, with `owners_pending` set and keepalive settings assumed: a first frame on a big
+    /// host, which the /proc map and the socket options would delay by seconds. Keeps nothing for the next
+    /// refresh (the map and option memory are left as they are).
+    pub fn collect_dump_only(&mut self) -> anyhow::Result<Snapshot> {
+        let taken_at_unix_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        let Collector { opts, dumper, .. } = self;
+        let (dumped, dump_us) = timed(|| {
+            netns::dump_scope(
+                &opts.netns,
+                &opts.proc_root,
+                Path::new(netns::RUN_NETNS),
+                &opts.request,
+                |request| dump(dumper, request),
+            )
+        });
+        let mut dumped = dumped?;
+        let mut connections = std::mem::take(&mut dumped.connections);
+        connections.shrink_to_fit();
+        let header = Snapshot {
+            taken_at_unix_ms,
+            dump_us,
+            owners_pending: true,
+            ..Snapshot::default()
+        };
+        let quick = Options {
+            map_processes: false,
+            read_sockopts: false,
+            ..opts.clone()
+        };
+        let mut memory = sockopt::Memory::new();
+        Ok(finish(
+            &quick,
+            header,
+            connections,
+            dumped,
+            None,
+            Cow::Owned(ProcMap::default()),
+            Some(&mut memory),
+        ))
+    }
+
     /// Takes one snapshot: kernel dump and /proc update at the same time, then join and analysis. Its
     /// connections are in dump order (the live view and the exporter order what they show themselves).
     pub fn collect(&mut self) -> anyhow::Result<Snapshot> {

@@ -580,6 +580,10 @@ pub struct Snapshot {
     /// (a security module, a kernel-protected process), so "run as root" would be no help.
     #[serde(default)]
     pub as_root: bool,
+    /// The dump alone, shown while owners and socket options are read (the live view's first frame on a big
+    /// host): no owner means "not read yet", not "none", and keepalive settings are assumed.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub owners_pending: bool,
 }
 
 impl Snapshot {

@@ -97,6 +97,13 @@ impl ProcMap {
     }
 }
 
+/// TCP sockets in use in kwatch's network namespace, TIME-WAIT included (`/proc/net/sockstat`'s `TCP:` line,
+/// `inuse` + `tw`); `None` when it cannot be read.
+pub fn tcp_sockets_in_use(proc_root: &Path) -> Option<u64> {
+    let text = std::fs::read_to_string(proc_root.join("net/sockstat")).ok()?;
+    parse::sockstat_tcp(&text)
+}
+
 /// The inode of the network namespace a process (its main thread) runs in, or `None` when it cannot be told
 /// (gone, or not allowed to look).
 pub fn process_netns(proc_root: &Path, pid: u32) -> Option<u64> {

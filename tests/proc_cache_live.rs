@@ -112,3 +112,41 @@ fn a_reused_collector_gives_the_same_owners_as_a_fresh_one() {
     );
     assert!(Path::new("/proc/self/fd").exists());
 }
+
+/// The live view's first frame on a big host: the dump alone says owners are pending and holds our socket without
+/// one; the full snapshot taken next has the owner, and nothing pending.
+#[test]
+fn a_dump_only_snapshot_marks_owners_pending_and_the_next_one_has_them() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let options = collect::Options {
+        request: Default::default(),
+        proc_root: "/proc".into(),
+        map_processes: true,
+        only_pids: None,
+        thresholds: Default::default(),
+        read_sockopts: true,
+        netns: Default::default(),
+    };
+    let mut collector = Collector::new(options);
+    let ours = |snapshot: &kwatch::model::Snapshot| {
+        snapshot
+            .connections
+            .iter()
+            .find(|c| c.local_port == port)
+            .cloned()
+            .unwrap()
+    };
+    let quick = collector.collect_dump_only().unwrap();
+    assert!(quick.owners_pending);
+    assert!(ours(&quick).owners.is_empty() && quick.processes.is_empty());
+    let full = collector.collect().unwrap();
+    assert!(!full.owners_pending);
+    let me = std::process::id();
+    assert!(
+        ours(&full).owners.iter().any(|o| o.pid == me),
+        "{:?}",
+        ours(&full)
+    );
+    drop(listener);
+}

@@ -88,6 +88,32 @@ fn connections_view_marks_stuck_rows() {
     }
 }
 
+/// The first frame of a big host (the dump alone): sockets without owners read as pending, never as unowned, and
+/// the header says what is being read.
+#[test]
+fn a_dump_only_first_frame_shows_owners_as_pending() {
+    let size = (160, 30);
+    let mut snap = load("busy.json");
+    let full = format!("{}", draw(&app_of(snap.clone(), size), size).backend());
+    // The owner cell alone: `…` between spaces (a truncated finding ends its line with one).
+    assert!(!full.contains(" … "), "{full}");
+    for c in &mut snap.connections {
+        c.owners = kwatch::model::Owners::new();
+    }
+    snap.processes.clear();
+    snap.owners_pending = true;
+    let screen = format!("{}", draw(&app_of(snap, size), size).backend());
+    assert!(
+        screen.contains("reading owners and socket options"),
+        "{screen}"
+    );
+    let pending = screen
+        .lines()
+        .filter(|l| l.contains("ESTAB") && l.contains(" … "))
+        .count();
+    assert!(pending > 0, "{screen}");
+}
+
 /// The busy fixture with keepalive settings as a collection fills them ([`common::fill_busy_keepalive`]).
 fn with_keepalive(mut snap: Snapshot) -> Snapshot {
     common::fill_busy_keepalive(&mut snap);

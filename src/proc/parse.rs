@@ -70,9 +70,30 @@ pub fn stat_ppid(content: &[u8]) -> Option<u32> {
     std::str::from_utf8(fields.next()?).ok()?.parse().ok()
 }
 
+/// `inuse` + `tw` of the `TCP:` line of `/proc/net/sockstat`
+/// (`TCP: inuse 5 orphan 0 tw 2 alloc 9 mem 1`).
+pub fn sockstat_tcp(content: &str) -> Option<u64> {
+    let line = content.lines().find_map(|l| l.strip_prefix("TCP:"))?;
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let value = |name: &str| -> Option<u64> {
+        let at = words.iter().position(|w| *w == name)?;
+        words.get(at + 1)?.parse().ok()
+    };
+    Some(value("inuse")? + value("tw").unwrap_or(0))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sockstat_counts_tcp_in_use_and_time_wait() {
+        let text = "sockets: used 13\nTCP: inuse 1000001 orphan 0 tw 31 alloc 1000040 mem 200\nUDP: inuse 0 mem 0\n";
+        assert_eq!(sockstat_tcp(text), Some(1_000_032));
+        assert_eq!(sockstat_tcp("TCP: inuse 4 orphan 0\n"), Some(4));
+        assert_eq!(sockstat_tcp("UDP: inuse 4\n"), None);
+        assert_eq!(sockstat_tcp("TCP: inuse x tw 1\n"), None);
+    }
 
     #[test]
     fn stat_ppid_counts_fields_after_the_last_parenthesis() {

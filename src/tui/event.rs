@@ -13,6 +13,10 @@ use crossterm::event::{self as ct, KeyEvent, MouseEvent};
 
 use crate::collect::{Collector, Options};
 use crate::model::{NamespaceInfo, Snapshot};
+
+/// From this many TCP sockets in kwatch's namespace, the first frame is the dump alone (owners pending): at
+/// 200,000 sockets the full first snapshot took ~1 s, at a million ~5 s of which the dump is ~1.5 s.
+const DUMP_FIRST_FROM: u64 = 100_000;
 use crate::pace::{Pace, Stretch, process_cpu};
 use crate::tui::act::Pending;
 use crate::tui::event_log::Feed;
@@ -111,6 +115,9 @@ pub fn spawn_collector(
             let proc_root = opts.proc_root.clone();
             let mut feed = Feed::open(&opts);
             let mut collector = Collector::new(opts);
+            // On a big host the first frame shows the dump alone, owners pending, and the full snapshot follows at
+            // once: the /proc map and the socket options of a million sockets take seconds more.
+            let mut dump_first = collector.expects_at_least(DUMP_FIRST_FROM);
             let mut view: Option<ViewSpec> = None;
             let mut stretched = None;
             // The snapshots sent last and before it: the UI shows the last, and hands the one it replaced back
@@ -130,8 +137,13 @@ pub fn spawn_collector(
                 let (started, cpu) = (Instant::now(), process_cpu());
                 // Notifications first, then the dump: a socket destroyed in between is still in `feed`'s memory.
                 feed.drain();
+                let partial = std::mem::take(&mut dump_first);
                 let (event, sent) = match std::panic::catch_unwind(AssertUnwindSafe(|| {
-                    collector.collect()
+                    if partial {
+                        collector.collect_dump_only()
+                    } else {
+                        collector.collect()
+                    }
                 })) {
                     Ok(Ok(snapshot)) => {
                         // Shared by the view and the feed's tracker, which keeps it until the next step.
@@ -148,7 +160,13 @@ pub fn spawn_collector(
                             let prepared = view
                                 .as_ref()
                                 .map(|v| s.spawn(|| Box::new(prepare(&snapshot, v))));
-                            let events = feed.step_shared(&snapshot, snapshot.taken_at_unix_ms);
+                            // Events and history wait for the full snapshot: without owners, a socket held by
+                            // a process would look held by none.
+                            let events = if partial {
+                                Vec::new()
+                            } else {
+                                feed.step_shared(&snapshot, snapshot.taken_at_unix_ms)
+                            };
                             let prepared = prepared.map(|h| {
                                 h.join()
                                     .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
@@ -180,6 +198,9 @@ pub fn spawn_collector(
                 }
                 // The history records the snapshot after the UI has it (the UI draws meanwhile), here rather than
                 // on the UI thread: a million sockets take a second the first time, 0.1 s at each refresh.
+                if partial {
+                    continue;
+                }
                 if let Some(snapshot) = sent {
                     history.observe(&snapshot, snapshot.taken_at_unix_ms);
                 }

@@ -75,11 +75,13 @@ pub fn idle(conn: &Connection) -> String {
         .unwrap_or_default()
 }
 
-/// `2231/java`, `811/nginx +1` for a socket shared by two processes, `?` when its owner could not be read,
-/// empty when no process holds it.
+/// `2231/java`, `811/nginx +1` for a socket shared by two processes, `?` when its owner could not be read, `…`
+/// while owners are being read, empty when no process holds it.
 pub fn owner(conn: &Connection, snap: &Snapshot) -> String {
     let Some(first) = conn.owners.first() else {
-        return if snap.owner_unknown(conn) {
+        return if snap.owners_pending && conn.inode != 0 {
+            "…".to_string()
+        } else if snap.owner_unknown(conn) {
             "?".to_string()
         } else {
             String::new()

@@ -49,6 +49,12 @@ pub fn render(app: &App, theme: Theme, area: Rect, buf: &mut Buffer) {
             if !snap.held_dead.is_empty() {
                 lines.push(held_dead(snap, theme));
             }
+            if snap.owners_pending {
+                lines.push(Line::from(vec![Span::styled(
+                    "reading owners and socket options… (keepalive settings assumed meanwhile)",
+                    theme.dim(),
+                )]));
+            }
             if !snap.unreadable.is_empty() {
                 lines.push(unreadable(snap, theme));
             }
