@@ -23,9 +23,12 @@ pub struct Recorded {
     pub refreshes: usize,
     /// Median time between refreshes: the recorder's default pace on this host.
     pub period: Duration,
-    /// Bytes on disk of the first key frame (entry head included), and of a delta entry on average.
+    /// Bytes on disk of the first key frame (entry head included), and of a delta entry: the median (a steady
+    /// host's, what the projection uses), the mean and the largest (a few deltas of a run can be much larger).
     pub key_bytes: u64,
     pub delta_bytes: u64,
+    pub delta_mean: u64,
+    pub delta_max: u64,
     pub deltas: usize,
     pub store_bytes: u64,
     /// What kwatch said at exit.
@@ -200,7 +203,11 @@ fn run(
         .map(|w| Duration::from_millis(w[1].saturating_sub(w[0])))
         .collect();
     let period = median(gaps);
-    let delta_bytes = deltas.iter().sum::<u64>() / (deltas.len() as u64).max(1);
+    let delta_mean = deltas.iter().sum::<u64>() / (deltas.len() as u64).max(1);
+    let mut sorted = deltas.clone();
+    sorted.sort_unstable();
+    let delta_bytes = sorted.get(sorted.len() / 2).copied().unwrap_or(0);
+    let delta_max = sorted.last().copied().unwrap_or(0);
     let store_bytes = store::list(dir)?
         .iter()
         .map(|s| std::fs::metadata(&s.path).map_or(0, |m| m.len()))
@@ -215,6 +222,8 @@ fn run(
         period,
         key_bytes,
         delta_bytes,
+        delta_mean,
+        delta_max,
         deltas: deltas.len(),
         store_bytes,
         said,
@@ -358,14 +367,16 @@ pub fn table(r: &Recorded, snapshot_cpu: Option<Duration>) -> String {
         fmt_duration(r.process_cpu_per_refresh),
     ));
     out.push_str(&format!(
-        "| key frame on disk / delta on disk (mean of {}) | {:.2} MB / {:.0} B |\n\
+        "| key frame on disk / delta on disk, median of {} (mean, largest) | {:.2} MB / {} B ({} B, {} B) |\n\
          | store after the run | {:.2} MB |\n\
-         | a steady day at this pace: key frames (a shard spans {:.1} h) / deltas / bytes | {} / {} / {:.0} MB |\n\
+         | a steady day at this pace (median delta): key frames (a shard spans {:.1} h) / deltas / bytes | {} / {} / {:.0} MB |\n\
          | a steady day at `-i 10s` (the packaged service): key frames / bytes | {} / {:.0} MB |\n\
          | RSS after the last refresh / peak RSS | {:.1} / {:.1} MiB |\n",
         r.deltas,
         mb(r.key_bytes),
         r.delta_bytes,
+        r.delta_mean,
+        r.delta_max,
         mb(r.store_bytes),
         r.day.span_ms as f64 / 3.6e6,
         r.day.keys,

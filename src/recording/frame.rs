@@ -57,6 +57,10 @@ pub struct Encoder {
     base: u64,
     /// Socket key -> index in `prev.connections` (the first socket with that key).
     index: FxHashMap<(u64, u64), u32>,
+    /// Per-socket scratch kept from one frame to the next, so that a refresh allocates (and page-faults) no
+    /// per-socket memory: each socket's match in the previous frame and the base it asks for.
+    matches: Vec<Option<u32>>,
+    wanted: Vec<Option<u64>>,
 }
 
 fn key_of(c: &Connection) -> (u64, u64) {
@@ -79,13 +83,18 @@ impl Encoder {
         flags: u64,
     ) -> Vec<u8> {
         let prev = if key { None } else { self.prev.take() };
-        let matches = self.matches(prev.as_ref(), &snapshot.connections);
+        let mut matches = std::mem::take(&mut self.matches);
+        self.fill_matches(prev.as_ref(), &snapshot.connections, &mut matches);
         let clocks = self.clocks(prev.as_ref(), &snapshot, &matches);
-        for (c, base) in snapshot.connections.iter_mut().zip(bases(&clocks)) {
-            codec::to_moments(c, base);
-        }
+        // One pass over the sockets: each turned into moments and compared with its match.
+        let ops = ops(prev.as_ref(), &mut snapshot.connections, &matches, &clocks);
         let base = clocks[0].1;
-        let mut buf = Vec::with_capacity(64 + snapshot.connections.len() * 8);
+        // A key frame takes some 40 bytes a socket before compression, a steady delta a few bytes in all.
+        let capacity = match prev {
+            Some(_) => 4096,
+            None => 64 + snapshot.connections.len() * 40,
+        };
+        let mut buf = Vec::with_capacity(capacity);
         put(&mut buf, flags);
         put(&mut buf, clocks.len() as u64);
         let mut last = (0, 0);
@@ -98,7 +107,6 @@ impl Encoder {
         put(&mut buf, snapshot.proc_scan_us);
         put_parts(&mut buf, prev.as_ref(), &snapshot);
         put(&mut buf, snapshot.connections.len() as u64);
-        let ops = ops(prev.as_ref(), &snapshot.connections, &matches);
         put(&mut buf, ops.len() as u64);
         let mut expected: u64 = 0;
         for op in ops {
@@ -117,12 +125,25 @@ impl Encoder {
             }
         }
         put_evidence(&mut buf, evidence);
-        self.index.clear();
-        self.index.reserve(snapshot.connections.len());
-        for (i, c) in snapshot.connections.iter().enumerate() {
-            self.index.entry(key_of(c)).or_insert(i as u32);
+        // Every socket where it was in the previous frame (a steady host): the index still holds.
+        let same_order = prev
+            .as_ref()
+            .is_some_and(|p| p.connections.len() == snapshot.connections.len())
+            && matches
+                .iter()
+                .enumerate()
+                .all(|(i, j)| *j == Some(i as u32));
+        if !same_order {
+            self.index.clear();
+            self.index.reserve(snapshot.connections.len());
+            for (i, c) in snapshot.connections.iter().enumerate() {
+                self.index.entry(key_of(c)).or_insert(i as u32);
+            }
         }
+        self.matches = matches;
         self.base = base;
+        // The previous frame's sockets are freed here, after the new frame is written.
+        drop(prev);
         self.prev = Some(snapshot);
         buf
     }
@@ -134,7 +155,7 @@ impl Encoder {
     /// row agree on another base than the current one. Any clocks decode exactly; good ones make steady sockets
     /// free.
     fn clocks(
-        &self,
+        &mut self,
         prev: Option<&Snapshot>,
         now: &Snapshot,
         matches: &[Option<u32>],
@@ -148,32 +169,37 @@ impl Encoder {
         let Some(prev) = prev else {
             return vec![(0, fallback)];
         };
-        let wanted: Vec<Option<u64>> = now
-            .connections
-            .iter()
-            .zip(matches)
-            .map(|(c, j)| wanted_base(&prev.connections[(*j)? as usize], c, fallback))
-            .collect();
-        // The next socket's wish after each socket, from the end.
-        let mut next_wish = vec![None; wanted.len()];
-        let mut after = None;
-        for i in (0..wanted.len()).rev() {
-            next_wish[i] = after;
-            if wanted[i].is_some() {
-                after = wanted[i];
-            }
-        }
+        let mut wanted = std::mem::take(&mut self.wanted);
+        wanted.clear();
+        wanted.extend(
+            now.connections
+                .iter()
+                .zip(matches)
+                .map(|(c, j)| wanted_base(&prev.connections[(*j)? as usize], c, fallback)),
+        );
         let mut clocks: Vec<(usize, u64)> = Vec::new();
+        // The index of the next socket after the current one that has a wish (found when needed, so each socket is
+        // passed over once).
+        let mut next = 0;
         for (i, wish) in wanted.iter().enumerate() {
             let Some(base) = *wish else {
                 continue;
             };
-            match clocks.last() {
-                Some(&(_, current)) if current == base => {}
-                Some(_) if next_wish[i] != Some(base) => {}
-                _ => clocks.push((i, base)),
+            if clocks.last().is_some_and(|&(_, current)| current == base) {
+                continue;
+            }
+            if next <= i {
+                next = i + 1;
+                while wanted.get(next).is_some_and(Option::is_none) {
+                    next += 1;
+                }
+            }
+            let next_wish = wanted.get(next).copied().flatten();
+            if clocks.is_empty() || next_wish == Some(base) {
+                clocks.push((i, base));
             }
         }
+        self.wanted = wanted;
         match clocks.first_mut() {
             Some(first) => first.0 = 0,
             None => clocks.push((0, fallback)),
@@ -183,29 +209,41 @@ impl Encoder {
 
     /// For each socket, the index of the previous frame's socket with its key, if any. A dump lists sockets in the
     /// same order from one refresh to the next, so the one after the last match is tried before a lookup.
-    fn matches(&self, prev: Option<&Snapshot>, conns: &[Connection]) -> Vec<Option<u32>> {
+    fn fill_matches(
+        &self,
+        prev: Option<&Snapshot>,
+        conns: &[Connection],
+        out: &mut Vec<Option<u32>>,
+    ) {
+        out.clear();
         let Some(prev) = prev else {
-            return vec![None; conns.len()];
+            out.resize(conns.len(), None);
+            return;
         };
         let mut next = 0;
-        conns
-            .iter()
-            .map(|c| {
-                let j = match prev.connections.get(next) {
-                    Some(n) if key_of(n) == key_of(c) => next as u32,
-                    _ => *self.index.get(&key_of(c))?,
-                };
-                next = j as usize + 1;
-                Some(j)
-            })
-            .collect()
+        out.extend(conns.iter().map(|c| {
+            let j = match prev.connections.get(next) {
+                Some(n) if key_of(n) == key_of(c) => next as u32,
+                _ => *self.index.get(&key_of(c))?,
+            };
+            next = j as usize + 1;
+            Some(j)
+        }));
     }
 }
 
-/// Runs of sockets equal to their match in the previous frame, and runs of sockets to write in full.
-fn ops(prev: Option<&Snapshot>, conns: &[Connection], matches: &[Option<u32>]) -> Vec<Op> {
+/// Turns the sockets into moments on their clocks' bases ([`codec::to_moments`]) and finds the runs of sockets
+/// equal to their match in the previous frame, and the runs of sockets to write in full.
+fn ops(
+    prev: Option<&Snapshot>,
+    conns: &mut [Connection],
+    matches: &[Option<u32>],
+    clocks: &[(usize, u64)],
+) -> Vec<Op> {
     let mut ops: Vec<Op> = Vec::new();
-    for (i, (c, j)) in conns.iter().zip(matches).enumerate() {
+    for (i, ((c, j), base)) in conns.iter_mut().zip(matches).zip(bases(clocks)).enumerate() {
+        codec::to_moments(c, base);
+        let c = &*c;
         let same = prev.and_then(|p| {
             let j = (*j)? as usize;
             (p.connections[j] == *c).then_some(j)
