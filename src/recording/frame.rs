@@ -91,12 +91,8 @@ impl Encoder {
             None => snapshot.taken_at_unix_ms,
         };
         // One pass over the sockets: each turned into moments on a clock and compared with its match.
-        let (clocks, ops) = clocks_and_ops(
-            prev.as_ref(),
-            &mut snapshot.connections,
-            &matches,
-            fallback,
-        );
+        let (clocks, ops) =
+            clocks_and_ops(prev.as_ref(), &mut snapshot.connections, &matches, fallback);
         let base = clocks[0].1;
         // A key frame takes some 40 bytes a socket before compression, a steady delta a few bytes in all.
         let capacity = match prev {
@@ -205,7 +201,9 @@ fn clocks_and_ops(
     // Whether a socket is on the last clock yet: a clock that none is on is moved rather than followed.
     let mut used = false;
     for (i, (c, j)) in conns.iter_mut().zip(matches).enumerate() {
-        let matched = prev.zip(*j).map(|(p, j)| (&p.connections[j as usize], j as usize));
+        let matched = prev
+            .zip(*j)
+            .map(|(p, j)| (&p.connections[j as usize], j as usize));
         let same = match matched {
             None => {
                 codec::to_moments(c, base);
