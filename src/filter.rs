@@ -247,6 +247,17 @@ impl Filter {
                 }))
     }
 
+    /// Drops the sockets of `snapshot` this filter does not show, in place: no copy of the sockets and no
+    /// per-socket memory beside them (the matching needs only the snapshot's processes).
+    pub fn retain_matching(&self, snapshot: &mut Snapshot) {
+        if self.is_empty() {
+            return;
+        }
+        let mut conns = std::mem::take(&mut snapshot.connections);
+        conns.retain(|c| self.matches_in(c, snapshot));
+        snapshot.connections = conns;
+    }
+
     /// Parses the text form (see the module docs). Empty or blank text is the empty filter.
     pub fn parse(text: &str) -> Result<Filter, FilterError> {
         let mut f = Filter::default();
@@ -503,6 +514,29 @@ mod tests {
         assert!(f("postgres").matches(&c));
         // Empty comm list: matches_in agrees with matches.
         assert!(f("port:443").matches_in(&orphan, &snap));
+    }
+
+    #[test]
+    fn retain_matching_keeps_exactly_what_matches_in_shows_in_order() {
+        let mut snap = Snapshot {
+            processes: [process(10, "nginx"), process(20, "Java")]
+                .into_iter()
+                .collect(),
+            connections: vec![
+                conn(443, 1, &[10], TcpState::Established),
+                conn(80, 2, &[20], TcpState::Established),
+                conn(443, 3, &[], TcpState::Established),
+                conn(443, 4, &[20, 10], TcpState::CloseWait),
+            ],
+            ..Snapshot::default()
+        };
+        let whole = snap.clone();
+        Filter::default().retain_matching(&mut snap);
+        assert_eq!(snap, whole);
+        f("nginx port:443").retain_matching(&mut snap);
+        let peers: Vec<u16> = snap.connections.iter().map(|c| c.peer_port).collect();
+        assert_eq!(peers, [1, 4]);
+        assert_eq!(snap.processes, whole.processes);
     }
 
     #[test]

@@ -43,12 +43,13 @@ impl Recorder {
 
     /// Appends one refresh: its snapshot (taken over), what the feed heard and found before it, and whether a
     /// destroy notification subscription was open (deaths are recorded). Then removes what retention says.
+    /// Returns whether it was written as a key frame.
     pub fn append(
         &mut self,
         snapshot: Snapshot,
         evidence: &Evidence,
         listening: bool,
-    ) -> anyhow::Result<()> {
+    ) -> anyhow::Result<bool> {
         const KEPT: &str = "cannot record; the recording keeps every refresh before this one";
         let time = snapshot.taken_at_unix_ms;
         let key = self.writer.begin(time).context(KEPT)?;
@@ -60,7 +61,12 @@ impl Recorder {
         self.writer.append(kind, time, &bytes).context(KEPT)?;
         self.flags = 0;
         self.writer.enforce(unix_ms()).context(KEPT)?;
-        Ok(())
+        Ok(key)
+    }
+
+    /// Bytes the store holds.
+    pub fn size(&self) -> u64 {
+        self.writer.size()
     }
 
     /// Writes what the system still buffers to disk.

@@ -113,6 +113,12 @@ pub fn run(serve: &ServeArgs, config: &Config) -> anyhow::Result<()> {
         web: RwLock::new(Arc::new(Web::new(web))),
     });
 
+    // The first collection starts now, not with the first scrape: it is the slowest (cold /proc scan and socket
+    // options; seconds at a million sockets), and a scrape arriving later gets a warm one or joins this one.
+    if let Err(e) = site.metrics.start_now() {
+        log!("kwatch: warning: {e}; the first scrape collects instead");
+    }
+
     // One thread answers every connection; password checks get a thread of their own (see auth).
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -214,17 +220,7 @@ fn collection(
             }
         };
         let counts = deaths.step(&snapshot, &filter);
-        if !filter.is_empty() {
-            let keep: Vec<bool> = snapshot
-                .connections
-                .iter()
-                .map(|c| filter.matches_in(c, &snapshot))
-                .collect();
-            let mut keep = keep.into_iter();
-            snapshot
-                .connections
-                .retain(|_| keep.next().unwrap_or(false));
-        }
+        filter.retain_matching(&mut snapshot);
         let stats = SelfStats {
             scrape_duration: started.elapsed(),
             scrape_errors: errors.load(Ordering::SeqCst),

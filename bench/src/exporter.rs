@@ -1,7 +1,11 @@
 //! `kwatch serve` as Prometheus meets it: the exporter started in the benchmark's namespace on a free loopback
-//! port, scraped a few times over plain HTTP/1.1, and its RSS read from /proc. The first scrape pays for the
-//! exporter's first collection (cold caches); the later ones come more than `--min-interval` (1 s) apart, so each
-//! waits for a fresh collection too. A scrape answered 503 means the collection outlasted `--scrape-timeout`.
+//! port and scraped over plain HTTP/1.1 as Prometheus scrapes, with its `X-Prometheus-Scrape-Timeout-Seconds`
+//! header (10 s, Prometheus's default `scrape_timeout`): the first scrape half a scrape interval after the exporter
+//! listens (Prometheus spreads targets over the interval), the next ones an interval apart (default 15 s, past
+//! `--min-interval`, so each waits for a fresh collection). The exporter starts its first (cold) collection when it
+//! starts; a first scrape that comes before it ends joins it. Its CPU and RSS are read from /proc, the RSS also
+//! just before each scrape (what it holds between scrapes). A scrape answered 503 means the collection outlasted
+//! `--scrape-timeout`.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -20,8 +24,8 @@ use crate::report::fmt_duration;
 pub const SCRAPE_TIMEOUT: Duration = Duration::from_secs(8);
 /// How long the harness waits for one response before giving up on it.
 const RESPONSE_DEADLINE: Duration = Duration::from_secs(120);
-/// Time between the end of one scrape and the next: past the exporter's `--min-interval` of 1 s.
-const GAP: Duration = Duration::from_millis(1500);
+/// What the scrapes say their timeout is: Prometheus's default `scrape_timeout`.
+const SCRAPER_TIMEOUT_SECS: u32 = 10;
 
 /// One scrape of `/metrics`.
 #[derive(Debug, Clone, Copy)]
@@ -39,6 +43,10 @@ pub struct Exporter {
     /// VmRSS after the last scrape and VmHWM (peak), KiB.
     pub rss_kib: u64,
     pub hwm_kib: u64,
+    /// The largest VmRSS just before a scrape after the first: what the exporter holds between scrapes, KiB.
+    pub rss_between_kib: u64,
+    /// Time between the starts of two scrapes.
+    pub interval: Duration,
     /// CPU time of the whole exporter process (every thread) over the scrapes, divided by their number.
     pub cpu_per_scrape: Duration,
 }
@@ -85,8 +93,13 @@ impl Drop for Served {
     }
 }
 
-/// Starts `kwatch serve --listen 127.0.0.1:0` and scrapes it `scrapes` times.
-pub fn measure(kwatch: &Path, scrapes: usize, stop: &AtomicBool) -> anyhow::Result<Exporter> {
+/// Starts `kwatch serve --listen 127.0.0.1:0` and scrapes it `scrapes` times, `interval` apart.
+pub fn measure(
+    kwatch: &Path,
+    scrapes: usize,
+    interval: Duration,
+    stop: &AtomicBool,
+) -> anyhow::Result<Exporter> {
     let mut cmd = Command::new(kwatch);
     cmd.args(["serve", "--listen", "127.0.0.1:0"])
         .stdin(Stdio::null())
@@ -121,12 +134,16 @@ pub fn measure(kwatch: &Path, scrapes: usize, stop: &AtomicBool) -> anyhow::Resu
         }
     });
     let addr = wait_for_address(&rx, Duration::from_secs(30), stop)?;
+    let listening = Instant::now();
 
     let cpu0 = crate::live::process_cpu(pid)?;
     let mut done = Vec::new();
+    let mut rss_between_kib = 0;
     for i in 0..scrapes {
+        let at = listening + interval / 2 + interval * i as u32;
+        crate::live::pause(at.saturating_duration_since(Instant::now()), stop)?;
         if i > 0 {
-            crate::live::pause(GAP, stop)?;
+            rss_between_kib = rss_between_kib.max(crate::live::process_rss(pid)?.0);
         }
         done.push(scrape(addr)?);
     }
@@ -138,10 +155,13 @@ pub fn measure(kwatch: &Path, scrapes: usize, stop: &AtomicBool) -> anyhow::Resu
     }
     drop(served);
     Ok(Exporter {
+        // The startup collection included: each scrape here had one collection of its own, or shared it.
         cpu_per_scrape: cpu / scrapes.max(1) as u32,
         scrapes: done,
         rss_kib,
         hwm_kib,
+        rss_between_kib,
+        interval,
     })
 }
 
@@ -193,7 +213,8 @@ fn scrape(addr: SocketAddr) -> anyhow::Result<Scrape> {
     stream.set_write_timeout(Some(Duration::from_secs(5)))?;
     write!(
         stream,
-        "GET /metrics HTTP/1.1\r\nHost: {addr}\r\nUser-Agent: kwatch-bench\r\nConnection: close\r\n\r\n"
+        "GET /metrics HTTP/1.1\r\nHost: {addr}\r\nUser-Agent: kwatch-bench\r\n\
+         X-Prometheus-Scrape-Timeout-Seconds: {SCRAPER_TIMEOUT_SECS}\r\nConnection: close\r\n\r\n"
     )?;
     let mut response = Vec::new();
     let mut buf = vec![0u8; 1 << 16];
@@ -236,17 +257,19 @@ fn status_of(response: &[u8]) -> u16 {
 
 /// The markdown lines for the report.
 pub fn table(e: &Exporter) -> String {
-    let mut out =
-        String::from("| `kwatch serve`, scraped over HTTP on loopback | value |\n|---|---:|\n");
+    let mut out = format!(
+        "| `kwatch serve`, scraped over HTTP on loopback every {} (scrape timeout {SCRAPER_TIMEOUT_SECS} s) | \
+         value |\n|---|---:|\n",
+        fmt_duration(e.interval)
+    );
     for (i, s) in e.scrapes.iter().enumerate() {
         let which = if i == 0 {
-            "first scrape (the exporter's first collection)".to_string()
-        } else {
             format!(
-                "scrape {} ({} s after the previous one)",
-                i + 1,
-                GAP.as_secs_f64()
+                "first scrape, {} after the exporter listens (its startup collection began then)",
+                fmt_duration(e.interval / 2)
             )
+        } else {
+            format!("scrape {}", i + 1)
         };
         out.push_str(&format!(
             "| {which} | {}, HTTP {}, {:.1} KiB |\n",
@@ -256,8 +279,11 @@ pub fn table(e: &Exporter) -> String {
         ));
     }
     out.push_str(&format!(
-        "| exporter CPU per scrape, every thread | {} |\n| exporter RSS after the scrapes / peak RSS | {:.1} / {:.1} MiB |\n",
+        "| exporter CPU per scrape, every thread (its startup collection included) | {} |\n\
+         | exporter RSS between scrapes (largest, just before one) | {:.1} MiB |\n\
+         | exporter RSS after the scrapes / peak RSS | {:.1} / {:.1} MiB |\n",
         fmt_duration(e.cpu_per_scrape),
+        e.rss_between_kib as f64 / 1024.0,
         e.rss_kib as f64 / 1024.0,
         e.hwm_kib as f64 / 1024.0,
     ));

@@ -15,6 +15,7 @@ mod netns;
 mod plan;
 mod profile;
 mod record;
+mod recorder;
 mod report;
 
 use std::path::{Path, PathBuf};
@@ -30,7 +31,7 @@ use crate::netns::Netns;
 use crate::report::Row;
 
 const USAGE: &str = "usage: kwatch-bench N [--rounds R] [--tui-secs S] [--budget S] [--timeout S] \
-[--cap S] [--keys K] [--scrapes K] [--profile] [--per-process P] [--kwatch PATH] [--hold S]
+[--cap S] [--keys K] [--scrapes K] [--scrape-interval S] [--record-frames K] [--profile] [--per-process P] [--kwatch PATH] [--hold S]
   N              loopback connections to open (2N sockets)
   --rounds R     timed rounds per command after one warm-up round (default 5)
   --budget S     stop repeating a command once its measured runs add up to S seconds (default 60):
@@ -39,7 +40,10 @@ const USAGE: &str = "usage: kwatch-bench N [--rounds R] [--tui-secs S] [--budget
   --live-secs S  run the real live view in tmux: watch it S seconds without keys (default 20; 0 skips it),
                  then press --keys keys
   --keys K       keys pressed in the live view, each timed until the pane shows the change (default 100)
-  --scrapes K    scrapes of `kwatch serve`, 1.5 s apart (default 3; 0 skips it)
+  --scrapes K    scrapes of `kwatch serve` (default 3; 0 skips it), the first half an interval after it
+                 starts, then --scrape-interval apart
+  --scrape-interval S  time between scrapes, as Prometheus's scrape_interval (default 15)
+  --record-frames K  run `kwatch record` until its store holds K refreshes (default 6; 0 skips it)
   --profile      also break one snapshot down (kernel dump, /proc, socket options, output) and what the live
                  view keeps per socket (kwatch-bench-profile), sample `kwatch --once --json` with perf, and
                  time `ss -tanoi` (the kernel work of kwatch's own dump) beside the other commands
@@ -60,6 +64,8 @@ struct Config {
     live: Duration,
     keys: usize,
     scrapes: usize,
+    scrape_interval: Duration,
+    record_frames: usize,
     profile: bool,
     timeout: Duration,
     cap: Duration,
@@ -77,6 +83,8 @@ fn parse_args(args: &[String]) -> anyhow::Result<Config> {
         live: Duration::from_secs(20),
         keys: 100,
         scrapes: 3,
+        scrape_interval: Duration::from_secs(15),
+        record_frames: 6,
         profile: false,
         timeout: Duration::from_secs(600),
         cap: Duration::from_secs(60),
@@ -106,6 +114,10 @@ fn parse_args(args: &[String]) -> anyhow::Result<Config> {
             "--cap" => cfg.cap = Duration::from_secs(num(value(arg)?)?.max(1)),
             "--keys" => cfg.keys = num(value(arg)?)? as usize,
             "--scrapes" => cfg.scrapes = num(value(arg)?)? as usize,
+            "--scrape-interval" => {
+                cfg.scrape_interval = Duration::from_secs(num(value(arg)?)?.max(1));
+            }
+            "--record-frames" => cfg.record_frames = num(value(arg)?)? as usize,
             "--profile" => cfg.profile = true,
             "--per-process" => cfg.per_process = num(value(arg)?)? as usize,
             "--kwatch" => cfg.kwatch = PathBuf::from(value(arg)?),
@@ -335,7 +347,28 @@ fn bench(cfg: &Config) -> anyhow::Result<bool> {
         None
     } else {
         progress(&format!("kwatch serve: {} scrapes", cfg.scrapes));
-        Some(exporter::measure(&kwatch, cfg.scrapes, &stop)?)
+        Some(exporter::measure(
+            &kwatch,
+            cfg.scrapes,
+            cfg.scrape_interval,
+            &stop,
+        )?)
+    };
+    let recorded = if cfg.record_frames == 0 {
+        None
+    } else {
+        progress(&format!(
+            "kwatch record: until its store holds {} refreshes",
+            cfg.record_frames
+        ));
+        let deadline = Duration::from_secs(120 + cfg.n as u64 / 2000);
+        Some(recorder::measure(
+            &kwatch,
+            &scratch.dir,
+            cfg.record_frames,
+            deadline,
+            &stop,
+        )?)
     };
     let profiled = if cfg.profile {
         progress("profile: one snapshot broken down, what the live view keeps, perf");
@@ -407,12 +440,30 @@ fn bench(cfg: &Config) -> anyhow::Result<bool> {
     if let Some(e) = &served {
         println!("{}", exporter::table(e));
     }
+    if let Some(r) = &recorded {
+        println!(
+            "{}",
+            recorder::table(r, steady.as_ref().map(|s| s.cpu_per_refresh))
+        );
+    }
     let targets_md = report::targets_table(&targets);
     println!("Targets of issue 5 that apply at this N:\n\n{targets_md}");
     if cfg.n >= 500_000 {
-        let million = million_targets(&rows, steady.as_ref(), live.as_ref(), served.as_ref());
+        let mut million = million_targets(&rows, steady.as_ref(), live.as_ref(), served.as_ref());
+        match &recorded {
+            Some(r) => million.extend(report::record_targets(
+                r.own_per_refresh(),
+                r.said.snapshot,
+                r.day.bytes,
+            )),
+            None => million.push(report::Target {
+                what: "`kwatch record`".into(),
+                measured: "not measured in this run (`--record-frames 0`)".into(),
+                met: false,
+            }),
+        }
         println!(
-            "Targets of issue 19 (a million sockets):\n\n{}\n`kwatch record`: not measured in this run (`kwatch-bench record-size N` measures its size).\n",
+            "Targets of issue 19 (a million sockets):\n\n{}",
             report::targets_table(&million)
         );
     }

@@ -25,8 +25,13 @@ pub struct Size {
     pub connections: usize,
     pub hours: u64,
     pub refreshes: u64,
-    /// Bytes on disk after `hours`, scaled to 24 hours.
+    /// Bytes on disk after `hours`.
+    pub bytes: u64,
+    /// A day projected from the key frame and the mean delta by the store's rules ([`crate::recorder::day`]):
+    /// measured when `hours` is 24 or more.
     pub bytes_per_day: u64,
+    /// How long a shard spans with key frames of this size.
+    pub span_ms: u64,
     /// Encoding, compressing and writing one refresh, CPU, median.
     pub cpu_per_refresh: Duration,
     pub key_frame_bytes: u64,
@@ -95,6 +100,7 @@ fn run(dir: &std::path::Path, n: usize, hours: u64) -> anyhow::Result<Size> {
     let refreshes = hours * 3_600_000 / INTERVAL_MS;
     let mut cpus = Vec::with_capacity(refreshes as usize);
     let mut key_frame_bytes = 0;
+    let (mut delta_bytes, mut deltas) = (0, 0);
     let churn = CHURN_PER_MINUTE * INTERVAL_MS / 60_000;
     for step in 0..refreshes {
         let wall = T0 + step * INTERVAL_MS;
@@ -138,6 +144,9 @@ fn run(dir: &std::path::Path, n: usize, hours: u64) -> anyhow::Result<Size> {
         cpus.push(self_cpu() - cpu);
         if key {
             key_frame_bytes = writer.size() - before;
+        } else {
+            delta_bytes += writer.size() - before;
+            deltas += 1;
         }
     }
     writer.sync()?;
@@ -166,7 +175,13 @@ fn run(dir: &std::path::Path, n: usize, hours: u64) -> anyhow::Result<Size> {
         connections: n,
         hours,
         refreshes,
-        bytes_per_day: bytes * 24 / hours.max(1),
+        bytes,
+        bytes_per_day: if hours >= 24 {
+            bytes * 24 / hours
+        } else {
+            crate::recorder::day(key_frame_bytes, delta_bytes / deltas.max(1), INTERVAL_MS).bytes
+        },
+        span_ms: kwatch::recording::store::span_ms(key_frame_bytes),
         cpu_per_refresh: cpus.get(cpus.len() / 2).copied().unwrap_or_default(),
         key_frame_bytes,
         replay_wall,
@@ -327,8 +342,8 @@ pub fn table(s: &Size) -> String {
     format!(
         "| Flight recorder, synthetic ({} steady connections, {} opened and {} closed a minute, every 10 s, {} h \
          recorded) | value |\n|---|---:|\n\
-         | refreshes recorded | {} |\n\
-         | bytes on disk per day | {:.1} MB |\n\
+         | refreshes recorded / bytes on disk | {} / {:.1} MB |\n\
+         | bytes on disk per day (measured over 24 h or more, else projected by the store's rules; a shard spans {:.1} h) | {:.1} MB |\n\
          | key frame (every socket) | {:.0} kB |\n\
          | CPU per refresh: encode, compress, write (median) | {} |\n\
          | replay of the last refresh of an hour (open, decode from the key frame, rebuild) | {} |\n\
@@ -338,6 +353,8 @@ pub fn table(s: &Size) -> String {
         CHURN_PER_MINUTE,
         s.hours,
         s.refreshes,
+        s.bytes as f64 / 1e6,
+        s.span_ms as f64 / 3.6e6,
         s.bytes_per_day as f64 / 1e6,
         s.key_frame_bytes as f64 / 1e3,
         crate::report::fmt_duration(s.cpu_per_refresh),

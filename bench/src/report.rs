@@ -260,6 +260,29 @@ pub fn million_targets(rows: &[Row], kwatch_json: &str, lsof: &str) -> Vec<Targe
     out
 }
 
+/// Issue 19's targets for `kwatch record` at a million sockets: its own CPU per refresh (over a projected day)
+/// at most 10 % of the snapshot's, and a steady day's store at most 500 MB.
+pub fn record_targets(own: Duration, snapshot: Duration, day_bytes: u64) -> Vec<Target> {
+    let share = own.as_secs_f64() / snapshot.as_secs_f64().max(1e-9);
+    vec![
+        Target {
+            what: "`kwatch record`: its own CPU per refresh ≤ 10 % of the snapshot's".into(),
+            measured: format!(
+                "{} ÷ {} = {:.1} %",
+                fmt_duration(own),
+                fmt_duration(snapshot),
+                share * 100.0
+            ),
+            met: share <= 0.10,
+        },
+        Target {
+            what: "`kwatch record`: a steady day's store ≤ 500 MB (default pace, projected)".into(),
+            measured: format!("{:.0} MB", day_bytes as f64 / 1e6),
+            met: day_bytes <= 500_000_000,
+        },
+    ]
+}
+
 pub fn targets_table(targets: &[Target]) -> String {
     let mut out = String::from("| target | measured | met |\n|---|---:|---|\n");
     for t in targets {
@@ -377,6 +400,16 @@ mod tests {
         assert!(big[3].met, "{big:?}");
         let mid = targets(10_000, &rows, "kwatch --once --json", "lsof -nP -iTCP");
         assert!(targets_table(&mid).contains("≤ 0.6×"));
+    }
+
+    #[test]
+    fn record_targets_are_a_share_of_the_snapshot_and_a_day_of_bytes() {
+        let t = record_targets(ms(150), ms(5000), 480_000_000);
+        assert_eq!(t[0].measured, "150 ms ÷ 5.00 s = 3.0 %");
+        assert!(t[0].met && t[1].met);
+        assert_eq!(t[1].measured, "480 MB");
+        let t = record_targets(ms(600), ms(5000), 890_000_000);
+        assert!(!t[0].met && !t[1].met);
     }
 
     #[test]

@@ -23,8 +23,13 @@ const HEADER_LEN: u64 = 16;
 const ENTRY_HEAD: usize = 21;
 /// The largest frame, compressed or not, an entry may hold: a length above it is damage, not a frame.
 const MAX_FRAME: u32 = 1 << 30;
-/// A shard holds at most this much recording time.
+/// A shard holds at least this much recording time (unless closed early for size), more when its key frames are
+/// large: see [`span_ms`].
 pub const SHARD_SPAN_MS: u64 = 3_600_000;
+/// Key frame bytes that earn a shard an hour of span: one key frame of this size an hour at most.
+pub const KEY_BYTES_PER_HOUR: u64 = 4 << 20;
+/// The longest a shard spans.
+pub const MAX_SPAN_MS: u64 = 24 * SHARD_SPAN_MS;
 const SUFFIX: &str = ".kwr";
 /// zstd level of frames: fast, and still a fifth of the size of level 1 for repeated sockets.
 const LEVEL: i32 = 3;
@@ -322,6 +327,17 @@ fn damaged(path: &Path, offset: u64, what: &str) -> StoreError {
     }
 }
 
+/// How long a shard whose key frames take `key_bytes` spans (unless closed early for size): an hour, or an hour per
+/// [`KEY_BYTES_PER_HOUR`] of key frame, at most a day. Every shard begins with a key frame, so one an hour would be
+/// most of the store of a big host (24 a day of ~25 MB at a million sockets, while a steady host's deltas are a few
+/// kB); this way key frames take at most about 100 MB a day whatever the host's size. Readers do not depend on the
+/// span: a shard is read from its last key frame at or before a moment, whatever its length.
+pub fn span_ms(key_bytes: u64) -> u64 {
+    let hours_ms =
+        u128::from(SHARD_SPAN_MS) * u128::from(key_bytes) / u128::from(KEY_BYTES_PER_HOUR);
+    u64::try_from(hours_ms).map_or(MAX_SPAN_MS, |ms| ms.clamp(SHARD_SPAN_MS, MAX_SPAN_MS))
+}
+
 /// How much a store keeps.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Retention {
@@ -334,7 +350,7 @@ pub struct Retention {
 impl Retention {
     /// The size at which a shard is closed before its hour is over, so that retention by size removes a small
     /// part of the store at a time.
-    fn shard_max(&self) -> u64 {
+    pub fn shard_max(&self) -> u64 {
         (self.max_bytes / 8).max(1 << 20)
     }
 }
@@ -412,15 +428,15 @@ impl Writer {
         ))
     }
 
-    /// Prepares to append a frame taken at `time_ms`: starts a new shard when the current one spans an hour or
-    /// has grown past its share of the size limit. Returns whether the frame must be a key frame: the first of a
+    /// Prepares to append a frame taken at `time_ms`: starts a new shard when the current one spans its time
+    /// ([`span_ms`] of its last key frame) or has grown past its share of the size limit. Returns whether the frame must be a key frame: the first of a
     /// shard or of a session, or when the deltas since the last key frame outweigh it (so that reading any moment
     /// decodes at most about twice a key frame's bytes).
     pub fn begin(&mut self, time_ms: u64) -> Result<bool, StoreError> {
         let rotate = match &self.current {
             None => true,
             Some(c) => {
-                time_ms >= c.start_ms.saturating_add(SHARD_SPAN_MS)
+                time_ms >= c.start_ms.saturating_add(span_ms(c.key_bytes))
                     || c.size >= self.retention.shard_max()
             }
         };
@@ -685,6 +701,37 @@ mod tests {
             vec![(T0, b"key".to_vec()), (T0 + 10_000, b"d1".to_vec())]
         );
         assert_eq!(frames(&shards[1].path), vec![(T0 + HOUR, b"key2".to_vec())]);
+    }
+
+    #[test]
+    fn a_shard_with_big_key_frames_spans_an_hour_per_4_mib_of_them() {
+        assert_eq!(span_ms(0), HOUR);
+        assert_eq!(span_ms(KEY_BYTES_PER_HOUR), HOUR);
+        assert_eq!(span_ms(KEY_BYTES_PER_HOUR * 5 / 2), 5 * HOUR / 2);
+        assert_eq!(span_ms(u64::MAX), 24 * HOUR);
+        let dir = tempfile::tempdir().unwrap();
+        let (mut w, _) = Writer::open(dir.path(), retention(u64::MAX, u64::MAX)).unwrap();
+        // 9 MiB that zstd cannot shrink: a key frame of a big host.
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let big: Vec<u8> = (0..9 << 20)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect();
+        assert!(w.begin(T0).unwrap());
+        w.append(Kind::Key, T0, &big).unwrap();
+        let span = span_ms(w.size() - HEADER_LEN);
+        assert!(span > 2 * HOUR && span < 3 * HOUR, "{span}");
+        // Two hours on: the same shard, and a delta.
+        assert!(!w.begin(T0 + 2 * HOUR).unwrap());
+        w.append(Kind::Delta, T0 + 2 * HOUR, b"d").unwrap();
+        assert_eq!(list(dir.path()).unwrap().len(), 1);
+        // Its span over: a new shard, beginning with a key frame.
+        assert!(w.begin(T0 + span).unwrap());
+        assert_eq!(list(dir.path()).unwrap().len(), 2);
     }
 
     #[test]

@@ -90,6 +90,21 @@ impl<T: Clone + Send + 'static> Coalescer<T> {
         }
     }
 
+    /// Starts a run now unless one is running or one finished within `min_interval`, without waiting for it.
+    /// `kwatch serve` takes its first collection
+    /// at startup this way, so that the first scrape joins that run or gets its result instead of starting the
+    /// coldest collection of all (first /proc scan, first socket options) within its own timeout.
+    pub fn start_now(&self) -> Result<(), Missed> {
+        let mut state = self.shared.lock();
+        let fresh = state
+            .finished_at
+            .is_some_and(|at| at.elapsed() < self.min_interval);
+        if state.started == state.finished && !fresh {
+            self.start(&mut state)?;
+        }
+        Ok(())
+    }
+
     fn start(&self, state: &mut State<T>) -> Result<(), Missed> {
         let run = state.started + 1;
         let shared = Arc::clone(&self.shared);
@@ -207,6 +222,28 @@ mod tests {
         assert_eq!(runs.load(Ordering::SeqCst), 1);
         assert_eq!(c.waiting(), 0);
         release.send(()).unwrap();
+        assert_eq!(block_on(c.get(Duration::from_secs(30))).unwrap(), 1);
+        assert_eq!(runs.load(Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn a_run_started_ahead_is_joined_by_the_first_caller() {
+        let (c, release, runs) = gated(LONG);
+        c.start_now().unwrap();
+        // Running already: no second run.
+        c.start_now().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while runs.load(Ordering::SeqCst) < 1 {
+            assert!(Instant::now() < deadline, "the run never started");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        // The caller arrives while it runs and waits for it rather than starting another.
+        let err = block_on(c.get(Duration::from_millis(20))).unwrap_err();
+        assert!(matches!(err, Missed::TimedOut(_)));
+        release.send(()).unwrap();
+        assert_eq!(block_on(c.get(Duration::from_secs(30))).unwrap(), 1);
+        // Finished within the floor: nothing to start.
+        c.start_now().unwrap();
         assert_eq!(block_on(c.get(Duration::from_secs(30))).unwrap(), 1);
         assert_eq!(runs.load(Ordering::SeqCst), 1);
     }

@@ -161,7 +161,7 @@ async fn answer<B>(site: &Site, web: &Web, conn: &Conn, req: &Request<B>) -> Res
         .map_or("/", |p| p.as_str())
         .to_string();
     match route(req.method(), &target) {
-        Route::Metrics => scrape(site).await,
+        Route::Metrics => scrape(site, scrape_timeout(site.timeout, req.headers())).await,
         Route::Index => text(StatusCode::OK, "text/html; charset=utf-8", INDEX_HTML),
         Route::MethodNotAllowed => {
             let mut r = text(
@@ -177,8 +177,40 @@ async fn answer<B>(site: &Site, web: &Web, conn: &Conn, req: &Request<B>) -> Res
     }
 }
 
-async fn scrape(site: &Site) -> Response<Full<Bytes>> {
-    let failure = match site.metrics.get(site.timeout).await {
+/// The header Prometheus sends with every scrape: its `scrape_timeout`, in seconds.
+pub const SCRAPER_TIMEOUT: &str = "x-prometheus-scrape-timeout-seconds";
+/// Taken off the scraper's own timeout, so that an answer (a 503 with its reason included) arrives before the
+/// scraper hangs up; the blackbox exporter's `--timeout-offset` default.
+const TIMEOUT_OFFSET: Duration = Duration::from_millis(500);
+/// However soon the scraper says it gives up, a scrape waits this long for a collection in progress.
+const SHORTEST_WAIT: Duration = Duration::from_millis(100);
+
+/// How long a scrape waits for a collection: `configured` (`--scrape-timeout`), or less when the scraper says
+/// (X-Prometheus-Scrape-Timeout-Seconds) that it gives up sooner: its timeout less 0.5 s, or half of it when that
+/// is shorter, and at least 0.1 s. A header that is not a positive number of seconds is ignored.
+pub fn scrape_timeout(configured: Duration, headers: &HeaderMap) -> Duration {
+    let Some(secs) = headers
+        .get(SCRAPER_TIMEOUT)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| v.len() <= 32)
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .filter(|s| s.is_finite() && *s > 0.0)
+    else {
+        return configured;
+    };
+    if secs >= configured.as_secs_f64() + TIMEOUT_OFFSET.as_secs_f64() {
+        return configured;
+    }
+    let theirs = Duration::from_secs_f64(secs);
+    theirs
+        .saturating_sub(TIMEOUT_OFFSET)
+        .max(theirs / 2)
+        .max(SHORTEST_WAIT)
+        .min(configured)
+}
+
+async fn scrape(site: &Site, timeout: Duration) -> Response<Full<Bytes>> {
+    let failure = match site.metrics.get(timeout).await {
         Ok(collected) => match &*collected {
             Ok(body) => return text(StatusCode::OK, super::metrics::CONTENT_TYPE, body.clone()),
             Err(e) => e.clone(),
@@ -226,6 +258,27 @@ mod tests {
         for (method, url, want) in cases {
             assert_eq!(route(&method, url), want, "{method} {url}");
         }
+    }
+
+    #[test]
+    fn a_scraper_that_gives_up_sooner_is_answered_before_it_does() {
+        let configured = Duration::from_secs(8);
+        let with = |v: &'static str| {
+            let mut h = HeaderMap::new();
+            h.insert(SCRAPER_TIMEOUT, HeaderValue::from_static(v));
+            scrape_timeout(configured, &h)
+        };
+        assert_eq!(scrape_timeout(configured, &HeaderMap::new()), configured);
+        assert_eq!(with("10"), configured);
+        assert_eq!(with("8.5"), configured);
+        assert_eq!(with("5"), Duration::from_millis(4500));
+        assert_eq!(with(" 2.5 "), Duration::from_secs(2));
+        assert_eq!(with("0.6"), Duration::from_millis(300));
+        for bad in ["0", "-3", "NaN", "inf", "1e999", "soon", "", "1s"] {
+            assert_eq!(with(bad), configured, "{bad:?}");
+        }
+        assert_eq!(with("0.1"), Duration::from_millis(100));
+        assert_eq!(with("1e-300"), Duration::from_millis(100));
     }
 
     #[test]
