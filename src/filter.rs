@@ -249,6 +249,50 @@ impl Filter {
 
     /// Drops the sockets of `snapshot` this filter does not show, in place: no copy of the sockets and no
     /// per-socket memory beside them (the matching needs only the snapshot's processes).
+    /// A copy of `snapshot` with only the sockets this filter keeps (the rest of it copied whole).
+    pub fn matching_copy(&self, snapshot: &Snapshot) -> Snapshot {
+        let Snapshot {
+            taken_at_unix_ms,
+            dump_us,
+            proc_scan_us,
+            host,
+            kernel,
+            settings,
+            connections,
+            processes,
+            unreadable,
+            warnings,
+            held_dead,
+            namespaces,
+            units,
+            lineage,
+            as_root,
+            owners_pending,
+        } = snapshot;
+        Snapshot {
+            taken_at_unix_ms: *taken_at_unix_ms,
+            dump_us: *dump_us,
+            proc_scan_us: *proc_scan_us,
+            host: host.clone(),
+            kernel: kernel.clone(),
+            settings: *settings,
+            connections: connections
+                .iter()
+                .filter(|c| self.matches_in(c, snapshot))
+                .cloned()
+                .collect(),
+            processes: processes.clone(),
+            unreadable: unreadable.clone(),
+            warnings: warnings.clone(),
+            held_dead: held_dead.clone(),
+            namespaces: namespaces.clone(),
+            units: units.clone(),
+            lineage: lineage.clone(),
+            as_root: *as_root,
+            owners_pending: *owners_pending,
+        }
+    }
+
     pub fn retain_matching(&self, snapshot: &mut Snapshot) {
         if self.is_empty() {
             return;
@@ -533,6 +577,11 @@ mod tests {
         let whole = snap.clone();
         Filter::default().retain_matching(&mut snap);
         assert_eq!(snap, whole);
+        assert_eq!(Filter::default().matching_copy(&snap), whole);
+        let port = Filter::parse("port:443").unwrap();
+        let mut cut = whole.clone();
+        port.retain_matching(&mut cut);
+        assert_eq!(port.matching_copy(&whole), cut);
         f("nginx port:443").retain_matching(&mut snap);
         let peers: Vec<u16> = snap.connections.iter().map(|c| c.peer_port).collect();
         assert_eq!(peers, [1, 4]);

@@ -1,6 +1,7 @@
 //! Connection deaths between scrapes: the kernel's destroy notifications joined with earlier snapshots.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use crate::events::{Feed, WatchEvent};
 use crate::filter::Filter;
@@ -48,9 +49,13 @@ impl DeathWatch {
 
     /// Counts the deaths among the drained notifications of sockets seen before; remembers `snapshot`'s. `None`
     /// while no namespace's notifications are received.
-    pub fn step(&mut self, snapshot: &Snapshot, filter: &Filter) -> Option<DeathCounts> {
+    /// The feed keeps `snapshot` (shared, not copied) until the next step.
+    pub fn step(&mut self, snapshot: &Arc<Snapshot>, filter: &Filter) -> Option<DeathCounts> {
         // Stamped with the dump's time, as the live view's feed and a replay of a recording do.
-        for event in self.feed.step(snapshot, filter, snapshot.taken_at_unix_ms) {
+        for event in self
+            .feed
+            .step_shared(snapshot, filter, snapshot.taken_at_unix_ms)
+        {
             match event {
                 WatchEvent::Destroy { cause, comm, .. } => {
                     let comm = comm.unwrap_or_else(|| "?".to_string());
