@@ -53,6 +53,7 @@ pub mod exit;
 pub mod filter;
 pub mod format;
 pub mod generate;
+pub mod heap;
 pub mod held_dead;
 pub mod model;
 pub mod moment;

@@ -15,6 +15,7 @@ pub fn main() -> ExitCode {
     let args = Args::parse();
     // Every mode may hold many fds: the live view's /proc scan, the exporter's connections.
     crate::rlimit::raise_nofile();
+    crate::heap::return_large_blocks();
     exit::exit_code(run(&args))
 }
 
