@@ -134,8 +134,18 @@ pub fn measure(
         .context("the live view showed no sockets within 120 s")?;
     let first_frame = started.elapsed();
 
-    // Let the first refreshes pass, then watch the process alone.
+    // On a big host the first frame is the dump alone; the full snapshot follows. Let the first refreshes pass,
+    // then watch the process alone over at least three of the refresh periods its header shows (a share measured
+    // over less than a cycle says more about where the window fell than about the pace).
+    wait_until(&tmux, Duration::from_secs(120), stop, |s| {
+        !s.contains("reading owners")
+    })?
+    .context("the live view's first full snapshot did not come within 120 s")?;
     pause(Duration::from_secs(2), stop)?;
+    let period = header_pace(&tmux.screen()?)
+        .and_then(|p| pace_secs(&p))
+        .unwrap_or(1.0);
+    let quiet = quiet.max(Duration::from_secs_f64(3.0 * period.min(30.0)));
     let (cpu0, t0) = (process_cpu(pid)?, Instant::now());
     let mut rss = Vec::new();
     // Bounded by `quiet`; one RSS reading per step.
@@ -205,6 +215,11 @@ fn header_pace(screen: &str) -> Option<String> {
     let rest = &first[from..];
     let to = rest.find(')')?;
     Some(rest[..=to].to_string())
+}
+
+/// The seconds of a pace the header shows: `every 13.2s (CPU budget)` gives 13.2.
+fn pace_secs(pace: &str) -> Option<f64> {
+    pace.strip_prefix("every ")?.split('s').next()?.parse().ok()
 }
 
 /// The header line `sockets N ...` with a count, which the view draws once the first snapshot is in.
@@ -329,6 +344,13 @@ pub fn table(l: &Live) -> String {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_pace_in_seconds_comes_from_the_header() {
+        assert_eq!(pace_secs("every 13.2s (CPU budget)"), Some(13.2));
+        assert_eq!(pace_secs("every 1.0s (over CPU budget)"), Some(1.0));
+        assert_eq!(pace_secs("every interval (1 s)"), None);
+    }
 
     #[test]
     fn cpu_comes_from_fields_14_and_15_even_with_an_odd_name() {
