@@ -141,11 +141,16 @@ pub fn measure(
         !s.contains("reading owners")
     })?
     .context("the live view's first full snapshot did not come within 120 s")?;
+    // The pace settles after a warm refresh: one period (as first shown) later.
     pause(Duration::from_secs(2), stop)?;
-    let period = header_pace(&tmux.screen()?)
-        .and_then(|p| pace_secs(&p))
-        .unwrap_or(1.0);
-    let quiet = quiet.max(Duration::from_secs_f64(3.0 * period.min(30.0)));
+    let period = |tmux: &Tmux| -> anyhow::Result<f64> {
+        Ok(header_pace(&tmux.screen()?)
+            .and_then(|p| pace_secs(&p))
+            .unwrap_or(1.0)
+            .min(30.0))
+    };
+    pause(Duration::from_secs_f64(period(&tmux)?), stop)?;
+    let quiet = quiet.max(Duration::from_secs_f64(3.0 * period(&tmux)?));
     let (cpu0, t0) = (process_cpu(pid)?, Instant::now());
     let mut rss = Vec::new();
     // Bounded by `quiet`; one RSS reading per step.
