@@ -121,7 +121,9 @@ fn a_namespace_lists_the_same_sockets_and_states_as_ss() {
     drop(active_close); // a sends FIN first
     drop(b_side2); // b answers: a goes to TIME-WAIT
 
-    let matched = poll(Duration::from_secs(10), || {
+    // A generous deadline: each look runs ss twice and kwatch once, and on a busy machine a look can take seconds
+    // (this waited 10 s once in a clean-clone CI run and ran out).
+    let matched = poll(Duration::from_secs(30), || {
         let before = ss(Some(&pair.a));
         let doc = kwatch_json(Some(&pair.a), &[]);
         let after = ss(Some(&pair.a));
@@ -150,7 +152,7 @@ fn a_namespace_lists_the_same_sockets_and_states_as_ss() {
             .all(|want| states.contains(want))
             .then_some(ours)
     })
-    .expect("two ss runs around kwatch agreed, with the closes arrived, within 10 s");
+    .expect("two ss runs around kwatch agreed, with the closes arrived, within 30 s");
 
     let states: Vec<&str> = matched.iter().map(|s| s.state.as_str()).collect();
     for want in ["listen", "established", "close-wait", "time-wait"] {
