@@ -86,22 +86,10 @@ impl Collector {
     /// host, which the /proc map and the socket options would delay by seconds. Keeps nothing for the next
     /// refresh (the map and option memory are left as they are).
     pub fn collect_dump_only(&mut self) -> anyhow::Result<Snapshot> {
-        let taken_at_unix_ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64);
+        let taken_at_unix_ms = now_unix_ms();
         let Collector { opts, dumper, .. } = self;
-        let (dumped, dump_us) = timed(|| {
-            netns::dump_scope(
-                &opts.netns,
-                &opts.proc_root,
-                Path::new(netns::RUN_NETNS),
-                &opts.request,
-                |request| dump(dumper, request),
-            )
-        });
-        let mut dumped = dumped?;
-        let mut connections = std::mem::take(&mut dumped.connections);
-        connections.shrink_to_fit();
+        let (dumped, dump_us) = timed(|| dump_every_namespace(opts, dumper));
+        let (dumped, connections) = take_connections(dumped?);
         let header = Snapshot {
             taken_at_unix_ms,
             dump_us,
@@ -134,9 +122,7 @@ impl Collector {
     /// Takes a snapshot; the `last` one takes the /proc map over instead of copying it, reads every socket's
     /// options afresh, and sorts the connections by address for output that is stable from run to run.
     fn take(&mut self, last: bool) -> anyhow::Result<Snapshot> {
-        let taken_at_unix_ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64);
+        let taken_at_unix_ms = now_unix_ms();
         let Collector {
             opts,
             dumper,
@@ -146,17 +132,7 @@ impl Collector {
         // The dump and the /proc update are independent: run them at the same time (the update itself uses
         // every core). Only sockets the update could not account for need a second look afterwards.
         let (dumped, mut proc_scan_us) = std::thread::scope(|s| {
-            let dump = s.spawn(|| {
-                timed(|| {
-                    netns::dump_scope(
-                        &opts.netns,
-                        &opts.proc_root,
-                        Path::new(netns::RUN_NETNS),
-                        &opts.request,
-                        |request| dump(dumper, request),
-                    )
-                })
-            });
+            let dump = s.spawn(|| timed(|| dump_every_namespace(opts, dumper)));
             let (_, update_us) = timed(|| procs.as_mut().map(ProcCache::update));
             let dumped = dump
                 .join()
@@ -164,12 +140,7 @@ impl Collector {
             (dumped, update_us)
         });
         let (dumped, dump_us) = dumped;
-        let mut dumped = dumped?;
-        let mut connections = std::mem::take(&mut dumped.connections);
-        // Grown by doubling while the dump was read, the vector can hold up to twice the sockets: give the slack
-        // back before the map, the held-dead search and the join add theirs (for a vector this large the
-        // allocator returns it in place, with mremap, instead of copying).
-        connections.shrink_to_fit();
+        let (dumped, connections) = take_connections(dumped?);
         // A socket a process holds is dead only if a complete dump lacks it: not if a filter left it out. A port
         // filter only cuts what is shown, so the search asks for the rest. Held dead sockets are looked for in
         // every namespace listed (see `held_dead::find`).
@@ -215,6 +186,36 @@ impl Collector {
             memory,
         ))
     }
+}
+
+/// Milliseconds since the Unix epoch, 0 if the clock is before it.
+fn now_unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// The dump of every namespace in the collector's scope, through its netlink socket for kwatch's own.
+fn dump_every_namespace(
+    opts: &Options,
+    dumper: &mut Option<Dumper>,
+) -> anyhow::Result<netns::Dumped> {
+    netns::dump_scope(
+        &opts.netns,
+        &opts.proc_root,
+        Path::new(netns::RUN_NETNS),
+        &opts.request,
+        |request| dump(dumper, request),
+    )
+}
+
+/// Takes the connections out of a dump. Grown by doubling while the dump was read, their vector can hold up to
+/// twice the sockets: the slack is given back before the map, the held-dead search and the join add theirs (for
+/// a vector this large the allocator returns it in place, with mremap, instead of copying).
+fn take_connections(mut dumped: netns::Dumped) -> (netns::Dumped, Vec<Connection>) {
+    let mut connections = std::mem::take(&mut dumped.connections);
+    connections.shrink_to_fit();
+    (dumped, connections)
 }
 
 /// Dumps with the collector's netlink socket, opening it first if needed and dropping it after an error.
