@@ -109,7 +109,10 @@ impl Collector {
             dumped,
             None,
             Cow::Owned(ProcMap::default()),
-            Some(&mut memory),
+            sockopt::Known {
+                memory: Some(&mut memory),
+                kernel: None,
+            },
         ))
     }
 
@@ -160,6 +163,11 @@ impl Collector {
             });
             proc_scan_us += resolve_us;
         }
+        // Keepalive options the BPF iterator read with the fd tables: no socket of them is read again.
+        let options = procs
+            .as_mut()
+            .and_then(ProcCache::take_options)
+            .filter(|_| opts.read_sockopts);
         // The live view keeps its map for the next refresh and copies owners out of it; a one-shot snapshot
         // takes the map over and moves them.
         let map = match procs.as_mut() {
@@ -175,16 +183,11 @@ impl Collector {
             proc_scan_us,
             ..Snapshot::default()
         };
-        let memory = (!last).then_some(sockopts);
-        Ok(finish(
-            opts,
-            header,
-            connections,
-            dumped,
-            every,
-            map,
-            memory,
-        ))
+        let known = sockopt::Known {
+            memory: (!last).then_some(sockopts),
+            kernel: options.as_ref(),
+        };
+        Ok(finish(opts, header, connections, dumped, every, map, known))
     }
 }
 
@@ -230,7 +233,7 @@ fn dump(dumper: &mut Option<Dumper>, request: &DumpRequest) -> Result<Vec<Connec
 }
 
 /// Everything after the dump and the map: snapshot header, held dead sockets, join, socket options, analysis.
-/// Without `memory` (a one-shot snapshot), connections are sorted by address and every socket's options read.
+/// Without `known.memory` (a one-shot snapshot), connections are sorted by address and every socket's options read.
 fn finish(
     opts: &Options,
     header: Snapshot,
@@ -238,7 +241,7 @@ fn finish(
     namespaces: netns::Dumped,
     every: Option<anyhow::Result<Every>>,
     map: Cow<'_, ProcMap>,
-    memory: Option<&mut sockopt::Memory>,
+    known: sockopt::Known<'_>,
 ) -> Snapshot {
     let mut snapshot = Snapshot {
         host: read_line(&opts.proc_root.join("sys/kernel/hostname")),
@@ -283,7 +286,7 @@ fn finish(
             .push(format!("held dead sockets not looked for: {e:#}")),
         None => {}
     }
-    let sort = memory.is_none();
+    let sort = known.memory.is_none();
     join(&mut snapshot, connections, map, sort);
     if opts.map_processes {
         snapshot.units = netns::units(&opts.proc_root, snapshot.processes.keys().copied());
@@ -295,7 +298,7 @@ fn finish(
         snapshot.lineage =
             crate::proc::lineage(&opts.proc_root, snapshot.processes.keys().copied());
     }
-    sockopt::fill(&mut snapshot, opts.read_sockopts, memory);
+    sockopt::fill_from(&mut snapshot, opts.read_sockopts, known);
     analyze::analyze(&mut snapshot, &opts.thresholds);
     snapshot
 }

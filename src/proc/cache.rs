@@ -20,6 +20,7 @@ use super::scan::{PidList, PidScan, ScanError, Scanner, SocketFd};
 use super::task_file_iter::TaskFiles;
 use super::{ProcMap, ScanConfig, Users, describe, process_netns, read_users};
 use crate::parallel;
+use crate::sockopt::from_kernel::KernelOptions;
 
 /// Every this many refreshes every process is read again, changed or not.
 pub const FULL_SCAN_EVERY: u64 = 60;
@@ -82,6 +83,8 @@ pub struct ProcCache {
     /// The BPF iterator that reads every fd table at once, used when at least `bpf_min_fds` fds are to be read.
     bpf: TaskFiles,
     bpf_min_fds: usize,
+    /// Every TCP socket's keepalive options, when the iterator read them in this refresh.
+    options: Option<KernelOptions>,
 }
 
 impl ProcCache {
@@ -112,6 +115,7 @@ impl ProcCache {
             stats: RefreshStats::default(),
             bpf: TaskFiles::new(&config.proc_root),
             bpf_min_fds: config.bpf_min_fds,
+            options: None,
         }
     }
 
@@ -127,6 +131,7 @@ impl ProcCache {
     /// table changed (every one every [`FULL_SCAN_EVERY`] refreshes). Needs no dump, so it can run during one.
     pub fn update(&mut self) {
         self.refreshes += 1;
+        self.options = None;
         let force = self.refreshes % FULL_SCAN_EVERY == 0;
         self.stats = RefreshStats {
             full: force,
@@ -178,6 +183,12 @@ impl ProcCache {
     /// What the last refresh read.
     pub fn stats(&self) -> RefreshStats {
         self.stats
+    }
+
+    /// The keepalive options of every TCP socket, when the BPF iterator read the fd tables in this refresh
+    /// (taken: a million sockets' take 16 MiB).
+    pub fn take_options(&mut self) -> Option<KernelOptions> {
+        self.options.take()
     }
 
     /// Why the BPF iterator is not used, if it is not.
@@ -260,11 +271,17 @@ impl ProcCache {
             .iter()
             .filter_map(|(_, stamp)| stamp.and_then(|s| usize::try_from(s.size).ok()))
             .sum();
-        let mut by_bpf = if stamps_work && fds >= self.bpf_min_fds && self.bpf.usable() {
+        let read = if stamps_work && fds >= self.bpf_min_fds && self.bpf.usable() {
             self.bpf.socket_fds()
         } else {
             None
         };
+        let mut by_bpf = read.map(|read| {
+            if read.options.is_some() {
+                self.options = read.options;
+            }
+            read.by_pid
+        });
         self.stats.bpf |= by_bpf.is_some();
         let scanner = &self.scanner;
         let given: Vec<(u32, Option<FdStamp>, Option<Vec<SocketFd>>)> = stale

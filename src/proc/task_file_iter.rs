@@ -1,8 +1,10 @@
 //! Socket fds of every process from a BPF task_file iterator: the kernel's fd tables read in the kernel.
 //!
 //! The /proc walk costs a dentry lookup and a readlink per fd, ~2.6 µs each: at a million sockets 2.6 s of CPU,
-//! a third of a snapshot. The iterator (bpf/task_sockets.bpf.c, embedded as `task_sockets.bpf.o`) writes 16 bytes
-//! per socket fd instead, for every process at once, at ~0.1 µs per fd. Loading it costs ~0.1 s (parsing the
+//! a third of a snapshot. The iterator (bpf/task_sockets.bpf.c, embedded as `task_sockets.bpf.o`) writes 32 bytes
+//! per socket fd instead, for every process at once, at ~0.1 µs per fd, and with a TCP socket's record its
+//! keepalive options ([`crate::sockopt::from_kernel`]), which otherwise cost a pidfd_getfd and five getsockopt
+//! calls each. Loading it costs ~0.1 s (parsing the
 //! kernel's BTF, loading and verifying the program), so [`ProcCache`](super::ProcCache) uses it only when the
 //! processes it is about to read hold at least [`MIN_FDS`] fds, and only where its pids are /proc's: the real
 //! /proc in the initial pid namespace. It needs root (CAP_BPF and CAP_PERFMON) and Linux 5.8 with BTF; without
@@ -14,6 +16,7 @@ use aya::programs::Iter;
 use rustc_hash::FxHashMap;
 
 use super::scan::SocketFd;
+use crate::sockopt::from_kernel::{Builder, KernelOptions, RawOptions};
 
 /// Below this many fds to read, the /proc walk is used. Loading the iterator costs ~0.1 s of CPU (40,000
 /// readlinks) but also ~30 MiB of heap while the kernel's BTF is parsed, beside a snapshot being taken: at
@@ -72,7 +75,7 @@ impl TaskFiles {
     }
 
     /// [`socket_fds`]; after the first failure (no privilege, no BTF, an old kernel) `None` without trying again.
-    pub fn socket_fds(&mut self) -> Option<FxHashMap<u32, Vec<SocketFd>>> {
+    pub fn socket_fds(&mut self) -> Option<TaskSockets> {
         if self.unusable.is_some() {
             return None;
         }
@@ -82,10 +85,20 @@ impl TaskFiles {
     }
 }
 
-/// Every process's socket fds (pid → fds sorted by fd), as the kernel's fd tables hold them now, readable or not
-/// by /proc (a process whose `fd/` even root may not list is read too). Pids are those of the initial pid
-/// namespace.
-pub fn socket_fds() -> Result<FxHashMap<u32, Vec<SocketFd>>, Error> {
+/// What one run of the iterator read.
+#[derive(Debug, Default)]
+pub struct TaskSockets {
+    /// Every process's socket fds (pid → fds sorted by fd).
+    pub by_pid: FxHashMap<u32, Vec<SocketFd>>,
+    /// Every TCP socket's keepalive options; `None` when the kernel's HZ could not be measured (the options are
+    /// then read through the owners, as without the iterator).
+    pub options: Option<KernelOptions>,
+}
+
+/// Every process's socket fds, as the kernel's fd tables hold them now, readable or not by /proc (a process whose
+/// `fd/` even root may not list is read too), and every TCP socket's keepalive options. Pids are those of the
+/// initial pid namespace.
+pub fn socket_fds() -> Result<TaskSockets, Error> {
     let btf = aya::Btf::from_sys_fs()?;
     let mut ebpf = aya::EbpfLoader::new().btf(Some(&btf)).load(OBJECT)?;
     let program: &mut Iter = ebpf
@@ -99,9 +112,24 @@ pub fn socket_fds() -> Result<FxHashMap<u32, Vec<SocketFd>>, Error> {
     drop(ebpf);
     drop(btf);
     give_back_freed_heap();
-    let mut bytes = Vec::new();
-    file.read_to_end(&mut bytes)?;
-    Ok(parse(&bytes))
+    // Open while the records are read: the iterator reports it among kwatch's own fds.
+    let calibration = Calibration::open();
+    let mut records = Records::new(calibration.as_ref());
+    // Parsed as they come, a buffer at a time: at a million sockets the records are 32 MB.
+    let mut buf = vec![0u8; 1 << 16];
+    let mut filled = 0;
+    loop {
+        let n = file.read(&mut buf[filled..])?;
+        if n == 0 {
+            break;
+        }
+        filled += n;
+        let whole = filled - filled % RECORD;
+        records.parse(&buf[..whole]);
+        buf.copy_within(whole..filled, 0);
+        filled -= whole;
+    }
+    Ok(records.finish())
 }
 
 /// Returns the ~30 MiB the BTF parsing freed to the kernel at once. The iterator is loaded while the dump fills
@@ -115,30 +143,137 @@ fn give_back_freed_heap() {
     }
 }
 
-/// Records of 16 bytes: pid (u32), fd (u32), inode (u64), native endian. A short tail is ignored.
-fn parse(bytes: &[u8]) -> FxHashMap<u32, Vec<SocketFd>> {
-    let mut by_pid: FxHashMap<u32, Vec<SocketFd>> = FxHashMap::default();
-    for r in bytes.chunks_exact(16) {
-        let (pid, rest) = r.split_at(4);
-        let (fd, inode) = rest.split_at(4);
-        let (Ok(pid), Ok(fd), Ok(inode)) = (pid.try_into(), fd.try_into(), inode.try_into()) else {
-            continue;
-        };
-        by_pid
-            .entry(u32::from_ne_bytes(pid))
-            .or_default()
-            .push(SocketFd {
-                fd: u32::from_ne_bytes(fd),
-                inode: u64::from_ne_bytes(inode),
+/// Bytes per record of bpf/task_sockets.bpf.c: pid u32, fd u32, inode u64, idle u32, intvl u32, user timeout
+/// u32, probes u16, flags u8, a pad byte; native endian.
+const RECORD: usize = 32;
+/// `flags`: the keepalive fields were read (a TCP socket).
+const TCP: u8 = 1;
+/// `flags`: SO_KEEPALIVE is on.
+const KEEPOPEN: u8 = 2;
+
+/// A TCP socket of kwatch's own with known TCP_KEEPIDLE and TCP_KEEPINTVL: its record, in jiffies, says the
+/// kernel's HZ, which no interface reports (`CONFIG_HZ`: 100, 250, 300 or 1000; the clock tick `sysconf` gives is
+/// USER_HZ, always 100). Never bound, so no dump lists it.
+struct Calibration {
+    /// Held open until the records are read.
+    _socket: std::os::fd::OwnedFd,
+    inode: u64,
+}
+
+impl Calibration {
+    const IDLE_S: u32 = 3011;
+    const INTVL_S: u32 = 17;
+
+    fn open() -> Option<Calibration> {
+        use rustix::net::{AddressFamily, SocketType, socket, sockopt};
+        let socket = socket(AddressFamily::INET, SocketType::STREAM, None).ok()?;
+        let secs = |s: u32| std::time::Duration::from_secs(u64::from(s));
+        sockopt::set_tcp_keepidle(&socket, secs(Self::IDLE_S)).ok()?;
+        sockopt::set_tcp_keepintvl(&socket, secs(Self::INTVL_S)).ok()?;
+        let inode = rustix::fs::fstat(&socket).ok()?.st_ino;
+        Some(Calibration {
+            _socket: socket,
+            inode,
+        })
+    }
+
+    /// HZ from the calibration socket's record, when it is consistent.
+    fn hz(raw: &RawOptions) -> Option<u32> {
+        let hz = raw.idle_jiffies / Self::IDLE_S;
+        (hz > 0 && raw.idle_jiffies == hz * Self::IDLE_S && raw.intvl_jiffies == hz * Self::INTVL_S)
+            .then_some(hz)
+    }
+}
+
+/// Records parsed so far.
+struct Records {
+    by_pid: FxHashMap<u32, Vec<SocketFd>>,
+    /// TCP sockets' options, in jiffies until HZ is known.
+    tcp: Vec<(u64, RawOptions)>,
+    /// kwatch's pid and its calibration socket's inode.
+    calibration: Option<(u32, u64)>,
+    hz: Option<u32>,
+}
+
+impl Records {
+    fn new(calibration: Option<&Calibration>) -> Records {
+        Records {
+            by_pid: FxHashMap::default(),
+            tcp: Vec::new(),
+            calibration: calibration.map(|c| (std::process::id(), c.inode)),
+            hz: None,
+        }
+    }
+
+    /// Whole records; a short tail is ignored.
+    fn parse(&mut self, bytes: &[u8]) {
+        for r in bytes.chunks_exact(RECORD) {
+            let u32_at = |at: usize| {
+                r.get(at..at + 4)
+                    .and_then(|b| b.try_into().ok())
+                    .map(u32::from_ne_bytes)
+            };
+            let (Some(pid), Some(fd), Some(inode), Some(idle), Some(intvl), Some(user_timeout)) = (
+                u32_at(0),
+                u32_at(4),
+                r.get(8..16)
+                    .and_then(|b| b.try_into().ok())
+                    .map(u64::from_ne_bytes),
+                u32_at(16),
+                u32_at(20),
+                u32_at(24),
+            ) else {
+                continue;
+            };
+            let probes = u16::from_ne_bytes([r[28], r[29]]);
+            let flags = r[30];
+            let raw = (flags & TCP != 0).then_some(RawOptions {
+                keepalive: flags & KEEPOPEN != 0,
+                idle_jiffies: idle,
+                intvl_jiffies: intvl,
+                probes,
+                user_timeout_ms: user_timeout,
             });
+            if self.calibration == Some((pid, inode)) {
+                self.hz = raw.as_ref().and_then(Calibration::hz);
+                continue;
+            }
+            self.by_pid
+                .entry(pid)
+                .or_default()
+                .push(SocketFd { fd, inode });
+            if let Some(raw) = raw {
+                self.tcp.push((inode, raw));
+            }
+        }
     }
-    // A thread with a file table of its own (rare: unshare(CLONE_FILES)) is iterated apart from its process, under
-    // the same pid: its sockets are kept beside the process's, as the owners they are.
-    for fds in by_pid.values_mut() {
-        fds.sort_unstable();
-        fds.dedup();
+
+    fn finish(mut self) -> TaskSockets {
+        // A thread with a file table of its own (rare: unshare(CLONE_FILES)) is iterated apart from its process,
+        // under the same pid: its sockets are kept beside the process's, as the owners they are.
+        for fds in self.by_pid.values_mut() {
+            fds.sort_unstable();
+            fds.dedup();
+        }
+        let options = self.hz.map(|hz| {
+            let mut b = Builder::new(hz);
+            for (inode, raw) in self.tcp.drain(..) {
+                b.push(inode, raw);
+            }
+            b.build()
+        });
+        TaskSockets {
+            by_pid: self.by_pid,
+            options,
+        }
     }
-    by_pid
+}
+
+#[cfg(test)]
+fn parse(bytes: &[u8]) -> TaskSockets {
+    let mut records = Records::new(None);
+    records.parse(bytes);
+    records.finish()
 }
 
 /// Whether this process sees the initial pid namespace's pids (the iterator reports those): `NSpid` in
@@ -157,6 +292,42 @@ pub fn pids_are_global() -> bool {
 mod tests {
     use super::*;
 
+    /// One record as bpf/task_sockets.bpf.c writes it.
+    fn record(pid: u32, fd: u32, inode: u64, tcp: Option<RawOptions>) -> Vec<u8> {
+        let mut r = Vec::new();
+        r.extend_from_slice(&pid.to_ne_bytes());
+        r.extend_from_slice(&fd.to_ne_bytes());
+        r.extend_from_slice(&inode.to_ne_bytes());
+        let raw = tcp.unwrap_or(RawOptions {
+            keepalive: false,
+            idle_jiffies: 0,
+            intvl_jiffies: 0,
+            probes: 0,
+            user_timeout_ms: 0,
+        });
+        r.extend_from_slice(&raw.idle_jiffies.to_ne_bytes());
+        r.extend_from_slice(&raw.intvl_jiffies.to_ne_bytes());
+        r.extend_from_slice(&raw.user_timeout_ms.to_ne_bytes());
+        r.extend_from_slice(&raw.probes.to_ne_bytes());
+        let flags = match tcp {
+            Some(raw) => TCP | if raw.keepalive { KEEPOPEN } else { 0 },
+            None => 0,
+        };
+        r.extend_from_slice(&[flags, 0]);
+        assert_eq!(r.len(), RECORD);
+        r
+    }
+
+    fn raw(idle_jiffies: u32, intvl_jiffies: u32) -> RawOptions {
+        RawOptions {
+            keepalive: true,
+            idle_jiffies,
+            intvl_jiffies,
+            probes: 4,
+            user_timeout_ms: 45_000,
+        }
+    }
+
     #[test]
     fn records_group_by_pid_sorted_by_fd() {
         let mut bytes = Vec::new();
@@ -166,12 +337,10 @@ mod tests {
             (8, 4, 7),
             (7, 3, 6),
         ] {
-            bytes.extend_from_slice(&pid.to_ne_bytes());
-            bytes.extend_from_slice(&fd.to_ne_bytes());
-            bytes.extend_from_slice(&inode.to_ne_bytes());
+            bytes.extend(record(pid, fd, inode, None));
         }
         bytes.extend_from_slice(&[1, 2, 3]);
-        let by_pid = parse(&bytes);
+        let by_pid = parse(&bytes).by_pid;
         assert_eq!(
             by_pid[&7],
             [
@@ -184,6 +353,31 @@ mod tests {
         );
         assert_eq!(by_pid[&8], [SocketFd { fd: 4, inode: 7 }]);
         assert_eq!(by_pid.len(), 2);
+    }
+
+    #[test]
+    fn the_calibration_socket_gives_hz_and_is_left_out() {
+        let parse_with = |calibration: RawOptions| {
+            let mut records = Records::new(None);
+            records.calibration = Some((99, 500));
+            let mut bytes = record(7, 3, 6, Some(raw(60 * 250, 5 * 250)));
+            bytes.extend(record(7, 4, 8, None));
+            bytes.extend(record(99, 10, 500, Some(calibration)));
+            records.parse(&bytes);
+            records.finish()
+        };
+        let hz = 250;
+        let got = parse_with(raw(Calibration::IDLE_S * hz, Calibration::INTVL_S * hz));
+        assert!(!got.by_pid.contains_key(&99), "{:?}", got.by_pid);
+        let options = got.options.expect("HZ measured");
+        assert_eq!(options.len(), 1);
+        let s = options.get(6).unwrap();
+        assert_eq!((s.idle_s, s.intvl_s, s.cnt), (Some(60), Some(5), Some(4)));
+        assert_eq!(options.get(8), None, "not a TCP socket");
+        // A record that does not say one HZ (changed meanwhile, or misread) gives no options at all.
+        let got = parse_with(raw(Calibration::IDLE_S * hz, Calibration::INTVL_S * hz + 1));
+        assert!(got.options.is_none());
+        assert!(parse(&record(7, 3, 6, Some(raw(1, 1)))).options.is_none());
     }
 
     /// Whether a test that loads the iterator can run: as root. Otherwise it is skipped with a reason, except where
@@ -218,7 +412,7 @@ mod tests {
             .iter()
             .map(|s| u32::try_from(s.as_raw_fd()).unwrap())
             .collect();
-        let by_bpf = socket_fds().expect("BPF iterator");
+        let by_bpf = socket_fds().expect("BPF iterator").by_pid;
         let Some(super::super::FdScan::Sockets(by_proc)) = Some(scanner.scan_fds(me)) else {
             panic!("own fds unreadable")
         };
@@ -275,5 +469,89 @@ mod tests {
             );
         }
         assert_eq!(by_bpf.processes.get(&me), by_proc.processes.get(&me));
+    }
+
+    /// The options the iterator reads are what getsockopt answers, set or not (needs root).
+    #[test]
+    fn the_iterator_reads_the_options_getsockopt_reports() {
+        if !root_or_skip() {
+            return;
+        }
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let ka = socket2::TcpKeepalive::new()
+            .with_time(std::time::Duration::from_secs(30))
+            .with_interval(std::time::Duration::from_secs(5))
+            .with_retries(4);
+        socket2::SockRef::from(&listener)
+            .set_tcp_keepalive(&ka)
+            .unwrap();
+        let client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        socket2::SockRef::from(&client)
+            .set_tcp_user_timeout(Some(std::time::Duration::from_millis(45_500)))
+            .unwrap();
+        socket2::SockRef::from(&client)
+            .set_tcp_keepalive(
+                &socket2::TcpKeepalive::new().with_time(std::time::Duration::from_secs(7)),
+            )
+            .unwrap();
+        let (server, _) = listener.accept().unwrap();
+        let options = socket_fds()
+            .expect("BPF iterator")
+            .options
+            .expect("HZ measured");
+        let sockets: [&dyn std::os::fd::AsFd; 3] = [&listener, &client, &server];
+        for s in sockets {
+            let inode = rustix::fs::fstat(s).unwrap().st_ino;
+            let want = crate::sockopt::read_options(s).unwrap();
+            assert_eq!(options.get(inode), Some(want), "inode {inode}");
+        }
+        // Untouched: keepalive off and the namespace's sysctls, as getsockopt says.
+        let untouched = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let options = socket_fds().unwrap().options.unwrap();
+        let inode = rustix::fs::fstat(&untouched).unwrap().st_ino;
+        let got = options.get(inode).unwrap();
+        assert_eq!(got, crate::sockopt::read_options(&untouched).unwrap());
+        assert_eq!((got.enabled, got.user_timeout_ms), (Some(false), Some(0)));
+    }
+
+    /// A socket that set nothing gets its own namespace's sysctls, not kwatch's (needs root).
+    #[test]
+    fn a_socket_without_options_reads_its_own_namespaces_sysctls() {
+        if !root_or_skip() {
+            return;
+        }
+        // A thread of this test moves to a network namespace of its own (gone with its last socket) and opens a
+        // TCP socket there after setting that namespace's keepalive sysctls.
+        let (socket, want) = std::thread::spawn(|| {
+            // SAFETY: CLONE_NEWNET changes only this thread's network namespace; nothing shared is unshared.
+            unsafe { rustix::thread::unshare_unsafe(rustix::thread::UnshareFlags::NEWNET) }
+                .unwrap();
+            for (name, value) in [
+                ("tcp_keepalive_time", "1234"),
+                ("tcp_keepalive_intvl", "21"),
+                ("tcp_keepalive_probes", "5"),
+            ] {
+                // /proc/sys/net is the namespace of the thread that opens it.
+                std::fs::write(format!("/proc/sys/net/ipv4/{name}"), value).unwrap();
+            }
+            let socket = rustix::net::socket(
+                rustix::net::AddressFamily::INET6,
+                rustix::net::SocketType::STREAM,
+                None,
+            )
+            .unwrap();
+            let want = crate::sockopt::read_options(&socket).unwrap();
+            (socket, want)
+        })
+        .join()
+        .unwrap();
+        assert_eq!(
+            (want.idle_s, want.intvl_s, want.cnt),
+            (Some(1234), Some(21), Some(5)),
+            "the namespace's sysctls"
+        );
+        let options = socket_fds().unwrap().options.unwrap();
+        let inode = rustix::fs::fstat(&socket).unwrap().st_ino;
+        assert_eq!(options.get(inode), Some(want));
     }
 }
