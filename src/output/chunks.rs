@@ -1,14 +1,17 @@
 //! Output rows turned into bytes on every core and written in order: the JSON document's socket rows and the
 //! table's lines, which at 200,000 sockets are most of a one-shot run after the kernel dump and /proc.
 
+use std::collections::BTreeMap;
 use std::io::{self, Write};
 use std::num::NonZeroUsize;
+use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 
-use crate::parallel;
-
-/// Writes `items` in order: `render` turns `chunk` items at a time into bytes on every core
-/// ([`parallel::map`]), a window of one chunk per core at a time, so that only a few chunks are in memory.
-/// `between` is written between two chunks (a JSON array's comma). The first error, in order, is returned.
+/// Writes `items` in order: `render` turns `chunk` items at a time into bytes on every core while this thread
+/// writes the chunks done, in order. A worker takes a chunk only within a window of one more chunk than there are
+/// workers past the last one written, so only a few chunks are in memory. (Rendering a window, then writing it,
+/// left the cores idle at each window's end and while it was written: at a million rows 0.95 s of wall for
+/// 1.35 s of CPU on two cores.) `between` is written between two chunks (a JSON array's comma). The first
+/// error, in order, is returned, and nothing after it is written.
 pub fn write<T: Sync>(
     w: &mut impl Write,
     items: &[T],
@@ -16,22 +19,134 @@ pub fn write<T: Sync>(
     between: &[u8],
     render: impl Fn(&[T]) -> io::Result<Vec<u8>> + Sync,
 ) -> io::Result<()> {
-    let chunk = chunk.max(1);
-    let threads = std::thread::available_parallelism().map_or(1, NonZeroUsize::get);
-    let mut first = true;
-    for window in items.chunks(chunk * threads) {
-        let chunks: Vec<(usize, &[T])> = window.chunks(chunk).enumerate().collect();
-        let mut done = parallel::map(&chunks, |&(i, part)| (i, render(part)));
-        done.sort_unstable_by_key(|(i, _)| *i);
-        for (_, bytes) in done {
-            if !first {
+    let parts: Vec<&[T]> = items.chunks(chunk.max(1)).collect();
+    let workers = std::thread::available_parallelism()
+        .map_or(1, NonZeroUsize::get)
+        .min(parts.len());
+    if workers <= 1 {
+        for (i, part) in parts.iter().enumerate() {
+            if i > 0 {
                 w.write_all(between)?;
             }
-            first = false;
-            w.write_all(&bytes?)?;
+            w.write_all(&render(part)?)?;
+        }
+        return Ok(());
+    }
+    let pipe = Pipe {
+        state: Mutex::new(State::default()),
+        changed: Condvar::new(),
+        window: workers + 1,
+        parts: parts.len(),
+    };
+    std::thread::scope(|s| {
+        for _ in 0..workers {
+            s.spawn(|| {
+                // Wakes the writer if `render` panics, so that it stops waiting; the scope then re-raises it.
+                let _wake = WakeOnPanic(&pipe);
+                while let Some(i) = pipe.take() {
+                    let bytes = render(parts[i]);
+                    pipe.done(i, bytes);
+                }
+            });
+        }
+        let written = pipe.write_in_order(w, between);
+        pipe.stop();
+        written
+    })
+}
+
+/// What the workers and the writer share.
+struct Pipe {
+    state: Mutex<State>,
+    changed: Condvar,
+    /// Chunks that may be taken past the last one written.
+    window: usize,
+    parts: usize,
+}
+
+#[derive(Default)]
+struct State {
+    /// The next chunk to take.
+    next: usize,
+    /// Chunks written.
+    written: usize,
+    /// Chunks rendered, not yet written.
+    done: BTreeMap<usize, io::Result<Vec<u8>>>,
+    /// The writer stopped (done, failed) or a worker panicked: nothing more is taken.
+    stopped: bool,
+}
+
+impl Pipe {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn wait<'a>(&self, guard: MutexGuard<'a, State>) -> MutexGuard<'a, State> {
+        self.changed
+            .wait(guard)
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The next chunk for a worker, once it is within the window; `None` when there is none left.
+    fn take(&self) -> Option<usize> {
+        let mut state = self.lock();
+        loop {
+            if state.stopped || state.next >= self.parts {
+                return None;
+            }
+            if state.next < state.written + self.window {
+                state.next += 1;
+                return Some(state.next - 1);
+            }
+            state = self.wait(state);
         }
     }
-    Ok(())
+
+    fn done(&self, i: usize, bytes: io::Result<Vec<u8>>) {
+        self.lock().done.insert(i, bytes);
+        self.changed.notify_all();
+    }
+
+    fn stop(&self) {
+        self.lock().stopped = true;
+        self.changed.notify_all();
+    }
+
+    /// Writes every chunk in order as it is rendered; stops at the first error.
+    fn write_in_order(&self, w: &mut impl Write, between: &[u8]) -> io::Result<()> {
+        for i in 0..self.parts {
+            let bytes = {
+                let mut state = self.lock();
+                loop {
+                    if let Some(bytes) = state.done.remove(&i) {
+                        break bytes;
+                    }
+                    if state.stopped {
+                        // A worker panicked: the scope re-raises it.
+                        return Ok(());
+                    }
+                    state = self.wait(state);
+                }
+            };
+            if i > 0 {
+                w.write_all(between)?;
+            }
+            w.write_all(&bytes?)?;
+            self.lock().written = i + 1;
+            self.changed.notify_all();
+        }
+        Ok(())
+    }
+}
+
+struct WakeOnPanic<'a>(&'a Pipe);
+
+impl Drop for WakeOnPanic<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0.stop();
+        }
+    }
 }
 
 #[cfg(test)]
@@ -75,5 +190,50 @@ mod tests {
         .unwrap_err();
         assert_eq!(e.to_string(), "chunk 30");
         assert_eq!(out, b"...");
+    }
+
+    #[test]
+    fn a_panic_while_rendering_reaches_the_caller_instead_of_hanging() {
+        let items: Vec<usize> = (0..100).collect();
+        let caught = std::panic::catch_unwind(|| {
+            let mut out = Vec::new();
+            write(&mut out, &items, 10, b"", |part| {
+                assert!(part[0] != 50, "rendering failed");
+                Ok(vec![b'.'])
+            })
+        });
+        assert!(caught.is_err());
+    }
+
+    #[test]
+    fn no_more_than_the_window_is_rendered_ahead_of_the_writer() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        // A writer that stalls: a worker may not run further ahead than the window.
+        struct Slow<'a>(&'a AtomicUsize, usize);
+        impl Write for Slow<'_> {
+            fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+                self.1 += buf.len();
+                let rendered = self.0.load(Ordering::SeqCst);
+                let workers = std::thread::available_parallelism().map_or(1, NonZeroUsize::get);
+                assert!(
+                    rendered <= self.1 + workers + 1,
+                    "{rendered} rendered, {} written",
+                    self.1
+                );
+                Ok(buf.len())
+            }
+            fn flush(&mut self) -> io::Result<()> {
+                Ok(())
+            }
+        }
+        let rendered = AtomicUsize::new(0);
+        let items: Vec<usize> = (0..200).collect();
+        let mut slow = Slow(&rendered, 0);
+        write(&mut slow, &items, 1, b"", |_| {
+            rendered.fetch_add(1, Ordering::SeqCst);
+            Ok(vec![b'.'])
+        })
+        .unwrap();
+        assert_eq!(slow.1, 200);
     }
 }

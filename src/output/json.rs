@@ -111,9 +111,9 @@ pub fn escape_bidi(json: Vec<u8>) -> Vec<u8> {
     out
 }
 
-/// Socket rows one thread serializes at a time: large enough that a thread's start is noise (~1 MiB of JSON),
-/// small enough that the rows in flight stay a few MiB.
-const ROWS_PER_CHUNK: usize = 2048;
+/// Socket rows one thread serializes at a time: large enough that handing a chunk over is noise (~1.2 MiB of
+/// JSON), small enough that the rows in flight (a chunk per core and one more) stay a few MiB.
+const ROWS_PER_CHUNK: usize = 1024;
 
 /// Writes the socket array compactly, `[row,row,…]`, the rows serialized on every core ([`chunks::write`]).
 fn write_rows(w: &mut impl Write, sockets: &Sockets) -> io::Result<()> {
