@@ -138,6 +138,8 @@ impl ProcCache {
             ..RefreshStats::default()
         };
         self.rescan(force, false);
+        // Built now, while the dump this update runs beside is still being read, rather than after it.
+        self.map();
     }
 
     /// Finishes a refresh: when `wanted` holds a socket inode that no known process holds, reads the processes
