@@ -57,6 +57,7 @@ typedef struct {
 } possible_net_t;
 struct sock_common {
 	unsigned short skc_family;
+	unsigned char skc_state;
 	possible_net_t skc_net;
 	unsigned long skc_flags; // Linux 6.11+ (in a union); sk_flags of struct sock before
 };
@@ -111,7 +112,7 @@ struct record {
 	__u32 user_timeout;
 	__u16 probes;
 	__u8 flags;
-	__u8 pad;
+	__u8 state; // TCP_ESTABLISHED 1 ... TCP_LISTEN 10
 };
 
 // Fills the keepalive part of `r` when `sock` is a TCP socket; leaves `flags` 0 otherwise (or when a read fails).
@@ -121,9 +122,10 @@ static __attribute__((always_inline)) void keepalive(struct socket *sock, struct
 	if (READ(sk, sock->sk) || !sk)
 		return;
 	unsigned short family = 0;
+	unsigned char state = 0;
 	__u16 type = 0, protocol = 0;
 	if (READ(family, sk->__sk_common.skc_family) || READ(type, sk->sk_type) ||
-	    READ(protocol, sk->sk_protocol))
+	    READ(protocol, sk->sk_protocol) || READ(state, sk->__sk_common.skc_state))
 		return;
 	if ((family != AF_INET && family != AF_INET6) || type != SOCK_STREAM || protocol != IPPROTO_TCP)
 		return;
@@ -174,6 +176,7 @@ static __attribute__((always_inline)) void keepalive(struct socket *sock, struct
 	r->intvl = intvl;
 	r->user_timeout = user_timeout;
 	r->probes = probes;
+	r->state = state;
 	r->flags = TCP | ((flags >> SOCK_KEEPOPEN) & 1 ? KEEPOPEN : 0);
 }
 

@@ -564,7 +564,7 @@ mod tests {
             conn
         };
         // What the iterator would have said of `c` (made up, so that a read through its owner would differ).
-        let mut kernel = from_kernel::Builder::new(100);
+        let mut kernel = from_kernel::Builder::new();
         let made_up = from_kernel::RawOptions {
             keepalive: true,
             idle_jiffies: 9_900,
@@ -573,7 +573,7 @@ mod tests {
             user_timeout_ms: 7,
         };
         kernel.push(inode(&c), made_up);
-        let kernel = kernel.build();
+        let kernel = kernel.build(100);
         let mut snapshot = Snapshot {
             connections: vec![conn(&c), conn(&s)],
             ..Snapshot::default()

@@ -144,12 +144,14 @@ fn give_back_freed_heap() {
 }
 
 /// Bytes per record of bpf/task_sockets.bpf.c: pid u32, fd u32, inode u64, idle u32, intvl u32, user timeout
-/// u32, probes u16, flags u8, a pad byte; native endian.
+/// u32, probes u16, flags u8, TCP state u8; native endian.
 const RECORD: usize = 32;
 /// `flags`: the keepalive fields were read (a TCP socket).
 const TCP: u8 = 1;
 /// `flags`: SO_KEEPALIVE is on.
 const KEEPOPEN: u8 = 2;
+/// The kernel's TCP_LISTEN state.
+const LISTEN: u8 = 10;
 
 /// A TCP socket of kwatch's own with known TCP_KEEPIDLE and TCP_KEEPINTVL: its record, in jiffies, says the
 /// kernel's HZ, which no interface reports (`CONFIG_HZ`: 100, 250, 300 or 1000; the clock tick `sysconf` gives is
@@ -189,7 +191,7 @@ impl Calibration {
 struct Records {
     by_pid: FxHashMap<u32, Vec<SocketFd>>,
     /// TCP sockets' options, in jiffies until HZ is known.
-    tcp: Vec<(u64, RawOptions)>,
+    tcp: Builder,
     /// kwatch's pid and its calibration socket's inode.
     calibration: Option<(u32, u64)>,
     hz: Option<u32>,
@@ -199,7 +201,7 @@ impl Records {
     fn new(calibration: Option<&Calibration>) -> Records {
         Records {
             by_pid: FxHashMap::default(),
-            tcp: Vec::new(),
+            tcp: Builder::new(),
             calibration: calibration.map(|c| (std::process::id(), c.inode)),
             hz: None,
         }
@@ -226,7 +228,7 @@ impl Records {
                 continue;
             };
             let probes = u16::from_ne_bytes([r[28], r[29]]);
-            let flags = r[30];
+            let (flags, state) = (r[30], r[31]);
             let raw = (flags & TCP != 0).then_some(RawOptions {
                 keepalive: flags & KEEPOPEN != 0,
                 idle_jiffies: idle,
@@ -242,8 +244,14 @@ impl Records {
                 .entry(pid)
                 .or_default()
                 .push(SocketFd { fd, inode });
-            if let Some(raw) = raw {
-                self.tcp.push((inode, raw));
+            // Kept only where kwatch would read them: a socket with SO_KEEPALIVE or TCP_USER_TIMEOUT, whose
+            // timers the options drive, or a listener, whose options its connections inherit. Another socket is
+            // read through its owner if the dump shows a timer pending on it (rare without either option), so
+            // the table holds a quarter of a million sockets where the farm of the benchmark has a million.
+            if let Some(raw) =
+                raw.filter(|r| r.keepalive || r.user_timeout_ms != 0 || state == LISTEN)
+            {
+                self.tcp.push(inode, raw);
             }
         }
     }
@@ -255,13 +263,7 @@ impl Records {
             fds.sort_unstable();
             fds.dedup();
         }
-        let options = self.hz.map(|hz| {
-            let mut b = Builder::new(hz);
-            for (inode, raw) in self.tcp.drain(..) {
-                b.push(inode, raw);
-            }
-            b.build()
-        });
+        let options = self.hz.map(|hz| self.tcp.build(hz));
         TaskSockets {
             by_pid: self.by_pid,
             options,
@@ -292,8 +294,12 @@ pub fn pids_are_global() -> bool {
 mod tests {
     use super::*;
 
-    /// One record as bpf/task_sockets.bpf.c writes it.
+    /// One record as bpf/task_sockets.bpf.c writes it, of an ESTABLISHED socket when TCP.
     fn record(pid: u32, fd: u32, inode: u64, tcp: Option<RawOptions>) -> Vec<u8> {
+        record_in(1, pid, fd, inode, tcp)
+    }
+
+    fn record_in(state: u8, pid: u32, fd: u32, inode: u64, tcp: Option<RawOptions>) -> Vec<u8> {
         let mut r = Vec::new();
         r.extend_from_slice(&pid.to_ne_bytes());
         r.extend_from_slice(&fd.to_ne_bytes());
@@ -313,7 +319,7 @@ mod tests {
             Some(raw) => TCP | if raw.keepalive { KEEPOPEN } else { 0 },
             None => 0,
         };
-        r.extend_from_slice(&[flags, 0]);
+        r.extend_from_slice(&[flags, state]);
         assert_eq!(r.len(), RECORD);
         r
     }
@@ -378,6 +384,39 @@ mod tests {
         let got = parse_with(raw(Calibration::IDLE_S * hz, Calibration::INTVL_S * hz + 1));
         assert!(got.options.is_none());
         assert!(parse(&record(7, 3, 6, Some(raw(1, 1)))).options.is_none());
+    }
+
+    #[test]
+    fn only_options_kwatch_would_read_are_kept() {
+        let mut records = Records::new(None);
+        records.calibration = Some((99, 500));
+        let off = RawOptions {
+            keepalive: false,
+            user_timeout_ms: 0,
+            ..raw(7200, 75)
+        };
+        let mut bytes = record(
+            99,
+            10,
+            500,
+            Some(raw(Calibration::IDLE_S, Calibration::INTVL_S)),
+        );
+        bytes.extend(record(7, 3, 1, Some(off)));
+        bytes.extend(record_in(LISTEN, 7, 4, 2, Some(off)));
+        bytes.extend(record(7, 5, 3, Some(raw(60, 5))));
+        bytes.extend(record(
+            7,
+            6,
+            4,
+            Some(RawOptions {
+                user_timeout_ms: 1,
+                ..off
+            }),
+        ));
+        records.parse(&bytes);
+        let options = records.finish().options.unwrap();
+        let kept: Vec<bool> = (1..=4).map(|i| options.get(i).is_some()).collect();
+        assert_eq!(kept, [false, true, true, true]);
     }
 
     /// Whether a test that loads the iterator can run: as root. Otherwise it is skipped with a reason, except where
@@ -505,16 +544,22 @@ mod tests {
             let want = crate::sockopt::read_options(s).unwrap();
             assert_eq!(options.get(inode), Some(want), "inode {inode}");
         }
-        // Untouched: keepalive off and the namespace's sysctls, as getsockopt says.
+        // SO_KEEPALIVE alone: the namespace's sysctls, as getsockopt says. Untouched (keepalive off, no user
+        // timeout, not listening): not kept, kwatch does not read such a socket unless a timer runs on it.
+        let on = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        socket2::SockRef::from(&on).set_keepalive(true).unwrap();
         let untouched = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
         let options = socket_fds().unwrap().options.unwrap();
-        let inode = rustix::fs::fstat(&untouched).unwrap().st_ino;
-        let got = options.get(inode).unwrap();
-        assert_eq!(got, crate::sockopt::read_options(&untouched).unwrap());
-        assert_eq!((got.enabled, got.user_timeout_ms), (Some(false), Some(0)));
+        let got = options.get(rustix::fs::fstat(&on).unwrap().st_ino).unwrap();
+        assert_eq!(got, crate::sockopt::read_options(&on).unwrap());
+        assert_eq!((got.enabled, got.user_timeout_ms), (Some(true), Some(0)));
+        assert_eq!(
+            options.get(rustix::fs::fstat(&untouched).unwrap().st_ino),
+            None
+        );
     }
 
-    /// A socket that set nothing gets its own namespace's sysctls, not kwatch's (needs root).
+    /// A socket that set only SO_KEEPALIVE gets its own namespace's sysctls, not kwatch's (needs root).
     #[test]
     fn a_socket_without_options_reads_its_own_namespaces_sysctls() {
         if !root_or_skip() {
@@ -540,6 +585,7 @@ mod tests {
                 None,
             )
             .unwrap();
+            rustix::net::sockopt::set_socket_keepalive(&socket, true).unwrap();
             let want = crate::sockopt::read_options(&socket).unwrap();
             (socket, want)
         })

@@ -32,7 +32,7 @@ impl RawOptions {
 }
 
 /// Socket inode → keepalive settings, for one refresh: sorted by inode, each distinct set of settings stored
-/// once (16 bytes a TCP socket).
+/// once (16 bytes a socket it holds: those with SO_KEEPALIVE or TCP_USER_TIMEOUT, and listeners).
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct KernelOptions {
     /// (inode, index into `settings`), sorted by inode, one per inode.
@@ -78,43 +78,37 @@ impl KernelOptions {
     }
 }
 
-/// Builds [`KernelOptions`] from records in any order; an inode seen twice (a socket held by several fds, read
-/// twice) keeps one of its records.
-#[derive(Debug)]
+/// Builds [`KernelOptions`] from records in any order, before HZ is known; an inode seen twice (a socket held by
+/// several fds, read twice) keeps one of its records. 16 bytes a socket while it builds.
+#[derive(Debug, Default)]
 pub struct Builder {
-    hz: u32,
     pairs: Vec<(u64, u32)>,
     known: FxHashMap<RawOptions, u32>,
-    settings: Vec<KeepaliveSettings>,
+    raw: Vec<RawOptions>,
 }
 
 impl Builder {
-    /// `hz`: the kernel's jiffies a second; must not be 0.
-    pub fn new(hz: u32) -> Builder {
-        Builder {
-            hz: hz.max(1),
-            pairs: Vec::new(),
-            known: FxHashMap::default(),
-            settings: Vec::new(),
-        }
+    pub fn new() -> Builder {
+        Builder::default()
     }
 
     pub fn push(&mut self, inode: u64, raw: RawOptions) {
-        let next = u32::try_from(self.settings.len()).unwrap_or(u32::MAX);
+        let next = u32::try_from(self.raw.len()).unwrap_or(u32::MAX);
         let i = *self.known.entry(raw).or_insert(next);
         if i == next {
-            self.settings.push(raw.settings(self.hz));
+            self.raw.push(raw);
         }
         self.pairs.push((inode, i));
     }
 
-    pub fn build(mut self) -> KernelOptions {
+    /// The table, with `hz` jiffies a second (0 is taken as 1).
+    pub fn build(mut self, hz: u32) -> KernelOptions {
         self.pairs.sort_unstable_by_key(|&(inode, _)| inode);
         self.pairs.dedup_by_key(|&mut (inode, _)| inode);
         self.pairs.shrink_to_fit();
         KernelOptions {
             pairs: self.pairs,
-            settings: self.settings,
+            settings: self.raw.iter().map(|r| r.settings(hz.max(1))).collect(),
         }
     }
 }
@@ -160,12 +154,12 @@ mod tests {
 
     #[test]
     fn lookups_by_inode_share_settings_and_keep_one_record_of_a_duplicate() {
-        let mut b = Builder::new(1000);
+        let mut b = Builder::new();
         b.push(30, raw(7_200_000, false));
         b.push(10, raw(60_000, true));
         b.push(20, raw(7_200_000, false));
         b.push(10, raw(60_000, true));
-        let t = b.build();
+        let t = b.build(1000);
         assert_eq!(t.len(), 3);
         assert_eq!(t.settings.len(), 2);
         assert_eq!(t.get(10).unwrap().idle_s, Some(60));
