@@ -187,7 +187,7 @@ impl ProcCache {
         self.stats
     }
 
-    /// The keepalive options of every TCP socket, when the BPF iterator read the fd tables in this refresh
+    /// The keepalive options of the TCP sockets kwatch reads, when the BPF iterator read the fd tables in this refresh
     /// (taken: 16 bytes a socket with SO_KEEPALIVE or TCP_USER_TIMEOUT, or listening).
     pub fn take_options(&mut self) -> Option<KernelOptions> {
         self.options.take()
