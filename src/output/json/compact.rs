@@ -88,11 +88,10 @@ macro_rules! object {
 }
 
 /// Writes `name` in quotes: for the documented names of enumerations (lowercase letters, digits, `_` and `-`).
-fn name(name: &str, out: &mut Vec<u8>) -> io::Result<()> {
+fn name(name: &str, out: &mut Vec<u8>) {
     out.push(b'"');
     out.extend_from_slice(name.as_bytes());
     out.push(b'"');
-    Ok(())
 }
 
 /// Bytes that may need an escape: the ones serde_json escapes (controls, `"`, `\`) and the lead bytes of the
@@ -160,13 +159,15 @@ impl WriteJson for Family {
                 Family::Ipv6 => "ipv6",
             },
             out,
-        )
+        );
+        Ok(())
     }
 }
 
 impl WriteJson for TimerKind {
     fn write_json(&self, out: &mut Vec<u8>) -> io::Result<()> {
-        name(self.label(), out)
+        name(self.label(), out);
+        Ok(())
     }
 }
 
@@ -192,13 +193,15 @@ impl WriteJson for Owner {
 
 impl WriteJson for FindingCode {
     fn write_json(&self, out: &mut Vec<u8>) -> io::Result<()> {
-        name(self.name(), out)
+        name(self.name(), out);
+        Ok(())
     }
 }
 
 impl WriteJson for Severity {
     fn write_json(&self, out: &mut Vec<u8>) -> io::Result<()> {
-        name(self.label(), out)
+        name(self.label(), out);
+        Ok(())
     }
 }
 
@@ -237,7 +240,8 @@ impl WriteJson for Source {
                 Source::Sysctl => "sysctl",
             },
             out,
-        )
+        );
+        Ok(())
     }
 }
 
@@ -273,7 +277,8 @@ impl WriteJson for DeathBy {
                 DeathBy::ZeroWindowProbe => "zero_window_probe",
             },
             out,
-        )
+        );
+        Ok(())
     }
 }
 
@@ -287,7 +292,8 @@ impl WriteJson for NetnsRef {
 
 impl WriteJson for UnitKind {
     fn write_json(&self, out: &mut Vec<u8>) -> io::Result<()> {
-        name(self.name(), out)
+        name(self.name(), out);
+        Ok(())
     }
 }
 
