@@ -2,7 +2,8 @@
 //!
 //! The report types here are the documented, stable schema (docs/json-schema.md), kept apart from the model so
 //! that an internal rename cannot silently change what scripts read. The document is written streaming: sockets
-//! are turned into report rows one at a time while serde_json writes them, so memory stays flat with 200k sockets.
+//! are turned into report rows one at a time and written by hand (`compact`) on every core, so memory stays flat
+//! with a million sockets; the small head and tail of the document are serde_json's.
 
 use std::collections::BTreeMap;
 use std::io::{self, BufWriter, Write};
@@ -31,8 +32,8 @@ pub const SCHEMA_VERSION: u32 = 1;
 /// `conns` are the sockets to report (already filtered); totals and processes are computed over them.
 /// `elapsed_us` is the caller's measurement of the whole run. I/O errors (e.g. `BrokenPipe`) are returned as is.
 ///
-/// The bytes are exactly `serde_json::to_writer(&Report)`'s, but the socket rows, nearly all of the document,
-/// are serialized on every core (see [`write_rows`]).
+/// The bytes are exactly `serde_json::to_writer(&Report)`'s with bidi controls escaped ([`escape_bidi`]), but
+/// the socket rows, nearly all of the document, are written by hand on every core (see [`write_rows`]).
 pub fn write(
     w: &mut impl Write,
     snapshot: &Snapshot,
@@ -73,21 +74,6 @@ pub fn write_pretty(
 /// a process name holding U+202E would reverse the rest of its line on the terminal. Outside strings JSON holds
 /// only ASCII, so every such character is inside a string, and its escape decodes to the same string.
 pub fn escape_bidi(json: Vec<u8>) -> Vec<u8> {
-    // Their UTF-8 forms: D8 9C, and E2 80 8E-8F / E2 80 AA-AE / E2 81 A6-A9.
-    let bidi_at = |b: &[u8], i: usize| -> Option<u32> {
-        match b.get(i..i + 2)? {
-            [0xd8, 0x9c] => Some(0x061c),
-            [0xe2, 0x80] => match *b.get(i + 2)? {
-                c @ (0x8e | 0x8f | 0xaa..=0xae) => Some(0x2000 + u32::from(c - 0x80)),
-                _ => None,
-            },
-            [0xe2, 0x81] => match *b.get(i + 2)? {
-                c @ 0xa6..=0xa9 => Some(0x2040 + u32::from(c - 0x80)),
-                _ => None,
-            },
-            _ => None,
-        }
-    };
     // Candidates are found with memchr (several GB/s): the rows of a million sockets are a gigabyte of JSON, and
     // a byte-by-byte look was 7.5 % of `--once --json`'s samples there.
     let Some(first) = memchr::memchr2(0xd8, 0xe2, &json) else {
@@ -109,6 +95,23 @@ pub fn escape_bidi(json: Vec<u8>) -> Vec<u8> {
         i = next;
     }
     out
+}
+
+/// The bidirectional formatting character whose UTF-8 form starts at `b[i]`, if one does ([`escape_bidi`]).
+fn bidi_at(b: &[u8], i: usize) -> Option<u32> {
+    // Their UTF-8 forms: D8 9C, and E2 80 8E-8F / E2 80 AA-AE / E2 81 A6-A9.
+    match b.get(i..i + 2)? {
+        [0xd8, 0x9c] => Some(0x061c),
+        [0xe2, 0x80] => match *b.get(i + 2)? {
+            c @ (0x8e | 0x8f | 0xaa..=0xae) => Some(0x2000 + u32::from(c - 0x80)),
+            _ => None,
+        },
+        [0xe2, 0x81] => match *b.get(i + 2)? {
+            c @ 0xa6..=0xa9 => Some(0x2040 + u32::from(c - 0x80)),
+            _ => None,
+        },
+        _ => None,
+    }
 }
 
 /// Socket rows one thread serializes at a time: large enough that handing a chunk over is noise (~1.2 MiB of
@@ -137,7 +140,8 @@ fn serialize_rows(snapshot: &Snapshot, rows: &[&Connection]) -> io::Result<Vec<u
         }
         SocketReport::in_snapshot(snapshot, c).write_json(&mut buf)?;
     }
-    Ok(escape_bidi(buf))
+    // No `escape_bidi` pass: the rows' strings escaped their bidi controls as they were written.
+    Ok(buf)
 }
 
 /// The whole document. Field order is the output order: the fields of `head`, `sockets`, the fields of `tail`.
@@ -416,13 +420,20 @@ impl<'a> SocketReport<'a> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Findings<'a>(pub &'a Connection);
 
-impl Serialize for Findings<'_> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_seq(self.0.findings.iter().map(|f| FindingReport {
+impl Findings<'_> {
+    /// Each finding with its sentence, written now.
+    fn reports(&self) -> impl Iterator<Item = FindingReport> + '_ {
+        self.0.findings.iter().map(|f| FindingReport {
             code: f.code,
             severity: f.severity,
             message: analyze::explain(self.0, &f),
-        }))
+        })
+    }
+}
+
+impl Serialize for Findings<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(self.reports())
     }
 }
 
@@ -793,6 +804,253 @@ mod tests {
             rows.iter()
                 .any(|r| r["tcp_info"]["rtt_us"].is_null() && r["tcp_info"].is_object())
         );
+    }
+
+    /// Strings that need every kind of escape, and some that look like they might but do not.
+    fn hostile_strings() -> Vec<String> {
+        let mut strings: Vec<String> = [
+            "",
+            "cubic",
+            "evil\u{202e}txt.exe",
+            "\u{061c}\u{200e}\u{200f}\u{202a}\u{202b}\u{202c}\u{202d}\u{2066}\u{2067}\u{2068}\u{2069}",
+            "quote \" backslash \\ slash / del \u{7f}",
+            "\u{0}\u{1}\u{8}\t\n\u{b}\u{c}\r\u{1b}[31m\u{1f}",
+            // Lead bytes of bidi controls in other characters: U+0618, U+2014, U+2026, U+2065, U+206A, U+2190.
+            "\u{618}\u{2014}\u{2026}\u{2065}\u{206a}\u{2190} \u{85}\u{2028}\u{2029}名🦀",
+        ]
+        .map(String::from)
+        .into();
+        // Every character up to U+2100 and the bidi controls' neighbours, between plain ones.
+        strings.extend(
+            (0u32..0x2100)
+                .chain(0x202a..0x2070)
+                .filter_map(char::from_u32)
+                .map(|c| format!("a{c}b")),
+        );
+        strings
+    }
+
+    /// The compact bytes of `value`.
+    fn compact(value: &(impl WriteJson + ?Sized)) -> String {
+        let mut out = Vec::new();
+        value.write_json(&mut out).unwrap();
+        String::from_utf8(out).unwrap()
+    }
+
+    /// serde_json's bytes of `value`, bidi controls escaped.
+    fn serde_escaped(value: &(impl Serialize + ?Sized)) -> String {
+        String::from_utf8(escape_bidi(serde_json::to_vec(value).unwrap())).unwrap()
+    }
+
+    #[test]
+    fn hand_written_values_are_what_serde_writes() {
+        use std::net::{Ipv4Addr, Ipv6Addr};
+        use std::sync::Arc;
+
+        use crate::model::keepalive::Source;
+        use crate::model::{Owner, UnitKind};
+
+        for s in hostile_strings() {
+            assert_eq!(compact(s.as_str()), serde_escaped(&s), "{s:?}");
+        }
+        for family in [Family::Ipv4, Family::Ipv6] {
+            assert_eq!(compact(&family), serde_escaped(&family));
+        }
+        for addr in [
+            IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            IpAddr::V4(Ipv4Addr::LOCALHOST),
+            IpAddr::V4(Ipv4Addr::new(10, 0, 99, 255)),
+            IpAddr::V4(Ipv4Addr::BROADCAST),
+            IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+            IpAddr::V6(Ipv6Addr::LOCALHOST),
+            "::ffff:192.0.2.1".parse().unwrap(),
+            "fe80::1:0:0:2".parse().unwrap(),
+            "2001:db8:1:2:3:4:5:ffff".parse().unwrap(),
+        ] {
+            assert_eq!(compact(&addr), serde_escaped(&addr));
+        }
+        for kind in [
+            TimerKind::None,
+            TimerKind::Retransmit,
+            TimerKind::Keepalive,
+            TimerKind::TimeWait,
+            TimerKind::ZeroWindowProbe,
+        ] {
+            for (expires_ms, count) in [(0, 0), (1, 7), (u64::MAX, u32::MAX)] {
+                let timer = Timer {
+                    kind,
+                    expires_ms,
+                    count,
+                };
+                assert_eq!(compact(&timer), serde_escaped(&timer));
+            }
+        }
+        let owners: Vec<Owner> = (0..5)
+            .map(|i| Owner {
+                pid: i * 1000,
+                fd: u32::MAX - i,
+            })
+            .collect();
+        for n in [0, 1, 5] {
+            assert_eq!(compact(&owners[..n]), serde_escaped(&owners[..n]));
+        }
+        for source in [Source::Socket, Source::Sysctl] {
+            for enabled in [None, Some(false), Some(true)] {
+                for v in [None, Some(0), Some(u32::MAX)] {
+                    let ka = KeepaliveSettings {
+                        enabled,
+                        idle_s: v,
+                        intvl_s: v.map(|v| v / 2),
+                        cnt: Some(9),
+                        user_timeout_ms: v,
+                        source,
+                    };
+                    assert_eq!(compact(&ka), serde_escaped(&ka));
+                    assert_eq!(compact(&Some(ka)), serde_escaped(&Some(ka)));
+                }
+            }
+        }
+        for by in [
+            DeathBy::Keepalive,
+            DeathBy::UserTimeout,
+            DeathBy::Retransmit,
+            DeathBy::ZeroWindowProbe,
+        ] {
+            assert_eq!(compact(&by), serde_escaped(&by));
+        }
+        assert_eq!(compact(&None::<DeathBy>), "null");
+        let mut names = vec![None];
+        names.extend(
+            hostile_strings()
+                .into_iter()
+                .take(7)
+                .map(|s| Some(Arc::from(s))),
+        );
+        for name in names {
+            let ns = NetnsRef {
+                inode: 4_026_531_840,
+                name,
+            };
+            assert_eq!(compact(&ns), serde_escaped(&ns));
+        }
+        for kind in [
+            UnitKind::Docker,
+            UnitKind::Containerd,
+            UnitKind::Crio,
+            UnitKind::Podman,
+            UnitKind::Container,
+            UnitKind::Systemd,
+        ] {
+            for text in hostile_strings().into_iter().take(7) {
+                for pod in [None, Some(text.clone())] {
+                    let unit = Unit {
+                        kind,
+                        id: text.clone(),
+                        pod,
+                    };
+                    assert_eq!(compact(&unit), serde_escaped(&unit));
+                }
+            }
+        }
+        // Findings: none, one, and every code at every severity on one socket.
+        let mut c = conn(1, TcpState::CloseWait, &[]);
+        assert_eq!(compact(&Findings(&c)), "[]");
+        for (i, code) in FindingCode::ALL.into_iter().enumerate() {
+            let severity = [Severity::Info, Severity::Warning, Severity::Critical][i % 3];
+            c.findings.insert(Finding { code, severity });
+            assert_eq!(compact(&Findings(&c)), serde_escaped(&Findings(&c)));
+        }
+        assert_eq!(c.findings.iter().count(), FindingCode::ALL.len());
+    }
+
+    #[test]
+    fn bidi_controls_in_every_string_of_a_row_are_escaped_without_a_pass_over_the_rows() {
+        use std::sync::Arc;
+
+        use crate::model::{NamespaceInfo, Process, UnitKind, UnreadableProcess};
+
+        // Every string /proc, /run/netns or the kernel can put in the document carries U+202E, and nothing else
+        // to escape (a control or a quote would send it to serde_json's escaper, which the test does not mean).
+        let evil = |what: &str| format!("{what}\u{202e}x\u{2066}");
+        let mut snapshot = crate::testing::fixture("busy.json");
+        crate::sockopt::fill(&mut snapshot, false, None);
+        crate::analyze::analyze(&mut snapshot, &crate::analyze::Thresholds::default());
+        let netns = Arc::new(NetnsRef {
+            inode: 4_026_532_174,
+            name: Some(Arc::from(evil("netns"))),
+        });
+        snapshot.namespaces.push(NamespaceInfo {
+            netns: (*netns).clone(),
+            current: false,
+            pid: Some(1),
+            settings: Settings::default(),
+            error: Some(evil("error")),
+        });
+        let mut evil_fields = 0;
+        for c in &mut snapshot.connections {
+            c.netns = Some(netns.clone());
+            c.congestion = Some(Arc::from(evil("congestion")));
+            evil_fields += 2;
+        }
+        let pids: Vec<u32> = snapshot.processes.keys().copied().collect();
+        for pid in pids {
+            snapshot.units.insert(
+                pid,
+                Unit {
+                    kind: UnitKind::Systemd,
+                    id: evil("unit"),
+                    pod: Some(evil("pod")),
+                },
+            );
+            snapshot.processes.insert(
+                pid,
+                Process {
+                    pid,
+                    comm: evil("comm"),
+                    cmdline: vec![evil("cmd"), evil("arg")],
+                    uid: Some(1000),
+                    user: Some(evil("user")),
+                },
+            );
+        }
+        evil_fields += 2 * snapshot
+            .connections
+            .iter()
+            .filter(|c| snapshot.unit_of(c).is_some())
+            .count();
+        snapshot.unreadable.push(UnreadableProcess {
+            pid: 99,
+            comm: Some(evil("unreadable")),
+        });
+        snapshot.warnings.push(evil("warning"));
+        snapshot.host = evil("host");
+        snapshot.kernel = evil("kernel");
+        assert!(snapshot.connections.iter().any(|c| !c.findings.is_empty()));
+
+        // Each row alone: the evil fields of the rows, and only those, are escaped.
+        let mut escapes = 0;
+        for c in &snapshot.connections {
+            let row = SocketReport::in_snapshot(&snapshot, c);
+            let fast = compact(&row);
+            assert_eq!(fast, serde_escaped(&row));
+            escapes += fast.matches("\\u202e").count();
+        }
+        assert_eq!(escapes, evil_fields);
+        // The whole document: what serde_json writes with one pass of escape_bidi over all of it.
+        let refs: Vec<&Connection> = snapshot.connections.iter().collect();
+        let mut fast = Vec::new();
+        write(&mut fast, &snapshot, &refs, 42).unwrap();
+        let mut plain =
+            escape_bidi(serde_json::to_vec(&Report::new(&snapshot, &refs, 42)).unwrap());
+        plain.push(b'\n');
+        let text = String::from_utf8(fast).unwrap();
+        assert_eq!(text, String::from_utf8(plain).unwrap());
+        assert!(!text.chars().any(crate::escape::is_bidi_control));
+        for what in [
+            "comm", "cmd", "arg", "user", "unit", "pod", "netns", "warning", "host",
+        ] {
+            assert!(text.contains(&format!("{what}\\u202e")), "{what}");
+        }
     }
 
     #[test]
