@@ -11,7 +11,7 @@ use crate::diag::{self, DiagError, DumpRequest, Dumper};
 use crate::held_dead;
 use crate::model::{Connection, Snapshot};
 use crate::netns::{self, Scope};
-use crate::proc::{ProcCache, ProcMap, ScanConfig};
+use crate::proc::{OwnerIndex, ProcCache, ProcMap, ScanConfig};
 use crate::sockopt;
 use crate::sysctl;
 
@@ -152,14 +152,15 @@ impl Collector {
             && opts.request.without_ports().is_complete()
             && dumped.namespaces.iter().any(|n| n.error.is_none());
         // Without a port filter the dump is every live socket; with one, a second dump without it says which.
-        let every = (look_for_held_dead && !opts.request.ports.is_empty())
-            .then(|| every_inode(opts, &dumped, &connections));
+        // Sorted, the inodes are merged against the map's (one pass, not a lookup each) by the cache's check
+        // and the search.
+        let every = look_for_held_dead.then(|| every_inode(opts, &dumped, &connections));
         if let Some(cache) = procs.as_mut() {
             // Every live socket of the namespace, when the search for dead ones needs them, is accounted for: a
             // process of another namespace that holds one (and maybe a dead one) is read too.
             let ((), resolve_us) = timed(|| match &every {
-                Some(Ok(all)) => cache.resolve(all.inodes.iter().copied()),
-                _ => cache.resolve(connections.iter().map(|c| c.inode)),
+                Some(Ok(all)) => cache.resolve(&all.inodes),
+                _ => cache.resolve(&sorted_inodes(&connections)),
             });
             proc_scan_us += resolve_us;
         }
@@ -174,9 +175,6 @@ impl Collector {
             Some(cache) if !last => Cow::Borrowed(cache.map()),
             _ => Cow::Owned(procs.take().map(ProcCache::into_map).unwrap_or_default()),
         };
-        // Built once the scans are let go: in a one-shot snapshot they, the map and the connections set the peak.
-        let every = look_for_held_dead
-            .then(|| every.unwrap_or_else(|| every_inode(opts, &dumped, &connections)));
         let header = Snapshot {
             taken_at_unix_ms,
             dump_us,
@@ -374,13 +372,7 @@ pub fn join(
     };
     match map {
         Cow::Owned(mut map) => {
-            for conn in &mut connections {
-                if conn.inode != 0 {
-                    if let Some(owners) = map.owners.get(conn.inode) {
-                        conn.owners = owners;
-                    }
-                }
-            }
+            attach_owners(&mut connections, &map.owners);
             snapshot.processes = held_pids(&connections)
                 .into_iter()
                 .filter_map(|pid| map.processes.remove(&pid).map(|p| (pid, p)))
@@ -388,13 +380,7 @@ pub fn join(
             snapshot.unreadable = map.unreadable;
         }
         Cow::Borrowed(map) => {
-            for conn in &mut connections {
-                if conn.inode != 0 {
-                    if let Some(owners) = map.owners.get(conn.inode) {
-                        conn.owners = owners;
-                    }
-                }
-            }
+            attach_owners(&mut connections, &map.owners);
             snapshot.processes = held_pids(&connections)
                 .into_iter()
                 .filter_map(|pid| map.processes.get(&pid).map(|p| (pid, p.clone())))
@@ -408,6 +394,11 @@ pub fn join(
     // A no-op after `Collector::take`; other callers may hand over a vector grown by doubling.
     connections.shrink_to_fit();
     snapshot.connections = connections;
+}
+
+/// Gives each connection the owners of its inode (none for inode 0: TIME_WAIT and orphaned sockets).
+fn attach_owners(connections: &mut [Connection], owners: &OwnerIndex) {
+    owners.attach(connections, |c| c.inode, |c, found| c.owners = found);
 }
 
 /// Runs `f` and measures its wall time in microseconds.

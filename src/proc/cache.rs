@@ -14,6 +14,7 @@
 //! not read at all until a socket of the dump has no owner after the rest were read; one read then is kept up to
 //! date like the others. On a host whose containers hold most of its sockets, their fds are not read for nothing.
 
+use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 
 use super::scan::{PidList, PidScan, ScanError, Scanner, SocketFd};
@@ -73,8 +74,8 @@ pub struct ProcCache {
     /// False when the kernel reports no fd count in `PID/fd`'s size (before 6.2): every process is read always.
     stamps_work: bool,
     entries: HashMap<u32, Entry>,
-    /// Dumped inodes that no process held after every process was read.
-    unowned: HashSet<u64>,
+    /// Dumped inodes that no process held after every process was read; sorted, merged against the dump's.
+    unowned: Vec<u64>,
     map: ProcMap,
     /// `map` no longer matches `entries`.
     stale: bool,
@@ -108,7 +109,7 @@ impl ProcCache {
             base_warnings,
             stamps_work,
             entries: HashMap::new(),
-            unowned: HashSet::new(),
+            unowned: Vec::new(),
             map: ProcMap::default(),
             stale: true,
             refreshes: 0,
@@ -123,7 +124,7 @@ impl ProcCache {
     /// [`update`](Self::update) then [`resolve`](Self::resolve).
     pub fn refresh(&mut self, wanted: &[u64]) -> &ProcMap {
         self.update();
-        self.resolve(wanted.iter().copied());
+        self.resolve(wanted);
         self.map()
     }
 
@@ -145,12 +146,22 @@ impl ProcCache {
     /// Finishes a refresh: when `wanted` holds a socket inode that no known process holds, reads the processes
     /// whose stamp moved since [`update`](Self::update), and if that is not enough every process not read in
     /// this refresh. Inode 0 (a socket no file refers to) is never looked for.
-    pub fn resolve(&mut self, wanted: impl IntoIterator<Item = u64> + Clone) {
-        if self.unknown(wanted.clone()) == 0 {
+    ///
+    /// `wanted` in increasing order (repeats allowed) is merged against the map as it is; any other order is
+    /// sorted first, in a copy.
+    pub fn resolve(&mut self, wanted: &[u64]) {
+        let wanted: Cow<[u64]> = if wanted.is_sorted() {
+            Cow::Borrowed(wanted)
+        } else {
+            let mut sorted = wanted.to_vec();
+            sorted.sort_unstable();
+            Cow::Owned(sorted)
+        };
+        if self.unknown(&wanted) == 0 {
             return;
         }
         self.rescan(false, false);
-        if self.unknown(wanted.clone()) == 0 {
+        if self.unknown(&wanted) == 0 {
             return;
         }
         if !self.stats.full {
@@ -159,9 +170,11 @@ impl ProcCache {
             self.map();
         }
         // Whatever is still unknown has no owner in this proc root: do not look for it again.
-        self.unowned = wanted
-            .into_iter()
-            .filter(|i| *i != 0 && !self.map.owners.contains_key(*i))
+        self.unowned = self
+            .map
+            .owners
+            .missing(&wanted)
+            .filter(|i| *i != 0)
             .collect();
     }
 
@@ -198,17 +211,17 @@ impl ProcCache {
         self.bpf.unusable()
     }
 
-    /// How many inodes of `wanted` are neither owned nor known to be unowned; prunes `unowned` to `wanted`.
-    fn unknown(&mut self, wanted: impl IntoIterator<Item = u64>) -> usize {
+    /// How many distinct inodes of `wanted` (sorted) are neither owned nor known to be unowned; prunes
+    /// `unowned` to `wanted`. Both lists are merged against the map's, which is in inode order too.
+    fn unknown(&mut self, wanted: &[u64]) -> usize {
         self.map();
-        let mut unowned = HashSet::new();
+        let mut known = self.unowned.iter().copied().peekable();
+        let mut unowned = Vec::new();
         let mut unknown = 0;
-        for inode in wanted {
-            if inode == 0 || self.map.owners.contains_key(inode) {
-                continue;
-            }
-            if self.unowned.contains(&inode) {
-                unowned.insert(inode);
+        for inode in self.map.owners.missing(wanted).filter(|i| *i != 0) {
+            while known.next_if(|&k| k < inode).is_some() {}
+            if known.next_if_eq(&inode).is_some() {
+                unowned.push(inode);
             } else {
                 unknown += 1;
             }

@@ -547,7 +547,7 @@ fn cache_finds_a_socket_its_stamps_missed_by_reading_everything() {
 
     cache.update();
     assert_eq!(cache.stats().scanned, 0, "the stamp did not move");
-    cache.resolve([1234, 555]);
+    cache.resolve(&[1234, 555]);
     assert_eq!(owners(cache.map(), 555), [(100, 7)]);
     assert!(owners(cache.map(), 999).is_empty());
     assert_eq!(
