@@ -10,10 +10,12 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+mod congestion;
 mod findings;
 pub mod keepalive;
 mod owners;
 mod tcp_info;
+pub use congestion::Congestion;
 pub use findings::Findings;
 use keepalive::{DeathCause, KeepaliveSettings};
 pub use owners::Owners;
@@ -328,8 +330,8 @@ pub struct Connection {
     pub timer: Timer,
     /// `INET_DIAG_SHUTDOWN`: bit 0 = receive side shut down, bit 1 = send side.
     pub shutdown: Option<u8>,
-    /// `INET_DIAG_CONG`: congestion control algorithm name.
-    pub congestion: Option<Arc<str>>,
+    /// `INET_DIAG_CONG`: congestion control algorithm name, shared by the sockets using it.
+    pub congestion: Option<Congestion>,
     /// `INET_DIAG_INFO`, absent for TIME_WAIT and SYN_RECV mini-sockets.
     pub tcp_info: Option<TcpInfo>,
     /// Every (pid, fd) that holds this socket, sorted.

@@ -9,8 +9,8 @@ use std::sync::Arc;
 
 use crate::model::keepalive::{KeepaliveSettings, Source};
 use crate::model::{
-    Connection, Family, Finding, FindingCode, NetnsRef, Owner, Owners, Severity, TcpInfo, TcpState,
-    Timer, TimerKind,
+    Congestion, Connection, Family, Finding, FindingCode, NetnsRef, Owner, Owners, Severity,
+    TcpInfo, TcpState, Timer, TimerKind,
 };
 
 /// Why bytes could not be decoded: they end early, or hold a value no encoder writes.
@@ -140,18 +140,18 @@ impl<'a> Reader<'a> {
 /// decoding, as a live snapshot shares them.
 #[derive(Default)]
 pub struct Interner {
-    congestion: Vec<Arc<str>>,
+    congestion: Vec<Congestion>,
     netns: Vec<Arc<NetnsRef>>,
     keepalive: crate::sockopt::Interner,
 }
 
 impl Interner {
-    fn congestion(&mut self, name: &str) -> Arc<str> {
+    fn congestion(&mut self, name: &str) -> Congestion {
         if let Some(known) = self.congestion.iter().find(|c| &***c == name) {
-            return Arc::clone(known);
+            return known.clone();
         }
-        let new: Arc<str> = Arc::from(name);
-        self.congestion.push(Arc::clone(&new));
+        let new = Congestion::from(name);
+        self.congestion.push(new.clone());
         new
     }
 
@@ -488,7 +488,7 @@ pub(crate) mod tests {
                 count: 9,
             },
             shutdown: Some(3),
-            congestion: Some(Arc::from("cubic")),
+            congestion: Some(Congestion::from("cubic")),
             tcp_info: Some(TcpInfo::from(TcpInfoFields {
                 state: Some(4),
                 probes: Some(0),
