@@ -244,7 +244,7 @@ fn connection(s: &Synthetic, kernel: u64, netns: &Arc<NetnsRef>, cubic: &Congest
             TcpState::TimeWait,
             Timer {
                 kind: TimerKind::TimeWait,
-                expires_ms: (closed + TIME_WAIT_MS).saturating_sub(kernel),
+                expires_ms: (closed + TIME_WAIT_MS).saturating_sub(kernel) as u32,
                 count: 0,
             },
             None,
@@ -256,7 +256,7 @@ fn connection(s: &Synthetic, kernel: u64, netns: &Arc<NetnsRef>, cubic: &Congest
             if s.keepalive {
                 Timer {
                     kind: TimerKind::Keepalive,
-                    expires_ms: (s.last_recv_ms + 7_200_000).saturating_sub(kernel),
+                    expires_ms: (s.last_recv_ms + 7_200_000).saturating_sub(kernel) as u32,
                     count: 0,
                 }
             } else {

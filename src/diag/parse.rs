@@ -181,7 +181,7 @@ pub fn parse_inet(
     let interface = u32_at(p, 40);
     let cookie = u64::from(u32_at(p, 44)) | u64::from(u32_at(p, 48)) << 32;
     // u32 idiag_expires (ms), idiag_rqueue, idiag_wqueue, idiag_uid, idiag_inode
-    let expires_ms = u64::from(u32_at(p, 52));
+    let expires_ms = u32_at(p, 52);
     let recv_q = u32_at(p, 56);
     let send_q = u32_at(p, 60);
     let uid = u32_at(p, 64);
@@ -203,7 +203,7 @@ pub fn parse_inet(
         timer: Timer {
             kind: timer_kind,
             expires_ms,
-            count: u32::from(retrans),
+            count: retrans,
         },
         shutdown: None,
         congestion: None,

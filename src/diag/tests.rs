@@ -182,8 +182,8 @@ fn every_timer_kind_keeps_its_count_and_expiry() {
             c.timer,
             Timer {
                 kind,
-                expires_ms: u64::from(expires),
-                count: u32::from(retrans)
+                expires_ms: expires,
+                count: retrans
             },
             "timer {timer}"
         );
