@@ -176,7 +176,7 @@ fn retransmitting(conn: &Connection, t: &Thresholds) -> Option<Severity> {
         return None;
     }
     let min = t.retransmit_min.max(1);
-    let n = conn.timer.count.max(backoff(conn));
+    let n = u32::from(conn.timer.count).max(backoff(conn));
     if n < min {
         return None;
     }
@@ -189,7 +189,7 @@ fn retransmitting(conn: &Connection, t: &Thresholds) -> Option<Severity> {
 
 fn explain_retransmitting(conn: &Connection) -> String {
     let backoff = backoff(conn);
-    let next = format_duration_ms(conn.timer.expires_ms);
+    let next = format_duration_ms(u64::from(conn.timer.expires_ms));
     if conn.state == TcpState::SynSent {
         format!(
             "SYN retransmitted {} times with no answer (backoff {backoff}); next try in {next}",
@@ -442,7 +442,7 @@ mod tests {
         retransmit_min: 3,
     };
 
-    fn conn(state: TcpState, kind: TimerKind, count: u32) -> Connection {
+    fn conn(state: TcpState, kind: TimerKind, count: u8) -> Connection {
         Connection {
             state,
             local_addr: IpAddr::V4(Ipv4Addr::new(10, 0, 0, 5)),
@@ -663,7 +663,7 @@ mod tests {
 
     #[test]
     fn retransmit_boundaries() {
-        let at = |count: u32| codes(&conn(TcpState::Established, TimerKind::Retransmit, count));
+        let at = |count: u8| codes(&conn(TcpState::Established, TimerKind::Retransmit, count));
         assert_eq!(at(2), vec![]);
         assert_eq!(
             at(3),

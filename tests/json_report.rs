@@ -351,7 +351,10 @@ fn busy_fixture_reads_back_into_the_documented_shape() {
         assert_eq!(row.timer.kind, conn.timer.kind.label());
         assert_eq!(
             (row.timer.expires_ms, row.timer.count),
-            (conn.timer.expires_ms, conn.timer.count)
+            (
+                u64::from(conn.timer.expires_ms),
+                u32::from(conn.timer.count)
+            )
         );
         assert_eq!(row.shutdown, conn.shutdown);
         assert_eq!(row.congestion.as_deref(), conn.congestion.as_deref());

@@ -230,7 +230,7 @@ fn app_with_history(size: (u16, u16)) -> App {
         for c in snap.connections.iter_mut().filter(|c| c.cookie == 1004) {
             assert_eq!(c.timer.kind, TimerKind::Keepalive);
             c.keepalive = Some(KeepaliveSettings::assumed(c, &settings).into());
-            c.timer.count = (step / 4) as u32 + 1;
+            c.timer.count = (step / 4) as u8 + 1;
             if let Some(info) = c.tcp_info.as_mut() {
                 let idle = info.last_data_recv_ms().unwrap_or(0) - 900_000 + (step as u32) * 75_000;
                 info.set_last_data_recv_ms(Some(idle));

@@ -151,9 +151,10 @@ fn best_of_two<T>(what: &str, mut f: impl FnMut() -> T) -> (T, Phase) {
 fn connection_sizes() -> String {
     use std::mem::size_of;
     format!(
-        "tcp_info {} B (packed; on the heap only past 46 bytes), keepalive {} B (shared per distinct set), timer {} B, owners {} B, findings {} B, two `IpAddr` {} B",
+        "tcp_info {} B (packed; on the heap only past 46 bytes), keepalive {} B (shared per distinct set), congestion {} B (shared per name), timer {} B, owners {} B, findings {} B, two `IpAddr` {} B",
         size_of::<Option<kwatch::model::TcpInfo>>(),
         size_of::<Option<std::sync::Arc<kwatch::model::keepalive::KeepaliveSettings>>>(),
+        size_of::<Option<kwatch::model::Congestion>>(),
         size_of::<kwatch::model::Timer>(),
         size_of::<kwatch::model::Owners>(),
         size_of::<kwatch::model::Findings>(),

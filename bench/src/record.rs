@@ -11,7 +11,7 @@ use std::time::Duration;
 use anyhow::Context;
 use kwatch::model::keepalive::{KeepaliveSettings, Source};
 use kwatch::model::{
-    Connection, Family, NamespaceInfo, NetnsRef, Owner, Process, Snapshot, TcpInfo, TcpInfoFields,
+    Congestion, Connection, Family, NamespaceInfo, NetnsRef, Owner, Process, Snapshot, TcpInfo, TcpInfoFields,
     TcpState, Timer, TimerKind,
 };
 use kwatch::recording::frame::Encoder;
@@ -195,7 +195,7 @@ fn snapshot(wall: u64, kernel: u64, conns: &[Synthetic]) -> Snapshot {
         inode: 4_026_531_840,
         name: None,
     });
-    let cubic: Arc<str> = Arc::from("cubic");
+    let cubic = Congestion::from("cubic");
     let mut connections: Vec<Connection> = conns
         .iter()
         .map(|s| connection(s, kernel, &netns, &cubic))
@@ -235,7 +235,7 @@ fn snapshot(wall: u64, kernel: u64, conns: &[Synthetic]) -> Snapshot {
     }
 }
 
-fn connection(s: &Synthetic, kernel: u64, netns: &Arc<NetnsRef>, cubic: &Arc<str>) -> Connection {
+fn connection(s: &Synthetic, kernel: u64, netns: &Arc<NetnsRef>, cubic: &Congestion) -> Connection {
     let local_port = 443;
     let peer = IpAddr::V4(Ipv4Addr::from(0x0a00_0000 | (s.cookie as u32 & 0xffff)));
     let ago = |t: u64| Some(kernel.saturating_sub(t) as u32);
@@ -244,7 +244,7 @@ fn connection(s: &Synthetic, kernel: u64, netns: &Arc<NetnsRef>, cubic: &Arc<str
             TcpState::TimeWait,
             Timer {
                 kind: TimerKind::TimeWait,
-                expires_ms: (closed + TIME_WAIT_MS).saturating_sub(kernel),
+                expires_ms: (closed + TIME_WAIT_MS).saturating_sub(kernel) as u32,
                 count: 0,
             },
             None,
@@ -256,7 +256,7 @@ fn connection(s: &Synthetic, kernel: u64, netns: &Arc<NetnsRef>, cubic: &Arc<str
             if s.keepalive {
                 Timer {
                     kind: TimerKind::Keepalive,
-                    expires_ms: (s.last_recv_ms + 7_200_000).saturating_sub(kernel),
+                    expires_ms: (s.last_recv_ms + 7_200_000).saturating_sub(kernel) as u32,
                     count: 0,
                 }
             } else {
@@ -328,7 +328,7 @@ fn connection(s: &Synthetic, kernel: u64, netns: &Arc<NetnsRef>, cubic: &Arc<str
         send_q: 0,
         timer,
         shutdown: Some(0),
-        congestion: Some(Arc::clone(cubic)),
+        congestion: Some(cubic.clone()),
         tcp_info,
         owners,
         findings: Default::default(),

@@ -48,7 +48,12 @@ pub fn predict(conn: &Connection, ka: &KeepaliveSettings, net: &Settings) -> Opt
     Some(match timer.kind {
         TimerKind::Retransmit => retransmit(conn, ka, net),
         TimerKind::ZeroWindowProbe => zero_window(conn, net),
-        TimerKind::Keepalive => keepalive(conn, ka, Some(timer.expires_ms), timer.count),
+        TimerKind::Keepalive => keepalive(
+            conn,
+            ka,
+            Some(u64::from(timer.expires_ms)),
+            u32::from(timer.count),
+        ),
         TimerKind::None | TimerKind::TimeWait => match ka.enabled {
             // The dump saw no timer although keepalive is on (a state change raced the dump): assume the timer
             // is where the idle time puts it.
@@ -125,7 +130,7 @@ fn retransmit(conn: &Connection, ka: &KeepaliveSettings, net: &Settings) -> Pred
     let info = conn.tcp_info.as_ref();
     let backoff = info
         .and_then(crate::model::TcpInfo::backoff)
-        .map_or(timer.count, u32::from)
+        .map_or(u32::from(timer.count), u32::from)
         .min(32);
     let rto = info
         .and_then(crate::model::TcpInfo::rto_us)
@@ -135,7 +140,7 @@ fn retransmit(conn: &Connection, ka: &KeepaliveSettings, net: &Settings) -> Pred
     let rto_at = |j: u32| base.checked_shl(j).unwrap_or(u64::MAX).min(RTO_MAX_MS);
     // Time from the start to the pending expiry (number backoff + 1).
     let to_pending: u64 = (0..=backoff).map(rto_at).sum();
-    let since_start = to_pending.saturating_sub(timer.expires_ms);
+    let since_start = to_pending.saturating_sub(u64::from(timer.expires_ms));
     let user_timeout = u64::from(ka.user_timeout_ms.unwrap_or(0));
     let (limit, by) = match (user_timeout, net.tcp_retries2) {
         (u, _) if u > 0 => (u, DeathBy::UserTimeout),
@@ -148,7 +153,7 @@ fn retransmit(conn: &Connection, ka: &KeepaliveSettings, net: &Settings) -> Pred
         }
     };
     // Walk the expiries; retransmits done before expiry n is n - 1, and the kernel needs at least one.
-    let mut at = timer.expires_ms;
+    let mut at = u64::from(timer.expires_ms);
     for n in (backoff + 1..).take(256) {
         if n > 1 && since_start + at >= limit {
             break;
@@ -184,9 +189,9 @@ fn zero_window(conn: &Connection, net: &Settings) -> Prediction {
         .and_then(crate::model::TcpInfo::rto_us)
         .map_or(RTO_MIN_MS, |us| u64::from(us) / 1000)
         .clamp(1, RTO_MAX_MS);
-    let mut at = timer.expires_ms;
+    let mut at = u64::from(timer.expires_ms);
     let mut interval = rto;
-    for _ in timer.count..r2 {
+    for _ in u32::from(timer.count)..r2 {
         interval = (interval * 2).min(RTO_MAX_MS);
         at += interval;
     }
@@ -290,7 +295,7 @@ mod tests {
         tcp_fin_timeout_s: Some(60),
     };
 
-    fn conn(state: TcpState, kind: TimerKind, expires_ms: u64, count: u32) -> Connection {
+    fn conn(state: TcpState, kind: TimerKind, expires_ms: u32, count: u8) -> Connection {
         Connection {
             state,
             local_addr: IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1)),
@@ -456,7 +461,7 @@ mod tests {
 
     #[test]
     fn retransmitting_sockets_get_an_estimate_from_the_backoff() {
-        let with = |expires: u64, count: u32, backoff: u8, rto_ms: u32| {
+        let with = |expires: u32, count: u8, backoff: u8, rto_ms: u32| {
             let mut c = conn(TcpState::Established, TimerKind::Retransmit, expires, count);
             let info = c.tcp_info.as_mut().unwrap();
             info.set_backoff(Some(backoff));

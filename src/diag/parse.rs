@@ -5,7 +5,6 @@
 //! and rejects a tcp_info shorter than 232 bytes.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-use std::sync::Arc;
 
 use netlink_packet_sock_diag::{
     INET_DIAG_CONG, INET_DIAG_INFO, INET_DIAG_SHUTDOWN, SOCK_DIAG_BY_FAMILY,
@@ -14,7 +13,7 @@ use netlink_packet_sock_diag::{
 use super::DiagError;
 use super::request::NLMSG_HDR_LEN;
 use super::tcp_info;
-use crate::model::{Connection, Family, Findings, Owners, TcpState, Timer, TimerKind};
+use crate::model::{Congestion, Connection, Family, Findings, Owners, TcpState, Timer, TimerKind};
 
 pub const NLMSG_ERROR: u16 = libc::NLMSG_ERROR as u16;
 pub const NLMSG_DONE: u16 = libc::NLMSG_DONE as u16;
@@ -146,7 +145,7 @@ pub fn parse_buffer(
 pub fn parse_inet(
     p: &[u8],
     base: usize,
-    previous_congestion: Option<&Arc<str>>,
+    previous_congestion: Option<&Congestion>,
 ) -> Result<Option<Connection>, DiagError> {
     if p.len() < INET_DIAG_MSG_LEN {
         return Err(truncated(base, "inet_diag_msg cut short"));
@@ -182,7 +181,7 @@ pub fn parse_inet(
     let interface = u32_at(p, 40);
     let cookie = u64::from(u32_at(p, 44)) | u64::from(u32_at(p, 48)) << 32;
     // u32 idiag_expires (ms), idiag_rqueue, idiag_wqueue, idiag_uid, idiag_inode
-    let expires_ms = u64::from(u32_at(p, 52));
+    let expires_ms = u32_at(p, 52);
     let recv_q = u32_at(p, 56);
     let send_q = u32_at(p, 60);
     let uid = u32_at(p, 64);
@@ -204,7 +203,7 @@ pub fn parse_inet(
         timer: Timer {
             kind: timer_kind,
             expires_ms,
-            count: u32::from(retrans),
+            count: retrans,
         },
         shutdown: None,
         congestion: None,
@@ -240,9 +239,9 @@ pub fn parse_inet(
                 // Every socket names one of a handful of algorithms: share the previous socket's name when it is
                 // the same, rather than keep 200,000 copies of "cubic".
                 conn.congestion = match previous_congestion {
-                    Some(prev) if prev.as_bytes() == name => Some(Arc::clone(prev)),
+                    Some(prev) if prev.as_bytes() == name => Some(prev.clone()),
                     _ if name.is_empty() => None,
-                    _ => Some(Arc::from(String::from_utf8_lossy(name))),
+                    _ => Some(Congestion::from(&*String::from_utf8_lossy(name))),
                 };
             }
             INET_DIAG_SHUTDOWN => conn.shutdown = data.first().copied(),

@@ -7,7 +7,7 @@ use std::net::IpAddr;
 use super::DiagError;
 use super::fixture::{Buf, Msg};
 use super::parse::{NLM_F_DUMP_INTR, Progress, parse_buffer};
-use crate::model::{Connection, Family, TcpState, Timer, TimerKind};
+use crate::model::{Congestion, Connection, Family, TcpState, Timer, TimerKind};
 
 const SEQ: u32 = 7;
 const INFO: u16 = 2; // INET_DIAG_INFO
@@ -182,8 +182,8 @@ fn every_timer_kind_keeps_its_count_and_expiry() {
             c.timer,
             Timer {
                 kind,
-                expires_ms: u64::from(expires),
-                count: u32::from(retrans)
+                expires_ms: expires,
+                count: retrans
             },
             "timer {timer}"
         );
@@ -433,7 +433,7 @@ fn sockets_in_a_row_with_the_same_congestion_control_share_one_name() {
         names.iter().map(|n| &**n).collect::<Vec<_>>(),
         ["bbr", "bbr", "cubic", "cubic", "bbr"]
     );
-    let shared = |a: usize, b: usize| std::sync::Arc::ptr_eq(&names[a], &names[b]);
+    let shared = |a: usize, b: usize| Congestion::ptr_eq(&names[a], &names[b]);
     assert!(shared(0, 1) && shared(2, 3));
     assert!(!shared(1, 2) && !shared(3, 4), "a new name is its own");
 }

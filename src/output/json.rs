@@ -748,7 +748,7 @@ mod tests {
         let conns = &mut snapshot.connections;
         conns[0].netns = Some(named.clone());
         conns[1].netns = Some(unnamed);
-        conns[2].congestion = Some(Arc::from("cu\"bic\\\u{0}"));
+        conns[2].congestion = Some(crate::model::Congestion::from("cu\"bic\\\u{0}"));
         conns[3].tcp_info = None;
         conns[4].owners = Owners::default();
         // Two findings on one socket (the sentences are written from the socket, whatever it is).

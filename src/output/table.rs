@@ -406,7 +406,10 @@ fn timer(c: &Connection) -> String {
         TimerKind::ZeroWindowProbe => "zwp",
         other => other.label(),
     };
-    format!("{kind} {}", format_duration_ms(c.timer.expires_ms))
+    format!(
+        "{kind} {}",
+        format_duration_ms(u64::from(c.timer.expires_ms))
+    )
 }
 
 /// `8s`, `~15m24s` (estimate), `never`, or `-` when not predicted (not ESTABLISHED or CLOSE-WAIT).

@@ -9,8 +9,8 @@ use std::sync::Arc;
 
 use crate::model::keepalive::{KeepaliveSettings, Source};
 use crate::model::{
-    Connection, Family, Finding, FindingCode, NetnsRef, Owner, Owners, Severity, TcpInfo, TcpState,
-    Timer, TimerKind,
+    Congestion, Connection, Family, Finding, FindingCode, NetnsRef, Owner, Owners, Severity,
+    TcpInfo, TcpState, Timer, TimerKind,
 };
 
 /// Why bytes could not be decoded: they end early, or hold a value no encoder writes.
@@ -140,18 +140,18 @@ impl<'a> Reader<'a> {
 /// decoding, as a live snapshot shares them.
 #[derive(Default)]
 pub struct Interner {
-    congestion: Vec<Arc<str>>,
+    congestion: Vec<Congestion>,
     netns: Vec<Arc<NetnsRef>>,
     keepalive: crate::sockopt::Interner,
 }
 
 impl Interner {
-    fn congestion(&mut self, name: &str) -> Arc<str> {
+    fn congestion(&mut self, name: &str) -> Congestion {
         if let Some(known) = self.congestion.iter().find(|c| &***c == name) {
-            return Arc::clone(known);
+            return known.clone();
         }
-        let new: Arc<str> = Arc::from(name);
-        self.congestion.push(Arc::clone(&new));
+        let new = Congestion::from(name);
+        self.congestion.push(new.clone());
         new
     }
 
@@ -174,13 +174,14 @@ impl Interner {
 
 /// Turns a socket's clock-relative times into moments on the frame's clock `base`: the timer's expiry (`expires_ms`
 /// from now becomes `base + expires_ms`) and the `tcp_info` fields that count back from the dump
-/// (`last_data_sent_ms`, `last_data_recv_ms`, `last_ack_recv_ms`: `base - ago`, modulo 2^32 as the kernel's own
-/// jiffies are; not `last_ack_sent_ms`, which Linux always reports as 0). A socket that did not change keeps the
-/// same moments from one refresh to the next, so it is equal to what was recorded before and costs nothing.
-/// [`from_moments`] undoes it exactly.
+/// (`last_data_sent_ms`, `last_data_recv_ms`, `last_ack_recv_ms`: `base - ago`). All are kept modulo 2^32 in the
+/// socket's own 32-bit fields, as the kernel's own jiffies are (not `last_ack_sent_ms`, which Linux always reports
+/// as 0); the stored expiry is the whole 64-bit moment ([`put_connection`] widens it). A socket that did not change
+/// keeps the same moments from one refresh to the next, so it is equal to what was recorded before and costs
+/// nothing. [`from_moments`] undoes it exactly.
 pub fn to_moments(c: &mut Connection, base: u64) {
     if c.timer.kind != TimerKind::None {
-        c.timer.expires_ms = base.wrapping_add(c.timer.expires_ms);
+        c.timer.expires_ms = (base as u32).wrapping_add(c.timer.expires_ms);
     }
     if let Some(info) = &mut c.tcp_info {
         shift_ago(info, |ago| (base as u32).wrapping_sub(ago));
@@ -190,7 +191,7 @@ pub fn to_moments(c: &mut Connection, base: u64) {
 /// The inverse of [`to_moments`] with the same `base`.
 pub fn from_moments(c: &mut Connection, base: u64) {
     if c.timer.kind != TimerKind::None {
-        c.timer.expires_ms = c.timer.expires_ms.wrapping_sub(base);
+        c.timer.expires_ms = c.timer.expires_ms.wrapping_sub(base as u32);
     }
     if let Some(info) = &mut c.tcp_info {
         shift_ago(info, |moment| (base as u32).wrapping_sub(moment));
@@ -206,8 +207,9 @@ fn shift_ago(info: &mut TcpInfo, f: impl Fn(u32) -> u32) {
     *info = TcpInfo::from(t);
 }
 
-/// Appends one socket, as it is (call [`to_moments`] first).
-pub fn put_connection(buf: &mut Vec<u8>, c: &Connection) {
+/// Appends one socket, as it is (call [`to_moments`] with `base` first). The timer's expiry is stored as its
+/// 64-bit moment, `base + expires_ms`.
+pub fn put_connection(buf: &mut Vec<u8>, c: &Connection, base: u64) {
     put(buf, c.cookie);
     // Family, state and timer kind in one byte each's worth: family bit 0, state bits 1-4, timer kind bits 5-7.
     let family = match c.family {
@@ -227,7 +229,7 @@ pub fn put_connection(buf: &mut Vec<u8>, c: &Connection) {
     put(buf, u64::from(c.uid));
     put(buf, u64::from(c.recv_q));
     put(buf, u64::from(c.send_q));
-    put(buf, c.timer.expires_ms);
+    put(buf, expiry_to_store(c.timer, base));
     put(buf, u64::from(c.timer.count));
     put_opt(buf, c.shutdown.map(u64::from));
     put_opt_str(buf, c.congestion.as_deref());
@@ -285,8 +287,12 @@ pub fn put_connection(buf: &mut Vec<u8>, c: &Connection) {
     }
 }
 
-/// Reads one socket written by [`put_connection`].
-pub fn get_connection(r: &mut Reader, interner: &mut Interner) -> Result<Connection, DecodeError> {
+/// Reads one socket written by [`put_connection`] on the same `base`, its times left as moments.
+pub fn get_connection(
+    r: &mut Reader,
+    interner: &mut Interner,
+    base: u64,
+) -> Result<Connection, DecodeError> {
     let cookie = r.get()?;
     let packed = r.get()?;
     let family = if packed & 1 == 0 {
@@ -312,7 +318,7 @@ pub fn get_connection(r: &mut Reader, interner: &mut Interner) -> Result<Connect
     let send_q = r.get_as("queue")?;
     let timer = Timer {
         kind,
-        expires_ms: r.get()?,
+        expires_ms: stored_expiry(kind, r.get()?, base)?,
         count: r.get_as("timer count")?,
     };
     let shutdown = r.get_opt_as("shutdown")?;
@@ -412,6 +418,26 @@ pub fn get_connection(r: &mut Reader, interner: &mut Interner) -> Result<Connect
     })
 }
 
+/// The value stored for a timer's expiry: its moment `base + expires_ms` in full (the in-memory moment is the same
+/// modulo 2^32), or `expires_ms` itself when no timer is pending.
+fn expiry_to_store(timer: Timer, base: u64) -> u64 {
+    if timer.kind == TimerKind::None {
+        return u64::from(timer.expires_ms);
+    }
+    base.wrapping_add(u64::from(timer.expires_ms.wrapping_sub(base as u32)))
+}
+
+/// The inverse of [`expiry_to_store`]: the in-memory value (the moment modulo 2^32). A moment must lie within
+/// 2^32 ms after `base`, as every expiry the kernel reports does.
+fn stored_expiry(kind: TimerKind, stored: u64, base: u64) -> Result<u32, DecodeError> {
+    let from_now = match kind {
+        TimerKind::None => stored,
+        _ => stored.wrapping_sub(base),
+    };
+    u32::try_from(from_now).map_err(|_| DecodeError::Invalid("timer expiry"))?;
+    Ok(stored as u32)
+}
+
 fn timer_kind_code(kind: TimerKind) -> u8 {
     match kind {
         TimerKind::None => 0,
@@ -488,7 +514,7 @@ pub(crate) mod tests {
                 count: 9,
             },
             shutdown: Some(3),
-            congestion: Some(Arc::from("cubic")),
+            congestion: Some(Congestion::from("cubic")),
             tcp_info: Some(TcpInfo::from(TcpInfoFields {
                 state: Some(4),
                 probes: Some(0),
@@ -532,9 +558,9 @@ pub(crate) mod tests {
 
     fn round_trip(c: &Connection) -> Connection {
         let mut buf = Vec::new();
-        put_connection(&mut buf, c);
+        put_connection(&mut buf, c, 0);
         let mut r = Reader::new(&buf);
-        let back = get_connection(&mut r, &mut Interner::default()).unwrap();
+        let back = get_connection(&mut r, &mut Interner::default(), 0).unwrap();
         assert!(r.is_empty());
         back
     }
@@ -581,19 +607,59 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn an_expiry_is_stored_as_its_whole_moment_within_32_bits_of_its_base() {
+        // An epoch time whose low 32 bits wrap 5 s later, and the largest expiry the kernel can report.
+        let base: u64 = 419 << 32 | 0xffff_ec78;
+        let mut m = busy_connection();
+        m.timer.expires_ms = u32::MAX;
+        to_moments(&mut m, base);
+        let stored = |written_on: u64| {
+            let mut buf = Vec::new();
+            put_connection(&mut buf, &m, written_on);
+            let mut r = Reader::new(&buf);
+            r.get().unwrap();
+            r.get().unwrap();
+            // Past the addresses, ports, interface, inode, uid and queues to the expiry.
+            get_addr(&mut r).unwrap();
+            r.get().unwrap();
+            get_addr(&mut r).unwrap();
+            for _ in 0..6 {
+                r.get().unwrap();
+            }
+            (r.get().unwrap(), buf)
+        };
+        let (moment, buf) = stored(base);
+        assert_eq!(moment, base + u64::from(u32::MAX));
+        let mut r = Reader::new(&buf);
+        assert_eq!(
+            get_connection(&mut r, &mut Interner::default(), base),
+            Ok(m.clone())
+        );
+        // A moment before its base, or 2^32 ms or more after it, is no expiry the kernel reports.
+        for other in [base - (1 << 32), base + (1 << 32)] {
+            let (_, buf) = stored(other);
+            let mut r = Reader::new(&buf);
+            assert_eq!(
+                get_connection(&mut r, &mut Interner::default(), base),
+                Err(DecodeError::Invalid("timer expiry"))
+            );
+        }
+    }
+
+    #[test]
     fn damaged_bytes_are_an_error_not_a_panic() {
         let mut buf = Vec::new();
-        put_connection(&mut buf, &busy_connection());
+        put_connection(&mut buf, &busy_connection(), 0);
         for cut in 0..buf.len() {
             let mut r = Reader::new(&buf[..cut]);
-            assert!(get_connection(&mut r, &mut Interner::default()).is_err());
+            assert!(get_connection(&mut r, &mut Interner::default(), 0).is_err());
         }
         for i in 0..buf.len() {
             let mut bad = buf.clone();
             bad[i] ^= 0xff;
             let mut r = Reader::new(&bad);
             // Either an error or some socket: never a panic.
-            let _ = get_connection(&mut r, &mut Interner::default());
+            let _ = get_connection(&mut r, &mut Interner::default(), 0);
         }
     }
 

@@ -123,8 +123,8 @@ impl Encoder {
                 }
                 Op::Full { from, n } => {
                     put(&mut buf, (n as u64) << 1 | 1);
-                    for c in &snapshot.connections[from..from + n] {
-                        codec::put_connection(&mut buf, c);
+                    for (i, c) in snapshot.connections[from..from + n].iter().enumerate() {
+                        codec::put_connection(&mut buf, c, base_at(&clocks, from + i));
                     }
                 }
             }
@@ -247,20 +247,33 @@ fn clocks_and_ops(
 
 /// The base on which socket `now` keeps the moments of its previous record `p` (a moment), if it tells: by its
 /// timer when it did not change kind or count, else by its last receive. `near` is a base close to the answer (to
-/// widen the 32-bit last-receive moments).
+/// widen the 32-bit moments).
 fn wanted_base(p: &Connection, now: &Connection, near: u64) -> Option<u64> {
     if now.timer.kind != TimerKind::None
         && p.timer.kind == now.timer.kind
         && p.timer.count == now.timer.count
     {
-        // moment = base + expires_ms
-        return Some(p.timer.expires_ms.wrapping_sub(now.timer.expires_ms));
+        // moment = base + expires_ms (mod 2^32)
+        return Some(widen(
+            p.timer.expires_ms.wrapping_sub(now.timer.expires_ms),
+            near,
+        ));
     }
     let moment = p.tcp_info.as_ref()?.last_ack_recv_ms()?;
     let ago = now.tcp_info.as_ref()?.last_ack_recv_ms()?;
     // moment = base - ago (mod 2^32)
-    let base32 = moment.wrapping_add(ago);
-    Some(near.wrapping_add(i64::from(base32.wrapping_sub(near as u32) as i32) as u64))
+    Some(widen(moment.wrapping_add(ago), near))
+}
+
+/// The 64-bit value nearest `near` whose low 32 bits are `low`.
+fn widen(low: u32, near: u64) -> u64 {
+    near.wrapping_add(i64::from(low.wrapping_sub(near as u32) as i32) as u64)
+}
+
+/// The base of socket `i`: the last clock starting at or before it.
+fn base_at(clocks: &[(usize, u64)], i: usize) -> u64 {
+    let at = clocks.partition_point(|(from, _)| *from <= i);
+    clocks[at.saturating_sub(1)].1
 }
 
 /// The base of each socket, in order, from the clocks.
@@ -431,7 +444,9 @@ impl Decoder {
                     return Err(DecodeError::Truncated);
                 }
                 for _ in 0..n {
-                    conns.push(Rc::new(codec::get_connection(&mut r, &mut self.interner)?));
+                    let base = base_at(&clocks, conns.len());
+                    let c = codec::get_connection(&mut r, &mut self.interner, base)?;
+                    conns.push(Rc::new(c));
                 }
             }
             if conns.len() > total {
@@ -570,7 +585,7 @@ mod tests {
         }
     }
 
-    fn conn(cookie: u64, expires: u64) -> Connection {
+    fn conn(cookie: u64, expires: u32) -> Connection {
         let mut c = busy_connection();
         c.cookie = cookie;
         c.state = TcpState::Established;
@@ -617,7 +632,7 @@ mod tests {
 
     #[test]
     fn steady_sockets_cost_nothing_and_changes_read_back_exactly() {
-        let steady: Vec<Connection> = (0..1000).map(|k| conn(k, 7_000_000 + k)).collect();
+        let steady: Vec<Connection> = (0..1000).map(|k| conn(k, 7_000_000 + k as u32)).collect();
         let mut series = Vec::new();
         for step in 0..6u64 {
             // The clock moves 10 s: every keepalive timer is 10 s nearer; one socket changes state, one
@@ -627,7 +642,7 @@ mod tests {
                 .filter(|c| c.cookie != 500 + step)
                 .map(|c| {
                     let mut c = c.clone();
-                    c.timer.expires_ms -= step * 10_000;
+                    c.timer.expires_ms -= step as u32 * 10_000;
                     let mut info = TcpInfoFields::from(c.tcp_info.take().unwrap());
                     let age = |v: Option<u32>| v.map(|v| v.wrapping_add(step as u32 * 10_000));
                     info.last_ack_recv_ms = age(info.last_ack_recv_ms);
@@ -660,7 +675,7 @@ mod tests {
         // moves 10 s between dumps and one more 4 ms jiffy partway through each dump, at a different socket.
         let base: Vec<Connection> = (0..1000)
             .map(|k| {
-                let mut c = conn(k, 7_000_000 + k);
+                let mut c = conn(k, 7_000_000 + k as u32);
                 if k % 2 == 1 {
                     c.timer = Timer::NONE;
                 }
@@ -677,7 +692,7 @@ mod tests {
                     let mut c = c.clone();
                     let moved = step * 10_000 + if i >= tick_at { 4 } else { 0 };
                     if c.timer.kind != TimerKind::None {
-                        c.timer.expires_ms -= moved;
+                        c.timer.expires_ms -= moved as u32;
                     }
                     let mut info = TcpInfoFields::from(c.tcp_info.take().unwrap());
                     let age = |v: Option<u32>| v.map(|v| v.wrapping_add(moved as u32));
@@ -699,7 +714,7 @@ mod tests {
     fn sockets_that_see_the_tick_out_of_dump_order_are_not_written_again() {
         // As above, but 20 sockets here and there see the 4 ms tick on their own (before the rest, or not yet):
         // each costs two clocks, not a socket written in full.
-        let base: Vec<Connection> = (0..1000).map(|k| conn(k, 7_000_000 + k)).collect();
+        let base: Vec<Connection> = (0..1000).map(|k| conn(k, 7_000_000 + k as u32)).collect();
         let mut series = Vec::new();
         for step in 0..5u64 {
             let conns = base
@@ -708,7 +723,7 @@ mod tests {
                 .map(|(i, c)| {
                     let mut c = c.clone();
                     let ticked = (i >= 500) != (i % 50 == 7);
-                    c.timer.expires_ms -= step * 10_000 + if ticked { 4 } else { 0 };
+                    c.timer.expires_ms -= step as u32 * 10_000 + if ticked { 4 } else { 0 };
                     let mut info = TcpInfoFields::from(c.tcp_info.take().unwrap());
                     let moved = (step * 10_000) as u32 + if ticked { 4 } else { 0 };
                     info.last_ack_recv_ms = info.last_ack_recv_ms.map(|v| v.wrapping_add(moved));
@@ -756,6 +771,125 @@ mod tests {
             let mut bad = key.clone();
             bad[i] ^= 0x55;
             let _ = Decoder::new().decode(&bad, true, 1);
+        }
+    }
+
+    /// A clock whose low 32 bits wrap between the first frame and the second (an epoch time in 2027).
+    const WRAPPING_CLOCK: u64 = 419 << 32 | 0xffff_ec78;
+
+    /// Three refreshes of six sockets on [`WRAPPING_CLOCK`]: steady timers of each kind (one at the largest expiry
+    /// the kernel can report), a retransmitting socket that changes every time, a socket without a timer, and one
+    /// that sees the kernel's clock tick on its own.
+    fn pinned_series() -> Vec<Snapshot> {
+        let mut first = [
+            conn(1, 41_000),
+            conn(2, 200),
+            conn(3, 60_000),
+            conn(4, 0),
+            conn(5, 4_294_967_295),
+            conn(6, 90_000),
+        ];
+        first[1].timer.kind = TimerKind::Retransmit;
+        first[1].timer.count = 3;
+        first[2].timer.kind = TimerKind::TimeWait;
+        first[2].state = TcpState::TimeWait;
+        first[2].tcp_info = None;
+        first[3].timer = Timer::NONE;
+        (0..3u8)
+            .map(|step| {
+                let conns = first
+                    .iter()
+                    .map(|c| {
+                        let mut c = c.clone();
+                        let moved = u32::from(step) * 10_000 + if c.cookie == 6 { 4 } else { 0 };
+                        match c.timer.kind {
+                            TimerKind::None => {}
+                            TimerKind::Retransmit => {
+                                for _ in 0..step {
+                                    c.timer.count += 1;
+                                    c.timer.expires_ms *= 2;
+                                }
+                            }
+                            _ => c.timer.expires_ms -= moved,
+                        }
+                        if let Some(info) = c.tcp_info.take() {
+                            let mut info = TcpInfoFields::from(info);
+                            let age = |v: Option<u32>| v.map(|v| v.wrapping_add(moved));
+                            info.last_ack_recv_ms = age(info.last_ack_recv_ms);
+                            info.last_data_recv_ms = age(info.last_data_recv_ms);
+                            c.tcp_info = Some(info.into());
+                        }
+                        c
+                    })
+                    .collect();
+                Snapshot {
+                    taken_at_unix_ms: WRAPPING_CLOCK + u64::from(step) * 10_000,
+                    connections: conns,
+                    ..Snapshot::default()
+                }
+            })
+            .collect()
+    }
+
+    fn hex(bytes: &[u8]) -> String {
+        bytes.iter().fold(String::new(), |mut s, b| {
+            use std::fmt::Write;
+            let _ = write!(s, "{b:02x}");
+            s
+        })
+    }
+
+    /// What kwatch wrote for [`pinned_series`] when the timer's expiry was a u64 in memory (c8b63b0).
+    const PINNED_FRAMES: [&str; 3] = [
+        "010100f0b1ffffff680000ff0702222202222283017b227463705f6b656570616c6976655f74696d655f7322\
+         3a6e756c6c2c227463705f6b656570616c6976655f696e74766c5f73223a6e756c6c2c227463705f6b656570\
+         616c6976655f70726f626573223a6e756c6c2c227463705f7265747269657332223a6e756c6c2c227463705f\
+         66696e5f74696d656f75745f73223a6e756c6c7d0566616c7365025b5d027b7d025b5d025b5d025b5d027b7d\
+         06010d01430620010db8000000000000000000000001bb030620010db8000000000000000000000002ffff03\
+         0386a43cffffffff0f07ffffffff0fa0998280c034000406637562696399808782090400ff0100f9d8ffff0f\
+         f8d8ffff0fffffffffffffffffff010002010363040224060101a138000a0101808080800f04776562022306\
+         20010db8000000000000000000000001bb030620010db8000000000000000000000002ffff030386a43cffff\
+         ffff0f07ffffffff0fc0daffffbf34030406637562696399808782090400ff0100f9d8ffff0ff8d8ffff0fff\
+         ffffffffffffffff010002010363040224060101a138000a0101808080800f04776562036d0620010db80000\
+         00000000000000000001bb030620010db8000000000000000000000002ffff030386a43cffffffff0f07ffff\
+         ffff0fd8ad8380c03400040663756269630002010363040224060101a138000a0101808080800f0477656204\
+         030620010db8000000000000000000000001bb030620010db8000000000000000000000002ffff030386a43c\
+         ffffffff0f07ffffffff0f00000406637562696399808782090400ff0100f9d8ffff0ff8d8ffff0fffffffff\
+         ffffffffff010002010363040224060101a138000a0101808080800f0477656205430620010db80000000000\
+         00000000000001bb030620010db8000000000000000000000002ffff030386a43cffffffff0f07ffffffff0f\
+         f7d8ffffcf34000406637562696399808782090400ff0100f9d8ffff0ff8d8ffff0fffffffffffffffffff01\
+         0002010363040224060101a138000a0101808080800f0477656206430620010db80000000000000000000000\
+         01bb030620010db8000000000000000000000002ffff030386a43cffffffff0f07ffffffff0f84988580c034\
+         000406637562696399808782090400ff0100f5d8ffff0ff4d8ffff0fffffffffffffffffff01000201036304\
+         0224060101a138000a0101808080800f04776562000000",
+        "01010090ce80808069000000060302000302230620010db8000000000000000000000001bb030620010db800\
+         0000000000000000000002ffff030386a43cffffffff0f07ffffffff0f98aa8080c034040406637562696399\
+         808782090400ff0100f9d8ffff0ff8d8ffff0fffffffffffffffffff010002010363040224060101a138000a\
+         0101808080800f047765620802000000",
+        "010100b0ea81808069000000060302000302230620010db8000000000000000000000001bb030620010db800\
+         0000000000000000000002ffff030386a43cffffffff0f07ffffffff0fb8fb8080c034050406637562696399\
+         808782090400ff0100f9d8ffff0ff8d8ffff0fffffffffffffffffff010002010363040224060101a138000a\
+         0101808080800f047765620802000000",
+    ];
+
+    #[test]
+    fn frames_are_written_and_read_as_before() {
+        let mut enc = Encoder::new();
+        let mut dec = Decoder::new();
+        for (i, (s, pinned)) in pinned_series().iter().zip(PINNED_FRAMES).enumerate() {
+            let key = i == 0;
+            let bytes = enc.encode(s.clone(), &Evidence::default(), key, FLAG_SESSION_START);
+            assert_eq!(hex(&bytes), pinned, "frame {i} is written as before");
+            let old: Vec<u8> = (0..pinned.len())
+                .step_by(2)
+                .map(|at| u8::from_str_radix(&pinned[at..at + 2], 16).unwrap())
+                .collect();
+            let decoded = dec.decode(&old, key, s.taken_at_unix_ms).unwrap();
+            assert_eq!(
+                dec.frame(decoded).unwrap().snapshot,
+                *s,
+                "frame {i} reads as before"
+            );
         }
     }
 }

@@ -16,16 +16,17 @@ pub fn reading(conn: &Connection, settings: &Settings) -> String {
         .unwrap_or_else(|| KeepaliveSettings::assumed(conn, settings));
     let pred = predict(conn, &ka, settings);
     let timer = conn.timer;
-    let e = format_duration_ms(timer.expires_ms);
+    let (count, expires_ms) = (u32::from(timer.count), u64::from(timer.expires_ms));
+    let e = format_duration_ms(expires_ms);
     let dies = |p: Option<Prediction>| p.and_then(|p| p.dies_in_ms).map(format_duration_ms);
     match timer.kind {
-        TimerKind::Keepalive => keepalive(timer.count, timer.expires_ms, &ka, pred),
+        TimerKind::Keepalive => keepalive(count, expires_ms, &ka, pred),
         TimerKind::Retransmit if conn.state == TcpState::SynSent => format!(
             "connecting: {} SYN retransmit{} so far, next in {e}; no answer from the peer yet",
-            timer.count,
-            plural(timer.count)
+            count,
+            plural(count)
         ),
-        TimerKind::Retransmit if timer.count == 0 => {
+        TimerKind::Retransmit if count == 0 => {
             format!("data in flight: retransmit timer (or loss probe) fires in {e} unless acked")
         }
         TimerKind::Retransmit => {
@@ -42,8 +43,8 @@ pub fn reading(conn: &Connection, settings: &Settings) -> String {
             format!(
                 "{} retransmit{} of unacknowledged data, next in {e}: the peer or the path is not \
                  answering{limit}",
-                timer.count,
-                plural(timer.count)
+                count,
+                plural(count)
             )
         }
         TimerKind::ZeroWindowProbe => {
@@ -53,8 +54,8 @@ pub fn reading(conn: &Connection, settings: &Settings) -> String {
             format!(
                 "the peer's receive window is zero (it is not reading): {} window probe{} sent, next in \
                  {e}{limit}",
-                timer.count,
-                plural(timer.count)
+                count,
+                plural(count)
             )
         }
         TimerKind::TimeWait => {
@@ -164,7 +165,7 @@ mod tests {
         }
     }
 
-    fn conn(state: TcpState, kind: TimerKind, expires_ms: u64, count: u32) -> Connection {
+    fn conn(state: TcpState, kind: TimerKind, expires_ms: u32, count: u8) -> Connection {
         Connection {
             state,
             local_addr: "10.0.0.5".parse().unwrap(),

@@ -45,7 +45,7 @@ pub fn timer(conn: &Connection) -> String {
         kind => format!(
             "{} {}",
             timer_word(kind),
-            format_duration_ms(conn.timer.expires_ms)
+            format_duration_ms(u64::from(conn.timer.expires_ms))
         ),
     }
 }

@@ -168,7 +168,7 @@ impl History {
                 self.sampled += 1;
             }
             seen.samples.push(Sample {
-                probes: conn.timer.count,
+                probes: u32::from(conn.timer.count),
                 idle_ms: heard_ms(conn),
             });
         } else if !wanted && has_samples {
@@ -231,7 +231,7 @@ mod tests {
     use super::*;
     use crate::model::{Timer, TimerKind};
 
-    fn conn(cookie: u64, state: TcpState, count: u32) -> Connection {
+    fn conn(cookie: u64, state: TcpState, count: u8) -> Connection {
         Connection {
             cookie,
             state,
@@ -274,7 +274,7 @@ mod tests {
         let mut h = History::default();
         for i in 0..(SAMPLES as u64 + 10) {
             h.observe(
-                &snap(vec![conn(1, TcpState::Established, i as u32)]),
+                &snap(vec![conn(1, TcpState::Established, i as u8)]),
                 i * 1_000,
                 None,
             );

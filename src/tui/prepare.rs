@@ -105,7 +105,7 @@ enum Key<'a> {
     Process(bool, Option<(&'a str, u32)>),
     Addr(IpAddr, u16),
     /// No timer last, then soonest first.
-    Timer(bool, u64),
+    Timer(bool, u32),
     Biggest(Reverse<u64>),
     Idle(Reverse<Option<u64>>),
 }

@@ -169,7 +169,7 @@ fn lines(
         kind => format!(
             "{} in {}, count {}",
             format::timer_word(kind),
-            format_duration_ms(conn.timer.expires_ms),
+            format_duration_ms(u64::from(conn.timer.expires_ms)),
             conn.timer.count
         ),
     };
