@@ -876,7 +876,7 @@ mod tests {
             TimerKind::TimeWait,
             TimerKind::ZeroWindowProbe,
         ] {
-            for (expires_ms, count) in [(0, 0), (1, 7), (u64::MAX, u32::MAX)] {
+            for (expires_ms, count) in [(0, 0), (1, 7), (u32::MAX, u8::MAX)] {
                 let timer = Timer {
                     kind,
                     expires_ms,
@@ -989,7 +989,7 @@ mod tests {
         let mut evil_fields = 0;
         for c in &mut snapshot.connections {
             c.netns = Some(netns.clone());
-            c.congestion = Some(Arc::from(evil("congestion")));
+            c.congestion = Some(crate::model::Congestion::from(evil("congestion").as_str()));
             evil_fields += 2;
         }
         let pids: Vec<u32> = snapshot.processes.keys().copied().collect();
