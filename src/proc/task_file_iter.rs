@@ -119,7 +119,11 @@ pub fn socket_fds() -> Result<TaskSockets, Error> {
     let mut buf = vec![0u8; 1 << 16];
     let mut filled = 0;
     loop {
-        let n = file.read(&mut buf[filled..])?;
+        let n = match file.read(&mut buf[filled..]) {
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e.into()),
+        };
         if n == 0 {
             break;
         }
