@@ -295,17 +295,22 @@ mod tests {
         }
     }
 
-    #[test]
-    fn missing_inodes_are_found_by_one_merge() {
-        // Several owners per inode, an inode held twice by one process, inode 0, repeats in the dumped list.
-        let index = OwnerIndex::from_pairs(vec![
+    /// Several owners per inode, an inode held twice by one process.
+    fn several_owners_per_inode() -> OwnerIndex {
+        OwnerIndex::from_pairs(vec![
             (7, o(1, 3)),
             (9, o(1, 4)),
             (9, o(2, 5)),
             (9, o(2, 6)),
             (12, o(3, 1)),
             (40, o(3, 2)),
-        ]);
+        ])
+    }
+
+    #[test]
+    fn missing_inodes_are_found_by_one_merge() {
+        // Inode 0 and repeats in the dumped list.
+        let index = several_owners_per_inode();
         let dumped = [0, 0, 3, 7, 7, 8, 9, 9, 10, 12, 13, 13, 41, u64::MAX];
         let missing: Vec<u64> = index.missing(&dumped).collect();
         assert_eq!(missing, [0, 3, 8, 10, 13, 41, u64::MAX]);
@@ -329,14 +334,7 @@ mod tests {
 
     #[test]
     fn attaching_owners_agrees_with_a_lookup_per_item() {
-        let index = OwnerIndex::from_pairs(vec![
-            (7, o(1, 3)),
-            (9, o(1, 4)),
-            (9, o(2, 5)),
-            (9, o(2, 6)),
-            (12, o(3, 1)),
-            (40, o(3, 2)),
-        ]);
+        let index = several_owners_per_inode();
         // Unsorted, an inode twice, inode 0 twice, inodes nobody holds, one past every pair.
         let mut items: Vec<(u64, Owners)> = [12, 0, 9, 8, 41, 9, 7, 0, 3, 40, u64::MAX]
             .iter()
@@ -362,21 +360,7 @@ mod tests {
         assert_eq!(items[5].1, items[2].1);
         // Inodes past 32 bits take the unpacked path and agree too.
         let wide = OwnerIndex::from_pairs(vec![(1 << 40, o(4, 1)), (9, o(4, 2))]);
-        let mut items: Vec<(u64, Owners)> = [1 << 40, 0, 9, 1 << 40, 10]
-            .iter()
-            .map(|&i| (i, Owners::new()))
-            .collect();
-        wide.attach(
-            &mut items,
-            |(i, _)| *i,
-            |(_, owners), found| *owners = found,
-        );
-        for (inode, owners) in &items {
-            assert_eq!(
-                Some(owners.clone()).filter(|o| !o.is_empty()),
-                wide.get(*inode)
-            );
-        }
+        let mut items = attached_as_looked_up(&wide, [1 << 40, 0, 9, 1 << 40, 10]);
         assert_eq!(items[3].1, Owners::from(o(4, 1)));
         // Nothing to attach, or nothing held.
         index.attach(
@@ -385,6 +369,27 @@ mod tests {
             |_, _| panic!(),
         );
         OwnerIndex::default().attach(&mut items, |(i, _)| *i, |_, _| panic!("nothing is held"));
+    }
+
+    /// Attaches owners to `inodes` in one merge and checks each against a lookup.
+    fn attached_as_looked_up(
+        index: &OwnerIndex,
+        inodes: impl IntoIterator<Item = u64>,
+    ) -> Vec<(u64, Owners)> {
+        let mut items: Vec<(u64, Owners)> =
+            inodes.into_iter().map(|i| (i, Owners::new())).collect();
+        index.attach(
+            &mut items,
+            |(i, _)| *i,
+            |(_, owners), found| *owners = found,
+        );
+        for (inode, owners) in &items {
+            assert_eq!(
+                Some(owners.clone()).filter(|o| !o.is_empty()),
+                index.get(*inode)
+            );
+        }
+        items
     }
 
     #[test]
@@ -399,19 +404,7 @@ mod tests {
             .filter(|i| !index.contains_key(*i))
             .collect();
         assert_eq!(missing, expected);
-        let mut items: Vec<(u64, Owners)> =
-            wanted.iter().rev().map(|&i| (i, Owners::new())).collect();
-        index.attach(
-            &mut items,
-            |(i, _)| *i,
-            |(_, owners), found| *owners = found,
-        );
-        for (inode, owners) in &items {
-            assert_eq!(
-                Some(owners.clone()).filter(|o| !o.is_empty()),
-                index.get(*inode)
-            );
-        }
+        attached_as_looked_up(&index, wanted.iter().rev().copied());
     }
 
     #[test]
