@@ -672,8 +672,9 @@ fn record_a_moment(dir: &Path, extra: &[&str]) -> Vec<PathBuf> {
     let log = tmp.path().join("live.ndjson");
     let rec = Recorder::start(dir, &log, extra);
     let doc = wait_logged(&log, "a refresh", |_| true);
-    // Logged before written: wait for the store to have it too.
-    poll(Duration::from_secs(30), || {
+    // Logged before written: wait for the store to have it too (within the 60 s the other recorder tests give a
+    // write under load: this wait ran out of 30 s once while two suites ran at once).
+    poll(Duration::from_secs(60), || {
         replay_last(dir).filter(|d| d["taken_at_unix_ms"] == doc["taken_at_unix_ms"])
     })
     .expect("the refresh in the store");
