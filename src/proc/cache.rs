@@ -84,7 +84,7 @@ pub struct ProcCache {
     /// The BPF iterator that reads every fd table at once, used when at least `bpf_min_fds` fds are to be read.
     bpf: TaskFiles,
     bpf_min_fds: usize,
-    /// Every TCP socket's keepalive options, when the iterator read them in this refresh.
+    /// The keepalive options of the TCP sockets kwatch reads, when the iterator read them in this refresh.
     options: Option<KernelOptions>,
 }
 
@@ -200,8 +200,8 @@ impl ProcCache {
         self.stats
     }
 
-    /// The keepalive options of the TCP sockets kwatch reads, when the BPF iterator read the fd tables in this refresh
-    /// (taken: 16 bytes a socket with SO_KEEPALIVE or TCP_USER_TIMEOUT, or listening).
+    /// The keepalive options of the TCP sockets kwatch reads, when the BPF iterator read the fd tables in this
+    /// refresh (taken: 16 bytes a socket with SO_KEEPALIVE or TCP_USER_TIMEOUT, or listening).
     pub fn take_options(&mut self) -> Option<KernelOptions> {
         self.options.take()
     }
