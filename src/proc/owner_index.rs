@@ -22,6 +22,17 @@ impl OwnerIndex {
         OwnerIndex { pairs }
     }
 
+    /// This index's pairs and those of `earlier` whose owner `keep` accepts, sorted and without duplicates.
+    #[must_use]
+    pub fn merged_with(self, earlier: OwnerIndex, keep: impl Fn(&Owner) -> bool) -> OwnerIndex {
+        if earlier.pairs.is_empty() {
+            return self;
+        }
+        let mut pairs = self.pairs;
+        pairs.extend(earlier.pairs.into_iter().filter(|(_, owner)| keep(owner)));
+        OwnerIndex::from_pairs(pairs)
+    }
+
     /// The first index whose inode is not below `inode`. Inodes come from one counter, so they spread evenly:
     /// the search starts where `inode` would sit if they were spread perfectly and gallops from there (a binary
     /// search over a million pairs was 3 % of `--once`'s samples, twice: the cache's check and the join).

@@ -68,6 +68,16 @@ pub enum PidScan {
     },
 }
 
+impl PidScan {
+    /// Takes the socket list out, leaving the rest (the process stays described).
+    pub fn take_sockets(&mut self) -> Vec<SocketFd> {
+        match self {
+            PidScan::Sockets { sockets, .. } => std::mem::take(sockets),
+            _ => Vec::new(),
+        }
+    }
+}
+
 /// The pids found in a proc root, and the entries that could not be opened.
 #[derive(Debug, Default)]
 pub struct PidList {

@@ -111,7 +111,9 @@ pub fn socket_fds() -> Result<TaskSockets, Error> {
     // The iterator's fd keeps the program alive: the loader and the parsed BTF can go before the records come.
     drop(ebpf);
     drop(btf);
-    give_back_freed_heap();
+    // The ~30 MiB the BTF parsing freed, returned at once: the iterator is loaded while the dump fills its vector
+    // on another thread, and without this the freed heap stays resident beside it and adds to the peak.
+    crate::heap::give_back_freed();
     // Open while the records are read: the iterator reports it among kwatch's own fds.
     let calibration = Calibration::open();
     let mut records = Records::new(calibration.as_ref());
@@ -134,17 +136,6 @@ pub fn socket_fds() -> Result<TaskSockets, Error> {
         filled -= whole;
     }
     Ok(records.finish())
-}
-
-/// Returns the ~30 MiB the BTF parsing freed to the kernel at once. The iterator is loaded while the dump fills
-/// its vector on another thread; without this, the freed heap stays resident beside that vector and adds to the
-/// process's peak.
-fn give_back_freed_heap() {
-    #[cfg(target_env = "gnu")]
-    // SAFETY: malloc_trim only releases free memory of the allocator's own arenas; it takes no pointers.
-    unsafe {
-        libc::malloc_trim(0);
-    }
 }
 
 /// Bytes per record of bpf/task_sockets.bpf.c: pid u32, fd u32, inode u64, idle u32, intvl u32, user timeout

@@ -535,6 +535,32 @@ fn cache_rereads_a_process_whose_fd_table_changed_and_forgets_exited_ones() {
 }
 
 #[test]
+fn a_one_shot_cache_keeps_every_owner_when_resolve_reads_more() {
+    let fake = stamped_tree();
+    let mut cache = ProcCache::new(&fake.config(None));
+    cache.one_shot();
+    cache.update();
+    assert_eq!(cache.map(), &map_inodes_with(&fake.config(None)));
+
+    // While the dump runs: 300 opens a socket (its stamp moves), 400 starts, 200 exits.
+    symlink("socket:[777]", fake.root().join("300/fd/9")).unwrap();
+    set_fd_mtime(&fake, 300, 2);
+    fs::remove_dir_all(fake.root().join("200")).unwrap();
+    fake.process(400, b"new", b"new\0", 0, &[(3, "socket:[888]")]);
+
+    cache.resolve(&[777, 888, 1234]);
+    assert_eq!(
+        cache.stats().scanned,
+        3 + 2,
+        "then 300 and 400 are read again"
+    );
+    // 100's owners come from the first build, whose lists it took; 300's and 400's from the second.
+    let map = cache.into_map();
+    assert_eq!(owners(&map, 1234), [(100, 3), (100, 12)], "200 exited");
+    assert_eq!(map, map_inodes_with(&fake.config(None)));
+}
+
+#[test]
 fn cache_finds_a_socket_its_stamps_missed_by_reading_everything() {
     let fake = stamped_tree();
     let mut cache = ProcCache::new(&fake.config(None));
