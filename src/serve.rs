@@ -219,8 +219,8 @@ fn collection(
                 return Arc::new(Err(format!("cannot take a snapshot: {}", error_line(&e))));
             }
         };
-        // The death watch keeps the snapshot until the next collection, shared: at a million sockets a copy
-        // would be ~200 MB more between scrapes.
+        // The death watch keeps what deaths read of each socket until the next collection, not the snapshot,
+        // which goes when the collection ends (the recorder takes it without a copy).
         let counts = deaths.step(&snapshot, &filter);
         let filtered = (!filter.is_empty()).then(|| filter.matching_copy(&snapshot));
         let shown = filtered.as_ref().unwrap_or(&snapshot);

@@ -66,6 +66,12 @@ impl Feed {
         }
     }
 
+    /// Keeps only what events read of each socket between steps, not the snapshot: for callers that let theirs
+    /// go after the step (see [`Tracker::keep_brief`]).
+    pub fn keep_brief(&mut self) {
+        self.tracker.keep_brief();
+    }
+
     /// Takes every destroy notification received so far, without waiting.
     pub fn drain(&mut self) {
         let (lost, warnings) = self.listener.take(&mut self.destroyed);

@@ -21,8 +21,12 @@ impl DeathWatch {
     /// Subscribes to kwatch's own namespace's destroy notifications; without them (a warning on stderr) no deaths
     /// there are counted.
     pub fn open() -> DeathWatch {
+        let mut feed = Feed::open(&Scope::Current, Path::new("/proc"));
+        // Between scrapes only what deaths read of each socket is kept, not the snapshot: the next one is taken
+        // beside 84 MiB at a million sockets instead of 172.
+        feed.keep_brief();
         DeathWatch {
-            feed: Feed::open(&Scope::Current, Path::new("/proc")),
+            feed,
             counts: DeathCounts::default(),
         }
     }
@@ -47,9 +51,8 @@ impl DeathWatch {
         self.feed.drain();
     }
 
-    /// Counts the deaths among the drained notifications of sockets seen before; remembers `snapshot`'s. `None`
-    /// while no namespace's notifications are received.
-    /// The feed keeps `snapshot` (shared, not copied) until the next step.
+    /// Counts the deaths among the drained notifications of sockets seen before; remembers `snapshot`'s (what
+    /// deaths read of each socket). `None` while no namespace's notifications are received.
     pub fn step(&mut self, snapshot: &Arc<Snapshot>, filter: &Filter) -> Option<DeathCounts> {
         // Stamped with the dump's time, as the live view's feed and a replay of a recording do.
         for event in self
