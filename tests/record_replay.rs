@@ -161,9 +161,11 @@ impl SmallDisk {
             ],
         );
         let disk = SmallDisk(mnt);
-        // Filler leaves a little room, so that the store starts and then meets the full disk.
+        // Filler leaves a little room, so that the store starts and then meets the full disk: the first refresh
+        // of the tests' 600 sockets took 7.9 kB (two 4 KiB pages) and the store grew by ~0.7 kB a second after
+        // it, so 16 KiB fill in ~10 s (56 KiB took over 60 s on a loaded machine).
         let mut filler = std::fs::File::create(disk.0.join("filler")).unwrap();
-        filler.write_all(&vec![7u8; 200 << 10]).unwrap();
+        filler.write_all(&vec![7u8; 240 << 10]).unwrap();
         disk
     }
 }
@@ -443,7 +445,7 @@ fn a_full_disk_is_an_error_line_and_a_non_zero_exit_and_the_store_stays_readable
     let (_many, lport) = many_connections();
     let ports = format!("{port},{lport}");
     let mut rec = Recorder::start(&dir, &log, &["--port", &ports]);
-    let status = poll(Duration::from_secs(60), || rec.child.try_wait().unwrap())
+    let status = poll(Duration::from_secs(120), || rec.child.try_wait().unwrap())
         .expect("the recorder stops when the disk is full");
     let stderr = rec.stderr();
     assert_eq!(status.code(), Some(2), "{stderr}");
@@ -610,7 +612,7 @@ fn serve_record_on_a_full_disk_stops_with_an_error_line_and_a_non_zero_exit() {
         &lport.to_string(),
     ]);
     let status = kwatch
-        .wait_exit(Duration::from_secs(60))
+        .wait_exit(Duration::from_secs(120))
         .expect("serve stops when the recording meets a full disk");
     let stderr: Vec<String> = lines.iter().collect();
     assert_eq!(status.code(), Some(2), "{stderr:?}");
