@@ -19,10 +19,9 @@ pub fn write<T: Sync>(
     between: &[u8],
     render: impl Fn(&[T]) -> io::Result<Vec<u8>> + Sync,
 ) -> io::Result<()> {
-    let parts: Vec<&[T]> = items.chunks(chunk.max(1)).collect();
-    let workers = std::thread::available_parallelism()
-        .map_or(1, NonZeroUsize::get)
-        .min(parts.len());
+    let cores = std::thread::available_parallelism().map_or(1, NonZeroUsize::get);
+    let parts: Vec<&[T]> = items.chunks(chunk_len(items.len(), chunk, cores)).collect();
+    let workers = cores.min(parts.len());
     if workers <= 1 {
         for (i, part) in parts.iter().enumerate() {
             if i > 0 {
@@ -53,6 +52,19 @@ pub fn write<T: Sync>(
         pipe.stop();
         written
     })
+}
+
+/// Items per chunk: `most`, or fewer for a short list, so that each core gets several chunks and the chunks in
+/// flight stay small beside the rest of a small snapshot (1,024 JSON rows are 1.2 MB, 80 % of a 10,000-socket
+/// snapshot, with a window of three of them in memory).
+fn chunk_len(items: usize, most: usize, cores: usize) -> usize {
+    /// Chunks per core a short list is cut into.
+    const PER_CORE: usize = 16;
+    /// Below this many items a chunk does not shrink further: the hand-off would cost more than it saves.
+    const LEAST: usize = 64;
+    items
+        .div_ceil(cores.max(1) * PER_CORE)
+        .clamp(LEAST.min(most), most.max(1))
 }
 
 /// What the workers and the writer share.
@@ -153,6 +165,16 @@ impl Drop for WakeOnPanic<'_> {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn short_lists_are_cut_into_smaller_chunks_long_ones_into_the_largest() {
+        assert_eq!(chunk_len(1_000_000, 1024, 2), 1024);
+        assert_eq!(chunk_len(10_000, 1024, 2), 313);
+        assert_eq!(chunk_len(1_000, 1024, 2), 64);
+        assert_eq!(chunk_len(0, 1024, 2), 64);
+        assert_eq!(chunk_len(10, 8, 0), 8, "never above the most asked for");
+        assert_eq!(chunk_len(5, 0, 1), 1, "never zero");
+    }
 
     #[test]
     fn chunks_are_written_in_order_with_the_separator_between() {
