@@ -809,7 +809,7 @@ mod tests {
         ];
         let mut h = History::default();
         let shared = Shared::default();
-        let mut plain: std::collections::HashMap<u64, Plain> = Default::default();
+        let mut plain = std::collections::HashMap::<u64, Plain>::new();
         let mut now = 1_700_000_000_000;
         for step in 0..200 {
             now += next(25_000);
