@@ -362,8 +362,8 @@ fn run() -> anyhow::Result<String> {
         || history.observe(&first, now),
     );
     p.note = format!(
-        "`Seen` is {} B inline; samples kept only below {} sockets",
-        std::mem::size_of::<kwatch::tui::history::Seen>(),
+        "{} B per socket in a vector sorted by cookie; samples kept only below {} sockets",
+        kwatch::tui::history::ENTRY_BYTES,
         kwatch::tui::history::SAMPLE_ALL_LIMIT
     );
     live.push(p);

@@ -167,25 +167,18 @@ pub fn spawn_collector(
                             Ok(false) => {}
                             Err(()) => return,
                         }
-                        // The rows are prepared while the feed turns the snapshot into watch events (both only
-                        // read it): on a big host each takes tens of milliseconds, and the first frame waits.
-                        let (prepared, events) = std::thread::scope(|s| {
-                            let prepared = view
-                                .as_ref()
-                                .map(|v| s.spawn(|| Box::new(prepare(&snapshot, v))));
-                            // Events and history wait for the full snapshot: without owners, a socket held by
-                            // a process would look held by none.
-                            let events = if partial {
-                                Vec::new()
-                            } else {
-                                feed.step_shared(&snapshot, snapshot.taken_at_unix_ms)
-                            };
-                            let prepared = prepared.map(|h| {
-                                h.join()
-                                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-                            });
-                            (prepared, events)
-                        });
+                        // The rows first, then the watch events: one after the other rather than side by side,
+                        // so that what each builds for a moment (the rows' sort keys, 56 MiB at a million sockets;
+                        // the tracker's next state, 23 MiB) is not held at once beside two snapshots. The first
+                        // frame on a big host is the dump alone, which has no events.
+                        let prepared = view.as_ref().map(|v| Box::new(prepare(&snapshot, v)));
+                        // Events and history wait for the full snapshot: without owners, a socket held by a
+                        // process would look held by none.
+                        let events = if partial {
+                            Vec::new()
+                        } else {
+                            feed.step_shared(&snapshot, snapshot.taken_at_unix_ms)
+                        };
                         if !events.is_empty() && tx.send(UiEvent::Log(events)).is_err() {
                             return;
                         }

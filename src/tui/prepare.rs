@@ -207,25 +207,22 @@ pub fn view_rows(snap: &Snapshot, spec: &ViewSpec) -> (Vec<usize>, Vec<ProcessSu
                 .is_none_or(|pid| c.owners.iter().any(|o| o.pid == pid))
     };
     let (sort, reverse) = (spec.conn_sort, spec.conn_reverse);
-    let mut keyed: Vec<(Key, u64, usize)> = snap
+    let rows = snap
         .connections
         .iter()
         .enumerate()
-        .filter(|(_, c)| visible(c))
-        .map(|(i, c)| (sort_key(sort, snap, c), c.cookie, i))
-        .collect();
-    keyed.sort_unstable_by(|a, b| {
-        let ord = if reverse {
-            b.0.cmp(&a.0)
-        } else {
-            a.0.cmp(&b.0)
-        };
-        ord.then(a.1.cmp(&b.1))
-    });
-    // A new, exact allocation: collected from `keyed.into_iter()`, the rows would reuse the keys' (six times the
-    // size) and keep it while the view shows them (48 B a socket instead of 8).
-    let rows: Vec<usize> = keyed.iter().map(|(_, _, i)| *i).collect();
-    drop(keyed);
+        .filter(|(_, c)| visible(c));
+    let rows = if packs(sort) {
+        sorted(
+            rows.map(|(i, c)| (packed_key(sort, c), c.cookie, i as u32)),
+            reverse,
+        )
+    } else {
+        sorted(
+            rows.map(|(i, c)| (sort_key(sort, snap, c), c.cookie, i as u32)),
+            reverse,
+        )
+    };
     let filtered = || {
         snap.connections
             .iter()
@@ -235,6 +232,56 @@ pub fn view_rows(snap: &Snapshot, spec: &ViewSpec) -> (Vec<usize>, Vec<ProcessSu
     crate::analyze::services::attach(snap, filtered(), &mut procs);
     sort_procs(&mut procs, spec.proc_sort, spec.proc_reverse);
     (rows, procs)
+}
+
+/// The rows of `keyed` (sort key, cookie, row) ordered by key (`reverse`d on request), then by cookie, so that
+/// equal keys keep their order from refresh to refresh.
+fn sorted<K: Ord>(keyed: impl Iterator<Item = (K, u64, u32)>, reverse: bool) -> Vec<usize> {
+    // A snapshot holds far fewer than 2^32 sockets: a u32 row keeps the keyed rows smaller while they are sorted.
+    let mut keyed: Vec<(K, u64, u32)> = keyed.collect();
+    keyed.sort_unstable_by(|a, b| {
+        let ord = if reverse {
+            b.0.cmp(&a.0)
+        } else {
+            a.0.cmp(&b.0)
+        };
+        ord.then(a.1.cmp(&b.1))
+    });
+    // A new, exact allocation: collected from `keyed.into_iter()`, the rows would reuse the keys' (several times
+    // the size) and keep it while the view shows them.
+    keyed.iter().map(|(_, _, i)| *i as usize).collect()
+}
+
+/// Whether the column's [`Key`] fits one number ([`packed_key`]).
+fn packs(sort: ConnSort) -> bool {
+    !matches!(sort, ConnSort::Process | ConnSort::Local | ConnSort::Peer)
+}
+
+/// The column's [`Key`] as one number in the same order, for the columns where it fits ([`packs`]): sorting a
+/// million 24-byte rows instead of 48-byte ones holds 23 MiB less while the rows are prepared (beside two
+/// snapshots, the live view's peak). Idle times past 2^56 ms (2 million years) count as equal.
+fn packed_key(sort: ConnSort, c: &Connection) -> u64 {
+    // `Option` orders `None` first: 0, then the value plus one.
+    let severity = |w: Option<Severity>| w.map_or(0, |s| s as u64 + 1);
+    let idle = |bits: u32| heard_ms(c).map_or(0, |ms| ms.min((1 << bits) - 2) + 1);
+    match sort {
+        // Reverse(worst) in 4 bits, Reverse(idle) in 56, the state in 4.
+        ConnSort::Severity => {
+            ((15 - severity(c.worst())) << 60)
+                | ((((1 << 56) - 1) - idle(56)) << 4)
+                | u64::from(c.state as u8)
+        }
+        ConnSort::State => (u64::from(c.state as u8) << 4) | (15 - severity(c.worst())),
+        ConnSort::Timer => {
+            (u64::from(c.timer.kind == TimerKind::None) << 32) | u64::from(c.timer.expires_ms)
+        }
+        ConnSort::Probes => u64::MAX - u64::from(c.timer.count),
+        ConnSort::RecvQ => u64::MAX - u64::from(c.recv_q),
+        ConnSort::SendQ => u64::MAX - u64::from(c.send_q),
+        ConnSort::Idle => u64::MAX - idle(63),
+        // Not packed (see `packs`): one order for all.
+        ConnSort::Process | ConnSort::Local | ConnSort::Peer => 0,
+    }
 }
 
 fn sort_key<'a>(sort: ConnSort, snap: &'a Snapshot, c: &Connection) -> Key<'a> {
@@ -290,4 +337,92 @@ pub fn no_keepalive_share(p: &ProcessSummary) -> Option<f64> {
         .copied()
         .unwrap_or(0);
     (est > 0).then(|| f64::from(p.established_without_keepalive) / f64::from(est))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::model::{Finding, Timer};
+
+    /// Sockets that differ in every packed column, with ties, extremes and missing values.
+    fn varied() -> Snapshot {
+        let mut connections = Vec::new();
+        let states = [TcpState::Established, TcpState::CloseWait, TcpState::Listen];
+        let severities = [
+            None,
+            Some(Severity::Info),
+            Some(Severity::Warning),
+            Some(Severity::Critical),
+        ];
+        let idles = [None, Some(0), Some(1), Some(59_000), Some(u32::MAX)];
+        let mut cookie = 1000;
+        for (k, state) in states.into_iter().enumerate() {
+            for (j, severity) in severities.into_iter().enumerate() {
+                for (m, idle) in idles.into_iter().enumerate() {
+                    cookie -= 7;
+                    let mut c = crate::testing::conn();
+                    c.cookie = cookie;
+                    c.state = state;
+                    c.recv_q = [0, 5, u32::MAX][m % 3];
+                    c.send_q = [7, 0][(j + m) % 2];
+                    c.timer = Timer {
+                        kind: if m % 2 == 0 {
+                            TimerKind::None
+                        } else {
+                            TimerKind::Keepalive
+                        },
+                        expires_ms: [0, 300, u32::MAX][(k + m) % 3],
+                        count: [0, 3, u8::MAX][j % 3],
+                    };
+                    if let Some(severity) = severity {
+                        c.findings.insert(Finding {
+                            code: FindingCode::DeadPeerSuspect,
+                            severity,
+                        });
+                    }
+                    c.tcp_info = idle.map(|ms| {
+                        let mut info = crate::model::TcpInfo::default();
+                        info.set_last_data_recv_ms(Some(ms));
+                        info.set_last_ack_recv_ms(Some(ms));
+                        info
+                    });
+                    connections.push(c);
+                }
+            }
+        }
+        Snapshot {
+            connections,
+            ..Snapshot::default()
+        }
+    }
+
+    #[test]
+    fn packed_keys_sort_as_the_keys_they_pack() {
+        let snap = varied();
+        for sort in ConnSort::ALL.into_iter().filter(|s| packs(*s)) {
+            for reverse in [false, true] {
+                let rows = |packed: bool| {
+                    let keyed = snap.connections.iter().enumerate();
+                    if packed {
+                        sorted(
+                            keyed.map(|(i, c)| (packed_key(sort, c), c.cookie, i as u32)),
+                            reverse,
+                        )
+                    } else {
+                        sorted(
+                            keyed.map(|(i, c)| (sort_key(sort, &snap, c), c.cookie, i as u32)),
+                            reverse,
+                        )
+                    }
+                };
+                assert_eq!(
+                    rows(true),
+                    rows(false),
+                    "{} reversed: {reverse}",
+                    sort.label()
+                );
+            }
+        }
+    }
 }

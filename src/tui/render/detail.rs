@@ -63,14 +63,14 @@ pub fn render(app: &App, detail: &Detail, theme: Theme, area: Rect, buf: &mut Bu
     let empty = Snapshot::default();
     let snap = app.snapshot.as_deref().unwrap_or(&empty);
     let width = usize::from(text_area.width);
-    let lines: Vec<Line> = lines(app, conn, snap, seen, theme)
+    let lines: Vec<Line> = lines(app, conn, snap, seen.as_ref(), theme)
         .into_iter()
         .flat_map(|row| wrap(row, width))
         .collect();
     Paragraph::new(lines).render(text_area, buf);
 
     if let Some(seen) = seen.filter(|_| spark_h > 0) {
-        sparklines(seen, theme, spark_area, buf);
+        sparklines(&seen, theme, spark_area, buf);
     }
 }
 
@@ -132,7 +132,7 @@ fn lines(
     app: &App,
     conn: &Connection,
     snap: &Snapshot,
-    seen: Option<&Seen>,
+    seen: Option<&Seen<'_>>,
     theme: Theme,
 ) -> Vec<Row> {
     let mut out = Vec::new();
@@ -384,7 +384,7 @@ fn tcp_info(i: &TcpInfo, theme: Theme) -> Vec<Row> {
     ]
 }
 
-fn sparklines(seen: &Seen, theme: Theme, area: Rect, buf: &mut Buffer) {
+fn sparklines(seen: &Seen<'_>, theme: Theme, area: Rect, buf: &mut Buffer) {
     let probes: Vec<u64> = seen.samples.iter().map(|s| u64::from(s.probes)).collect();
     let idle: Vec<u64> = seen
         .samples
