@@ -177,8 +177,9 @@ macro_rules! tcp_info {
 
             /// Whether `self` and `other` hold the same fields with the same values, except that the values of
             /// the fields in `mask` (bit `Field::x as u32` for field `x`) are compared by `eq(self's, other's)`.
-            /// Walks both packed forms in step and decodes only the fields in `mask`: the recorder asks this of
-            /// every socket on every refresh. `eq` is not called for a field absent from both.
+            /// Decodes only the fields in `mask` and compares the bytes between them as bytes (the encoding of
+            /// a value is unique: equal values have equal bytes): the recorder asks this of every socket on
+            /// every refresh. `eq` is not called for a field absent from both.
             pub fn eq_where(&self, other: &TcpInfo, mask: u32, eq: impl Fn(u64, u64) -> bool) -> bool {
                 let (a, b) = (self.packed.bytes(), other.packed.bytes());
                 let (mut i, mut j) = (0, 0);
@@ -186,32 +187,31 @@ macro_rules! tcp_info {
                 if absent != get_varint(b, &mut j) {
                     return false;
                 }
-                let mut present = !absent & ((1u64 << FIELDS) - 1);
-                while present != 0 {
-                    let field = present.trailing_zeros();
-                    present &= present - 1;
-                    if mask & (1 << field) != 0 {
-                        if !eq(get_varint(a, &mut i), get_varint(b, &mut j)) {
-                            return false;
-                        }
-                        continue;
-                    }
-                    // The encoding of a value is unique: equal values have equal bytes.
-                    loop {
-                        let (Some(&x), Some(&y)) = (a.get(i), b.get(j)) else {
-                            return false;
-                        };
-                        if x != y {
-                            return false;
-                        }
+                let present = !absent & ((1u64 << FIELDS) - 1);
+                let mut masked = present & u64::from(mask);
+                // The present fields before `next` are compared; `i` and `j` are at the first one after.
+                let mut next = 0;
+                while masked != 0 {
+                    let field = masked.trailing_zeros();
+                    masked &= masked - 1;
+                    // The varints of the present fields from `next` up to `field`, compared as one run of bytes.
+                    let mut skip = (present & ((1u64 << field) - 1) & !((1u64 << next) - 1)).count_ones();
+                    let from = i;
+                    while skip > 0 {
+                        let Some(&x) = a.get(i) else { return false };
+                        skip -= u32::from(x & 0x80 == 0);
                         i += 1;
-                        j += 1;
-                        if x & 0x80 == 0 {
-                            break;
-                        }
                     }
+                    if b.get(j..j + (i - from)) != Some(&a[from..i]) {
+                        return false;
+                    }
+                    j += i - from;
+                    if !eq(get_varint(a, &mut i), get_varint(b, &mut j)) {
+                        return false;
+                    }
+                    next = field + 1;
                 }
-                true
+                a.get(i..) == b.get(j..)
             }
 
             /// Bytes of the packed fields, inline or not.
