@@ -173,12 +173,9 @@ impl Tracker {
                         .zip(&snapshot.connections)
                         .all(|(a, b)| key(a) == key(b))
             });
-        let listed = if same {
-            self.live.clone()
-        } else {
-            listing(snapshot, filter)
-        };
+        let fresh = (!same).then(|| listing(snapshot, filter));
         let old = std::mem::take(&mut self.live);
+        let listed: &[Slot] = fresh.as_deref().unwrap_or(&old);
         let mut comms = FxHashMap::default();
         let mut left = Vec::new();
         let (mut at_old, mut at_new) = (0, 0);
@@ -236,7 +233,7 @@ impl Tracker {
                 }
             }
         }
-        self.live = listed;
+        self.live = fresh.unwrap_or(old);
         self.whole = filter.is_empty() && left.is_empty();
         let left = self.leave(
             snapshot,

@@ -57,8 +57,11 @@ pub struct Encoder {
     prev: Option<Arc<Snapshot>>,
     /// The previous frame's clocks, as (first socket, base): its sockets' moments are their times on these.
     clocks: Vec<(usize, u64)>,
-    /// Socket key -> index in `prev.connections` (the first socket with that key).
+    /// Socket key -> index in `prev.connections` (the first socket with that key), built when a socket is not
+    /// where it was (a steady host lists its sockets in the same order: never, and a million entries are not kept).
     index: FxHashMap<(u64, u64), u32>,
+    /// Whether `index` is built for `prev`.
+    indexed: bool,
     /// Per-socket scratch kept from one frame to the next, so that a refresh allocates (and page-faults) no
     /// per-socket memory: each socket's match in the previous frame.
     matches: Vec<Option<u32>>,
@@ -131,7 +134,7 @@ impl Encoder {
             }
         }
         put_evidence(&mut buf, evidence);
-        // Every socket where it was in the previous frame (a steady host): the index still holds.
+        // Every socket where it was in the previous frame (a steady host): the index, if built, still holds.
         let same_order = prev
             .as_ref()
             .is_some_and(|p| p.connections.len() == snapshot.connections.len())
@@ -140,11 +143,8 @@ impl Encoder {
                 .enumerate()
                 .all(|(i, j)| *j == Some(i as u32));
         if !same_order {
-            self.index.clear();
-            self.index.reserve(snapshot.connections.len());
-            for (i, c) in snapshot.connections.iter().enumerate() {
-                self.index.entry(key_of(c)).or_insert(i as u32);
-            }
+            self.index = FxHashMap::default();
+            self.indexed = false;
         }
         self.matches = matches;
         self.clocks = clocks;
@@ -158,7 +158,7 @@ impl Encoder {
     /// For each socket, the index of the previous frame's socket with its key, if any. A dump lists sockets in the
     /// same order from one refresh to the next, so the one after the last match is tried before a lookup.
     fn fill_matches(
-        &self,
+        &mut self,
         prev: Option<&Snapshot>,
         conns: &[Connection],
         out: &mut Vec<Option<u32>>,
@@ -172,7 +172,16 @@ impl Encoder {
         out.extend(conns.iter().map(|c| {
             let j = match prev.connections.get(next) {
                 Some(n) if key_of(n) == key_of(c) => next as u32,
-                _ => *self.index.get(&key_of(c))?,
+                _ => {
+                    if !self.indexed {
+                        self.index.reserve(prev.connections.len());
+                        for (i, c) in prev.connections.iter().enumerate() {
+                            self.index.entry(key_of(c)).or_insert(i as u32);
+                        }
+                        self.indexed = true;
+                    }
+                    *self.index.get(&key_of(c))?
+                }
             };
             next = j as usize + 1;
             Some(j)
@@ -842,6 +851,29 @@ mod tests {
             (snap(5, vec![a, b]), false),
         ];
         round_trip(&series);
+    }
+
+    #[test]
+    fn sockets_reordered_after_steady_frames_read_back() {
+        // The index of the previous frame is built only when a socket is not where it was: after frames in the
+        // same order, after a reorder, and again after a key frame.
+        let (a, b, c) = (conn(1, 100), conn(2, 200), conn(3, 300));
+        let abc = vec![a.clone(), b.clone(), c.clone()];
+        let cab = vec![c.clone(), a.clone(), b.clone()];
+        let series = vec![
+            (snap(10, abc.clone()), true),
+            (snap(20, abc.clone()), false),
+            (snap(30, cab.clone()), false),
+            (snap(40, cab.clone()), false),
+            (snap(50, vec![b.clone(), c.clone(), a.clone()]), false),
+            (snap(60, abc.clone()), true),
+            (snap(70, vec![b, a, c]), false),
+        ];
+        let sizes = round_trip(&series);
+        // The reordered sockets are copied, not written in full.
+        for i in [2, 4, 6] {
+            assert!(sizes[i] < 100, "frame {i}: {sizes:?}");
+        }
     }
 
     #[test]
