@@ -1,6 +1,6 @@
 //! Dump + /proc map + join + analysis: one `Snapshot`.
 
-use std::borrow::Cow;
+use std::borrow::{Borrow, Cow};
 use std::path::{Path, PathBuf};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
@@ -411,12 +411,13 @@ fn timed<T>(f: impl FnOnce() -> T) -> (T, u64) {
     (value, started.elapsed().as_micros() as u64)
 }
 
-/// Sorts by family, addresses, ports and cookie, in place. The cookie makes every key unique, so an unstable
-/// sort gives the one order. Sorting cached keys moves each socket once but needs an 11 MB key table for 200,000
-/// sockets, which set the peak RSS of a one-shot snapshot; this allocates nothing, and the swaps of 296-byte
-/// sockets are its price. A long list is split at its median and the halves sorted side by side on two threads.
-pub fn sort_by_address(connections: &mut [Connection]) {
-    let key = |c: &Connection| {
+/// Sorts sockets (or references to them) by family, addresses, ports and cookie, in place. The cookie makes every
+/// key unique, so an unstable sort gives the one order. Sorting cached keys moves each socket once but needs an
+/// 11 MB key table for 200,000 sockets, which set the peak RSS of a one-shot snapshot; this allocates nothing, and
+/// the swaps of 296-byte sockets are its price. A long list is split at its median and the halves sorted side by side on two threads.
+pub fn sort_by_address<C: Borrow<Connection> + Send>(connections: &mut [C]) {
+    let key = |c: &C| {
+        let c = c.borrow();
         (
             c.family,
             c.local_addr,

@@ -19,7 +19,7 @@ pub use congestion::Congestion;
 pub use findings::Findings;
 use keepalive::{DeathCause, KeepaliveSettings};
 pub use owners::Owners;
-pub use tcp_info::{FIELDS as TCP_INFO_FIELDS, TcpInfo, TcpInfoFields};
+pub use tcp_info::{FIELDS as TCP_INFO_FIELDS, Field as TcpInfoField, TcpInfo, TcpInfoFields};
 
 /// Address family of a socket.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]

@@ -9,6 +9,7 @@ pub mod frame;
 pub mod store;
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::Context as _;
@@ -41,12 +42,13 @@ impl Recorder {
         Ok((recorder, warnings))
     }
 
-    /// Appends one refresh: its snapshot (taken over), what the feed heard and found before it, and whether a
-    /// destroy notification subscription was open (deaths are recorded). Then removes what retention says.
-    /// Returns whether it was written as a key frame.
+    /// Appends one refresh: its snapshot (kept, shared, until the next refresh is appended: whoever else holds it,
+    /// such as the death feed, holds the same one, not a copy), what the feed heard and found before it, and
+    /// whether a destroy notification subscription was open (deaths are recorded). Then removes what retention
+    /// says. Returns whether it was written as a key frame.
     pub fn append(
         &mut self,
-        snapshot: Snapshot,
+        snapshot: Arc<Snapshot>,
         evidence: &Evidence,
         listening: bool,
     ) -> anyhow::Result<bool> {

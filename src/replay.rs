@@ -229,7 +229,7 @@ mod tests {
             c.owners = [Owner { pid: 7, fd: 3 }].into();
             snapshot.connections.push(c);
             recorder
-                .append(snapshot, &Evidence::default(), false)
+                .append(std::sync::Arc::new(snapshot), &Evidence::default(), false)
                 .unwrap();
         }
         recorder.sync().unwrap();

@@ -236,7 +236,9 @@ fn collection(
         let mut recording = recording.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some((recorder, failure)) = recording.as_mut() {
             let evidence = deaths.take_evidence();
-            let recorded = filtered.unwrap_or_else(|| Arc::unwrap_or_clone(snapshot));
+            // Shared with the death watch, which keeps the same snapshot: no copy (the filtered one is the
+            // recorder's alone).
+            let recorded = filtered.map_or_else(|| Arc::clone(&snapshot), Arc::new);
             if let Err(e) = recorder.append(recorded, &evidence, deaths.is_listening()) {
                 // Recording stops here; the server stops with the error.
                 failure.set(e);

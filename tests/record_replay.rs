@@ -655,7 +655,7 @@ fn old_shards(dir: &Path, times: &[u64], pad: usize) -> Vec<PathBuf> {
             ..Default::default()
         };
         recorder
-            .append(snapshot, &Default::default(), false)
+            .append(std::sync::Arc::new(snapshot), &Default::default(), false)
             .unwrap();
     }
     recorder.sync().unwrap();

@@ -83,7 +83,12 @@ pub fn measure(duration: Duration, stop: &AtomicBool) -> anyhow::Result<Steady> 
         let recording = self_cpu();
         let time = snapshot.taken_at_unix_ms;
         let key = writer.begin(time)?;
-        let bytes = encoder.encode(snapshot, &kwatch::events::Evidence::default(), key, 0);
+        let bytes = encoder.encode(
+            std::sync::Arc::new(snapshot),
+            &kwatch::events::Evidence::default(),
+            key,
+            0,
+        );
         let kind = if key {
             kwatch::recording::store::Kind::Key
         } else {

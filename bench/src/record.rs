@@ -137,7 +137,12 @@ fn run(dir: &std::path::Path, n: usize, hours: u64) -> anyhow::Result<Size> {
         let snapshot = snapshot(wall, kernel, &conns);
         let cpu = self_cpu();
         let key = writer.begin(wall)?;
-        let bytes = encoder.encode(snapshot, &kwatch::events::Evidence::default(), key, 0);
+        let bytes = encoder.encode(
+            std::sync::Arc::new(snapshot),
+            &kwatch::events::Evidence::default(),
+            key,
+            0,
+        );
         let kind = if key { Kind::Key } else { Kind::Delta };
         let before = writer.size();
         writer.append(kind, wall, &bytes)?;

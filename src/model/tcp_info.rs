@@ -97,9 +97,9 @@ macro_rules! tcp_info {
             }
         }
 
-        /// One bit index per field, in table order.
+        /// One bit index per field, in table order (`Field::x as u32` is field `x`'s bit in a field mask).
         #[allow(non_camel_case_types, clippy::upper_case_acronyms)]
-        enum Field { $( $name, )* }
+        pub enum Field { $( $name, )* }
 
         /// How many fields `TcpInfo` has.
         pub const FIELDS: usize = [$( Field::$name ),*].len();
@@ -173,6 +173,45 @@ macro_rules! tcp_info {
                     at += 1;
                 }
                 Some(get_varint(bytes, &mut at))
+            }
+
+            /// Whether `self` and `other` hold the same fields with the same values, except that the values of
+            /// the fields in `mask` (bit `Field::x as u32` for field `x`) are compared by `eq(self's, other's)`.
+            /// Decodes only the fields in `mask` and compares the bytes between them as bytes (the encoding of
+            /// a value is unique: equal values have equal bytes): the recorder asks this of every socket on
+            /// every refresh. `eq` is not called for a field absent from both.
+            pub fn eq_where(&self, other: &TcpInfo, mask: u32, eq: impl Fn(u64, u64) -> bool) -> bool {
+                let (a, b) = (self.packed.bytes(), other.packed.bytes());
+                let (mut i, mut j) = (0, 0);
+                let absent = get_varint(a, &mut i);
+                if absent != get_varint(b, &mut j) {
+                    return false;
+                }
+                let present = !absent & ((1u64 << FIELDS) - 1);
+                let mut masked = present & u64::from(mask);
+                // The present fields before `next` are compared; `i` and `j` are at the first one after.
+                let mut next = 0;
+                while masked != 0 {
+                    let field = masked.trailing_zeros();
+                    masked &= masked - 1;
+                    // The varints of the present fields from `next` up to `field`, compared as one run of bytes.
+                    let mut skip = (present & ((1u64 << field) - 1) & !((1u64 << next) - 1)).count_ones();
+                    let from = i;
+                    while skip > 0 {
+                        let Some(&x) = a.get(i) else { return false };
+                        skip -= u32::from(x & 0x80 == 0);
+                        i += 1;
+                    }
+                    if b.get(j..j + (i - from)) != Some(&a[from..i]) {
+                        return false;
+                    }
+                    j += i - from;
+                    if !eq(get_varint(a, &mut i), get_varint(b, &mut j)) {
+                        return false;
+                    }
+                    next = field + 1;
+                }
+                a.get(i..) == b.get(j..)
             }
 
             /// Bytes of the packed fields, inline or not.
@@ -361,6 +400,61 @@ mod tests {
         assert_eq!(big.values(), all);
         assert_eq!(big.clone(), big);
         assert_ne!(big, info);
+    }
+
+    #[test]
+    fn eq_where_agrees_with_comparing_the_decoded_values() {
+        // Pairs that differ in presence, in a field inside or outside the mask, at every width; `eq` here says
+        // a masked value equals the other's plus 5 (mod 2^32), as the recorder's moving clock does.
+        let mask = 1 << Field::last_data_recv_ms as u32 | 1 << Field::rtt_us as u32;
+        let eq = |x: u64, y: u64| (x as u32).wrapping_add(5) == y as u32;
+        let oracle = |a: &[Option<u64>; FIELDS], b: &[Option<u64>; FIELDS]| {
+            (0..FIELDS).all(|i| match (a[i], b[i]) {
+                (Some(x), Some(y)) if mask & 1 << i != 0 => eq(x, y),
+                (x, y) => x == y,
+            })
+        };
+        let base: [Option<u64>; FIELDS] =
+            std::array::from_fn(|i| (i % 7 != 3).then_some((i as u64 * 300).min(MAX[i])));
+        let mut checked = (0, 0);
+        for i in 0..FIELDS {
+            for v in [
+                None,
+                Some(0),
+                Some(1),
+                Some(127),
+                Some(128),
+                Some(1 << 20),
+                Some(MAX[i]),
+            ] {
+                let mut other = base;
+                other[i] = v.map(|v| v.min(MAX[i]));
+                let mut shifted = other;
+                for (k, slot) in shifted.iter_mut().enumerate() {
+                    if mask & 1 << k != 0 {
+                        *slot = slot.map(|x| u64::from((x as u32).wrapping_add(5)));
+                    }
+                }
+                for (a, b) in [
+                    (base, other),
+                    (other, base),
+                    (other, shifted),
+                    (base, shifted),
+                ] {
+                    let (x, y) = (TcpInfo::from_values(&a), TcpInfo::from_values(&b));
+                    let want = oracle(&a, &b);
+                    assert_eq!(x.eq_where(&y, mask, eq), want, "{a:?} {b:?}");
+                    assert_eq!(x.eq_where(&y, 0, |_, _| false), x == y);
+                    if want {
+                        checked.0 += 1;
+                    } else {
+                        checked.1 += 1;
+                    }
+                }
+            }
+        }
+        // Both answers were asked for many times.
+        assert!(checked.0 > 50 && checked.1 > 50, "{checked:?}");
     }
 
     #[test]

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use crate::model::keepalive::{KeepaliveSettings, Source};
 use crate::model::{
     Congestion, Connection, Family, Finding, FindingCode, NetnsRef, Owner, Owners, Severity,
-    TcpInfo, TcpState, Timer, TimerKind,
+    TcpInfo, TcpInfoField, TcpState, Timer, TimerKind,
 };
 
 /// Why bytes could not be decoded: they end early, or hold a value no encoder writes.
@@ -178,7 +178,8 @@ impl Interner {
 /// socket's own 32-bit fields, as the kernel's own jiffies are (not `last_ack_sent_ms`, which Linux always reports
 /// as 0); the stored expiry is the whole 64-bit moment ([`put_connection`] widens it). A socket that did not change
 /// keeps the same moments from one refresh to the next, so it is equal to what was recorded before and costs
-/// nothing. [`from_moments`] undoes it exactly.
+/// nothing. [`from_moments`] undoes it exactly. The encoder does not call it: [`same_moments`] compares and
+/// [`put_connection`] writes sockets as taken, as if this had been called; the decoder's sockets are moments.
 pub fn to_moments(c: &mut Connection, base: u64) {
     if c.timer.kind != TimerKind::None {
         c.timer.expires_ms = (base as u32).wrapping_add(c.timer.expires_ms);
@@ -198,6 +199,76 @@ pub fn from_moments(c: &mut Connection, base: u64) {
     }
 }
 
+/// The `tcp_info` fields that count back from the dump, as a field mask ([`TcpInfo::eq_where`]).
+const AGO: u32 = 1 << TcpInfoField::last_data_sent_ms as u32
+    | 1 << TcpInfoField::last_data_recv_ms as u32
+    | 1 << TcpInfoField::last_ack_recv_ms as u32;
+
+/// Whether socket `now` on clock `base` and socket `was` on clock `was_base` are the same record: what
+/// `to_moments(now, base) == to_moments(was, was_base)` says, without changing or copying either. A socket whose
+/// state, counters and timers did not change answers yes while the kernel's clock moves with the bases, and costs
+/// the recorder a comparison of its fields (the packed `tcp_info` compared byte by byte but for its three times).
+pub fn same_moments(now: &Connection, base: u64, was: &Connection, was_base: u64) -> bool {
+    // now's moments are `base + t` (expiry) and `base - t` (ago); was's the same on `was_base`.
+    let moved = (base as u32).wrapping_sub(was_base as u32);
+    // Every field named, so that a field added to `Connection` is a compile error here until it is compared.
+    let Connection {
+        cookie,
+        family,
+        state,
+        local_addr,
+        local_port,
+        peer_addr,
+        peer_port,
+        interface,
+        inode,
+        uid,
+        recv_q,
+        send_q,
+        timer,
+        shutdown,
+        congestion,
+        tcp_info,
+        owners,
+        findings,
+        keepalive,
+        netns,
+    } = now;
+    let expiry = if timer.kind == TimerKind::None {
+        timer.expires_ms
+    } else {
+        timer.expires_ms.wrapping_add(moved)
+    };
+    *cookie == was.cookie
+        && *state == was.state
+        && timer.kind == was.timer.kind
+        && timer.count == was.timer.count
+        && expiry == was.timer.expires_ms
+        && *recv_q == was.recv_q
+        && *send_q == was.send_q
+        && *inode == was.inode
+        && *local_port == was.local_port
+        && *peer_port == was.peer_port
+        && *family == was.family
+        && *local_addr == was.local_addr
+        && *peer_addr == was.peer_addr
+        && *interface == was.interface
+        && *uid == was.uid
+        && *shutdown == was.shutdown
+        && *findings == was.findings
+        && match (tcp_info, &was.tcp_info) {
+            (None, None) => true,
+            (Some(a), Some(b)) => a.eq_where(b, AGO, |now, was| {
+                (now as u32).wrapping_sub(moved) == was as u32
+            }),
+            _ => false,
+        }
+        && *owners == was.owners
+        && *congestion == was.congestion
+        && *keepalive == was.keepalive
+        && *netns == was.netns
+}
+
 /// Decoded and packed once: a setter per field would pack three times.
 fn shift_ago(info: &mut TcpInfo, f: impl Fn(u32) -> u32) {
     let mut t = info.fields();
@@ -207,8 +278,8 @@ fn shift_ago(info: &mut TcpInfo, f: impl Fn(u32) -> u32) {
     *info = TcpInfo::from(t);
 }
 
-/// Appends one socket, as it is (call [`to_moments`] with `base` first). The timer's expiry is stored as its
-/// 64-bit moment, `base + expires_ms`.
+/// Appends one socket, as taken (its times relative to the dump), as its moments on `base` ([`to_moments`]): the
+/// timer's expiry as its 64-bit moment `base + expires_ms`, the `tcp_info` times as `base - ago` modulo 2^32.
 pub fn put_connection(buf: &mut Vec<u8>, c: &Connection, base: u64) {
     put(buf, c.cookie);
     // Family, state and timer kind in one byte each's worth: family bit 0, state bits 1-4, timer kind bits 5-7.
@@ -245,7 +316,16 @@ pub fn put_connection(buf: &mut Vec<u8>, c: &Connection, base: u64) {
             }
             // Bit 31 set: the field mask of a present `tcp_info`, never zero.
             put(buf, present | 1 << 31);
-            for v in fields.iter().filter_map(|(_, v)| *v) {
+            for (i, v) in fields
+                .iter()
+                .enumerate()
+                .filter_map(|(i, (_, v))| Some((i, (*v)?)))
+            {
+                let v = if AGO & 1 << i != 0 {
+                    u64::from((base as u32).wrapping_sub(v as u32))
+                } else {
+                    v
+                };
                 put(buf, v);
             }
         }
@@ -418,13 +498,13 @@ pub fn get_connection(
     })
 }
 
-/// The value stored for a timer's expiry: its moment `base + expires_ms` in full (the in-memory moment is the same
-/// modulo 2^32), or `expires_ms` itself when no timer is pending.
+/// The value stored for a timer's expiry (as taken: from now): its moment `base + expires_ms` in full (the
+/// in-memory moment is the same modulo 2^32), or `expires_ms` itself when no timer is pending.
 fn expiry_to_store(timer: Timer, base: u64) -> u64 {
     if timer.kind == TimerKind::None {
         return u64::from(timer.expires_ms);
     }
-    base.wrapping_add(u64::from(timer.expires_ms.wrapping_sub(base as u32)))
+    base.wrapping_add(u64::from(timer.expires_ms))
 }
 
 /// The inverse of [`expiry_to_store`]: the in-memory value (the moment modulo 2^32). A moment must lie within
@@ -558,10 +638,12 @@ pub(crate) mod tests {
 
     fn round_trip(c: &Connection) -> Connection {
         let mut buf = Vec::new();
-        put_connection(&mut buf, c, 0);
+        let base = 1_796_432_400_123;
+        put_connection(&mut buf, c, base);
         let mut r = Reader::new(&buf);
-        let back = get_connection(&mut r, &mut Interner::default(), 0).unwrap();
+        let mut back = get_connection(&mut r, &mut Interner::default(), base).unwrap();
         assert!(r.is_empty());
+        from_moments(&mut back, base);
         back
     }
 
@@ -606,16 +688,139 @@ pub(crate) mod tests {
         assert_eq!(a, b);
     }
 
+    /// `c` turned into moments on `base`: what the encoder compared before [`same_moments`].
+    fn moments(c: &Connection, base: u64) -> Connection {
+        let mut m = c.clone();
+        to_moments(&mut m, base);
+        m
+    }
+
+    /// `c` `ms` later, unchanged: its timer nearer, its last sends and receives longer ago.
+    fn later(c: &Connection, ms: u32) -> Connection {
+        let mut c = c.clone();
+        if c.timer.kind != TimerKind::None {
+            c.timer.expires_ms = c.timer.expires_ms.wrapping_sub(ms);
+        }
+        if let Some(info) = c.tcp_info.take() {
+            let mut t = TcpInfoFields::from(info);
+            for ago in [
+                &mut t.last_data_sent_ms,
+                &mut t.last_data_recv_ms,
+                &mut t.last_ack_recv_ms,
+            ] {
+                *ago = ago.map(|v| v.wrapping_add(ms));
+            }
+            c.tcp_info = Some(t.into());
+        }
+        c
+    }
+
+    /// A change made to a socket, named.
+    type Change = (&'static str, fn(&mut Connection));
+
+    fn info(c: &mut Connection, f: fn(&mut TcpInfoFields)) {
+        let mut t = TcpInfoFields::from(c.tcp_info.take().unwrap());
+        f(&mut t);
+        c.tcp_info = Some(t.into());
+    }
+
+    #[test]
+    fn same_moments_is_equality_of_moments_and_sees_a_change_in_any_field() {
+        let (was_base, base) = (1_796_432_400_123, 1_796_432_410_123);
+        let mut quiet = busy_connection();
+        quiet.timer = Timer::NONE;
+        quiet.timer.expires_ms = 77;
+        for was in [busy_connection(), quiet] {
+            let now = later(&was, 10_000);
+            assert!(same_moments(&now, base, &was, was_base));
+            assert_eq!(moments(&now, base), moments(&was, was_base));
+            let changes: [Change; 28] = [
+                ("cookie", |c| c.cookie ^= 1),
+                ("family", |c| c.family = Family::Ipv4),
+                ("state", |c| c.state = TcpState::CloseWait),
+                ("local_addr", |c| {
+                    c.local_addr = "2001:db8::9".parse().unwrap();
+                }),
+                ("local_port", |c| c.local_port += 1),
+                ("peer_addr", |c| c.peer_addr = "192.0.2.1".parse().unwrap()),
+                ("peer_port", |c| c.peer_port -= 1),
+                ("interface", |c| c.interface += 1),
+                ("inode", |c| c.inode += 1),
+                ("uid", |c| c.uid = 0),
+                ("recv_q", |c| c.recv_q += 1),
+                ("send_q", |c| c.send_q -= 1),
+                ("timer kind", |c| c.timer.kind = TimerKind::Retransmit),
+                ("timer count", |c| c.timer.count += 1),
+                ("timer expiry", |c| {
+                    c.timer.expires_ms = c.timer.expires_ms.wrapping_add(4);
+                }),
+                ("shutdown", |c| c.shutdown = Some(1)),
+                ("congestion", |c| {
+                    c.congestion = Some(Congestion::from("reno"));
+                }),
+                ("tcp_info rtt", |c| info(c, |t| t.rtt_us = Some(1))),
+                ("tcp_info last ack sent", |c| {
+                    info(c, |t| t.last_ack_sent_ms = Some(10_000));
+                }),
+                ("tcp_info last data sent", |c| {
+                    info(c, |t| t.last_data_sent_ms = Some(5));
+                }),
+                ("tcp_info last receive", |c| {
+                    info(c, |t| {
+                        t.last_ack_recv_ms = t.last_ack_recv_ms.map(|v| v + 4);
+                    });
+                }),
+                ("tcp_info bytes", |c| info(c, |t| t.bytes_acked = Some(1))),
+                ("no tcp_info", |c| c.tcp_info = None),
+                ("owners", |c| c.owners.push(Owner { pid: 7, fd: 8 })),
+                ("findings", |c| c.findings = crate::model::Findings::NONE),
+                ("keepalive", |c| c.keepalive = None),
+                ("netns name", |c| {
+                    c.netns = Some(Arc::new(NetnsRef {
+                        inode: 4_026_531_840,
+                        name: Some(Arc::from("db")),
+                    }));
+                }),
+                ("no netns", |c| c.netns = None),
+            ];
+            for (name, change) in changes {
+                let mut c = now.clone();
+                change(&mut c);
+                if name == "timer expiry" && c.timer.kind == TimerKind::None {
+                    // Kept as is when no timer is pending: a change like any other.
+                    assert_ne!(c, now);
+                }
+                let equal = moments(&c, base) == moments(&was, was_base);
+                assert!(!equal, "{name} is a change of the record");
+                assert!(!same_moments(&c, base, &was, was_base), "{name}");
+                assert!(!same_moments(&was, was_base, &c, base), "{name}");
+            }
+            // The clock moved by other amounts than the socket's times: equal exactly when the moments are,
+            // whichever way it wraps.
+            for moved in [0, 4, 9_996, 10_004, 1 << 32, (1 << 32) + 10_000] {
+                let other = was_base + moved;
+                assert_eq!(
+                    same_moments(&now, other, &was, was_base),
+                    moments(&now, other) == moments(&was, was_base),
+                    "moved {moved}"
+                );
+            }
+            // A 2^32 ms wrap of the bases reads the same 32-bit moments.
+            assert!(same_moments(&now, base + (1 << 32), &was, was_base));
+        }
+    }
+
     #[test]
     fn an_expiry_is_stored_as_its_whole_moment_within_32_bits_of_its_base() {
         // An epoch time whose low 32 bits wrap 5 s later, and the largest expiry the kernel can report.
         let base: u64 = 419 << 32 | 0xffff_ec78;
-        let mut m = busy_connection();
-        m.timer.expires_ms = u32::MAX;
+        let mut taken = busy_connection();
+        taken.timer.expires_ms = u32::MAX;
+        let mut m = taken.clone();
         to_moments(&mut m, base);
         let stored = |written_on: u64| {
             let mut buf = Vec::new();
-            put_connection(&mut buf, &m, written_on);
+            put_connection(&mut buf, &taken, written_on);
             let mut r = Reader::new(&buf);
             r.get().unwrap();
             r.get().unwrap();

@@ -23,6 +23,7 @@
 //! frame. Key frames write every part and every socket.
 
 use std::rc::Rc;
+use std::sync::Arc;
 
 use rustc_hash::FxHashMap;
 use serde::Serialize;
@@ -51,12 +52,16 @@ pub struct Frame {
 /// Turns snapshots into frames, remembering the last one to write only what changed.
 #[derive(Default)]
 pub struct Encoder {
-    /// The previous frame's snapshot, its sockets as moments.
-    prev: Option<Snapshot>,
-    /// The previous frame's first clock.
-    base: u64,
-    /// Socket key -> index in `prev.connections` (the first socket with that key).
+    /// The previous frame's snapshot as it was taken, shared with whoever else keeps it (the death feed's tracker
+    /// keeps the same one until its next step): the encoder neither copies nor changes a snapshot.
+    prev: Option<Arc<Snapshot>>,
+    /// The previous frame's clocks, as (first socket, base): its sockets' moments are their times on these.
+    clocks: Vec<(usize, u64)>,
+    /// Socket key -> index in `prev.connections` (the first socket with that key), built when a socket is not
+    /// where it was (a steady host lists its sockets in the same order: never, and a million entries are not kept).
     index: FxHashMap<(u64, u64), u32>,
+    /// Whether `index` is built for `prev`.
+    indexed: bool,
     /// Per-socket scratch kept from one frame to the next, so that a refresh allocates (and page-faults) no
     /// per-socket memory: each socket's match in the previous frame.
     matches: Vec<Option<u32>>,
@@ -71,29 +76,28 @@ impl Encoder {
         Encoder::default()
     }
 
-    /// Encodes `snapshot` (taken over: its sockets are changed into moments and kept for the next delta) and the
-    /// destroy notifications received before it. `key` writes a key frame, which reads without any frame before
-    /// it; the first frame is always one.
+    /// Encodes `snapshot` (kept, shared, for the next delta; never changed) and the destroy notifications received
+    /// before it. `key` writes a key frame, which reads without any frame before it; the first frame is always one.
     pub fn encode(
         &mut self,
-        mut snapshot: Snapshot,
+        snapshot: Arc<Snapshot>,
         evidence: &Evidence,
         key: bool,
         flags: u64,
     ) -> Vec<u8> {
         let prev = if key { None } else { self.prev.take() };
+        let prev_clocks = std::mem::take(&mut self.clocks);
+        let was = prev.as_deref().map(|p| (p, prev_clocks.as_slice()));
         let mut matches = std::mem::take(&mut self.matches);
-        self.fill_matches(prev.as_ref(), &snapshot.connections, &mut matches);
-        let fallback = match &prev {
-            Some(p) => self
-                .base
-                .wrapping_add(snapshot.taken_at_unix_ms.wrapping_sub(p.taken_at_unix_ms)),
-            None => snapshot.taken_at_unix_ms,
+        self.fill_matches(prev.as_deref(), &snapshot.connections, &mut matches);
+        let fallback = match (&prev, prev_clocks.first()) {
+            (Some(p), Some(&(_, base))) => {
+                base.wrapping_add(snapshot.taken_at_unix_ms.wrapping_sub(p.taken_at_unix_ms))
+            }
+            _ => snapshot.taken_at_unix_ms,
         };
-        // One pass over the sockets: each turned into moments on a clock and compared with its match.
-        let (clocks, ops) =
-            clocks_and_ops(prev.as_ref(), &mut snapshot.connections, &matches, fallback);
-        let base = clocks[0].1;
+        // One pass over the sockets: each compared with its match as moments on a clock.
+        let (clocks, ops) = clocks_and_ops(was, &snapshot.connections, &matches, fallback);
         // A key frame takes some 40 bytes a socket before compression, a steady delta a few bytes in all.
         let capacity = match prev {
             Some(_) => 4096,
@@ -110,7 +114,7 @@ impl Encoder {
         }
         put(&mut buf, snapshot.dump_us);
         put(&mut buf, snapshot.proc_scan_us);
-        put_parts(&mut buf, prev.as_ref(), &snapshot);
+        put_parts(&mut buf, prev.as_deref(), &snapshot);
         put(&mut buf, snapshot.connections.len() as u64);
         put(&mut buf, ops.len() as u64);
         let mut expected: u64 = 0;
@@ -130,7 +134,7 @@ impl Encoder {
             }
         }
         put_evidence(&mut buf, evidence);
-        // Every socket where it was in the previous frame (a steady host): the index still holds.
+        // Every socket where it was in the previous frame (a steady host): the index, if built, still holds.
         let same_order = prev
             .as_ref()
             .is_some_and(|p| p.connections.len() == snapshot.connections.len())
@@ -139,15 +143,13 @@ impl Encoder {
                 .enumerate()
                 .all(|(i, j)| *j == Some(i as u32));
         if !same_order {
-            self.index.clear();
-            self.index.reserve(snapshot.connections.len());
-            for (i, c) in snapshot.connections.iter().enumerate() {
-                self.index.entry(key_of(c)).or_insert(i as u32);
-            }
+            self.index = FxHashMap::default();
+            self.indexed = false;
         }
         self.matches = matches;
-        self.base = base;
-        // The previous frame's sockets are freed here, after the new frame is written.
+        self.clocks = clocks;
+        // The previous frame's snapshot is let go here, after the new frame is written (freed if no one else
+        // holds it).
         drop(prev);
         self.prev = Some(snapshot);
         buf
@@ -156,7 +158,7 @@ impl Encoder {
     /// For each socket, the index of the previous frame's socket with its key, if any. A dump lists sockets in the
     /// same order from one refresh to the next, so the one after the last match is tried before a lookup.
     fn fill_matches(
-        &self,
+        &mut self,
         prev: Option<&Snapshot>,
         conns: &[Connection],
         out: &mut Vec<Option<u32>>,
@@ -170,7 +172,16 @@ impl Encoder {
         out.extend(conns.iter().map(|c| {
             let j = match prev.connections.get(next) {
                 Some(n) if key_of(n) == key_of(c) => next as u32,
-                _ => *self.index.get(&key_of(c))?,
+                _ => {
+                    if !self.indexed {
+                        self.index.reserve(prev.connections.len());
+                        for (i, c) in prev.connections.iter().enumerate() {
+                            self.index.entry(key_of(c)).or_insert(i as u32);
+                        }
+                        self.indexed = true;
+                    }
+                    *self.index.get(&key_of(c))?
+                }
             };
             next = j as usize + 1;
             Some(j)
@@ -179,8 +190,8 @@ impl Encoder {
 }
 
 /// The frame's clocks, as (first socket, base) in dump order, and its ops: runs of sockets equal to their match in
-/// the previous frame, and runs of sockets to write in full; every socket turned into moments on its clock's base
-/// ([`codec::to_moments`]) on the way.
+/// the previous frame (`prev`, with its clocks), and runs of sockets to write in full; sockets are compared as
+/// moments on their clock's base ([`codec::same_moments`]), neither changed nor copied.
 ///
 /// A clock is how far the kernel's clock moved since the frame before, told by the sockets that did not change: a
 /// base that keeps a steady socket's moments (its timer's expiry, its last receive) where they were. The kernel's
@@ -190,8 +201,8 @@ impl Encoder {
 /// written in full); a socket that changed stays on the current clock and is written in full. Any clocks decode
 /// exactly; good ones make steady sockets free.
 fn clocks_and_ops(
-    prev: Option<&Snapshot>,
-    conns: &mut [Connection],
+    prev: Option<(&Snapshot, &[(usize, u64)])>,
+    conns: &[Connection],
     matches: &[Option<u32>],
     fallback: u64,
 ) -> (Vec<(usize, u64)>, Vec<Op>) {
@@ -200,35 +211,35 @@ fn clocks_and_ops(
     let mut base = fallback;
     // Whether a socket is on the last clock yet: a clock that none is on is moved rather than followed.
     let mut used = false;
-    for (i, (c, j)) in conns.iter_mut().zip(matches).enumerate() {
-        let matched = prev
-            .zip(*j)
-            .map(|(p, j)| (&p.connections[j as usize], j as usize));
-        let same = match matched {
-            None => {
-                codec::to_moments(c, base);
-                None
-            }
-            Some((p, j)) => {
-                let wish = wanted_base(p, c, base).filter(|w| *w != base);
-                codec::to_moments(c, base);
-                if *c == *p {
+    // The previous frame's clock of its socket `j`, found by walking forward (matches mostly ascend).
+    let mut was_clock = 0;
+    for (i, (c, j)) in conns.iter().zip(matches).enumerate() {
+        let same = match prev.zip(*j) {
+            None => None,
+            Some(((p, p_clocks), j)) => {
+                let j = j as usize;
+                let was = &p.connections[j];
+                if p_clocks.get(was_clock).is_none_or(|(from, _)| *from > j) {
+                    was_clock = 0;
+                }
+                while p_clocks
+                    .get(was_clock + 1)
+                    .is_some_and(|(from, _)| *from <= j)
+                {
+                    was_clock += 1;
+                }
+                let was_base = p_clocks.get(was_clock).map_or(0, |(_, base)| *base);
+                if codec::same_moments(c, base, was, was_base) {
                     Some(j)
-                } else if let Some(w) = wish {
-                    codec::from_moments(c, base);
-                    codec::to_moments(c, w);
-                    if *c == *p {
-                        match clocks.last_mut() {
-                            Some(last) if !used => last.1 = w,
-                            _ => clocks.push((i, w)),
-                        }
-                        base = w;
-                        Some(j)
-                    } else {
-                        codec::from_moments(c, w);
-                        codec::to_moments(c, base);
-                        None
+                } else if let Some(w) = wanted_base(was, was_base, c, base)
+                    .filter(|w| *w != base && codec::same_moments(c, *w, was, was_base))
+                {
+                    match clocks.last_mut() {
+                        Some(last) if !used => last.1 = w,
+                        _ => clocks.push((i, w)),
                     }
+                    base = w;
+                    Some(j)
                 } else {
                     None
                 }
@@ -245,21 +256,19 @@ fn clocks_and_ops(
     (clocks, ops)
 }
 
-/// The base on which socket `now` keeps the moments of its previous record `p` (a moment), if it tells: by its
-/// timer when it did not change kind or count, else by its last receive. `near` is a base close to the answer (to
-/// widen the 32-bit moments).
-fn wanted_base(p: &Connection, now: &Connection, near: u64) -> Option<u64> {
+/// The base on which socket `now` keeps the moments of its previous record `was` (as taken, on clock
+/// `was_base`), if it tells: by its timer when it did not change kind or count, else by its last receive. `near` is
+/// a base close to the answer (to widen the 32-bit moments).
+fn wanted_base(was: &Connection, was_base: u64, now: &Connection, near: u64) -> Option<u64> {
     if now.timer.kind != TimerKind::None
-        && p.timer.kind == now.timer.kind
-        && p.timer.count == now.timer.count
+        && was.timer.kind == now.timer.kind
+        && was.timer.count == now.timer.count
     {
         // moment = base + expires_ms (mod 2^32)
-        return Some(widen(
-            p.timer.expires_ms.wrapping_sub(now.timer.expires_ms),
-            near,
-        ));
+        let moment = (was_base as u32).wrapping_add(was.timer.expires_ms);
+        return Some(widen(moment.wrapping_sub(now.timer.expires_ms), near));
     }
-    let moment = p.tcp_info.as_ref()?.last_ack_recv_ms()?;
+    let moment = (was_base as u32).wrapping_sub(was.tcp_info.as_ref()?.last_ack_recv_ms()?);
     let ago = now.tcp_info.as_ref()?.last_ack_recv_ms()?;
     // moment = base - ago (mod 2^32)
     Some(widen(moment.wrapping_add(ago), near))
@@ -617,7 +626,7 @@ mod tests {
                 held: vec![(77 + i as u64, 1234)],
                 lost: i as u64,
             };
-            let bytes = enc.encode(s.clone(), &evidence, *key || i == 0, FLAG_DEATHS);
+            let bytes = enc.encode(Arc::new(s.clone()), &evidence, *key || i == 0, FLAG_DEATHS);
             sizes.push(bytes.len());
             let decoded = dec
                 .decode(&bytes, *key || i == 0, s.taken_at_unix_ms)
@@ -667,6 +676,92 @@ mod tests {
             assert!(*size < 1500, "frame {i}: {sizes:?}");
         }
         assert!(sizes[4] > 50_000, "{sizes:?}");
+    }
+
+    /// `n` steady sockets (keepalive timers, last receives) `step` refreshes of 10 s after the first.
+    fn steady(n: u64, step: u32) -> Vec<Connection> {
+        (0..n)
+            .map(|k| {
+                let mut c = conn(k, 7_000_000 + k as u32);
+                c.timer.expires_ms -= step * 10_000;
+                let mut info = TcpInfoFields::from(c.tcp_info.take().unwrap());
+                let age = |v: Option<u32>| v.map(|v| v.wrapping_add(step * 10_000));
+                info.last_ack_recv_ms = age(info.last_ack_recv_ms);
+                info.last_data_recv_ms = age(info.last_data_recv_ms);
+                c.tcp_info = Some(info.into());
+                c
+            })
+            .collect()
+    }
+
+    /// A change made to a socket, named.
+    type Change = (&'static str, fn(&mut Connection));
+
+    /// The key frame of `first` and the delta frame of `then`, 10 s later.
+    fn frames(first: Vec<Connection>, then: Vec<Connection>) -> (Vec<u8>, Vec<u8>) {
+        let mut enc = Encoder::new();
+        let ev = Evidence::default();
+        let key = enc.encode(Arc::new(snap(1_000_000, first)), &ev, true, 0);
+        let delta = enc.encode(Arc::new(snap(1_010_000, then)), &ev, false, 0);
+        (key, delta)
+    }
+
+    #[test]
+    fn an_unchanged_socket_costs_nothing() {
+        // 100 or 10,000 steady sockets: the delta differs only by the width of two counts (the sockets, the run
+        // copied), a byte each.
+        let small = frames(steady(100, 0), steady(100, 1)).1.len();
+        let large = frames(steady(10_000, 0), steady(10_000, 1)).1.len();
+        assert_eq!(large, small + 2, "{small} {large}");
+    }
+
+    #[test]
+    fn a_change_in_one_field_of_one_socket_records_exactly_that_socket() {
+        let unchanged = frames(steady(100, 0), steady(100, 1)).1.len();
+        let changes: [Change; 6] = [
+            ("state", |c| c.state = TcpState::CloseWait),
+            ("recv_q", |c| c.recv_q += 1),
+            ("timer count", |c| c.timer.count += 1),
+            ("owners", |c| {
+                c.owners.push(crate::model::Owner { pid: 9, fd: 9 });
+            }),
+            ("rtt", |c| {
+                let mut t = TcpInfoFields::from(c.tcp_info.take().unwrap());
+                t.rtt_us = Some(t.rtt_us.unwrap_or(0) + 1);
+                c.tcp_info = Some(t.into());
+            }),
+            ("keepalive", |c| c.keepalive = None),
+        ];
+        for (name, change) in changes {
+            let mut then = steady(100, 1);
+            change(&mut then[37]);
+            let (key, bytes) = frames(steady(100, 0), then.clone());
+            // The socket in full (on the frame's one clock: the key frame's moved 10 s) after its op's byte, and
+            // two copy ops of two bytes around it where the unchanged delta has one of three; one op count.
+            let mut full = Vec::new();
+            codec::put_connection(&mut full, &then[37], 1_010_000);
+            assert_eq!(bytes.len(), unchanged + full.len() + 2, "{name}");
+            // And it reads back as that change.
+            let mut dec = Decoder::new();
+            let d = dec.decode(&key, true, 1_000_000).unwrap();
+            dec.frame(d).unwrap();
+            let d = dec.decode(&bytes, false, 1_010_000).unwrap();
+            assert_eq!(dec.frame(d).unwrap().snapshot.connections, then, "{name}");
+        }
+    }
+
+    #[test]
+    fn the_encoder_keeps_the_snapshot_it_is_given_not_a_copy() {
+        let mut enc = Encoder::new();
+        let first = Arc::new(snap(1_000, steady(10, 0)));
+        enc.encode(Arc::clone(&first), &Evidence::default(), true, 0);
+        assert_eq!(Arc::strong_count(&first), 2);
+        let second = Arc::new(snap(11_000, steady(10, 1)));
+        enc.encode(Arc::clone(&second), &Evidence::default(), false, 0);
+        // The first is let go once the second is written; the second kept as it was given, unchanged.
+        assert_eq!(Arc::strong_count(&first), 1);
+        assert_eq!(Arc::strong_count(&second), 2);
+        assert_eq!(*second, snap(11_000, steady(10, 1)));
     }
 
     #[test]
@@ -759,10 +854,43 @@ mod tests {
     }
 
     #[test]
+    fn sockets_reordered_after_steady_frames_read_back() {
+        // The index of the previous frame is built only when a socket is not where it was: after frames in the
+        // same order, after a reorder, and again after a key frame.
+        let (a, b, c) = (conn(1, 100), conn(2, 200), conn(3, 300));
+        let abc = vec![a.clone(), b.clone(), c.clone()];
+        let cab = vec![c.clone(), a.clone(), b.clone()];
+        let series = vec![
+            (snap(10, abc.clone()), true),
+            (snap(20, abc.clone()), false),
+            (snap(30, cab.clone()), false),
+            (snap(40, cab.clone()), false),
+            (snap(50, vec![b.clone(), c.clone(), a.clone()]), false),
+            (snap(60, abc.clone()), true),
+            (snap(70, vec![b, a, c]), false),
+        ];
+        let sizes = round_trip(&series);
+        // The reordered sockets are copied, not written in full.
+        for i in [2, 4, 6] {
+            assert!(sizes[i] < 100, "frame {i}: {sizes:?}");
+        }
+    }
+
+    #[test]
     fn a_delta_without_its_key_frame_or_damaged_bytes_are_errors() {
         let mut enc = Encoder::new();
-        let key = enc.encode(snap(1, vec![conn(1, 1)]), &Evidence::default(), true, 0);
-        let delta = enc.encode(snap(2, vec![conn(1, 1)]), &Evidence::default(), false, 0);
+        let key = enc.encode(
+            Arc::new(snap(1, vec![conn(1, 1)])),
+            &Evidence::default(),
+            true,
+            0,
+        );
+        let delta = enc.encode(
+            Arc::new(snap(2, vec![conn(1, 1)])),
+            &Evidence::default(),
+            false,
+            0,
+        );
         assert!(Decoder::new().decode(&delta, false, 2).is_err());
         for cut in 0..key.len() {
             assert!(Decoder::new().decode(&key[..cut], true, 1).is_err());
@@ -878,7 +1006,12 @@ mod tests {
         let mut dec = Decoder::new();
         for (i, (s, pinned)) in pinned_series().iter().zip(PINNED_FRAMES).enumerate() {
             let key = i == 0;
-            let bytes = enc.encode(s.clone(), &Evidence::default(), key, FLAG_SESSION_START);
+            let bytes = enc.encode(
+                Arc::new(s.clone()),
+                &Evidence::default(),
+                key,
+                FLAG_SESSION_START,
+            );
             assert_eq!(hex(&bytes), pinned, "frame {i} is written as before");
             let old: Vec<u8> = (0..pinned.len())
                 .step_by(2)
