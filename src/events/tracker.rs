@@ -243,10 +243,10 @@ impl Tracker {
         let started = self.started;
         // The sockets this step watches, sorted by key to be merged with those watched so far: the same slots as
         // the last step's when it watched every socket and this snapshot lists the same ones in the same order
-        // (no sort of a million slots on a steady host).
+        // (no sort of a million slots on a steady host). Briefs do not keep the keys: a brief tracker sorts.
         let same = self.whole
             && filter.is_empty()
-            && last.as_deref().is_some_and(|l| {
+            && matches!(&last, Some(Last::Shared(l)) if {
                 l.connections.len() == snapshot.connections.len()
                     && l.connections
                         .iter()
@@ -417,7 +417,9 @@ impl Tracker {
                 .get(&slot.key)
                 .map_or(TcpState::Close, |s| s.state);
         }
-        reader.conn(slot).map_or(TcpState::Close, |c| c.state)
+        reader
+            .glance(slot)
+            .map_or(TcpState::Close, |(state, _)| state)
     }
 
     /// A watched socket's last state and comm, without copying the rest.

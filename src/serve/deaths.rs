@@ -19,25 +19,23 @@ pub struct DeathWatch {
 
 impl DeathWatch {
     /// Subscribes to kwatch's own namespace's destroy notifications; without them (a warning on stderr) no deaths
-    /// there are counted.
-    pub fn open() -> DeathWatch {
+    /// there are counted. `recording`: a recorder keeps each snapshot until the next collection, and the watch
+    /// shares it; otherwise only what deaths read of each socket is kept between scrapes, not the snapshot (the
+    /// next one is then taken beside 84 MiB at a million sockets instead of 172).
+    pub fn open(recording: bool) -> DeathWatch {
         let mut feed = Feed::open(&Scope::Current, Path::new("/proc"));
-        // Between scrapes only what deaths read of each socket is kept, not the snapshot: the next one is taken
-        // beside 84 MiB at a million sockets instead of 172.
-        feed.keep_brief();
+        if recording {
+            feed.keep_evidence();
+        } else {
+            feed.keep_brief();
+        }
         DeathWatch {
             feed,
             counts: DeathCounts::default(),
         }
     }
 
-    /// Takes the notifications queued since the last collection (before the dump, as `--watch` does).
-    /// Keeps what the feed hears and finds, for the flight recorder ([`DeathWatch::take_evidence`]).
-    pub fn keep_evidence(&mut self) {
-        self.feed.keep_evidence();
-    }
-
-    /// What the feed heard and found since the last call.
+    /// What the feed heard and found since the last call (kept only when `open` was told of a recording).
     pub fn take_evidence(&mut self) -> crate::events::Evidence {
         self.feed.take_evidence()
     }
