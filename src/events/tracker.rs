@@ -153,6 +153,17 @@ pub struct Tracker {
     whole: bool,
 }
 
+/// What one step's pass over the sockets listed again shares.
+struct Step<'s, 'r, 'l> {
+    snapshot: &'s Snapshot,
+    dead: &'s FxHashSet<Key>,
+    started: bool,
+    now_unix_ms: u64,
+    reader: &'r mut Reader<'l>,
+    events: &'r mut Vec<WatchEvent>,
+    comms: &'r mut FxHashMap<Key, Arc<str>>,
+}
+
 /// Reads the details of watched sockets out of the last snapshot, one shared comm per process.
 struct Reader<'a> {
     last: Option<&'a Last>,
@@ -259,6 +270,28 @@ impl Tracker {
         let mut comms = FxHashMap::default();
         let mut left = Vec::new();
         let (mut at_old, mut at_new) = (0, 0);
+        if same {
+            // Every watched socket is where it was in both snapshots: walked in dump order, which reads them in
+            // memory order (the slots' key order visits them at random, a cache miss or two a socket: ~100 ms
+            // of a million-socket step).
+            for (i, conn) in snapshot.connections.iter().enumerate() {
+                let slot = Slot {
+                    key: key(conn),
+                    at: u32::try_from(i).unwrap_or(KEPT),
+                };
+                let mut step = Step {
+                    snapshot,
+                    dead: &dead,
+                    started,
+                    now_unix_ms,
+                    reader: &mut reader,
+                    events: &mut events,
+                    comms: &mut comms,
+                };
+                self.still_listed(slot, slot, &mut step);
+            }
+            (at_old, at_new) = (old.len(), listed.len());
+        }
         while at_old < old.len() || at_new < listed.len() {
             let order = match (old.get(at_old), listed.get(at_new)) {
                 (Some(was), Some(now)) => was.key.cmp(&now.key),
@@ -281,35 +314,16 @@ impl Tracker {
                     let (was, now) = (old[at_old], listed[at_new]);
                     at_old += 1;
                     at_new += 1;
-                    if dead.contains(&was.key) {
-                        // Destroyed since the last step: this is another socket by the same key.
-                        self.gone.remove(&now.key);
-                        continue;
-                    }
-                    let conn = &snapshot.connections[now.at as usize];
-                    let state = self.state_of(was, &reader);
-                    if state != conn.state
-                        && started
-                        && let Some(seen) = self.seen(was, &mut reader)
-                    {
-                        events.push(WatchEvent::State {
-                            time_unix_ms: now_unix_ms,
-                            socket: seen.id,
-                            owners: seen.owners.to_vec(),
-                            comm: seen.comm.as_deref().map(str::to_string),
-                            from: StateName(seen.state),
-                            to: StateName(conn.state),
-                        });
-                    }
-                    // Its comm looked up only when no owner tells it now.
-                    if conn.owners.is_empty()
-                        && let (_, Some(comm)) = self.glance(was, &mut reader)
-                    {
-                        comms.insert(now.key, comm);
-                    }
-                    if was.at == KEPT {
-                        self.kept.remove(&was.key);
-                    }
+                    let mut step = Step {
+                        snapshot,
+                        dead: &dead,
+                        started,
+                        now_unix_ms,
+                        reader: &mut reader,
+                        events: &mut events,
+                        comms: &mut comms,
+                    };
+                    self.still_listed(was, now, &mut step);
                 }
             }
         }
@@ -407,6 +421,40 @@ impl Tracker {
             events.push(destroy(seen, now_unix_ms, d.probes, d.retransmits, cause));
         }
         dead
+    }
+
+    /// A watched socket listed again (`was` in the last step, `now` in this one): its state change, if any, and
+    /// its comm kept for when no owner tells it.
+    fn still_listed(&mut self, was: Slot, now: Slot, step: &mut Step<'_, '_, '_>) {
+        if step.dead.contains(&was.key) {
+            // Destroyed since the last step: this is another socket by the same key.
+            self.gone.remove(&now.key);
+            return;
+        }
+        let conn = &step.snapshot.connections[now.at as usize];
+        let state = self.state_of(was, step.reader);
+        if state != conn.state
+            && step.started
+            && let Some(seen) = self.seen(was, step.reader)
+        {
+            step.events.push(WatchEvent::State {
+                time_unix_ms: step.now_unix_ms,
+                socket: seen.id,
+                owners: seen.owners.to_vec(),
+                comm: seen.comm.as_deref().map(str::to_string),
+                from: StateName(seen.state),
+                to: StateName(conn.state),
+            });
+        }
+        // Its comm looked up only when no owner tells it now.
+        if conn.owners.is_empty()
+            && let (_, Some(comm)) = self.glance(was, step.reader)
+        {
+            step.comms.insert(now.key, comm);
+        }
+        if was.at == KEPT {
+            self.kept.remove(&was.key);
+        }
     }
 
     /// A watched socket's last state.
