@@ -132,9 +132,6 @@ impl Collector {
             procs,
             sockopts,
         } = self;
-        if last {
-            procs.as_mut().map(ProcCache::one_shot);
-        }
         // The dump and the /proc update are independent: run them at the same time (the update itself uses
         // every core). Only sockets the update could not account for need a second look afterwards.
         let (dumped, mut proc_scan_us) = std::thread::scope(|s| {

@@ -28,6 +28,9 @@ use crate::sockopt::from_kernel::KernelOptions;
 /// that describes the process.
 type Given = Mutex<Option<Vec<SocketFd>>>;
 
+/// Freed socket fd lists of at least this many entries (16 B each: 4 MiB) are given back to the kernel at once.
+const GIVE_BACK_FROM_FDS: usize = 1 << 18;
+
 /// Every this many refreshes every process is read again, changed or not.
 pub const FULL_SCAN_EVERY: u64 = 60;
 
@@ -48,7 +51,7 @@ struct Entry {
     scan: PidScan,
     /// The refresh in which this process was last read.
     read_in: u64,
-    /// A one-shot cache's map took the socket list out of `scan` (see [`ProcCache::one_shot`]).
+    /// The map's index holds this process's socket fds, taken out of `scan` (see [`ProcCache::map`]).
     drained: bool,
 }
 
@@ -93,8 +96,6 @@ pub struct ProcCache {
     bpf_min_fds: usize,
     /// The keepalive options of the TCP sockets kwatch reads, when the iterator read them in this refresh.
     options: Option<KernelOptions>,
-    /// No refresh follows: the map takes the processes' socket lists instead of copying them.
-    one_shot: bool,
 }
 
 impl ProcCache {
@@ -126,16 +127,7 @@ impl ProcCache {
             bpf: TaskFiles::new(&config.proc_root),
             bpf_min_fds: config.bpf_min_fds,
             options: None,
-            one_shot: false,
         }
-    }
-
-    /// Declares that no refresh will follow this one (a one-shot snapshot): the map takes each process's socket
-    /// list out of the cache instead of copying it, and the freed heap is given back. At a million sockets the
-    /// lists are 15 MiB beside the 15 MiB of the map's index, at the moment the one-shot snapshot peaks (the end
-    /// of the dump). A cache in this state is still correct if refreshed again, only not cheaper than a new one.
-    pub fn one_shot(&mut self) {
-        self.one_shot = true;
     }
 
     /// Brings the map up to date and makes sure it accounts for every socket in `wanted` (the dumped inodes):
@@ -197,22 +189,29 @@ impl ProcCache {
     }
 
     /// The map as of the last refresh.
+    ///
+    /// Each process's socket fds are kept once, in the map's index: a build takes the lists of the processes
+    /// read since the last one out of their scans and merges them with what the index held of the processes not
+    /// read again (a process that exited or was read again drops its earlier pairs). At a million sockets a copy
+    /// in the scans was 15 MiB beside the index's 15 MiB, for as long as the cache lives (the live view, the
+    /// exporter), and at the moment a one-shot snapshot peaks (the end of the dump).
     pub fn map(&mut self) -> &ProcMap {
         if self.stale {
             let mut map = ProcMap::from_scan_refs(self.entries.values().map(|e| &e.scan));
             map.warnings = std::mem::take(&mut self.map.warnings);
-            if self.one_shot {
-                // A process whose list an earlier build took (and which was not read again since) keeps the
-                // owners that build indexed; its list here is empty.
-                let earlier = std::mem::take(&mut self.map.owners);
-                let entries = &self.entries;
-                map.owners = map.owners.merged_with(earlier, |owner| {
-                    entries.get(&owner.pid).is_some_and(|e| e.drained)
-                });
-                for entry in self.entries.values_mut() {
-                    entry.scan.take_sockets();
-                    entry.drained = true;
-                }
+            let earlier = std::mem::take(&mut self.map.owners);
+            let entries = &self.entries;
+            map.owners = map.owners.merged_with(earlier, |owner| {
+                entries.get(&owner.pid).is_some_and(|e| e.drained)
+            });
+            let mut freed = 0;
+            for entry in self.entries.values_mut() {
+                freed += entry.scan.take_sockets().capacity();
+                entry.drained = true;
+            }
+            // The first build at a million sockets frees 15 MiB in the middle of the heap, where it would stay
+            // resident beside the dump still filling its vector.
+            if freed >= GIVE_BACK_FROM_FDS {
                 crate::heap::give_back_freed();
             }
             self.map = map;

@@ -22,15 +22,25 @@ impl OwnerIndex {
         OwnerIndex { pairs }
     }
 
-    /// This index's pairs and those of `earlier` whose owner `keep` accepts, sorted and without duplicates.
+    /// This index's pairs and those of `earlier` whose owner `keep` accepts, in one merge of the two sorted
+    /// lists (a refresh that read a few processes again does not sort a million pairs). The two must hold
+    /// different owners: a pair in both is kept twice.
     #[must_use]
     pub fn merged_with(self, earlier: OwnerIndex, keep: impl Fn(&Owner) -> bool) -> OwnerIndex {
         if earlier.pairs.is_empty() {
             return self;
         }
-        let mut pairs = self.pairs;
-        pairs.extend(earlier.pairs.into_iter().filter(|(_, owner)| keep(owner)));
-        OwnerIndex::from_pairs(pairs)
+        let mut pairs = Vec::with_capacity(self.pairs.len() + earlier.pairs.len());
+        let mut new = self.pairs.into_iter().peekable();
+        for old in earlier.pairs.into_iter().filter(|(_, owner)| keep(owner)) {
+            while let Some(n) = new.next_if(|n| *n < old) {
+                pairs.push(n);
+            }
+            pairs.push(old);
+        }
+        pairs.extend(new);
+        pairs.shrink_to_fit();
+        OwnerIndex { pairs }
     }
 
     /// The first index whose inode is not below `inode`. Inodes come from one counter, so they spread evenly:
@@ -251,6 +261,37 @@ mod tests {
 
     fn o(pid: u32, fd: u32) -> Owner {
         Owner { pid, fd }
+    }
+
+    #[test]
+    fn merged_with_keeps_the_earlier_pairs_asked_for_in_inode_order() {
+        let o = |pid, fd| Owner { pid, fd };
+        let new = OwnerIndex::from_pairs(vec![(5, o(2, 3)), (1, o(2, 4)), (9, o(2, 5))]);
+        let earlier = OwnerIndex::from_pairs(vec![
+            (1, o(1, 3)),
+            (4, o(3, 3)),
+            (5, o(1, 4)),
+            (12, o(1, 5)),
+        ]);
+        let merged = new.merged_with(earlier, |owner| owner.pid == 1);
+        assert_eq!(
+            merged.pairs(),
+            [
+                (1, o(1, 3)),
+                (1, o(2, 4)),
+                (5, o(1, 4)),
+                (5, o(2, 3)),
+                (9, o(2, 5)),
+                (12, o(1, 5))
+            ],
+            "pid 3's earlier pair is dropped, the rest merged in order"
+        );
+        assert_eq!(merged.get(5).unwrap().to_vec(), [o(1, 4), o(2, 3)]);
+        let alone = OwnerIndex::from_pairs(vec![(7, o(2, 2))]);
+        assert_eq!(
+            alone.clone().merged_with(OwnerIndex::default(), |_| true),
+            alone
+        );
     }
 
     #[test]

@@ -535,10 +535,9 @@ fn cache_rereads_a_process_whose_fd_table_changed_and_forgets_exited_ones() {
 }
 
 #[test]
-fn a_one_shot_cache_keeps_every_owner_when_resolve_reads_more() {
+fn the_map_keeps_every_owner_when_resolve_reads_more_after_it_took_the_lists() {
     let fake = stamped_tree();
     let mut cache = ProcCache::new(&fake.config(None));
-    cache.one_shot();
     cache.update();
     assert_eq!(cache.map(), &map_inodes_with(&fake.config(None)));
 
