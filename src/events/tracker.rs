@@ -270,23 +270,22 @@ impl Tracker {
         let mut comms = FxHashMap::default();
         let mut left = Vec::new();
         let (mut at_old, mut at_new) = (0, 0);
+        let mut step = Step {
+            snapshot,
+            dead: &dead,
+            started,
+            now_unix_ms,
+            reader: &mut reader,
+            events: &mut events,
+            comms: &mut comms,
+        };
         if same {
             // Every watched socket is where it was in both snapshots: walked in dump order, which reads them in
-            // memory order (the slots' key order visits them at random, a cache miss or two a socket: ~100 ms
-            // of a million-socket step).
+            // memory order (the slots' key order visits them at random, a cache miss or two a socket).
             for (i, conn) in snapshot.connections.iter().enumerate() {
                 let slot = Slot {
                     key: key(conn),
                     at: u32::try_from(i).unwrap_or(KEPT),
-                };
-                let mut step = Step {
-                    snapshot,
-                    dead: &dead,
-                    started,
-                    now_unix_ms,
-                    reader: &mut reader,
-                    events: &mut events,
-                    comms: &mut comms,
                 };
                 self.still_listed(slot, slot, &mut step);
             }
@@ -314,15 +313,6 @@ impl Tracker {
                     let (was, now) = (old[at_old], listed[at_new]);
                     at_old += 1;
                     at_new += 1;
-                    let mut step = Step {
-                        snapshot,
-                        dead: &dead,
-                        started,
-                        now_unix_ms,
-                        reader: &mut reader,
-                        events: &mut events,
-                        comms: &mut comms,
-                    };
                     self.still_listed(was, now, &mut step);
                 }
             }
