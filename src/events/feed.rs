@@ -13,7 +13,7 @@ use crate::model::{Owner, Snapshot};
 use crate::netns::Scope;
 use crate::proc;
 
-/// Runs next to a collector: call [`Feed::drain`] right before a dump and [`Feed::step`] with its snapshot.
+/// Runs next to a collector: call [`Feed::drain`] right before a dump and [`Feed::step_shared`] with its snapshot.
 pub struct Feed {
     listener: Listener,
     tracker: Tracker,
@@ -49,7 +49,7 @@ impl Evidence {
 
 impl Feed {
     /// Subscribes in every namespace of `scope` (`proc_root` is where pids and their fds are looked up). A failed
-    /// subscription is reported by the first [`Feed::step`] (a warning, then a start event with
+    /// subscription is reported by the first [`Feed::step_shared`] (a warning, then a start event with
     /// `destroy_events: false` when none works), and state changes are still tracked.
     pub fn open(scope: &Scope, proc_root: &Path) -> Feed {
         let (listener, warnings) = Listener::open(scope, proc_root);
@@ -79,20 +79,10 @@ impl Feed {
         self.warnings.extend(warnings);
     }
 
-    /// [`Feed::step_shared`] with a copy of `snapshot` (the tracker keeps it until the next step), for callers
-    /// that go on changing theirs.
-    pub fn step(
-        &mut self,
-        snapshot: &Snapshot,
-        filter: &Filter,
-        now_unix_ms: u64,
-    ) -> Vec<WatchEvent> {
-        self.step_shared(&Arc::new(snapshot.clone()), filter, now_unix_ms)
-    }
-
     /// The events of one snapshot taken after [`Feed::drain`], oldest first, for the sockets `filter` keeps;
     /// `now_unix_ms` stamps them. Subscribes in namespaces the snapshot lists for the first time and drops those it
-    /// no longer lists. The tracker keeps `snapshot` until the next step (what it knows of each socket).
+    /// no longer lists. The tracker keeps `snapshot` until the next step (what it knows of each socket), or only
+    /// what events read of it (see [`Feed::keep_brief`]).
     pub fn step_shared(
         &mut self,
         snapshot: &Arc<Snapshot>,

@@ -97,9 +97,13 @@ struct Briefs {
 }
 
 impl Briefs {
-    fn of(snapshot: &Snapshot) -> Briefs {
+    /// Of `snapshot`, in `reuse`'s memory: a million briefs are 84 MiB, mapped anew and faulted in at every step
+    /// if their vector were freed and allocated again.
+    fn of(snapshot: &Snapshot, mut reuse: Vec<Brief>) -> Briefs {
+        reuse.clear();
+        reuse.extend(snapshot.connections.iter().map(Brief::of));
         Briefs {
-            sockets: snapshot.connections.iter().map(Brief::of).collect(),
+            sockets: reuse,
             comms: snapshot
                 .processes
                 .iter()
@@ -257,6 +261,7 @@ impl Tracker {
         // (no sort of a million slots on a steady host). Briefs do not keep the keys: a brief tracker sorts.
         let same = self.whole
             && filter.is_empty()
+            && self.live.len() == snapshot.connections.len()
             && matches!(&last, Some(Last::Shared(l)) if {
                 l.connections.len() == snapshot.connections.len()
                     && l.connections
@@ -335,10 +340,13 @@ impl Tracker {
             self.live.extend(left);
             self.live.sort_unstable_by_key(|s| s.key);
         }
-        // The earlier one goes first: two briefs of a million sockets are 84 MiB more at the peak.
-        drop(last);
+        // The earlier briefs are emptied first and their memory reused: two sets of a million are 84 MiB more.
+        let reuse = match last {
+            Some(Last::Brief(b)) => b.sockets,
+            _ => Vec::new(),
+        };
         self.last = Some(if self.brief {
-            Last::Brief(Briefs::of(snapshot))
+            Last::Brief(Briefs::of(snapshot, reuse))
         } else {
             Last::Shared(Arc::clone(snapshot))
         });

@@ -20,6 +20,18 @@ pub fn write<T: Sync>(
     render: impl Fn(&[T]) -> io::Result<Vec<u8>> + Sync,
 ) -> io::Result<()> {
     let cores = std::thread::available_parallelism().map_or(1, NonZeroUsize::get);
+    write_on(cores, w, items, chunk, between, render)
+}
+
+/// [`write`] on `cores` cores (the tests pick theirs).
+fn write_on<T: Sync>(
+    cores: usize,
+    w: &mut impl Write,
+    items: &[T],
+    chunk: usize,
+    between: &[u8],
+    render: impl Fn(&[T]) -> io::Result<Vec<u8>> + Sync,
+) -> io::Result<()> {
     let parts: Vec<&[T]> = items.chunks(chunk_len(items.len(), chunk, cores)).collect();
     let workers = cores.min(parts.len());
     if workers <= 1 {
@@ -40,7 +52,7 @@ pub fn write<T: Sync>(
     std::thread::scope(|s| {
         for _ in 0..workers {
             s.spawn(|| {
-                // Wakes the writer if `render` panics, so that it stops waiting; the scope then re-raises it.
+                // Wakes the writer if `render` panics, so that it stops waiting; the scope then panics in turn.
                 let _wake = WakeOnPanic(&pipe);
                 while let Some(i) = pipe.take() {
                     let bytes = render(parts[i]);
@@ -48,6 +60,8 @@ pub fn write<T: Sync>(
                 }
             });
         }
+        // ...and the workers if `w` panics: else they wait on the window and the scope never joins.
+        let _wake = WakeOnPanic(&pipe);
         let written = pipe.write_in_order(w, between);
         pipe.stop();
         written
@@ -55,8 +69,8 @@ pub fn write<T: Sync>(
 }
 
 /// Items per chunk: `most`, or fewer for a short list, so that each core gets several chunks and the chunks in
-/// flight stay small beside the rest of a small snapshot (1,024 JSON rows are 1.2 MB, 80 % of a 10,000-socket
-/// snapshot, with a window of three of them in memory).
+/// flight stay small beside the rest of a small snapshot (1,024 JSON rows are 1.2 MB, about two-thirds of a
+/// 10,000-socket snapshot's 1.7 MiB, and the window holds one chunk more than there are cores).
 fn chunk_len(items: usize, most: usize, cores: usize) -> usize {
     /// Chunks per core a short list is cut into.
     const PER_CORE: usize = 16;
@@ -219,7 +233,7 @@ mod tests {
         let items: Vec<usize> = (0..100).collect();
         let caught = std::panic::catch_unwind(|| {
             let mut out = Vec::new();
-            write(&mut out, &items, 10, b"", |part| {
+            write_on(4, &mut out, &items, 10, b"", |part| {
                 assert!(part[0] != 50, "rendering failed");
                 Ok(vec![b'.'])
             })
@@ -228,17 +242,40 @@ mod tests {
     }
 
     #[test]
+    fn a_panic_while_writing_reaches_the_caller_instead_of_hanging() {
+        struct Bad(usize);
+        impl Write for Bad {
+            fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+                self.0 += 1;
+                assert!(self.0 < 3, "writing failed");
+                Ok(buf.len())
+            }
+            fn flush(&mut self) -> io::Result<()> {
+                Ok(())
+            }
+        }
+        let items: Vec<usize> = (0..100).collect();
+        let caught = std::panic::catch_unwind(|| {
+            write_on(4, &mut Bad(0), &items, 1, b"", |_| Ok(vec![b'.']))
+        });
+        assert!(caught.is_err());
+    }
+
+    #[test]
     fn no_more_than_the_window_is_rendered_ahead_of_the_writer() {
         use std::sync::atomic::{AtomicUsize, Ordering};
         // A writer that stalls: a worker may not run further ahead than the window.
+        // Four workers whatever the machine has; the writer pauses at each chunk so that they can run ahead.
+        const WORKERS: usize = 4;
         struct Slow<'a>(&'a AtomicUsize, usize);
         impl Write for Slow<'_> {
             fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+                std::thread::sleep(std::time::Duration::from_micros(100));
                 self.1 += buf.len();
+                // Chunk k is being written, so at most k + window = self.1 + WORKERS were taken and counted.
                 let rendered = self.0.load(Ordering::SeqCst);
-                let workers = std::thread::available_parallelism().map_or(1, NonZeroUsize::get);
                 assert!(
-                    rendered <= self.1 + workers + 1,
+                    rendered <= self.1 + WORKERS,
                     "{rendered} rendered, {} written",
                     self.1
                 );
@@ -251,7 +288,7 @@ mod tests {
         let rendered = AtomicUsize::new(0);
         let items: Vec<usize> = (0..200).collect();
         let mut slow = Slow(&rendered, 0);
-        write(&mut slow, &items, 1, b"", |_| {
+        write_on(WORKERS, &mut slow, &items, 1, b"", |_| {
             rendered.fetch_add(1, Ordering::SeqCst);
             Ok(vec![b'.'])
         })

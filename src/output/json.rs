@@ -114,7 +114,7 @@ fn bidi_at(b: &[u8], i: usize) -> Option<u32> {
     }
 }
 
-/// Socket rows one thread serializes at a time: large enough that handing a chunk over is noise (~1.2 MiB of
+/// Socket rows one thread serializes at a time: large enough that handing a chunk over is noise (~1.2 MB of
 /// JSON), small enough that the rows in flight (a chunk per core and one more) stay a few MiB.
 const ROWS_PER_CHUNK: usize = 1024;
 

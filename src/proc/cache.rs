@@ -354,7 +354,9 @@ impl ProcCache {
                 self.stale |= self.entries.remove(&pid).is_some();
                 continue;
             }
-            // The map is rebuilt only when a process's sockets (or name) really changed.
+            // The map is rebuilt when a process's description changed or it holds sockets: its earlier socket list
+            // is in the index, not in its entry (see `map`), so a re-read list is merged in, same or not (one pass
+            // over the index; before, a changed list re-sorted the whole index).
             self.stale |= self.entries.get(&pid).is_none_or(|old| old.scan != scan);
             let read_in = refresh;
             self.entries.insert(

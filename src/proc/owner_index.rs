@@ -223,11 +223,6 @@ impl OwnerIndex {
     pub fn is_empty(&self) -> bool {
         self.pairs.is_empty()
     }
-
-    /// Heap bytes held (for the benchmark's profile).
-    pub fn heap_bytes(&self) -> usize {
-        self.pairs.capacity() * std::mem::size_of::<(u64, Owner)>()
-    }
 }
 
 /// `pairs` (sorted) from the first pair whose inode is not below `inode`, found by galloping from the front: a

@@ -41,7 +41,8 @@ pub struct KernelOptions {
 }
 
 impl KernelOptions {
-    /// The settings read for `inode`, if the iterator saw it.
+    /// The settings read for `inode`, if the iterator saw it (the collector asks many at once: `get_sorted`).
+    #[cfg(test)]
     pub fn get(&self, inode: u64) -> Option<KeepaliveSettings> {
         let at = self.pairs.binary_search_by_key(&inode, |&(i, _)| i).ok()?;
         self.settings.get(self.pairs[at].1 as usize).copied()
@@ -63,18 +64,9 @@ impl KernelOptions {
         })
     }
 
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.pairs.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.pairs.is_empty()
-    }
-
-    /// Heap bytes held (for the benchmark's profile).
-    pub fn heap_bytes(&self) -> usize {
-        self.pairs.capacity() * std::mem::size_of::<(u64, u32)>()
-            + self.settings.capacity() * std::mem::size_of::<KeepaliveSettings>()
     }
 }
 

@@ -56,8 +56,8 @@ impl EventLog {
 
 /// Runs next to the collector: the destroy notifications of every namespace the collector lists, joined with
 /// each snapshot through a [`Tracker`](crate::events::Tracker) that watches every collected socket (the view's
-/// filter applies to the tables, not to the log). Call [`Feed::drain`] right before a dump and [`Feed::step`] with
-/// its snapshot.
+/// filter applies to the tables, not to the log). Call [`Feed::drain`] right before a dump and [`Feed::step_shared`]
+/// with its snapshot.
 pub struct Feed {
     inner: events::Feed,
     filter: Filter,
@@ -77,13 +77,8 @@ impl Feed {
         self.inner.drain();
     }
 
-    /// The events of one snapshot taken after [`Feed::drain`], oldest first; `now_unix_ms` stamps them.
-    pub fn step(&mut self, snapshot: &Snapshot, now_unix_ms: u64) -> Vec<WatchEvent> {
-        self.inner.step(snapshot, &self.filter, now_unix_ms)
-    }
-
-    /// [`Feed::step`] with a shared snapshot: the feed keeps it until the next step (the one the view shows, not
-    /// a copy).
+    /// The events of one snapshot taken after [`Feed::drain`], oldest first; `now_unix_ms` stamps them. The feed
+    /// keeps the snapshot until the next step (the one the view shows, not a copy).
     pub fn step_shared(&mut self, snapshot: &Arc<Snapshot>, now_unix_ms: u64) -> Vec<WatchEvent> {
         self.inner.step_shared(snapshot, &self.filter, now_unix_ms)
     }

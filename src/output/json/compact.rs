@@ -88,10 +88,24 @@ macro_rules! object {
 }
 
 /// Writes `name` in quotes: for the documented names of enumerations (lowercase letters, digits, `_` and `-`).
-fn name(name: &str, out: &mut Vec<u8>) {
+fn name(name: &str, out: &mut Vec<u8>) -> io::Result<()> {
     out.push(b'"');
     out.extend_from_slice(name.as_bytes());
     out.push(b'"');
+    Ok(())
+}
+
+/// Writes `values` as a JSON array.
+fn array<T: WriteJson>(values: impl IntoIterator<Item = T>, out: &mut Vec<u8>) -> io::Result<()> {
+    out.push(b'[');
+    for (i, value) in values.into_iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        value.write_json(out)?;
+    }
+    out.push(b']');
+    Ok(())
 }
 
 /// Bytes that may need an escape: the ones serde_json escapes (controls, `"`, `\`) and the lead bytes of the
@@ -139,15 +153,7 @@ impl WriteJson for String {
 
 impl<T: WriteJson> WriteJson for [T] {
     fn write_json(&self, out: &mut Vec<u8>) -> io::Result<()> {
-        out.push(b'[');
-        for (i, value) in self.iter().enumerate() {
-            if i > 0 {
-                out.push(b',');
-            }
-            value.write_json(out)?;
-        }
-        out.push(b']');
-        Ok(())
+        array(self, out)
     }
 }
 
@@ -159,15 +165,13 @@ impl WriteJson for Family {
                 Family::Ipv6 => "ipv6",
             },
             out,
-        );
-        Ok(())
+        )
     }
 }
 
 impl WriteJson for TimerKind {
     fn write_json(&self, out: &mut Vec<u8>) -> io::Result<()> {
-        name(self.label(), out);
-        Ok(())
+        name(self.label(), out)
     }
 }
 
@@ -193,15 +197,13 @@ impl WriteJson for Owner {
 
 impl WriteJson for FindingCode {
     fn write_json(&self, out: &mut Vec<u8>) -> io::Result<()> {
-        name(self.name(), out);
-        Ok(())
+        name(self.name(), out)
     }
 }
 
 impl WriteJson for Severity {
     fn write_json(&self, out: &mut Vec<u8>) -> io::Result<()> {
-        name(self.label(), out);
-        Ok(())
+        name(self.label(), out)
     }
 }
 
@@ -220,15 +222,7 @@ impl WriteJson for FindingReport {
 /// The findings as [`Findings`]' `Serialize` writes them, each sentence written from the socket as it goes.
 impl WriteJson for Findings<'_> {
     fn write_json(&self, out: &mut Vec<u8>) -> io::Result<()> {
-        out.push(b'[');
-        for (i, report) in self.reports().enumerate() {
-            if i > 0 {
-                out.push(b',');
-            }
-            report.write_json(out)?;
-        }
-        out.push(b']');
-        Ok(())
+        array(self.reports(), out)
     }
 }
 
@@ -240,8 +234,7 @@ impl WriteJson for Source {
                 Source::Sysctl => "sysctl",
             },
             out,
-        );
-        Ok(())
+        )
     }
 }
 
@@ -277,8 +270,7 @@ impl WriteJson for DeathBy {
                 DeathBy::ZeroWindowProbe => "zero_window_probe",
             },
             out,
-        );
-        Ok(())
+        )
     }
 }
 
@@ -292,8 +284,7 @@ impl WriteJson for NetnsRef {
 
 impl WriteJson for UnitKind {
     fn write_json(&self, out: &mut Vec<u8>) -> io::Result<()> {
-        name(self.name(), out);
-        Ok(())
+        name(self.name(), out)
     }
 }
 
@@ -356,10 +347,7 @@ impl WriteJson for IpAddr {
 /// A state's documented name (lowercase letters and dashes).
 impl WriteJson for StateName {
     fn write_json(&self, out: &mut Vec<u8>) -> io::Result<()> {
-        out.push(b'"');
-        out.extend_from_slice(self.0.name().as_bytes());
-        out.push(b'"');
-        Ok(())
+        name(self.0.name(), out)
     }
 }
 
