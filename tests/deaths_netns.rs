@@ -313,8 +313,8 @@ fn the_live_views_feed_hears_deaths_in_the_namespace_it_shows() {
     let mut collector = Collector::new(opts);
     let mut step = |feed: &mut kwatch::tui::event_log::Feed| {
         feed.drain();
-        let snapshot = collector.collect().unwrap();
-        feed.step(&snapshot, snapshot.taken_at_unix_ms)
+        let snapshot = std::sync::Arc::new(collector.collect().unwrap());
+        feed.step_shared(&snapshot, snapshot.taken_at_unix_ms)
     };
     let first = step(&mut feed);
     assert!(

@@ -372,7 +372,7 @@ mod tests {
         let got = parse_with(raw(Calibration::IDLE_S * hz, Calibration::INTVL_S * hz));
         assert!(!got.by_pid.contains_key(&99), "{:?}", got.by_pid);
         let options = got.options.expect("HZ measured");
-        assert_eq!(options.len(), 1);
+        assert_eq!(options.count(), 1);
         let s = options.get(6).unwrap();
         assert_eq!((s.idle_s, s.intvl_s, s.cnt), (Some(60), Some(5), Some(4)));
         assert_eq!(options.get(8), None, "not a TCP socket");

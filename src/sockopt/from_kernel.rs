@@ -64,8 +64,9 @@ impl KernelOptions {
         })
     }
 
+    /// How many sockets it holds (tests).
     #[cfg(test)]
-    pub fn len(&self) -> usize {
+    pub fn count(&self) -> usize {
         self.pairs.len()
     }
 }
@@ -152,7 +153,7 @@ mod tests {
         b.push(20, raw(7_200_000, false));
         b.push(10, raw(60_000, true));
         let t = b.build(1000);
-        assert_eq!(t.len(), 3);
+        assert_eq!(t.count(), 3);
         assert_eq!(t.settings.len(), 2);
         assert_eq!(t.get(10).unwrap().idle_s, Some(60));
         assert_eq!(t.get(20).unwrap().idle_s, Some(7_200));

@@ -88,6 +88,8 @@ macro_rules! object {
 }
 
 /// Writes `name` in quotes: for the documented names of enumerations (lowercase letters, digits, `_` and `-`).
+/// Never fails: the `Result` makes it a `write_json` body of its own.
+#[allow(clippy::unnecessary_wraps)]
 fn name(name: &str, out: &mut Vec<u8>) -> io::Result<()> {
     out.push(b'"');
     out.extend_from_slice(name.as_bytes());
