@@ -201,7 +201,11 @@ fn collection(
 ) -> impl Fn() -> Collected + Send + Sync + 'static {
     let filter = config.filter.clone();
     let collect_options = config.collect_options(&filter);
-    let deaths = DeathWatch::open(recording.is_some());
+    // With a filter the recorder keeps the filtered copy, not the snapshot the watch would share.
+    let deaths = DeathWatch::open(
+        recording.is_some(),
+        recording.is_some() && filter.is_empty(),
+    );
     let state = Mutex::new((Collector::new(collect_options), deaths, 0u64));
     let recording = Mutex::new(recording);
     move || -> Collected {
@@ -216,8 +220,8 @@ fn collection(
                 return Arc::new(Err(format!("cannot take a snapshot: {}", error_line(&e))));
             }
         };
-        // Until the next collection the death watch keeps what deaths read of each socket, or with a recording
-        // the snapshot itself, shared with the recorder (see `DeathWatch::open`).
+        // Until the next collection the death watch keeps what deaths read of each socket, or when it records
+        // without a filter the snapshot itself, shared with the recorder (see `DeathWatch::open`).
         let counts = deaths.step(&snapshot, &filter);
         let filtered = (!filter.is_empty()).then(|| filter.matching_copy(&snapshot));
         let shown = filtered.as_ref().unwrap_or(&snapshot);
@@ -233,8 +237,8 @@ fn collection(
         let mut recording = recording.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some((recorder, failure)) = recording.as_mut() {
             let evidence = deaths.take_evidence();
-            // Shared with the death watch, which keeps the same snapshot when recording: no copy (the filtered one
-            // is the recorder's alone).
+            // Without a filter, shared with the death watch, which keeps the same snapshot: no copy (the filtered
+            // one is the recorder's alone).
             let recorded = filtered.map_or_else(|| Arc::clone(&snapshot), Arc::new);
             if let Err(e) = recorder.append(recorded, &evidence, deaths.is_listening()) {
                 // Recording stops here; the server stops with the error.

@@ -19,14 +19,16 @@ pub struct DeathWatch {
 
 impl DeathWatch {
     /// Subscribes to kwatch's own namespace's destroy notifications; without them (a warning on stderr) no deaths
-    /// there are counted. `recording`: a recorder keeps each snapshot until the next collection, and the watch
-    /// shares it; otherwise only what deaths read of each socket is kept between scrapes, not the snapshot (the
-    /// next one is then taken beside 84 MiB at a million sockets instead of 172).
-    pub fn open(recording: bool) -> DeathWatch {
+    /// there are counted. `evidence`: keep what the feed hears and finds, for a recording. `shared`: a recorder
+    /// keeps each collection's snapshot (the whole one: no filter) until the next, and the watch shares it;
+    /// otherwise only what deaths read of each socket is kept between scrapes, not the snapshot (the next one is
+    /// then taken beside 84 MiB at a million sockets instead of a 172 MiB snapshot).
+    pub fn open(evidence: bool, shared: bool) -> DeathWatch {
         let mut feed = Feed::open(&Scope::Current, Path::new("/proc"));
-        if recording {
+        if evidence {
             feed.keep_evidence();
-        } else {
+        }
+        if !shared {
             feed.keep_brief();
         }
         DeathWatch {

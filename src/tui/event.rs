@@ -168,7 +168,7 @@ pub fn spawn_collector(
                             Err(()) => return,
                         }
                         // The rows first, then the watch events: one after the other rather than side by side,
-                        // so that what each builds for a moment (the rows' sort keys, 56 MiB at a million sockets;
+                        // so that what each builds for a moment (the rows' sort keys, 23-46 MiB at a million sockets;
                         // the tracker's next state, 23 MiB) is not held at once beside two snapshots. The first
                         // frame on a big host is the dump alone, which has no events.
                         let prepared = view.as_ref().map(|v| Box::new(prepare(&snapshot, v)));

@@ -339,12 +339,12 @@ impl History {
             let wanted = sample_all
                 || selected == Some(cookie)
                 || conn.worst().is_some_and(|s| s >= Severity::Warning);
-            self.sample(conn, wanted, sample_all);
+            self.sample(conn, wanted, sample_all || selected == Some(cookie));
         }
     }
 
-    /// Gives `conn` a sample when `wanted` and, unless `unbounded`, there is room for it; takes its samples away
-    /// when not wanted.
+    /// Gives `conn` a sample when `wanted` and, unless `unbounded` (every socket is sampled, or this one is
+    /// selected: it may pass the limit by one), there is room for it; takes its samples away when not wanted.
     fn sample(&mut self, conn: &Connection, wanted: bool, unbounded: bool) {
         if !wanted {
             self.samples.remove(&conn.cookie);
@@ -381,8 +381,10 @@ impl History {
                 }
                 keep
             });
+            // To what the fresh ones will need, not below: `merge` would grow it again at once.
             if self.entries.capacity() > 2 * self.entries.len() + 1024 {
-                self.entries.shrink_to_fit();
+                self.entries
+                    .shrink_to(self.entries.len() + pass.fresh.len());
             }
         }
         self.merge(pass.fresh);
@@ -403,10 +405,7 @@ impl History {
             // Exact, with a little room: doubling a million entries for a hundred new ones would keep 23 MiB more.
             self.entries.reserve_exact(fresh.len() + old / 64);
         }
-        let Some(&filler) = fresh.first() else {
-            return;
-        };
-        self.entries.resize(old + fresh.len(), filler);
+        self.entries.resize(old + fresh.len(), fresh[0]);
         let (mut i, mut j, mut k) = (old, fresh.len(), old + fresh.len());
         while j > 0 {
             k -= 1;
@@ -596,17 +595,27 @@ mod tests {
         assert!(h.get(7).unwrap().samples.is_empty());
         assert_eq!(h.get(3).unwrap().samples.len(), 2);
         assert_eq!(h.sampled(), SAMPLE_ALL_LIMIT);
+        // The newest (highest) cookie selected while the limit is full: it gets its sample all the same.
+        h.observe(&snap(conns(n)), 3_000, Some(n - 1));
+        assert_eq!(
+            h.get(n - 1).unwrap().samples.len(),
+            1,
+            "selected past the limit"
+        );
+        assert_eq!(h.sampled(), SAMPLE_ALL_LIMIT + 1);
         // Everything gone for long enough: forgotten, and the count with it.
-        h.observe(&snap(vec![]), 2_000 + FORGET_AFTER_MS, None);
+        h.observe(&snap(vec![]), 3_000 + FORGET_AFTER_MS, None);
         assert_eq!((h.len(), h.sampled()), (0, 0));
     }
 
     #[test]
     fn the_shared_history_recorded_in_parts_equals_one_recorded_whole() {
         // More sockets than a part and than the sampling limit, one of them selected; then some leave for good.
+        // Listed from the highest cookie down, so that each part's sockets are reordered by cookie.
         let n = 2 * PART as u64 + 17;
         let conns = |n: u64, state: TcpState| -> Vec<Connection> {
             (0..n)
+                .rev()
                 .map(|c| {
                     let plain = conn(c, state, 0);
                     if c % 5 == 0 {
@@ -862,7 +871,11 @@ mod tests {
                 assert_eq!(&got, p, "step {step}, cookie {cookie}");
             }
         }
-        assert_eq!(shared.lock().history, h, "recorded in parts or whole");
+        assert_eq!(
+            shared.lock().history,
+            h,
+            "recorded through Shared (one part: fewer sockets than PART)"
+        );
     }
 
     #[test]

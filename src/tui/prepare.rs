@@ -214,12 +214,12 @@ pub fn view_rows(snap: &Snapshot, spec: &ViewSpec) -> (Vec<usize>, Vec<ProcessSu
         .filter(|(_, c)| visible(c));
     let rows = if packs(sort) {
         sorted(
-            rows.map(|(i, c)| (packed_key(sort, c), c.cookie, i as u32)),
+            rows.map(|(i, c)| (packed_key(sort, c), c.cookie, i)),
             reverse,
         )
     } else {
         sorted(
-            rows.map(|(i, c)| (sort_key(sort, snap, c), c.cookie, i as u32)),
+            rows.map(|(i, c)| (sort_key(sort, snap, c), c.cookie, i)),
             reverse,
         )
     };
@@ -236,9 +236,8 @@ pub fn view_rows(snap: &Snapshot, spec: &ViewSpec) -> (Vec<usize>, Vec<ProcessSu
 
 /// The rows of `keyed` (sort key, cookie, row) ordered by key (`reverse`d on request), then by cookie, so that
 /// equal keys keep their order from refresh to refresh.
-fn sorted<K: Ord>(keyed: impl Iterator<Item = (K, u64, u32)>, reverse: bool) -> Vec<usize> {
-    // A snapshot holds far fewer than 2^32 sockets: a u32 row keeps the keyed rows smaller while they are sorted.
-    let mut keyed: Vec<(K, u64, u32)> = keyed.collect();
+fn sorted<K: Ord>(keyed: impl Iterator<Item = (K, u64, usize)>, reverse: bool) -> Vec<usize> {
+    let mut keyed: Vec<(K, u64, usize)> = keyed.collect();
     keyed.sort_unstable_by(|a, b| {
         let ord = if reverse {
             b.0.cmp(&a.0)
@@ -249,7 +248,7 @@ fn sorted<K: Ord>(keyed: impl Iterator<Item = (K, u64, u32)>, reverse: bool) -> 
     });
     // A new, exact allocation: collected from `keyed.into_iter()`, the rows would reuse the keys' (several times
     // the size) and keep it while the view shows them.
-    keyed.iter().map(|(_, _, i)| *i as usize).collect()
+    keyed.iter().map(|(_, _, i)| *i).collect()
 }
 
 /// Whether the column's [`Key`] fits one number ([`packed_key`]).
@@ -406,12 +405,12 @@ mod tests {
                     let keyed = snap.connections.iter().enumerate();
                     if packed {
                         sorted(
-                            keyed.map(|(i, c)| (packed_key(sort, c), c.cookie, i as u32)),
+                            keyed.map(|(i, c)| (packed_key(sort, c), c.cookie, i)),
                             reverse,
                         )
                     } else {
                         sorted(
-                            keyed.map(|(i, c)| (sort_key(sort, &snap, c), c.cookie, i as u32)),
+                            keyed.map(|(i, c)| (sort_key(sort, &snap, c), c.cookie, i)),
                             reverse,
                         )
                     }
