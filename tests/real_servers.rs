@@ -184,35 +184,63 @@ fn table_cell(port: u16, local: &str, peer: &str) -> String {
         .to_string()
 }
 
+/// Starts redis-server on a free port, its files in `dir`. The port is free when picked, not when redis binds it:
+/// another test (two suites at once) may take it in between, redis then exits and a connection would reach the
+/// other listener (it was reset once). So redis counts as started only when its log says it listens; a redis
+/// that exited is started again on another port.
+fn start_redis(dir: &Path) -> (Server, u16) {
+    let log = dir.join("redis.log");
+    for _ in 0..5 {
+        let _ = std::fs::remove_file(&log);
+        let port = free_port();
+        let child = Command::new(REDIS)
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+            ])
+            .args(["--appendonly", "no", "--daemonize", "no", "--dir"])
+            .arg(dir)
+            .args(["--logfile"])
+            .arg(&log)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start redis-server");
+        let mut server = Server {
+            child,
+            children: Vec::new(),
+        };
+        let ready = poll(Duration::from_secs(20), || {
+            if server.child.try_wait().ok().flatten().is_some() {
+                return Some(false);
+            }
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            text.contains("Ready to accept connections").then_some(true)
+        });
+        match ready {
+            Some(true) => return (server, port),
+            Some(false) => continue, // exited: the port was taken in between
+            None => panic!(
+                "redis-server did not start: {}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            ),
+        }
+    }
+    panic!("redis-server found no free port in five tries");
+}
+
 #[test]
 fn redis_default_keepalive_is_read_from_its_sockets_and_config_set_changes_new_ones_only() {
     if !can_run("redis_keepalive", REDIS, "redis-server") {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let child = Command::new(REDIS)
-        .args([
-            "--port",
-            &port.to_string(),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-        ])
-        .args(["--appendonly", "no", "--daemonize", "no", "--dir"])
-        .arg(dir.path())
-        .args(["--logfile"])
-        .arg(dir.path().join("redis.log"))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start redis-server");
-    let server = Server {
-        child,
-        children: Vec::new(),
-    };
+    let (server, port) = start_redis(dir.path());
 
     let mut first = connect(port);
     assert_eq!(redis(&mut first, &["PING"]), "+PONG");
