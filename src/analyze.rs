@@ -399,7 +399,7 @@ pub fn rollup<'a>(
         }
     }
     // Held dead sockets are in no dump, so no filter on sockets applies to them.
-    let mut held: Vec<(u32, u64)> = snapshot
+    let mut held: Vec<(u32, u32)> = snapshot
         .held_dead
         .iter()
         .map(|g| (g.pid, g.inode))

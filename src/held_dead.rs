@@ -65,7 +65,7 @@ pub fn is_dead(info: &TcpInfo) -> bool {
 pub fn find(
     proc_root: &Path,
     namespaces: &FxHashSet<u64>,
-    dumped: &[u64],
+    dumped: &[u32],
     owners: &crate::proc::OwnerIndex,
     reader: &mut Reader,
 ) -> Vec<HeldDeadSocket> {
@@ -73,8 +73,8 @@ pub fn find(
         return Vec::new();
     }
     // Both in increasing inode order: one merge instead of a lookup per fd.
-    fn in_dump(mut rest: &[u64]) -> impl FnMut(u64) -> bool + '_ {
-        move |inode: u64| {
+    fn in_dump(mut rest: &[u32]) -> impl FnMut(u32) -> bool + '_ {
+        move |inode: u32| {
             while rest.first().is_some_and(|&d| d < inode) {
                 rest = &rest[1..];
             }
@@ -144,7 +144,7 @@ pub fn find(
 fn inspect(
     reader: &mut Reader,
     owner: Owner,
-    inode: u64,
+    inode: u32,
     namespaces: &FxHashSet<u64>,
 ) -> Option<(TcpInfo, Option<SocketAddr>, Option<KeepaliveSettings>)> {
     let dup = reader.dup(owner, inode).ok()?;
@@ -271,11 +271,7 @@ mod tests {
         drop(c);
         let fresh =
             socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-        let inode = |fd: &dyn AsRawFd| {
-            std::fs::metadata(format!("/proc/self/fd/{}", fd.as_raw_fd()))
-                .map(|m| std::os::unix::fs::MetadataExt::ino(&m))
-                .unwrap()
-        };
+        let inode = |fd: &dyn std::os::fd::AsFd| crate::testing::socket_inode(fd);
         let owners: crate::proc::OwnerIndex = [
             (inode(&s), [me(&s)].into()),
             (inode(&fresh), [me(&fresh)].into()),

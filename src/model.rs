@@ -321,8 +321,9 @@ pub struct Connection {
     pub peer_port: u16,
     /// Bound interface index (`idiag_if`), 0 when not bound.
     pub interface: u32,
-    /// Socket inode (0 for TIME_WAIT and orphaned sockets, which no process holds).
-    pub inode: u64,
+    /// Socket inode (0 for TIME_WAIT and orphaned sockets, which no process holds). 32 bits, as the kernel numbers
+    /// socket inodes (`get_next_ino`) and dumps them (`idiag_inode`); 64 made the socket 176 bytes, not 168.
+    pub inode: u32,
     pub uid: u32,
     /// For LISTEN: current accept-queue length; otherwise bytes received but not read by the program.
     pub recv_q: u32,
@@ -517,7 +518,7 @@ pub struct UnreadableProcess {
 pub struct HeldDeadSocket {
     pub pid: u32,
     pub fd: u32,
-    pub inode: u64,
+    pub inode: u32,
     /// `getsockname` of the dead socket (the peer is gone with the connection).
     pub local_addr: Option<IpAddr>,
     pub local_port: Option<u16>,
@@ -669,7 +670,7 @@ mod tests {
         assert_eq!(std::mem::size_of::<Timer>(), 8);
         assert_eq!(std::mem::size_of::<Option<Congestion>>(), 8);
         let size = std::mem::size_of::<Connection>();
-        assert!(size <= 176, "Connection grew to {size} bytes");
+        assert!(size <= 168, "Connection grew to {size} bytes");
     }
 
     #[test]

@@ -136,7 +136,7 @@ pub fn lineage(proc_root: &Path, pids: impl IntoIterator<Item = u32>) -> BTreeMa
 
 /// Whether `owner`'s fd refers to socket `inode` now (`PID/fd/FD` reads `socket:[INODE]`): false when the fd was
 /// closed or reused, the process is gone, or its fds cannot be read.
-pub fn holds(proc_root: &Path, owner: Owner, inode: u64) -> bool {
+pub fn holds(proc_root: &Path, owner: Owner, inode: u32) -> bool {
     std::fs::read_link(proc_root.join(format!("{}/fd/{}", owner.pid, owner.fd))).is_ok_and(
         |target| {
             use std::os::unix::ffi::OsStrExt;

@@ -34,7 +34,7 @@ pub enum SockoptError {
         source: io::Error,
     },
     #[error("fd '{fd}' of pid '{pid}' no longer holds socket inode '{inode}'")]
-    Stale { pid: u32, fd: u32, inode: u64 },
+    Stale { pid: u32, fd: u32, inode: u32 },
     #[error("cannot read '{option}' of fd '{fd}' of pid '{pid}': {source}")]
     Get {
         pid: u32,
@@ -70,7 +70,7 @@ impl Reader {
     }
 
     /// Reads the keepalive options of the socket with inode `inode` held by `owner`.
-    pub fn read(&mut self, owner: Owner, inode: u64) -> Result<KeepaliveSettings, SockoptError> {
+    pub fn read(&mut self, owner: Owner, inode: u32) -> Result<KeepaliveSettings, SockoptError> {
         self.read_with(owner, inode, None)
     }
 
@@ -78,7 +78,7 @@ impl Reader {
     pub fn read_with(
         &mut self,
         owner: Owner,
-        inode: u64,
+        inode: u32,
         enabled: Option<bool>,
     ) -> Result<KeepaliveSettings, SockoptError> {
         let dup = self.dup(owner, inode)?;
@@ -93,7 +93,7 @@ impl Reader {
     }
 
     /// A duplicate of `owner.fd`, checked to still be socket `inode`. Close it as soon as possible.
-    pub fn dup(&mut self, owner: Owner, inode: u64) -> Result<OwnedFd, SockoptError> {
+    pub fn dup(&mut self, owner: Owner, inode: u32) -> Result<OwnedFd, SockoptError> {
         let pid = owner.pid;
         let pidfd = match self.pidfds.entry(pid).or_insert_with(|| open_pidfd(pid)) {
             Ok(fd) => fd,
@@ -118,7 +118,7 @@ fn open_pidfd(pid: u32) -> Result<OwnedFd, io::ErrorKind> {
 
 /// Duplicates `owner.fd` out of the process behind `pidfd` and checks it is still socket `inode` (the fd number
 /// may have been reused since /proc was read).
-pub fn dup_foreign(pidfd: impl AsFd, owner: Owner, inode: u64) -> Result<OwnedFd, SockoptError> {
+pub fn dup_foreign(pidfd: impl AsFd, owner: Owner, inode: u32) -> Result<OwnedFd, SockoptError> {
     let (pid, fd) = (owner.pid, owner.fd);
     let raw = i32::try_from(fd).map_err(|_| SockoptError::GetFd {
         pid,
@@ -131,7 +131,7 @@ pub fn dup_foreign(pidfd: impl AsFd, owner: Owner, inode: u64) -> Result<OwnedFd
             fd,
             source: e.into(),
         })?;
-    let same = rustix::fs::fstat(&dup).is_ok_and(|st| st.st_ino == inode);
+    let same = rustix::fs::fstat(&dup).is_ok_and(|st| st.st_ino == u64::from(inode));
     if !same {
         return Err(SockoptError::Stale { pid, fd, inode });
     }
@@ -379,7 +379,7 @@ fn take_from_kernel(
     mut memory: Option<&mut Memory>,
 ) -> Vec<usize> {
     let connections = &mut snapshot.connections;
-    let mut by_inode: Vec<(u64, usize)> = to_read
+    let mut by_inode: Vec<(u32, usize)> = to_read
         .into_iter()
         .map(|i| (connections[i].inode, i))
         .collect();
@@ -436,8 +436,8 @@ mod tests {
         (l, c, s)
     }
 
-    fn inode(s: &TcpStream) -> u64 {
-        rustix::fs::fstat(s).unwrap().st_ino
+    fn inode(s: &TcpStream) -> u32 {
+        crate::testing::socket_inode(s)
     }
 
     #[test]
@@ -617,7 +617,7 @@ mod tests {
             let mut conn = crate::diag::dump(&crate::diag::DumpRequest::all())
                 .unwrap()
                 .into_iter()
-                .find(|x| x.inode == rustix::fs::fstat(&l).unwrap().st_ino)
+                .find(|x| x.inode == crate::testing::socket_inode(&l))
                 .unwrap();
             conn.owners = Owner {
                 pid: std::process::id(),

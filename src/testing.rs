@@ -4,6 +4,7 @@
 //! Names only the model, so any module's tests may use it without an import cycle.
 
 use std::net::{IpAddr, Ipv4Addr};
+use std::os::fd::AsFd;
 
 use crate::model::{Connection, Family, Findings, Owners, Snapshot, TcpState, Timer};
 
@@ -41,4 +42,14 @@ pub fn fixture(name: &str) -> Snapshot {
     let path = format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read '{path}': {e}"));
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("parse '{path}': {e}"))
+}
+
+/// The inode of a socket of the test's own, as fstat sees it (not through the code under test). Socket inodes are
+/// 32-bit (the kernel's `get_next_ino`): a wider one panics here rather than being cut.
+#[allow(clippy::expect_used)]
+pub fn socket_inode(socket: impl AsFd) -> u32 {
+    let ino = rustix::fs::fstat(socket)
+        .expect("fstat of a test's socket")
+        .st_ino;
+    u32::try_from(ino).expect("a socket inode past 32 bits")
 }

@@ -5,12 +5,12 @@
 use std::io::Read;
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::MetadataExt;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use kwatch::diag::{DumpRequest, Dumper, dump};
 use kwatch::model::{Connection, Family, TcpState, TimerKind};
+use kwatch::testing::socket_inode;
 
 fn set_int_opt(s: &TcpStream, level: libc::c_int, name: libc::c_int, value: libc::c_int) {
     // SAFETY: a valid open fd, a pointer to a live c_int and its exact size.
@@ -24,13 +24,6 @@ fn set_int_opt(s: &TcpStream, level: libc::c_int, name: libc::c_int, value: libc
         )
     };
     assert_eq!(rc, 0, "setsockopt: {}", std::io::Error::last_os_error());
-}
-
-/// The socket inode behind an fd, as fstat sees it (stat of /proc/self/fd/N follows to the socket).
-fn inode_of(fd: &impl AsRawFd) -> u64 {
-    std::fs::metadata(format!("/proc/self/fd/{}", fd.as_raw_fd()))
-        .unwrap()
-        .ino()
 }
 
 /// The one socket bound to `local` talking to `peer`; `peer: None` means a listener (peer port 0).
@@ -100,12 +93,12 @@ fn dump_finds_loopback_sockets_with_states_inodes_and_timers() {
     let l = find(&conns, laddr, None);
     assert_eq!(l.state, TcpState::Listen);
     assert_eq!(l.family, Family::Ipv4);
-    assert_eq!(l.inode, inode_of(&listener));
+    assert_eq!(l.inode, socket_inode(&listener));
     assert_eq!(l.timer.kind, TimerKind::None);
 
     let ka = find(&conns, keepalive.local_addr().unwrap(), Some(laddr));
     assert_eq!(ka.state, TcpState::Established);
-    assert_eq!(ka.inode, inode_of(&keepalive));
+    assert_eq!(ka.inode, socket_inode(&keepalive));
     // SAFETY: geteuid has no preconditions and cannot fail.
     let euid = unsafe { libc::geteuid() };
     assert_eq!(ka.uid, euid);
@@ -129,14 +122,14 @@ fn dump_finds_loopback_sockets_with_states_inodes_and_timers() {
 
     let p = find(&conns, plain.local_addr().unwrap(), Some(laddr));
     assert_eq!(p.state, TcpState::Established);
-    assert_eq!(p.inode, inode_of(&plain));
+    assert_eq!(p.inode, socket_inode(&plain));
     assert_eq!(p.timer.kind, TimerKind::None);
     assert_ne!(p.cookie, ka.cookie);
 
     for (server, client) in [(&ka_server, &keepalive), (&plain_server, &plain)] {
         let s = find(&conns, laddr, Some(client.local_addr().unwrap()));
         assert_eq!(s.state, TcpState::Established);
-        assert_eq!(s.inode, inode_of(server));
+        assert_eq!(s.inode, socket_inode(server));
     }
 
     // Same sockets, same states as `ss` (which reads the same kernel tables independently).
@@ -222,7 +215,7 @@ fn ipv6_loopback_and_time_wait() {
     let conns = dumper.dump(&DumpRequest::all()).unwrap();
     let c = find(&conns, caddr, Some(laddr));
     assert_eq!((c.family, c.state), (Family::Ipv6, TcpState::Established));
-    assert_eq!(c.inode, inode_of(&client));
+    assert_eq!(c.inode, socket_inode(&client));
 
     // The client closes first, so it ends in TIME_WAIT once the server closes too.
     client.shutdown(Shutdown::Both).unwrap();

@@ -345,7 +345,7 @@ fn busy_fixture_reads_back_into_the_documented_shape() {
         );
         assert_eq!(
             (row.interface, row.inode, row.uid),
-            (conn.interface, conn.inode, conn.uid)
+            (conn.interface, u64::from(conn.inode), conn.uid)
         );
         assert_eq!((row.recv_q, row.send_q), (conn.recv_q, conn.send_q));
         assert_eq!(row.timer.kind, conn.timer.kind.label());

@@ -5,19 +5,12 @@
 
 use std::net::TcpListener;
 use std::os::fd::{AsRawFd, IntoRawFd};
-use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 use kwatch::collect::{self, Collector};
 use kwatch::model::{Owner, Owners};
 use kwatch::proc::{ProcCache, ScanConfig};
-
-/// Our socket's inode as the kernel reports it, without going through the code under test: stat the fd.
-fn socket_inode(fd: i32) -> u64 {
-    std::fs::metadata(format!("/proc/self/fd/{fd}"))
-        .unwrap()
-        .ino()
-}
+use kwatch::testing::socket_inode;
 
 fn me(fd: i32) -> Owners {
     [Owner {
@@ -32,7 +25,7 @@ fn cache_follows_sockets_opened_and_replaced_between_refreshes() {
     let mut cache = ProcCache::new(&ScanConfig::new("/proc"));
     let first = TcpListener::bind("127.0.0.1:0").unwrap();
     let first_fd = first.as_raw_fd();
-    let first_inode = socket_inode(first_fd);
+    let first_inode = socket_inode(&first);
 
     let map = cache.refresh(&[first_inode]);
     assert_eq!(map.owners.get(first_inode), Some(me(first_fd)));
@@ -41,7 +34,7 @@ fn cache_follows_sockets_opened_and_replaced_between_refreshes() {
 
     // A second listener: our fd count moved, so we are read again.
     let second = TcpListener::bind("127.0.0.1:0").unwrap();
-    let second_inode = socket_inode(second.as_raw_fd());
+    let second_inode = socket_inode(&second);
     let map = cache.refresh(&[first_inode, second_inode]);
     assert_eq!(map.owners.get(second_inode), Some(me(second.as_raw_fd())));
     assert!(

@@ -9,13 +9,7 @@ use std::path::Path;
 
 use kwatch::model::Owner;
 use kwatch::proc::map_inodes;
-
-/// Our socket's inode as the kernel reports it, without going through the code under test: stat the fd.
-fn socket_inode(fd: i32) -> u64 {
-    std::fs::metadata(format!("/proc/self/fd/{fd}"))
-        .unwrap()
-        .ino()
-}
+use kwatch::testing::socket_inode;
 
 /// The kernel's comm for us: the executable's file name cut to 15 bytes.
 fn expected_comm() -> String {
@@ -28,7 +22,7 @@ fn expected_comm() -> String {
 fn finds_our_own_listener() {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let fd = listener.as_raw_fd();
-    let inode = socket_inode(fd);
+    let inode = socket_inode(&listener);
     let pid = std::process::id();
 
     let map = map_inodes(Path::new("/proc"), None);
@@ -55,7 +49,7 @@ fn finds_our_own_listener() {
 #[test]
 fn only_pids_finds_us_and_nobody_else() {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let inode = socket_inode(listener.as_raw_fd());
+    let inode = socket_inode(&listener);
     let pid = std::process::id();
 
     let map = map_inodes(Path::new("/proc"), Some(&[pid]));

@@ -326,7 +326,8 @@ fn connection(s: &Synthetic, kernel: u64, netns: &Arc<NetnsRef>, cubic: &Congest
         inode: if s.closed_ms.is_some() {
             0
         } else {
-            500_000 + s.cookie
+            // Cookies here count sockets: far below 2^32.
+            u32::try_from(500_000 + s.cookie).unwrap_or(u32::MAX)
         },
         uid: 33,
         recv_q: 0,

@@ -14,7 +14,7 @@ fn conn(state: TcpState, port: u16, owners: &[(u32, u32)]) -> Connection {
         local_port: port,
         peer_addr: IpAddr::V4(Ipv4Addr::new(192, 0, 2, 9)),
         peer_port: 443,
-        inode: u64::from(port),
+        inode: u32::from(port),
         owners: owners.iter().map(|&(pid, fd)| Owner { pid, fd }).collect(),
         ..crate::testing::conn()
     }

@@ -197,7 +197,7 @@ pub fn services<'a>(
             }
         }
     }
-    let held: BTreeSet<(u32, u64)> = snapshot
+    let held: BTreeSet<(u32, u32)> = snapshot
         .held_dead
         .iter()
         .filter_map(|g| Some((*leader_of.get(&g.pid)?, g.inode)))

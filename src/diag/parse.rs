@@ -185,7 +185,7 @@ pub fn parse_inet(
     let recv_q = u32_at(p, 56);
     let send_q = u32_at(p, 60);
     let uid = u32_at(p, 64);
-    let inode = u64::from(u32_at(p, 68));
+    let inode = u32_at(p, 68);
 
     let mut conn = Connection {
         cookie,

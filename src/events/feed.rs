@@ -35,14 +35,14 @@ pub struct Feed {
 pub struct Evidence {
     pub destroyed: Vec<Destroyed>,
     /// (socket inode, pid) pairs that /proc showed holding the socket when the tracker asked; other pairs did not.
-    pub held: Vec<(u64, u32)>,
+    pub held: Vec<(u32, u32)>,
     /// Notifications lost.
     pub lost: u64,
 }
 
 impl Evidence {
     /// Answers the tracker's question from what was found when it was asked the first time.
-    pub fn holds(&self, inode: u64, owner: Owner) -> bool {
+    pub fn holds(&self, inode: u32, owner: Owner) -> bool {
         self.held.contains(&(inode, owner.pid))
     }
 }

@@ -58,7 +58,7 @@ const KEPT: u32 = u32::MAX;
 struct Seen {
     id: SocketId,
     state: TcpState,
-    inode: u64,
+    inode: u32,
     owners: Owners,
     keepalive: Option<Arc<KeepaliveSettings>>,
     /// Shared by every socket of the process (one allocation per process, not per socket).
@@ -118,7 +118,7 @@ impl Briefs {
 struct Brief {
     id: SocketId,
     state: TcpState,
-    inode: u64,
+    inode: u32,
     owners: Owners,
     keepalive: Option<Arc<KeepaliveSettings>>,
 }
@@ -226,7 +226,7 @@ impl Tracker {
         filter: &Filter,
         destroyed: &[Destroyed],
         now_unix_ms: u64,
-        holds: &mut dyn FnMut(u64, Owner) -> bool,
+        holds: &mut dyn FnMut(u32, Owner) -> bool,
     ) -> Vec<WatchEvent> {
         self.step_shared(
             &Arc::new(snapshot.clone()),
@@ -246,7 +246,7 @@ impl Tracker {
         filter: &Filter,
         destroyed: &[Destroyed],
         now_unix_ms: u64,
-        holds: &mut dyn FnMut(u64, Owner) -> bool,
+        holds: &mut dyn FnMut(u32, Owner) -> bool,
     ) -> Vec<WatchEvent> {
         let mut events = Vec::new();
         let last = self.last.take();
@@ -514,7 +514,7 @@ impl Tracker {
         filter: &Filter,
         left: Vec<Slot>,
         now_unix_ms: u64,
-        holds: &mut dyn FnMut(u64, Owner) -> bool,
+        holds: &mut dyn FnMut(u32, Owner) -> bool,
         reader: &mut Reader,
         events: &mut Vec<WatchEvent>,
     ) -> Vec<Slot> {
@@ -599,7 +599,7 @@ impl Tracker {
     fn expire(
         &mut self,
         now_unix_ms: u64,
-        holds: &mut dyn FnMut(u64, Owner) -> bool,
+        holds: &mut dyn FnMut(u32, Owner) -> bool,
         events: &mut Vec<WatchEvent>,
     ) {
         let mut overdue = Vec::new();
@@ -703,7 +703,7 @@ mod tests {
             local_port: 40000 + cookie as u16,
             peer_addr: "192.0.2.2".parse().unwrap(),
             peer_port: 9100,
-            inode: 1000 + cookie,
+            inode: u32::try_from(1000 + cookie).unwrap(),
             timer: Timer {
                 kind: TimerKind::Keepalive,
                 expires_ms: 1000,
@@ -753,7 +753,7 @@ mod tests {
     }
 
     /// /proc as the tests set it: these inodes are held by every owner asked about, others by none.
-    fn held(inodes: &[u64]) -> impl FnMut(u64, Owner) -> bool + '_ {
+    fn held(inodes: &[u32]) -> impl FnMut(u32, Owner) -> bool + '_ {
         move |inode, _| inodes.contains(&inode)
     }
 
@@ -1116,7 +1116,7 @@ mod tests {
         seed: u64,
         steps: usize,
         quiet: bool,
-    ) -> Vec<(Snapshot, Vec<Destroyed>, Vec<u64>, u64)> {
+    ) -> Vec<(Snapshot, Vec<Destroyed>, Vec<u32>, u64)> {
         let mut dice = Dice(seed);
         let states = [
             TcpState::Established,
@@ -1135,7 +1135,7 @@ mod tests {
         };
         // Live sockets: cookie -> connection; dead ones: cookie and inode, for late notifications and held fds.
         let mut alive: BTreeMap<u64, Connection> = BTreeMap::new();
-        let mut dead: Vec<(u64, u64, u64)> = Vec::new();
+        let mut dead: Vec<(u64, u64, u32)> = Vec::new();
         let mut next = 1;
         let mut out = Vec::new();
         for step in 0..steps {
@@ -1200,7 +1200,7 @@ mod tests {
             if dice.roll(5) == 0 {
                 destroyed.push(destroyed_note(10_000 + dice.roll(50), 1, 1));
             }
-            let held: Vec<u64> = dead
+            let held: Vec<u32> = dead
                 .iter()
                 .filter(|_| dice.roll(2) == 0)
                 .map(|&(_, _, inode)| inode)

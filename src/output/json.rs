@@ -347,7 +347,7 @@ compact::json_struct! {
         pub peer_addr: IpAddr,
         pub peer_port: u16,
         pub interface: u32,
-        pub inode: u64,
+        pub inode: u32,
         pub uid: u32,
         pub recv_q: u32,
         pub send_q: u32,
@@ -579,7 +579,7 @@ mod tests {
         Connection {
             cookie,
             state,
-            inode: cookie,
+            inode: u32::try_from(cookie).unwrap(),
             findings: codes
                 .iter()
                 .map(|c| Finding {

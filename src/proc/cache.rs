@@ -85,7 +85,7 @@ pub struct ProcCache {
     stamps_work: bool,
     entries: HashMap<u32, Entry>,
     /// Dumped inodes that no process held after every process was read; sorted, merged against the dump's.
-    unowned: Vec<u64>,
+    unowned: Vec<u32>,
     map: ProcMap,
     /// `map` no longer matches `entries`.
     stale: bool,
@@ -132,7 +132,7 @@ impl ProcCache {
 
     /// Brings the map up to date and makes sure it accounts for every socket in `wanted` (the dumped inodes):
     /// [`update`](Self::update) then [`resolve`](Self::resolve).
-    pub fn refresh(&mut self, wanted: &[u64]) -> &ProcMap {
+    pub fn refresh(&mut self, wanted: &[u32]) -> &ProcMap {
         self.update();
         self.resolve(wanted);
         self.map()
@@ -159,8 +159,8 @@ impl ProcCache {
     ///
     /// `wanted` in increasing order (repeats allowed) is merged against the map as it is; any other order is
     /// sorted first, in a copy.
-    pub fn resolve(&mut self, wanted: &[u64]) {
-        let wanted: Cow<[u64]> = if wanted.is_sorted() {
+    pub fn resolve(&mut self, wanted: &[u32]) {
+        let wanted: Cow<[u32]> = if wanted.is_sorted() {
             Cow::Borrowed(wanted)
         } else {
             let mut sorted = wanted.to_vec();
@@ -244,7 +244,7 @@ impl ProcCache {
 
     /// How many distinct inodes of `wanted` (sorted) are neither owned nor known to be unowned; prunes
     /// `unowned` to `wanted`. Both lists are merged against the map's, which is in inode order too.
-    fn unknown(&mut self, wanted: &[u64]) -> usize {
+    fn unknown(&mut self, wanted: &[u32]) -> usize {
         self.map();
         let mut known = self.unowned.iter().copied().peekable();
         let mut unowned = Vec::new();

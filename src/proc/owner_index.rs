@@ -1,21 +1,21 @@
-//! `OwnerIndex`: socket inode → the (pid, fd) pairs holding it, in 16 bytes a pair.
+//! `OwnerIndex`: socket inode → the (pid, fd) pairs holding it, in 12 bytes a pair.
 //!
 //! A million sockets each held by one fd make a million pairs. In a hash map of inode → [`Owners`] they took
 //! ~50 bytes each (24-byte entries in a table kept below 7/8 full, so 2^21 slots for 10^6): 68 MiB at the peak
-//! of `--once` beside a ~300 MiB snapshot. Here they are one sorted vector of (inode, owner): 16 MiB, built with
-//! one sort, looked up by binary search (the join does 10^6 lookups in ~0.1 s).
+//! of `--once` beside a ~300 MiB snapshot. Here they are one sorted vector of (inode, owner): 11.4 MiB (socket
+//! inodes are 32-bit, the kernel's `get_next_ino`), built with one sort, looked up by binary search (the join does 10^6 lookups in ~0.1 s).
 
 use crate::model::{Owner, Owners};
 
 /// Every (inode, owner) pair, sorted and without duplicates.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct OwnerIndex {
-    pairs: Vec<(u64, Owner)>,
+    pairs: Vec<(u32, Owner)>,
 }
 
 impl OwnerIndex {
     /// From pairs in any order; duplicates are dropped.
-    pub fn from_pairs(mut pairs: Vec<(u64, Owner)>) -> OwnerIndex {
+    pub fn from_pairs(mut pairs: Vec<(u32, Owner)>) -> OwnerIndex {
         pairs.sort_unstable();
         pairs.dedup();
         pairs.shrink_to_fit();
@@ -46,7 +46,7 @@ impl OwnerIndex {
     /// The first index whose inode is not below `inode`. Inodes come from one counter, so they spread evenly:
     /// the search starts where `inode` would sit if they were spread perfectly and gallops from there (a binary
     /// search over a million pairs was 3 % of `--once`'s samples, twice: the cache's check and the join).
-    fn start_of(&self, inode: u64) -> usize {
+    fn start_of(&self, inode: u32) -> usize {
         let pairs = &self.pairs;
         let (Some(first), Some(last)) = (pairs.first(), pairs.last()) else {
             return 0;
@@ -58,8 +58,8 @@ impl OwnerIndex {
             return pairs.len();
         }
         // first.0 < inode <= last.0, so the span is not zero and the guess lies within the vector.
-        let span = u128::from(last.0 - first.0);
-        let guess = (u128::from(inode - first.0) * (pairs.len() as u128 - 1) / span) as usize;
+        let span = u64::from(last.0 - first.0);
+        let guess = (u64::from(inode - first.0) * (pairs.len() as u64 - 1) / span) as usize;
         // Gallop to a window [lo, hi) that holds the answer, then search it.
         let (mut lo, mut hi) = (guess, guess + 1);
         let mut step = 1;
@@ -85,7 +85,7 @@ impl OwnerIndex {
     }
 
     /// The pairs of `inode`, sorted by owner; empty when no fd holds it.
-    fn slice(&self, inode: u64) -> &[(u64, Owner)] {
+    fn slice(&self, inode: u32) -> &[(u32, Owner)] {
         let start = self.start_of(inode);
         let len = self.pairs[start..]
             .iter()
@@ -95,7 +95,7 @@ impl OwnerIndex {
     }
 
     /// Every (pid, fd) holding `inode`, sorted; `None` when none does.
-    pub fn get(&self, inode: u64) -> Option<Owners> {
+    pub fn get(&self, inode: u32) -> Option<Owners> {
         let slice = self.slice(inode);
         (!slice.is_empty()).then(|| slice.iter().map(|(_, o)| *o).collect())
     }
@@ -104,7 +104,7 @@ impl OwnerIndex {
     /// increasing order: one pass over both lists instead of a lookup per inode, whose cache misses made the
     /// cache's check 3 % of `--once`'s samples at a million sockets. Unsorted input is a bug (checked in debug
     /// builds) and gives a wrong answer, not a panic.
-    pub fn missing<'a>(&'a self, sorted: &'a [u64]) -> impl Iterator<Item = u64> + 'a {
+    pub fn missing<'a>(&'a self, sorted: &'a [u32]) -> impl Iterator<Item = u32> + 'a {
         debug_assert!(
             sorted.is_sorted(),
             "OwnerIndex::missing needs sorted inodes"
@@ -122,42 +122,36 @@ impl OwnerIndex {
     }
 
     /// Hands every item whose inode some fd holds its owners (`give`), in increasing inode order. The items'
-    /// inodes are sorted with their positions and merged against the pairs: a million lookups in a 16 MiB
+    /// inodes are sorted with their positions and merged against the pairs: a million lookups in an 11 MiB
     /// vector, a cache miss or more each (3 % of `--once`'s samples), cost more than sorting a million
     /// positions. Inode 0 (a socket no file refers to) and inodes nobody holds are skipped; an inode two items
     /// share is given to both.
     ///
-    /// Socket inodes from the kernel's dump are 32-bit (`idiag_inode`), so an inode and a position are packed
-    /// into one `u64`: 8 bytes a socket while the join runs, not 16.
+    /// Socket inodes are 32-bit (`idiag_inode`), so an inode and a position are packed into one `u64`: 8 bytes a
+    /// socket while the join runs, not 16.
     pub fn attach<T>(
         &self,
         items: &mut [T],
-        inode: impl Fn(&T) -> u64,
+        inode: impl Fn(&T) -> u32,
         give: impl FnMut(&mut T, Owners),
     ) {
         if self.pairs.is_empty() {
             return;
         }
-        let packed: Option<Vec<u64>> = u32::try_from(items.len()).ok().and_then(|_| {
-            items
+        if u32::try_from(items.len()).is_ok() {
+            let mut order: Vec<u64> = items
                 .iter()
                 .enumerate()
                 .filter(|(_, item)| inode(item) != 0)
-                .map(|(k, item)| {
-                    u32::try_from(inode(item))
-                        .ok()
-                        .map(|i| (u64::from(i) << 32) | k as u64)
-                })
-                .collect()
-        });
-        if let Some(mut order) = packed {
+                .map(|(k, item)| (u64::from(inode(item)) << 32) | k as u64)
+                .collect();
             order.sort_unstable();
             let order = order
                 .into_iter()
-                .map(|p| (p >> 32, (p & u64::from(u32::MAX)) as usize));
+                .map(|p| ((p >> 32) as u32, (p & u64::from(u32::MAX)) as usize));
             self.give_sorted(order, items, give);
         } else {
-            let mut order: Vec<(u64, usize)> = items
+            let mut order: Vec<(u32, usize)> = items
                 .iter()
                 .enumerate()
                 .map(|(k, item)| (inode(item), k))
@@ -171,12 +165,12 @@ impl OwnerIndex {
     /// [`attach`](Self::attach)'s merge: `order` is (inode, position) in increasing inode order.
     fn give_sorted<T>(
         &self,
-        order: impl Iterator<Item = (u64, usize)>,
+        order: impl Iterator<Item = (u32, usize)>,
         items: &mut [T],
         mut give: impl FnMut(&mut T, Owners),
     ) {
         let mut rest = self.pairs.as_slice();
-        let mut current: Option<(u64, Owners)> = None;
+        let mut current: Option<(u32, Owners)> = None;
         for (inode, k) in order {
             if current.as_ref().is_none_or(|(i, _)| *i != inode) {
                 rest = skip_below(rest, inode);
@@ -192,24 +186,24 @@ impl OwnerIndex {
         }
     }
 
-    pub fn contains_key(&self, inode: u64) -> bool {
+    pub fn contains_key(&self, inode: u32) -> bool {
         !self.slice(inode).is_empty()
     }
 
     /// Distinct inodes, in increasing order.
-    pub fn keys(&self) -> impl Iterator<Item = u64> + '_ {
+    pub fn keys(&self) -> impl Iterator<Item = u32> + '_ {
         self.pairs
             .chunk_by(|a, b| a.0 == b.0)
             .map(|group| group[0].0)
     }
 
     /// Every (inode, owner) pair, sorted.
-    pub fn pairs(&self) -> &[(u64, Owner)] {
+    pub fn pairs(&self) -> &[(u32, Owner)] {
         &self.pairs
     }
 
     /// Every inode with its owners, in increasing inode order.
-    pub fn iter(&self) -> impl Iterator<Item = (u64, Owners)> + '_ {
+    pub fn iter(&self) -> impl Iterator<Item = (u32, Owners)> + '_ {
         self.pairs
             .chunk_by(|a, b| a.0 == b.0)
             .map(|group| (group[0].0, group.iter().map(|(_, o)| *o).collect()))
@@ -227,7 +221,7 @@ impl OwnerIndex {
 
 /// `pairs` (sorted) from the first pair whose inode is not below `inode`, found by galloping from the front: a
 /// merge of a short list against a long one takes a few steps per item, not the long list's length.
-fn skip_below(pairs: &[(u64, Owner)], inode: u64) -> &[(u64, Owner)] {
+fn skip_below(pairs: &[(u32, Owner)], inode: u32) -> &[(u32, Owner)] {
     let mut end = 1;
     while end < pairs.len() && pairs[end - 1].0 < inode {
         end *= 2;
@@ -237,8 +231,8 @@ fn skip_below(pairs: &[(u64, Owner)], inode: u64) -> &[(u64, Owner)] {
     &pairs[skip..]
 }
 
-impl FromIterator<(u64, Owners)> for OwnerIndex {
-    fn from_iter<I: IntoIterator<Item = (u64, Owners)>>(iter: I) -> Self {
+impl FromIterator<(u32, Owners)> for OwnerIndex {
+    fn from_iter<I: IntoIterator<Item = (u32, Owners)>>(iter: I) -> Self {
         OwnerIndex::from_pairs(
             iter.into_iter()
                 .flat_map(|(inode, owners)| {
@@ -305,20 +299,20 @@ mod tests {
         assert!(index.contains_key(12) && !index.contains_key(0));
         assert_eq!(index.keys().collect::<Vec<_>>(), [7, 9, 12]);
         assert_eq!(index.len(), 3);
-        let groups: Vec<(u64, usize)> = index.iter().map(|(i, o)| (i, o.len())).collect();
+        let groups: Vec<(u32, usize)> = index.iter().map(|(i, o)| (i, o.len())).collect();
         assert_eq!(groups, [(7, 1), (9, 2), (12, 1)]);
-        assert_eq!(std::mem::size_of::<(u64, Owner)>(), 16);
+        assert_eq!(std::mem::size_of::<(u32, Owner)>(), 12);
     }
 
     #[test]
     fn the_interpolated_search_agrees_with_a_binary_one() {
         // Dense, sparse, clustered and repeated inodes; every value around them looked up.
-        let sets: [Vec<u64>; 4] = [
+        let sets: [Vec<u32>; 4] = [
             (100..400).collect(),
             (0..300).map(|i| i * i * 7 + 3).collect(),
             (0..100)
                 .chain(1_000_000..1_000_050)
-                .chain([u64::MAX - 1])
+                .chain([u32::MAX - 1])
                 .collect(),
             [5, 5, 5, 9, 9, 12].to_vec(),
         ];
@@ -330,11 +324,11 @@ mod tests {
                     .map(|(n, &i)| (i, o(1, n as u32)))
                     .collect(),
             );
-            let mut probes: Vec<u64> = inodes
+            let mut probes: Vec<u32> = inodes
                 .iter()
                 .flat_map(|&i| [i.saturating_sub(1), i, i.saturating_add(1)])
                 .collect();
-            probes.extend([0, 1, u64::MAX]);
+            probes.extend([0, 1, u32::MAX]);
             for p in probes {
                 let want = index.pairs.partition_point(|(i, _)| *i < p);
                 assert_eq!(index.start_of(p), want, "inode {p}");
@@ -358,11 +352,11 @@ mod tests {
     fn missing_inodes_are_found_by_one_merge() {
         // Inode 0 and repeats in the dumped list.
         let index = several_owners_per_inode();
-        let dumped = [0, 0, 3, 7, 7, 8, 9, 9, 10, 12, 13, 13, 41, u64::MAX];
-        let missing: Vec<u64> = index.missing(&dumped).collect();
-        assert_eq!(missing, [0, 3, 8, 10, 13, 41, u64::MAX]);
+        let dumped = [0, 0, 3, 7, 7, 8, 9, 9, 10, 12, 13, 13, 41, u32::MAX];
+        let missing: Vec<u32> = index.missing(&dumped).collect();
+        assert_eq!(missing, [0, 3, 8, 10, 13, 41, u32::MAX]);
         // Agrees with a lookup per inode.
-        let mut looked_up: Vec<u64> = dumped
+        let mut looked_up: Vec<u32> = dumped
             .iter()
             .copied()
             .filter(|i| !index.contains_key(*i))
@@ -383,7 +377,7 @@ mod tests {
     fn attaching_owners_agrees_with_a_lookup_per_item() {
         let index = several_owners_per_inode();
         // Unsorted, an inode twice, inode 0 twice, inodes nobody holds, one past every pair.
-        let mut items: Vec<(u64, Owners)> = [12, 0, 9, 8, 41, 9, 7, 0, 3, 40, u64::MAX]
+        let mut items: Vec<(u32, Owners)> = [12, 0, 9, 8, 41, 9, 7, 0, 3, 40, u32::MAX]
             .iter()
             .map(|&i| (i, Owners::new()))
             .collect();
@@ -405,13 +399,11 @@ mod tests {
         }
         assert_eq!(items[2].1, Owners::from([o(1, 4), o(2, 5), o(2, 6)]));
         assert_eq!(items[5].1, items[2].1);
-        // Inodes past 32 bits take the unpacked path and agree too.
-        let wide = OwnerIndex::from_pairs(vec![(1 << 40, o(4, 1)), (9, o(4, 2))]);
-        let mut items = attached_as_looked_up(&wide, [1 << 40, 0, 9, 1 << 40, 10]);
-        assert_eq!(items[3].1, Owners::from(o(4, 1)));
+        let mut items = attached_as_looked_up(&index, [u32::MAX, 0, 9, u32::MAX, 10]);
+        assert_eq!(items[2].1, Owners::from([o(1, 4), o(2, 5), o(2, 6)]));
         // Nothing to attach, or nothing held.
         index.attach(
-            &mut [] as &mut [(u64, Owners)],
+            &mut [] as &mut [(u32, Owners)],
             |(i, _)| *i,
             |_, _| panic!(),
         );
@@ -421,9 +413,9 @@ mod tests {
     /// Attaches owners to `inodes` in one merge and checks each against a lookup.
     fn attached_as_looked_up(
         index: &OwnerIndex,
-        inodes: impl IntoIterator<Item = u64>,
-    ) -> Vec<(u64, Owners)> {
-        let mut items: Vec<(u64, Owners)> =
+        inodes: impl IntoIterator<Item = u32>,
+    ) -> Vec<(u32, Owners)> {
+        let mut items: Vec<(u32, Owners)> =
             inodes.into_iter().map(|i| (i, Owners::new())).collect();
         index.attach(
             &mut items,
@@ -443,9 +435,9 @@ mod tests {
     fn a_short_list_merged_against_a_long_index_agrees_with_lookups() {
         // Galloping past long runs: every 1000th inode of a long index, and inodes between and beyond.
         let index = OwnerIndex::from_pairs((1..=20_000).map(|i| (i * 3, o(1, i as u32))).collect());
-        let wanted: Vec<u64> = (0..25).map(|k| k * 2_503).collect();
-        let missing: Vec<u64> = index.missing(&wanted).collect();
-        let expected: Vec<u64> = wanted
+        let wanted: Vec<u32> = (0..25).map(|k| k * 2_503).collect();
+        let missing: Vec<u32> = index.missing(&wanted).collect();
+        let expected: Vec<u32> = wanted
             .iter()
             .copied()
             .filter(|i| !index.contains_key(*i))

@@ -1,13 +1,15 @@
 //! Pure parsers for the bits of /proc/PID kwatch reads: fd link targets, comm, cmdline, the status Uid line.
 
-/// The inode of an fd link target `socket:[INODE]`; `None` for every other target (`pipe:[5]`, `/dev/null`, ...).
-pub fn socket_inode(target: &[u8]) -> Option<u64> {
+/// The inode of an fd link target `socket:[INODE]`; `None` for every other target (`pipe:[5]`, `/dev/null`, ...)
+/// and for a number past 32 bits: the kernel numbers socket inodes with an `unsigned int` (`get_next_ino`) and
+/// dumps them as one (`idiag_inode`), so no socket of any dump has a wider one.
+pub fn socket_inode(target: &[u8]) -> Option<u32> {
     let digits = target.strip_prefix(b"socket:[")?.strip_suffix(b"]")?;
-    if digits.is_empty() || digits.len() > 20 || !digits.iter().all(u8::is_ascii_digit) {
+    if digits.is_empty() || digits.len() > 10 || !digits.iter().all(u8::is_ascii_digit) {
         return None;
     }
-    digits.iter().try_fold(0u64, |n, d| {
-        n.checked_mul(10)?.checked_add(u64::from(d - b'0'))
+    digits.iter().try_fold(0u32, |n, d| {
+        n.checked_mul(10)?.checked_add(u32::from(d - b'0'))
     })
 }
 
@@ -109,11 +111,9 @@ mod tests {
     fn socket_inode_accepts_only_socket_links() {
         assert_eq!(socket_inode(b"socket:[1234]"), Some(1234));
         assert_eq!(socket_inode(b"socket:[0]"), Some(0));
-        assert_eq!(
-            socket_inode(b"socket:[18446744073709551615]"),
-            Some(u64::MAX)
-        );
-        assert_eq!(socket_inode(b"socket:[18446744073709551616]"), None);
+        assert_eq!(socket_inode(b"socket:[4294967295]"), Some(u32::MAX));
+        assert_eq!(socket_inode(b"socket:[4294967296]"), None);
+        assert_eq!(socket_inode(b"socket:[18446744073709551615]"), None);
         assert_eq!(socket_inode(b"socket:[]"), None);
         assert_eq!(socket_inode(b"socket:[12a]"), None);
         assert_eq!(socket_inode(b"socket:[+12]"), None);

@@ -39,7 +39,7 @@ pub enum ScanError {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct SocketFd {
     pub fd: u32,
-    pub inode: u64,
+    pub inode: u32,
 }
 
 /// What reading one process's fd table found.

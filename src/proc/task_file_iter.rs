@@ -235,6 +235,10 @@ impl Records {
                 self.hz = raw.as_ref().and_then(Calibration::hz);
                 continue;
             }
+            // Socket inodes are 32-bit (see `proc::parse::socket_inode`): a wider one names no dumped socket.
+            let Ok(inode) = u32::try_from(inode) else {
+                continue;
+            };
             self.by_pid
                 .entry(pid)
                 .or_default()
@@ -333,8 +337,10 @@ mod tests {
     #[test]
     fn records_group_by_pid_sorted_by_fd() {
         let mut bytes = Vec::new();
+        // The record past 32 bits is dropped: no dumped socket has such an inode.
         for (pid, fd, inode) in [
-            (7u32, 9u32, 1u64 << 40 | 5),
+            (7u32, 9u32, 5u64),
+            (7, 10, 1 << 40 | 5),
             (7, 3, 6),
             (8, 4, 7),
             (7, 3, 6),
@@ -345,13 +351,7 @@ mod tests {
         let by_pid = parse(&bytes).by_pid;
         assert_eq!(
             by_pid[&7],
-            [
-                SocketFd { fd: 3, inode: 6 },
-                SocketFd {
-                    fd: 9,
-                    inode: 1 << 40 | 5
-                }
-            ]
+            [SocketFd { fd: 3, inode: 6 }, SocketFd { fd: 9, inode: 5 }]
         );
         assert_eq!(by_pid[&8], [SocketFd { fd: 4, inode: 7 }]);
         assert_eq!(by_pid.len(), 2);
@@ -470,12 +470,10 @@ mod tests {
         }
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
-        let inode = |s: &dyn std::os::fd::AsRawFd| {
-            rustix::fs::stat(format!("/proc/self/fd/{}", s.as_raw_fd()))
-                .unwrap()
-                .st_ino
-        };
-        let wanted = [inode(&listener), inode(&client)];
+        let wanted = [
+            crate::testing::socket_inode(&listener),
+            crate::testing::socket_inode(&client),
+        ];
         let me = std::process::id();
         let map = |bpf_min_fds| {
             let mut cache = crate::proc::ProcCache::new(&crate::proc::ScanConfig {
@@ -536,7 +534,7 @@ mod tests {
             .expect("HZ measured");
         let sockets: [&dyn std::os::fd::AsFd; 3] = [&listener, &client, &server];
         for s in sockets {
-            let inode = rustix::fs::fstat(s).unwrap().st_ino;
+            let inode = crate::testing::socket_inode(s);
             let want = crate::sockopt::read_options(s).unwrap();
             assert_eq!(options.get(inode), Some(want), "inode {inode}");
         }
@@ -546,13 +544,10 @@ mod tests {
         socket2::SockRef::from(&on).set_keepalive(true).unwrap();
         let untouched = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
         let options = socket_fds().unwrap().options.unwrap();
-        let got = options.get(rustix::fs::fstat(&on).unwrap().st_ino).unwrap();
+        let got = options.get(crate::testing::socket_inode(&on)).unwrap();
         assert_eq!(got, crate::sockopt::read_options(&on).unwrap());
         assert_eq!((got.enabled, got.user_timeout_ms), (Some(true), Some(0)));
-        assert_eq!(
-            options.get(rustix::fs::fstat(&untouched).unwrap().st_ino),
-            None
-        );
+        assert_eq!(options.get(crate::testing::socket_inode(&untouched)), None);
     }
 
     /// A socket that set only SO_KEEPALIVE gets its own namespace's sysctls, not kwatch's (needs root).
@@ -593,7 +588,7 @@ mod tests {
             "the namespace's sysctls"
         );
         let options = socket_fds().unwrap().options.unwrap();
-        let inode = rustix::fs::fstat(&socket).unwrap().st_ino;
+        let inode = crate::testing::socket_inode(&socket);
         assert_eq!(options.get(inode), Some(want));
     }
 }

@@ -65,7 +65,7 @@ impl FakeProc {
     }
 }
 
-fn owners(map: &ProcMap, inode: u64) -> Vec<(u32, u32)> {
+fn owners(map: &ProcMap, inode: u32) -> Vec<(u32, u32)> {
     map.owners
         .get(inode)
         .map(|o| o.iter().map(|o| (o.pid, o.fd)).collect())

@@ -296,7 +296,7 @@ pub fn put_connection(buf: &mut Vec<u8>, c: &Connection, base: u64) {
     put_addr(buf, c.peer_addr);
     put(buf, u64::from(c.peer_port));
     put(buf, u64::from(c.interface));
-    put(buf, c.inode);
+    put(buf, u64::from(c.inode));
     put(buf, u64::from(c.uid));
     put(buf, u64::from(c.recv_q));
     put(buf, u64::from(c.send_q));
@@ -392,7 +392,7 @@ pub fn get_connection(
     let peer_addr = get_addr(r)?;
     let peer_port = r.get_as("port")?;
     let interface = r.get_as("interface")?;
-    let inode = r.get()?;
+    let inode = r.get_as("inode")?;
     let uid = r.get_as("uid")?;
     let recv_q = r.get_as("queue")?;
     let send_q = r.get_as("queue")?;

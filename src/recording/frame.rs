@@ -537,7 +537,7 @@ fn put_evidence(buf: &mut Vec<u8>, e: &Evidence) {
     }
     put(buf, e.held.len() as u64);
     for (inode, pid) in &e.held {
-        put(buf, *inode);
+        put(buf, u64::from(*inode));
         put(buf, u64::from(*pid));
     }
     put(buf, e.lost);
@@ -558,7 +558,7 @@ fn get_evidence(r: &mut Reader) -> Result<Evidence, DecodeError> {
     let n = r.get_len()?;
     e.held.reserve(n.min(r.remaining()));
     for _ in 0..n {
-        e.held.push((r.get()?, r.get_as("pid")?));
+        e.held.push((r.get_as("inode")?, r.get_as("pid")?));
     }
     e.lost = r.get()?;
     Ok(e)
@@ -623,7 +623,7 @@ mod tests {
                     probes: Some(i as u8),
                     retransmits: None,
                 }],
-                held: vec![(77 + i as u64, 1234)],
+                held: vec![(77 + i as u32, 1234)],
                 lost: i as u64,
             };
             let bytes = enc.encode(Arc::new(s.clone()), &evidence, *key || i == 0, FLAG_DEATHS);

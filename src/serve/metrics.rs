@@ -330,7 +330,7 @@ fn processes(
             groups.entry(key).or_default().add(conn);
         }
     }
-    let held: BTreeSet<(ProcessKey, u64)> = snapshot
+    let held: BTreeSet<(ProcessKey, u32)> = snapshot
         .held_dead
         .iter()
         .map(|g| {
@@ -542,7 +542,7 @@ fn held_dead(r: &Registry, snapshot: &Snapshot) -> Result<(), prometheus::Error>
         DeathCause::Closed,
         DeathCause::Unknown,
     ];
-    let distinct: BTreeSet<(u64, String)> = snapshot
+    let distinct: BTreeSet<(u32, String)> = snapshot
         .held_dead
         .iter()
         .map(|h| (h.inode, cause_name(h.cause).to_string()))

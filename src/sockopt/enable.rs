@@ -57,7 +57,7 @@ pub fn apply(fd: impl AsFd, v: KeepaliveValues) -> Result<(), EnableError> {
 pub fn enable(
     reader: &mut Reader,
     owner: Owner,
-    inode: u64,
+    inode: u32,
     v: KeepaliveValues,
 ) -> Result<KeepaliveSettings, EnableError> {
     let dup = reader.dup(owner, inode).map_err(|e| {
@@ -117,7 +117,7 @@ mod tests {
             pid: std::process::id(),
             fd: c.as_raw_fd() as u32,
         };
-        let inode = rustix::fs::fstat(&c).unwrap().st_ino;
+        let inode = crate::testing::socket_inode(&c);
         let v = KeepaliveValues {
             idle_s: 7,
             intvl_s: 3,
@@ -140,7 +140,7 @@ mod tests {
             pid: std::process::id(),
             fd: c.as_raw_fd() as u32,
         };
-        let inode = rustix::fs::fstat(&c).unwrap().st_ino;
+        let inode = crate::testing::socket_inode(&c);
         let err = enable(
             &mut Reader::new(),
             owner,

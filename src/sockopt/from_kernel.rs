@@ -36,14 +36,14 @@ impl RawOptions {
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct KernelOptions {
     /// (inode, index into `settings`), sorted by inode, one per inode.
-    pairs: Vec<(u64, u32)>,
+    pairs: Vec<(u32, u32)>,
     settings: Vec<KeepaliveSettings>,
 }
 
 impl KernelOptions {
     /// The settings read for `inode`, if the iterator saw it (the collector asks many at once: `get_sorted`).
     #[cfg(test)]
-    pub fn get(&self, inode: u64) -> Option<KeepaliveSettings> {
+    pub fn get(&self, inode: u32) -> Option<KeepaliveSettings> {
         let at = self.pairs.binary_search_by_key(&inode, |&(i, _)| i).ok()?;
         self.settings.get(self.pairs[at].1 as usize).copied()
     }
@@ -52,7 +52,7 @@ impl KernelOptions {
     /// table (a binary search per socket into a table of a million is ~20 cache misses each).
     pub fn get_sorted<'a>(
         &'a self,
-        wanted: impl IntoIterator<Item = u64> + 'a,
+        wanted: impl IntoIterator<Item = u32> + 'a,
     ) -> impl Iterator<Item = Option<KeepaliveSettings>> + 'a {
         let mut at = 0;
         wanted.into_iter().map(move |inode| {
@@ -75,7 +75,7 @@ impl KernelOptions {
 /// several fds, read twice) keeps one of its records. 16 bytes a socket while it builds.
 #[derive(Debug, Default)]
 pub struct Builder {
-    pairs: Vec<(u64, u32)>,
+    pairs: Vec<(u32, u32)>,
     known: FxHashMap<RawOptions, u32>,
     raw: Vec<RawOptions>,
 }
@@ -85,7 +85,7 @@ impl Builder {
         Builder::default()
     }
 
-    pub fn push(&mut self, inode: u64, raw: RawOptions) {
+    pub fn push(&mut self, inode: u32, raw: RawOptions) {
         let next = u32::try_from(self.raw.len()).unwrap_or(u32::MAX);
         let i = *self.known.entry(raw).or_insert(next);
         if i == next {

@@ -156,7 +156,7 @@ mod tests {
             local_port: 443,
             peer_addr: IpAddr::V4(Ipv4Addr::new(10, 0, 0, 9)),
             peer_port: 5000 + cookie as u16,
-            inode: cookie,
+            inode: u32::try_from(cookie).unwrap(),
             owners: pid.map(|pid| Owner { pid, fd: 3 }).into_iter().collect(),
             ..crate::testing::conn()
         }

@@ -33,7 +33,7 @@ fn key(c: &Connection) -> Key {
 struct Seen {
     id: SocketId,
     state: TcpState,
-    inode: u64,
+    inode: u32,
     owners: Owners,
     keepalive: Option<KeepaliveSettings>,
     /// Shared by every socket of the process (one allocation per process, not per socket).
@@ -93,7 +93,7 @@ impl Tracker {
         filter: &Filter,
         destroyed: &[Destroyed],
         now_unix_ms: u64,
-        holds: &mut dyn FnMut(u64, Owner) -> bool,
+        holds: &mut dyn FnMut(u32, Owner) -> bool,
     ) -> Vec<WatchEvent> {
         let mut events = Vec::new();
         // A TIME-WAIT entry inherits the cookie of the connection that closed normally.
@@ -225,7 +225,7 @@ impl Tracker {
         filter: &Filter,
         left: Vec<Key>,
         now_unix_ms: u64,
-        holds: &mut dyn FnMut(u64, Owner) -> bool,
+        holds: &mut dyn FnMut(u32, Owner) -> bool,
         events: &mut Vec<WatchEvent>,
     ) {
         let left_set: FxHashSet<Key> = left.iter().copied().collect();
@@ -300,7 +300,7 @@ impl Tracker {
     fn expire(
         &mut self,
         now_unix_ms: u64,
-        holds: &mut dyn FnMut(u64, Owner) -> bool,
+        holds: &mut dyn FnMut(u32, Owner) -> bool,
         events: &mut Vec<WatchEvent>,
     ) {
         let mut overdue = Vec::new();
