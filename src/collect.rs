@@ -464,7 +464,7 @@ mod tests {
             local_port,
             peer_addr: addr,
             peer_port,
-            inode: u32::try_from(cookie).unwrap(),
+            inode: cookie as u32,
             ..crate::testing::conn()
         }
     }

@@ -434,7 +434,7 @@ mod tests {
     #[test]
     fn a_short_list_merged_against_a_long_index_agrees_with_lookups() {
         // Galloping past long runs: every 1000th inode of a long index, and inodes between and beyond.
-        let index = OwnerIndex::from_pairs((1..=20_000).map(|i| (i * 3, o(1, i as u32))).collect());
+        let index = OwnerIndex::from_pairs((1..=20_000).map(|i| (i * 3, o(1, i))).collect());
         let wanted: Vec<u32> = (0..25).map(|k| k * 2_503).collect();
         let missing: Vec<u32> = index.missing(&wanted).collect();
         let expected: Vec<u32> = wanted
