@@ -28,9 +28,6 @@ use crate::sockopt::from_kernel::KernelOptions;
 /// that describes the process.
 type Given = Mutex<Option<Vec<SocketFd>>>;
 
-/// Freed socket fd lists of at least this many entries (16 B each: 4 MiB) are given back to the kernel at once.
-const GIVE_BACK_FROM_FDS: usize = 1 << 18;
-
 /// Every this many refreshes every process is read again, changed or not.
 pub const FULL_SCAN_EVERY: u64 = 60;
 
@@ -191,28 +188,24 @@ impl ProcCache {
     /// The map as of the last refresh.
     ///
     /// Each process's socket fds are kept once, in the map's index: a build takes the lists of the processes
-    /// read since the last one out of their scans and merges them with what the index held of the processes not
-    /// read again (a process that exited or was read again drops its earlier pairs). At a million sockets a copy
-    /// in the scans was 15 MiB beside the index's 15 MiB, for as long as the cache lives (the live view, the
-    /// exporter), and at the moment a one-shot snapshot peaks (the end of the dump).
+    /// read since the last one out of their scans (freeing them as it goes, see [`ProcMap::from_scans_taking`])
+    /// and merges them with what the index held of the processes not read again (a process that exited or was
+    /// read again drops its earlier pairs). At a million sockets a copy in the scans was 15 MiB beside the index's
+    /// 15 MiB, for as long as the cache lives (the live view, the exporter), and at the moment a one-shot snapshot
+    /// peaks (the end of the dump).
     pub fn map(&mut self) -> &ProcMap {
         if self.stale {
-            let mut map = ProcMap::from_scan_refs(self.entries.values().map(|e| &e.scan));
+            let mut map =
+                ProcMap::from_scans_taking(self.entries.values_mut().map(|e| &mut e.scan));
             map.warnings = std::mem::take(&mut self.map.warnings);
             let earlier = std::mem::take(&mut self.map.owners);
+            // The index already holds the pairs of the processes drained before this build, and only those.
             let entries = &self.entries;
             map.owners = map.owners.merged_with(earlier, |owner| {
                 entries.get(&owner.pid).is_some_and(|e| e.drained)
             });
-            let mut freed = 0;
             for entry in self.entries.values_mut() {
-                freed += entry.scan.take_sockets().capacity();
                 entry.drained = true;
-            }
-            // The first build at a million sockets frees 15 MiB in the middle of the heap, where it would stay
-            // resident beside the dump still filling its vector.
-            if freed >= GIVE_BACK_FROM_FDS {
-                crate::heap::give_back_freed();
             }
             self.map = map;
             self.stale = false;
