@@ -2,13 +2,15 @@
 //!
 //! The /proc walk costs a dentry lookup and a readlink per fd, ~2.6 µs each: at a million sockets 2.6 s of CPU,
 //! a third of a snapshot. The iterator (bpf/task_sockets.bpf.c, embedded as `task_sockets.bpf.o`) writes 32 bytes
-//! per socket fd instead, for every process at once, at ~0.1 µs per fd, and with a TCP socket's record its
-//! keepalive options ([`crate::sockopt::from_kernel`]), which otherwise cost a pidfd_getfd and five getsockopt
-//! calls each. Loading it costs ~0.1 s (parsing the
-//! kernel's BTF, loading and verifying the program), so [`ProcCache`](super::ProcCache) uses it only when the
-//! processes it is about to read hold at least [`MIN_FDS`] fds, and only where its pids are /proc's: the real
-//! /proc in the initial pid namespace. It needs root (CAP_BPF and CAP_PERFMON) and Linux 5.8 with BTF; without
-//! them the /proc walk does the work, as before.
+//! per socket fd instead, for every process at once, and with a TCP socket's record its keepalive options
+//! ([`crate::sockopt::from_kernel`]), which otherwise cost a pidfd_getfd and five getsockopt calls each: ~0.7 µs
+//! per socket fd in all, most of it the cache misses of reading ~8 lines of a cold socket (bench/README.md). The
+//! object holds two programs that write the same records ([`Reads`]): the one with typed pointers (Linux 5.11+)
+//! is tried first, the one that reads every field through a helper call (5.8+, ~0.9 µs) when the kernel refuses
+//! it. Loading costs ~0.1 s (parsing the kernel's BTF, loading and verifying the program), so
+//! [`ProcCache`](super::ProcCache) uses it only when the processes it is about to read hold at least [`MIN_FDS`]
+//! fds, and only where its pids are /proc's: the real /proc in the initial pid namespace. It needs root (CAP_BPF
+//! and CAP_PERFMON) and Linux 5.8 with BTF; without them the /proc walk does the work, as before.
 
 use std::io::Read;
 
@@ -124,8 +126,8 @@ impl TaskFiles {
 pub struct TaskSockets {
     /// Every process's socket fds (pid → fds sorted by fd).
     pub by_pid: FxHashMap<u32, Vec<SocketFd>>,
-    /// The keepalive options of the TCP sockets kwatch reads (see `Records::parse`); `None` when the kernel's HZ could not be measured (the options are
-    /// then read through the owners, as without the iterator).
+    /// The keepalive options of the TCP sockets kwatch reads (see `Records::parse`); `None` when the kernel's HZ
+    /// could not be measured (the options are then read through the owners, as without the iterator).
     pub options: Option<KernelOptions>,
     /// The program that read them.
     pub reads: Reads,
@@ -145,12 +147,19 @@ fn socket_fds(programs: &[Reads]) -> Result<TaskSockets, Error> {
 
 /// The iterator's file, whose reads run it, from the first of `programs` the kernel loads.
 fn open(programs: &[Reads]) -> Result<(std::fs::File, Reads), Error> {
+    open_named(programs.iter().map(|&reads| (reads.program(), reads)))
+}
+
+/// [`open`] by the programs' names in the object (a test names one it lacks, as a kernel that refuses it).
+fn open_named(
+    programs: impl IntoIterator<Item = (&'static str, Reads)>,
+) -> Result<(std::fs::File, Reads), Error> {
     let btf = aya::Btf::from_sys_fs()?;
     let mut ebpf = aya::EbpfLoader::new().btf(Some(&btf)).load(OBJECT)?;
     let mut refused: Option<Error> = None;
     let mut opened = None;
-    for &reads in programs {
-        match attach(&mut ebpf, &btf, reads.program()) {
+    for (name, reads) in programs {
+        match attach(&mut ebpf, &btf, name) {
             Ok(file) => {
                 opened = Some((file, reads));
                 break;
@@ -745,6 +754,42 @@ mod tests {
         if kernel_at_least(5, 11) {
             assert_eq!(default, Reads::Typed);
         }
+    }
+
+    /// A program that does not load (here: one the object lacks, as a kernel refuses the typed one before 5.11)
+    /// gives way to the next; when none loads, the error names every failure (needs root).
+    #[test]
+    fn a_program_that_does_not_load_gives_way_to_the_next() {
+        if !root_or_skip() {
+            return;
+        }
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let ino = rustix::fs::fstat(&listener).unwrap().st_ino;
+        let (file, reads) = open_named([
+            ("task_sock_absent", Reads::Typed),
+            (Reads::Probed.program(), Reads::Probed),
+        ])
+        .expect("the second program");
+        assert_eq!(reads, Reads::Probed);
+        let mut seen = false;
+        read_records(file, |bytes| {
+            seen |= bytes
+                .chunks_exact(RECORD)
+                .any(|r| u64::from_ne_bytes(r[8..16].try_into().unwrap()) == ino);
+        })
+        .unwrap();
+        assert!(seen, "the listener's record");
+        let error = open_named([
+            ("task_sock_absent", Reads::Typed),
+            ("task_sock_gone", Reads::Probed),
+        ])
+        .err()
+        .expect("neither loads")
+        .to_string();
+        assert!(
+            error.contains("task_sock_gone") && error.contains("task_sock_absent"),
+            "{error}"
+        );
     }
 
     /// A socket that set only SO_KEEPALIVE gets its own namespace's sysctls, not kwatch's (needs root).
