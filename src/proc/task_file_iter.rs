@@ -783,8 +783,7 @@ mod tests {
             ("task_sock_absent", Reads::Typed),
             ("task_sock_gone", Reads::Probed),
         ])
-        .err()
-        .expect("neither loads")
+        .expect_err("neither loads")
         .to_string();
         assert!(
             error.contains("task_sock_gone") && error.contains("task_sock_absent"),
