@@ -2,13 +2,15 @@
 //!
 //! The /proc walk costs a dentry lookup and a readlink per fd, ~2.6 µs each: at a million sockets 2.6 s of CPU,
 //! a third of a snapshot. The iterator (bpf/task_sockets.bpf.c, embedded as `task_sockets.bpf.o`) writes 32 bytes
-//! per socket fd instead, for every process at once, at ~0.1 µs per fd, and with a TCP socket's record its
-//! keepalive options ([`crate::sockopt::from_kernel`]), which otherwise cost a pidfd_getfd and five getsockopt
-//! calls each. Loading it costs ~0.1 s (parsing the
-//! kernel's BTF, loading and verifying the program), so [`ProcCache`](super::ProcCache) uses it only when the
-//! processes it is about to read hold at least [`MIN_FDS`] fds, and only where its pids are /proc's: the real
-//! /proc in the initial pid namespace. It needs root (CAP_BPF and CAP_PERFMON) and Linux 5.8 with BTF; without
-//! them the /proc walk does the work, as before.
+//! per socket fd instead, for every process at once, and with a TCP socket's record its keepalive options
+//! ([`crate::sockopt::from_kernel`]), which otherwise cost a pidfd_getfd and five getsockopt calls each: ~0.7 µs
+//! per socket fd in all, most of it the cache misses of reading ~8 lines of a cold socket (bench/README.md). The
+//! object holds two programs that write the same records ([`Reads`]): the one with typed pointers (Linux 5.11+)
+//! is tried first, the one that reads every field through a helper call (5.8+, ~0.9 µs) when the kernel refuses
+//! it. Loading costs ~0.1 s (parsing the kernel's BTF, loading and verifying the program), so
+//! [`ProcCache`](super::ProcCache) uses it only when the processes it is about to read hold at least [`MIN_FDS`]
+//! fds, and only where its pids are /proc's: the real /proc in the initial pid namespace. It needs root (CAP_BPF
+//! and CAP_PERFMON) and Linux 5.8 with BTF; without them the /proc walk does the work, as before.
 
 use std::io::Read;
 
@@ -38,17 +40,43 @@ pub enum Error {
     Program(#[from] aya::programs::ProgramError),
     #[error("BPF iterator link: {0}")]
     Link(#[from] aya::programs::links::LinkError),
-    #[error("the BPF object has no program 'task_sockets'")]
-    Missing,
+    #[error("the BPF object has no program '{0}'")]
+    Missing(&'static str),
     #[error("reading the BPF iterator: {0}")]
     Read(#[from] std::io::Error),
+    #[error("{0} (the program tried before it: {1})")]
+    Neither(Box<Error>, Box<Error>),
 }
+
+/// Which of the object's two programs (bpf/task_sockets.bpf.c) read the sockets: both write the same records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reads {
+    /// `task_sock_typed`, Linux 5.11+: the fields of the socket, its `struct sock` and its namespace as plain loads
+    /// through the typed pointer `bpf_sock_from_file` gives, the four of `struct tcp_sock` through helper calls.
+    Typed,
+    /// `task_sock_probe`, Linux 5.8+: every field through a `bpf_probe_read_kernel` call.
+    Probed,
+}
+
+impl Reads {
+    fn program(self) -> &'static str {
+        match self {
+            Reads::Typed => "task_sock_typed",
+            Reads::Probed => "task_sock_probe",
+        }
+    }
+}
+
+/// The programs in the order they are tried: the cheaper first, the older kernels' when the verifier refuses it.
+const PROGRAMS: [Reads; 2] = [Reads::Typed, Reads::Probed];
 
 /// Whether the iterator is worth trying here, and what happened when it was.
 #[derive(Debug)]
 pub struct TaskFiles {
     /// `None` while usable (untried or working); the reason otherwise.
     unusable: Option<String>,
+    /// The programs to try, in order: all until a run shows which one the kernel takes, that one from then on.
+    programs: &'static [Reads],
 }
 
 impl TaskFiles {
@@ -62,7 +90,10 @@ impl TaskFiles {
         } else {
             None
         };
-        TaskFiles { unusable }
+        TaskFiles {
+            unusable,
+            programs: &PROGRAMS,
+        }
     }
 
     pub fn usable(&self) -> bool {
@@ -74,50 +105,100 @@ impl TaskFiles {
         self.unusable.as_deref()
     }
 
-    /// [`socket_fds`]; after the first failure (no privilege, no BTF, an old kernel) `None` without trying again.
+    /// [`socket_fds`] by the programs not refused yet: one the kernel refused once (the typed one before Linux
+    /// 5.11) is not tried again. After the first failure of all (no privilege, no BTF, a kernel before 5.8) `None`
+    /// without trying again.
     pub fn socket_fds(&mut self) -> Option<TaskSockets> {
         if self.unusable.is_some() {
             return None;
         }
-        socket_fds()
+        let sockets = socket_fds(self.programs)
             .map_err(|e| self.unusable = Some(e.to_string()))
-            .ok()
+            .ok()?;
+        let taken = PROGRAMS.iter().position(|&p| p == sockets.reads);
+        self.programs = &PROGRAMS[taken.unwrap_or(0)..];
+        Some(sockets)
     }
 }
 
 /// What one run of the iterator read.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct TaskSockets {
     /// Every process's socket fds (pid → fds sorted by fd).
     pub by_pid: FxHashMap<u32, Vec<SocketFd>>,
-    /// The keepalive options of the TCP sockets kwatch reads (see `Records::parse`); `None` when the kernel's HZ could not be measured (the options are
-    /// then read through the owners, as without the iterator).
+    /// The keepalive options of the TCP sockets kwatch reads (see `Records::parse`); `None` when the kernel's HZ
+    /// could not be measured (the options are then read through the owners, as without the iterator).
     pub options: Option<KernelOptions>,
+    /// The program that read them.
+    pub reads: Reads,
 }
 
 /// Every process's socket fds, as the kernel's fd tables hold them now, readable or not by /proc (a process whose
 /// `fd/` even root may not list is read too), and the TCP sockets' keepalive options. Pids are those of the
-/// initial pid namespace.
-pub fn socket_fds() -> Result<TaskSockets, Error> {
+/// initial pid namespace. Read by the first of `programs` the kernel accepts ([`PROGRAMS`]; tests force one).
+fn socket_fds(programs: &[Reads]) -> Result<TaskSockets, Error> {
+    let (file, reads) = open(programs)?;
+    // Open while the records are read: the iterator reports it among kwatch's own fds.
+    let calibration = Calibration::open();
+    let mut records = Records::new(calibration.as_ref());
+    read_records(file, |bytes| records.parse(bytes))?;
+    Ok(records.finish(reads))
+}
+
+/// The iterator's file, whose reads run it, from the first of `programs` the kernel loads.
+fn open(programs: &[Reads]) -> Result<(std::fs::File, Reads), Error> {
+    open_named(programs.iter().map(|&reads| (reads.program(), reads)))
+}
+
+/// [`open`] by the programs' names in the object (a test names one it lacks, as a kernel that refuses it).
+fn open_named(
+    programs: impl IntoIterator<Item = (&'static str, Reads)>,
+) -> Result<(std::fs::File, Reads), Error> {
     let btf = aya::Btf::from_sys_fs()?;
     let mut ebpf = aya::EbpfLoader::new().btf(Some(&btf)).load(OBJECT)?;
-    let program: &mut Iter = ebpf
-        .program_mut("task_sockets")
-        .ok_or(Error::Missing)?
-        .try_into()?;
-    program.load("task_file", &btf)?;
-    let link = program.attach()?;
-    let mut file = program.take_link(link)?.into_file()?;
+    let mut refused: Option<Error> = None;
+    let mut opened = None;
+    for (name, reads) in programs {
+        match attach(&mut ebpf, &btf, name) {
+            Ok(file) => {
+                opened = Some((file, reads));
+                break;
+            }
+            Err(e) => {
+                refused = Some(match refused {
+                    None => e,
+                    Some(first) => Error::Neither(Box::new(e), Box::new(first)),
+                });
+            }
+        }
+    }
     // The iterator's fd keeps the program alive: the loader and the parsed BTF can go before the records come.
     drop(ebpf);
     drop(btf);
     // The ~30 MiB the BTF parsing freed, returned at once: the iterator is loaded while the dump fills its vector
     // on another thread, and without this the freed heap stays resident beside it and adds to the peak.
     crate::heap::give_back_freed();
-    // Open while the records are read: the iterator reports it among kwatch's own fds.
-    let calibration = Calibration::open();
-    let mut records = Records::new(calibration.as_ref());
-    // Parsed as they come, a buffer at a time: at a million sockets the records are 32 MB.
+    opened.ok_or_else(|| refused.unwrap_or(Error::Missing("any")))
+}
+
+/// Loads one program (the verifier's say) and attaches it.
+fn attach(
+    ebpf: &mut aya::Ebpf,
+    btf: &aya::Btf,
+    name: &'static str,
+) -> Result<std::fs::File, Error> {
+    let program: &mut Iter = ebpf
+        .program_mut(name)
+        .ok_or(Error::Missing(name))?
+        .try_into()?;
+    program.load("task_file", btf)?;
+    let link = program.attach()?;
+    Ok(program.take_link(link)?.into_file()?)
+}
+
+/// Runs the iterator to its end, handing `parse` whole records as they come, a buffer at a time: at a million
+/// sockets the records are 32 MB.
+fn read_records(mut file: std::fs::File, mut parse: impl FnMut(&[u8])) -> Result<(), Error> {
     let mut buf = vec![0u8; 1 << 16];
     let mut filled = 0;
     loop {
@@ -127,15 +208,14 @@ pub fn socket_fds() -> Result<TaskSockets, Error> {
             Err(e) => return Err(e.into()),
         };
         if n == 0 {
-            break;
+            return Ok(());
         }
         filled += n;
         let whole = filled - filled % RECORD;
-        records.parse(&buf[..whole]);
+        parse(&buf[..whole]);
         buf.copy_within(whole..filled, 0);
         filled -= whole;
     }
-    Ok(records.finish())
 }
 
 /// Bytes per record of bpf/task_sockets.bpf.c: pid u32, fd u32, inode u64, idle u32, intvl u32, user timeout
@@ -256,7 +336,7 @@ impl Records {
         }
     }
 
-    fn finish(mut self) -> TaskSockets {
+    fn finish(mut self, reads: Reads) -> TaskSockets {
         // A thread with a file table of its own (rare: unshare(CLONE_FILES)) is iterated apart from its process,
         // under the same pid: its sockets are kept beside the process's, as the owners they are.
         for fds in self.by_pid.values_mut() {
@@ -267,6 +347,7 @@ impl Records {
         TaskSockets {
             by_pid: self.by_pid,
             options,
+            reads,
         }
     }
 }
@@ -275,7 +356,7 @@ impl Records {
 fn parse(bytes: &[u8]) -> TaskSockets {
     let mut records = Records::new(None);
     records.parse(bytes);
-    records.finish()
+    records.finish(Reads::Typed)
 }
 
 /// Whether this process sees the initial pid namespace's pids (the iterator reports those): `NSpid` in
@@ -366,7 +447,7 @@ mod tests {
             bytes.extend(record(7, 4, 8, None));
             bytes.extend(record(99, 10, 500, Some(calibration)));
             records.parse(&bytes);
-            records.finish()
+            records.finish(Reads::Typed)
         };
         let hz = 250;
         let got = parse_with(raw(Calibration::IDLE_S * hz, Calibration::INTVL_S * hz));
@@ -410,7 +491,7 @@ mod tests {
             }),
         ));
         records.parse(&bytes);
-        let options = records.finish().options.unwrap();
+        let options = records.finish(Reads::Typed).options.unwrap();
         let kept: Vec<bool> = (1..=4).map(|i| options.get(i).is_some()).collect();
         assert_eq!(kept, [false, true, true, true]);
     }
@@ -447,7 +528,7 @@ mod tests {
             .iter()
             .map(|s| u32::try_from(s.as_raw_fd()).unwrap())
             .collect();
-        let by_bpf = socket_fds().expect("BPF iterator").by_pid;
+        let by_bpf = socket_fds(&PROGRAMS).expect("BPF iterator").by_pid;
         let Some(super::super::FdScan::Sockets(by_proc)) = Some(scanner.scan_fds(me)) else {
             panic!("own fds unreadable")
         };
@@ -504,7 +585,7 @@ mod tests {
         assert_eq!(by_bpf.processes.get(&me), by_proc.processes.get(&me));
     }
 
-    /// The options the iterator reads are what getsockopt answers, set or not (needs root).
+    /// The options the iterator reads are what getsockopt answers, set or not, by either program (needs root).
     #[test]
     fn the_iterator_reads_the_options_getsockopt_reports() {
         if !root_or_skip() {
@@ -528,26 +609,185 @@ mod tests {
             )
             .unwrap();
         let (server, _) = listener.accept().unwrap();
-        let options = socket_fds()
-            .expect("BPF iterator")
-            .options
-            .expect("HZ measured");
-        let sockets: [&dyn std::os::fd::AsFd; 3] = [&listener, &client, &server];
-        for s in sockets {
-            let inode = crate::testing::socket_inode(s);
-            let want = crate::sockopt::read_options(s).unwrap();
-            assert_eq!(options.get(inode), Some(want), "inode {inode}");
-        }
         // SO_KEEPALIVE alone: the namespace's sysctls, as getsockopt says. Untouched (keepalive off, no user
         // timeout, not listening): not kept, kwatch does not read such a socket unless a timer runs on it.
         let on = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
         socket2::SockRef::from(&on).set_keepalive(true).unwrap();
         let untouched = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
-        let options = socket_fds().unwrap().options.unwrap();
-        let got = options.get(crate::testing::socket_inode(&on)).unwrap();
-        assert_eq!(got, crate::sockopt::read_options(&on).unwrap());
-        assert_eq!((got.enabled, got.user_timeout_ms), (Some(true), Some(0)));
-        assert_eq!(options.get(crate::testing::socket_inode(&untouched)), None);
+        for reads in PROGRAMS {
+            let options = socket_fds(&[reads])
+                .expect("BPF iterator")
+                .options
+                .expect("HZ measured");
+            let sockets: [&dyn std::os::fd::AsFd; 3] = [&listener, &client, &server];
+            for s in sockets {
+                let inode = crate::testing::socket_inode(s);
+                let want = crate::sockopt::read_options(s).unwrap();
+                assert_eq!(options.get(inode), Some(want), "{reads:?}: inode {inode}");
+            }
+            let got = options.get(crate::testing::socket_inode(&on)).unwrap();
+            assert_eq!(got, crate::sockopt::read_options(&on).unwrap(), "{reads:?}");
+            assert_eq!((got.enabled, got.user_timeout_ms), (Some(true), Some(0)));
+            assert_eq!(
+                options.get(crate::testing::socket_inode(&untouched)),
+                None,
+                "{reads:?}"
+            );
+        }
+    }
+
+    /// Whether the running kernel's release (/proc/sys/kernel/osrelease) is at least `major.minor`.
+    fn kernel_at_least(major: u32, minor: u32) -> bool {
+        let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
+        let mut numbers = release
+            .split(|c: char| !c.is_ascii_digit())
+            .map(|n| n.parse::<u32>().unwrap_or(0));
+        let running = (numbers.next().unwrap_or(0), numbers.next().unwrap_or(0));
+        running >= (major, minor)
+    }
+
+    /// Both programs write the same record, byte for byte, for the same sockets: TCP over IPv4 and IPv6 with and
+    /// without options, a listener and its connections, a socket of another namespace whose sysctls differ, UDP and
+    /// Unix sockets. And kwatch uses the typed one wherever the kernel has `bpf_sock_from_file` (5.11+), the
+    /// probing one when forced to (needs root).
+    #[test]
+    fn both_programs_write_the_same_records() {
+        if !root_or_skip() {
+            return;
+        }
+        let secs = std::time::Duration::from_secs;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let ka = socket2::TcpKeepalive::new()
+            .with_time(secs(30))
+            .with_interval(secs(5))
+            .with_retries(4);
+        socket2::SockRef::from(&listener)
+            .set_tcp_keepalive(&ka)
+            .unwrap();
+        let client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let client_ref = socket2::SockRef::from(&client);
+        client_ref
+            .set_tcp_user_timeout(Some(std::time::Duration::from_millis(45_500)))
+            .unwrap();
+        client_ref
+            .set_tcp_keepalive(&socket2::TcpKeepalive::new().with_time(secs(7)))
+            .unwrap();
+        let (server, _) = listener.accept().unwrap();
+        let on = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        socket2::SockRef::from(&on).set_keepalive(true).unwrap();
+        let untouched = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let v6 = socket2::Socket::new(socket2::Domain::IPV6, socket2::Type::STREAM, None).unwrap();
+        v6.set_tcp_keepalive(&socket2::TcpKeepalive::new().with_interval(secs(11)))
+            .unwrap();
+        let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let (unix, _unix_peer) = std::os::unix::net::UnixStream::pair().unwrap();
+        // A thread moves to a network namespace of its own (gone with its last socket), sets its sysctls (probes
+        // above 127, which no socket may set for itself, and a byte wide since Linux 6.0) and opens a socket there.
+        let other_ns = std::thread::spawn(|| {
+            // SAFETY: CLONE_NEWNET changes only this thread's network namespace; nothing shared is unshared.
+            unsafe { rustix::thread::unshare_unsafe(rustix::thread::UnshareFlags::NEWNET) }
+                .unwrap();
+            for (name, value) in [
+                ("tcp_keepalive_time", "1234"),
+                ("tcp_keepalive_intvl", "21"),
+                ("tcp_keepalive_probes", "200"),
+            ] {
+                std::fs::write(format!("/proc/sys/net/ipv4/{name}"), value).unwrap();
+            }
+            let socket =
+                socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+            socket.set_keepalive(true).unwrap();
+            socket
+        })
+        .join()
+        .unwrap();
+        // The records carry the kernel's `i_ino`, 64 bits wide.
+        let inode = |s: &dyn std::os::fd::AsFd| u64::from(crate::testing::socket_inode(s));
+        let sockets: [(&str, u64); 10] = [
+            ("listener", inode(&listener)),
+            ("client", inode(&client)),
+            ("server", inode(&server)),
+            ("keepalive on", inode(&on)),
+            ("untouched", inode(&untouched)),
+            ("ipv6", inode(&v6)),
+            ("udp", inode(&udp)),
+            ("unix", inode(&unix)),
+            ("other namespace", inode(&other_ns)),
+            ("client again", inode(&client)),
+        ];
+        let me = std::process::id();
+        let records = |reads: Reads| {
+            let (file, opened) = open(&[reads]).expect("BPF iterator");
+            assert_eq!(opened, reads);
+            let mut ours = FxHashMap::default();
+            read_records(file, |bytes| {
+                for r in bytes.chunks_exact(RECORD) {
+                    let pid = u32::from_ne_bytes(r[0..4].try_into().unwrap());
+                    let ino = u64::from_ne_bytes(r[8..16].try_into().unwrap());
+                    if pid == me && sockets.iter().any(|&(_, i)| i == ino) {
+                        ours.insert(ino, r.to_vec());
+                    }
+                }
+            })
+            .unwrap();
+            ours
+        };
+        let typed = records(Reads::Typed);
+        let probed = records(Reads::Probed);
+        for (name, ino) in sockets {
+            let record = typed
+                .get(&ino)
+                .unwrap_or_else(|| panic!("{name}: no record"));
+            assert_eq!(Some(record), probed.get(&ino), "{name}");
+        }
+        // What the records say, that both say it: flags, and the other namespace's probes.
+        let flags = |name: &str| typed[&sockets.iter().find(|s| s.0 == name).unwrap().1][30];
+        assert_eq!(flags("keepalive on"), TCP | KEEPOPEN);
+        assert_eq!(flags("untouched"), TCP);
+        assert_eq!(flags("ipv6"), TCP | KEEPOPEN);
+        assert_eq!((flags("udp"), flags("unix")), (0, 0));
+        let other = &typed[&inode(&other_ns)];
+        assert_eq!(u16::from_ne_bytes([other[28], other[29]]), 200);
+        // Unforced, kwatch takes the typed program wherever the kernel has its helpers.
+        let default = socket_fds(&PROGRAMS).expect("BPF iterator").reads;
+        if kernel_at_least(5, 11) {
+            assert_eq!(default, Reads::Typed);
+        }
+    }
+
+    /// A program that does not load (here: one the object lacks, as a kernel refuses the typed one before 5.11)
+    /// gives way to the next; when none loads, the error names every failure (needs root).
+    #[test]
+    fn a_program_that_does_not_load_gives_way_to_the_next() {
+        if !root_or_skip() {
+            return;
+        }
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let ino = crate::testing::socket_inode(&listener);
+        let (file, reads) = open_named([
+            ("task_sock_absent", Reads::Typed),
+            (Reads::Probed.program(), Reads::Probed),
+        ])
+        .expect("the second program");
+        assert_eq!(reads, Reads::Probed);
+        let mut seen = false;
+        read_records(file, |bytes| {
+            seen |= bytes
+                .chunks_exact(RECORD)
+                .any(|r| u64::from_ne_bytes(r[8..16].try_into().unwrap()) == u64::from(ino));
+        })
+        .unwrap();
+        assert!(seen, "the listener's record");
+        let error = open_named([
+            ("task_sock_absent", Reads::Typed),
+            ("task_sock_gone", Reads::Probed),
+        ])
+        .expect_err("neither loads")
+        .to_string();
+        assert!(
+            error.contains("task_sock_gone") && error.contains("task_sock_absent"),
+            "{error}"
+        );
     }
 
     /// A socket that set only SO_KEEPALIVE gets its own namespace's sysctls, not kwatch's (needs root).
@@ -587,8 +827,10 @@ mod tests {
             (Some(1234), Some(21), Some(5)),
             "the namespace's sysctls"
         );
-        let options = socket_fds().unwrap().options.unwrap();
         let inode = crate::testing::socket_inode(&socket);
-        assert_eq!(options.get(inode), Some(want));
+        for reads in PROGRAMS {
+            let options = socket_fds(&[reads]).unwrap().options.unwrap();
+            assert_eq!(options.get(inode), Some(want), "{reads:?}");
+        }
     }
 }
