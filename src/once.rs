@@ -1,6 +1,6 @@
 //! `--once`: one snapshot to stdout, as the table or as one JSON document.
 
-use std::io::{self, Write};
+use std::io::Write;
 use std::time::Instant;
 
 use crate::collect;
@@ -8,7 +8,7 @@ use crate::config::Config;
 use crate::model::Connection;
 use crate::output::{json, table};
 
-pub fn run(config: &Config, json: bool) -> anyhow::Result<()> {
+pub fn run(config: &Config, json: bool, out: &mut impl Write) -> anyhow::Result<()> {
     let started = Instant::now();
     let filter = &config.filter;
     let snapshot = collect::collect(&config.collect_options(filter))?;
@@ -20,16 +20,10 @@ pub fn run(config: &Config, json: bool) -> anyhow::Result<()> {
     for warning in &snapshot.warnings {
         eprintln!("kwatch: warning: {warning}");
     }
-    let mut out = io::BufWriter::with_capacity(1 << 16, io::stdout().lock());
     if json {
-        json::write(
-            &mut out,
-            &snapshot,
-            &conns,
-            started.elapsed().as_micros() as u64,
-        )?;
+        json::write(out, &snapshot, &conns, started.elapsed().as_micros() as u64)?;
     } else {
-        table::write(&mut out, &snapshot, &conns, &config.table_options())?;
+        table::write(out, &snapshot, &conns, &config.table_options())?;
     }
     out.flush()?;
     // The process ends here: freeing 200,000 connections one by one would only delay the exit.

@@ -1,8 +1,11 @@
 //! Runs what the command line asked for: the flags resolved once, then one mode.
 
+use std::fs::File;
 use std::io;
+use std::os::fd::AsFd;
 use std::process::ExitCode;
 
+use anyhow::Context;
 use clap::{CommandFactory, Parser};
 
 use crate::cli::Args;
@@ -26,18 +29,18 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         Mode::Kill(kill) => act::kill(kill, &config),
         Mode::Keepalive(ka) => act::keepalive(ka, &config),
         Mode::Generate(g) => generate::run(g, Args::command()),
-        Mode::Once { json } => once::run(&config, json),
+        Mode::Once { json } => once::run(&config, json, &mut stdout()?),
         Mode::Watch { ndjson } => watch::run(&config, ndjson, &mut io::stdout().lock()),
         Mode::Record(rec) => record::run(rec, &config),
         Mode::ReplayOnce { dir, at_ms, json } => {
-            replay::once(dir, at_ms, json, &config, &mut stdout())
+            replay::once(dir, at_ms, json, &config, &mut stdout()?)
         }
         Mode::ReplayEvents {
             dir,
             from_ms,
             to_ms,
             ndjson,
-        } => replay::events(dir, (from_ms, to_ms), ndjson, &config, &mut stdout()),
+        } => replay::events(dir, (from_ms, to_ms), ndjson, &config, &mut stdout()?),
         Mode::Live => tui::run(live(&config, None)),
         Mode::ReplayLive { dir, at_ms, tz } => tui::run(live(
             &config,
@@ -62,7 +65,13 @@ fn live(config: &Config, replay: Option<tui::replay::Source>) -> tui::Config {
     }
 }
 
-/// Standard output, buffered for the reports.
-fn stdout() -> io::BufWriter<io::StdoutLock<'static>> {
-    io::BufWriter::with_capacity(1 << 16, io::stdout().lock())
+/// Standard output for the reports: its fd through a plain buffer. Rust's `Stdout` is line-buffered whatever it
+/// writes to, so every write was searched for its last newline (`memrchr` over the whole document: 2.2 % of
+/// `--once --json`'s samples at a million sockets, on the thread that writes).
+fn stdout() -> anyhow::Result<io::BufWriter<File>> {
+    let fd = io::stdout()
+        .as_fd()
+        .try_clone_to_owned()
+        .context("cannot write to standard output")?;
+    Ok(io::BufWriter::with_capacity(1 << 16, File::from(fd)))
 }
