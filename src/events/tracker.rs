@@ -343,8 +343,12 @@ impl Tracker {
             // Every watched socket is where it was in both snapshots, and only those [`stirred`] found have
             // anything to tell (the others keep their state and have an owner to tell their comm).
             for i in stirred {
+                // A position past the end (never from the encoder) is no socket.
+                let Some(conn) = snapshot.connections.get(i as usize) else {
+                    continue;
+                };
                 let slot = Slot {
-                    key: key(&snapshot.connections[i as usize]),
+                    key: key(conn),
                     at: i,
                 };
                 self.still_listed(slot, slot, &mut step);
