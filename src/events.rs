@@ -21,7 +21,7 @@ use crate::model::keepalive::DeathCause;
 use crate::model::{Connection, Family, Owner, StateName};
 
 pub use feed::{Evidence, Feed};
-pub use tracker::{NOTIFICATION_WAIT_MS, Tracker};
+pub use tracker::{NOTIFICATION_WAIT_MS, Tracker, Unchanged};
 
 /// One line of `kwatch --watch --ndjson`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -69,8 +69,18 @@ pub fn run(rec: &RecordArgs, config: &Config) -> anyhow::Result<()> {
         // One snapshot, shared by the feed's tracker and the recorder (each keeps it until the next refresh): a
         // copy for the tracker was 238 ms of CPU a refresh at a million sockets.
         let snapshot = Arc::new(snapshot);
+        // The recorder compares the snapshot with the last one first, and tells the feed's tracker which sockets
+        // are where they were: the tracker's own pass over both was 4.5 ms of CPU a refresh at 200,000 sockets.
+        let comparing = process_cpu();
+        let pending = recorder.compare(Arc::clone(&snapshot))?;
+        let compare_cpu = process_cpu().saturating_sub(comparing);
         // The feed asks /proc now whether sockets that left the dump are still held: replay cannot.
-        for event in feed.step_shared(&snapshot, &Filter::default(), snapshot.taken_at_unix_ms) {
+        for event in feed.step_unchanged(
+            &snapshot,
+            &Filter::default(),
+            snapshot.taken_at_unix_ms,
+            pending.unchanged(),
+        ) {
             warn(&event);
         }
         let evidence = feed.take_evidence();
@@ -81,12 +91,13 @@ pub fn run(rec: &RecordArgs, config: &Config) -> anyhow::Result<()> {
             log.flush()?;
         }
         let appending = process_cpu();
-        let key = recorder.append(snapshot, &evidence, feed.is_listening())?;
+        let key = recorder.append_compared(pending, &evidence, feed.is_listening())?;
+        drop(snapshot);
         let spent = process_cpu().saturating_sub(cpu);
         cost.add(
             key,
             snapshot_cpu,
-            process_cpu().saturating_sub(appending),
+            compare_cpu + process_cpu().saturating_sub(appending),
             spent.saturating_sub(snapshot_cpu),
         );
         pace.record(spent);

@@ -14,9 +14,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::Context as _;
 
-use crate::events::Evidence;
+use crate::events::{Evidence, Unchanged};
 use crate::model::Snapshot;
-use frame::{Encoder, FLAG_DEATHS, FLAG_SESSION_START};
+use frame::{Compared, Encoder, FLAG_DEATHS, FLAG_SESSION_START};
 use store::{Kind, Retention, Writer};
 
 /// A store being written: each refresh appended as a frame of what changed since the one before, retention
@@ -52,13 +52,39 @@ impl Recorder {
         evidence: &Evidence,
         listening: bool,
     ) -> anyhow::Result<bool> {
-        const KEPT: &str = "cannot record; the recording keeps every refresh before this one";
+        let pending = self.compare(snapshot)?;
+        self.append_compared(pending, evidence, listening)
+    }
+
+    /// The first half of [`Recorder::append`], for a caller whose death feed steps between the two with what it
+    /// tells ([`Pending::unchanged`]) and whose evidence the frame then records: compares the refresh with the
+    /// one before (a delta) or not (a key frame: the first of a shard).
+    pub fn compare(&mut self, snapshot: Arc<Snapshot>) -> anyhow::Result<Pending> {
         let time = snapshot.taken_at_unix_ms;
         let key = self.writer.begin(time).context(KEPT)?;
+        Ok(Pending {
+            compared: self.encoder.compare(snapshot, key),
+            key,
+            time,
+        })
+    }
+
+    /// The second half of [`Recorder::append`]: writes what [`Recorder::compare`] found, with the feed's evidence.
+    pub fn append_compared(
+        &mut self,
+        pending: Pending,
+        evidence: &Evidence,
+        listening: bool,
+    ) -> anyhow::Result<bool> {
+        let Pending {
+            compared,
+            key,
+            time,
+        } = pending;
         if listening {
             self.flags |= FLAG_DEATHS;
         }
-        let bytes = self.encoder.encode(snapshot, evidence, key, self.flags);
+        let bytes = self.encoder.finish(compared, evidence, self.flags);
         let kind = if key { Kind::Key } else { Kind::Delta };
         self.writer.append(kind, time, &bytes).context(KEPT)?;
         self.flags = 0;
@@ -77,6 +103,23 @@ impl Recorder {
         Ok(())
     }
 }
+
+/// A refresh compared with the one before and not yet written ([`Recorder::compare`]).
+pub struct Pending {
+    compared: Compared,
+    key: bool,
+    time: u64,
+}
+
+impl Pending {
+    /// Which sockets are where they were in the refresh before, for the death feed's step
+    /// ([`crate::events::Feed::step_unchanged`]); `None` for a key frame or when they moved.
+    pub fn unchanged(&self) -> Option<Unchanged<'_>> {
+        self.compared.unchanged()
+    }
+}
+
+const KEPT: &str = "cannot record; the recording keeps every refresh before this one";
 
 /// The wall clock, milliseconds since the Unix epoch.
 pub fn unix_ms() -> u64 {

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use super::WatchEvent;
 use super::listener::{Destroyed, Listener};
-use super::tracker::Tracker;
+use super::tracker::{Tracker, Unchanged};
 use crate::filter::Filter;
 use crate::model::{Owner, Snapshot};
 use crate::netns::Scope;
@@ -89,10 +89,22 @@ impl Feed {
         filter: &Filter,
         now_unix_ms: u64,
     ) -> Vec<WatchEvent> {
+        self.step_unchanged(snapshot, filter, now_unix_ms, None)
+    }
+
+    /// [`Feed::step_shared`], told which sockets are where they were in the last step's snapshot by a caller
+    /// that compared the two ([`Tracker::step_unchanged`]): the recorder.
+    pub fn step_unchanged(
+        &mut self,
+        snapshot: &Arc<Snapshot>,
+        filter: &Filter,
+        now_unix_ms: u64,
+        unchanged: Option<Unchanged<'_>>,
+    ) -> Vec<WatchEvent> {
         let mut out = Vec::new();
         let proc_root = &self.proc_root;
         let mut held = Vec::new();
-        let events = self.tracker.step_shared(
+        let events = self.tracker.step_unchanged(
             snapshot,
             filter,
             &self.destroyed,
@@ -104,6 +116,7 @@ impl Feed {
                 }
                 holds
             },
+            unchanged,
         );
         if let Some(evidence) = self.evidence.as_mut() {
             evidence.destroyed.append(&mut self.destroyed);

@@ -30,8 +30,8 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::codec::{self, DecodeError, Interner, Reader, put};
-use crate::events::Evidence;
 use crate::events::listener::Destroyed;
+use crate::events::{Evidence, Unchanged};
 use crate::model::{Connection, Snapshot, TimerKind};
 
 /// Frame flag: the first frame a recorder wrote after it started (what came before is another session).
@@ -62,9 +62,8 @@ pub struct Encoder {
     index: FxHashMap<(u64, u64), u32>,
     /// Whether `index` is built for `prev`.
     indexed: bool,
-    /// Per-socket scratch kept from one frame to the next, so that a refresh allocates (and page-faults) no
-    /// per-socket memory: each socket's match in the previous frame.
-    matches: Vec<Option<u32>>,
+    /// [`Compared::stirred`]'s memory, kept from one frame to the next.
+    stirred: Vec<u32>,
 }
 
 fn key_of(c: &Connection) -> (u64, u64) {
@@ -85,19 +84,62 @@ impl Encoder {
         key: bool,
         flags: u64,
     ) -> Vec<u8> {
-        let prev = if key { None } else { self.prev.take() };
-        let prev_clocks = std::mem::take(&mut self.clocks);
-        let was = prev.as_deref().map(|p| (p, prev_clocks.as_slice()));
-        let mut matches = std::mem::take(&mut self.matches);
-        self.fill_matches(prev.as_deref(), &snapshot.connections, &mut matches);
-        let fallback = match (&prev, prev_clocks.first()) {
+        let compared = self.compare(snapshot, key);
+        self.finish(compared, evidence, flags)
+    }
+
+    /// The first half of [`Encoder::encode`]: compares `snapshot` with the previous frame's (unless `key`), in one
+    /// pass over the sockets, each found in the previous frame and compared with its match as moments on a clock
+    /// (a pass to find them first read both snapshots once more: 3 ms a delta at 200,000 sockets). Changes
+    /// nothing the next frame reads until [`Encoder::finish`].
+    pub fn compare(&mut self, snapshot: Arc<Snapshot>, key: bool) -> Compared {
+        let prev = if key { None } else { self.prev.clone() };
+        let was = prev.as_deref().map(|p| (p, self.clocks.as_slice()));
+        let fallback = match (&prev, self.clocks.first()) {
             (Some(p), Some(&(_, base))) => {
                 base.wrapping_add(snapshot.taken_at_unix_ms.wrapping_sub(p.taken_at_unix_ms))
             }
             _ => snapshot.taken_at_unix_ms,
         };
-        // One pass over the sockets: each compared with its match as moments on a clock.
-        let (clocks, ops) = clocks_and_ops(was, &snapshot.connections, &matches, fallback);
+        let mut matcher = prev.as_deref().map(|p| Matcher {
+            prev: p,
+            index: &mut self.index,
+            indexed: &mut self.indexed,
+            next: 0,
+        });
+        let mut stirred = std::mem::take(&mut self.stirred);
+        stirred.clear();
+        let (clocks, ops, in_place) = clocks_and_ops(
+            was,
+            &snapshot.connections,
+            matcher.as_mut(),
+            fallback,
+            &mut stirred,
+        );
+        let same_order = in_place
+            && prev
+                .as_ref()
+                .is_some_and(|p| p.connections.len() == snapshot.connections.len());
+        Compared {
+            snapshot,
+            prev,
+            clocks,
+            ops,
+            same_order,
+            stirred,
+        }
+    }
+
+    /// The second half of [`Encoder::encode`]: writes the frame `compare` found, with `evidence`.
+    pub fn finish(&mut self, compared: Compared, evidence: &Evidence, flags: u64) -> Vec<u8> {
+        let Compared {
+            snapshot,
+            prev,
+            clocks,
+            ops,
+            same_order,
+            stirred,
+        } = compared;
         // A key frame takes some 40 bytes a socket before compression, a steady delta a few bytes in all.
         let capacity = match prev {
             Some(_) => 4096,
@@ -135,62 +177,81 @@ impl Encoder {
         }
         put_evidence(&mut buf, evidence);
         // Every socket where it was in the previous frame (a steady host): the index, if built, still holds.
-        let same_order = prev
-            .as_ref()
-            .is_some_and(|p| p.connections.len() == snapshot.connections.len())
-            && matches
-                .iter()
-                .enumerate()
-                .all(|(i, j)| *j == Some(i as u32));
         if !same_order {
             self.index = FxHashMap::default();
             self.indexed = false;
         }
-        self.matches = matches;
         self.clocks = clocks;
+        self.stirred = stirred;
         // The previous frame's snapshot is let go here, after the new frame is written (freed if no one else
         // holds it).
         drop(prev);
         self.prev = Some(snapshot);
         buf
     }
+}
 
-    /// For each socket, the index of the previous frame's socket with its key, if any. A dump lists sockets in the
-    /// same order from one refresh to the next, so the one after the last match is tried before a lookup.
-    fn fill_matches(
-        &mut self,
-        prev: Option<&Snapshot>,
-        conns: &[Connection],
-        out: &mut Vec<Option<u32>>,
-    ) {
-        out.clear();
-        let Some(prev) = prev else {
-            out.resize(conns.len(), None);
-            return;
-        };
-        let mut next = 0;
-        out.extend(conns.iter().map(|c| {
-            let j = match prev.connections.get(next) {
-                Some(n) if key_of(n) == key_of(c) => next as u32,
-                _ => {
-                    if !self.indexed {
-                        self.index.reserve(prev.connections.len());
-                        for (i, c) in prev.connections.iter().enumerate() {
-                            self.index.entry(key_of(c)).or_insert(i as u32);
-                        }
-                        self.indexed = true;
+/// A snapshot compared with the previous frame's ([`Encoder::compare`]), to be written by [`Encoder::finish`].
+pub struct Compared {
+    snapshot: Arc<Snapshot>,
+    /// The previous frame's snapshot it was compared with; `None` for a key frame.
+    prev: Option<Arc<Snapshot>>,
+    clocks: Vec<(usize, u64)>,
+    ops: Vec<Op>,
+    /// Every socket was found at its own index in `prev`, which lists as many.
+    same_order: bool,
+    /// With `same_order`: the sockets not equal to their previous record, or without an owner, ascending.
+    stirred: Vec<u32>,
+}
+
+impl Compared {
+    /// What the comparison says to the death feed's tracker, stepped with the same snapshot after the previous
+    /// frame's (see [`Unchanged`]): when every socket is where it was, the few to look at. The tracker then reads
+    /// the two snapshots no more (a pass over both, 4.5 ms a refresh at 200,000 sockets).
+    pub fn unchanged(&self) -> Option<Unchanged<'_>> {
+        let was = self.prev.as_ref()?;
+        self.same_order.then_some(Unchanged {
+            was,
+            now: &self.snapshot,
+            stirred: &self.stirred,
+        })
+    }
+}
+
+/// Finds sockets of a frame in the previous one, in dump order ([`Matcher::find`]).
+struct Matcher<'a> {
+    prev: &'a Snapshot,
+    index: &'a mut FxHashMap<(u64, u64), u32>,
+    indexed: &'a mut bool,
+    /// Where the next socket is looked for first: after the last match.
+    next: usize,
+}
+
+impl Matcher<'_> {
+    /// The index of the previous frame's socket with the key of `c`, if any (the first one with it). A dump lists
+    /// sockets in the same order from one refresh to the next, so the one after the last match is tried before
+    /// a lookup in the index (built at the first socket not found there).
+    fn find(&mut self, c: &Connection) -> Option<u32> {
+        let j = match self.prev.connections.get(self.next) {
+            Some(n) if key_of(n) == key_of(c) => self.next as u32,
+            _ => {
+                if !*self.indexed {
+                    self.index.reserve(self.prev.connections.len());
+                    for (i, c) in self.prev.connections.iter().enumerate() {
+                        self.index.entry(key_of(c)).or_insert(i as u32);
                     }
-                    *self.index.get(&key_of(c))?
+                    *self.indexed = true;
                 }
-            };
-            next = j as usize + 1;
-            Some(j)
-        }));
+                *self.index.get(&key_of(c))?
+            }
+        };
+        self.next = j as usize + 1;
+        Some(j)
     }
 }
 
 /// The frame's clocks, as (first socket, base) in dump order, and its ops: runs of sockets equal to their match in
-/// the previous frame (`prev`, with its clocks), and runs of sockets to write in full; sockets are compared as
+/// the previous frame (`prev`, with its clocks, where `matcher` finds them), and runs of sockets to write in full; sockets are compared as
 /// moments on their clock's base ([`codec::same_moments`]), neither changed nor copied.
 ///
 /// A clock is how far the kernel's clock moved since the frame before, told by the sockets that did not change: a
@@ -199,13 +260,15 @@ impl Encoder {
 /// order, so the clocks are chosen socket by socket: a socket not equal to its previous record on the current base
 /// but equal on the base it asks for ([`wanted_base`]) starts a clock there (two varints, instead of the socket
 /// written in full); a socket that changed stays on the current clock and is written in full. Any clocks decode
-/// exactly; good ones make steady sockets free.
+/// exactly; good ones make steady sockets free. Also returns whether every socket was found at its own index, and
+/// while it was, pushes to `stirred` those not equal to their previous record or without an owner.
 fn clocks_and_ops(
     prev: Option<(&Snapshot, &[(usize, u64)])>,
     conns: &[Connection],
-    matches: &[Option<u32>],
+    mut matcher: Option<&mut Matcher>,
     fallback: u64,
-) -> (Vec<(usize, u64)>, Vec<Op>) {
+    stirred: &mut Vec<u32>,
+) -> (Vec<(usize, u64)>, Vec<Op>, bool) {
     let mut clocks: Vec<(usize, u64)> = vec![(0, fallback)];
     let mut ops: Vec<Op> = Vec::new();
     let mut base = fallback;
@@ -213,8 +276,12 @@ fn clocks_and_ops(
     let mut used = false;
     // The previous frame's clock of its socket `j`, found by walking forward (matches mostly ascend).
     let mut was_clock = 0;
-    for (i, (c, j)) in conns.iter().zip(matches).enumerate() {
-        let same = match prev.zip(*j) {
+    // Whether every socket so far was found where it is.
+    let mut in_place = true;
+    for (i, c) in conns.iter().enumerate() {
+        let j = matcher.as_mut().and_then(|m| m.find(c));
+        in_place &= j == Some(i as u32);
+        let same = match prev.zip(j) {
             None => None,
             Some(((p, p_clocks), j)) => {
                 let j = j as usize;
@@ -246,6 +313,9 @@ fn clocks_and_ops(
             }
         };
         used = true;
+        if in_place && (same.is_none() || c.owners.is_empty()) {
+            stirred.push(i as u32);
+        }
         match (same, ops.last_mut()) {
             (Some(j), Some(Op::Copy { start, n })) if *start + *n == j => *n += 1,
             (Some(j), _) => ops.push(Op::Copy { start: j, n: 1 }),
@@ -253,7 +323,7 @@ fn clocks_and_ops(
             (None, _) => ops.push(Op::Full { from: i, n: 1 }),
         }
     }
-    (clocks, ops)
+    (clocks, ops, in_place)
 }
 
 /// The base on which socket `now` keeps the moments of its previous record `was` (as taken, on clock
@@ -874,6 +944,95 @@ mod tests {
         for i in [2, 4, 6] {
             assert!(sizes[i] < 100, "frame {i}: {sizes:?}");
         }
+    }
+
+    #[test]
+    fn the_comparison_tells_which_sockets_are_not_where_and_as_they_were() {
+        // What the death feed's tracker is told: only in a delta whose sockets are all where they were, and then
+        // every socket that changed or has no owner.
+        let mut enc = Encoder::new();
+        let (a, b, c) = (conn(1, 100), conn(2, 200), conn(3, 300));
+        let first = Arc::new(snap(10, vec![a.clone(), b.clone(), c.clone()]));
+        let key = enc.compare(Arc::clone(&first), true);
+        assert!(key.unchanged().is_none(), "a key frame compares nothing");
+        enc.finish(key, &Evidence::default(), 0);
+        let (mut b2, mut c2) = (b.clone(), c.clone());
+        b2.recv_q += 1;
+        c2.owners.clear();
+        let second = Arc::new(snap(1010, vec![a.clone(), b2, c2]));
+        let delta = enc.compare(Arc::clone(&second), false);
+        let told = delta.unchanged().expect("every socket where it was");
+        assert!(Arc::ptr_eq(told.was, &first) && Arc::ptr_eq(told.now, &second));
+        assert_eq!(told.stirred, &[1, 2]);
+        enc.finish(delta, &Evidence::default(), 0);
+        // A socket gone or the order changed: nothing is told.
+        for conns in [
+            vec![a.clone(), b.clone()],
+            vec![b.clone(), a.clone(), c.clone()],
+        ] {
+            let mut enc = Encoder::new();
+            let key = enc.compare(Arc::clone(&first), true);
+            enc.finish(key, &Evidence::default(), 0);
+            let delta = enc.compare(Arc::new(snap(1010, conns)), false);
+            assert!(delta.unchanged().is_none());
+        }
+    }
+
+    #[test]
+    fn what_the_comparison_tells_the_tracker_holds_over_random_series() {
+        // The tracker trusts it (events::Unchanged): told only when every socket is where it was, and then of
+        // every socket in another state or without an owner.
+        let mut dice: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut roll = |sides: u64| {
+            dice ^= dice << 13;
+            dice ^= dice >> 7;
+            dice ^= dice << 17;
+            dice % sides
+        };
+        let mut enc = Encoder::new();
+        let mut conns: Vec<Connection> = (1..=20).map(|c| conn(c, 1000 + c as u32)).collect();
+        let mut prev: Option<Arc<Snapshot>> = None;
+        let mut told = 0;
+        for step in 0..400u64 {
+            for c in &mut conns {
+                match roll(40) {
+                    0 => c.state = TcpState::CloseWait,
+                    1 => c.owners.clear(),
+                    2 => c.recv_q += 1,
+                    3 => c.timer.expires_ms += 7,
+                    _ => {}
+                }
+            }
+            match roll(10) {
+                0 if conns.len() > 1 => {
+                    let other = 1 + roll(conns.len() as u64 - 1) as usize;
+                    conns.swap(0, other);
+                }
+                1 => {
+                    conns.pop();
+                }
+                2 => conns.push(conn(100 + step, 5)),
+                _ => {}
+            }
+            let now = Arc::new(snap(10 + step * 1000, conns.clone()));
+            let compared = enc.compare(Arc::clone(&now), step % 50 == 0);
+            if let Some(u) = compared.unchanged() {
+                told += 1;
+                let was = prev.as_ref().expect("a frame before");
+                assert!(Arc::ptr_eq(u.was, was) && Arc::ptr_eq(u.now, &now));
+                assert_eq!(was.connections.len(), now.connections.len());
+                assert!(u.stirred.windows(2).all(|w| w[0] < w[1]));
+                for (i, (a, b)) in was.connections.iter().zip(&now.connections).enumerate() {
+                    assert_eq!(key_of(a), key_of(b), "step {step}");
+                    if a.state != b.state || b.owners.is_empty() {
+                        assert!(u.stirred.contains(&(i as u32)), "step {step}, socket {i}");
+                    }
+                }
+            }
+            enc.finish(compared, &Evidence::default(), 0);
+            prev = Some(now);
+        }
+        assert!((100..400).contains(&told), "{told}");
     }
 
     #[test]
