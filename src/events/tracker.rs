@@ -294,7 +294,7 @@ impl Tracker {
         filter: &Filter,
         destroyed: &[Destroyed],
         now_unix_ms: u64,
-        holds: &mut dyn FnMut(u64, Owner) -> bool,
+        holds: &mut dyn FnMut(u32, Owner) -> bool,
         unchanged: Option<Unchanged<'_>>,
     ) -> Vec<WatchEvent> {
         let mut events = Vec::new();
