@@ -363,8 +363,8 @@ pub fn join(
     map: Cow<'_, ProcMap>,
     sort: bool,
 ) {
-    // A BTreeSet collected from a million owners gathered and sorted them all first (7.6 MiB at the peak of
-    // `--once --json`): a small set, and a run of one process's sockets checked against the last pid alone.
+    // A BTreeSet collected from a million owners gathered and sorted them all first (the peak of `--once --json`
+    // rose 6 MiB there): a small set, and a run of one process's sockets checked against the last pid alone.
     let held_pids = |connections: &[Connection]| -> Vec<u32> {
         let mut pids = FxHashSet::default();
         let mut last = None;
